@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Micro-benchmark: decoder framing throughput (MB/s, messages/s) over a stream of DataRows.
+ *
+ *   bench_pq_decode [--input FILE] [--rows N] [--runs R] [--json OUT]
+ *
+ * The stream is either a recording of what a real server sent (`bench/pq_raw capture` writes one:
+ * see docs/benchmarks.md) or, without --input, a synthetic stream shaped like v_bench_1m
+ * (one 'T', N DataRows of 250-300 bytes of JSON, 'C', 'Z'). Three paths are timed, each
+ * R times after one warm-up, and reported as median, min and max:
+ *   frame        fw__pq_frame() alone: the cost of finding message boundaries
+ *   frame+parse  plus fw__pq_parse() and the one-column fast path: what the data path pays
+ *   reader/64K   the incremental reader fed 64 KiB chunks, as socket reads would arrive
+ * This is a benchmark (meson `benchmark()`), never a test: timings on a shared 2-core machine
+ * are noisy, so only medians and ratios from one run mean anything.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct growbuf_s {
+    uint8_t *p;
+    size_t len, cap;
+} growbuf_t;
+
+static void gb_put(growbuf_t *g, const void *src, size_t n)
+{
+    if (g->len + n > g->cap) {
+        size_t cap = g->cap ? g->cap : 1 << 20;
+        while (cap < g->len + n)
+            cap *= 2;
+        g->p = realloc(g->p, cap);
+        if (g->p == NULL) {
+            perror("realloc");
+            exit(2);
+        }
+        g->cap = cap;
+    }
+    memcpy(g->p + g->len, src, n);
+    g->len += n;
+}
+
+static void gb_msg(growbuf_t *g, uint8_t type, const void *body, size_t n)
+{
+    uint32_t len = (uint32_t)(n + 4);
+    uint8_t h[5] = {type, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                    (uint8_t)len};
+    gb_put(g, h, 5);
+    gb_put(g, body, n);
+}
+
+/* A synthetic result shaped like SELECT data FROM v_bench_1m. */
+static void synth(growbuf_t *g, long rows)
+{
+    static const uint8_t rowdesc[] = {0, 1, 'd', 'a', 't', 'a', 0, 0, 0, 0x40, 0, 0, 1,
+                                      0, 0, 0x0e, 0xda, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0};
+    static const char *const status[] = {"active", "pending", "archived", "blocked"};
+    char json[512];
+    uint8_t body[520];
+    gb_msg(g, 'T', rowdesc, sizeof(rowdesc));
+    for (long i = 1; i <= rows; i++) {
+        int n = snprintf(json, sizeof(json),
+                         "{\"id\": %ld, \"cost\": %ld.%02ld, \"name\": \"item-%ld\", \"tags\": "
+                         "[\"t%ld\", \"t%ld\", \"blue\"], \"bucket\": %ld, \"nested\": {\"owner\": "
+                         "{\"id\": %ld, \"email\": \"user%ld@example.test\"}, \"created_at\": "
+                         "\"2026-01-%02ldT10:%02ld:00+00:00\"}, \"status\": \"%s\", \"priority\": "
+                         "%ld}",
+                         i, i % 1000, i % 100, i, i % 7, i % 11, i % 10, i % 5000, i % 5000,
+                         1 + i % 28, i % 60, status[i % 4], 1 + i % 5);
+        body[0] = 0;
+        body[1] = 1;
+        body[2] = 0;
+        body[3] = 0;
+        body[4] = (uint8_t)(n >> 8);
+        body[5] = (uint8_t)n;
+        memcpy(body + 6, json, (size_t)n);
+        gb_msg(g, 'D', body, (size_t)n + 6);
+    }
+    char tag[32];
+    int n = snprintf(tag, sizeof(tag), "SELECT %ld", rows);
+    gb_msg(g, 'C', tag, (size_t)n + 1);
+    gb_msg(g, 'Z', "I", 1);
+}
+
+static int load(growbuf_t *g, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "bench_pq_decode: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    uint8_t chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        gb_put(g, chunk, n);
+    fclose(f);
+    return 0;
+}
+
+static volatile size_t sink;
+
+/* Each path returns the number of messages it saw, or -1 on a decode error. */
+static long run_frame(const uint8_t *p, size_t len)
+{
+    fw__pq_limits_t lim;
+    fw__pq_limits_init(&lim);
+    size_t off = 0;
+    long msgs = 0;
+    while (off < len) {
+        fw__pq_frame_t f;
+        long n = fw__pq_frame(p + off, len - off, &lim, &f, NULL);
+        if (n <= 0)
+            return -1;
+        sink += f.len;
+        off += (size_t)n;
+        msgs++;
+    }
+    return msgs;
+}
+
+static long run_parse(const uint8_t *p, size_t len)
+{
+    fw__pq_limits_t lim;
+    fw__pq_limits_init(&lim);
+    size_t off = 0;
+    long msgs = 0;
+    while (off < len) {
+        fw__pq_frame_t f;
+        fw__pq_msg_t m;
+        long n = fw__pq_frame(p + off, len - off, &lim, &f, NULL);
+        if (n <= 0 || fw__pq_parse(f.type, f.body, f.len, &m) < 0)
+            return -1;
+        if (m.type == 'D') {
+            fw__pq_col_t c;
+            if (fw__pq_datarow_one(&m, &c) < 0)
+                return -1;
+            sink += c.value.len;
+        }
+        off += (size_t)n;
+        msgs++;
+    }
+    return msgs;
+}
+
+static long run_reader(const uint8_t *p, size_t len)
+{
+    fw__pq_reader_t r;
+    fw__pq_msg_t m;
+    long msgs = 0;
+    fw__pq_reader_init(&r, NULL, NULL);
+    for (size_t off = 0; off < len;) {
+        size_t chunk = len - off < 65536 ? len - off : 65536;
+        if (fw__pq_reader_feed(&r, p + off, chunk) < 0)
+            return -1;
+        int rc;
+        while ((rc = fw__pq_reader_next(&r, &m)) == 1) {
+            if (m.type == 'D') {
+                fw__pq_col_t c;
+                if (fw__pq_datarow_one(&m, &c) < 0)
+                    return -1;
+                sink += c.value.len;
+            }
+            msgs++;
+        }
+        if (rc < 0)
+            return -1;
+        off += chunk;
+    }
+    fw__pq_reader_free(&r);
+    return msgs;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    const char *input = NULL, *json_out = NULL;
+    long rows = 1000000;
+    int runs = 7;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--input") == 0 && i + 1 < argc)
+            input = argv[++i];
+        else if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc)
+            rows = atol(argv[++i]);
+        else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
+            runs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
+            json_out = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--input FILE] [--rows N] [--runs R] [--json OUT]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    if (runs < 1 || runs > 1000 || rows < 1) {
+        fprintf(stderr, "bench_pq_decode: --runs must be 1..1000 and --rows positive\n");
+        return 2;
+    }
+
+    growbuf_t g = {NULL, 0, 0};
+    if (input != NULL ? load(&g, input) < 0 : (synth(&g, rows), 0))
+        return 1;
+
+    struct {
+        const char *name;
+        long (*fn)(const uint8_t *, size_t);
+        double mbs[1000], mps[1000];
+        long msgs;
+    } paths[] = {{"frame", run_frame, {0}, {0}, 0},
+                 {"frame+parse", run_parse, {0}, {0}, 0},
+                 {"reader/64K", run_reader, {0}, {0}, 0}};
+    const size_t npaths = sizeof(paths) / sizeof(paths[0]);
+
+    for (size_t k = 0; k < npaths; k++) { /* warm-up, and every path must see every message */
+        paths[k].msgs = paths[k].fn(g.p, g.len);
+        if (paths[k].msgs < 0 || paths[k].msgs != paths[0].msgs) {
+            fprintf(stderr, "bench_pq_decode: path %s decoded %ld messages, expected %ld\n",
+                    paths[k].name, paths[k].msgs, paths[0].msgs);
+            return 1;
+        }
+    }
+    for (int r = 0; r < runs; r++) { /* interleaved: A B C A B C ... */
+        for (size_t k = 0; k < npaths; k++) {
+            double t0 = now_s();
+            long msgs = paths[k].fn(g.p, g.len);
+            double dt = now_s() - t0;
+            if (msgs != paths[k].msgs)
+                return 1;
+            paths[k].mbs[r] = (double)g.len / dt / 1e6;
+            paths[k].mps[r] = (double)msgs / dt;
+        }
+    }
+
+    printf("decoder throughput: %s, %.1f MB, %ld messages, %d runs (median [min, max])\n\n",
+           input ? input : "synthetic v_bench_1m-shaped stream", (double)g.len / 1e6,
+           paths[0].msgs, runs);
+    printf("| path | MB/s | messages/s |\n|---|---|---|\n");
+    FILE *jf = json_out ? fopen(json_out, "w") : NULL;
+    if (json_out != NULL && jf == NULL) {
+        fprintf(stderr, "bench_pq_decode: %s: %s\n", json_out, strerror(errno));
+        return 1;
+    }
+    if (jf)
+        fprintf(jf, "{\"benchmark\": \"pq_decode\", \"input\": \"%s\", \"bytes\": %zu, "
+                    "\"messages\": %ld, \"runs\": %d, \"paths\": [",
+                input ? "recorded" : "synthetic", g.len, paths[0].msgs, runs);
+    for (size_t k = 0; k < npaths; k++) {
+        qsort(paths[k].mbs, (size_t)runs, sizeof(double), cmp_double);
+        qsort(paths[k].mps, (size_t)runs, sizeof(double), cmp_double);
+        double med = paths[k].mbs[runs / 2], mmed = paths[k].mps[runs / 2];
+        printf("| %s | %.0f [%.0f, %.0f] | %.1fM [%.1fM, %.1fM] |\n", paths[k].name, med,
+               paths[k].mbs[0], paths[k].mbs[runs - 1], mmed / 1e6, paths[k].mps[0] / 1e6,
+               paths[k].mps[runs - 1] / 1e6);
+        if (jf)
+            fprintf(jf, "%s{\"path\": \"%s\", \"mb_per_s\": {\"median\": %.1f, \"min\": %.1f, "
+                        "\"max\": %.1f}, \"messages_per_s\": {\"median\": %.0f, \"min\": %.0f, "
+                        "\"max\": %.0f}}",
+                    k ? ", " : "", paths[k].name, med, paths[k].mbs[0], paths[k].mbs[runs - 1],
+                    mmed, paths[k].mps[0], paths[k].mps[runs - 1]);
+    }
+    if (jf) {
+        fprintf(jf, "]}\n");
+        fclose(jf);
+    }
+    free(g.p);
+    return 0;
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Runs every test fwire has, the way CI does: builds with gcc and clang and runs the whole suite
+# (unit + integration against a throwaway PostgreSQL 15 + build checks) in each; again under
+# ASan+UBSan (LeakSanitizer included); the unit tests under TSan and under valgrind; and each
+# fuzz target for FW_FUZZ_SECONDS (default 30). Ends with one line "N passed, N failed" counted
+# from meson's test logs. Exit status 0 only if nothing failed.
+#
+#   test/run-all.sh            (after tools/install-deps.sh)
+#
+# Build dirs go under $FW_BUILD_ROOT (default build/). Set FW_SKIP="tsan valgrind" to skip stages.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=${FW_BUILD_ROOT:-$root/build}
+fuzz_seconds=${FW_FUZZ_SECONDS:-30}
+skip=" ${FW_SKIP:-} "
+mkdir -p "$out"
+# One loaded cluster snapshot serves every build's integration tests (pgcluster.sh keys it by a
+# hash of the scripts and SQL): the data load runs once, not once per build.
+export FW_PG_CACHE_DIR=${FW_PG_CACHE_DIR:-$out/pgcache}
+logs=()
+failed_stages=()
+build_failed=() # a build that fails counts as one failed test: nothing of it could run
+
+stage() { printf '\n==== %s ====\n' "$*"; }
+
+# setup NAME CC [meson options...]: configures (or reconfigures) $out/NAME and builds it.
+setup() {
+  local name=$1 cc=$2
+  shift 2
+  local dir="$out/$name"
+  if [ -f "$dir/build.ninja" ]; then
+    meson configure "$dir" "$@" >/dev/null || { build_failed+=("$name"); return 1; }
+  else
+    CC=$cc meson setup "$dir" "$@" >"$out/$name.setup.log" 2>&1 ||
+      { cat "$out/$name.setup.log"; build_failed+=("$name"); return 1; }
+  fi
+  meson compile -C "$dir" || { build_failed+=("$name"); return 1; }
+}
+
+# run NAME [meson test options...]: runs tests and remembers the log for the summary.
+run() {
+  local name=$1
+  shift
+  local dir="$out/$name"
+  rm -f "$dir/meson-logs/testlog"*.json
+  meson test -C "$dir" --print-errorlogs "$@"
+  local rc=$?
+  for f in "$dir"/meson-logs/testlog*.json; do
+    [ -f "$f" ] && cp "$f" "$out/$name.$(basename "$f")" && logs+=("$out/$name.$(basename "$f")")
+  done
+  return $rc
+}
+
+attempt() { # NAME command...: runs a stage, records its failure without stopping the others
+  local name=$1
+  shift
+  stage "$name"
+  if ! "$@"; then
+    failed_stages+=("$name")
+  fi
+}
+
+gcc_stage() { setup gcc gcc && run gcc; }
+clang_stage() { setup clang clang && run clang; }
+asan_stage() {
+  setup asan clang -Db_sanitize=address,undefined -Db_lundef=false &&
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 run asan
+}
+tsan_stage() {
+  setup tsan clang -Db_sanitize=thread -Db_lundef=false -Dintegration=false &&
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run tsan --suite unit
+}
+valgrind_stage() { run gcc --setup valgrind --suite unit; }
+fuzz_stage() {
+  setup fuzz clang -Dfuzz=true -Dtests=disabled -Db_lundef=false \
+    -Dfuzz_seconds="$fuzz_seconds" && run fuzz --suite fuzz
+}
+
+for s in gcc clang asan tsan valgrind fuzz; do
+  case "$skip" in *" $s "*) stage "$s (skipped by FW_SKIP)"; continue ;; esac
+  attempt "$s" "${s}_stage"
+done
+
+stage summary
+[ ${#failed_stages[@]} -eq 0 ] || echo "failed stages: ${failed_stages[*]}"
+[ ${#build_failed[@]} -eq 0 ] || echo "builds that failed: ${build_failed[*]}"
+BUILD_FAILED=${#build_failed[@]} python3 - "${logs[@]}" <<'PY'
+import json, os, sys
+counts = {}
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                r = json.loads(line)["result"]
+                counts[r] = counts.get(r, 0) + 1
+passed = counts.get("OK", 0) + counts.get("EXPECTEDFAIL", 0)
+skipped = counts.get("SKIP", 0)
+failed = sum(v for k, v in counts.items() if k not in ("OK", "EXPECTEDFAIL", "SKIP"))
+failed += int(os.environ.get("BUILD_FAILED", "0"))
+print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+PY
+[ ${#failed_stages[@]} -eq 0 ]

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Installs everything fwire needs to build and test on Debian 12, from Debian's own packages.
+# Root runs apt-get directly; anyone else goes through sudo.
+set -euo pipefail
+
+packages=(
+  # build
+  meson ninja-build pkg-config gcc clang libc6-dev binutils
+  # the library's dependencies
+  libuv1-dev libssl-dev
+  # tests: cmocka, a real PostgreSQL 15 for the integration tests, openssl for its certificates,
+  # clang's sanitizer and libFuzzer runtimes, valgrind for the leak check
+  libcmocka-dev postgresql-15 postgresql-client-15 openssl libclang-rt-14-dev valgrind
+  util-linux procps
+)
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: run as root or install sudo" >&2; exit 1; }
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
