@@ -124,8 +124,13 @@ int main(int argc, char **argv)
     memset(&st, 0, sizeof(st));
     fw__pq_buf_init(&b, NULL);
     fw__pq_reader_init(&r, NULL, NULL);
-    const char *kv[] = {"user", need_env("FW_TEST_USER_TRUST"), "database",
-                        need_env("FW_TEST_DBNAME"), "application_name", "pq_raw", NULL};
+    const char *kv[] = {"user",
+                        need_env("FW_TEST_USER_TRUST"),
+                        "database",
+                        need_env("FW_TEST_DBNAME"),
+                        "application_name",
+                        "pq_raw",
+                        NULL};
     bool startup_only = sql[0] == '\0';
     double t0 = now_s();
     int rc = fw__pq_put_startup(&b, kv);
@@ -153,13 +158,14 @@ int main(int argc, char **argv)
 
     if (stream && rc == 0) {
         fflush(stdout);
-        fprintf(stderr, "pq_raw: %ld rows (%ld NULL), %.1f MB of JSON in %.3f s (%.0f rows/s); "
-                        "connect %.1f ms\n",
+        fprintf(stderr,
+                "pq_raw: %ld rows (%ld NULL), %.1f MB of JSON in %.3f s (%.0f rows/s); "
+                "connect %.1f ms\n",
                 st.rows, st.nulls, (double)st.bytes / 1e6, t2 - t1,
                 t2 > t1 ? (double)st.rows / (t2 - t1) : 0.0, (t1 - t0) * 1e3);
         if (st.sqlstate[0] != '\0') {
-            fprintf(stderr, "pq_raw: the query failed after %ld rows: SQLSTATE %s: %s\n",
-                    st.rows, st.sqlstate, st.message);
+            fprintf(stderr, "pq_raw: the query failed after %ld rows: SQLSTATE %s: %s\n", st.rows,
+                    st.sqlstate, st.message);
             return 1;
         }
     }

@@ -50,7 +50,7 @@ unsigned int fw_version(void)
 const char *fw_version_string(void)
 {
 #define FW__STR2(x) #x
-#define FW__STR(x) FW__STR2(x)
+#define FW__STR(x)  FW__STR2(x)
     return FW__STR(FW_VERSION_MAJOR) "." FW__STR(FW_VERSION_MINOR) "." FW__STR(FW_VERSION_PATCH);
 #undef FW__STR
 #undef FW__STR2

@@ -45,9 +45,30 @@ void fw__pq_limits_init(fw__pq_limits_t *lim)
 bool fw__pq_is_backend_type(uint8_t type)
 {
     switch (type) {
-    case 'R': case 'K': case 'S': case 'Z': case 'T': case 'D': case 'C': case 'I': case 'E':
-    case 'N': case 'A': case '1': case '2': case '3': case 'n': case 's': case 't': case 'v':
-    case 'G': case 'H': case 'W': case 'd': case 'c': case 'V':
+    case 'R':
+    case 'K':
+    case 'S':
+    case 'Z':
+    case 'T':
+    case 'D':
+    case 'C':
+    case 'I':
+    case 'E':
+    case 'N':
+    case 'A':
+    case '1':
+    case '2':
+    case '3':
+    case 'n':
+    case 's':
+    case 't':
+    case 'v':
+    case 'G':
+    case 'H':
+    case 'W':
+    case 'd':
+    case 'c':
+    case 'V':
         return true;
     default:
         return false;
@@ -70,7 +91,11 @@ static size_t type_cap(uint8_t type, const fw__pq_limits_t *lim)
     case 'N':
         /* Before authentication the server has no business sending long text. */
         return lim->startup ? short_cap : long_cap;
-    case 'T': case 'D': case 'd': case 'V': case 'A':
+    case 'T':
+    case 'D':
+    case 'd':
+    case 'V':
+    case 'A':
         return long_cap;
     default:
         return short_cap;
@@ -393,7 +418,12 @@ int fw__pq_parse(uint8_t type, const uint8_t *body, size_t len, fw__pq_msg_t *m)
         if (rc == 0)
             rc = take_str(&c, &m->u.notify.payload);
         return rc < 0 ? rc : done(&c);
-    case 'I': case '1': case '2': case '3': case 'n': case 's':
+    case 'I':
+    case '1':
+    case '2':
+    case '3':
+    case 'n':
+    case 's':
         return done(&c); /* these carry no body at all */
     case 't':
         rc = take_count16(&c, &m->u.paramdesc.nparams);
@@ -417,7 +447,9 @@ int fw__pq_parse(uint8_t type, const uint8_t *body, size_t len, fw__pq_msg_t *m)
         rc = take_bytes(&c, (size_t)n, &m->u.fncall.value);
         return rc < 0 ? rc : done(&c);
     }
-    case 'G': case 'H': case 'W':
+    case 'G':
+    case 'H':
+    case 'W':
         rc = parse_copy_response(&c);
         return rc < 0 ? rc : FW_EPROTO_UNSUPPORTED;
     case 'd':
@@ -549,25 +581,62 @@ int fw__pq_error_fields(const fw__pq_msg_t *msg, fw__pq_error_fields_t *f)
     while ((rc = fw__pq_notice_next(&it, &code, &v)) > 0) {
         fw_slice_t *dst = NULL;
         switch (code) {
-        case 'S': dst = &f->severity; break;
-        case 'V': dst = &f->severity_nl; break;
-        case 'C': dst = &f->sqlstate; break;
-        case 'M': dst = &f->message; break;
-        case 'D': dst = &f->detail; break;
-        case 'H': dst = &f->hint; break;
-        case 'P': dst = &f->position; break;
-        case 'p': dst = &f->internal_position; break;
-        case 'q': dst = &f->internal_query; break;
-        case 'W': dst = &f->where; break;
-        case 's': dst = &f->schema; break;
-        case 't': dst = &f->table; break;
-        case 'c': dst = &f->column; break;
-        case 'd': dst = &f->datatype; break;
-        case 'n': dst = &f->constraint; break;
-        case 'F': dst = &f->file; break;
-        case 'L': dst = &f->line; break;
-        case 'R': dst = &f->routine; break;
-        default: break; /* the protocol says: ignore field types you do not know */
+        case 'S':
+            dst = &f->severity;
+            break;
+        case 'V':
+            dst = &f->severity_nl;
+            break;
+        case 'C':
+            dst = &f->sqlstate;
+            break;
+        case 'M':
+            dst = &f->message;
+            break;
+        case 'D':
+            dst = &f->detail;
+            break;
+        case 'H':
+            dst = &f->hint;
+            break;
+        case 'P':
+            dst = &f->position;
+            break;
+        case 'p':
+            dst = &f->internal_position;
+            break;
+        case 'q':
+            dst = &f->internal_query;
+            break;
+        case 'W':
+            dst = &f->where;
+            break;
+        case 's':
+            dst = &f->schema;
+            break;
+        case 't':
+            dst = &f->table;
+            break;
+        case 'c':
+            dst = &f->column;
+            break;
+        case 'd':
+            dst = &f->datatype;
+            break;
+        case 'n':
+            dst = &f->constraint;
+            break;
+        case 'F':
+            dst = &f->file;
+            break;
+        case 'L':
+            dst = &f->line;
+            break;
+        case 'R':
+            dst = &f->routine;
+            break;
+        default:
+            break; /* the protocol says: ignore field types you do not know */
         }
         if (dst != NULL)
             *dst = v;

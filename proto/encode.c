@@ -11,8 +11,8 @@
 
 #include <string.h>
 
-#define PROTOCOL_3_0 196608u       /* 3 << 16 */
-#define SSL_REQUEST_CODE 80877103u /* 1234 << 16 | 5679 */
+#define PROTOCOL_3_0        196608u   /* 3 << 16 */
+#define SSL_REQUEST_CODE    80877103u /* 1234 << 16 | 5679 */
 #define CANCEL_REQUEST_CODE 80877102u
 
 void fw__pq_buf_init(fw__pq_buf_t *b, const fw__pq_alloc_t *alloc)
@@ -134,7 +134,8 @@ static int end(fw__pq_buf_t *b, int rc)
         return fail(b, rc);
     size_t at = b->len_at;
     size_t n = b->len - at;
-    if (n > FW__PQ_FRONTEND_MAX || n > b->max_msg) /* reserve() already holds this; belt and braces */
+    if (n > FW__PQ_FRONTEND_MAX ||
+        n > b->max_msg) /* reserve() already holds this; belt and braces */
         return fail(b, FW_ETOOBIG);
     b->data[at] = (uint8_t)(n >> 24);
     b->data[at + 1] = (uint8_t)(n >> 16);
@@ -191,8 +192,7 @@ int fw__pq_put_password(fw__pq_buf_t *b, const char *password)
     return rc < 0 ? rc : end(b, put_str(b, password));
 }
 
-int fw__pq_put_sasl_initial(fw__pq_buf_t *b, const char *mechanism, const uint8_t *data,
-                            size_t len)
+int fw__pq_put_sasl_initial(fw__pq_buf_t *b, const char *mechanism, const uint8_t *data, size_t len)
 {
     int rc = begin(b, 'p');
     if (rc < 0)

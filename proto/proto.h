@@ -59,7 +59,7 @@ void fw__pq_limits_init(fw__pq_limits_t *lim);
 /* How proto/ gets memory (reader spill buffer, encoder buffer). NULL means libc. */
 typedef struct fw__pq_alloc_s {
     void *(*realloc_fn)(void *ud, void *ptr, size_t size); /* size > 0 always */
-    void (*free_fn)(void *ud, void *ptr);                   /* ptr may be NULL */
+    void (*free_fn)(void *ud, void *ptr);                  /* ptr may be NULL */
     void *ud;
 } fw__pq_alloc_t;
 
@@ -103,9 +103,9 @@ enum {
 };
 
 /* Type OIDs fwire cares about. */
-#define FW__PQ_OID_JSON 114u
+#define FW__PQ_OID_JSON  114u
 #define FW__PQ_OID_JSONB 3802u
-#define FW__PQ_OID_TEXT 25u
+#define FW__PQ_OID_TEXT  25u
 
 typedef struct fw__pq_msg_s {
     uint8_t type;    /* the message type byte */
@@ -122,24 +122,24 @@ typedef struct fw__pq_msg_s {
         } key; /* 'K' BackendKeyData */
         struct {
             fw_slice_t name, value; /* without the terminating NULs */
-        } param; /* 'S' ParameterStatus */
+        } param;                    /* 'S' ParameterStatus */
         struct {
             uint8_t status; /* 'I' idle, 'T' in transaction, 'E' failed transaction */
-        } ready; /* 'Z' */
+        } ready;            /* 'Z' */
         struct {
             uint16_t nfields;
             fw_slice_t fields; /* iterate with fw__pq_rowdesc_iter_init */
-        } rowdesc; /* 'T' */
+        } rowdesc;             /* 'T' */
         struct {
             uint16_t ncols;
             fw_slice_t cols; /* iterate with fw__pq_datarow_iter_init */
-        } datarow; /* 'D' */
+        } datarow;           /* 'D' */
         struct {
             fw_slice_t tag; /* e.g. "SELECT 5", without NUL */
-        } complete; /* 'C' */
+        } complete;         /* 'C' */
         struct {
             fw_slice_t fields; /* iterate or use fw__pq_error_fields */
-        } notice; /* 'E' ErrorResponse and 'N' NoticeResponse */
+        } notice;              /* 'E' ErrorResponse and 'N' NoticeResponse */
         struct {
             int32_t pid;
             fw_slice_t channel, payload;
@@ -147,12 +147,12 @@ typedef struct fw__pq_msg_s {
         struct {
             uint16_t nparams;
             fw_slice_t oids; /* nparams big-endian uint32 */
-        } paramdesc; /* 't' */
+        } paramdesc;         /* 't' */
         struct {
             int32_t newest_minor;
             uint32_t nopts;
             fw_slice_t opts; /* nopts NUL-terminated names; iterate with fw__pq_strlist_* */
-        } negotiate; /* 'v' */
+        } negotiate;         /* 'v' */
         struct {
             bool is_null;
             fw_slice_t value;
@@ -246,15 +246,16 @@ typedef struct fw__pq_reader_s {
     fw__pq_alloc_t alloc;
     const uint8_t *in; /* the current input chunk, borrowed until the next feed */
     size_t in_len;
-    uint8_t *spill;    /* a message that straddles chunks, assembled as bytes arrive */
+    uint8_t *spill; /* a message that straddles chunks, assembled as bytes arrive */
     size_t spill_len;
     size_t spill_cap;
-    bool spill_out;    /* the last message returned lives in spill: drop it on the next call */
-    int err;           /* sticky */
+    bool spill_out; /* the last message returned lives in spill: drop it on the next call */
+    int err;        /* sticky */
 } fw__pq_reader_t;
 
 /* Initialises a reader; `lim` and `alloc` are copied (either may be NULL for defaults). */
-void fw__pq_reader_init(fw__pq_reader_t *r, const fw__pq_limits_t *lim, const fw__pq_alloc_t *alloc);
+void fw__pq_reader_init(fw__pq_reader_t *r, const fw__pq_limits_t *lim,
+                        const fw__pq_alloc_t *alloc);
 /* Releases the spill buffer. The reader may be initialised again afterwards. */
 void fw__pq_reader_free(fw__pq_reader_t *r);
 /* Switches startup rules on or off (see fw__pq_limits_t.startup). */

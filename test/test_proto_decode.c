@@ -9,16 +9,26 @@
 
 #include <cmocka.h>
 
+#include "guard.h"
 #include "pq_samples.h"
 #include "proto.h"
 
-/* Frames exactly one message from t and parses it; returns the parse result. */
+/*
+ * Frames exactly one message from t and parses it; returns the parse result. The message is
+ * copied to end flush against a PROT_NONE page, so any read past it faults. The guard mapping
+ * is released by the next call (the slices in *m stay readable until then).
+ */
+static guard_buf_t last_guard;
+
 static int frame_and_parse(const tb_t *t, fw__pq_msg_t *m)
 {
     fw__pq_limits_t lim;
     fw__pq_frame_t f;
     fw__pq_limits_init(&lim);
-    long n = fw__pq_frame(t->b, t->len, &lim, &f, NULL);
+    if (last_guard.map != NULL)
+        guard_release(&last_guard);
+    assert_int_equal(guard_put(&last_guard, t->b, t->len), 0);
+    long n = fw__pq_frame(last_guard.data, t->len, &lim, &f, NULL);
     if (n < 0)
         return (int)n;
     assert_int_equal(n, (long)t->len);
