@@ -72,7 +72,12 @@ typedef struct fw_slice_s {
     XX(EPROTO_TRUNCATED, -30107, "protocol: message contents end before a declared field")       \
     XX(EPROTO_BAD_VALUE, -30108, "protocol: field holds a value the protocol does not allow")    \
     XX(EPROTO_UNSUPPORTED, -30109, "protocol: message type is valid but not supported by fwire") \
-    XX(EPROTO_UNEXPECTED, -30110, "protocol: message not allowed in the current state")
+    XX(EPROTO_UNEXPECTED, -30110, "protocol: message not allowed in the current state")        \
+    /* connecting */                                                                             \
+    XX(EAUTH, -30200, "authentication failed or refused")                                        \
+    XX(ESERVER, -30201, "the server reported an error")                                          \
+    XX(ECONFIG, -30202, "invalid connection options")                                            \
+    XX(ETLS, -30203, "TLS negotiation or verification failed")
 
 /* The enum the map generates: FW_EINVAL, FW_EPROTO_SHORT, ... */
 typedef enum fw_errno_e {

@@ -1,0 +1,600 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Startup and authentication, sans-I/O (see startup.h for the contract and the policy).
+ * Every message text that fwire writes comes from a format string in this file; text the server
+ * sent is escaped first and only ever passed as an argument (CVE-2020-25696 class).
+ */
+#include "startup.h"
+
+#include "saslprep.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- text helpers ---------------------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when it is not one. */
+static size_t utf8_len(const uint8_t *p, size_t left)
+{
+    uint8_t c = p[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1fu;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0fu;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07u;
+    } else {
+        return 0;
+    }
+    if (left < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3fu);
+    }
+    /* overlong forms, surrogates and code points past U+10FFFF */
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+char *fw__escape_text(char *dst, size_t cap, const uint8_t *src, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (cap == 0)
+        return dst;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_len(src + i, len - i);
+        bool printable = n > 1 || (n == 1 && src[i] >= 0x20 && src[i] != 0x7f);
+        size_t need = printable ? n : 4;
+        if (o + need >= cap)
+            break; /* truncate at a character boundary */
+        if (printable) {
+            memcpy(dst + o, src + i, n);
+            o += n;
+            i += n;
+        } else {
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[src[i] >> 4];
+            dst[o++] = hex[src[i] & 15];
+            i++;
+        }
+    }
+    dst[o] = '\0';
+    return dst;
+}
+
+/* ---- ParameterStatus storage ----------------------------------------------------------- */
+
+int fw__params_set(fw__params_t *p, fw_slice_t name, fw_slice_t value)
+{
+    /* Names and values are kept escaped: they are shown to users (fwire ping) and logged. An
+     * update appends a fresh copy; the old bytes are dead space inside the bounded arena. */
+    char n[128], v[512];
+    fw__escape_text(n, sizeof(n), name.ptr, name.len);
+    fw__escape_text(v, sizeof(v), value.ptr, value.len);
+    size_t nl = strlen(n) + 1, vl = strlen(v) + 1;
+    size_t slot = p->n;
+    for (size_t i = 0; i < p->n; i++) {
+        if (strcmp(p->bytes + p->name_at[i], n) == 0) {
+            slot = i;
+            break;
+        }
+    }
+    size_t need = vl + (slot == p->n ? nl : 0);
+    if ((slot == p->n && p->n == FW__PARAMS_MAX) || need > sizeof(p->bytes) - p->used)
+        return FW_ETOOBIG;
+    if (slot == p->n) {
+        memcpy(p->bytes + p->used, n, nl);
+        p->name_at[slot] = (uint16_t)p->used;
+        p->used += nl;
+        p->n++;
+    }
+    memcpy(p->bytes + p->used, v, vl);
+    p->value_at[slot] = (uint16_t)p->used;
+    p->used += vl;
+    return 0;
+}
+
+const char *fw__params_get(const fw__params_t *p, const char *name)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->bytes + p->name_at[i], name) == 0)
+            return p->bytes + p->value_at[i];
+    return NULL;
+}
+
+/* ---- failure --------------------------------------------------------------------------- */
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static fw__su_result_t
+fail(fw__startup_t *su, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(su->errmsg, sizeof(su->errmsg), fmt, ap);
+    va_end(ap);
+    su->err = err;
+    su->state = FW__SU_S_FAILED;
+    fw__scram_free(&su->scram); /* no secret outlives a failed attempt */
+    return FW__SU_FAILED;
+}
+
+/* The require_auth wording of libpq: which methods the user asked for. */
+static const char *required_methods(const fw__startup_t *su, char *buf, size_t cap)
+{
+    static const struct {
+        int code;
+        const char *name;
+    } names[] = {{FW__PQ_AUTH_CLEARTEXT, "password"},
+                 {FW__PQ_AUTH_MD5, "md5"},
+                 {FW__PQ_AUTH_GSS, "gss"},
+                 {FW__PQ_AUTH_SSPI, "sspi"},
+                 {FW__PQ_AUTH_SASL, "scram-sha-256"}};
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if ((su->o.allowed & FW__SU_ALLOW(names[i].code)) == 0)
+            continue;
+        int n = snprintf(buf + o, cap - o, "%s%s", o ? "," : "", names[i].name);
+        if (n < 0 || (size_t)n >= cap - o)
+            break;
+        o += (size_t)n;
+    }
+    if (!su->o.auth_required) {
+        int n = snprintf(buf + o, cap - o, "%snone", o ? "," : "");
+        (void)n;
+    }
+    return buf;
+}
+
+static fw__su_result_t refuse_method(fw__startup_t *su, const char *what)
+{
+    char req[96];
+    return fail(su, FW_EAUTH, "authentication method requirement \"%s\" failed: server %s",
+                required_methods(su, req, sizeof(req)), what);
+}
+
+/* ---- answering authentication requests -------------------------------------------------- */
+
+static const char *request_words(int32_t code)
+{
+    switch (code) {
+    case FW__PQ_AUTH_CLEARTEXT:
+        return "requested a cleartext password";
+    case FW__PQ_AUTH_MD5:
+        return "requested a hashed password";
+    case FW__PQ_AUTH_GSS:
+    case FW__PQ_AUTH_GSS_CONTINUE:
+        return "requested GSSAPI authentication";
+    case FW__PQ_AUTH_SSPI:
+        return "requested SSPI authentication";
+    case FW__PQ_AUTH_SASL:
+        return "requested SASL authentication";
+    case FW__PQ_AUTH_KERBEROS_V5:
+        return "requested Kerberos V5 authentication";
+    default:
+        return "requested SCM credentials authentication";
+    }
+}
+
+static fw__su_result_t answer_password(fw__startup_t *su, const fw__pq_msg_t *m)
+{
+    int32_t code = m->u.auth.code;
+    if (su->o.password == NULL || su->o.password[0] == '\0')
+        return fail(su, FW_EAUTH, "password authentication failed: no password supplied");
+    int rc;
+    if (code == FW__PQ_AUTH_CLEARTEXT) {
+        rc = fw__pq_put_password(su->out, su->o.password);
+        su->method = FW__AUTH_PASSWORD;
+    } else {
+        char hash[FW__MD5_PASSWORD_LEN + 1];
+        rc = fw__md5_password(hash, su->o.user, su->o.password, m->u.auth.data.ptr);
+        if (rc == 0)
+            rc = fw__pq_put_password(su->out, hash);
+        fw__wipe(hash, sizeof(hash));
+        su->method = FW__AUTH_MD5;
+    }
+    if (rc < 0)
+        return fail(su, rc, "could not build the password message: %s", fw_strerror(rc));
+    su->password_sent = true;
+    su->state = FW__SU_S_PASSWORD;
+    return FW__SU_CONTINUE;
+}
+
+static fw__su_result_t start_sasl(fw__startup_t *su, const fw__pq_msg_t *m)
+{
+    fw__pq_iter_t it;
+    fw_slice_t mech;
+    bool scram = false, plus = false;
+    int rc;
+
+    fw__pq_sasl_iter_init(&it, m);
+    while ((rc = fw__pq_strlist_next(&it, &mech)) == 1) {
+        if (mech.len == strlen(FW__SCRAM_MECH) && memcmp(mech.ptr, FW__SCRAM_MECH, mech.len) == 0)
+            scram = true;
+        else if (mech.len == strlen(FW__SCRAM_MECH_PLUS) &&
+                 memcmp(mech.ptr, FW__SCRAM_MECH_PLUS, mech.len) == 0)
+            plus = true;
+    }
+    if (rc < 0)
+        return fail(su, rc, "malformed SASL mechanism list: %s", fw_strerror(rc));
+    /* A PLUS offer without TLS means something between us stripped TLS (libpq's check). */
+    if (plus && !su->o.tls)
+        return fail(su, FW_EAUTH,
+                    "server offered SCRAM-SHA-256-PLUS authentication over a "
+                    "non-SSL connection");
+
+    fw__scram_opts_t so;
+    fw__scram_opts_init(&so);
+    so.max_iterations = su->o.scram_max_iterations;
+    bool can_bind = su->o.tls && su->o.cb_data != NULL && su->o.cb_data_len > 0;
+    if (su->o.channel_binding == FW__CB_REQUIRE) {
+        if (!su->o.tls)
+            return fail(su, FW_EAUTH, "channel binding required, but SSL not in use");
+        if (!plus)
+            return fail(su, FW_EAUTH,
+                        "channel binding is required, but server did not offer an "
+                        "authentication method that supports channel binding");
+        if (!can_bind)
+            return fail(su, FW_EAUTH, "channel binding required, but %s",
+                        su->o.cb_why ? su->o.cb_why : "no channel binding data is available");
+    }
+    if (plus && can_bind && su->o.channel_binding != FW__CB_DISABLE) {
+        so.channel_binding = FW__SCRAM_CB_SERVER_END_POINT;
+        so.cb_data = su->o.cb_data;
+        so.cb_data_len = su->o.cb_data_len;
+    } else if (!scram) {
+        return fail(su, FW_EAUTH,
+                    "none of the server's SASL authentication mechanisms are "
+                    "supported");
+    } else if (su->o.tls && can_bind && su->o.channel_binding != FW__CB_DISABLE) {
+        /* We could bind but the server offered no PLUS: say so with 'y', so a server that does
+         * support binding can detect the downgrade. Without binding data (an Ed25519
+         * certificate) we send 'n': 'y' would claim a capability we lack. */
+        so.channel_binding = FW__SCRAM_CB_NOT_OFFERED;
+    }
+    if (su->o.password == NULL || su->o.password[0] == '\0')
+        return fail(su, FW_EAUTH, "password authentication failed: no password supplied");
+
+    /* SASLprep, with PostgreSQL's fallback to the raw bytes (the server prepared its verifier
+     * the same way). */
+    static const size_t cap = FW__SASLPREP_OUT_MAX;
+    uint8_t prepared[FW__SASLPREP_OUT_MAX];
+    size_t plen = 0;
+    size_t rawlen = strlen(su->o.password);
+    rc = fw__saslprep((const uint8_t *)su->o.password, rawlen, prepared, cap, &plen);
+    if (rc < 0) {
+        fw__wipe(prepared, sizeof(prepared));
+        return fail(su, FW_EAUTH, "password is longer than %d bytes", FW__SASLPREP_MAX_INPUT);
+    }
+    if (rc == FW__SASLPREP_OK) {
+        so.password = prepared;
+        so.password_len = plen;
+    } else {
+        so.password = (const uint8_t *)su->o.password;
+        so.password_len = rawlen;
+    }
+    rc = fw__scram_init(&su->scram, &so);
+    fw__wipe(prepared, sizeof(prepared));
+    if (rc < 0) {
+        char why[256];
+        fw__scram_describe(&su->scram, why, sizeof(why));
+        return fail(su, rc, "SCRAM: %s", why);
+    }
+    su->scram_used = true;
+    fw_slice_t first;
+    rc = fw__scram_client_first(&su->scram, &first);
+    if (rc == 0)
+        rc =
+            fw__pq_put_sasl_initial(su->out, fw__scram_mechanism(&su->scram), first.ptr, first.len);
+    if (rc < 0)
+        return fail(su, rc, "could not build the SASL message: %s", fw_strerror(rc));
+    su->method =
+        so.channel_binding == FW__SCRAM_CB_SERVER_END_POINT ? FW__AUTH_SCRAM_PLUS : FW__AUTH_SCRAM;
+    su->state = FW__SU_S_SASL_FIRST;
+    return FW__SU_CONTINUE;
+}
+
+static fw__su_result_t scram_failed(fw__startup_t *su, int rc)
+{
+    char why[400];
+    fw__scram_describe(&su->scram, why, sizeof(why));
+    (void)rc;
+    return fail(su, FW_EAUTH, "SCRAM authentication failed: %s", why);
+}
+
+static fw__su_result_t auth_ok(fw__startup_t *su)
+{
+    char req[96];
+    switch (su->state) {
+    case FW__SU_S_AUTH:
+        /* The server asked for nothing: trust, peer or a client certificate. */
+        if (su->o.restrict_auth && su->o.auth_required)
+            return fail(su, FW_EAUTH,
+                        "authentication method requirement \"%s\" failed: server did not "
+                        "complete authentication",
+                        required_methods(su, req, sizeof(req)));
+        su->method = FW__AUTH_NONE;
+        break;
+    case FW__SU_S_PASSWORD:
+    case FW__SU_S_SASL_DONE:
+        break;
+    case FW__SU_S_SASL_FIRST:
+    case FW__SU_S_SASL_DERIVE:
+    case FW__SU_S_SASL_FINAL:
+        /* libpq accepts this unless require_auth is set; fwire never does: a server that skips
+         * SASLFinal has not proved it knows the password (RELIABILITY.md, SCRAM checks). */
+        return fail(su, FW_EAUTH,
+                    "server sent AuthenticationOk before completing SCRAM "
+                    "authentication (no verified server signature)");
+    case FW__SU_S_INIT:
+    case FW__SU_S_AUTH_OK:
+    case FW__SU_S_READY:
+    case FW__SU_S_FAILED:
+        return fail(su, FW_EPROTO_UNEXPECTED, "unexpected AuthenticationOk");
+    }
+    if (su->scram_used && !fw__scram_verified(&su->scram))
+        return fail(su, FW_EAUTH,
+                    "server sent AuthenticationOk without a verified SCRAM "
+                    "server signature");
+    if (su->o.channel_binding == FW__CB_REQUIRE && su->method != FW__AUTH_SCRAM_PLUS)
+        return fail(su, FW_EAUTH,
+                    "channel binding required, but server authenticated client "
+                    "without channel binding");
+    fw__scram_free(&su->scram);
+    su->state = FW__SU_S_AUTH_OK;
+    return FW__SU_CONTINUE;
+}
+
+static fw__su_result_t on_auth(fw__startup_t *su, const fw__pq_msg_t *m)
+{
+    int32_t code = m->u.auth.code;
+    int rc;
+
+    switch (code) {
+    case FW__PQ_AUTH_OK:
+        return auth_ok(su);
+    case FW__PQ_AUTH_SASL_CONTINUE:
+        if (su->state != FW__SU_S_SASL_FIRST)
+            return fail(su, FW_EPROTO_UNEXPECTED, "unexpected SASLContinue message");
+        rc = fw__scram_server_first(&su->scram, m->u.auth.data.ptr, m->u.auth.data.len);
+        if (rc < 0)
+            return scram_failed(su, rc);
+        su->state = FW__SU_S_SASL_DERIVE;
+        return FW__SU_CONTINUE;
+    case FW__PQ_AUTH_SASL_FINAL:
+        if (su->state != FW__SU_S_SASL_FINAL)
+            return fail(su, FW_EAUTH,
+                        "unexpected SASLFinal message before the SCRAM exchange "
+                        "finished");
+        rc = fw__scram_server_final(&su->scram, m->u.auth.data.ptr, m->u.auth.data.len);
+        if (rc < 0)
+            return scram_failed(su, rc);
+        su->state = FW__SU_S_SASL_DONE;
+        return FW__SU_CONTINUE;
+    default:
+        break;
+    }
+
+    /* A first request: nothing may have been answered yet. */
+    if (su->state != FW__SU_S_AUTH)
+        return fail(su, FW_EPROTO_UNEXPECTED, "unexpected authentication request %d", (int)code);
+    /* channel_binding=require refuses every non-SASL method before anything is sent
+     * (CVE-2025-49146). */
+    if (su->o.channel_binding == FW__CB_REQUIRE && code != FW__PQ_AUTH_SASL)
+        return fail(su, FW_EAUTH,
+                    "channel binding required but not supported by server's "
+                    "authentication request");
+    if (su->o.restrict_auth && (su->o.allowed & FW__SU_ALLOW(code)) == 0)
+        return refuse_method(su, request_words(code));
+    switch (code) {
+    case FW__PQ_AUTH_CLEARTEXT:
+    case FW__PQ_AUTH_MD5:
+        return answer_password(su, m);
+    case FW__PQ_AUTH_SASL:
+        return start_sasl(su, m);
+    default:
+        return fail(su, FW_EAUTH, "server %s, which fwire does not support", request_words(code));
+    }
+}
+
+/* ---- the message loop ------------------------------------------------------------------ */
+
+static void copy_field(char *dst, size_t cap, fw_slice_t s)
+{
+    fw__escape_text(dst, cap, s.ptr, s.len);
+}
+
+static fw__su_result_t on_error(fw__startup_t *su, const fw__pq_msg_t *m)
+{
+    fw__pq_error_fields_t f;
+    fw__server_error_t *e = &su->server_error;
+    if (fw__pq_error_fields(m, &f) < 0)
+        return fail(su, FW_EPROTO_BAD_VALUE, "malformed ErrorResponse");
+    copy_field(e->severity, sizeof(e->severity), f.severity_nl.ptr ? f.severity_nl : f.severity);
+    copy_field(e->sqlstate, sizeof(e->sqlstate), f.sqlstate);
+    copy_field(e->message, sizeof(e->message), f.message);
+    copy_field(e->detail, sizeof(e->detail), f.detail);
+    copy_field(e->hint, sizeof(e->hint), f.hint);
+    su->have_server_error = true;
+    /* Class 28 is "invalid authorization specification": 28P01 wrong password, 28000 no
+     * pg_hba.conf entry. */
+    int code = strncmp(e->sqlstate, "28", 2) == 0 ? FW_EAUTH : FW_ESERVER;
+    return fail(su, code, "%s:  %s", e->severity[0] ? e->severity : "ERROR", e->message);
+}
+
+static fw__su_result_t on_message(fw__startup_t *su, const fw__pq_msg_t *m)
+{
+    switch (m->type) {
+    case 'R':
+        return on_auth(su, m);
+    case 'E':
+        return on_error(su, m);
+    case 'N':
+        if (su->o.notice_fn != NULL)
+            su->o.notice_fn(su->o.notice_ud, m);
+        return FW__SU_CONTINUE;
+    case 'A':
+        return FW__SU_CONTINUE; /* nobody can be listening yet */
+    case 'S':
+        if (fw__params_set(&su->params, m->u.param.name, m->u.param.value) < 0)
+            return fail(su, FW_ETOOBIG,
+                        "server sent more ParameterStatus than fwire keeps "
+                        "(%d parameters, %d bytes)",
+                        FW__PARAMS_MAX, FW__PARAMS_BYTES_MAX);
+        return FW__SU_CONTINUE;
+    case 'K':
+        if (su->state != FW__SU_S_AUTH_OK || su->have_key)
+            return fail(su, FW_EPROTO_UNEXPECTED, "unexpected BackendKeyData");
+        su->pid = m->u.key.pid;
+        su->secret = m->u.key.secret;
+        su->have_key = true;
+        return FW__SU_CONTINUE;
+    case 'Z':
+        if (su->state != FW__SU_S_AUTH_OK)
+            return fail(su, FW_EPROTO_UNEXPECTED,
+                        "unexpected ReadyForQuery during "
+                        "authentication");
+        su->state = FW__SU_S_READY;
+        return FW__SU_READY;
+    case 'v':
+        return fail(su, FW_EPROTO_UNEXPECTED,
+                    "server sent NegotiateProtocolVersion, but fwire "
+                    "asked for protocol 3.0 without options");
+    default:
+        return fail(su, FW_EPROTO_UNEXPECTED, "unexpected message type 0x%02x during startup",
+                    m->type);
+    }
+}
+
+/* Handles every complete message held by the reader. */
+static fw__su_result_t run(fw__startup_t *su)
+{
+    fw__pq_msg_t m;
+    int rc;
+    /* Every message of the feed is handled before returning, because the bytes are borrowed.
+     * While a key derivation is pending the server must wait for our answer, so anything but an
+     * asynchronous message then fails in on_message's state checks. Messages after
+     * ReadyForQuery (an asynchronous notice or FATAL) are still handled here; the connection
+     * takes over the reader afterwards. */
+    while ((rc = fw__pq_reader_next(&su->reader, &m)) == 1) {
+        if (on_message(su, &m) == FW__SU_FAILED)
+            return FW__SU_FAILED;
+    }
+    if (rc < 0)
+        return fail(su, rc, "protocol violation during startup: %s", fw_strerror(rc));
+    if (su->state == FW__SU_S_READY)
+        return FW__SU_READY;
+    if (su->state == FW__SU_S_SASL_DERIVE)
+        return FW__SU_DERIVE;
+    return FW__SU_CONTINUE;
+}
+
+/* ---- public ---------------------------------------------------------------------------- */
+
+int fw__startup_init(fw__startup_t *su, const fw__startup_opts_t *o, fw__pq_buf_t *out)
+{
+    memset(su, 0, sizeof(*su));
+    if (o == NULL || out == NULL || o->user == NULL || o->user[0] == '\0' || o->database == NULL)
+        return FW_EINVAL;
+    su->o = *o;
+    su->out = out;
+    fw__pq_limits_t lim;
+    fw__pq_limits_init(&lim);
+    if (o->max_message != 0)
+        lim.max_message = o->max_message;
+    lim.startup = true;
+    fw__pq_reader_init(&su->reader, &lim, NULL);
+    su->state = FW__SU_S_INIT;
+    return 0;
+}
+
+fw__su_result_t fw__startup_begin(fw__startup_t *su)
+{
+    if (su->state != FW__SU_S_INIT)
+        return fail(su, FW_ESTATE, "startup already begun");
+    const char *kv[16];
+    size_t n = 0;
+    kv[n++] = "user";
+    kv[n++] = su->o.user;
+    kv[n++] = "database";
+    kv[n++] = su->o.database;
+    /* fwire reads and writes UTF-8 only: JSON text is UTF-8 by definition (RFC 8259). */
+    kv[n++] = "client_encoding";
+    kv[n++] = "UTF8";
+    if (su->o.application_name != NULL && su->o.application_name[0] != '\0') {
+        kv[n++] = "application_name";
+        kv[n++] = su->o.application_name;
+    }
+    if (su->o.options != NULL && su->o.options[0] != '\0') {
+        kv[n++] = "options";
+        kv[n++] = su->o.options;
+    }
+    kv[n] = NULL;
+    int rc = fw__pq_put_startup(su->out, kv);
+    if (rc < 0)
+        return fail(su, rc == FW_ETOOBIG ? FW_ECONFIG : rc,
+                    "could not build the startup message: %s", fw_strerror(rc));
+    su->state = FW__SU_S_AUTH;
+    return FW__SU_CONTINUE;
+}
+
+fw__su_result_t fw__startup_feed(fw__startup_t *su, const uint8_t *buf, size_t len)
+{
+    if (su->state == FW__SU_S_FAILED)
+        return FW__SU_FAILED;
+    if (su->state == FW__SU_S_INIT || su->state == FW__SU_S_SASL_DERIVE)
+        return fail(su, FW_ESTATE, "bytes fed in the wrong state");
+    int rc = fw__pq_reader_feed(&su->reader, buf, len);
+    if (rc < 0)
+        return fail(su, rc, "protocol violation during startup: %s", fw_strerror(rc));
+    return run(su);
+}
+
+int fw__startup_derive_work(fw__startup_t *su)
+{
+    return fw__scram_derive(&su->scram);
+}
+
+fw__su_result_t fw__startup_derived(fw__startup_t *su, int rc)
+{
+    if (su->state != FW__SU_S_SASL_DERIVE)
+        return fail(su, FW_ESTATE, "key derivation finished in the wrong state");
+    if (rc < 0)
+        return scram_failed(su, rc);
+    fw_slice_t final;
+    rc = fw__scram_client_final(&su->scram, &final);
+    if (rc == 0)
+        rc = fw__pq_put_sasl_response(su->out, final.ptr, final.len);
+    if (rc < 0)
+        return fail(su, rc, "could not build the SASL response: %s", fw_strerror(rc));
+    su->password_sent = true; /* the proof: a secret-derived answer has left */
+    su->state = FW__SU_S_SASL_FINAL;
+    return FW__SU_CONTINUE;
+}
+
+const char *fw__startup_error(const fw__startup_t *su)
+{
+    return su->errmsg;
+}
+
+void fw__startup_free(fw__startup_t *su)
+{
+    fw__scram_free(&su->scram);
+    fw__pq_reader_free(&su->reader);
+}
