@@ -70,8 +70,8 @@ asan_stage() {
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 run asan
 }
 tsan_stage() {
-  setup tsan clang -Db_sanitize=thread -Db_lundef=false -Dintegration=false &&
-    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run tsan --suite unit
+  setup tsan clang -Db_sanitize=thread -Db_lundef=false &&
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run tsan --suite unit --suite threads
 }
 valgrind_stage() { run gcc --setup valgrind --suite unit; }
 fuzz_stage() {

@@ -12,6 +12,8 @@ packages=(
   # tests: cmocka, a real PostgreSQL 15 for the integration tests, openssl for its certificates,
   # clang's sanitizer and libFuzzer runtimes, valgrind for the leak check
   libcmocka-dev postgresql-15 postgresql-client-15 openssl libclang-rt-14-dev valgrind
+  # libpq: the oracle of one conninfo test and the comparison benchmarks; never linked into fwire
+  libpq-dev
   util-linux procps
 )
 

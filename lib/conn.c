@@ -1,0 +1,1028 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A connection: hosts and addresses tried in order, the SSLRequest exchange, TLS, the startup
+ * state machine, timers, and the public embedded-mode API. Everything here runs on the loop
+ * thread. The decisions live in the sans-I/O units (conninfo, tls, startup); this file moves
+ * bytes between them and the socket and keeps time.
+ *
+ * Lifetime: user callbacks may call fw_conn_close(); every path that calls one out checks
+ * `closing` afterwards and touches nothing else. Memory is released only after the last libuv
+ * handle and the last thread-pool job have finished (STYLE 7 and 9).
+ */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+const char *fw_phase_name(fw_phase_t phase)
+{
+    switch (phase) {
+    case FW_PHASE_NONE:
+        return "none";
+    case FW_PHASE_CONFIG:
+        return "configuration";
+    case FW_PHASE_DNS:
+        return "DNS lookup";
+    case FW_PHASE_CONNECT:
+        return "connect";
+    case FW_PHASE_SSL_RESPONSE:
+        return "SSL response";
+    case FW_PHASE_TLS_HANDSHAKE:
+        return "TLS handshake";
+    case FW_PHASE_AUTH:
+        return "authentication";
+    case FW_PHASE_STARTUP:
+        return "startup";
+    case FW_PHASE_READY:
+        return "ready";
+    case FW_PHASE_CLOSED:
+        return "closed";
+    }
+    return "unknown";
+}
+
+/* Appends one line to the accumulated message (several hosts: one line per attempt). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void
+note(fw_conn_t *c, const char *fmt, ...)
+{
+    size_t used = strlen(c->err.message);
+    if (used > 0 && used + 1 < sizeof(c->err.message))
+        c->err.message[used++] = '\n';
+    c->err.message[used] = '\0';
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err.message + used, sizeof(c->err.message) - used, fmt, ap);
+    va_end(ap);
+}
+
+/* "connection to server at "db1" (10.0.0.1), port 5432 failed: " as libpq words it. */
+static void note_attempt(fw_conn_t *c, int code, const char *what)
+{
+    const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
+    if (c->is_unix)
+        note(c, "connection to server on socket \"%s\" failed: %s", c->address, what);
+    else if (c->address[0] != '\0' && strcmp(c->address, h->host) != 0 && h->host[0] != '\0')
+        note(c, "connection to server at \"%s\" (%s), port %u failed: %s", h->host, c->address,
+             (unsigned)h->port_num, what);
+    else
+        note(c, "connection to server at \"%s\", port %u failed: %s",
+             c->address[0] ? c->address : h->host, (unsigned)h->port_num, what);
+    c->err.code = code;
+    c->err.phase = c->phase;
+}
+
+/* ---- handle bookkeeping ---------------------------------------------------------------- */
+
+/* Releases this attempt's startup state, unless a derivation job still works on it (then the
+ * job frees it when it ends). */
+static void free_startup(fw_conn_t *c)
+{
+    if (c->su == NULL)
+        return;
+    if (c->job != NULL) {
+        c->job->stale = true; /* the job owns c->su now */
+        c->job = NULL;
+    } else {
+        fw__startup_free(c->su);
+        free(c->su);
+    }
+    c->su = NULL;
+}
+
+static void maybe_free(fw_conn_t *c)
+{
+    if (!c->closing || c->pending > 0)
+        return;
+    fw_close_cb cb = c->close_cb;
+    void *ud = c->close_ud;
+    if (cb != NULL)
+        cb(c, ud);
+    free_startup(c);
+    fw__pq_reader_free(&c->reader);
+    fw__pq_buf_free(&c->out);
+    fw__tls_free(c->tls);
+    fw__conninfo_free(c->ci);
+    if (c->ai_list != NULL)
+        uv_freeaddrinfo(c->ai_list);
+    fw__wipe_conn_secrets(c);
+    free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    fw_conn_t *c = h->data;
+    c->pending--;
+    maybe_free(c);
+}
+
+static void on_sock_closed(fw__sock_t *s)
+{
+    fw_conn_t *c = s->data;
+    c->sock_open = false;
+    c->pending--;
+    if (c->sock_closed_then != NULL) {
+        void (*then)(fw_conn_t *) = c->sock_closed_then;
+        c->sock_closed_then = NULL;
+        if (!c->closing)
+            then(c);
+    }
+    maybe_free(c);
+}
+
+/* Closes the current socket (if any) and runs `then` once it is gone. */
+static void drop_socket(fw_conn_t *c, void (*then)(fw_conn_t *))
+{
+    fw__tls_free(c->tls);
+    c->tls = NULL;
+    if (c->sock_open) {
+        c->sock_closed_then = then;
+        fw__sock_close(&c->sock, on_sock_closed);
+    } else if (then != NULL && !c->closing) {
+        then(c);
+    }
+}
+
+/* ---- the end of an attempt ------------------------------------------------------------- */
+
+static void finish(fw_conn_t *c, int status)
+{
+    fw_connect_cb cb = c->connect_cb;
+    c->connect_cb = NULL;
+    uv_timer_stop(&c->timer);
+    if (status < 0) {
+        c->state = FW__CONN_BAD;
+        c->err.code = status;
+    } else {
+        c->state = FW__CONN_READY;
+        c->phase = FW_PHASE_READY;
+    }
+    if (cb != NULL)
+        cb(c, status, status < 0 ? &c->err : NULL, c->connect_ud);
+}
+
+static void try_host(fw_conn_t *c);
+static void try_address(fw_conn_t *c);
+
+static void next_host(fw_conn_t *c)
+{
+    if (c->ai_list != NULL) {
+        uv_freeaddrinfo(c->ai_list);
+        c->ai_list = c->ai_cur = NULL;
+    }
+    c->host_i++;
+    try_host(c);
+}
+
+static void next_address(fw_conn_t *c)
+{
+    if (c->ai_cur != NULL)
+        c->ai_cur = c->ai_cur->ai_next;
+    try_address(c);
+}
+
+/* A transport-level failure: this address is done; try the next address, then host. */
+static void attempt_failed(fw_conn_t *c, int code, const char *what)
+{
+    note_attempt(c, code, what);
+    drop_socket(c, c->ai_cur != NULL ? next_address : next_host);
+}
+
+/* A failure that ends the whole connect (authentication, policy): libpq stops here too. */
+static void connect_failed(fw_conn_t *c, int code, const char *what)
+{
+    note_attempt(c, code, what);
+    drop_socket(c, NULL);
+    finish(c, code);
+}
+
+/* ---- timers ---------------------------------------------------------------------------- */
+
+static void on_timeout(uv_timer_t *t)
+{
+    fw_conn_t *c = t->data;
+    char what[160];
+    snprintf(what, sizeof(what), "timeout expired during the %s phase (connect_timeout=%d s)",
+             fw_phase_name(c->phase), c->ci->connect_timeout);
+    /* libpq moves on to the next host after a timeout. */
+    note_attempt(c, FW_ETIMEDOUT, what);
+    free_startup(c); /* a running PBKDF2 finishes on the pool and is thrown away */
+    if (c->gai_active) {
+        /* The resolver request cannot be reused until its callback ran: that callback moves
+         * on to the next host. */
+        uv_cancel((uv_req_t *)&c->gai);
+        c->gai_stale = true;
+        return;
+    }
+    c->ai_cur = NULL;
+    drop_socket(c, next_host);
+}
+
+static void arm_timer(fw_conn_t *c)
+{
+    if (c->ci->connect_timeout > 0)
+        uv_timer_start(&c->timer, on_timeout, (uint64_t)c->ci->connect_timeout * 1000, 0);
+}
+
+/* ---- writing --------------------------------------------------------------------------- */
+
+static void on_write_error(fw__sock_t *s, int err)
+{
+    fw_conn_t *c = s->data;
+    if (c->state == FW__CONN_CONNECTING)
+        attempt_failed(c, err, uv_strerror(err));
+    else
+        c->state = FW__CONN_BAD;
+}
+
+static int flush_tls(fw_conn_t *c)
+{
+    const uint8_t *p;
+    size_t n;
+    fw__tls_out(c->tls, &p, &n);
+    if (n == 0)
+        return 0;
+    int rc = fw__sock_write(&c->sock, p, n, on_write_error);
+    fw__tls_out_consumed(c->tls, n);
+    return rc;
+}
+
+/* Sends what the startup machine queued in c->out, through TLS when it is on. */
+static int flush_out(fw_conn_t *c)
+{
+    int rc = 0;
+    if (c->out.err < 0)
+        return c->out.err;
+    if (c->out.len > 0) {
+        if (c->tls != NULL && c->tls_up) {
+            size_t off = 0;
+            while (off < c->out.len && rc == 0) {
+                long n = fw__tls_write(c->tls, c->out.data + off, c->out.len - off);
+                if (n < 0)
+                    return (int)n;
+                off += (size_t)n;
+                rc = flush_tls(c);
+            }
+        } else {
+            rc = fw__sock_write(&c->sock, c->out.data, c->out.len, on_write_error);
+        }
+        fw__pq_buf_reset(&c->out);
+    }
+    return rc;
+}
+
+/* ---- startup --------------------------------------------------------------------------- */
+
+static void handle_startup(fw_conn_t *c, fw__su_result_t r);
+
+static void work_derive(uv_work_t *w)
+{
+    fw__derive_job_t *job = w->data;
+    job->rc = fw__startup_derive_work(job->su); /* touches only job->su->scram */
+}
+
+static void after_derive(uv_work_t *w, int status)
+{
+    fw__derive_job_t *job = w->data;
+    fw_conn_t *c = job->conn;
+    c->pending--;
+    if (job->stale) { /* the attempt moved on (timeout, close): drop the result */
+        fw__startup_free(job->su);
+        free(job->su);
+        free(job);
+        maybe_free(c);
+        return;
+    }
+    c->job = NULL;
+    int rc = status < 0 ? status : job->rc;
+    free(job);
+    handle_startup(c, fw__startup_derived(c->su, rc));
+}
+
+static void on_ready(fw_conn_t *c)
+{
+    /* Snapshot what fw_conn_info reports: it must not change under another thread. */
+    const fw__params_t *p = &c->su->params;
+    c->params = *p;
+    const char *v = fw__params_get(p, "server_version");
+    snprintf(c->server_version, sizeof(c->server_version), "%s", v ? v : "");
+    v = fw__params_get(p, "server_version_num");
+    c->server_version_num = v ? atoi(v) : 0;
+    if (c->server_version_num == 0 && c->server_version[0] != '\0') {
+        int major = 0, minor = 0;
+        (void)sscanf(c->server_version, "%d.%d", &major, &minor);
+        c->server_version_num = major * 10000 + minor;
+    }
+    if (c->tls != NULL) {
+        snprintf(c->tls_version, sizeof(c->tls_version), "%s", fw__tls_version(c->tls));
+        snprintf(c->tls_cipher, sizeof(c->tls_cipher), "%s", fw__tls_cipher(c->tls));
+    }
+    c->method = c->su->method;
+    c->backend_pid = c->su->pid;
+    c->connect_seconds = (double)(uv_hrtime() - c->t_start) / 1e9;
+    /* The connection keeps reading while idle, so an asynchronous FATAL shows up at once;
+     * the startup reader (with any bytes after ReadyForQuery) is handed over. */
+    fw__pq_reader_free(&c->reader);
+    c->reader = c->su->reader;
+    fw__pq_reader_set_startup(&c->reader, false);
+    fw__pq_reader_init(&c->su->reader, NULL, NULL);
+    free_startup(c);
+    c->err.message[0] = '\0';
+    finish(c, 0);
+}
+
+static void handle_startup(fw_conn_t *c, fw__su_result_t r)
+{
+    int rc = flush_out(c);
+    if (rc < 0) {
+        attempt_failed(c, rc, uv_strerror(rc));
+        return;
+    }
+    switch (r) {
+    case FW__SU_CONTINUE:
+        if (c->su->state == FW__SU_S_AUTH_OK)
+            c->phase = FW_PHASE_STARTUP;
+        return;
+    case FW__SU_DERIVE:
+        /* PBKDF2 may take long (the iteration count is the server's choice, up to the cap):
+         * run it on the thread pool so other connections on this loop keep moving. */
+        c->job = calloc(1, sizeof(*c->job));
+        if (c->job == NULL) {
+            connect_failed(c, FW_ENOMEM, "out of memory");
+            return;
+        }
+        c->job->conn = c;
+        c->job->su = c->su;
+        c->job->work.data = c->job;
+        rc = uv_queue_work(c->loop, &c->job->work, work_derive, after_derive);
+        if (rc < 0) {
+            free(c->job);
+            c->job = NULL;
+            connect_failed(c, rc, uv_strerror(rc));
+            return;
+        }
+        c->pending++;
+        return;
+    case FW__SU_READY:
+        on_ready(c);
+        return;
+    case FW__SU_FAILED:
+        break;
+    }
+    /* Copy the server's fields; decide whether another host may do better. */
+    fw__startup_t *su = c->su;
+    if (su->have_server_error) {
+        const fw__server_error_t *e = &su->server_error;
+        memcpy(c->err.sqlstate, e->sqlstate, sizeof(c->err.sqlstate));
+        snprintf(c->err.severity, sizeof(c->err.severity), "%s", e->severity);
+        snprintf(c->err.detail, sizeof(c->err.detail), "%s", e->detail);
+        snprintf(c->err.hint, sizeof(c->err.hint), "%s", e->hint);
+    }
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", fw__startup_error(su));
+    int code = su->err;
+    bool server_error = su->have_server_error;
+    if (server_error && strcmp(su->server_error.sqlstate, "57P03") == 0) {
+        attempt_failed(c, code, msg); /* "the database system is starting up" */
+        return;
+    }
+    /* sslmode=prefer/allow: a server that refuses us over TLS may accept plaintext and the
+     * other way round (libpq retries on a fresh connection). Never for an authentication
+     * policy failure of ours, and never when a secret already went out. */
+    if (server_error && !c->retried_plain && c->tls != NULL &&
+        c->ci->sslmode == FW__SSLMODE_PREFER) {
+        note_attempt(c, code, msg);
+        c->retried_plain = true;
+        c->want_tls = false;
+        drop_socket(c, try_address);
+        return;
+    }
+    if (server_error && !c->retried_plain && c->tls == NULL && !c->is_unix &&
+        c->ci->sslmode == FW__SSLMODE_ALLOW) {
+        note_attempt(c, code, msg);
+        c->retried_plain = true;
+        c->want_tls = true;
+        drop_socket(c, try_address);
+        return;
+    }
+    connect_failed(c, code, msg);
+}
+
+static void start_startup(fw_conn_t *c)
+{
+    const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
+    fw__startup_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.user = fw__conninfo_get(c->ci, "user");
+    o.database = fw__conninfo_get(c->ci, "dbname");
+    o.application_name = fw__conninfo_get(c->ci, "application_name");
+    if (o.application_name == NULL || o.application_name[0] == '\0')
+        o.application_name = fw__conninfo_get(c->ci, "fallback_application_name");
+    o.options = fw__conninfo_get(c->ci, "options");
+    o.password = fw__conninfo_get(c->ci, "password");
+    if ((o.password == NULL || o.password[0] == '\0') && h->password != NULL)
+        o.password = h->password;
+    o.tls = c->tls != NULL;
+    o.channel_binding = c->ci->channel_binding == FW__CHANBIND_REQUIRE  ? FW__CB_REQUIRE
+                        : c->ci->channel_binding == FW__CHANBIND_PREFER ? FW__CB_PREFER
+                                                                        : FW__CB_DISABLE;
+    if (c->tls != NULL && o.channel_binding != FW__CB_DISABLE) {
+        const char *why = NULL;
+        if (fw__tls_cb_data(c->tls, c->cb_data, sizeof(c->cb_data), &c->cb_data_len, &why) == 0) {
+            o.cb_data = c->cb_data;
+            o.cb_data_len = c->cb_data_len;
+        } else {
+            o.cb_why = why;
+        }
+    }
+    o.restrict_auth = c->ci->require_auth_set;
+    o.auth_required = c->ci->auth_required;
+    o.allowed = c->ci->allowed_auth;
+    o.scram_max_iterations = c->opts.scram_max_iterations;
+    o.notice_fn = c->opts.notice_cb != NULL ? fw__conn_notice : NULL;
+    o.notice_ud = c;
+    free_startup(c);
+    c->su = calloc(1, sizeof(*c->su));
+    if (c->su == NULL) {
+        connect_failed(c, FW_ENOMEM, "out of memory");
+        return;
+    }
+    int rc = fw__startup_init(c->su, &o, &c->out);
+    if (rc < 0) {
+        connect_failed(c, FW_ECONFIG, "no user name to connect as");
+        return;
+    }
+    c->phase = FW_PHASE_AUTH;
+    handle_startup(c, fw__startup_begin(c->su));
+}
+
+/* ---- reading --------------------------------------------------------------------------- */
+
+static void on_plaintext(fw_conn_t *c, const uint8_t *p, size_t n);
+
+static void on_ssl_response(fw_conn_t *c, const uint8_t *p, size_t n)
+{
+    char why[256];
+    int r = fw__tls_ssl_response(p, n, c->tls_mode, why, sizeof(why));
+    if (r < 0) {
+        /* 'N' under require, an 'E' (its text is never shown: CVE-2024-10977), bytes after the
+         * 'S' (CVE-2021-23222): this socket is never reused. */
+        attempt_failed(c, r, why);
+        return;
+    }
+    if (r == FW__TLS_RESP_PLAIN) {
+        fw__tls_free(c->tls);
+        c->tls = NULL;
+        start_startup(c);
+        return;
+    }
+    c->phase = FW_PHASE_TLS_HANDSHAKE;
+    int hs = fw__tls_handshake(c->tls);
+    if (hs >= 0)
+        hs = flush_tls(c) < 0 ? UV_EPIPE : hs;
+    if (hs < 0)
+        attempt_failed(c, FW_ETLS, fw__tls_error(c->tls));
+}
+
+static void on_tls_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
+{
+    if (fw__tls_feed(c->tls, p, n) < 0) {
+        attempt_failed(c, FW_ENOMEM, "out of memory");
+        return;
+    }
+    if (!c->tls_up) {
+        int hs = fw__tls_handshake(c->tls);
+        if (hs < 0) {
+            /* sslmode=prefer: a failed handshake retries in plaintext on a new connection;
+             * never for verify-* or require. */
+            if (c->ci->sslmode == FW__SSLMODE_PREFER && !c->retried_plain) {
+                note_attempt(c, FW_ETLS, fw__tls_error(c->tls));
+                c->retried_plain = true;
+                c->want_tls = false;
+                drop_socket(c, try_address);
+                return;
+            }
+            attempt_failed(c, FW_ETLS, fw__tls_error(c->tls));
+            return;
+        }
+        if (flush_tls(c) < 0) {
+            attempt_failed(c, UV_EPIPE, "could not send the TLS handshake");
+            return;
+        }
+        if (hs == FW__TLS_CONTINUE)
+            return;
+        c->tls_up = true;
+        start_startup(c);
+        if (c->closing || c->state != FW__CONN_CONNECTING)
+            return;
+    }
+    /* Drain every record OpenSSL holds: a record decrypted but not read would never raise
+     * another socket event (the libpq "SSL records > 8 kB" hang). */
+    for (;;) {
+        long k = fw__tls_read(c->tls, c->plain, sizeof(c->plain));
+        if (k == 0)
+            break;
+        if (k == FW__TLS_CLOSED) {
+            if (c->state == FW__CONN_CONNECTING)
+                attempt_failed(c, FW_ECLOSED, "server closed the connection unexpectedly");
+            else
+                c->state = FW__CONN_BAD;
+            return;
+        }
+        if (k < 0) {
+            if (c->state == FW__CONN_CONNECTING)
+                attempt_failed(c, FW_ETLS, fw__tls_error(c->tls));
+            else
+                c->state = FW__CONN_BAD;
+            return;
+        }
+        on_plaintext(c, c->plain, (size_t)k);
+        if (c->closing || c->tls == NULL || c->state == FW__CONN_BAD)
+            return;
+        if (flush_tls(c) < 0)
+            return;
+    }
+}
+
+/* Messages on an established connection while idle: notices, parameter changes, and the
+ * asynchronous FATAL a server sends before it closes (idle_session_timeout, shutdown). */
+static void on_idle_messages(fw_conn_t *c, const uint8_t *p, size_t n)
+{
+    fw__pq_msg_t m;
+    int rc = fw__pq_reader_feed(&c->reader, p, n);
+    while (rc >= 0 && (rc = fw__pq_reader_next(&c->reader, &m)) == 1) {
+        if (m.type == 'N') {
+            fw__conn_notice(c, &m);
+            if (c->closing)
+                return;
+        } else if (m.type == 'E') {
+            fw__pq_error_fields_t f;
+            if (fw__pq_error_fields(&m, &f) == 0) {
+                fw__escape_text(c->err.sqlstate, sizeof(c->err.sqlstate), f.sqlstate.ptr,
+                                f.sqlstate.len);
+                fw__escape_text(c->err.message, sizeof(c->err.message), f.message.ptr,
+                                f.message.len);
+            }
+            c->err.code = FW_ESERVER;
+            c->state = FW__CONN_BAD;
+        } else if (m.type != 'S' && m.type != 'A') {
+            c->state = FW__CONN_BAD; /* nothing else may arrive without a query */
+            c->err.code = FW_EPROTO_UNEXPECTED;
+        }
+    }
+    if (rc < 0)
+        c->state = FW__CONN_BAD;
+}
+
+static void on_plaintext(fw_conn_t *c, const uint8_t *p, size_t n)
+{
+    if (c->state == FW__CONN_CONNECTING)
+        handle_startup(c, fw__startup_feed(c->su, p, n));
+    else
+        on_idle_messages(c, p, n);
+}
+
+static void on_readable(fw__sock_t *s)
+{
+    fw_conn_t *c = s->data;
+    for (;;) {
+        /* Before TLS is up, read at most what the current step may legally receive: one byte
+         * answers SSLRequest, so a byte queued behind it stays in the kernel and is seen. */
+        size_t cap = c->phase == FW_PHASE_SSL_RESPONSE ? sizeof(c->rbuf) : sizeof(c->rbuf);
+        ssize_t n = fw__sock_recv(s, c->rbuf, cap);
+        if (n == UV_EAGAIN)
+            return;
+        if (n < 0) {
+            const char *what =
+                n == UV_EOF ? "server closed the connection unexpectedly" : uv_strerror((int)n);
+            if (c->state == FW__CONN_CONNECTING) {
+                attempt_failed(c, n == UV_EOF ? FW_ECLOSED : (int)n, what);
+            } else {
+                c->state = FW__CONN_BAD;
+                fw__sock_read_stop(s);
+            }
+            return;
+        }
+        if (c->phase == FW_PHASE_SSL_RESPONSE)
+            on_ssl_response(c, c->rbuf, (size_t)n);
+        else if (c->tls != NULL)
+            on_tls_bytes(c, c->rbuf, (size_t)n);
+        else
+            on_plaintext(c, c->rbuf, (size_t)n);
+        if (c->closing || !c->sock_open || c->sock_closed_then != NULL)
+            return;
+    }
+}
+
+/* ---- connecting ------------------------------------------------------------------------ */
+
+static void on_connected(fw__sock_t *s, int status)
+{
+    fw_conn_t *c = s->data;
+    if (status < 0) {
+        attempt_failed(c, status, uv_strerror(status));
+        return;
+    }
+    fw__sock_tuning_t t = {c->ci->keepalives, c->keepalives_idle, c->keepalives_interval,
+                           c->keepalives_count, c->ci->tcp_user_timeout};
+    int rc = fw__sock_tune(s, &t);
+    if (rc < 0) {
+        attempt_failed(c, rc, uv_strerror(rc));
+        return;
+    }
+    fw__sock_read_start(s, on_readable);
+    /* No TLS over unix sockets (libpq: the kernel already protects them). */
+    if (c->want_tls && !c->is_unix) {
+        char why[256];
+        fw__tls_config_t cfg;
+        const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
+        fw__tls_config_init(&cfg);
+        cfg.mode = c->tls_mode;
+        cfg.host = h->host[0] != '\0' ? h->host : h->hostaddr;
+        cfg.rootcert = fw__conninfo_get(c->ci, "sslrootcert");
+        cfg.crl = fw__conninfo_get(c->ci, "sslcrl");
+        cfg.crldir = fw__conninfo_get(c->ci, "sslcrldir");
+        cfg.cert = fw__conninfo_get(c->ci, "sslcert");
+        cfg.key = fw__conninfo_get(c->ci, "sslkey");
+        cfg.password = fw__conninfo_get(c->ci, "sslpassword");
+        cfg.min_version = c->ci->ssl_min_version;
+        cfg.max_version = c->ci->ssl_max_version;
+        cfg.sni = c->ci->sslsni;
+        rc = fw__tls_new(&c->tls, &cfg, why, sizeof(why));
+        if (rc < 0) {
+            connect_failed(c, rc == FW_ENOMEM ? rc : FW_ECONFIG, why);
+            return;
+        }
+        c->tls_up = false;
+        c->phase = FW_PHASE_SSL_RESPONSE;
+        fw__pq_buf_reset(&c->out);
+        rc = fw__pq_put_ssl_request(&c->out);
+        if (rc == 0)
+            rc = flush_out(c);
+        if (rc < 0)
+            attempt_failed(c, rc, uv_strerror(rc));
+        return;
+    }
+    start_startup(c);
+}
+
+static void connect_to(fw_conn_t *c, const struct sockaddr *sa, socklen_t len)
+{
+    c->phase = FW_PHASE_CONNECT;
+    c->tls_up = false;
+    c->sock.data = c;
+    int rc = fw__sock_connect(&c->sock, c->loop, sa, len, on_connected);
+    if (rc < 0) {
+        attempt_failed(c, rc, uv_strerror(rc));
+        return;
+    }
+    c->sock.data = c;
+    c->sock_open = true;
+    c->pending++;
+}
+
+static void try_address(fw_conn_t *c)
+{
+    if (c->closing)
+        return;
+    const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
+    /* Every new socket is judged from scratch (CVE-2018-10915): no TLS, startup or reader
+     * state of an earlier attempt survives. */
+    free_startup(c);
+    fw__pq_buf_reset(&c->out);
+    if (h->type == FW__HOST_UNIX) {
+        struct sockaddr_un sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sun_family = AF_UNIX;
+        int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%u", h->host,
+                         (unsigned)h->port_num);
+        snprintf(c->address, sizeof(c->address), "%s", sa.sun_path);
+        c->is_unix = true;
+        if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+            attempt_failed(c, FW_ECONFIG, "unix socket path is too long");
+            return;
+        }
+        connect_to(c, (const struct sockaddr *)&sa, sizeof(sa));
+        return;
+    }
+    c->is_unix = false;
+    if (c->ai_cur == NULL) {
+        next_host(c);
+        return;
+    }
+    const struct sockaddr *sa = c->ai_cur->ai_addr;
+    char ip[64] = "";
+    /* getaddrinfo's addresses are suitably aligned, but copy to say so to the compiler. */
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in in4;
+        memcpy(&in4, sa, sizeof(in4));
+        uv_ip4_name(&in4, ip, sizeof(ip));
+    } else if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 in6;
+        memcpy(&in6, sa, sizeof(in6));
+        uv_ip6_name(&in6, ip, sizeof(ip));
+    }
+    snprintf(c->address, sizeof(c->address), "%s", ip);
+    connect_to(c, sa, (socklen_t)c->ai_cur->ai_addrlen);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    fw_conn_t *c = req->data;
+    c->gai_active = false;
+    c->pending--;
+    if (c->closing) {
+        if (res != NULL)
+            uv_freeaddrinfo(res);
+        maybe_free(c);
+        return;
+    }
+    if (c->gai_stale) { /* timed out meanwhile (already noted): on to the next host */
+        c->gai_stale = false;
+        if (res != NULL)
+            uv_freeaddrinfo(res);
+        next_host(c);
+        return;
+    }
+    if (status < 0) {
+        note_attempt(c, status, "could not translate host name");
+        next_host(c);
+        return;
+    }
+    c->ai_list = c->ai_cur = res;
+    try_address(c);
+}
+
+static void try_host(fw_conn_t *c)
+{
+    if (c->closing)
+        return;
+    if (c->host_i >= c->ci->nhosts) {
+        finish(c, c->err.code != 0 ? c->err.code : FW_ECLOSED);
+        return;
+    }
+    const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
+    c->retried_plain = false;
+    c->address[0] = '\0';
+    c->want_tls = c->ci->sslmode != FW__SSLMODE_DISABLE && c->ci->sslmode != FW__SSLMODE_ALLOW;
+    arm_timer(c);
+    if (h->type == FW__HOST_UNIX) {
+        try_address(c);
+        return;
+    }
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)h->port_num);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    const char *node = h->host;
+    if (h->type == FW__HOST_ADDRESS) {
+        hints.ai_flags = AI_NUMERICHOST; /* hostaddr skips DNS; host stays for TLS, pgpass */
+        node = h->hostaddr;
+    }
+    c->phase = FW_PHASE_DNS;
+    c->gai.data = c;
+    int rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, node, port, &hints);
+    if (rc < 0) {
+        note_attempt(c, rc, uv_strerror(rc));
+        next_host(c);
+        return;
+    }
+    c->gai_active = true;
+    c->pending++;
+}
+
+/* ---- public ---------------------------------------------------------------------------- */
+
+void fw_conn_opts_init(fw_conn_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->use_environment = true;
+    o->scram_max_iterations = FW__SCRAM_MAX_ITERATIONS_DEFAULT;
+}
+
+static const char *empty_getenv(void *ud, const char *name)
+{
+    (void)ud;
+    (void)name;
+    return NULL;
+}
+
+int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw_error_t *err)
+{
+    if (err != NULL)
+        memset(err, 0, sizeof(*err));
+    if (out == NULL || loop == NULL)
+        return FW_EINVAL;
+    *out = NULL;
+    fw_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return FW_ENOMEM;
+    if (opts != NULL)
+        c->opts = *opts;
+    else
+        fw_conn_opts_init(&c->opts);
+    c->opts.conninfo = NULL; /* borrowed: parsed below, never kept */
+    c->loop = loop;
+    fw__pq_buf_init(&c->out, NULL);
+    fw__pq_reader_init(&c->reader, NULL, NULL);
+
+    char msg[512] = "";
+    fw__conninfo_sysenv_t sys;
+    fw__conninfo_env_t none = {empty_getenv, NULL, NULL, NULL};
+    const fw__conninfo_env_t *env = &none;
+    if (opts == NULL || opts->use_environment) {
+        fw__conninfo_env_system(&sys);
+        env = &sys.env;
+    }
+    const char *str = opts != NULL && opts->conninfo != NULL ? opts->conninfo : "";
+    int rc = fw__conninfo_from_string(str, env, &c->ci, msg, sizeof(msg));
+    if (rc == 0 && (opts == NULL || opts->use_environment)) {
+        char warn[256] = "";
+        rc = fw__conninfo_apply_passfile(c->ci, warn, sizeof(warn));
+        /* A passfile with loose permissions is ignored, as in libpq; the warning is kept. */
+        snprintf(c->passfile_warning, sizeof(c->passfile_warning), "%s", warn);
+    }
+    if (rc < 0) {
+        if (err != NULL) {
+            err->code = rc == FW_ENOMEM ? rc : FW_ECONFIG;
+            err->phase = FW_PHASE_CONFIG;
+            snprintf(err->message, sizeof(err->message), "%s", msg);
+        }
+        fw__conninfo_free(c->ci);
+        fw__pq_buf_free(&c->out);
+        fw__pq_reader_free(&c->reader);
+        free(c);
+        return rc == FW_ENOMEM ? rc : FW_ECONFIG;
+    }
+    switch (c->ci->sslmode) {
+    case FW__SSLMODE_DISABLE:
+        c->tls_mode = FW__TLS_MODE_DISABLE;
+        break;
+    case FW__SSLMODE_ALLOW:
+        c->tls_mode = FW__TLS_MODE_ALLOW;
+        break;
+    case FW__SSLMODE_PREFER:
+        c->tls_mode = FW__TLS_MODE_PREFER;
+        break;
+    case FW__SSLMODE_REQUIRE:
+        c->tls_mode = FW__TLS_MODE_REQUIRE;
+        break;
+    case FW__SSLMODE_VERIFY_CA:
+        c->tls_mode = FW__TLS_MODE_VERIFY_CA;
+        break;
+    case FW__SSLMODE_VERIFY_FULL:
+        c->tls_mode = FW__TLS_MODE_VERIFY_FULL;
+        break;
+    }
+    /* Short keepalive defaults (RELIABILITY decision 9): a dead peer is noticed in about a
+     * minute instead of the kernel's two hours. */
+    c->keepalives_idle = c->ci->keepalives_idle >= 0 ? c->ci->keepalives_idle : 30;
+    c->keepalives_interval = c->ci->keepalives_interval >= 0 ? c->ci->keepalives_interval : 10;
+    c->keepalives_count = c->ci->keepalives_count >= 0 ? c->ci->keepalives_count : 3;
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    c->state = FW__CONN_NEW;
+    *out = c;
+    return 0;
+}
+
+int fw_conn_connect(fw_conn_t *c, fw_connect_cb cb, void *ud)
+{
+    if (c == NULL || cb == NULL)
+        return FW_EINVAL;
+    if (c->state != FW__CONN_NEW || c->closing)
+        return FW_ESTATE;
+    c->state = FW__CONN_CONNECTING;
+    c->connect_cb = cb;
+    c->connect_ud = ud;
+    c->t_start = uv_hrtime();
+    c->host_i = 0;
+    /* Start from the loop, so the callback can never run inside this call. */
+    c->kick.data = c;
+    uv_idle_init(c->loop, &c->kick);
+    c->kick_open = true;
+    uv_idle_start(&c->kick, fw__conn_kick);
+    return 0;
+}
+
+void fw__conn_kick(uv_idle_t *h)
+{
+    fw_conn_t *c = h->data;
+    uv_idle_stop(h);
+    if (!c->closing)
+        try_host(c);
+}
+
+void fw__conn_notice(void *ud, const fw__pq_msg_t *m)
+{
+    fw_conn_t *c = ud;
+    if (c->opts.notice_cb == NULL)
+        return;
+    fw__pq_error_fields_t f;
+    if (fw__pq_error_fields(m, &f) < 0)
+        return;
+    char sev[16], state[6], msg[512];
+    fw__escape_text(sev, sizeof(sev), f.severity_nl.ptr ? f.severity_nl.ptr : f.severity.ptr,
+                    f.severity_nl.ptr ? f.severity_nl.len : f.severity.len);
+    fw__escape_text(state, sizeof(state), f.sqlstate.ptr, f.sqlstate.len);
+    fw__escape_text(msg, sizeof(msg), f.message.ptr, f.message.len);
+    fw_notice_t n = {sev, state, msg};
+    c->opts.notice_cb(c->opts.notice_ud, &n);
+}
+
+void fw_conn_close(fw_conn_t *c, fw_close_cb cb, void *ud)
+{
+    if (c == NULL || c->closing)
+        return;
+    c->closing = true;
+    c->close_cb = cb;
+    c->close_ud = ud;
+    if (c->state == FW__CONN_READY && c->sock_open) {
+        /* Terminate, best effort: the server ends the backend at once instead of noticing the
+         * closed socket later. */
+        fw__pq_buf_reset(&c->out);
+        if (fw__pq_put_terminate(&c->out) == 0)
+            (void)flush_out(c);
+        if (c->tls != NULL && c->tls_up && fw__tls_shutdown(c->tls) == 0)
+            (void)flush_tls(c);
+    }
+    if (c->connect_cb != NULL) {
+        fw_connect_cb ccb = c->connect_cb;
+        c->connect_cb = NULL;
+        c->err.code = FW_ECLOSED;
+        c->err.phase = c->phase;
+        snprintf(c->err.message, sizeof(c->err.message),
+                 "the connection was closed during the %s phase", fw_phase_name(c->phase));
+        ccb(c, FW_ECLOSED, &c->err, c->connect_ud);
+    }
+    c->state = FW__CONN_CLOSED;
+    c->phase = FW_PHASE_CLOSED;
+    free_startup(c);
+    if (c->gai_active)
+        uv_cancel((uv_req_t *)&c->gai);
+    if (c->sock_open) {
+        c->sock_closed_then = NULL;
+        fw__sock_close(&c->sock, on_sock_closed);
+    }
+    c->pending++;
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (c->kick_open) {
+        c->pending++;
+        c->kick_open = false;
+        uv_close((uv_handle_t *)&c->kick, on_handle_closed);
+    }
+}
+
+int fw_conn_info(const fw_conn_t *c, fw_conn_info_t *info)
+{
+    static const char *const methods[] = {"trust", "password", "md5", "SCRAM-SHA-256",
+                                          "SCRAM-SHA-256-PLUS"};
+    if (c == NULL || info == NULL)
+        return FW_EINVAL;
+    memset(info, 0, sizeof(*info));
+    if (c->state != FW__CONN_READY && c->state != FW__CONN_BAD)
+        return FW_ESTATE;
+    if (c->backend_pid == 0 && c->server_version[0] == '\0')
+        return FW_ESTATE;
+    const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
+    info->server_version = c->server_version_num;
+    info->server_version_str = c->server_version;
+    info->user = fw__conninfo_get(c->ci, "user");
+    info->database = fw__conninfo_get(c->ci, "dbname");
+    info->host = h->host[0] != '\0' ? h->host : h->hostaddr;
+    info->address = c->address;
+    info->port = h->port_num;
+    info->transport = c->is_unix ? "unix" : "tcp";
+    info->tls_version = c->tls_version[0] ? c->tls_version : NULL;
+    info->tls_cipher = c->tls_cipher[0] ? c->tls_cipher : NULL;
+    info->auth_method = methods[c->method];
+    info->channel_binding = c->method == FW__AUTH_SCRAM_PLUS;
+    info->backend_pid = c->backend_pid;
+    info->connect_seconds = c->connect_seconds;
+    return 0;
+}
+
+const char *fw_conn_parameter(const fw_conn_t *c, const char *name)
+{
+    if (c == NULL || name == NULL)
+        return NULL;
+    return fw__params_get(&c->params, name);
+}
+
+void fw__wipe_conn_secrets(fw_conn_t *c)
+{
+    fw__wipe(c->cb_data, sizeof(c->cb_data));
+    fw__wipe(c->rbuf, sizeof(c->rbuf));
+    fw__wipe(c->plain, sizeof(c->plain));
+}

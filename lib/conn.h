@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to lib/: the connection object (conn.c) and what the runtime (runtime.c) needs. */
+#ifndef FW_CONN_H
+#define FW_CONN_H
+
+#include "auth.h"
+#include "conninfo.h"
+#include "fwire.h"
+#include "proto.h"
+#include "sock.h"
+#include "startup.h"
+#include "tls.h"
+
+#include <uv.h>
+
+typedef enum fw__conn_state_e {
+    FW__CONN_NEW,
+    FW__CONN_CONNECTING,
+    FW__CONN_READY,
+    FW__CONN_BAD, /* failed, or the server went away: only fw_conn_close is useful */
+    FW__CONN_CLOSED
+} fw__conn_state_t;
+
+/* A SCRAM key derivation on the thread pool. It owns the startup state it works on, so an
+ * attempt that times out can move on while the job finishes (and is then thrown away). */
+typedef struct fw__derive_job_s {
+    uv_work_t work;
+    fw_conn_t *conn;
+    fw__startup_t *su;
+    int rc;
+    bool stale;
+} fw__derive_job_t;
+
+struct fw_conn_s {
+    uv_loop_t *loop;
+    fw_conn_opts_t opts; /* conninfo not kept (parsed into ci) */
+    fw__conninfo_t *ci;
+    fw__conn_state_t state;
+    fw_phase_t phase;
+    bool closing;
+    int pending; /* libuv handles, requests and jobs still to finish before the memory goes */
+
+    /* where we are in the host/address lists */
+    size_t host_i;
+    struct addrinfo *ai_list, *ai_cur;
+    uv_getaddrinfo_t gai;
+    bool gai_active, gai_stale;
+    bool is_unix;
+    char address[128];
+
+    uv_timer_t timer; /* connect_timeout, per host as in libpq */
+    uv_idle_t kick;   /* starts the connect from the loop */
+    bool kick_open;
+
+    fw__sock_t sock;
+    bool sock_open;
+    void (*sock_closed_then)(fw_conn_t *c);
+
+    fw__tls_mode_t tls_mode;
+    bool want_tls;
+    bool retried_plain; /* prefer/allow: the one retry with the other transport was used */
+    fw__tls_t *tls;
+    bool tls_up;
+    uint8_t cb_data[64];
+    size_t cb_data_len;
+
+    fw__startup_t *su;      /* this attempt's startup exchange */
+    fw__derive_job_t *job;  /* its key derivation, while one runs */
+    fw__pq_buf_t out;       /* messages to send */
+    fw__pq_reader_t reader; /* after startup: asynchronous messages while idle */
+
+    int keepalives_idle, keepalives_interval, keepalives_count;
+    char passfile_warning[256];
+
+    fw_connect_cb connect_cb;
+    void *connect_ud;
+    fw_close_cb close_cb;
+    void *close_ud;
+    fw_error_t err;
+    uint64_t t_start;
+
+    /* facts kept at ReadyForQuery */
+    fw__params_t params;
+    char server_version[64];
+    int server_version_num;
+    char tls_version[32];
+    char tls_cipher[64];
+    fw__auth_method_t method;
+    int32_t backend_pid;
+    double connect_seconds;
+
+    void *runtime_link; /* threaded mode: the runtime's bookkeeping */
+
+    uint8_t rbuf[64 * 1024];  /* socket reads */
+    uint8_t plain[64 * 1024]; /* TLS plaintext */
+};
+
+void fw__conn_kick(uv_idle_t *h);
+void fw__conn_notice(void *ud, const fw__pq_msg_t *m);
+void fw__wipe_conn_secrets(fw_conn_t *c);
+
+#endif /* FW_CONN_H */

@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Threaded mode: a runtime owns one libuv loop on its own thread and serves many connections.
+ * Callers on other threads hand it commands through a mutex-protected list and uv_async_send,
+ * then wait on a condition variable for the answer. The fast paths of later releases (the
+ * stream ring) do not come through here: this is for connect and close, which are rare.
+ */
+#include "conn.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum cmd_kind_e { CMD_CONNECT, CMD_CLOSE, CMD_STOP } cmd_kind_t;
+
+typedef struct cmd_s {
+    cmd_kind_t kind;
+    struct cmd_s *next;
+    const fw_conn_opts_t *opts; /* CMD_CONNECT: borrowed, the caller waits */
+    fw_conn_t *conn;
+    int status;
+    fw_error_t err;
+    bool done;
+    pthread_cond_t cond;
+} cmd_t;
+
+/* A connection the runtime tracks so fw_runtime_free can close what callers left open. */
+typedef struct link_s {
+    fw_conn_t *conn;
+    struct link_s *prev, *next;
+    cmd_t *waiting; /* the command to answer when this connection's operation completes */
+} link_t;
+
+struct fw_runtime_s {
+    uv_loop_t loop;
+    uv_async_t async;
+    uv_thread_t thread;
+    pthread_mutex_t mu;
+    cmd_t *head, *tail; /* commands not yet taken by the loop */
+    link_t *conns;      /* loop thread only */
+    cmd_t *stop;        /* the pending stop command, loop thread only */
+    bool started;
+};
+
+static void answer(fw_runtime_t *rt, cmd_t *cmd)
+{
+    pthread_mutex_lock(&rt->mu);
+    cmd->done = true;
+    pthread_cond_signal(&cmd->cond);
+    pthread_mutex_unlock(&rt->mu);
+}
+
+static void unlink_conn(fw_runtime_t *rt, link_t *l)
+{
+    if (l->prev != NULL)
+        l->prev->next = l->next;
+    else
+        rt->conns = l->next;
+    if (l->next != NULL)
+        l->next->prev = l->prev;
+}
+
+static void maybe_stop(fw_runtime_t *rt)
+{
+    if (rt->stop != NULL && rt->conns == NULL) {
+        uv_close((uv_handle_t *)&rt->async, NULL);
+        /* the loop ends once the async handle is closed: nothing else is left */
+    }
+}
+
+static void on_closed(fw_conn_t *conn, void *ud)
+{
+    link_t *l = ud;
+    fw_runtime_t *rt = conn->runtime_link;
+    (void)conn;
+    unlink_conn(rt, l);
+    if (l->waiting != NULL)
+        answer(rt, l->waiting);
+    free(l);
+    maybe_stop(rt);
+}
+
+static void on_connected(fw_conn_t *conn, int status, const fw_error_t *err, void *ud)
+{
+    link_t *l = ud;
+    fw_runtime_t *rt = conn->runtime_link;
+    cmd_t *cmd = l->waiting;
+    if (cmd == NULL) /* closed by fw_runtime_free before it finished */
+        return;
+    cmd->status = status;
+    if (status == 0) {
+        l->waiting = NULL;
+        cmd->conn = conn;
+        answer(rt, cmd);
+        return;
+    }
+    if (err != NULL)
+        cmd->err = *err;
+    cmd->conn = NULL;
+    /* A failed connection is closed here; the caller is answered once its memory is gone. */
+    fw_conn_close(conn, on_closed, l);
+}
+
+static void run_connect(fw_runtime_t *rt, cmd_t *cmd)
+{
+    fw_conn_t *conn;
+    int rc = fw_conn_new(&conn, &rt->loop, cmd->opts, &cmd->err);
+    if (rc < 0) {
+        cmd->status = rc;
+        answer(rt, cmd);
+        return;
+    }
+    link_t *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        cmd->status = FW_ENOMEM;
+        fw_conn_close(conn, NULL, NULL);
+        answer(rt, cmd);
+        return;
+    }
+    l->conn = conn;
+    l->waiting = cmd;
+    l->next = rt->conns;
+    if (rt->conns != NULL)
+        rt->conns->prev = l;
+    rt->conns = l;
+    conn->runtime_link = rt;
+    rc = fw_conn_connect(conn, on_connected, l);
+    if (rc < 0) {
+        cmd->status = rc;
+        fw_conn_close(conn, on_closed, l);
+    }
+}
+
+static link_t *find_link(fw_runtime_t *rt, fw_conn_t *conn)
+{
+    for (link_t *l = rt->conns; l != NULL; l = l->next)
+        if (l->conn == conn)
+            return l;
+    return NULL;
+}
+
+static void on_async(uv_async_t *h)
+{
+    fw_runtime_t *rt = h->data;
+    pthread_mutex_lock(&rt->mu);
+    cmd_t *list = rt->head;
+    rt->head = rt->tail = NULL;
+    pthread_mutex_unlock(&rt->mu);
+    while (list != NULL) {
+        cmd_t *cmd = list;
+        list = list->next;
+        switch (cmd->kind) {
+        case CMD_CONNECT:
+            run_connect(rt, cmd);
+            break;
+        case CMD_CLOSE: {
+            link_t *l = find_link(rt, cmd->conn);
+            if (l == NULL) {
+                answer(rt, cmd);
+                break;
+            }
+            l->waiting = cmd;
+            fw_conn_close(cmd->conn, on_closed, l);
+            break;
+        }
+        case CMD_STOP:
+            rt->stop = cmd;
+            for (link_t *l = rt->conns; l != NULL; l = l->next) {
+                if (l->waiting != NULL && l->waiting->kind == CMD_CONNECT) {
+                    /* a connect still in flight: its caller gets FW_ECLOSED */
+                    cmd_t *c = l->waiting;
+                    c->status = FW_ECLOSED;
+                    c->conn = NULL;
+                    l->waiting = NULL;
+                    answer(rt, c);
+                }
+                fw_conn_close(l->conn, on_closed, l);
+            }
+            maybe_stop(rt);
+            break;
+        }
+    }
+}
+
+static void thread_main(void *arg)
+{
+    fw_runtime_t *rt = arg;
+    /* fwire's own sends never raise SIGPIPE (MSG_NOSIGNAL); blocking it here also covers any
+     * code a user callback runs on this thread. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    uv_run(&rt->loop, UV_RUN_DEFAULT);
+}
+
+int fw_runtime_new(fw_runtime_t **out)
+{
+    if (out == NULL)
+        return FW_EINVAL;
+    *out = NULL;
+    fw_runtime_t *rt = calloc(1, sizeof(*rt));
+    if (rt == NULL)
+        return FW_ENOMEM;
+    int rc = uv_loop_init(&rt->loop);
+    if (rc < 0) {
+        free(rt);
+        return rc;
+    }
+    rc = uv_async_init(&rt->loop, &rt->async, on_async);
+    if (rc < 0) {
+        uv_loop_close(&rt->loop);
+        free(rt);
+        return rc;
+    }
+    rt->async.data = rt;
+    pthread_mutex_init(&rt->mu, NULL);
+    rc = uv_thread_create(&rt->thread, thread_main, rt);
+    if (rc < 0) {
+        uv_close((uv_handle_t *)&rt->async, NULL);
+        uv_run(&rt->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&rt->loop);
+        pthread_mutex_destroy(&rt->mu);
+        free(rt);
+        return rc;
+    }
+    rt->started = true;
+    *out = rt;
+    return 0;
+}
+
+/* Posts a command and waits for its answer. */
+static void post_and_wait(fw_runtime_t *rt, cmd_t *cmd)
+{
+    pthread_cond_init(&cmd->cond, NULL);
+    pthread_mutex_lock(&rt->mu);
+    cmd->next = NULL;
+    if (rt->tail != NULL)
+        rt->tail->next = cmd;
+    else
+        rt->head = cmd;
+    rt->tail = cmd;
+    pthread_mutex_unlock(&rt->mu);
+    uv_async_send(&rt->async);
+    pthread_mutex_lock(&rt->mu);
+    while (!cmd->done)
+        pthread_cond_wait(&cmd->cond, &rt->mu);
+    pthread_mutex_unlock(&rt->mu);
+    pthread_cond_destroy(&cmd->cond);
+}
+
+int fw_conn_connect_sync(fw_runtime_t *rt, const fw_conn_opts_t *opts, fw_conn_t **out,
+                         fw_error_t *err)
+{
+    if (err != NULL)
+        memset(err, 0, sizeof(*err));
+    if (rt == NULL || out == NULL)
+        return FW_EINVAL;
+    *out = NULL;
+    cmd_t cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.kind = CMD_CONNECT;
+    cmd.opts = opts;
+    post_and_wait(rt, &cmd);
+    if (cmd.status < 0) {
+        if (err != NULL)
+            *err = cmd.err;
+        return cmd.status;
+    }
+    *out = cmd.conn;
+    return 0;
+}
+
+void fw_conn_close_sync(fw_conn_t *conn)
+{
+    if (conn == NULL || conn->runtime_link == NULL)
+        return;
+    cmd_t cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.kind = CMD_CLOSE;
+    cmd.conn = conn;
+    post_and_wait(conn->runtime_link, &cmd);
+}
+
+void fw_runtime_free(fw_runtime_t *rt)
+{
+    if (rt == NULL)
+        return;
+    cmd_t cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.kind = CMD_STOP;
+    /* The stop command is answered by the thread ending, not by answer(). */
+    pthread_mutex_lock(&rt->mu);
+    if (rt->tail != NULL)
+        rt->tail->next = &cmd;
+    else
+        rt->head = &cmd;
+    rt->tail = &cmd;
+    pthread_mutex_unlock(&rt->mu);
+    uv_async_send(&rt->async);
+    uv_thread_join(&rt->thread);
+    int rc = uv_loop_close(&rt->loop);
+    (void)rc; /* every handle was closed above; a failure here would be a bug caught in tests */
+    pthread_mutex_destroy(&rt->mu);
+    free(rt);
+}

@@ -1,0 +1,506 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Connections through the public API, in both run modes, against the harness's real
+ * PostgreSQL 15 (every auth method over unix, TCP and TCP+TLS) and against a scripted fake
+ * server for what a real one cannot do (test/fakepg.h). Every embedded-mode test ends with
+ * uv_loop_close() == 0: no handle left behind.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "fakepg.h"
+#include "fwire.h"
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        fail_msg("%s is not set: run through test/with-pg.sh (meson test does)", name);
+    return v;
+}
+
+typedef struct result_s {
+    int calls;
+    int status;
+    fw_error_t err;
+    fw_conn_info_t info;
+    char version[64], method[32], transport[8], tls[32];
+    bool close_in_cb;
+    int closed;
+    int notices;
+    bool have_server_version;
+} result_t;
+
+static void on_closed(fw_conn_t *c, void *ud)
+{
+    (void)c;
+    result_t *r = ud;
+    r->closed++;
+}
+
+static void on_connect(fw_conn_t *c, int status, const fw_error_t *err, void *ud)
+{
+    result_t *r = ud;
+    r->calls++;
+    r->status = status;
+    if (err != NULL)
+        r->err = *err;
+    if (status == 0) {
+        assert_int_equal(fw_conn_info(c, &r->info), 0);
+        snprintf(r->version, sizeof(r->version), "%s", r->info.server_version_str);
+        snprintf(r->method, sizeof(r->method), "%s", r->info.auth_method);
+        snprintf(r->transport, sizeof(r->transport), "%s", r->info.transport);
+        snprintf(r->tls, sizeof(r->tls), "%s", r->info.tls_version ? r->info.tls_version : "");
+        r->have_server_version = fw_conn_parameter(c, "server_version") != NULL;
+    }
+    if (r->close_in_cb)
+        fw_conn_close(c, on_closed, r); /* legal inside a callback */
+}
+
+static void on_notice(void *ud, const fw_notice_t *n)
+{
+    result_t *r = ud;
+    assert_string_equal(n->message, "hello from a fake server");
+    r->notices++;
+}
+
+/* Connects on a fresh loop, closes, and checks the loop ends clean. */
+static void run(const char *conninfo, result_t *r)
+{
+    uv_loop_t loop;
+    fw_conn_t *c;
+    fw_conn_opts_t o;
+    fw_error_t err;
+    memset(r, 0, sizeof(*r));
+    r->close_in_cb = true;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    fw_conn_opts_init(&o);
+    o.conninfo = conninfo;
+    o.use_environment = false; /* hermetic: no PG* variables, no ~/.pgpass */
+    o.notice_cb = on_notice;
+    o.notice_ud = r;
+    int rc = fw_conn_new(&c, &loop, &o, &err);
+    if (rc < 0)
+        fail_msg("fw_conn_new: %s", err.message);
+    assert_int_equal(fw_conn_connect(c, on_connect, r), 0);
+    assert_int_equal(r->calls, 0); /* never inside the call */
+    assert_int_equal(fw_conn_connect(c, on_connect, r), FW_ESTATE);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(r->calls, 1);
+    assert_int_equal(r->closed, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static char *dsn(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    return buf;
+}
+
+static void test_every_method_over_the_unix_socket(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *user, *pass, *method;
+    } cases[] = {{"FW_TEST_USER_TRUST", NULL, "trust"},
+                 {"FW_TEST_USER_PASSWORD", "FW_TEST_PASS_PASSWORD", "password"},
+                 {"FW_TEST_USER_MD5", "FW_TEST_PASS_MD5", "md5"},
+                 {"FW_TEST_USER_SCRAM", "FW_TEST_PASS_SCRAM", "SCRAM-SHA-256"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char d[512];
+        result_t r;
+        run(dsn(d, sizeof(d), "host=%s port=%s dbname=%s user=%s password='%s'",
+                env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
+                env(cases[i].user), cases[i].pass ? env(cases[i].pass) : ""),
+            &r);
+        if (r.status != 0)
+            fail_msg("%s: %s", cases[i].method, r.err.message);
+        assert_string_equal(r.method, cases[i].method);
+        assert_string_equal(r.transport, "unix");
+        assert_string_equal(r.tls, "");
+        assert_true(r.info.backend_pid > 0);
+        assert_true(r.info.server_version >= 150000 && r.info.server_version < 160000);
+        assert_true(r.have_server_version);
+    }
+}
+
+static void test_tcp_without_tls_and_with_tls_modes(void **state)
+{
+    (void)state;
+    char d[1024];
+    result_t r;
+    run(dsn(d, sizeof(d), "host=127.0.0.1 port=%s dbname=%s user=%s password=%s sslmode=disable",
+            env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_SCRAM"),
+            env("FW_TEST_PASS_SCRAM")),
+        &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.tls, "");
+    assert_string_equal(r.method, "SCRAM-SHA-256");
+
+    /* prefer (the default): TLS when the server offers it, and then SCRAM-SHA-256-PLUS */
+    run(dsn(d, sizeof(d), "host=127.0.0.1 port=%s dbname=%s user=%s password=%s",
+            env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_SCRAM"),
+            env("FW_TEST_PASS_SCRAM")),
+        &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.tls, "TLSv1.3");
+    assert_string_equal(r.method, "SCRAM-SHA-256-PLUS");
+    assert_true(r.info.channel_binding);
+
+    /* verify-full by name and by IP address (both are in the server certificate) */
+    const char *hosts[] = {"localhost", "127.0.0.1"};
+    for (int i = 0; i < 2; i++) {
+        run(dsn(d, sizeof(d),
+                "host=%s port=%s dbname=%s user=%s password=%s sslmode=verify-full "
+                "sslrootcert=%s channel_binding=require",
+                hosts[i], env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_SCRAM"),
+                env("FW_TEST_PASS_SCRAM"), env("FW_TEST_CA")),
+            &r);
+        if (r.status != 0)
+            fail_msg("%s: %s", hosts[i], r.err.message);
+        assert_string_equal(r.method, "SCRAM-SHA-256-PLUS");
+    }
+
+    /* the client certificate user authenticates without a password */
+    run(dsn(d, sizeof(d),
+            "host=localhost port=%s dbname=%s user=%s sslmode=verify-full sslrootcert=%s "
+            "sslcert=%s sslkey=%s",
+            env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_CERT"), env("FW_TEST_CA"),
+            env("FW_TEST_CLIENT_CERT"), env("FW_TEST_CLIENT_KEY")),
+        &r);
+    if (r.status != 0)
+        fail_msg("cert: %s", r.err.message);
+    assert_string_equal(r.method, "trust");
+}
+
+static void test_failures_carry_phase_code_and_sqlstate(void **state)
+{
+    (void)state;
+    char d[1024];
+    result_t r;
+    /* a wrong password: 28P01 from the server */
+    run(dsn(d, sizeof(d), "host=127.0.0.1 port=%s dbname=%s user=%s password=nope sslmode=disable",
+            env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_SCRAM")),
+        &r);
+    assert_int_equal(r.status, FW_EAUTH);
+    assert_int_equal(r.err.phase, FW_PHASE_AUTH);
+    assert_string_equal(r.err.sqlstate, "28P01");
+    assert_non_null(strstr(r.err.message, "password authentication failed"));
+    assert_null(strstr(r.err.message, "nope"));
+
+    /* verify-full against a name the certificate lacks: the message names both */
+    run(dsn(d, sizeof(d),
+            "hostaddr=127.0.0.1 host=db.invalid port=%s dbname=%s user=%s password=x "
+            "sslmode=verify-full sslrootcert=%s",
+            env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_SCRAM"), env("FW_TEST_CA")),
+        &r);
+    assert_int_equal(r.status, FW_ETLS);
+    assert_int_equal(r.err.phase, FW_PHASE_TLS_HANDSHAKE);
+    assert_non_null(strstr(r.err.message, "db.invalid"));
+    assert_non_null(strstr(r.err.message, "localhost"));
+
+    /* a CA that did not sign the server certificate */
+    run(dsn(d, sizeof(d),
+            "host=localhost port=%s dbname=%s user=%s password=x sslmode=verify-ca sslrootcert=%s",
+            env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_SCRAM"),
+            env("FW_TEST_OTHER_CA")),
+        &r);
+    assert_int_equal(r.status, FW_ETLS);
+
+    /* channel_binding=require without TLS fails before a password leaves */
+    run(dsn(d, sizeof(d),
+            "host=127.0.0.1 port=%s dbname=%s user=%s password=%s sslmode=disable "
+            "channel_binding=require",
+            env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_SCRAM"),
+            env("FW_TEST_PASS_SCRAM")),
+        &r);
+    assert_int_equal(r.status, FW_EAUTH);
+    assert_non_null(strstr(r.err.message, "channel binding required"));
+
+    /* nothing listens on port 1 */
+    run("host=127.0.0.1 port=1 dbname=x user=x sslmode=disable", &r);
+    assert_int_equal(r.status, UV_ECONNREFUSED);
+    assert_int_equal(r.err.phase, FW_PHASE_CONNECT);
+    assert_non_null(strstr(r.err.message, "connection refused"));
+}
+
+static void test_hosts_are_tried_in_order_and_every_failure_is_kept(void **state)
+{
+    (void)state;
+    char d[1024];
+    result_t r;
+    run(dsn(d, sizeof(d), "host=127.0.0.1,/nonexistent,%s port=1,2,%s dbname=%s user=%s",
+            env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
+            env("FW_TEST_USER_TRUST")),
+        &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.transport, "unix");
+    run("host=127.0.0.1,/nonexistent port=1,2 dbname=x user=x", &r);
+    assert_int_not_equal(r.status, 0);
+    assert_non_null(strstr(r.err.message, "port 1 failed"));
+    assert_non_null(strstr(r.err.message, "/nonexistent/.s.PGSQL.2"));
+}
+
+static void test_invalid_options_fail_before_any_socket(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    fw_conn_t *c = NULL;
+    fw_conn_opts_t o;
+    fw_error_t err;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    fw_conn_opts_init(&o);
+    o.use_environment = false;
+    o.conninfo = "host=x bogus=1";
+    assert_int_equal(fw_conn_new(&c, &loop, &o, &err), FW_ECONFIG);
+    assert_null(c);
+    assert_int_equal(err.phase, FW_PHASE_CONFIG);
+    assert_non_null(strstr(err.message, "bogus"));
+    /* a string holding a password is never quoted back */
+    o.conninfo = "host=x bogus=1 password=hunter2";
+    assert_int_equal(fw_conn_new(&c, &loop, &o, &err), FW_ECONFIG);
+    assert_true(err.message[0] != '\0');
+    assert_null(strstr(err.message, "hunter2"));
+    o.conninfo = "sslmode=verify-full host=x";
+    assert_int_equal(fw_conn_new(&c, &loop, &o, &err), FW_ECONFIG);
+    assert_int_equal(fw_conn_new(NULL, &loop, &o, &err), FW_EINVAL);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* ---- hostile servers ---------------------------------------------------------------------- */
+
+static void fake_run(fakepg_t *f, const char *extra, result_t *r)
+{
+    char d[512];
+    assert_int_equal(fakepg_start(f), 0);
+    run(dsn(d, sizeof(d), "host=127.0.0.1 port=%d dbname=x user=u password=pw %s", f->port,
+            extra),
+        r);
+    fakepg_stop(f);
+}
+
+/* CVE-2021-23222: bytes queued behind the 'S' must not be read as server messages. */
+static void test_plaintext_injected_after_s_is_refused(void **state)
+{
+    (void)state;
+    static const uint8_t reply[] = {'S', 'R', 0, 0, 0, 8, 0, 0, 0, 0, 'Z', 0, 0, 0, 5, 'I'};
+    fakepg_t f;
+    result_t r;
+    memset(&f, 0, sizeof(f));
+    f.ssl_reply = reply;
+    f.ssl_reply_len = sizeof(reply);
+    fake_run(&f, "sslmode=require", &r);
+    assert_int_equal(r.err.phase, FW_PHASE_SSL_RESPONSE);
+    assert_non_null(strstr(r.err.message, "unencrypted data after SSL response"));
+}
+
+/* CVE-2024-10977: the server's text in an 'E' answer to SSLRequest is never shown. */
+static void test_error_reply_to_ssl_request_is_never_echoed(void **state)
+{
+    (void)state;
+    uint8_t reply[300];
+    const char *lie = "Mnothing to see here, your balance is 1000000";
+    reply[0] = 'E';
+    size_t n = strlen(lie) + 1;
+    reply[1] = 0;
+    reply[2] = 0;
+    reply[3] = 0;
+    reply[4] = (uint8_t)(n + 5);
+    memcpy(reply + 5, lie, n);
+    reply[5 + n] = 0;
+    fakepg_t f;
+    result_t r;
+    memset(&f, 0, sizeof(f));
+    f.ssl_reply = reply;
+    f.ssl_reply_len = 6 + n;
+    f.close_after = true;
+    fake_run(&f, "sslmode=prefer", &r);
+    assert_int_not_equal(r.status, 0);
+    assert_non_null(strstr(r.err.message, "server sent an error response during SSL exchange"));
+    assert_null(strstr(r.err.message, "balance"));
+}
+
+static void test_n_reply_under_require_fails(void **state)
+{
+    (void)state;
+    static const uint8_t reply[] = {'N'};
+    fakepg_t f;
+    result_t r;
+    memset(&f, 0, sizeof(f));
+    f.ssl_reply = reply;
+    f.ssl_reply_len = 1;
+    fake_run(&f, "sslmode=require", &r);
+    assert_int_not_equal(r.status, 0);
+    assert_non_null(strstr(r.err.message, "SSL"));
+}
+
+/* The fake server asks for a cleartext password; with SCRAM required no 'p' may be sent. */
+static void test_cleartext_request_under_require_auth_sends_no_password(void **state)
+{
+    (void)state;
+    static const uint8_t reply[] = {'R', 0, 0, 0, 8, 0, 0, 0, 3};
+    const char *policies[] = {"sslmode=disable require_auth=scram-sha-256",
+                              "sslmode=disable channel_binding=require"};
+    for (int i = 0; i < 2; i++) {
+        fakepg_t f;
+        result_t r;
+        memset(&f, 0, sizeof(f));
+        f.startup_reply = reply;
+        f.startup_reply_len = sizeof(reply);
+        fake_run(&f, policies[i], &r);
+        assert_int_equal(r.status, FW_EAUTH);
+        assert_true(f.got_startup);
+        assert_false(fakepg_client_sent(&f, 'p'));
+    }
+}
+
+static void test_a_notice_during_startup_reaches_the_hook(void **state)
+{
+    (void)state;
+    static const uint8_t reply[] = {
+        'N', 0, 0, 0, 39, 'S', 'N', 'O', 'T', 'I', 'C', 'E', 0, 'M', 'h', 'e', 'l', 'l', 'o',
+        ' ', 'f', 'r', 'o', 'm', ' ', 'a', ' ', 'f', 'a', 'k', 'e', ' ', 's', 'e', 'r', 'v',
+        'e', 'r', 0, 0, 'R', 0, 0, 0, 8, 0, 0, 0, 0, 'K', 0, 0, 0, 12, 0, 0, 0, 7, 0, 0, 0, 9,
+        'Z', 0, 0, 0, 5, 'I'};
+    fakepg_t f;
+    result_t r;
+    memset(&f, 0, sizeof(f));
+    f.startup_reply = reply;
+    f.startup_reply_len = sizeof(reply);
+    fake_run(&f, "sslmode=disable", &r);
+    if (r.status != 0)
+        fail_msg("%s", r.err.message);
+    assert_int_equal(r.notices, 1);
+    assert_int_equal(r.info.backend_pid, 7);
+    assert_true(fakepg_client_sent(&f, 'X')); /* Terminate on close */
+}
+
+/* A server that accepts and then says nothing: connect_timeout names the phase. */
+static void test_silent_server_times_out_naming_the_phase(void **state)
+{
+    (void)state;
+    const char *modes[] = {"sslmode=prefer connect_timeout=2", "sslmode=disable connect_timeout=2"};
+    const fw_phase_t phases[] = {FW_PHASE_SSL_RESPONSE, FW_PHASE_AUTH};
+    for (int i = 0; i < 2; i++) {
+        fakepg_t f;
+        result_t r;
+        memset(&f, 0, sizeof(f));
+        uint64_t t0 = uv_hrtime();
+        fake_run(&f, modes[i], &r);
+        double secs = (double)(uv_hrtime() - t0) / 1e9;
+        assert_int_equal(r.status, FW_ETIMEDOUT);
+        assert_int_equal(r.err.phase, phases[i]);
+        assert_non_null(strstr(r.err.message, "timeout expired"));
+        assert_true(secs >= 1.9 && secs < 10);
+    }
+}
+
+/* ---- lifetime ------------------------------------------------------------------------------- */
+
+static void test_close_before_the_connect_finishes_runs_both_callbacks_once(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    fw_conn_t *c;
+    fw_conn_opts_t o;
+    result_t r;
+    char d[512];
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(uv_loop_init(&loop), 0);
+    fw_conn_opts_init(&o);
+    o.use_environment = false;
+    o.conninfo = dsn(d, sizeof(d), "host=%s port=%s dbname=%s user=%s", env("FW_TEST_SOCKDIR"),
+                     env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
+    assert_int_equal(fw_conn_new(&c, &loop, &o, NULL), 0);
+    assert_int_equal(fw_conn_connect(c, on_connect, &r), 0);
+    fw_conn_close(c, on_closed, &r);
+    assert_int_equal(r.calls, 1); /* the connect callback ran first, with FW_ECLOSED */
+    assert_int_equal(r.status, FW_ECLOSED);
+    fw_conn_close(c, on_closed, &r); /* harmless */
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.closed, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+
+    /* a connection never started closes too */
+    assert_int_equal(uv_loop_init(&loop), 0);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(fw_conn_new(&c, &loop, &o, NULL), 0);
+    fw_conn_close(c, on_closed, &r);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(r.calls, 0);
+    assert_int_equal(r.closed, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* ---- threaded mode -------------------------------------------------------------------------- */
+
+static void test_threaded_runtime_connects_and_closes(void **state)
+{
+    (void)state;
+    fw_runtime_t *rt;
+    fw_conn_t *c[3];
+    fw_conn_opts_t o;
+    fw_error_t err;
+    char d[1024];
+    assert_int_equal(fw_runtime_new(&rt), 0);
+    fw_conn_opts_init(&o);
+    o.use_environment = false;
+    o.conninfo = dsn(d, sizeof(d),
+                     "host=localhost port=%s dbname=%s user=%s password=%s sslmode=verify-full "
+                     "sslrootcert=%s",
+                     env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_SCRAM"),
+                     env("FW_TEST_PASS_SCRAM"), env("FW_TEST_CA"));
+    for (int i = 0; i < 3; i++) {
+        int rc = fw_conn_connect_sync(rt, &o, &c[i], &err);
+        if (rc != 0)
+            fail_msg("connect_sync: %s", err.message);
+        fw_conn_info_t info;
+        assert_int_equal(fw_conn_info(c[i], &info), 0);
+        assert_string_equal(info.auth_method, "SCRAM-SHA-256-PLUS");
+    }
+    fw_conn_close_sync(c[0]);
+    /* a failing connect answers with the error and leaks nothing */
+    o.conninfo = "host=127.0.0.1 port=1 dbname=x user=x";
+    fw_conn_t *bad = (fw_conn_t *)&err;
+    assert_int_equal(fw_conn_connect_sync(rt, &o, &bad, &err), UV_ECONNREFUSED);
+    assert_null(bad);
+    o.conninfo = "bogus=1";
+    assert_int_equal(fw_conn_connect_sync(rt, &o, &bad, &err), FW_ECONFIG);
+    /* c[1] and c[2] are left open: fw_runtime_free closes them */
+    fw_runtime_free(rt);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_method_over_the_unix_socket),
+        cmocka_unit_test(test_tcp_without_tls_and_with_tls_modes),
+        cmocka_unit_test(test_failures_carry_phase_code_and_sqlstate),
+        cmocka_unit_test(test_hosts_are_tried_in_order_and_every_failure_is_kept),
+        cmocka_unit_test(test_invalid_options_fail_before_any_socket),
+        cmocka_unit_test(test_plaintext_injected_after_s_is_refused),
+        cmocka_unit_test(test_error_reply_to_ssl_request_is_never_echoed),
+        cmocka_unit_test(test_n_reply_under_require_fails),
+        cmocka_unit_test(test_cleartext_request_under_require_auth_sends_no_password),
+        cmocka_unit_test(test_a_notice_during_startup_reaches_the_hook),
+        cmocka_unit_test(test_silent_server_times_out_naming_the_phase),
+        cmocka_unit_test(test_close_before_the_connect_finishes_runs_both_callbacks_once),
+        cmocka_unit_test(test_threaded_runtime_connects_and_closes),
+    };
+    return cmocka_run_group_tests_name("lib_conn_live", tests, NULL, NULL);
+}
