@@ -232,8 +232,7 @@ static bool set(const char *s)
 }
 
 /* Checks the protocol range; *min and *max get the values to give OpenSSL (max 0: none). */
-static int check_versions(const fw__tls_config_t *cfg, int *min, int *max, char *err,
-                          size_t errlen)
+static int check_versions(const fw__tls_config_t *cfg, int *min, int *max, char *err, size_t errlen)
 {
     char b1[16], b2[16];
     *min = cfg->min_version != 0 ? cfg->min_version : FW__TLS_PROTO_1_2;
@@ -405,14 +404,14 @@ static int load_key(SSL_CTX *ctx, const fw__tls_config_t *cfg, char *err, size_t
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     while (fd < 0 && errno == EINTR);
     if (fd < 0)
-        return msg_fail(err, errlen, FW_ECONFIG, "could not open private key file \"%s\": %s",
-                        path, errno_text(errno, why, sizeof(why)));
+        return msg_fail(err, errlen, FW_ECONFIG, "could not open private key file \"%s\": %s", path,
+                        errno_text(errno, why, sizeof(why)));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return msg_fail(err, errlen, FW_ECONFIG, "could not stat private key file \"%s\": %s",
-                        path, errno_text(e, why, sizeof(why)));
+        return msg_fail(err, errlen, FW_ECONFIG, "could not stat private key file \"%s\": %s", path,
+                        errno_text(e, why, sizeof(why)));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
@@ -456,8 +455,7 @@ static int load_key(SSL_CTX *ctx, const fw__tls_config_t *cfg, char *err, size_t
     close(fd);
     if (rerr != 0 || n == cap) {
         OPENSSL_clear_free(buf, cap);
-        return msg_fail(err, errlen, FW_ECONFIG, "could not read private key file \"%s\": %s",
-                        path,
+        return msg_fail(err, errlen, FW_ECONFIG, "could not read private key file \"%s\": %s", path,
                         rerr != 0 ? errno_text(rerr, why, sizeof(why)) : "file changed while read");
     }
 
@@ -479,8 +477,8 @@ static int load_key(SSL_CTX *ctx, const fw__tls_config_t *cfg, char *err, size_t
             return msg_fail(err, errlen, FW_ECONFIG,
                             "could not decrypt private key file \"%s\" with sslpassword: %s", path,
                             why);
-        return msg_fail(err, errlen, FW_ECONFIG, "could not load private key file \"%s\": %s",
-                        path, why);
+        return msg_fail(err, errlen, FW_ECONFIG, "could not load private key file \"%s\": %s", path,
+                        why);
     }
     int ok = SSL_CTX_use_PrivateKey(ctx, pk);
     EVP_PKEY_free(pk);
@@ -575,9 +573,10 @@ int fw__tls_new(fw__tls_t **tp, const fw__tls_config_t *cfg, char *err, size_t e
      * attack surface with no use here), no session cache (one handshake per context). */
     SSL_CTX_set_options(t->ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
-    /* Partial writes let fw__tls_write report what it took; a moving buffer is fine because
-     * every byte handed to SSL_write is copied into the output BIO at once. */
-    SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* No partial writes: the output BIO takes everything, so SSL_write encrypts all it is
+     * given (fw__tls_write bounds that by FW__TLS_OUT_MAX) instead of one record per call. A
+     * moving buffer is fine because every byte is copied into the output BIO at once. */
+    SSL_CTX_set_mode(t->ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (SSL_CTX_set_min_proto_version(t->ctx, minv) != 1 ||
         (maxv != 0 && SSL_CTX_set_max_proto_version(t->ctx, maxv) != 1)) {
         rc = msg_fail(err, errlen, FW_ECONFIG, "could not set the SSL protocol versions: %s",
@@ -666,11 +665,10 @@ static int name_mismatch(fw__tls_t *t)
 {
     char host[300], first[200] = "";
     int count = 0;
-    bool nul = false, dns_san = false;
+    bool nul = false, dns_san = false, ip_san = false;
     escape_str(host, sizeof(host), t->host != NULL ? t->host : "");
     if (t->leaf == NULL)
-        return engine_fail(t, FW_ETLS, "server certificate does not match host name \"%s\"",
-                           host);
+        return engine_fail(t, FW_ETLS, "server certificate does not match host name \"%s\"", host);
 
     GENERAL_NAMES *gens = X509_get_ext_d2i(t->leaf, NID_subject_alt_name, NULL, NULL);
     for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
@@ -684,6 +682,7 @@ static int name_mismatch(fw__tls_t *t)
                 escape_name(first, sizeof(first), d, n);
         } else if (g->type == GEN_IPADD) {
             const uint8_t *d = ASN1_STRING_get0_data(g->d.iPAddress);
+            ip_san = true;
             int n = ASN1_STRING_length(g->d.iPAddress);
             if (count++ == 0) {
                 char a[INET6_ADDRSTRLEN];
@@ -696,8 +695,9 @@ static int name_mismatch(fw__tls_t *t)
         }
     }
     GENERAL_NAMES_free(gens);
-    /* The CN took part only for a DNS host on a certificate without dNSName SANs. */
-    if (!t->host_is_ip && !dns_san) {
+    /* The CN took part for a DNS host on a certificate without dNSName SANs. For an IP host it
+     * never does, but it is still the best name to show when there is no SAN at all. */
+    if ((!t->host_is_ip && !dns_san) || (t->host_is_ip && count == 0)) {
         X509_NAME *subj = X509_get_subject_name(t->leaf);
         for (int i = -1; (i = X509_NAME_get_index_by_NID(subj, NID_commonName, i)) >= 0;) {
             const ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i));
@@ -708,7 +708,11 @@ static int name_mismatch(fw__tls_t *t)
                 escape_name(first, sizeof(first), d, n);
         }
     }
-    const char *nul_note = nul ? " (a certificate name contains an embedded null)" : "";
+    const char *nul_note = nul ? " (a certificate name contains an embedded null)"
+                           : t->host_is_ip && !ip_san
+                               ? " (an IP address matches only the certificate's IP address "
+                                 "names, and it has none)"
+                               : "";
     if (count > 1)
         return engine_fail(t, FW_ETLS,
                            "server certificate for \"%s\" (and %d other name%s) does not match "
@@ -716,8 +720,8 @@ static int name_mismatch(fw__tls_t *t)
                            first, count - 1, count == 2 ? "" : "s", host, nul_note);
     if (count == 1)
         return engine_fail(t, FW_ETLS,
-                           "server certificate for \"%s\" does not match host name \"%s\"%s",
-                           first, host, nul_note);
+                           "server certificate for \"%s\" does not match host name \"%s\"%s", first,
+                           host, nul_note);
     return engine_fail(t, FW_ETLS,
                        "could not get server's host name from server certificate (host name "
                        "\"%s\")",
@@ -739,8 +743,7 @@ static int handshake_failed(fw__tls_t *t)
                            "server certificate verification failed (sslmode %s): %s (depth %d, "
                            "subject \"%s\")",
                            t->check_name ? "verify-full" : "verify-ca",
-                           X509_verify_cert_error_string(vr), t->verify_depth,
-                           t->verify_subject);
+                           X509_verify_cert_error_string(vr), t->verify_depth, t->verify_subject);
     }
     return engine_fail(t, FW_ETLS, "SSL handshake failed: %s", ssl_reason(why, sizeof(why)));
 }

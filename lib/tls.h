@@ -141,6 +141,8 @@ int fw__tls_feed(fw__tls_t *t, const uint8_t *cipher, size_t len);
  * a sticky error with fw__tls_error() set: FW_ETLS (the handshake failed, the certificate did
  * not verify, or the host name did not match), FW_ENOMEM. After DONE, bytes fed together with
  * the last handshake message are application data: loop fw__tls_read.
+ * Under TLS 1.3 the client is done before the server has judged our certificate: a server
+ * that refuses it (or its absence) says so with an alert that fw__tls_read reports.
  */
 int fw__tls_handshake(fw__tls_t *t);
 

@@ -111,6 +111,8 @@ static char *dsn(char *buf, size_t cap, const char *fmt, ...)
     return buf;
 }
 
+static void fake_run(fakepg_t *f, const char *extra, result_t *r);
+
 static void test_every_method_over_the_unix_socket(void **state)
 {
     (void)state;
@@ -279,6 +281,73 @@ static void test_invalid_options_fail_before_any_socket(void **state)
     assert_int_equal(fw_conn_new(&c, &loop, &o, &err), FW_ECONFIG);
     assert_int_equal(fw_conn_new(NULL, &loop, &o, &err), FW_EINVAL);
     assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+
+/* Each password method x (unix, TCP, TCP+TLS in every sslmode that applies). */
+static void test_method_transport_and_sslmode_matrix(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *user, *pass, *method, *plus_method;
+    } users[] = {{"FW_TEST_USER_TRUST", NULL, "trust", "trust"},
+                 {"FW_TEST_USER_PASSWORD", "FW_TEST_PASS_PASSWORD", "password", "password"},
+                 {"FW_TEST_USER_MD5", "FW_TEST_PASS_MD5", "md5", "md5"},
+                 {"FW_TEST_USER_SCRAM", "FW_TEST_PASS_SCRAM", "SCRAM-SHA-256",
+                  "SCRAM-SHA-256-PLUS"}};
+    static const struct {
+        const char *host, *mode;
+        bool tls;
+    } ways[] = {{"SOCKDIR", "disable", false},  {"SOCKDIR", "require", false},
+                {"127.0.0.1", "disable", false}, {"127.0.0.1", "allow", false},
+                {"127.0.0.1", "prefer", true},   {"127.0.0.1", "require", true},
+                {"localhost", "verify-ca", true}, {"localhost", "verify-full", true},
+                {"::1", "verify-full", true}};
+    for (size_t u = 0; u < sizeof(users) / sizeof(users[0]); u++) {
+        for (size_t w = 0; w < sizeof(ways) / sizeof(ways[0]); w++) {
+            const char *host = strcmp(ways[w].host, "SOCKDIR") == 0 ? env("FW_TEST_SOCKDIR")
+                                                                    : ways[w].host;
+            const char *h6 = getenv("FW_TEST_HOST6");
+            if (strcmp(host, "::1") == 0 && (h6 == NULL || h6[0] == '\0'))
+                continue; /* no IPv6 on this machine */
+            char d[1024];
+            result_t r;
+            run(dsn(d, sizeof(d),
+                    "host=%s port=%s dbname=%s user=%s password='%s' sslmode=%s sslrootcert=%s",
+                    host, env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env(users[u].user),
+                    users[u].pass ? env(users[u].pass) : "", ways[w].mode, env("FW_TEST_CA")),
+                &r);
+            if (r.status != 0)
+                fail_msg("%s over %s sslmode=%s: %s", users[u].method, host, ways[w].mode,
+                         r.err.message);
+            assert_string_equal(r.tls, ways[w].tls ? "TLSv1.3" : "");
+            assert_string_equal(r.method, ways[w].tls ? users[u].plus_method : users[u].method);
+        }
+    }
+}
+
+/* pg_hba.conf accepts fw_sslonly over hostssl only: disable fails with 28000, allow retries
+ * over TLS, require succeeds. */
+static void test_ssl_only_user_and_the_allow_retry(void **state)
+{
+    (void)state;
+    const char *modes[] = {"disable", "allow", "require"};
+    for (int i = 0; i < 3; i++) {
+        char d[1024];
+        result_t r;
+        run(dsn(d, sizeof(d), "host=127.0.0.1 port=%s dbname=%s user=%s password=%s sslmode=%s",
+                env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_SSLONLY"),
+                env("FW_TEST_PASS_SSLONLY"), modes[i]),
+            &r);
+        if (i == 0) {
+            assert_int_equal(r.status, FW_EAUTH);
+            assert_string_equal(r.err.sqlstate, "28000");
+        } else {
+            if (r.status != 0)
+                fail_msg("sslmode=%s: %s", modes[i], r.err.message);
+            assert_string_equal(r.tls, "TLSv1.3");
+        }
+    }
 }
 
 /* ---- hostile servers ---------------------------------------------------------------------- */
@@ -493,6 +562,8 @@ int main(void)
         cmocka_unit_test(test_failures_carry_phase_code_and_sqlstate),
         cmocka_unit_test(test_hosts_are_tried_in_order_and_every_failure_is_kept),
         cmocka_unit_test(test_invalid_options_fail_before_any_socket),
+        cmocka_unit_test(test_method_transport_and_sslmode_matrix),
+        cmocka_unit_test(test_ssl_only_user_and_the_allow_retry),
         cmocka_unit_test(test_plaintext_injected_after_s_is_refused),
         cmocka_unit_test(test_error_reply_to_ssl_request_is_never_echoed),
         cmocka_unit_test(test_n_reply_under_require_fails),
