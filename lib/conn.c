@@ -90,6 +90,8 @@ static void free_startup(fw_conn_t *c)
         return;
     if (c->job != NULL) {
         c->job->stale = true; /* the job owns c->su now */
+        /* and stops its PBKDF2 at the next check (relaxed: see fw__derive_job_t) */
+        atomic_store_explicit(&c->job->cancel, true, memory_order_relaxed);
         c->job = NULL;
     } else {
         fw__startup_free(c->su);
@@ -214,7 +216,7 @@ static void on_timeout(uv_timer_t *t)
              fw_phase_name(c->phase), c->ci->connect_timeout);
     /* libpq moves on to the next host after a timeout. */
     note_attempt(c, FW_ETIMEDOUT, what);
-    free_startup(c); /* a running PBKDF2 finishes on the pool and is thrown away */
+    free_startup(c); /* a running PBKDF2 is cancelled; its job is freed in after_derive */
     if (c->gai_active) {
         /* The resolver request cannot be reused until its callback ran: that callback moves
          * on to the next host. */
@@ -286,7 +288,8 @@ static void handle_startup(fw_conn_t *c, fw__su_result_t r);
 static void work_derive(uv_work_t *w)
 {
     fw__derive_job_t *job = w->data;
-    job->rc = fw__startup_derive_work(job->su); /* touches only job->su->scram */
+    /* Touches only job->su->scram; returns FW_ECLOSED soon after the loop sets job->cancel. */
+    job->rc = fw__startup_derive_work_cancellable(job->su, &job->cancel);
 }
 
 static void after_derive(uv_work_t *w, int status)
@@ -361,6 +364,7 @@ static void handle_startup(fw_conn_t *c, fw__su_result_t r)
         }
         c->job->conn = c;
         c->job->su = c->su;
+        atomic_init(&c->job->cancel, false); /* published to the worker by uv_queue_work */
         c->job->work.data = c->job;
         rc = uv_queue_work(c->loop, &c->job->work, work_derive, after_derive);
         if (rc < 0) {

@@ -11,6 +11,9 @@
 #include "startup.h"
 #include "tls.h"
 
+#include <stdatomic.h>
+#include <stdbool.h>
+
 #include <uv.h>
 
 typedef enum fw__conn_state_e {
@@ -21,14 +24,23 @@ typedef enum fw__conn_state_e {
     FW__CONN_CLOSED
 } fw__conn_state_t;
 
-/* A SCRAM key derivation on the thread pool. It owns the startup state it works on, so an
- * attempt that times out can move on while the job finishes (and is then thrown away). */
+/*
+ * A SCRAM key derivation on the thread pool. It owns the startup state it works on, so an
+ * attempt that times out (or a connection that closes) can move on at once: the job is marked
+ * stale, `cancel` stops the PBKDF2 loop within about a millisecond instead of letting it burn a
+ * core for up to max_iterations HMACs (CVE-2026-42198), and after_derive throws the result away.
+ */
 typedef struct fw__derive_job_s {
     uv_work_t work;
     fw_conn_t *conn;
     fw__startup_t *su;
-    int rc;
-    bool stale;
+    int rc;     /* written by the worker; read in after_derive (ordered by libuv's queue) */
+    bool stale; /* loop thread only */
+    /* Set (relaxed) by the loop thread together with `stale`, read (relaxed) by the worker.
+     * Relaxed is enough: the flag publishes no data, it only asks the worker to stop, and a
+     * stale job's state is never read again; the worker's writes reach after_derive through
+     * libuv's work queue, not through this flag. */
+    _Atomic bool cancel;
 } fw__derive_job_t;
 
 struct fw_conn_s {

@@ -566,9 +566,14 @@ fw__su_result_t fw__startup_feed(fw__startup_t *su, const uint8_t *buf, size_t l
     return run(su);
 }
 
+int fw__startup_derive_work_cancellable(fw__startup_t *su, const _Atomic bool *cancel)
+{
+    return fw__scram_derive_cancellable(&su->scram, cancel);
+}
+
 int fw__startup_derive_work(fw__startup_t *su)
 {
-    return fw__scram_derive(&su->scram);
+    return fw__startup_derive_work_cancellable(su, NULL);
 }
 
 fw__su_result_t fw__startup_derived(fw__startup_t *su, int rc)

@@ -6,8 +6,8 @@
  * authentication, so tests drive it with byte vectors alone.
  *
  *   fw__startup_init -> fw__startup_begin (StartupMessage) -> fw__startup_feed ... ->
- *   [FW__SU_DERIVE: run fw__startup_derive_work(), maybe on a worker thread, then
- *    fw__startup_derived] -> ... -> FW__SU_READY or FW__SU_FAILED -> fw__startup_free
+ *   [FW__SU_DERIVE: run fw__startup_derive_work_cancellable(), maybe on a worker thread,
+ *    then fw__startup_derived] -> ... -> FW__SU_READY or FW__SU_FAILED -> fw__startup_free
  *
  * Policy enforced here, before any secret leaves (RELIABILITY.md "bar" 1):
  *   - require_auth (libpq grammar, parsed by conninfo into a bitmask): a request for a method
@@ -27,6 +27,7 @@
 #include "fwire.h"
 #include "proto.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -153,8 +154,17 @@ fw__su_result_t fw__startup_begin(fw__startup_t *su);
  */
 fw__su_result_t fw__startup_feed(fw__startup_t *su, const uint8_t *buf, size_t len);
 
-/* The expensive SCRAM step; touches only su->scram (safe on a worker thread). Returns 0 or an
- * error, which fw__startup_derived reports. */
+/*
+ * The expensive SCRAM step; touches only su->scram (safe on a worker thread). Returns 0 or an
+ * error, which fw__startup_derived reports. cancel: NULL, or a flag any thread may set to stop
+ * the derivation within about a millisecond (a timed-out or closed attempt must not keep a core
+ * busy, CVE-2026-42198); it is only read, and must outlive the call. Cancelled: FW_ECLOSED,
+ * and the SCRAM state is failed and wiped (fw__startup_derived then fails the attempt).
+ * Thread: whichever thread owns su for the duration; the flag's writer may be any thread.
+ */
+int fw__startup_derive_work_cancellable(fw__startup_t *su, const _Atomic bool *cancel);
+
+/* fw__startup_derive_work_cancellable(su, NULL). */
 int fw__startup_derive_work(fw__startup_t *su);
 
 /* After fw__startup_derive_work returned `rc` on whatever thread: continue the exchange. */

@@ -27,6 +27,10 @@ typedef struct fakepg_s {
     const uint8_t *startup_reply;
     size_t startup_reply_len;
     bool close_after;
+    /* When > 0: after the StartupMessage, ask for SCRAM-SHA-256 and answer the client's first
+     * message with a server-first message that extends its nonce and demands this many
+     * iterations (instead of startup_reply). */
+    unsigned long scram_iterations;
     /* results */
     int port;
     uint8_t got[4096]; /* bytes received after the scripted replies */
@@ -63,7 +67,42 @@ static inline void *fakepg_main(void *arg)
             (void)send(fd, f->ssl_reply, f->ssl_reply_len, MSG_NOSIGNAL);
         }
     }
-    if (f->startup_reply != NULL) {
+    if (f->scram_iterations > 0) {
+        static const uint8_t sasl[] = {'R', 0,   0,   0,   23,  0,   0,   0,   10,  'S', 'C', 'R',
+                                       'A', 'M', '-', 'S', 'H', 'A', '-', '2', '5', '6', 0,   0};
+        uint8_t hdr[5];
+        if (fakepg_read_n(fd, buf, 4) == 0) {
+            uint32_t n = ((uint32_t)buf[0] << 24) | ((uint32_t)buf[1] << 16) |
+                         ((uint32_t)buf[2] << 8) | buf[3];
+            if (n >= 8 && n <= sizeof(buf) && fakepg_read_n(fd, buf + 4, n - 4) == 0) {
+                f->got_startup = true;
+                (void)send(fd, sasl, sizeof(sasl), MSG_NOSIGNAL);
+            }
+        }
+        /* SASLInitialResponse: 'p', length, mechanism, int32 length, "n,,n=,r=<nonce>" */
+        if (fakepg_read_n(fd, hdr, 5) == 0) {
+            uint32_t n = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) |
+                         ((uint32_t)hdr[3] << 8) | hdr[4];
+            if (n >= 4 && n - 4 < sizeof(buf) - 1 && fakepg_read_n(fd, buf, n - 4) == 0) {
+                buf[n - 4] = 0;
+                const char *r = strstr((const char *)buf + strlen((const char *)buf) + 5, "r=");
+                char msg[256];
+                int len = snprintf(msg, sizeof(msg), "r=%sX,s=c2FsdHNhbHQ=,i=%lu",
+                                   r != NULL ? r + 2 : "", f->scram_iterations);
+                uint8_t out[300];
+                uint32_t total = (uint32_t)len + 8;
+                out[0] = 'R';
+                out[1] = (uint8_t)(total >> 24);
+                out[2] = (uint8_t)(total >> 16);
+                out[3] = (uint8_t)(total >> 8);
+                out[4] = (uint8_t)total;
+                out[5] = out[6] = out[7] = 0;
+                out[8] = 11; /* SASLContinue */
+                memcpy(out + 9, msg, (size_t)len);
+                (void)send(fd, out, (size_t)len + 9, MSG_NOSIGNAL);
+            }
+        }
+    } else if (f->startup_reply != NULL) {
         if (fakepg_read_n(fd, buf, 4) == 0) {
             uint32_t n = ((uint32_t)buf[0] << 24) | ((uint32_t)buf[1] << 16) |
                          ((uint32_t)buf[2] << 8) | buf[3];

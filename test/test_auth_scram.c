@@ -5,8 +5,10 @@
  * certificates made here with libcrypto (hermetic: no files, no openssl CLI), and secret wiping.
  * Server messages are parsed from a buffer that ends flush against a guard page (STYLE 24).
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -571,7 +573,7 @@ static void test_iteration_cap_default_limit_one_past_custom_and_zero(void **sta
     fw__scram_free(&s);
     assert_int_equal(first_with_iterations(&s, 0, "1000001"), FW_ETOOBIG);
     fw__scram_free(&s);
-    /* the largest cap allowed is INT_MAX (PBKDF2 takes an int) */
+    /* the largest cap allowed is INT_MAX (PostgreSQL's count is an int) */
     assert_int_equal(first_with_iterations(&s, (uint32_t)INT32_MAX, "2147483647"), 0);
     fw__scram_free(&s);
 }
@@ -839,10 +841,211 @@ static void test_long_password_derives_the_same_keys_as_pbkdf2_over_the_full_pas
     }
 }
 
+/* ---- the key derivation: PBKDF2 written out, and stoppable ---- */
+
+/* Prepares s up to the derivation with any password, salt and count (cap raised to match). */
+static void first_with(fw__scram_t *s, const uint8_t *password, size_t plen, const uint8_t *salt,
+                       size_t slen, uint32_t iterations)
+{
+    fw__scram_opts_t o;
+    char msg[FW__SCRAM_SERVER_MSG_MAX];
+    opts_rfc(&o);
+    o.password = password;
+    o.password_len = plen;
+    o.max_iterations = iterations;
+    start(s, &o);
+    int n = snprintf(msg, sizeof(msg), "r=%sSRV,s=", RFC_NONCE);
+    long b = fw__b64_encode(msg + n, sizeof(msg) - (size_t)n, salt, slen);
+    assert_true(b > 0);
+    n += (int)b;
+    n += snprintf(msg + n, sizeof(msg) - (size_t)n, ",i=%u", (unsigned)iterations);
+    assert_true(n > 0 && (size_t)n < sizeof(msg));
+    assert_int_equal(server_first_str(s, msg, (size_t)n), 0);
+}
+
+/* ClientKey and ServerKey as PKCS5_PBKDF2_HMAC (the reference) makes them. */
+static void reference_keys(const uint8_t *password, size_t plen, const uint8_t *salt, size_t slen,
+                           uint32_t iterations, uint8_t ck[32], uint8_t sk[32])
+{
+    uint8_t salted[32];
+    size_t n = 0;
+    assert_int_equal(PKCS5_PBKDF2_HMAC((const char *)password, (int)plen, salt, (int)slen,
+                                       (int)iterations, EVP_sha256(), 32, salted),
+                     1);
+    assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, salted, 32,
+                              (const unsigned char *)"Client Key", 10, ck, 32, &n));
+    assert_int_equal(n, 32);
+    assert_non_null(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, salted, 32,
+                              (const unsigned char *)"Server Key", 10, sk, 32, &n));
+    assert_int_equal(n, 32);
+}
+
+/*
+ * Hi() is written out in scram.c (so it can stop); it must give PKCS5_PBKDF2_HMAC's bytes for
+ * every password length around the HMAC block (0, 1, 63, 64, 65 and a long one hashed first,
+ * with NULs and high bytes), salts from 1 byte to over a block, and counts 1, 2, 4096 and 100000
+ * (cancel-check boundaries included: 1024 divides 4096 and is crossed 97 times by 100000). Both
+ * keys are compared: HMACs of SaltedPassword, they match only if it does. The cancellable entry
+ * with a flag that stays clear must give the same bytes.
+ */
+static void test_derive_gives_the_bytes_of_pkcs5_pbkdf2_hmac(void **state)
+{
+    (void)state;
+    static uint8_t pw_long[200], pw_bin[65], salt_long[700];
+    for (size_t i = 0; i < sizeof(pw_long); i++)
+        pw_long[i] = (uint8_t)(i * 7 + 1);
+    for (size_t i = 0; i < sizeof(pw_bin); i++)
+        pw_bin[i] = (uint8_t)(i % 3 == 0 ? 0 : 0x80 + i);
+    for (size_t i = 0; i < sizeof(salt_long); i++)
+        salt_long[i] = (uint8_t)(255 - i);
+    static const struct {
+        const uint8_t *p;
+        size_t len;
+    } pws[] = {
+        {(const uint8_t *)"", 0},
+        {(const uint8_t *)"x", 1},
+        {(const uint8_t *)"pencil", 6},
+        {pw_bin, 63},
+        {pw_bin, 64},
+        {pw_bin, 65},
+        {pw_long, sizeof(pw_long)},
+    };
+    static const struct {
+        const uint8_t *p;
+        size_t len;
+    } salts[] = {
+        {(const uint8_t *)"s", 1},
+        {(const uint8_t *)"0123456789abcdef", 16},
+        {salt_long, 60}, /* salt || INT(1) spans two SHA-256 blocks */
+        {salt_long, sizeof(salt_long)},
+    };
+    static const uint32_t counts[] = {1, 2, 4096, 100000};
+    size_t cases = 0;
+    for (size_t p = 0; p < sizeof(pws) / sizeof(pws[0]); p++)
+        for (size_t q = 0; q < sizeof(salts) / sizeof(salts[0]); q++)
+            for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+                /* the large count on a diagonal only: the table stays fast under TSan */
+                if (counts[c] == 100000 && p % 4 != q)
+                    continue;
+                uint8_t ck[32], sk[32];
+                reference_keys(pws[p].p, pws[p].len, salts[q].p, salts[q].len, counts[c], ck, sk);
+                for (int cancellable = 0; cancellable < 2; cancellable++) {
+                    fw__scram_t s;
+                    _Atomic bool never = false;
+                    first_with(&s, pws[p].p, pws[p].len, salts[q].p, salts[q].len, counts[c]);
+                    int rc = cancellable ? fw__scram_derive_cancellable(&s, &never)
+                                         : fw__scram_derive(&s);
+                    assert_int_equal(rc, 0);
+                    assert_memory_equal(s.client_key, ck, 32);
+                    assert_memory_equal(s.server_key, sk, 32);
+                    assert_true(all_zero(s.salted_password, sizeof(s.salted_password)));
+                    assert_true(all_zero(s.password, sizeof(s.password)));
+                    fw__scram_free(&s);
+                }
+                cases++;
+            }
+    assert_int_equal(cases, 7 * 4 * 3 + 7);
+}
+
+/* Sets the flag from another thread after a delay: what lib/conn.c does on connect_timeout. */
+typedef struct canceller_s {
+    _Atomic bool *flag;
+    long delay_ms;
+    struct timespec set_at;
+} canceller_t;
+
+static void *canceller(void *arg)
+{
+    canceller_t *k = arg;
+    struct timespec d = {k->delay_ms / 1000, (k->delay_ms % 1000) * 1000000L};
+    nanosleep(&d, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &k->set_at);
+    atomic_store_explicit(k->flag, true, memory_order_relaxed);
+    return NULL;
+}
+
+static void assert_cancelled_and_wiped(fw__scram_t *s)
+{
+    fw_slice_t out;
+    char text[128];
+    assert_int_equal(s->state, FW__SCRAM_S_FAILED);
+    assert_int_equal(fw__scram_fail(s), FW__SCRAM_FAIL_CANCELLED);
+    assert_secrets_wiped(s);
+    fw__scram_describe(s, text, sizeof(text));
+    assert_string_equal(text, "SCRAM key derivation cancelled");
+    /* sticky like any failure: nothing can be built from the state any more */
+    assert_int_equal(fw__scram_client_final(s, &out), FW_ESTATE);
+    assert_int_equal(fw__scram_derive(s), FW_ESTATE);
+    assert_int_equal(fw__scram_fail(s), FW__SCRAM_FAIL_CANCELLED);
+}
+
+/*
+ * 50,000,000 iterations take several seconds; the flag is set after 50 ms from another thread
+ * and the call must come back with FW_ECLOSED in well under a second (it reads the flag every
+ * 1024 iterations, about 0.13 ms apart), the exchange failed and wiped.
+ */
+static void test_cancel_from_another_thread_stops_a_long_derivation(void **state)
+{
+    (void)state;
+    fw__scram_t s;
+    _Atomic bool flag = false;
+    canceller_t k = {&flag, 50, {0, 0}};
+    pthread_t th;
+    struct timespec t0, t1;
+
+    first_with(&s, (const uint8_t *)"pencil", 6, (const uint8_t *)"0123456789abcdef", 16,
+               50000000u);
+    assert_int_equal(s.iterations, 50000000u);
+    assert_int_equal(pthread_create(&th, NULL, canceller, &k), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = fw__scram_derive_cancellable(&s, &flag);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+
+    assert_int_equal(rc, FW_ECLOSED);
+    double total = elapsed_ms(&t0, &t1), reaction = elapsed_ms(&k.set_at, &t1);
+    print_message("cancelled after %.1f ms, %.3f ms after the flag was set\n", total, reaction);
+    assert_true(total < 1000.0);
+    assert_true(reaction < 100.0); /* ~0.1 ms here; generous for sanitizers and busy hosts */
+    assert_cancelled_and_wiped(&s);
+    fw__scram_free(&s);
+    assert_true(all_zero(&s, sizeof(s)));
+}
+
+/* A flag set before the call (the attempt gave up while the job queued): no work at all. */
+static void test_cancel_flag_already_set_returns_at_once(void **state)
+{
+    (void)state;
+    fw__scram_t s;
+    _Atomic bool flag = true;
+    struct timespec t0, t1;
+
+    first_with(&s, (const uint8_t *)"pencil", 6, (const uint8_t *)"0123456789abcdef", 16,
+               50000000u);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = fw__scram_derive_cancellable(&s, &flag);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_int_equal(rc, FW_ECLOSED);
+    assert_true(elapsed_ms(&t0, &t1) < 10.0);
+    assert_true(atomic_load(&flag)); /* read, never written */
+    assert_cancelled_and_wiped(&s);
+    fw__scram_free(&s);
+
+    /* out of order still wins over cancelled: a state that is not ready is not touched */
+    _Atomic bool set = true;
+    fw__scram_opts_t o;
+    opts_rfc(&o);
+    start(&s, &o);
+    assert_int_equal(fw__scram_derive_cancellable(&s, &set), FW_ESTATE);
+    assert_int_equal(fw__scram_fail(&s), FW__SCRAM_FAIL_OUT_OF_ORDER);
+    fw__scram_free(&s);
+    assert_int_equal(fw__scram_derive_cancellable(NULL, &set), FW_EINVAL);
+}
+
 static void test_fail_reasons_all_have_sentences(void **state)
 {
     (void)state;
-    for (int f = FW__SCRAM_FAIL_NONE; f <= FW__SCRAM_FAIL_SERVER_ERROR; f++) {
+    for (int f = FW__SCRAM_FAIL_NONE; f <= FW__SCRAM_FAIL_CANCELLED; f++) {
         const char *m = fw__scram_fail_str((fw__scram_fail_t)f);
         assert_non_null(m);
         assert_true(strlen(m) > 10);
@@ -1027,6 +1230,9 @@ int main(void)
         cmocka_unit_test(test_out_of_order_calls_return_estate),
         cmocka_unit_test(test_secrets_are_wiped_by_free),
         cmocka_unit_test(test_long_password_derives_the_same_keys_as_pbkdf2_over_the_full_password),
+        cmocka_unit_test(test_derive_gives_the_bytes_of_pkcs5_pbkdf2_hmac),
+        cmocka_unit_test(test_cancel_from_another_thread_stops_a_long_derivation),
+        cmocka_unit_test(test_cancel_flag_already_set_returns_at_once),
         cmocka_unit_test(test_fail_reasons_all_have_sentences),
         cmocka_unit_test(test_cert_hash_uses_the_signature_digest_and_sha256_for_md5_and_sha1),
         cmocka_unit_test(test_cert_hash_reads_the_rsa_pss_digest),

@@ -102,7 +102,8 @@ static void run(const char *conninfo, result_t *r)
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static char *dsn(char *buf, size_t cap, const char *fmt, ...)
+static char *
+dsn(char *buf, size_t cap, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -208,7 +209,8 @@ static void test_failures_carry_phase_code_and_sqlstate(void **state)
     run(dsn(d, sizeof(d),
             "hostaddr=127.0.0.1 host=db.invalid port=%s dbname=%s user=%s password=x "
             "sslmode=verify-full sslrootcert=%s",
-            env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_SCRAM"), env("FW_TEST_CA")),
+            env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_SCRAM"),
+            env("FW_TEST_CA")),
         &r);
     assert_int_equal(r.status, FW_ETLS);
     assert_int_equal(r.err.phase, FW_PHASE_TLS_HANDSHAKE);
@@ -283,30 +285,29 @@ static void test_invalid_options_fail_before_any_socket(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-
 /* Each password method x (unix, TCP, TCP+TLS in every sslmode that applies). */
 static void test_method_transport_and_sslmode_matrix(void **state)
 {
     (void)state;
     static const struct {
         const char *user, *pass, *method, *plus_method;
-    } users[] = {{"FW_TEST_USER_TRUST", NULL, "trust", "trust"},
-                 {"FW_TEST_USER_PASSWORD", "FW_TEST_PASS_PASSWORD", "password", "password"},
-                 {"FW_TEST_USER_MD5", "FW_TEST_PASS_MD5", "md5", "md5"},
-                 {"FW_TEST_USER_SCRAM", "FW_TEST_PASS_SCRAM", "SCRAM-SHA-256",
-                  "SCRAM-SHA-256-PLUS"}};
+    } users[] = {
+        {"FW_TEST_USER_TRUST", NULL, "trust", "trust"},
+        {"FW_TEST_USER_PASSWORD", "FW_TEST_PASS_PASSWORD", "password", "password"},
+        {"FW_TEST_USER_MD5", "FW_TEST_PASS_MD5", "md5", "md5"},
+        {"FW_TEST_USER_SCRAM", "FW_TEST_PASS_SCRAM", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"}};
     static const struct {
         const char *host, *mode;
         bool tls;
-    } ways[] = {{"SOCKDIR", "disable", false},  {"SOCKDIR", "require", false},
-                {"127.0.0.1", "disable", false}, {"127.0.0.1", "allow", false},
-                {"127.0.0.1", "prefer", true},   {"127.0.0.1", "require", true},
+    } ways[] = {{"SOCKDIR", "disable", false},    {"SOCKDIR", "require", false},
+                {"127.0.0.1", "disable", false},  {"127.0.0.1", "allow", false},
+                {"127.0.0.1", "prefer", true},    {"127.0.0.1", "require", true},
                 {"localhost", "verify-ca", true}, {"localhost", "verify-full", true},
                 {"::1", "verify-full", true}};
     for (size_t u = 0; u < sizeof(users) / sizeof(users[0]); u++) {
         for (size_t w = 0; w < sizeof(ways) / sizeof(ways[0]); w++) {
-            const char *host = strcmp(ways[w].host, "SOCKDIR") == 0 ? env("FW_TEST_SOCKDIR")
-                                                                    : ways[w].host;
+            const char *host =
+                strcmp(ways[w].host, "SOCKDIR") == 0 ? env("FW_TEST_SOCKDIR") : ways[w].host;
             const char *h6 = getenv("FW_TEST_HOST6");
             if (strcmp(host, "::1") == 0 && (h6 == NULL || h6[0] == '\0'))
                 continue; /* no IPv6 on this machine */
@@ -356,8 +357,7 @@ static void fake_run(fakepg_t *f, const char *extra, result_t *r)
 {
     char d[512];
     assert_int_equal(fakepg_start(f), 0);
-    run(dsn(d, sizeof(d), "host=127.0.0.1 port=%d dbname=x user=u password=pw %s", f->port,
-            extra),
+    run(dsn(d, sizeof(d), "host=127.0.0.1 port=%d dbname=x user=u password=pw %s", f->port, extra),
         r);
     fakepg_stop(f);
 }
@@ -441,10 +441,10 @@ static void test_a_notice_during_startup_reaches_the_hook(void **state)
 {
     (void)state;
     static const uint8_t reply[] = {
-        'N', 0, 0, 0, 39, 'S', 'N', 'O', 'T', 'I', 'C', 'E', 0, 'M', 'h', 'e', 'l', 'l', 'o',
-        ' ', 'f', 'r', 'o', 'm', ' ', 'a', ' ', 'f', 'a', 'k', 'e', ' ', 's', 'e', 'r', 'v',
-        'e', 'r', 0, 0, 'R', 0, 0, 0, 8, 0, 0, 0, 0, 'K', 0, 0, 0, 12, 0, 0, 0, 7, 0, 0, 0, 9,
-        'Z', 0, 0, 0, 5, 'I'};
+        'N', 0,   0,   0,   39,  'S', 'N', 'O', 'T', 'I', 'C', 'E', 0,   'M', 'h', 'e', 'l',
+        'l', 'o', ' ', 'f', 'r', 'o', 'm', ' ', 'a', ' ', 'f', 'a', 'k', 'e', ' ', 's', 'e',
+        'r', 'v', 'e', 'r', 0,   0,   'R', 0,   0,   0,   8,   0,   0,   0,   0,   'K', 0,
+        0,   0,   12,  0,   0,   0,   7,   0,   0,   0,   9,   'Z', 0,   0,   0,   5,   'I'};
     fakepg_t f;
     result_t r;
     memset(&f, 0, sizeof(f));
@@ -476,6 +476,51 @@ static void test_silent_server_times_out_naming_the_phase(void **state)
         assert_non_null(strstr(r.err.message, "timeout expired"));
         assert_true(secs >= 1.9 && secs < 10);
     }
+}
+
+/* CVE-2026-42198: a connect that times out during the key derivation must stop burning CPU.
+ * The fake server demands 50,000,000 iterations (seconds of PBKDF2; the cap is raised to allow
+ * it); connect_timeout=2 ends the attempt and the derivation stops within milliseconds. */
+static void test_timeout_during_key_derivation_stops_the_cpu_work(void **state)
+{
+    (void)state;
+    fakepg_t f;
+    uv_loop_t loop;
+    fw_conn_t *c;
+    fw_conn_opts_t o;
+    result_t r;
+    char d[256];
+    memset(&f, 0, sizeof(f));
+    memset(&r, 0, sizeof(r));
+    r.close_in_cb = true;
+    f.scram_iterations = 50000000;
+    assert_int_equal(fakepg_start(&f), 0);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    fw_conn_opts_init(&o);
+    o.use_environment = false;
+    o.scram_max_iterations = 100000000;
+    o.conninfo = dsn(d, sizeof(d),
+                     "host=127.0.0.1 port=%d dbname=x user=u password=pw sslmode=disable "
+                     "connect_timeout=2",
+                     f.port);
+    assert_int_equal(fw_conn_new(&c, &loop, &o, NULL), 0);
+    uv_rusage_t ru0, ru1;
+    uv_getrusage(&ru0);
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(fw_conn_connect(c, on_connect, &r), 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    double wall = (double)(uv_hrtime() - t0) / 1e9;
+    uv_getrusage(&ru1);
+    double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
+                 (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6;
+    assert_int_equal(uv_loop_close(&loop), 0);
+    fakepg_stop(&f);
+    assert_int_equal(r.status, FW_ETIMEDOUT);
+    assert_int_equal(r.err.phase, FW_PHASE_AUTH);
+    /* the loop ends right after the timeout: it waited for the stopped job, not the full
+     * derivation, and the CPU spent is the 2 s of derivation before the timeout, not ~6 s */
+    assert_true(wall < 3.0);
+    assert_true(cpu < 2.8);
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------- */
@@ -570,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_cleartext_request_under_require_auth_sends_no_password),
         cmocka_unit_test(test_a_notice_during_startup_reaches_the_hook),
         cmocka_unit_test(test_silent_server_times_out_naming_the_phase),
+        cmocka_unit_test(test_timeout_during_key_derivation_stops_the_cpu_work),
         cmocka_unit_test(test_close_before_the_connect_finishes_runs_both_callbacks_once),
         cmocka_unit_test(test_threaded_runtime_connects_and_closes),
     };

@@ -6,6 +6,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -374,7 +375,9 @@ static void scram_exchange(const char *password, const char *mech, fw__auth_meth
     t.len = 0;
     srv_first(&s, password, &t, mech);
     assert_int_equal(feed(&t), FW__SU_DERIVE);
-    assert_int_equal(fw__startup_derived(&su, fw__startup_derive_work(&su)), FW__SU_CONTINUE);
+    _Atomic bool never = false; /* what lib/conn.c passes: a flag that stays clear */
+    assert_int_equal(fw__startup_derived(&su, fw__startup_derive_work_cancellable(&su, &never)),
+                     FW__SU_CONTINUE);
     assert_true(su.password_sent);
     t.len = 0;
     srv_final(&s, &t, false);
@@ -467,6 +470,36 @@ static void test_authentication_ok_in_the_middle_of_scram_is_refused(void **stat
     after_ok(&t);
     assert_int_equal(feed(&t), FW__SU_FAILED);
     assert_non_null(strstr(fw__startup_error(&su), "before completing SCRAM"));
+}
+
+/*
+ * A cancelled derivation (lib/conn.c sets the flag when connect_timeout fires or the connection
+ * closes) ends the attempt: FW_ECLOSED from the work, then a failed exchange, no proof sent and
+ * the SCRAM secrets wiped.
+ */
+static void test_cancelled_derivation_fails_the_attempt_without_sending_a_proof(void **state)
+{
+    (void)state;
+    tb_t t = {.len = 0};
+    scram_srv_t s;
+    opts.password = "pencil";
+    begin();
+    sasl_offer(&t, true, false);
+    assert_int_equal(feed(&t), FW__SU_CONTINUE);
+    t.len = 0;
+    srv_first(&s, "pencil", &t, "SCRAM-SHA-256");
+    assert_int_equal(feed(&t), FW__SU_DERIVE);
+    _Atomic bool cancel = true;
+    int rc = fw__startup_derive_work_cancellable(&su, &cancel);
+    assert_int_equal(rc, FW_ECLOSED);
+    assert_int_equal(fw__scram_fail(&su.scram), FW__SCRAM_FAIL_CANCELLED);
+    for (size_t i = 0; i < sizeof(su.scram.password); i++)
+        assert_int_equal(su.scram.password[i], 0);
+    assert_int_equal(fw__startup_derived(&su, rc), FW__SU_FAILED);
+    assert_int_equal(su.err, FW_EAUTH);
+    assert_non_null(strstr(fw__startup_error(&su), "key derivation cancelled"));
+    assert_false(su.password_sent);
+    assert_int_equal(out.len, 0); /* no SASLResponse */
 }
 
 static void test_scram_iteration_cap_refuses_before_any_work(void **state)
@@ -611,6 +644,7 @@ int main(void)
         T(test_scram_password_goes_through_saslprep),
         T(test_scram_wrong_server_signature_fails),
         T(test_authentication_ok_in_the_middle_of_scram_is_refused),
+        T(test_cancelled_derivation_fails_the_attempt_without_sending_a_proof),
         T(test_scram_iteration_cap_refuses_before_any_work),
         T(test_server_error_keeps_sqlstate_and_escapes_text),
         T(test_unsupported_and_out_of_place_messages_fail),
