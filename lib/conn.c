@@ -64,6 +64,52 @@ note(fw_conn_t *c, const char *fmt, ...)
     va_end(ap);
 }
 
+void fw__conn_log(fw_conn_t *c, fw_log_level_t level, const char *fmt, ...)
+{
+    if (c->opts.log_cb == NULL)
+        return;
+    char line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    c->opts.log_cb(c->opts.log_ud, level, line);
+}
+
+/* Secrets travel in 'p' (password, SASL) messages: the trace shows their type and size only. */
+static void trace(fw_conn_t *c, char dir, uint8_t type, size_t length, const uint8_t *body)
+{
+    fw_trace_t t = {dir, type, length, type == 'p' ? NULL : body};
+    c->opts.trace_cb(c->opts.trace_ud, &t);
+}
+
+void fw__conn_trace_in(void *ud, const fw__pq_msg_t *m)
+{
+    fw_conn_t *c = ud;
+    if (c->opts.trace_cb != NULL)
+        trace(c, '<', m->type, m->body.len + 4, m->body.ptr);
+}
+
+/* Walks the whole messages queued in c->out for the trace. */
+static void trace_out(fw_conn_t *c)
+{
+    size_t off = 0;
+    bool untyped = c->out_untyped;
+    while (off < c->out.len) {
+        const uint8_t *p = c->out.data + off;
+        size_t hdr = untyped ? 0 : 1;
+        if (c->out.len - off < hdr + 4)
+            break;
+        size_t n = ((size_t)p[hdr] << 24) | ((size_t)p[hdr + 1] << 16) | ((size_t)p[hdr + 2] << 8) |
+                   p[hdr + 3];
+        if (n < 4 || n > c->out.len - off - hdr)
+            break;
+        trace(c, '>', untyped ? 0 : p[0], n, p + hdr + 4);
+        off += hdr + n;
+        untyped = false;
+    }
+}
+
 /* "connection to server at "db1" (10.0.0.1), port 5432 failed: " as libpq words it. */
 static void note_attempt(fw_conn_t *c, int code, const char *what)
 {
@@ -78,6 +124,9 @@ static void note_attempt(fw_conn_t *c, int code, const char *what)
              c->address[0] ? c->address : h->host, (unsigned)h->port_num, what);
     c->err.code = code;
     c->err.phase = c->phase;
+    /* the line just noted, for the log */
+    const char *last = strrchr(c->err.message, '\n');
+    fw__conn_log(c, FW_LOG_INFO, "%s", last != NULL ? last + 1 : c->err.message);
 }
 
 /* ---- handle bookkeeping ---------------------------------------------------------------- */
@@ -264,6 +313,9 @@ static int flush_out(fw_conn_t *c)
     if (c->out.err < 0)
         return c->out.err;
     if (c->out.len > 0) {
+        if (c->opts.trace_cb != NULL)
+            trace_out(c);
+        c->out_untyped = false;
         if (c->tls != NULL && c->tls_up) {
             size_t off = 0;
             while (off < c->out.len && rc == 0) {
@@ -339,6 +391,10 @@ static void on_ready(fw_conn_t *c)
     fw__pq_reader_init(&c->su->reader, NULL, NULL);
     free_startup(c);
     c->err.message[0] = '\0';
+    static const char *const methods[] = {"no authentication", "a cleartext password", "md5",
+                                          "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"};
+    fw__conn_log(c, FW_LOG_INFO, "connected to %s (backend %d) with %s in %.1f ms", c->address,
+                 (int)c->backend_pid, methods[c->method], c->connect_seconds * 1e3);
     finish(c, 0);
 }
 
@@ -453,6 +509,8 @@ static void start_startup(fw_conn_t *c)
     o.scram_max_iterations = c->opts.scram_max_iterations;
     o.notice_fn = c->opts.notice_cb != NULL ? fw__conn_notice : NULL;
     o.notice_ud = c;
+    o.msg_fn = c->opts.trace_cb != NULL ? fw__conn_trace_in : NULL;
+    o.msg_ud = c;
     free_startup(c);
     c->su = calloc(1, sizeof(*c->su));
     if (c->su == NULL) {
@@ -465,6 +523,7 @@ static void start_startup(fw_conn_t *c)
         return;
     }
     c->phase = FW_PHASE_AUTH;
+    c->out_untyped = c->out.len == 0; /* the StartupMessage comes first */
     handle_startup(c, fw__startup_begin(c->su));
 }
 
@@ -524,6 +583,8 @@ static void on_tls_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
         if (hs == FW__TLS_CONTINUE)
             return;
         c->tls_up = true;
+        fw__conn_log(c, FW_LOG_DEBUG, "TLS established: %s %s", fw__tls_version(c->tls),
+                     fw__tls_cipher(c->tls));
         start_startup(c);
         if (c->closing || c->state != FW__CONN_CONNECTING)
             return;
@@ -563,6 +624,7 @@ static void on_idle_messages(fw_conn_t *c, const uint8_t *p, size_t n)
     fw__pq_msg_t m;
     int rc = fw__pq_reader_feed(&c->reader, p, n);
     while (rc >= 0 && (rc = fw__pq_reader_next(&c->reader, &m)) == 1) {
+        fw__conn_trace_in(c, &m);
         if (m.type == 'N') {
             fw__conn_notice(c, &m);
             if (c->closing)
@@ -577,6 +639,8 @@ static void on_idle_messages(fw_conn_t *c, const uint8_t *p, size_t n)
             }
             c->err.code = FW_ESERVER;
             c->state = FW__CONN_BAD;
+            fw__conn_log(c, FW_LOG_WARNING, "the server ended the idle connection: %s",
+                         c->err.message);
         } else if (m.type != 'S' && m.type != 'A') {
             c->state = FW__CONN_BAD; /* nothing else may arrive without a query */
             c->err.code = FW_EPROTO_UNEXPECTED;
@@ -668,6 +732,7 @@ static void on_connected(fw__sock_t *s, int status)
         c->tls_up = false;
         c->phase = FW_PHASE_SSL_RESPONSE;
         fw__pq_buf_reset(&c->out);
+        c->out_untyped = true;
         rc = fw__pq_put_ssl_request(&c->out);
         if (rc == 0)
             rc = flush_out(c);
@@ -680,6 +745,10 @@ static void on_connected(fw__sock_t *s, int status)
 
 static void connect_to(fw_conn_t *c, const struct sockaddr *sa, socklen_t len)
 {
+    fw__conn_log(c, FW_LOG_DEBUG, "connecting to %s%s%s (port %u)", c->address,
+                 c->want_tls && !c->is_unix ? ", asking for TLS" : "",
+                 c->retried_plain ? ", second try" : "",
+                 (unsigned)c->ci->hosts[c->host_i].port_num);
     c->phase = FW_PHASE_CONNECT;
     c->tls_up = false;
     c->sock.data = c;
@@ -912,6 +981,8 @@ int fw_conn_connect(fw_conn_t *c, fw_connect_cb cb, void *ud)
     c->connect_ud = ud;
     c->t_start = uv_hrtime();
     c->host_i = 0;
+    if (c->passfile_warning[0] != '\0')
+        fw__conn_log(c, FW_LOG_WARNING, "%s", c->passfile_warning);
     /* Start from the loop, so the callback can never run inside this call. */
     c->kick.data = c;
     uv_idle_init(c->loop, &c->kick);

@@ -79,6 +79,7 @@ struct fw_conn_s {
     fw__startup_t *su;      /* this attempt's startup exchange */
     fw__derive_job_t *job;  /* its key derivation, while one runs */
     fw__pq_buf_t out;       /* messages to send */
+    bool out_untyped;       /* out starts with an untyped message (StartupMessage, SSLRequest) */
     fw__pq_reader_t reader; /* after startup: asynchronous messages while idle */
 
     int keepalives_idle, keepalives_interval, keepalives_count;
@@ -109,6 +110,11 @@ struct fw_conn_s {
 
 void fw__conn_kick(uv_idle_t *h);
 void fw__conn_notice(void *ud, const fw__pq_msg_t *m);
+void fw__conn_trace_in(void *ud, const fw__pq_msg_t *m);
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+void fw__conn_log(fw_conn_t *c, fw_log_level_t level, const char *fmt, ...);
 void fw__wipe_conn_secrets(fw_conn_t *c);
 
 #endif /* FW_CONN_H */

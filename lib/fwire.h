@@ -151,6 +151,17 @@ typedef struct fw_notice_s {
     const char *message;  /* escaped */
 } fw_notice_t;
 
+/* Levels of the log hook. */
+typedef enum fw_log_level_e { FW_LOG_DEBUG = 0, FW_LOG_INFO, FW_LOG_WARNING } fw_log_level_t;
+
+/* One protocol message for the trace hook; every pointer is borrowed for the call only. */
+typedef struct fw_trace_s {
+    char direction;      /* '>' sent by fwire, '<' received from the server */
+    uint8_t type;        /* the type byte; 0 for the untyped StartupMessage and SSLRequest */
+    size_t length;       /* the message's length field (it counts itself, not the type byte) */
+    const uint8_t *body; /* length - 4 bytes; NULL when redacted: password and SASL messages */
+} fw_trace_t;
+
 typedef struct fw_conn_s fw_conn_t;
 typedef struct fw_runtime_s fw_runtime_t;
 
@@ -176,6 +187,15 @@ typedef struct fw_conn_opts_s {
     /* Called on the loop thread for each NoticeResponse; NULL to drop notices. */
     void (*notice_cb)(void *ud, const fw_notice_t *notice);
     void *notice_ud;
+    /* Called on the loop thread with one line about what the connection does (attempts, TLS,
+     * authentication, failures, passfile warnings); the line is borrowed for the call and never
+     * contains a password. NULL: no log. */
+    void (*log_cb)(void *ud, fw_log_level_t level, const char *line);
+    void *log_ud;
+    /* Called on the loop thread for every protocol message sent and received (after TLS),
+     * in order. Password and SASL message bodies are never shown. NULL: no trace. */
+    void (*trace_cb)(void *ud, const fw_trace_t *msg);
+    void *trace_ud;
     void *reserved[8]; /* zero; room to grow without breaking the ABI */
 } fw_conn_opts_t;
 

@@ -493,6 +493,8 @@ static fw__su_result_t run(fw__startup_t *su)
      * ReadyForQuery (an asynchronous notice or FATAL) are still handled here; the connection
      * takes over the reader afterwards. */
     while ((rc = fw__pq_reader_next(&su->reader, &m)) == 1) {
+        if (su->o.msg_fn != NULL)
+            su->o.msg_fn(su->o.msg_ud, &m);
         if (on_message(su, &m) == FW__SU_FAILED)
             return FW__SU_FAILED;
     }

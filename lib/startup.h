@@ -71,6 +71,9 @@ typedef struct fw__startup_opts_s {
     /* NoticeResponse during startup, handed over parsed; NULL to drop them. */
     void (*notice_fn)(void *ud, const fw__pq_msg_t *notice);
     void *notice_ud;
+    /* Every message received, before it is acted on (the protocol trace); NULL for none. */
+    void (*msg_fn)(void *ud, const fw__pq_msg_t *msg);
+    void *msg_ud;
 } fw__startup_opts_t;
 
 typedef enum fw__su_result_e {

@@ -351,6 +351,93 @@ static void test_ssl_only_user_and_the_allow_retry(void **state)
     }
 }
 
+typedef struct hooks_s {
+    char types[64];
+    size_t ntypes;
+    bool saw_ssl_request, saw_startup, password_redacted, leaked;
+    int logs;
+    bool log_connected, log_tls;
+    const char *password;
+} hooks_t;
+
+static void on_trace(void *ud, const fw_trace_t *t)
+{
+    hooks_t *h = ud;
+    if (h->ntypes + 2 < sizeof(h->types)) {
+        h->types[h->ntypes++] = t->direction;
+        h->types[h->ntypes++] = t->type ? (char)t->type : '0';
+        h->types[h->ntypes] = '\0';
+    }
+    if (t->direction == '>' && t->type == 0 && t->length == 8)
+        h->saw_ssl_request = true;
+    if (t->direction == '>' && t->type == 0 && t->length > 8)
+        h->saw_startup = true;
+    if (t->type == 'p')
+        h->password_redacted = t->body == NULL;
+    if (t->body != NULL && t->length > 4 && h->password != NULL) {
+        size_t pl = strlen(h->password);
+        for (size_t i = 0; i + pl <= t->length - 4; i++)
+            if (memcmp(t->body + i, h->password, pl) == 0)
+                h->leaked = true;
+    }
+}
+
+static void on_log(void *ud, fw_log_level_t level, const char *line)
+{
+    hooks_t *h = ud;
+    (void)level;
+    h->logs++;
+    if (strstr(line, "connected to") != NULL)
+        h->log_connected = true;
+    if (strstr(line, "TLS established") != NULL)
+        h->log_tls = true;
+}
+
+/* The log and trace hooks see every step and message, with secrets redacted. */
+static void test_log_and_trace_hooks_see_every_message_without_secrets(void **state)
+{
+    (void)state;
+    const char *modes[] = {"sslmode=verify-full", "sslmode=disable"};
+    for (int i = 0; i < 2; i++) {
+        uv_loop_t loop;
+        fw_conn_t *c;
+        fw_conn_opts_t o;
+        result_t r;
+        hooks_t h;
+        char d[1024];
+        memset(&r, 0, sizeof(r));
+        memset(&h, 0, sizeof(h));
+        r.close_in_cb = true;
+        h.password = env("FW_TEST_PASS_PASSWORD");
+        assert_int_equal(uv_loop_init(&loop), 0);
+        fw_conn_opts_init(&o);
+        o.use_environment = false;
+        o.trace_cb = on_trace;
+        o.trace_ud = &h;
+        o.log_cb = on_log;
+        o.log_ud = &h;
+        o.conninfo = dsn(d, sizeof(d),
+                         "host=localhost port=%s dbname=%s user=%s password=%s sslrootcert=%s %s",
+                         env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_PASSWORD"),
+                         h.password, env("FW_TEST_CA"), modes[i]);
+        assert_int_equal(fw_conn_new(&c, &loop, &o, NULL), 0);
+        assert_int_equal(fw_conn_connect(c, on_connect, &r), 0);
+        assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        assert_int_equal(uv_loop_close(&loop), 0);
+        if (r.status != 0)
+            fail_msg("%s", r.err.message);
+        assert_true(h.saw_startup);
+        assert_int_equal(h.saw_ssl_request, i == 0);
+        assert_true(h.password_redacted); /* the cleartext password message, body hidden */
+        assert_false(h.leaked);
+        assert_true(h.log_connected);
+        assert_int_equal(h.log_tls, i == 0);
+        /* ... StartupMessage, cleartext request, password, AuthenticationOk, ..., Terminate */
+        assert_non_null(strstr(h.types, ">0<R>p<R"));
+        assert_non_null(strstr(h.types, "<Z>X"));
+    }
+}
+
 /* ---- hostile servers ---------------------------------------------------------------------- */
 
 static void fake_run(fakepg_t *f, const char *extra, result_t *r)
@@ -608,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_hosts_are_tried_in_order_and_every_failure_is_kept),
         cmocka_unit_test(test_invalid_options_fail_before_any_socket),
         cmocka_unit_test(test_method_transport_and_sslmode_matrix),
+        cmocka_unit_test(test_log_and_trace_hooks_see_every_message_without_secrets),
         cmocka_unit_test(test_ssl_only_user_and_the_allow_retry),
         cmocka_unit_test(test_plaintext_injected_after_s_is_refused),
         cmocka_unit_test(test_error_reply_to_ssl_request_is_never_echoed),

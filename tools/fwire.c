@@ -19,7 +19,7 @@ enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_CONNECT = 2 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: fwire ping [CONNINFO]\n"
+    fprintf(f, "usage: fwire ping [-v] [--trace] [CONNINFO]\n"
                "\n"
                "Connects to PostgreSQL and prints one line: server version, user, database,\n"
                "transport, TLS version and cipher (or none), authentication method, whether\n"
@@ -28,6 +28,10 @@ static void usage(FILE *f)
                "CONNINFO is a libpq connection string (\"host=db1 dbname=app\") or URI\n"
                "(\"postgresql://app@db1/app\"); without it the PG* environment variables and\n"
                "defaults apply, as in psql. The passfile (~/.pgpass or PGPASSFILE) is read.\n"
+               "\n"
+               "  -v        log each step (attempts, TLS, authentication) on stderr\n"
+               "  --trace   print every protocol message sent (>) and received (<) on stderr;\n"
+               "            password and SASL message bodies are never shown\n"
                "\n"
                "Exit status: 0 connected; 1 bad usage or invalid connection options;\n"
                "2 the connection failed (the phase, the message and the SQLSTATE are printed).\n");
@@ -91,7 +95,23 @@ static void warn_unverified(const ping_t *p, const char *conninfo)
                     "sslmode=verify-full with sslrootcert)\n");
 }
 
-static int ping(const char *conninfo)
+static void on_log(void *ud, fw_log_level_t level, const char *line)
+{
+    static const char *const names[] = {"debug", "info", "warning"};
+    (void)ud;
+    fprintf(stderr, "fwire: %s: %s\n", names[level], line);
+}
+
+static void on_trace(void *ud, const fw_trace_t *t)
+{
+    (void)ud;
+    fprintf(stderr, "fwire: %c %c %zu", t->direction, t->type ? (char)t->type : '-', t->length);
+    if (t->body == NULL)
+        fprintf(stderr, " (redacted)");
+    fputc('\n', stderr);
+}
+
+static int ping(const char *conninfo, bool verbose, bool tracing)
 {
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) {
@@ -101,6 +121,10 @@ static int ping(const char *conninfo)
     fw_conn_opts_t opts;
     fw_conn_opts_init(&opts);
     opts.conninfo = conninfo;
+    if (verbose)
+        opts.log_cb = on_log;
+    if (tracing)
+        opts.trace_cb = on_trace;
     fw_conn_t *conn = NULL;
     ping_t p;
     memset(&p, 0, sizeof(p));
@@ -144,13 +168,26 @@ int main(int argc, char **argv)
         printf("fwire %s\n", fw_version_string());
         return EXIT_OK;
     }
-    if (argc < 2 || strcmp(argv[1], "ping") != 0 || argc > 3) {
+    if (argc < 2 || strcmp(argv[1], "ping") != 0) {
         usage(stderr);
         return EXIT_USAGE;
     }
-    if (argc == 3 && (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0)) {
-        usage(stdout);
-        return EXIT_OK;
+    bool verbose = false, tracing = false;
+    const char *conninfo = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        } else if (strcmp(argv[i], "-v") == 0) {
+            verbose = true;
+        } else if (strcmp(argv[i], "--trace") == 0) {
+            tracing = true;
+        } else if (argv[i][0] == '-' || conninfo != NULL) {
+            usage(stderr);
+            return EXIT_USAGE;
+        } else {
+            conninfo = argv[i];
+        }
     }
-    return ping(argc == 3 ? argv[2] : NULL);
+    return ping(conninfo, verbose, tracing);
 }

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# `fwire ping` against the test cluster (run through test/with-pg.sh): every auth method over
+# unix, TCP and TCP+TLS, the certificate user, and the failure exit codes and messages.
+set -uo pipefail
+fwire=${1:?usage: check-ping.sh FWIRE_BINARY}
+pass=0
+fail=0
+base="port=$FW_TEST_PORT dbname=$FW_TEST_DBNAME"
+
+expect() { # expected-exit, grep pattern on stdout+stderr, conninfo...
+  local want=$1 pattern=$2
+  shift 2
+  local out rc
+  out=$("$fwire" ping "$@" 2>&1)
+  rc=$?
+  if [ "$rc" -eq "$want" ] && grep -qE -- "$pattern" <<<"$out"; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    printf 'FAIL: fwire ping %s\n  exit %s (want %s), output: %s\n' "$*" "$rc" "$want" "$out"
+  fi
+}
+
+sock=$FW_TEST_SOCKDIR
+tls="sslmode=verify-full sslrootcert=$FW_TEST_CA"
+expect 0 'auth trust,'            "host=$sock $base user=$FW_TEST_USER_TRUST"
+expect 0 'auth password,'         "host=$sock $base user=$FW_TEST_USER_PASSWORD password=$FW_TEST_PASS_PASSWORD"
+expect 0 'auth md5,'              "host=$sock $base user=$FW_TEST_USER_MD5 password=$FW_TEST_PASS_MD5"
+expect 0 'auth SCRAM-SHA-256,'    "host=$sock $base user=$FW_TEST_USER_SCRAM password=$FW_TEST_PASS_SCRAM"
+expect 0 'tcp .*tls none, auth trust' "host=127.0.0.1 $base user=$FW_TEST_USER_TRUST sslmode=disable"
+expect 0 'tls none, auth md5'     "host=127.0.0.1 $base user=$FW_TEST_USER_MD5 password=$FW_TEST_PASS_MD5 sslmode=disable"
+expect 0 'tls none, auth password' "host=127.0.0.1 $base user=$FW_TEST_USER_PASSWORD password=$FW_TEST_PASS_PASSWORD sslmode=disable"
+expect 0 'tls TLSv1.3 .*auth SCRAM-SHA-256-PLUS, channel binding used' \
+  "host=localhost $base user=$FW_TEST_USER_SCRAM password=$FW_TEST_PASS_SCRAM $tls"
+expect 0 'tls TLSv1.3 .*auth md5' "host=localhost $base user=$FW_TEST_USER_MD5 password=$FW_TEST_PASS_MD5 $tls"
+expect 0 'tls TLSv1.3 .*auth password' "host=127.0.0.1 $base user=$FW_TEST_USER_PASSWORD password=$FW_TEST_PASS_PASSWORD sslmode=require"
+expect 0 'tls TLSv1.3 .*auth trust' "host=localhost $base user=$FW_TEST_USER_CERT $tls sslcert=$FW_TEST_CLIENT_CERT sslkey=$FW_TEST_CLIENT_KEY"
+expect 0 'auth SCRAM-SHA-256-PLUS' "postgresql://$FW_TEST_USER_SCRAM:$FW_TEST_PASS_SCRAM@localhost:$FW_TEST_PORT/$FW_TEST_DBNAME?sslmode=verify-full&sslrootcert=$FW_TEST_CA"
+# the environment, as psql reads it
+PGHOST=$sock PGPORT=$FW_TEST_PORT PGDATABASE=$FW_TEST_DBNAME PGUSER=$FW_TEST_USER_TRUST \
+  expect 0 'auth trust,'
+# failures: exit 2 with phase, message and SQLSTATE; exit 1 for bad options
+expect 2 'SQLSTATE 28P01'         "host=127.0.0.1 $base user=$FW_TEST_USER_SCRAM password=wrong sslmode=disable"
+expect 2 '\(TLS handshake\).*does not match host name "db.invalid"' \
+  "hostaddr=127.0.0.1 host=db.invalid $base user=$FW_TEST_USER_SCRAM password=x $tls"
+expect 2 'channel binding required' "host=127.0.0.1 $base user=$FW_TEST_USER_SCRAM password=$FW_TEST_PASS_SCRAM sslmode=disable channel_binding=require"
+expect 2 '\(connect\).*refused'   "host=127.0.0.1 port=1 dbname=x user=x sslmode=disable"
+expect 2 'no such file'           "host=/nonexistent $base user=x"
+expect 1 'invalid connection option "bogus"' "bogus=1"
+expect 1 'usage'                  --bogus
+echo "fwire ping: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
