@@ -31,6 +31,10 @@ typedef struct fakepg_s {
      * message with a server-first message that extends its nonce and demands this many
      * iterations (instead of startup_reply). */
     unsigned long scram_iterations;
+    /* With scram_iterations: send a nonce that does not extend the client's, or answer the
+     * client's first message with AuthenticationOk instead of SASLContinue. */
+    bool scram_foreign_nonce;
+    bool scram_ok_early;
     /* results */
     int port;
     uint8_t got[4096]; /* bytes received after the scripted replies */
@@ -88,9 +92,17 @@ static inline void *fakepg_main(void *arg)
                 const char *r = strstr((const char *)buf + strlen((const char *)buf) + 5, "r=");
                 char msg[256];
                 int len = snprintf(msg, sizeof(msg), "r=%sX,s=c2FsdHNhbHQ=,i=%lu",
-                                   r != NULL ? r + 2 : "", f->scram_iterations);
+                                   f->scram_foreign_nonce ? "someoneelsesnonce"
+                                   : r != NULL            ? r + 2
+                                                          : "",
+                                   f->scram_iterations);
+                if (f->scram_ok_early) {
+                    static const uint8_t ok[] = {'R', 0, 0, 0, 8, 0, 0, 0, 0, 'Z', 0, 0, 0, 5, 'I'};
+                    (void)send(fd, ok, sizeof(ok), MSG_NOSIGNAL);
+                    len = -1;
+                }
                 uint8_t out[300];
-                uint32_t total = (uint32_t)len + 8;
+                uint32_t total = (uint32_t)(len < 0 ? 0 : len) + 8;
                 out[0] = 'R';
                 out[1] = (uint8_t)(total >> 24);
                 out[2] = (uint8_t)(total >> 16);
@@ -98,8 +110,10 @@ static inline void *fakepg_main(void *arg)
                 out[4] = (uint8_t)total;
                 out[5] = out[6] = out[7] = 0;
                 out[8] = 11; /* SASLContinue */
-                memcpy(out + 9, msg, (size_t)len);
-                (void)send(fd, out, (size_t)len + 9, MSG_NOSIGNAL);
+                if (len >= 0) {
+                    memcpy(out + 9, msg, (size_t)len);
+                    (void)send(fd, out, (size_t)len + 9, MSG_NOSIGNAL);
+                }
             }
         }
     } else if (f->startup_reply != NULL) {

@@ -610,6 +610,51 @@ static void test_timeout_during_key_derivation_stops_the_cpu_work(void **state)
     assert_true(cpu < 2.8);
 }
 
+/* Hostile SCRAM servers over a real socket: each ends the attempt with FW_EAUTH before the
+ * client sends a proof. */
+static void test_hostile_scram_servers_are_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        unsigned long iterations;
+        bool foreign, ok_early;
+        const char *words;
+    } cases[] = {{2147483647ul, false, false, "2147483647"},
+                 {4096, true, false, "nonce"},
+                 {4096, false, true, "before completing SCRAM"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fakepg_t f;
+        result_t r;
+        memset(&f, 0, sizeof(f));
+        f.scram_iterations = cases[i].iterations;
+        f.scram_foreign_nonce = cases[i].foreign;
+        f.scram_ok_early = cases[i].ok_early;
+        uint64_t t0 = uv_hrtime();
+        fake_run(&f, "sslmode=disable", &r);
+        assert_int_equal(r.status, FW_EAUTH);
+        if (strstr(r.err.message, cases[i].words) == NULL)
+            fail_msg("case %zu: %s", i, r.err.message);
+        assert_false(fakepg_client_sent(&f, 'p'));           /* no SASLResponse with a proof */
+        assert_true((double)(uv_hrtime() - t0) / 1e9 < 1.0); /* i=2^31-1 refused at once */
+    }
+}
+
+/* MD5 requested under require_auth=scram-sha-256: no password message leaves. */
+static void test_md5_request_under_require_auth_sends_no_password(void **state)
+{
+    (void)state;
+    static const uint8_t reply[] = {'R', 0, 0, 0, 12, 0, 0, 0, 5, 1, 2, 3, 4};
+    fakepg_t f;
+    result_t r;
+    memset(&f, 0, sizeof(f));
+    f.startup_reply = reply;
+    f.startup_reply_len = sizeof(reply);
+    fake_run(&f, "sslmode=disable require_auth=scram-sha-256", &r);
+    assert_int_equal(r.status, FW_EAUTH);
+    assert_non_null(strstr(r.err.message, "hashed password"));
+    assert_false(fakepg_client_sent(&f, 'p'));
+}
+
 /* ---- lifetime ------------------------------------------------------------------------------- */
 
 static void test_close_before_the_connect_finishes_runs_both_callbacks_once(void **state)
@@ -702,6 +747,8 @@ int main(void)
         cmocka_unit_test(test_n_reply_under_require_fails),
         cmocka_unit_test(test_cleartext_request_under_require_auth_sends_no_password),
         cmocka_unit_test(test_a_notice_during_startup_reaches_the_hook),
+        cmocka_unit_test(test_hostile_scram_servers_are_refused),
+        cmocka_unit_test(test_md5_request_under_require_auth_sends_no_password),
         cmocka_unit_test(test_silent_server_times_out_naming_the_phase),
         cmocka_unit_test(test_timeout_during_key_derivation_stops_the_cpu_work),
         cmocka_unit_test(test_close_before_the_connect_finishes_runs_both_callbacks_once),
