@@ -55,6 +55,7 @@ struct fw_conn_s {
     /* where we are in the host/address lists */
     size_t host_i;
     struct addrinfo *ai_list, *ai_cur;
+    bool ai_own; /* ai_list is our own numeric-host entry, not getaddrinfo's */
     uv_getaddrinfo_t gai;
     bool gai_active, gai_stale;
     bool is_unix;
