@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * auth/: the password mechanisms of PostgreSQL, pure (no I/O, no libuv, OpenSSL crypto only).
- * This release has the pieces every mechanism stands on: strict base64 (SCRAM's encoding),
- * constant-time comparison, secret wiping, and MD5 password hashing. SCRAM-SHA-256(-PLUS) and
- * SASLprep arrive with the connect issue.
+ * auth/: the password mechanisms of PostgreSQL, pure (no I/O, no libuv, OpenSSL crypto only):
+ * strict base64 (SCRAM's encoding), constant-time comparison, secret wiping, MD5 password
+ * answers, and SCRAM-SHA-256 / SCRAM-SHA-256-PLUS with the tls-server-end-point hash below.
+ * SASLprep has its own header, saslprep.h.
  */
 #ifndef FW_AUTH_H
 #define FW_AUTH_H
