@@ -60,7 +60,7 @@ void fw__ci_err_set(char *err, size_t errlen, const char *fmt, ...)
  * log must not forge log lines), and more than max bytes end in "..." so every message fits
  * FW__CONNINFO_ERRLEN with its fixed text. out must hold 4 * max + 8 bytes.
  */
-static const char *qmax(char *out, const char *s, size_t n, size_t max)
+const char *fw__ci_quote_max(char *out, const char *s, size_t n, size_t max)
 {
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
@@ -88,7 +88,7 @@ static const char *qmax(char *out, const char *s, size_t n, size_t max)
 
 static const char *qn(char *out, const char *s, size_t n)
 {
-    return qmax(out, s, n, FW__CI_QMAX);
+    return fw__ci_quote_max(out, s, n, FW__CI_QMAX);
 }
 
 const char *fw__ci_quote(char *out, const char *s)
@@ -426,7 +426,7 @@ static const char *uri_shown(char *out, const char *s, bool withhold)
         memcpy(out + p, "***", 4);
         return out;
     }
-    return qmax(out, s, strlen(s), UMAX);
+    return fw__ci_quote_max(out, s, strlen(s), UMAX);
 }
 
 static int parse_query(fw__conninfo_t *ci, const char *s, size_t p, bool withhold, char *err,

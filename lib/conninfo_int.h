@@ -28,7 +28,11 @@ void fw__ci_err_set(char *err, size_t errlen, const char *fmt, ...)
 #define FW__CI_QMAX 64
 #define FW__CI_QBUF (4 * FW__CI_QMAX + 8)
 
-/* s for a message, escaped and cut to FW__CI_QMAX bytes (see qmax in conninfo.c); out holds
+/* s[0..n) for a message: control bytes escaped (\n \t \r, else \xNN) so no value can forge
+ * log lines, cut at `max` bytes with "..." appended. out holds 4 * max + 8 bytes. Returns out. */
+const char *fw__ci_quote_max(char *out, const char *s, size_t n, size_t max);
+
+/* s for a message, escaped and cut to FW__CI_QMAX bytes (see fw__ci_quote_max); out holds
  * FW__CI_QBUF bytes. Returns out. */
 const char *fw__ci_quote(char *out, const char *s);
 

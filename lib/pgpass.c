@@ -5,6 +5,7 @@
  * held file bytes is zeroed before it is freed: the file is full of passwords.
  */
 #include "conninfo.h"
+#include "conninfo_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -136,25 +137,7 @@ int fw__pgpass_lookup(const char *buf, size_t len, const char *host, const char 
 
 static const char *shown_path(char *out, const char *path)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0, n = strlen(path);
-    for (size_t i = 0; i < n && i < PATHMAX; i++) {
-        unsigned char c = (unsigned char)path[i];
-        if (c < 0x20 || c == 0x7f) {
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    if (n > PATHMAX) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = '\0';
-    return out;
+    return fw__ci_quote_max(out, path, strlen(path), PATHMAX);
 }
 
 /* Grows a buffer that holds passwords: realloc would leave the old copy unwiped. */
