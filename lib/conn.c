@@ -692,7 +692,17 @@ static void on_idle_messages(fw_conn_t *c, const uint8_t *p, size_t n)
             c->state = FW__CONN_BAD;
             fw__conn_log(c, FW_LOG_WARNING, "the server ended the idle connection: %s",
                          c->err.message);
-        } else if (m.type != 'S' && m.type != 'A') {
+        } else if (m.type == 'A') {
+            if (c->opts.notification_cb != NULL) {
+                char ch[256], payload[8192];
+                fw__escape_text(ch, sizeof(ch), m.u.notify.channel.ptr, m.u.notify.channel.len);
+                fw__escape_text(payload, sizeof(payload), m.u.notify.payload.ptr,
+                                m.u.notify.payload.len);
+                c->opts.notification_cb(c->opts.notification_ud, m.u.notify.pid, ch, payload);
+                if (c->closing)
+                    return;
+            }
+        } else if (m.type != 'S') {
             c->state = FW__CONN_BAD; /* nothing else may arrive without a query */
             c->err.code = FW_EPROTO_UNEXPECTED;
         }
@@ -713,10 +723,10 @@ static void on_readable(fw__sock_t *s)
 {
     fw_conn_t *c = s->data;
     for (;;) {
-        /* Before TLS is up, read at most what the current step may legally receive: one byte
-         * answers SSLRequest, so a byte queued behind it stays in the kernel and is seen. */
-        size_t cap = c->phase == FW_PHASE_SSL_RESPONSE ? sizeof(c->rbuf) : sizeof(c->rbuf);
-        ssize_t n = fw__sock_recv(s, c->rbuf, cap);
+        /* Read all that is there, also while waiting for the one-byte answer to SSLRequest: a
+         * byte queued behind the 'S' then arrives with it and is refused (CVE-2021-23222), and
+         * a later one breaks the TLS handshake. */
+        ssize_t n = fw__sock_recv(s, c->rbuf, sizeof(c->rbuf));
         if (n == UV_EAGAIN)
             return;
         if (n < 0) {
@@ -727,6 +737,7 @@ static void on_readable(fw__sock_t *s)
             } else {
                 c->state = FW__CONN_BAD;
                 fw__sock_read_stop(s);
+                fw__conn_log(c, FW_LOG_WARNING, "the connection ended: %s", what);
             }
             return;
         }

@@ -72,7 +72,7 @@ typedef struct fw_slice_s {
     XX(EPROTO_TRUNCATED, -30107, "protocol: message contents end before a declared field")       \
     XX(EPROTO_BAD_VALUE, -30108, "protocol: field holds a value the protocol does not allow")    \
     XX(EPROTO_UNSUPPORTED, -30109, "protocol: message type is valid but not supported by fwire") \
-    XX(EPROTO_UNEXPECTED, -30110, "protocol: message not allowed in the current state")        \
+    XX(EPROTO_UNEXPECTED, -30110, "protocol: message not allowed in the current state")          \
     /* connecting */                                                                             \
     XX(EAUTH, -30200, "authentication failed or refused")                                        \
     XX(ESERVER, -30201, "the server reported an error")                                          \
@@ -148,7 +148,7 @@ typedef struct fw_error_s {
 typedef struct fw_notice_s {
     const char *severity; /* "NOTICE", "WARNING", ... */
     const char *sqlstate;
-    const char *message;  /* escaped */
+    const char *message; /* escaped */
 } fw_notice_t;
 
 /* Levels of the log hook. */
@@ -187,6 +187,10 @@ typedef struct fw_conn_opts_s {
     /* Called on the loop thread for each NoticeResponse; NULL to drop notices. */
     void (*notice_cb)(void *ud, const fw_notice_t *notice);
     void *notice_ud;
+    /* Called on the loop thread for each NotificationResponse (LISTEN/NOTIFY): the sending
+     * backend's pid, the channel and the payload, escaped, borrowed for the call. NULL to drop. */
+    void (*notification_cb)(void *ud, int32_t pid, const char *channel, const char *payload);
+    void *notification_ud;
     /* Called on the loop thread with one line about what the connection does (attempts, TLS,
      * authentication, failures, passfile warnings); the line is borrowed for the call and never
      * contains a password. NULL: no log. */
@@ -240,21 +244,21 @@ FW_EXTERN void fw_conn_close(fw_conn_t *conn, fw_close_cb cb, void *ud);
 
 /* Facts about a connected connection. Strings are borrowed until the connection is closed. */
 typedef struct fw_conn_info_s {
-    int server_version;         /* server_version_num, e.g. 150018 */
+    int server_version; /* server_version_num, e.g. 150018 */
     const char *server_version_str;
     const char *user;
     const char *database;
-    const char *host;           /* the host (or socket directory) connected to */
-    const char *address;        /* the numeric address ("127.0.0.1", "/run/postgresql/.s.PGSQL.5432") */
+    const char *host;    /* the host (or socket directory) connected to */
+    const char *address; /* the numeric address ("127.0.0.1", "/run/postgresql/.s.PGSQL.5432") */
     int port;
-    const char *transport;      /* "unix" or "tcp" */
-    const char *tls_version;    /* "TLSv1.3", or NULL without TLS */
-    const char *tls_cipher;     /* or NULL */
-    const char *auth_method;    /* "trust" (none asked), "password", "md5", "SCRAM-SHA-256",
-                                   "SCRAM-SHA-256-PLUS" */
-    bool channel_binding;       /* SCRAM-SHA-256-PLUS was used */
+    const char *transport;   /* "unix" or "tcp" */
+    const char *tls_version; /* "TLSv1.3", or NULL without TLS */
+    const char *tls_cipher;  /* or NULL */
+    const char *auth_method; /* "trust" (none asked), "password", "md5", "SCRAM-SHA-256",
+                                "SCRAM-SHA-256-PLUS" */
+    bool channel_binding;    /* SCRAM-SHA-256-PLUS was used */
     int32_t backend_pid;
-    double connect_seconds;     /* from fw_conn_connect to the first ReadyForQuery */
+    double connect_seconds; /* from fw_conn_connect to the first ReadyForQuery */
     void *reserved[8];
 } fw_conn_info_t;
 

@@ -35,6 +35,9 @@ typedef struct fakepg_s {
      * client's first message with AuthenticationOk instead of SASLContinue. */
     bool scram_foreign_nonce;
     bool scram_ok_early;
+    /* Sent 100 ms after startup_reply (for messages that must arrive in a later read). */
+    const uint8_t *late_reply;
+    size_t late_reply_len;
     /* results */
     int port;
     uint8_t got[4096]; /* bytes received after the scripted replies */
@@ -123,6 +126,10 @@ static inline void *fakepg_main(void *arg)
             if (n >= 8 && n <= sizeof(buf) && fakepg_read_n(fd, buf + 4, n - 4) == 0) {
                 f->got_startup = true;
                 (void)send(fd, f->startup_reply, f->startup_reply_len, MSG_NOSIGNAL);
+                if (f->late_reply != NULL) {
+                    usleep(100000);
+                    (void)send(fd, f->late_reply, f->late_reply_len, MSG_NOSIGNAL);
+                }
             }
         }
     }

@@ -18,6 +18,8 @@
 
 #include "fakepg.h"
 #include "fwire.h"
+#include "pq_plain.h"
+#include "proto.h"
 
 static const char *env(const char *name)
 {
@@ -26,6 +28,13 @@ static const char *env(const char *name)
         fail_msg("%s is not set: run through test/with-pg.sh (meson test does)", name);
     return v;
 }
+
+typedef struct idle_notify_s {
+    int count;
+    int32_t pid;
+    char channel[32], payload[32];
+    bool connected;
+} idle_notify_t;
 
 typedef struct result_s {
     int calls;
@@ -63,6 +72,15 @@ static void on_connect(fw_conn_t *c, int status, const fw_error_t *err, void *ud
     }
     if (r->close_in_cb)
         fw_conn_close(c, on_closed, r); /* legal inside a callback */
+}
+
+static void on_notification(void *ud, int32_t pid, const char *channel, const char *payload)
+{
+    idle_notify_t *n = ud;
+    n->pid = pid;
+    snprintf(n->channel, sizeof(n->channel), "%s", channel);
+    snprintf(n->payload, sizeof(n->payload), "%s", payload);
+    n->count++;
 }
 
 static void on_notice(void *ud, const fw_notice_t *n)
@@ -438,6 +456,109 @@ static void test_log_and_trace_hooks_see_every_message_without_secrets(void **st
     }
 }
 
+/* Runs one statement as the cluster's superuser over a plain socket (test code, with proto/). */
+static void admin_query(const char *sql)
+{
+    fw__pq_buf_t b;
+    fw__pq_reader_t r;
+    fw__pq_msg_t m;
+    uint8_t buf[8192];
+    int fd = plain_open_unix(env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"));
+    assert_true(fd >= 0);
+    fw__pq_buf_init(&b, NULL);
+    fw__pq_reader_init(&r, NULL, NULL);
+    const char *kv[] = {"user", env("FW_TEST_ADMIN"), "database", env("FW_TEST_DBNAME"), NULL};
+    assert_int_equal(fw__pq_put_startup(&b, kv), 0);
+    assert_int_equal(fw__pq_put_query(&b, sql), 0);
+    assert_int_equal(plain_send_all(fd, b.data, b.len), 0);
+    int zs = 0;
+    while (zs < 2) { /* one ReadyForQuery after startup, one after the query */
+        int rc = fw__pq_reader_next(&r, &m);
+        assert_true(rc >= 0);
+        if (rc == 1) {
+            zs += m.type == 'Z';
+            continue;
+        }
+        ssize_t n = plain_recv(fd, buf, sizeof(buf));
+        assert_true(n > 0);
+        assert_int_equal(fw__pq_reader_feed(&r, buf, (size_t)n), 0);
+    }
+    fw__pq_buf_free(&b);
+    fw__pq_reader_free(&r);
+    close(fd);
+}
+
+typedef struct idle_s {
+    bool connected, ended, notified;
+    int32_t pid;
+    char channel[64], payload[64];
+} idle_t;
+
+static void idle_log(void *ud, fw_log_level_t level, const char *line)
+{
+    idle_t *i = ud;
+    if (level == FW_LOG_WARNING && strstr(line, "ended the idle connection") != NULL &&
+        strstr(line, "terminating connection due to administrator command") != NULL)
+        i->ended = true;
+}
+
+static void idle_connected(fw_conn_t *c, int status, const fw_error_t *err, void *ud)
+{
+    idle_t *i = ud;
+    fw_conn_info_t info;
+    if (status != 0)
+        fail_msg("%s", err->message);
+    assert_int_equal(fw_conn_info(c, &info), 0);
+    i->pid = info.backend_pid;
+    i->connected = true;
+}
+
+static void idle_tick(uv_timer_t *t)
+{
+    idle_t *i = t->data;
+    if (i->ended)
+        uv_stop(t->loop);
+}
+
+/* Reading while idle: an administrator's pg_terminate_backend reaches the connection at once as
+ * an asynchronous FATAL, without any query being sent. */
+static void test_an_asynchronous_fatal_while_idle_is_seen_at_once(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_timer_t timer;
+    fw_conn_t *c;
+    fw_conn_opts_t o;
+    idle_t i;
+    char d[512], sql[128];
+    memset(&i, 0, sizeof(i));
+    assert_int_equal(uv_loop_init(&loop), 0);
+    fw_conn_opts_init(&o);
+    o.use_environment = false;
+    o.log_cb = idle_log;
+    o.log_ud = &i;
+    o.conninfo = dsn(d, sizeof(d), "host=%s port=%s dbname=%s user=%s", env("FW_TEST_SOCKDIR"),
+                     env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
+    assert_int_equal(fw_conn_new(&c, &loop, &o, NULL), 0);
+    assert_int_equal(fw_conn_connect(c, idle_connected, &i), 0);
+    while (!i.connected)
+        assert_int_not_equal(uv_run(&loop, UV_RUN_ONCE), 0);
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%d)", (int)i.pid);
+    uint64_t t0 = uv_hrtime();
+    admin_query(sql);
+    uv_timer_init(&loop, &timer);
+    timer.data = &i;
+    uv_timer_start(&timer, idle_tick, 1, 1);
+    while (!i.ended && uv_hrtime() - t0 < 5000000000ull)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_true(i.ended);
+    assert_true((double)(uv_hrtime() - t0) / 1e9 < 2.0);
+    uv_close((uv_handle_t *)&timer, NULL);
+    fw_conn_close(c, NULL, NULL);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* ---- hostile servers ---------------------------------------------------------------------- */
 
 static void fake_run(fakepg_t *f, const char *extra, result_t *r)
@@ -543,6 +664,59 @@ static void test_a_notice_during_startup_reaches_the_hook(void **state)
     assert_int_equal(r.notices, 1);
     assert_int_equal(r.info.backend_pid, 7);
     assert_true(fakepg_client_sent(&f, 'X')); /* Terminate on close */
+}
+
+static void notify_connected(fw_conn_t *c, int status, const fw_error_t *err, void *ud)
+{
+    idle_notify_t *n = ud;
+    (void)c;
+    if (status != 0)
+        fail_msg("%s", err->message);
+    n->connected = true;
+}
+
+/* A NotificationResponse on an idle connection reaches the hook, escaped. */
+static void test_a_notification_while_idle_reaches_the_hook(void **state)
+{
+    (void)state;
+    static const uint8_t ready[] = {'R', 0, 0, 0, 8, 0, 0, 0, 0,   'K', 0, 0, 0, 12,
+                                    0,   0, 0, 7, 0, 0, 0, 9, 'Z', 0,   0, 0, 5, 'I'};
+    static const uint8_t note[] = {'A', 0,   0,   0, 18,  0,   0,    0,   42, 'c',
+                                   'h', 'a', 'n', 0, 'h', 'i', '\n', '!', 0};
+    fakepg_t f;
+    uv_loop_t loop;
+    fw_conn_t *c;
+    fw_conn_opts_t o;
+    idle_notify_t n;
+    char d[256];
+    memset(&f, 0, sizeof(f));
+    memset(&n, 0, sizeof(n));
+    f.startup_reply = ready;
+    f.startup_reply_len = sizeof(ready);
+    f.late_reply = note;
+    f.late_reply_len = sizeof(note);
+    assert_int_equal(fakepg_start(&f), 0);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    fw_conn_opts_init(&o);
+    o.use_environment = false;
+    o.notification_cb = on_notification;
+    o.notification_ud = &n;
+    o.conninfo =
+        dsn(d, sizeof(d), "host=127.0.0.1 port=%d dbname=x user=u sslmode=disable", f.port);
+    assert_int_equal(fw_conn_new(&c, &loop, &o, NULL), 0);
+    assert_int_equal(fw_conn_connect(c, notify_connected, &n), 0);
+    uint64_t t0 = uv_hrtime();
+    while (n.count == 0 && uv_hrtime() - t0 < 5000000000ull)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_true(n.connected);
+    assert_int_equal(n.count, 1);
+    assert_int_equal(n.pid, 42);
+    assert_string_equal(n.channel, "chan");
+    assert_string_equal(n.payload, "hi\\x0a!");
+    fw_conn_close(c, NULL, NULL);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    fakepg_stop(&f);
 }
 
 /* A server that accepts and then says nothing: connect_timeout names the phase. */
@@ -741,12 +915,14 @@ int main(void)
         cmocka_unit_test(test_invalid_options_fail_before_any_socket),
         cmocka_unit_test(test_method_transport_and_sslmode_matrix),
         cmocka_unit_test(test_log_and_trace_hooks_see_every_message_without_secrets),
+        cmocka_unit_test(test_an_asynchronous_fatal_while_idle_is_seen_at_once),
         cmocka_unit_test(test_ssl_only_user_and_the_allow_retry),
         cmocka_unit_test(test_plaintext_injected_after_s_is_refused),
         cmocka_unit_test(test_error_reply_to_ssl_request_is_never_echoed),
         cmocka_unit_test(test_n_reply_under_require_fails),
         cmocka_unit_test(test_cleartext_request_under_require_auth_sends_no_password),
         cmocka_unit_test(test_a_notice_during_startup_reaches_the_hook),
+        cmocka_unit_test(test_a_notification_while_idle_reaches_the_hook),
         cmocka_unit_test(test_hostile_scram_servers_are_refused),
         cmocka_unit_test(test_md5_request_under_require_auth_sends_no_password),
         cmocka_unit_test(test_silent_server_times_out_naming_the_phase),
