@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -106,11 +108,66 @@ static void test_refused_connect_is_reported_from_the_loop(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Keepalives and tcp_user_timeout land on the socket with the values asked for. */
+static void test_tcp_tuning_is_applied_to_the_socket(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    fw__sock_t s;
+    ctx_t c = {0, 0, 0};
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(fw__sock_connect(&s, &loop, (struct sockaddr *)&sa, sizeof(sa), on_connect),
+                     0);
+    s.data = &c;
+    while (c.connects == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(c.status, 0);
+    fw__sock_tuning_t t = {true, 30, 10, 3, 12345};
+    assert_int_equal(fw__sock_tune(&s, &t), 0);
+    int v = 0;
+    unsigned int uv = 0;
+    socklen_t vl = sizeof(v);
+    assert_int_equal(getsockopt(s.fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(getsockopt(s.fd, SOL_SOCKET, SO_KEEPALIVE, &v, &vl), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(getsockopt(s.fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &vl), 0);
+    assert_int_equal(v, 30);
+    assert_int_equal(getsockopt(s.fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, &vl), 0);
+    assert_int_equal(v, 10);
+    assert_int_equal(getsockopt(s.fd, IPPROTO_TCP, TCP_KEEPCNT, &v, &vl), 0);
+    assert_int_equal(v, 3);
+    vl = sizeof(uv);
+    assert_int_equal(getsockopt(s.fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uv, &vl), 0);
+    assert_int_equal(uv, 12345);
+    /* keepalives off */
+    fw__sock_tuning_t off = {false, -1, -1, -1, -1};
+    assert_int_equal(fw__sock_tune(&s, &off), 0);
+    vl = sizeof(v);
+    assert_int_equal(getsockopt(s.fd, SOL_SOCKET, SO_KEEPALIVE, &v, &vl), 0);
+    assert_int_equal(v, 0);
+    fw__sock_close(&s, on_close);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    close(lfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_to_a_vanished_peer_is_an_error_not_sigpipe),
         cmocka_unit_test(test_refused_connect_is_reported_from_the_loop),
+        cmocka_unit_test(test_tcp_tuning_is_applied_to_the_socket),
     };
     return cmocka_run_group_tests_name("lib_sock", tests, NULL, NULL);
 }
