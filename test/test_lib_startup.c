@@ -69,10 +69,21 @@ static void auth_req(tb_t *t, uint32_t code)
 static void after_ok(tb_t *t)
 {
     auth_req(t, 0);
-    tb_begin(t, 'S'); tb_str(t, "server_version"); tb_str(t, "15.18"); tb_end(t);
-    tb_begin(t, 'S'); tb_str(t, "application_name"); tb_str(t, "x\x1b[31m"); tb_end(t);
-    tb_begin(t, 'K'); tb_u32(t, 1234); tb_u32(t, 0xcafe); tb_end(t);
-    tb_begin(t, 'Z'); tb_u8(t, 'I'); tb_end(t);
+    tb_begin(t, 'S');
+    tb_str(t, "server_version");
+    tb_str(t, "15.18");
+    tb_end(t);
+    tb_begin(t, 'S');
+    tb_str(t, "application_name");
+    tb_str(t, "x\x1b[31m");
+    tb_end(t);
+    tb_begin(t, 'K');
+    tb_u32(t, 1234);
+    tb_u32(t, 0xcafe);
+    tb_end(t);
+    tb_begin(t, 'Z');
+    tb_u8(t, 'I');
+    tb_end(t);
 }
 
 static void test_trust_reaches_ready_and_keeps_parameters_and_key(void **state)
@@ -128,7 +139,10 @@ static void test_md5_answer_uses_user_and_salt(void **state)
     opts.user = "fw_md5";
     opts.password = "secret";
     begin();
-    tb_begin(&t, 'R'); tb_u32(&t, 5); tb_mem(&t, "\x01\x02\x03\x04", 4); tb_end(&t);
+    tb_begin(&t, 'R');
+    tb_u32(&t, 5);
+    tb_mem(&t, "\x01\x02\x03\x04", 4);
+    tb_end(&t);
     assert_int_equal(feed(&t), FW__SU_CONTINUE);
     /* the known answer of test_auth_basics.c */
     assert_int_equal(out.len, 5 + 36);
@@ -364,6 +378,26 @@ static void srv_final(scram_srv_t *s, tb_t *t, bool corrupt)
     tb_end(t);
 }
 
+/*
+ * Runs an exchange up to the client's proof: offer SCRAM-SHA-256, answer the client-first with
+ * a server-first derived from `server_password`, derive, and leave the SASLResponse in `out`.
+ * *t is left empty for the caller's next server message.
+ */
+static void scram_to_proof(const char *client_password, const char *server_password, scram_srv_t *s,
+                           tb_t *t)
+{
+    opts.password = client_password;
+    begin();
+    t->len = 0;
+    sasl_offer(t, true, false);
+    assert_int_equal(feed(t), FW__SU_CONTINUE);
+    t->len = 0;
+    srv_first(s, server_password, t, "SCRAM-SHA-256");
+    assert_int_equal(feed(t), FW__SU_DERIVE);
+    assert_int_equal(fw__startup_derived(&su, fw__startup_derive_work(&su)), FW__SU_CONTINUE);
+    t->len = 0;
+}
+
 static void scram_exchange(const char *password, const char *mech, fw__auth_method_t method)
 {
     tb_t t = {.len = 0};
@@ -409,15 +443,7 @@ static void test_scram_password_goes_through_saslprep(void **state)
      * PostgreSQL does when it stores the verifier. */
     tb_t t = {.len = 0};
     scram_srv_t s;
-    opts.password = "I\xc2\xadX";
-    begin();
-    sasl_offer(&t, true, false);
-    assert_int_equal(feed(&t), FW__SU_CONTINUE);
-    t.len = 0;
-    srv_first(&s, "IX", &t, "SCRAM-SHA-256");
-    assert_int_equal(feed(&t), FW__SU_DERIVE);
-    assert_int_equal(fw__startup_derived(&su, fw__startup_derive_work(&su)), FW__SU_CONTINUE);
-    t.len = 0;
+    scram_to_proof("I\xc2\xadX", "IX", &s, &t);
     srv_final(&s, &t, false); /* asserts the proof was made from "IX" */
     assert_int_equal(feed(&t), FW__SU_CONTINUE);
 }
@@ -427,15 +453,7 @@ static void test_scram_wrong_server_signature_fails(void **state)
     (void)state;
     tb_t t = {.len = 0};
     scram_srv_t s;
-    opts.password = "pencil";
-    begin();
-    sasl_offer(&t, true, false);
-    assert_int_equal(feed(&t), FW__SU_CONTINUE);
-    t.len = 0;
-    srv_first(&s, "pencil", &t, "SCRAM-SHA-256");
-    assert_int_equal(feed(&t), FW__SU_DERIVE);
-    assert_int_equal(fw__startup_derived(&su, fw__startup_derive_work(&su)), FW__SU_CONTINUE);
-    t.len = 0;
+    scram_to_proof("pencil", "pencil", &s, &t);
     srv_final(&s, &t, true);
     assert_int_equal(feed(&t), FW__SU_FAILED);
     assert_int_equal(su.err, FW_EAUTH);
@@ -458,15 +476,7 @@ static void test_authentication_ok_in_the_middle_of_scram_is_refused(void **stat
     fw__startup_free(&su);
 
     /* and after the proof, instead of SASLFinal */
-    t.len = 0;
-    begin();
-    sasl_offer(&t, true, false);
-    assert_int_equal(feed(&t), FW__SU_CONTINUE);
-    t.len = 0;
-    srv_first(&s, "pencil", &t, "SCRAM-SHA-256");
-    assert_int_equal(feed(&t), FW__SU_DERIVE);
-    assert_int_equal(fw__startup_derived(&su, fw__startup_derive_work(&su)), FW__SU_CONTINUE);
-    t.len = 0;
+    scram_to_proof("pencil", "pencil", &s, &t);
     after_ok(&t);
     assert_int_equal(feed(&t), FW__SU_FAILED);
     assert_non_null(strstr(fw__startup_error(&su), "before completing SCRAM"));
@@ -516,7 +526,10 @@ static void test_scram_iteration_cap_refuses_before_any_work(void **state)
     char sf[256];
     snprintf(sf, sizeof(sf), "r=%.24sX,s=c2FsdA==,i=2147483647", r + 2);
     t.len = 0;
-    tb_begin(&t, 'R'); tb_u32(&t, 11); tb_mem(&t, sf, strlen(sf)); tb_end(&t);
+    tb_begin(&t, 'R');
+    tb_u32(&t, 11);
+    tb_mem(&t, sf, strlen(sf));
+    tb_end(&t);
     assert_int_equal(feed(&t), FW__SU_FAILED);
     assert_non_null(strstr(fw__startup_error(&su), "2147483647"));
 }
@@ -531,10 +544,14 @@ static void test_server_error_keeps_sqlstate_and_escapes_text(void **state)
     assert_int_equal(feed(&t), FW__SU_CONTINUE);
     t.len = 0;
     tb_begin(&t, 'E');
-    tb_u8(&t, 'S'); tb_str(&t, "FATAL");
-    tb_u8(&t, 'V'); tb_str(&t, "FATAL");
-    tb_u8(&t, 'C'); tb_str(&t, "28P01");
-    tb_u8(&t, 'M'); tb_str(&t, "password authentication failed for user \"alice\"\x07");
+    tb_u8(&t, 'S');
+    tb_str(&t, "FATAL");
+    tb_u8(&t, 'V');
+    tb_str(&t, "FATAL");
+    tb_u8(&t, 'C');
+    tb_str(&t, "28P01");
+    tb_u8(&t, 'M');
+    tb_str(&t, "password authentication failed for user \"alice\"\x07");
     tb_u8(&t, 0);
     tb_end(&t);
     assert_int_equal(feed(&t), FW__SU_FAILED);
@@ -560,26 +577,41 @@ static void test_unsupported_and_out_of_place_messages_fail(void **state)
     }
     tb_t t = {.len = 0};
     begin();
-    tb_begin(&t, 'Z'); tb_u8(&t, 'I'); tb_end(&t); /* ReadyForQuery before authentication */
+    tb_begin(&t, 'Z');
+    tb_u8(&t, 'I');
+    tb_end(&t); /* ReadyForQuery before authentication */
     assert_int_equal(feed(&t), FW__SU_FAILED);
     fw__startup_free(&su);
     t.len = 0;
     begin();
-    tb_begin(&t, 'v'); tb_u32(&t, 0); tb_u32(&t, 0); tb_end(&t);
+    tb_begin(&t, 'v');
+    tb_u32(&t, 0);
+    tb_u32(&t, 0);
+    tb_end(&t);
     assert_int_equal(feed(&t), FW__SU_FAILED);
     assert_non_null(strstr(fw__startup_error(&su), "NegotiateProtocolVersion"));
     fw__startup_free(&su);
     t.len = 0;
     begin();
-    tb_begin(&t, 'D'); tb_u16(&t, 0); tb_end(&t);
+    tb_begin(&t, 'D');
+    tb_u16(&t, 0);
+    tb_end(&t);
     assert_int_equal(feed(&t), FW__SU_FAILED);
     assert_int_equal(su.err, FW_EPROTO_UNEXPECTED);
     fw__startup_free(&su);
     t.len = 0;
     begin();
-    tb_begin(&t, 'R'); tb_u32(&t, 0); tb_end(&t);
-    tb_begin(&t, 'K'); tb_u32(&t, 1); tb_u32(&t, 2); tb_end(&t);
-    tb_begin(&t, 'K'); tb_u32(&t, 1); tb_u32(&t, 2); tb_end(&t); /* twice */
+    tb_begin(&t, 'R');
+    tb_u32(&t, 0);
+    tb_end(&t);
+    tb_begin(&t, 'K');
+    tb_u32(&t, 1);
+    tb_u32(&t, 2);
+    tb_end(&t);
+    tb_begin(&t, 'K');
+    tb_u32(&t, 1);
+    tb_u32(&t, 2);
+    tb_end(&t); /* twice */
     assert_int_equal(feed(&t), FW__SU_FAILED);
 }
 

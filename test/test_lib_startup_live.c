@@ -16,6 +16,7 @@
 
 #include "pq_plain.h"
 #include "startup.h"
+#include "startup_drive.h"
 
 static const char *env_or_fail(const char *name)
 {
@@ -25,30 +26,24 @@ static const char *env_or_fail(const char *name)
     return v;
 }
 
-/* Runs one startup over `fd` to the end; returns the final result. */
+static void plain_send(void *ctx, const uint8_t *p, size_t n)
+{
+    assert_int_equal(plain_send_all(*(int *)ctx, p, n), 0);
+}
+
+static size_t plain_recv_some(void *ctx, uint8_t *buf, size_t cap)
+{
+    ssize_t n = plain_recv(*(int *)ctx, buf, cap);
+    if (n <= 0)
+        fail_msg("server closed the connection during startup");
+    return (size_t)n;
+}
+
+/* Runs one startup over the plain socket `fd` to the end; returns the final result. */
 static fw__su_result_t run_startup(int fd, fw__startup_t *su, const fw__startup_opts_t *o)
 {
-    fw__pq_buf_t out;
-    uint8_t buf[8192];
-    fw__pq_buf_init(&out, NULL);
-    assert_int_equal(fw__startup_init(su, o, &out), 0);
-    fw__su_result_t r = fw__startup_begin(su);
-    while (r == FW__SU_CONTINUE || r == FW__SU_DERIVE) {
-        if (r == FW__SU_DERIVE) {
-            r = fw__startup_derived(su, fw__startup_derive_work(su));
-            continue;
-        }
-        if (out.len > 0) {
-            assert_int_equal(plain_send_all(fd, out.data, out.len), 0);
-            fw__pq_buf_reset(&out);
-        }
-        ssize_t n = plain_recv(fd, buf, sizeof(buf));
-        if (n <= 0)
-            fail_msg("server closed the connection during startup");
-        r = fw__startup_feed(su, buf, (size_t)n);
-    }
-    fw__pq_buf_free(&out);
-    return r;
+    drive_io_t io = {plain_send, plain_recv_some, &fd};
+    return drive_startup(su, o, &io);
 }
 
 static fw__startup_opts_t opts_for(const char *user_var, const char *pass_var)

@@ -18,6 +18,7 @@
 
 #include "pq_plain.h"
 #include "startup.h"
+#include "startup_drive.h"
 #include "tls.h"
 
 static const char *env_or_fail(const char *name)
@@ -127,29 +128,30 @@ static void tls_send(int fd, fw__tls_t *t, const uint8_t *p, size_t n)
     }
 }
 
+typedef struct tls_io_s {
+    int fd;
+    fw__tls_t *t;
+} tls_io_t;
+
+static void tls_io_send(void *ctx, const uint8_t *p, size_t n)
+{
+    tls_io_t *x = ctx;
+    tls_send(x->fd, x->t, p, n);
+}
+
+static size_t tls_io_recv(void *ctx, uint8_t *buf, size_t cap)
+{
+    tls_io_t *x = ctx;
+    return tls_recv(x->fd, x->t, buf, cap);
+}
+
 /* The startup exchange through the engine; returns its last result. */
 static fw__su_result_t run_startup(int fd, fw__tls_t *t, fw__startup_t *su,
                                    const fw__startup_opts_t *o)
 {
-    fw__pq_buf_t out;
-    static uint8_t buf[65536];
-    fw__pq_buf_init(&out, NULL);
-    assert_int_equal(fw__startup_init(su, o, &out), 0);
-    fw__su_result_t r = fw__startup_begin(su);
-    while (r == FW__SU_CONTINUE || r == FW__SU_DERIVE) {
-        if (r == FW__SU_DERIVE) {
-            r = fw__startup_derived(su, fw__startup_derive_work(su));
-            continue;
-        }
-        if (out.len > 0) {
-            tls_send(fd, t, out.data, out.len);
-            fw__pq_buf_reset(&out);
-        }
-        size_t n = tls_recv(fd, t, buf, sizeof(buf));
-        r = fw__startup_feed(su, buf, n);
-    }
-    fw__pq_buf_free(&out);
-    return r;
+    tls_io_t x = {fd, t};
+    drive_io_t io = {tls_io_send, tls_io_recv, &x};
+    return drive_startup(su, o, &io);
 }
 
 static fw__tls_config_t verify_full(const char *host)
