@@ -9,7 +9,9 @@
  * `closing` afterwards and touches nothing else. Memory is released only after the last libuv
  * handle and the last thread-pool job have finished (STYLE 7 and 9).
  */
+#include "alloc.h"
 #include "conn.h"
+#include "stream_int.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -146,7 +148,7 @@ static void free_startup(fw_conn_t *c)
         c->job = NULL;
     } else {
         fw__startup_free(c->su);
-        free(c->su);
+        fw__free(c->su);
     }
     c->su = NULL;
 }
@@ -166,7 +168,7 @@ static void maybe_free(fw_conn_t *c)
     fw__conninfo_free(c->ci);
     free_addrs(c);
     fw__wipe_conn_secrets(c);
-    free(c);
+    fw__free(c);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -229,7 +231,7 @@ static void free_addrs(fw_conn_t *c)
 {
     if (c->ai_list != NULL) {
         if (c->ai_own)
-            free(c->ai_list);
+            fw__free(c->ai_list);
         else
             uv_freeaddrinfo(c->ai_list);
     }
@@ -255,7 +257,7 @@ static struct addrinfo *numeric_addr(const char *node, unsigned port)
     struct {
         struct addrinfo ai;
         struct sockaddr_storage ss;
-    } *a = calloc(1, sizeof(*a));
+    } *a = fw__calloc(1, sizeof(*a));
     if (a == NULL)
         return NULL;
     int rc;
@@ -267,7 +269,7 @@ static struct addrinfo *numeric_addr(const char *node, unsigned port)
         a->ai.ai_addrlen = sizeof(struct sockaddr_in6);
     }
     if (rc != 0) {
-        free(a);
+        fw__free(a);
         return NULL;
     }
     a->ai.ai_family = family;
@@ -339,13 +341,16 @@ static void arm_timer(fw_conn_t *c)
 static void on_write_error(fw__sock_t *s, int err)
 {
     fw_conn_t *c = s->data;
-    if (c->state == FW__CONN_CONNECTING)
+    if (c->state == FW__CONN_CONNECTING) {
         attempt_failed(c, err, uv_strerror(err));
-    else
+    } else {
         c->state = FW__CONN_BAD;
+        if (c->stream != NULL)
+            fw__stream_conn_gone(c->stream, err, "could not send to the server");
+    }
 }
 
-static int flush_tls(fw_conn_t *c)
+int fw__conn_flush_tls(fw_conn_t *c)
 {
     const uint8_t *p;
     size_t n;
@@ -358,7 +363,7 @@ static int flush_tls(fw_conn_t *c)
 }
 
 /* Sends what the startup machine queued in c->out, through TLS when it is on. */
-static int flush_out(fw_conn_t *c)
+int fw__conn_flush_out(fw_conn_t *c)
 {
     int rc = 0;
     if (c->out.err < 0)
@@ -374,7 +379,7 @@ static int flush_out(fw_conn_t *c)
                 if (n < 0)
                     return (int)n;
                 off += (size_t)n;
-                rc = flush_tls(c);
+                rc = fw__conn_flush_tls(c);
             }
         } else {
             rc = fw__sock_write(&c->sock, c->out.data, c->out.len, on_write_error);
@@ -402,14 +407,14 @@ static void after_derive(uv_work_t *w, int status)
     c->pending--;
     if (job->stale) { /* the attempt moved on (timeout, close): drop the result */
         fw__startup_free(job->su);
-        free(job->su);
-        free(job);
+        fw__free(job->su);
+        fw__free(job);
         maybe_free(c);
         return;
     }
     c->job = NULL;
     int rc = status < 0 ? status : job->rc;
-    free(job);
+    fw__free(job);
     handle_startup(c, fw__startup_derived(c->su, rc));
 }
 
@@ -439,7 +444,7 @@ static void on_ready(fw_conn_t *c)
     fw__pq_reader_free(&c->reader);
     c->reader = c->su->reader;
     fw__pq_reader_set_startup(&c->reader, false);
-    fw__pq_reader_init(&c->su->reader, NULL, NULL);
+    fw__pq_reader_init(&c->su->reader, NULL, &fw__pq_alloc);
     free_startup(c);
     c->err.message[0] = '\0';
     static const char *const methods[] = {"no authentication", "a cleartext password", "md5",
@@ -451,7 +456,7 @@ static void on_ready(fw_conn_t *c)
 
 static void handle_startup(fw_conn_t *c, fw__su_result_t r)
 {
-    int rc = flush_out(c);
+    int rc = fw__conn_flush_out(c);
     if (rc < 0) {
         attempt_failed(c, rc, uv_strerror(rc));
         return;
@@ -464,7 +469,7 @@ static void handle_startup(fw_conn_t *c, fw__su_result_t r)
     case FW__SU_DERIVE:
         /* PBKDF2 may take long (the iteration count is the server's choice, up to the cap):
          * run it on the thread pool so other connections on this loop keep moving. */
-        c->job = calloc(1, sizeof(*c->job));
+        c->job = fw__calloc(1, sizeof(*c->job));
         if (c->job == NULL) {
             connect_failed(c, FW_ENOMEM, "out of memory");
             return;
@@ -475,7 +480,7 @@ static void handle_startup(fw_conn_t *c, fw__su_result_t r)
         c->job->work.data = c->job;
         rc = uv_queue_work(c->loop, &c->job->work, work_derive, after_derive);
         if (rc < 0) {
-            free(c->job);
+            fw__free(c->job);
             c->job = NULL;
             connect_failed(c, rc, uv_strerror(rc));
             return;
@@ -563,7 +568,7 @@ static void start_startup(fw_conn_t *c)
     o.msg_fn = c->opts.trace_cb != NULL ? fw__conn_trace_in : NULL;
     o.msg_ud = c;
     free_startup(c);
-    c->su = calloc(1, sizeof(*c->su));
+    c->su = fw__calloc(1, sizeof(*c->su));
     if (c->su == NULL) {
         connect_failed(c, FW_ENOMEM, "out of memory");
         return;
@@ -601,7 +606,7 @@ static void on_ssl_response(fw_conn_t *c, const uint8_t *p, size_t n)
     c->phase = FW_PHASE_TLS_HANDSHAKE;
     int hs = fw__tls_handshake(c->tls);
     if (hs >= 0)
-        hs = flush_tls(c) < 0 ? UV_EPIPE : hs;
+        hs = fw__conn_flush_tls(c) < 0 ? UV_EPIPE : hs;
     if (hs < 0)
         attempt_failed(c, FW_ETLS, fw__tls_error(c->tls));
 }
@@ -627,7 +632,7 @@ static void on_tls_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
             attempt_failed(c, FW_ETLS, fw__tls_error(c->tls));
             return;
         }
-        if (flush_tls(c) < 0) {
+        if (fw__conn_flush_tls(c) < 0) {
             attempt_failed(c, UV_EPIPE, "could not send the TLS handshake");
             return;
         }
@@ -663,14 +668,14 @@ static void on_tls_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
         on_plaintext(c, c->plain, (size_t)k);
         if (c->closing || c->tls == NULL || c->state == FW__CONN_BAD)
             return;
-        if (flush_tls(c) < 0)
+        if (fw__conn_flush_tls(c) < 0)
             return;
     }
 }
 
 /* Messages on an established connection while idle: notices, parameter changes, and the
  * asynchronous FATAL a server sends before it closes (idle_session_timeout, shutdown). */
-static void on_idle_messages(fw_conn_t *c, const uint8_t *p, size_t n)
+void fw__conn_idle_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
 {
     fw__pq_msg_t m;
     int rc = fw__pq_reader_feed(&c->reader, p, n);
@@ -716,12 +721,16 @@ static void on_plaintext(fw_conn_t *c, const uint8_t *p, size_t n)
     if (c->state == FW__CONN_CONNECTING)
         handle_startup(c, fw__startup_feed(c->su, p, n));
     else
-        on_idle_messages(c, p, n);
+        fw__conn_idle_bytes(c, p, n);
 }
 
-static void on_readable(fw__sock_t *s)
+void fw__conn_readable(fw__sock_t *s)
 {
     fw_conn_t *c = s->data;
+    if (c->stream != NULL) {
+        fw__stream_readable(c->stream);
+        return;
+    }
     for (;;) {
         /* Read all that is there, also while waiting for the one-byte answer to SSLRequest: a
          * byte queued behind the 'S' then arrives with it and is refused (CVE-2021-23222), and
@@ -747,9 +756,15 @@ static void on_readable(fw__sock_t *s)
             on_tls_bytes(c, c->rbuf, (size_t)n);
         else
             on_plaintext(c, c->rbuf, (size_t)n);
-        if (c->closing || !c->sock_open || c->sock_closed_then != NULL)
+        if (c->closing || !c->sock_open || c->sock_closed_then != NULL || c->stream != NULL)
             return;
     }
+}
+
+void fw__conn_drain_tls_idle(fw_conn_t *c)
+{
+    if (c->tls != NULL && c->tls_up && c->state == FW__CONN_READY && fw__tls_has_buffered(c->tls))
+        on_tls_bytes(c, NULL, 0);
 }
 
 /* ---- connecting ------------------------------------------------------------------------ */
@@ -768,7 +783,7 @@ static void on_connected(fw__sock_t *s, int status)
         attempt_failed(c, rc, uv_strerror(rc));
         return;
     }
-    fw__sock_read_start(s, on_readable);
+    fw__sock_read_start(s, fw__conn_readable);
     /* No TLS over unix sockets (libpq: the kernel already protects them). */
     if (c->want_tls && !c->is_unix) {
         char why[256];
@@ -797,7 +812,7 @@ static void on_connected(fw__sock_t *s, int status)
         c->out_untyped = true;
         rc = fw__pq_put_ssl_request(&c->out);
         if (rc == 0)
-            rc = flush_out(c);
+            rc = fw__conn_flush_out(c);
         if (rc < 0)
             attempt_failed(c, rc, uv_strerror(rc));
         return;
@@ -967,7 +982,7 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
     if (out == NULL || loop == NULL)
         return FW_EINVAL;
     *out = NULL;
-    fw_conn_t *c = calloc(1, sizeof(*c));
+    fw_conn_t *c = fw__calloc(1, sizeof(*c));
     if (c == NULL)
         return FW_ENOMEM;
     if (opts != NULL)
@@ -976,8 +991,8 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
         fw_conn_opts_init(&c->opts);
     c->opts.conninfo = NULL; /* borrowed: parsed below, never kept */
     c->loop = loop;
-    fw__pq_buf_init(&c->out, NULL);
-    fw__pq_reader_init(&c->reader, NULL, NULL);
+    fw__pq_buf_init(&c->out, &fw__pq_alloc);
+    fw__pq_reader_init(&c->reader, NULL, &fw__pq_alloc);
 
     char msg[512] = "";
     fw__conninfo_sysenv_t sys;
@@ -1004,7 +1019,7 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
         fw__conninfo_free(c->ci);
         fw__pq_buf_free(&c->out);
         fw__pq_reader_free(&c->reader);
-        free(c);
+        fw__free(c);
         return rc == FW_ENOMEM ? rc : FW_ECONFIG;
     }
     switch (c->ci->sslmode) {
@@ -1092,14 +1107,17 @@ void fw_conn_close(fw_conn_t *c, fw_close_cb cb, void *ud)
     c->closing = true;
     c->close_cb = cb;
     c->close_ud = ud;
+    if (c->stream != NULL)
+        fw__stream_conn_gone(c->stream, FW_ECLOSED,
+                             "the connection was closed while the query was running");
     if (c->state == FW__CONN_READY && c->sock_open) {
         /* Terminate, best effort: the server ends the backend at once instead of noticing the
          * closed socket later. */
         fw__pq_buf_reset(&c->out);
         if (fw__pq_put_terminate(&c->out) == 0)
-            (void)flush_out(c);
+            (void)fw__conn_flush_out(c);
         if (c->tls != NULL && c->tls_up && fw__tls_shutdown(c->tls) == 0)
-            (void)flush_tls(c);
+            (void)fw__conn_flush_tls(c);
     }
     if (c->connect_cb != NULL) {
         fw_connect_cb ccb = c->connect_cb;

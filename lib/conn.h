@@ -104,12 +104,23 @@ struct fw_conn_s {
     double connect_seconds;
 
     void *runtime_link; /* threaded mode: the runtime's bookkeeping */
+    struct fw_stream_s *stream; /* the query running now, or NULL (loop thread) */
 
     uint8_t rbuf[64 * 1024];  /* socket reads */
     uint8_t plain[64 * 1024]; /* TLS plaintext */
 };
 
 void fw__conn_kick(uv_idle_t *h);
+/* Sends c->out (through TLS when on) / the TLS engine's pending output. 0 or an error. */
+int fw__conn_flush_out(fw_conn_t *c);
+int fw__conn_flush_tls(fw_conn_t *c);
+/* The socket's read callback; a running stream takes the bytes, else the idle reader. */
+void fw__conn_readable(fw__sock_t *s);
+/* Plaintext received while no query runs: notices, notifications, an asynchronous FATAL. */
+void fw__conn_idle_bytes(fw_conn_t *c, const uint8_t *p, size_t n);
+/* After a stream ends: plaintext already inside OpenSSL goes to the idle reader now (no
+ * socket event would bring it). */
+void fw__conn_drain_tls_idle(fw_conn_t *c);
 void fw__conn_notice(void *ud, const fw__pq_msg_t *m);
 void fw__conn_trace_in(void *ud, const fw__pq_msg_t *m);
 #if defined(__GNUC__)
@@ -117,5 +128,8 @@ __attribute__((format(printf, 3, 4)))
 #endif
 void fw__conn_log(fw_conn_t *c, fw_log_level_t level, const char *fmt, ...);
 void fw__wipe_conn_secrets(fw_conn_t *c);
+/* Threaded mode: runs fn(arg) on the connection's runtime thread and waits for it to return.
+ * Thread: any thread but the runtime's. */
+void fw__runtime_call(fw_conn_t *conn, void (*fn)(void *arg), void *arg);
 
 #endif /* FW_CONN_H */

@@ -10,6 +10,7 @@
  *
  * No I/O here: the environment is injected, and the passfile lives in pgpass.c.
  */
+#include "alloc.h"
 #include "conninfo.h"
 #include "conninfo_int.h"
 
@@ -114,13 +115,13 @@ static void zfree(char *s)
 {
     if (s != NULL) {
         explicit_bzero(s, strlen(s));
-        free(s);
+        fw__free(s);
     }
 }
 
 char *fw__ci_dup_n(const char *s, size_t n)
 {
-    char *d = malloc(n + 1);
+    char *d = fw__malloc(n + 1);
     if (d != NULL) {
         memcpy(d, s, n);
         d[n] = '\0';
@@ -185,18 +186,18 @@ static int set_kv(fw__conninfo_t *ci, const char *name, size_t nlen, const char 
 
 fw__conninfo_t *fw__conninfo_new(void)
 {
-    return calloc(1, sizeof(fw__conninfo_t));
+    return fw__calloc(1, sizeof(fw__conninfo_t));
 }
 
 void fw__ci_free_hosts(fw__conninfo_t *ci)
 {
     for (size_t i = 0; i < ci->nhosts; i++) {
-        free(ci->hosts[i].host);
-        free(ci->hosts[i].hostaddr);
-        free(ci->hosts[i].port);
+        fw__free(ci->hosts[i].host);
+        fw__free(ci->hosts[i].hostaddr);
+        fw__free(ci->hosts[i].port);
         zfree(ci->hosts[i].password);
     }
-    free(ci->hosts);
+    fw__free(ci->hosts);
     ci->hosts = NULL;
     ci->nhosts = 0;
 }
@@ -207,11 +208,11 @@ void fw__conninfo_free(fw__conninfo_t *ci)
         return;
     for (int k = 0; k < FW__CI_NKEYS; k++)
         zfree(ci->val[k]);
-    free(ci->os_user);
-    free(ci->home_dir);
+    fw__free(ci->os_user);
+    fw__free(ci->home_dir);
     fw__ci_free_hosts(ci);
     explicit_bzero(ci, sizeof(*ci));
-    free(ci);
+    fw__free(ci);
 }
 
 const char *fw__conninfo_get(const fw__conninfo_t *ci, const char *keyword)
@@ -256,7 +257,7 @@ static int parse_kv(fw__conninfo_t *ci, const char *s, bool withhold, char *err,
 {
     char qb[FW__CI_QBUF];
     size_t n = strlen(s);
-    char *buf = malloc(n + 1); /* the value being unescaped; may be a password: wiped below */
+    char *buf = fw__malloc(n + 1); /* the value being unescaped; may be a password: wiped below */
     if (buf == NULL)
         return FW_ENOMEM;
     int rc = 0;
@@ -326,7 +327,7 @@ static int parse_kv(fw__conninfo_t *ci, const char *s, bool withhold, char *err,
     }
 out:
     explicit_bzero(buf, n + 1);
-    free(buf);
+    fw__free(buf);
     return rc;
 }
 
@@ -365,7 +366,7 @@ static int uri_decode(const char *s, size_t n, bool hide, char **out, size_t *ou
                       size_t errlen)
 {
     char qb[FW__CI_QBUF];
-    char *d = malloc(n + 1);
+    char *d = fw__malloc(n + 1);
     if (d == NULL)
         return FW_ENOMEM;
     size_t o = 0;
@@ -396,7 +397,7 @@ static int uri_decode(const char *s, size_t n, bool hide, char **out, size_t *ou
     return 0;
 fail:
     explicit_bzero(d, n + 1);
-    free(d);
+    fw__free(d);
     return FW_EINVAL;
 }
 
@@ -472,7 +473,7 @@ static int parse_query(fw__conninfo_t *ci, const char *s, size_t p, bool withhol
         bool secret = strcmp(key, "password") == 0 || strcmp(key, "sslpassword") == 0;
         rc = uri_decode(s + eq + 1, end - eq - 1, withhold || secret, &val, &vlen, err, errlen);
         if (rc != 0) {
-            free(key);
+            fw__free(key);
             return rc;
         }
         /* libpq's JDBC courtesy: ssl=true means sslmode=require (any other ssl= is refused). */
@@ -480,7 +481,7 @@ static int parse_query(fw__conninfo_t *ci, const char *s, size_t p, bool withhol
             rc = set_kv(ci, "sslmode", 7, "require", 7, true, withhold, err, errlen);
         else
             rc = set_kv(ci, key, klen, val, vlen, true, withhold, err, errlen);
-        free(key);
+        fw__free(key);
         zfree(val);
         if (rc != 0)
             return rc;
@@ -500,7 +501,7 @@ static int parse_uri(fw__conninfo_t *ci, const char *s, bool withhold, char *err
     size_t n = strlen(s);
     size_t p = uri_prefix(s);
     int rc = FW_ENOMEM;
-    char *hosts = malloc(n + 1), *ports = malloc(n + 1);
+    char *hosts = fw__malloc(n + 1), *ports = fw__malloc(n + 1);
     size_t hn = 0, pn = 0;
     if (hosts == NULL || ports == NULL)
         goto out;
@@ -601,8 +602,8 @@ static int parse_uri(fw__conninfo_t *ci, const char *s, bool withhold, char *err
 out:
     if (rc == FW_ENOMEM)
         fw__ci_err_set(err, errlen, "out of memory");
-    free(hosts);
-    free(ports);
+    fw__free(hosts);
+    fw__free(ports);
     return rc;
 }
 

@@ -8,6 +8,7 @@
  * The only I/O is fw__conninfo_env_system() reading the process's own environment and passwd
  * entry; everything else takes the environment injected.
  */
+#include "alloc.h"
 #include "conninfo.h"
 #include "conninfo_int.h"
 
@@ -28,9 +29,9 @@ static const char *env_get(const fw__conninfo_env_t *env, const char *name)
 
 static int dup_opt(char **dst, const char *s)
 {
-    free(*dst);
+    fw__free(*dst);
     *dst = NULL;
-    if (s != NULL && (*dst = strdup(s)) == NULL)
+    if (s != NULL && (*dst = fw__strdup(s)) == NULL)
         return FW_ENOMEM;
     return 0;
 }
@@ -252,16 +253,16 @@ static int build_hosts(fw__conninfo_t *ci, char *err, size_t errlen)
         fw__ci_err_set(err, errlen, "could not match %zu port numbers to %zu hosts", np, n);
         return FW_EINVAL;
     }
-    if ((ci->hosts = calloc(n, sizeof(*ci->hosts))) == NULL)
+    if ((ci->hosts = fw__calloc(n, sizeof(*ci->hosts))) == NULL)
         return FW_ENOMEM;
     ci->nhosts = n;
     for (size_t i = 0; i < n; i++) {
         fw__conninfo_host_t *h = &ci->hosts[i];
-        char *addr = nonempty(as) ? item(as, i) : strdup("");
-        h->host = nonempty(hs) ? item(hs, i) : strdup("");
-        h->port = np == 0 ? strdup("") : item(ps, np == 1 ? 0 : i);
+        char *addr = nonempty(as) ? item(as, i) : fw__strdup("");
+        h->host = nonempty(hs) ? item(hs, i) : fw__strdup("");
+        h->port = np == 0 ? fw__strdup("") : item(ps, np == 1 ? 0 : i);
         if (addr == NULL || h->host == NULL || h->port == NULL) {
-            free(addr);
+            fw__free(addr);
             return FW_ENOMEM;
         }
         if (addr[0] != '\0') {
@@ -275,10 +276,10 @@ static int build_hosts(fw__conninfo_t *ci, char *err, size_t errlen)
                 return FW_EINVAL;
             }
         } else {
-            free(addr);
+            fw__free(addr);
             if (h->host[0] == '\0') {
-                free(h->host);
-                if ((h->host = strdup(FW__CONNINFO_DEFAULT_SOCKET_DIR)) == NULL)
+                fw__free(h->host);
+                if ((h->host = fw__strdup(FW__CONNINFO_DEFAULT_SOCKET_DIR)) == NULL)
                     return FW_ENOMEM;
             }
             /* libpq's is_unixsock_path: an absolute path, or '@' for Linux's abstract names */
@@ -374,10 +375,10 @@ static int parse_require_auth(fw__conninfo_t *ci, char *err, size_t errlen)
                            fw__ci_quote(qb, part));
             goto fail;
         }
-        free(part);
+        fw__free(part);
         continue;
     fail:
-        free(part);
+        fw__free(part);
         return FW_EINVAL;
     }
     return 0;

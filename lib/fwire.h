@@ -6,8 +6,9 @@
  * forward-declares libuv's loop type and exposes no OpenSSL type.
  *
  * What this release contains (see README.md, "Status"): the error vocabulary, version queries,
- * and connections (both run modes). The stream and metrics APIs arrive with later releases and
- * are not declared here until they work.
+ * an allocator hook, connections and streaming queries, in both run modes:
+ *  - embedded: fwire lives on your libuv loop; you are told when rows are ready;
+ *  - threaded: a runtime owns a loop thread; your threads block in fw_stream_next().
  *
  * Conventions used by every function in this header:
  *  - Errors are negative ints. Library codes are listed in FW_ERRNO_MAP below and live in their
@@ -61,6 +62,7 @@ typedef struct fw_slice_s {
     XX(ENOMEM, -30002, "out of memory")                                                          \
     XX(ESTATE, -30003, "operation not allowed in the current state")                             \
     XX(ETOOBIG, -30004, "value exceeds a configured or protocol limit")                          \
+    XX(EBUSY, -30005, "another query is running on this connection")                            \
     /* protocol: the server's bytes broke the PostgreSQL v3 protocol; the connection is bad */   \
     XX(EPROTO_SHORT, -30100, "protocol: message length below 4 (lost synchronization)")          \
     XX(EPROTO_TOO_LARGE, -30101, "protocol: message length exceeds the limit for its type")      \
@@ -79,7 +81,9 @@ typedef struct fw_slice_s {
     XX(ECONFIG, -30202, "invalid connection options")                                            \
     XX(ETLS, -30203, "TLS negotiation or verification failed")                                   \
     XX(ECLOSED, -30204, "the connection was closed")                                             \
-    XX(ETIMEDOUT, -30205, "timeout expired")
+    XX(ETIMEDOUT, -30205, "timeout expired")                                                     \
+    /* streaming */                                                                              \
+    XX(ESCHEMA, -30300, "the result is not one json or jsonb column named data")
 
 /* The enum the map generates: FW_EINVAL, FW_EPROTO_SHORT, ... */
 typedef enum fw_errno_e {
@@ -106,6 +110,29 @@ FW_EXTERN unsigned int fw_version(void);
 
 /* The library's version as "MAJOR.MINOR.PATCH"; a static string. Thread: any thread. */
 FW_EXTERN const char *fw_version_string(void);
+
+/* ==== memory ============================================================================== */
+
+/*
+ * Where fwire gets its memory: every allocation fwire itself makes (connections, receive slabs,
+ * chunks, queries, streams) goes through these three functions. libuv and OpenSSL keep their
+ * own allocators. realloc_fn(ud, NULL, n) must behave as malloc; free_fn(ud, NULL) as a no-op.
+ * The functions may be called from the loop thread and from consumer threads at once.
+ */
+typedef struct fw_allocator_s {
+    void *(*malloc_fn)(void *ud, size_t size);
+    void *(*realloc_fn)(void *ud, void *ptr, size_t size);
+    void (*free_fn)(void *ud, void *ptr);
+    void *ud;
+} fw_allocator_t;
+
+/*
+ * Installs `a` (copied) as fwire's allocator, or libc's malloc/realloc/free when `a` is NULL.
+ * Call it before any other fwire function and never while fwire owns memory: memory is always
+ * released through the allocator that made it. Returns 0, or FW_EINVAL when a function is
+ * missing. Thread: any thread, before fwire is used.
+ */
+FW_EXTERN int fw_allocator_set(const fw_allocator_t *a);
 
 /* ==== connections ========================================================================= */
 
@@ -200,7 +227,14 @@ typedef struct fw_conn_opts_s {
      * in order. Password and SASL message bodies are never shown. NULL: no trace. */
     void (*trace_cb)(void *ud, const fw_trace_t *msg);
     void *trace_ud;
-    void *reserved[8]; /* zero; room to grow without breaking the ABI */
+    /*
+     * The largest message accepted from the server, its length field included. A DataRow over
+     * it fails its stream with FW_ETOOBIG; its bytes are skipped as they arrive, never buffered,
+     * and the connection stays usable. Any other message over it is a protocol error that ends
+     * the connection. Default 256 MiB; 0 means the default; at most INT32_MAX.
+     */
+    size_t max_message;
+    void *reserved[7]; /* zero; room to grow without breaking the ABI */
 } fw_conn_opts_t;
 
 /* Fills *opts with the defaults above. Thread: any thread. */
@@ -299,6 +333,278 @@ FW_EXTERN int fw_conn_connect_sync(fw_runtime_t *rt, const fw_conn_opts_t *opts,
 /* Threaded mode: closes a connection made by fw_conn_connect_sync and waits until it is freed.
  * NULL is a no-op. Thread: any thread but the runtime's own. */
 FW_EXTERN void fw_conn_close_sync(fw_conn_t *conn);
+
+
+/* ==== queries ============================================================================= */
+
+/*
+ * A query: which relation to read, which rows (SQL and typed predicates), in which order, how
+ * many, and how to stream them (chunk size, byte budget, client-side predicate, statement
+ * timeout). fwire always runs
+ *
+ *     SELECT "data" FROM <relation> [WHERE ...] [ORDER BY ...] [LIMIT $n] [OFFSET $m]
+ *
+ * with the extended protocol (Parse/Bind/Describe/Execute/Sync, unnamed statement, text
+ * results), so every typed value travels as a bind parameter and no fragment can stack a second
+ * statement. The result must be exactly one column named `data` of type json or jsonb.
+ *
+ * Setters record the first error in the query and return it; later setters do nothing and
+ * return it again, and fw_stream_start() refuses the query with it. So a chain of setters can
+ * be checked once. A query is not tied to a connection: build it once, run it many times.
+ * Thread: a query may be used by one thread at a time; fw_stream_start() only reads it (and
+ * copies what it needs), so one finished query may be started from several threads at once.
+ */
+typedef struct fw_query_s fw_query_t;
+
+/* Comparison operators of typed predicates. See fw_query_where(). */
+typedef enum fw_op_e {
+    FW_OP_EQ = 0,
+    FW_OP_NE,
+    FW_OP_LT,
+    FW_OP_LE,
+    FW_OP_GT,
+    FW_OP_GE,
+    FW_OP_LIKE,        /* text LIKE pattern; the value must be FW_VALUE_TEXT */
+    FW_OP_ILIKE,       /* text ILIKE pattern; the value must be FW_VALUE_TEXT */
+    FW_OP_IS_NULL,     /* the path is missing or JSON null; no value */
+    FW_OP_IS_NOT_NULL, /* the path holds a value other than JSON null; no value */
+    FW_OP_CONTAINS,    /* jsonb containment: the value at the path @> the value */
+    FW_OP_HAS_KEY      /* the object at the path has the key given as FW_VALUE_TEXT */
+} fw_op_t;
+
+/*
+ * How a predicate's value (always passed as text) is understood by the server. TEXT, NUMBER
+ * and BOOL compare as the JSON string, number or boolean the text denotes (the server parses
+ * NUMBER as numeric and BOOL as boolean, and reports bad text as SQLSTATE 22P02); JSON is a
+ * JSON document ("{\"a\":1}", "[1,2]", "\"s\"").
+ */
+typedef enum fw_value_type_e {
+    FW_VALUE_TEXT = 0,
+    FW_VALUE_NUMBER,
+    FW_VALUE_BOOL,
+    FW_VALUE_JSON
+} fw_value_type_t;
+
+/* A row of a stream. `json` is the text of the `data` column, not NUL-terminated. */
+typedef struct fw_row_s {
+    const char *json; /* NULL when is_null */
+    size_t len;
+    bool is_null; /* SQL NULL in `data`: delivered as such, never as the text "null" */
+} fw_row_t;
+
+/*
+ * A client-side predicate: runs on the loop thread for every row before it is queued; return
+ * true to keep the row, false to drop it (counted in rows_filtered). `row` is borrowed for the
+ * call. It must not block and must not call fwire functions on the stream.
+ */
+typedef bool (*fw_predicate_cb)(void *ud, const fw_row_t *row);
+
+/* Creates an empty query. Returns 0 and *out, FW_EINVAL or FW_ENOMEM. Thread: any thread. */
+FW_EXTERN int fw_query_new(fw_query_t **out);
+
+/* Frees a query; NULL is a no-op. Streams started from it do not need it. Thread: its user. */
+FW_EXTERN void fw_query_free(fw_query_t *q);
+
+/*
+ * The source as an entity: "user" reads the view v_user. The name is quoted as an identifier,
+ * so it is used exactly as given (case and all). FW_EINVAL when empty, or when "v_" plus the
+ * name exceeds PostgreSQL's 63-byte identifier limit (the server would truncate it silently).
+ * Replaces an earlier source.
+ */
+FW_EXTERN int fw_query_entity(fw_query_t *q, const char *entity);
+
+/*
+ * The source as an explicit relation: "tv_user" or "schema.tv_user" (split at the first dot;
+ * each part quoted as an identifier, so "a.b" is schema a, relation b). FW_EINVAL when a part
+ * is empty or longer than 63 bytes. Replaces an earlier source.
+ */
+FW_EXTERN int fw_query_relation(fw_query_t *q, const char *relation);
+
+/*
+ * !!! TRUSTED SQL. !!! Adds `sql` as a WHERE condition, ANDed with the others, verbatim.
+ * fwire cannot check it: never build it from user input. Use fw_query_where() for values.
+ * (The fragment is wrapped in parentheses and newlines, so a trailing "--" comment cannot
+ * swallow what follows; the extended protocol refuses a second statement.) It must not contain
+ * $n placeholders: they would bind to fwire's own parameters. FW_EINVAL when empty. Copied.
+ */
+FW_EXTERN int fw_query_where_sql(fw_query_t *q, const char *sql);
+
+/*
+ * Adds a typed predicate on a JSON path of `data`, ANDed with the others. `path` is dotted
+ * ("address.city"; "tags.0" takes the first array element); "" or NULL is the whole document
+ * (for FW_OP_CONTAINS and FW_OP_HAS_KEY). The path elements and the value travel as bind
+ * parameters: nothing is spliced into the SQL. `value` is ignored (may be NULL) for IS_NULL and
+ * IS_NOT_NULL, and required otherwise. Comparisons are jsonb comparisons: numbers numerically,
+ * strings by the database collation, values of different JSON types never equal. Across types,
+ * jsonb orders null < string < number < boolean < array < object, so `age lt 10` (NUMBER) also
+ * matches a string "30": add a type check in where_sql if your data mixes types.
+ * FW_EINVAL: NULL value, LIKE/ILIKE/HAS_KEY with a type other than TEXT, an empty path element,
+ * or more than 65,535 parameters in the query. Strings are copied.
+ */
+FW_EXTERN int fw_query_where(fw_query_t *q, const char *path, fw_op_t op, fw_value_type_t type,
+                             const char *value);
+
+/*
+ * Adds `path IN (values...)`: the value at the path equals one of the n values, all of one
+ * type. n == 0 matches no row. Strings are copied. Errors as fw_query_where().
+ */
+FW_EXTERN int fw_query_where_in(fw_query_t *q, const char *path, fw_value_type_t type,
+                                const char *const *values, size_t n);
+
+/*
+ * !!! TRUSTED SQL. !!! Adds an ORDER BY key: `expression` is used verbatim (e.g.
+ * "data->>'name'"); never build it from user input. `collation` (NULL for none) is quoted as an
+ * identifier ("C", "en-US-x-icu"). Keys apply in the order added. Strings are copied.
+ */
+FW_EXTERN int fw_query_order_by(fw_query_t *q, const char *expression, const char *collation,
+                                bool descending);
+
+/* LIMIT n (n >= 0) and OFFSET n (n >= 0), sent as bind parameters. FW_EINVAL when n < 0. */
+FW_EXTERN int fw_query_limit(fw_query_t *q, int64_t n);
+FW_EXTERN int fw_query_offset(fw_query_t *q, int64_t n);
+
+/*
+ * Rows per chunk handed to the consumer (1..65,536; default 256). A chunk is also handed over
+ * at the end of every socket read, so rows never wait for a chunk to fill.
+ */
+FW_EXTERN int fw_query_chunk_size(fw_query_t *q, size_t rows);
+
+/*
+ * The byte budget of a stream: the receive memory holding rows not yet released by the
+ * consumer, counted exactly (whole receive slabs). When it is reached, fwire stops reading the
+ * socket until the consumer has released half of it; the server then waits in send. A single
+ * row larger than the budget fails the stream with FW_ETOOBIG (its bytes are skipped, the
+ * connection stays usable). Default 4 MiB; at least 64 KiB.
+ */
+FW_EXTERN int fw_query_max_memory(fw_query_t *q, size_t bytes);
+
+/* A client-side predicate (see fw_predicate_cb); NULL removes it. `ud` is borrowed while the
+ * query's streams run. */
+FW_EXTERN int fw_query_predicate(fw_query_t *q, fw_predicate_cb cb, void *ud);
+
+/*
+ * A server-side statement timeout for this query only, in milliseconds (0: the server's
+ * setting). Set with set_config(..., is_local) in the same implicit transaction, in the same
+ * round trip. A query that runs over it fails with SQLSTATE 57014 after the rows before it.
+ */
+FW_EXTERN int fw_query_statement_timeout(fw_query_t *q, uint32_t ms);
+
+/*
+ * Writes the SQL fwire will send (with $n placeholders) into buf as a NUL-terminated string.
+ * Returns the length it needs (without the NUL) like snprintf, whatever cap is; or the query's
+ * recorded error, or FW_EINVAL when no source was set. Thread: as the query.
+ */
+FW_EXTERN long fw_query_sql(const fw_query_t *q, char *buf, size_t cap);
+
+/* ==== streams ============================================================================= */
+
+typedef struct fw_stream_s fw_stream_t;
+typedef struct fw_chunk_s fw_chunk_t;
+
+/* What fw_stream_next() and friends return when they do not fail (failures are negative). */
+#define FW_ROW   1 /* *row holds the next row */
+#define FW_END   0 /* every row was delivered and the query completed */
+#define FW_AGAIN 2 /* no row yet: try later (try_next), or the timeout passed (next) */
+
+typedef enum fw_stream_state_e {
+    FW_STREAM_RUNNING = 0, /* the query runs; rows may be queued */
+    FW_STREAM_COMPLETED,   /* the server finished; queued rows may remain */
+    FW_STREAM_FAILED       /* ended with an error; queued rows before it may remain */
+} fw_stream_state_t;
+
+/* "running", "completed", "failed". Thread: any thread. */
+FW_EXTERN const char *fw_stream_state_name(fw_stream_state_t state);
+
+/*
+ * Embedded mode: called on the loop thread when rows were queued, and once more when the
+ * stream ends (completed or failed). Drain with fw_stream_try_next() until FW_AGAIN (or the end);
+ * if you stop earlier, you will not be called again for rows already queued. Any fwire call
+ * is legal inside it, fw_stream_free() included.
+ */
+typedef void (*fw_rows_ready_cb)(fw_stream_t *stream, void *ud);
+
+/*
+ * Starts `q` on `conn`: the whole query goes out in one write. The query is copied; `q` may be
+ * freed at once.
+ *  - Embedded mode (conn from fw_conn_new): call on the loop thread; `ready` (may be NULL) is
+ *    called as described at fw_rows_ready_cb, never inside this call.
+ *  - Threaded mode (conn from fw_conn_connect_sync): call from any thread but the runtime's;
+ *    `ready` must be NULL; consume with fw_stream_next().
+ * One query at a time per connection: FW_EBUSY while another stream on it has not ended.
+ * Returns 0 and *out; or FW_EINVAL, the query's recorded error, FW_EBUSY, FW_ESTATE (the
+ * connection is not connected, or is bad), FW_ENOMEM, with *err filled (err may be NULL).
+ * Errors the server reports (SQL errors, FW_ESCHEMA) arrive through the stream.
+ */
+FW_EXTERN int fw_stream_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready,
+                              void *ud, fw_stream_t **out, fw_error_t *err);
+
+/*
+ * Threaded mode: the next row, waiting up to timeout_ms (-1: no limit; 0: do not wait).
+ * Returns FW_ROW with *row filled, FW_END once every row was delivered and the query completed,
+ * FW_AGAIN when the timeout passed, or a negative code when the stream failed (after every row
+ * the server sent before the failure was delivered): FW_ESERVER (an SQL error: SQLSTATE and
+ * the server's fields in fw_stream_error()), FW_ESCHEMA, FW_ETOOBIG, FW_ECLOSED,
+ * FW_EPROTO_*, libuv codes. FW_END and failures are sticky. FW_ESTATE in embedded mode (it
+ * would block the loop). The row's memory is valid until the next call on this stream
+ * (next, try_next, next_chunk, free). Thread: the stream's one consumer thread.
+ */
+FW_EXTERN int fw_stream_next(fw_stream_t *s, fw_row_t *row, int timeout_ms);
+
+/*
+ * The next row if one is queued, never waiting: as fw_stream_next() with a zero timeout.
+ * Both modes. Thread: the consumer (embedded mode: the loop thread).
+ */
+FW_EXTERN int fw_stream_try_next(fw_stream_t *s, fw_row_t *row);
+
+/*
+ * Takes the next whole chunk of rows: FW_ROW and *chunk (read it with fw_chunk_rows(), then
+ * give it back with fw_chunk_release()), or FW_END / FW_AGAIN / a failure as fw_stream_next().
+ * A chunk's rows stay valid until it is released, whatever else is called on the stream; the
+ * memory of unreleased chunks counts against the byte budget. If a row from next/try_next is
+ * current, the rest of its chunk comes first. timeout_ms as fw_stream_next() (embedded mode: 0).
+ * Thread: the consumer.
+ */
+FW_EXTERN int fw_stream_next_chunk(fw_stream_t *s, fw_chunk_t **chunk, int timeout_ms);
+
+/* The rows of a chunk (borrowed until fw_chunk_release) and their count in *n (>= 1). */
+FW_EXTERN const fw_row_t *fw_chunk_rows(const fw_chunk_t *chunk, size_t *n);
+
+/* Gives a chunk back; its memory may be reused at once. Thread: the consumer. */
+FW_EXTERN void fw_chunk_release(fw_stream_t *s, fw_chunk_t *chunk);
+
+/*
+ * The error that failed the stream (code 0 while it has not failed). Borrowed until the stream
+ * is freed. Thread: the consumer, after a negative return.
+ */
+FW_EXTERN const fw_error_t *fw_stream_error(const fw_stream_t *s);
+
+/* A stream's counters: a snapshot of independent atomics (each exact, not taken together). */
+typedef struct fw_stream_stats_s {
+    uint64_t rows_buffered;   /* queued rows not yet yielded */
+    uint64_t chunks_buffered; /* chunks queued and not yet taken */
+    uint64_t bytes_buffered;  /* receive memory held: what the byte budget bounds */
+    uint64_t rows_yielded;    /* rows handed to the consumer */
+    uint64_t rows_filtered;   /* rows dropped by the client-side predicate */
+    uint64_t bytes_received;  /* protocol bytes received for this query (after TLS) */
+    uint64_t chunks_delivered;
+    uint64_t read_stops;    /* times socket reading stopped for backpressure */
+    uint32_t chunk_size;    /* current rows per chunk */
+    fw_stream_state_t state;
+    uint64_t max_memory;    /* the byte budget */
+    uint64_t reserved[8];
+} fw_stream_stats_t;
+
+/* Fills *out. Reads atomics only: never blocks. Thread: any thread while the stream exists. */
+FW_EXTERN void fw_stream_stats(const fw_stream_t *s, fw_stream_stats_t *out);
+
+/*
+ * Releases the consumer's side of a stream: queued rows and chunks not yet released are
+ * given back (chunks taken with next_chunk must not be used afterwards). If the query still
+ * runs, the rest of its result is read and dropped, so the connection can run the next query
+ * once the server has finished. NULL is a no-op. Thread: the consumer (embedded: loop thread,
+ * legal inside the rows-ready callback).
+ */
+FW_EXTERN void fw_stream_free(fw_stream_t *s);
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,7 @@
  * (fuzzed, table-tested) and a small reader that streams the file line by line. Every buffer that
  * held file bytes is zeroed before it is freed: the file is full of passwords.
  */
+#include "alloc.h"
 #include "conninfo.h"
 #include "conninfo_int.h"
 
@@ -23,7 +24,7 @@ void fw__pgpass_secret_free(char *s)
 {
     if (s != NULL) {
         explicit_bzero(s, strlen(s));
-        free(s);
+        fw__free(s);
     }
 }
 
@@ -97,7 +98,7 @@ static int match_line(const char *line, size_t n, const pgpass_key_t *k, char **
     if (!field_matches(&p, end, k->host) || !field_matches(&p, end, k->port) ||
         !field_matches(&p, end, k->dbname) || !field_matches(&p, end, k->user))
         return 0;
-    char *pw = malloc((size_t)(end - p) + 1);
+    char *pw = fw__malloc((size_t)(end - p) + 1);
     if (pw == NULL)
         return FW_ENOMEM;
     size_t o = 0;
@@ -144,12 +145,12 @@ static const char *shown_path(char *out, const char *path)
 static char *grow_secret(char *buf, size_t used, size_t *cap)
 {
     size_t ncap = *cap * 2;
-    char *n = malloc(ncap);
+    char *n = fw__malloc(ncap);
     if (n == NULL)
         return NULL;
     memcpy(n, buf, used);
     explicit_bzero(buf, *cap);
-    free(buf);
+    fw__free(buf);
     *cap = ncap;
     return n;
 }
@@ -204,7 +205,7 @@ int fw__pgpass_read_file(const char *path, const char *host, const char *port, c
     /* Lines of any length, as libpq since PG13: the buffer grows to the longest line, never
      * cuts one (a cut line could match on its first 1000 bytes and yield a wrong password). */
     size_t cap = 4096, len = 0, scanned = 0;
-    char *buf = malloc(cap);
+    char *buf = fw__malloc(cap);
     int rc = 0;
     bool eof = false;
     if (buf == NULL) {
@@ -243,7 +244,7 @@ int fw__pgpass_read_file(const char *path, const char *host, const char *port, c
             len += (size_t)r;
     }
     explicit_bzero(buf, cap);
-    free(buf);
+    fw__free(buf);
     close(fd);
     return rc;
 }
@@ -260,10 +261,10 @@ int fw__conninfo_apply_passfile(fw__conninfo_t *ci, char *warn, size_t warnlen)
     char *path = NULL;
     const char *pf = ci->val[FW__CI_PASSFILE];
     if (pf != NULL && pf[0] != '\0') {
-        path = strdup(pf);
+        path = fw__strdup(pf);
     } else if (ci->home_dir != NULL && ci->home_dir[0] != '\0') {
         size_t n = strlen(ci->home_dir) + sizeof(FW__CONNINFO_DEFAULT_PASSFILE) + 1;
-        if ((path = malloc(n)) != NULL)
+        if ((path = fw__malloc(n)) != NULL)
             snprintf(path, n, "%s/%s", ci->home_dir, FW__CONNINFO_DEFAULT_PASSFILE);
     } else {
         return 0;
@@ -282,6 +283,6 @@ int fw__conninfo_apply_passfile(fw__conninfo_t *ci, char *warn, size_t warnlen)
                                   &h->password, first_warning ? warn : NULL,
                                   first_warning ? warnlen : 0);
     }
-    free(path);
+    fw__free(path);
     return rc < 0 ? rc : 0;
 }

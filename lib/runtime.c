@@ -5,6 +5,7 @@
  * then wait on a condition variable for the answer. The fast paths of later releases (the
  * stream ring) do not come through here: this is for connect and close, which are rare.
  */
+#include "alloc.h"
 #include "conn.h"
 
 #include <pthread.h>
@@ -12,12 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum cmd_kind_e { CMD_CONNECT, CMD_CLOSE, CMD_STOP } cmd_kind_t;
+typedef enum cmd_kind_e { CMD_CONNECT, CMD_CLOSE, CMD_STOP, CMD_CALL } cmd_kind_t;
 
 typedef struct cmd_s {
     cmd_kind_t kind;
     struct cmd_s *next;
     const fw_conn_opts_t *opts; /* CMD_CONNECT: borrowed, the caller waits */
+    void (*fn)(void *arg);      /* CMD_CALL: run on the loop thread, then answered */
+    void *arg;
     fw_conn_t *conn;
     int status;
     fw_error_t err;
@@ -77,7 +80,7 @@ static void on_closed(fw_conn_t *conn, void *ud)
     unlink_conn(rt, l);
     if (l->waiting != NULL)
         answer(rt, l->waiting);
-    free(l);
+    fw__free(l);
     maybe_stop(rt);
 }
 
@@ -111,7 +114,7 @@ static void run_connect(fw_runtime_t *rt, cmd_t *cmd)
         answer(rt, cmd);
         return;
     }
-    link_t *l = calloc(1, sizeof(*l));
+    link_t *l = fw__calloc(1, sizeof(*l));
     if (l == NULL) {
         cmd->status = FW_ENOMEM;
         fw_conn_close(conn, NULL, NULL);
@@ -164,6 +167,10 @@ static void on_async(uv_async_t *h)
             fw_conn_close(cmd->conn, on_closed, l);
             break;
         }
+        case CMD_CALL:
+            cmd->fn(cmd->arg);
+            answer(rt, cmd);
+            break;
         case CMD_STOP:
             rt->stop = cmd;
             for (link_t *l = rt->conns; l != NULL; l = l->next) {
@@ -200,18 +207,18 @@ int fw_runtime_new(fw_runtime_t **out)
     if (out == NULL)
         return FW_EINVAL;
     *out = NULL;
-    fw_runtime_t *rt = calloc(1, sizeof(*rt));
+    fw_runtime_t *rt = fw__calloc(1, sizeof(*rt));
     if (rt == NULL)
         return FW_ENOMEM;
     int rc = uv_loop_init(&rt->loop);
     if (rc < 0) {
-        free(rt);
+        fw__free(rt);
         return rc;
     }
     rc = uv_async_init(&rt->loop, &rt->async, on_async);
     if (rc < 0) {
         uv_loop_close(&rt->loop);
-        free(rt);
+        fw__free(rt);
         return rc;
     }
     rt->async.data = rt;
@@ -222,7 +229,7 @@ int fw_runtime_new(fw_runtime_t **out)
         uv_run(&rt->loop, UV_RUN_DEFAULT);
         uv_loop_close(&rt->loop);
         pthread_mutex_destroy(&rt->mu);
-        free(rt);
+        fw__free(rt);
         return rc;
     }
     rt->started = true;
@@ -283,6 +290,16 @@ void fw_conn_close_sync(fw_conn_t *conn)
     post_and_wait(conn->runtime_link, &cmd);
 }
 
+void fw__runtime_call(fw_conn_t *conn, void (*fn)(void *arg), void *arg)
+{
+    cmd_t cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.kind = CMD_CALL;
+    cmd.fn = fn;
+    cmd.arg = arg;
+    post_and_wait(conn->runtime_link, &cmd);
+}
+
 void fw_runtime_free(fw_runtime_t *rt)
 {
     if (rt == NULL)
@@ -303,5 +320,5 @@ void fw_runtime_free(fw_runtime_t *rt)
     int rc = uv_loop_close(&rt->loop);
     (void)rc; /* every handle was closed above; a failure here would be a bug caught in tests */
     pthread_mutex_destroy(&rt->mu);
-    free(rt);
+    fw__free(rt);
 }

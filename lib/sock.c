@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The socket transport (see sock.h for why fwire does its own send/recv on a uv_poll_t). */
+#include "alloc.h"
 #include "sock.h"
 
 #include <errno.h>
@@ -226,7 +227,7 @@ int fw__sock_write(fw__sock_t *s, const uint8_t *p, size_t n, fw__sock_error_cb 
         size_t cap = s->wcap ? s->wcap : 4096;
         while (cap < s->wlen + rest)
             cap *= 2;
-        uint8_t *nb = realloc(s->wbuf, cap);
+        uint8_t *nb = fw__realloc(s->wbuf, cap);
         if (nb == NULL)
             return UV_ENOMEM;
         s->wbuf = nb;
@@ -249,7 +250,7 @@ static void on_closed(uv_handle_t *h)
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
-    free(s->wbuf);
+    fw__free(s->wbuf);
     s->wbuf = NULL;
     s->wlen = s->woff = s->wcap = 0;
     if (s->on_close != NULL)

@@ -4,6 +4,7 @@
  * Every message text that fwire writes comes from a format string in this file; text the server
  * sent is escaped first and only ever passed as an argument (CVE-2020-25696 class).
  */
+#include "alloc.h"
 #include "startup.h"
 
 #include "saslprep.h"
@@ -521,7 +522,7 @@ int fw__startup_init(fw__startup_t *su, const fw__startup_opts_t *o, fw__pq_buf_
     if (o->max_message != 0)
         lim.max_message = o->max_message;
     lim.startup = true;
-    fw__pq_reader_init(&su->reader, &lim, NULL);
+    fw__pq_reader_init(&su->reader, &lim, &fw__pq_alloc);
     su->state = FW__SU_S_INIT;
     return 0;
 }

@@ -237,7 +237,7 @@ int fw__pq_put_parse(fw__pq_buf_t *b, const char *stmt, const char *sql, size_t 
     int rc = begin(b, 'P');
     if (rc < 0)
         return rc;
-    if (sql == NULL || nparams > (size_t)INT16_MAX || (nparams > 0 && oids == NULL))
+    if (sql == NULL || nparams > (size_t)UINT16_MAX || (nparams > 0 && oids == NULL))
         return end(b, FW_EINVAL);
     rc = put_str(b, stmt);
     if (rc == 0)
@@ -251,7 +251,7 @@ int fw__pq_put_parse(fw__pq_buf_t *b, const char *stmt, const char *sql, size_t 
 
 static int put_formats(fw__pq_buf_t *b, size_t n, const int16_t *formats)
 {
-    if (n > (size_t)INT16_MAX || (n > 0 && formats == NULL))
+    if (n > (size_t)UINT16_MAX || (n > 0 && formats == NULL))
         return FW_EINVAL;
     int rc = put_u16(b, (uint16_t)n);
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -269,7 +269,7 @@ int fw__pq_put_bind(fw__pq_buf_t *b, const char *portal, const char *stmt, size_
     int rc = begin(b, 'B');
     if (rc < 0)
         return rc;
-    if (nparams > (size_t)INT16_MAX || (nparams > 0 && params == NULL))
+    if (nparams > (size_t)UINT16_MAX || (nparams > 0 && params == NULL))
         return end(b, FW_EINVAL);
     rc = put_str(b, portal);
     if (rc == 0)

@@ -201,6 +201,39 @@ int fw__pq_datarow_next(fw__pq_iter_t *it, fw__pq_col_t *c);
 /* The hot path: a DataRow that must hold exactly one column. FW_EPROTO_FIELD_COUNT otherwise. */
 int fw__pq_datarow_one(const fw__pq_msg_t *msg, fw__pq_col_t *c);
 
+/*
+ * The streaming hot path: checks the body of a framed DataRow that must hold exactly one column
+ * and fills *c, without building a fw__pq_msg_t. Accepts exactly what fw__pq_parse() followed
+ * by fw__pq_datarow_one() accepts, with the same value (the fuzz target checks the two against
+ * each other); the error codes it gives for a bad row may differ. Layout: int16 1, int32 n,
+ * then n bytes and nothing else, or n = -1 (SQL NULL) and nothing else.
+ */
+static inline int fw__pq_datarow_one_fast(const uint8_t *body, size_t len, fw__pq_col_t *c)
+{
+    if (len < 6)
+        return len < 2 ? FW_EPROTO_TRUNCATED : FW_EPROTO_FIELD_COUNT;
+    if (body[0] != 0 || body[1] != 1)
+        return FW_EPROTO_FIELD_COUNT;
+    uint32_t u = (uint32_t)body[2] << 24 | (uint32_t)body[3] << 16 | (uint32_t)body[4] << 8 |
+                 (uint32_t)body[5];
+    if (u == UINT32_MAX) { /* -1: SQL NULL */
+        if (len != 6)
+            return FW_EPROTO_TRAILING;
+        c->is_null = true;
+        c->value.ptr = NULL;
+        c->value.len = 0;
+        return 0;
+    }
+    if (u > (uint32_t)INT32_MAX)
+        return FW_EPROTO_NEG_LENGTH;
+    if ((size_t)u != len - 6)
+        return (size_t)u > len - 6 ? FW_EPROTO_TRUNCATED : FW_EPROTO_TRAILING;
+    c->is_null = false;
+    c->value.ptr = body + 6;
+    c->value.len = (size_t)u;
+    return 0;
+}
+
 /* Error/notice fields. `code` is the field type byte ('S', 'C', 'M', ...). */
 void fw__pq_notice_iter_init(fw__pq_iter_t *it, const fw__pq_msg_t *msg);
 int fw__pq_notice_next(fw__pq_iter_t *it, uint8_t *code, fw_slice_t *value);
@@ -323,7 +356,8 @@ int fw__pq_put_query(fw__pq_buf_t *b, const char *sql);
 /* Parse; `oids` may be NULL when nparams is 0 (0 in an entry lets the server infer). */
 int fw__pq_put_parse(fw__pq_buf_t *b, const char *stmt, const char *sql, size_t nparams,
                      const uint32_t *oids);
-/* Bind; formats are 0 (text) or 1 (binary); counts above INT16_MAX are FW_EINVAL. */
+/* Bind; formats are 0 (text) or 1 (binary). Counts are uint16 on the wire (the server and
+ * libpq take up to 65,535); above UINT16_MAX they are FW_EINVAL. Parse likewise. */
 int fw__pq_put_bind(fw__pq_buf_t *b, const char *portal, const char *stmt, size_t nformats,
                     const int16_t *formats, size_t nparams, const fw__pq_param_t *params,
                     size_t nresult_formats, const int16_t *result_formats);

@@ -151,7 +151,7 @@ static void test_bind_refuses_bad_format_codes_and_counts(void **state)
     assert_int_equal(fw__pq_put_bind(&buf, "", "", 1, bad, 0, NULL, 0, NULL), FW_EINVAL);
     assert_int_equal(buf.len, 0);
     fw__pq_buf_reset(&buf);
-    assert_int_equal(fw__pq_put_bind(&buf, "", "", 0, NULL, 32768, NULL, 0, NULL), FW_EINVAL);
+    assert_int_equal(fw__pq_put_bind(&buf, "", "", 0, NULL, 65536, NULL, 0, NULL), FW_EINVAL);
     assert_int_equal(buf.len, 0);
 }
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target for the backend decoder: framing, typed parsing, every iterator, and the
- * incremental reader with chunk boundaries chosen by the input.
+ * incremental reader with chunk boundaries chosen by the input; and, differentially, the
+ * streaming DataRow fast path against the full parser.
  *
  * Input layout: byte 0 picks the limits and the startup flag, byte 1 seeds the chunk sizes;
  * the rest is the byte stream "from the server".
@@ -96,8 +97,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         long n = fw__pq_frame(data + off, size - off, &lim, &f, NULL);
         if (n <= 0)
             break;
-        if (fw__pq_parse(f.type, f.body, f.len, &m) == 0)
+        int prc = fw__pq_parse(f.type, f.body, f.len, &m);
+        if (prc == 0)
             walk(&m);
+        if (f.type == 'D') {
+            /* Differential: the streaming fast path must accept exactly what the full parser
+             * plus fw__pq_datarow_one accept, with the same value. */
+            fw__pq_col_t slow, fast;
+            int src = prc == 0 ? fw__pq_datarow_one(&m, &slow) : prc;
+            int frc = fw__pq_datarow_one_fast(f.body, f.len, &fast);
+            if ((src == 0) != (frc == 0))
+                __builtin_trap();
+            if (src == 0 && (slow.is_null != fast.is_null || slow.value.len != fast.value.len ||
+                             (slow.value.len > 0 && slow.value.ptr != fast.value.ptr)))
+                __builtin_trap();
+        }
         off += (size_t)n;
     }
 

@@ -1,0 +1,782 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The query builder: fw_query_* records a source, conditions, order and limits; fw_query_sql()
+ * renders the one statement fwire sends, and fw__query_encode() turns a run of it into
+ * Parse/Bind/Describe/Execute/Sync (query.h shows the SQL shape).
+ *
+ * Every value a caller gives, path elements included, travels as a bind parameter; only the
+ * identifiers (quoted here) and the two kinds of trusted SQL (where_sql, order_by expressions)
+ * reach the statement text. The renderer works like snprintf, counting every byte and storing
+ * what fits, so fw_query_sql() never allocates and the encoder renders twice (count, then write)
+ * instead of growing a buffer.
+ */
+#include "query.h"
+
+#include "alloc.h"
+
+#include <assert.h>
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Sent first when a statement timeout is set. is_local = true: the setting ends with the
+ * implicit transaction that Sync closes, so it never leaks into the connection's next query. */
+#define PREAMBLE_SQL "SELECT pg_catalog.set_config('statement_timeout', $1, true)"
+
+/* ---- the renderer ------------------------------------------------------------------------ */
+
+/* snprintf's contract: `len` counts every byte asked for, `buf` keeps what fits before a NUL. */
+typedef struct sqlw_s {
+    char *buf;
+    size_t cap;
+    size_t len;
+    size_t nparams; /* the last $n written */
+    bool overflow;  /* the length no longer fits in size_t */
+} sqlw_t;
+
+static void put_n(sqlw_t *w, const char *s, size_t n)
+{
+    if (n > SIZE_MAX - w->len) {
+        w->overflow = true;
+        return;
+    }
+    if (w->cap > 0 && w->len < w->cap - 1) {
+        size_t room = w->cap - 1 - w->len;
+        memcpy(w->buf + w->len, s, n < room ? n : room);
+    }
+    w->len += n;
+}
+
+static void put(sqlw_t *w, const char *s)
+{
+    put_n(w, s, strlen(s));
+}
+
+static void finish(sqlw_t *w)
+{
+    if (w->cap > 0)
+        w->buf[w->len < w->cap - 1 ? w->len : w->cap - 1] = '\0';
+}
+
+/* Decimal digits of v into out (at least 21 bytes), NUL-terminated; returns the length. No
+ * printf: this text goes on the wire (STYLE 16). */
+static size_t fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
+/* The next parameter placeholder, "$<n>". */
+static void put_param(sqlw_t *w)
+{
+    char num[21];
+    w->nparams++;
+    put(w, "$");
+    put_n(w, num, fmt_u64(num, w->nparams));
+}
+
+/* s[0..n) as a quoted identifier, with `prefix` inside the quotes ("v_"); '"' is doubled. */
+static void put_ident(sqlw_t *w, const char *prefix, const char *s, size_t n)
+{
+    put(w, "\"");
+    put(w, prefix);
+    size_t from = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"') {
+            put_n(w, s + from, i + 1 - from); /* through the quote ... */
+            put(w, "\"");                     /* ... and once more */
+            from = i + 1;
+        }
+    }
+    put_n(w, s + from, n - from);
+    put(w, "\"");
+}
+
+/* ARRAY[$a::text,$b::text]: one text parameter per path element. */
+static void put_path_array(sqlw_t *w, size_t npath)
+{
+    put(w, "ARRAY[");
+    for (size_t i = 0; i < npath; i++) {
+        if (i > 0)
+            put(w, ",");
+        put_param(w);
+        put(w, "::text");
+    }
+    put(w, "]");
+}
+
+/* The jsonb at the path (SQL NULL when the path is missing). */
+static void put_json_at(sqlw_t *w, size_t npath)
+{
+    if (npath == 0) {
+        put(w, "\"data\"::jsonb");
+        return;
+    }
+    put(w, "(\"data\"::jsonb #> ");
+    put_path_array(w, npath);
+    put(w, ")");
+}
+
+/* The text at the path: a string unquoted, other values as JSON text; SQL NULL when the path
+ * is missing or holds JSON null. The whole document uses a constant empty path. */
+static void put_text_at(sqlw_t *w, size_t npath)
+{
+    if (npath == 0) {
+        put(w, "(\"data\"::jsonb #>> '{}'::text[])");
+        return;
+    }
+    put(w, "(\"data\"::jsonb #>> ");
+    put_path_array(w, npath);
+    put(w, ")");
+}
+
+/* A value parameter as jsonb: the server parses the text as its type (22P02 when it cannot). */
+static void put_json_value(sqlw_t *w, fw_value_type_t type)
+{
+    switch (type) {
+    case FW_VALUE_TEXT:
+        put(w, "to_jsonb(");
+        put_param(w);
+        put(w, "::text)");
+        break;
+    case FW_VALUE_NUMBER:
+        put(w, "to_jsonb(");
+        put_param(w);
+        put(w, "::numeric)");
+        break;
+    case FW_VALUE_BOOL:
+        put(w, "to_jsonb(");
+        put_param(w);
+        put(w, "::boolean)");
+        break;
+    case FW_VALUE_JSON:
+        put_param(w);
+        put(w, "::jsonb");
+        break;
+    }
+}
+
+static const char *const cmp_sql[] = {
+    [FW_OP_EQ] = " = ", [FW_OP_NE] = " <> ", [FW_OP_LT] = " < ",        [FW_OP_LE] = " <= ",
+    [FW_OP_GT] = " > ", [FW_OP_GE] = " >= ", [FW_OP_CONTAINS] = " @> ",
+};
+
+static void put_op(sqlw_t *w, const fw__query_cond_t *c)
+{
+    switch (c->op) {
+    case FW_OP_EQ:
+    case FW_OP_NE:
+    case FW_OP_LT:
+    case FW_OP_LE:
+    case FW_OP_GT:
+    case FW_OP_GE:
+    case FW_OP_CONTAINS:
+        put_json_at(w, c->npath);
+        put(w, cmp_sql[c->op]);
+        put_json_value(w, c->type);
+        break;
+    case FW_OP_LIKE:
+    case FW_OP_ILIKE:
+        put_text_at(w, c->npath);
+        put(w, c->op == FW_OP_LIKE ? " LIKE " : " ILIKE ");
+        put_param(w);
+        put(w, "::text");
+        break;
+    case FW_OP_IS_NULL:
+    case FW_OP_IS_NOT_NULL:
+        put_text_at(w, c->npath);
+        put(w, c->op == FW_OP_IS_NULL ? " IS NULL" : " IS NOT NULL");
+        break;
+    case FW_OP_HAS_KEY:
+        put_json_at(w, c->npath);
+        put(w, " ? ");
+        put_param(w);
+        put(w, "::text");
+        break;
+    }
+}
+
+static void put_cond(sqlw_t *w, const fw__query_cond_t *c)
+{
+    switch (c->kind) {
+    case FW__QUERY_COND_SQL:
+        /* Newlines, so a trailing "--" comment in the fragment ends before our ")". */
+        put(w, "(\n");
+        put(w, c->sql);
+        put(w, "\n)");
+        break;
+    case FW__QUERY_COND_OP:
+        put(w, "(");
+        put_op(w, c);
+        put(w, ")");
+        break;
+    case FW__QUERY_COND_IN:
+        if (c->nvalues == 0) {
+            put(w, "(false)"); /* binds nothing: an unused $n would have no type */
+            break;
+        }
+        put(w, "(");
+        put_json_at(w, c->npath);
+        put(w, " IN (");
+        for (size_t i = 0; i < c->nvalues; i++) {
+            if (i > 0)
+                put(w, ", ");
+            put_json_value(w, c->type);
+        }
+        put(w, "))");
+        break;
+    }
+}
+
+/* The main statement. The order here is the order of the bind parameters (bind_params()). */
+static void render(const fw_query_t *q, sqlw_t *w)
+{
+    put(w, "SELECT \"data\" FROM ");
+    put(w, q->source);
+    for (size_t i = 0; i < q->nconds; i++) {
+        put(w, i == 0 ? " WHERE " : " AND ");
+        put_cond(w, &q->conds[i]);
+    }
+    for (size_t i = 0; i < q->norders; i++) {
+        const fw__query_order_t *o = &q->orders[i];
+        /* Newlines around the trusted expression, as for where_sql fragments. */
+        put(w, i == 0 ? " ORDER BY\n" : ",\n");
+        put(w, o->expression);
+        put(w, "\n");
+        if (o->collation != NULL) {
+            put(w, " COLLATE ");
+            put_ident(w, "", o->collation, strlen(o->collation));
+        }
+        if (o->descending)
+            put(w, " DESC");
+    }
+    if (q->limit >= 0) {
+        put(w, " LIMIT ");
+        put_param(w);
+        put(w, "::bigint");
+    }
+    if (q->offset >= 0) {
+        put(w, " OFFSET ");
+        put_param(w);
+        put(w, "::bigint");
+    }
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+int fw_query_new(fw_query_t **out)
+{
+    if (out == NULL)
+        return FW_EINVAL;
+    fw_query_t *q = fw__calloc(1, sizeof(*q));
+    *out = q;
+    if (q == NULL)
+        return FW_ENOMEM;
+    q->limit = -1;
+    q->offset = -1;
+    q->chunk_size = FW__QUERY_DEFAULT_CHUNK_SIZE;
+    q->max_memory = FW__QUERY_DEFAULT_MAX_MEMORY;
+    return 0;
+}
+
+void fw_query_free(fw_query_t *q)
+{
+    if (q == NULL)
+        return;
+    for (size_t i = 0; i < q->nconds; i++) {
+        fw__free(q->conds[i].sql);
+        fw__free((void *)q->conds[i].strs);
+    }
+    for (size_t i = 0; i < q->norders; i++) {
+        fw__free(q->orders[i].expression);
+        fw__free(q->orders[i].collation);
+    }
+    fw__free(q->conds);
+    fw__free(q->orders);
+    fw__free(q->source);
+    fw__free(q);
+}
+
+/* Records the first error; every setter returns through here on failure. */
+static int fail(fw_query_t *q, int err)
+{
+    if (q->err == 0)
+        q->err = err;
+    return q->err;
+}
+
+/* ---- source ------------------------------------------------------------------------------- */
+
+/* Replaces the source with [schema.]prefix+rel, both quoted. Lengths are checked by callers. */
+static int set_source(fw_query_t *q, const char *schema, size_t slen, const char *prefix,
+                      const char *rel, size_t rlen)
+{
+    sqlw_t w = {0};
+    char *buf = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        if (schema != NULL) {
+            put_ident(&w, "", schema, slen);
+            put(&w, ".");
+        }
+        put_ident(&w, prefix, rel, rlen);
+        if (pass == 0) {
+            /* At most 2 * 63 + 5 bytes: no overflow to check. */
+            buf = fw__malloc(w.len + 1);
+            if (buf == NULL)
+                return fail(q, FW_ENOMEM);
+            w = (sqlw_t){.buf = buf, .cap = w.len + 1};
+        }
+    }
+    finish(&w);
+    fw__free(q->source);
+    q->source = buf;
+    return 0;
+}
+
+int fw_query_entity(fw_query_t *q, const char *entity)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    if (entity == NULL)
+        return fail(q, FW_EINVAL);
+    size_t n = strlen(entity);
+    /* The server would truncate a longer name silently and read some other view. */
+    if (n == 0 || n > FW__QUERY_MAX_IDENT - 2)
+        return fail(q, FW_EINVAL);
+    return set_source(q, NULL, 0, "v_", entity, n);
+}
+
+int fw_query_relation(fw_query_t *q, const char *relation)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    if (relation == NULL)
+        return fail(q, FW_EINVAL);
+    const char *dot = strchr(relation, '.');
+    const char *schema = NULL, *rel = relation;
+    size_t slen = 0;
+    if (dot != NULL) {
+        schema = relation;
+        slen = (size_t)(dot - relation);
+        rel = dot + 1;
+        if (slen == 0 || slen > FW__QUERY_MAX_IDENT)
+            return fail(q, FW_EINVAL);
+    }
+    size_t rlen = strlen(rel);
+    if (rlen == 0 || rlen > FW__QUERY_MAX_IDENT)
+        return fail(q, FW_EINVAL);
+    return set_source(q, schema, slen, "", rel, rlen);
+}
+
+/* ---- conditions --------------------------------------------------------------------------- */
+
+/* Room for one more condition; the array grows by doubling. */
+static int reserve_cond(fw_query_t *q)
+{
+    if (q->nconds < q->conds_cap)
+        return 0;
+    size_t cap = q->conds_cap == 0 ? 4 : q->conds_cap * 2;
+    if (cap > SIZE_MAX / sizeof(*q->conds))
+        return FW_ENOMEM;
+    fw__query_cond_t *c = fw__realloc(q->conds, cap * sizeof(*c));
+    if (c == NULL)
+        return FW_ENOMEM;
+    q->conds = c;
+    q->conds_cap = cap;
+    return 0;
+}
+
+int fw_query_where_sql(fw_query_t *q, const char *sql)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    if (sql == NULL || sql[0] == '\0') /* "(\n\n)" is a syntax error; say so here */
+        return fail(q, FW_EINVAL);
+    if (reserve_cond(q) != 0)
+        return fail(q, FW_ENOMEM);
+    char *copy = fw__strdup(sql);
+    if (copy == NULL)
+        return fail(q, FW_ENOMEM);
+    q->conds[q->nconds++] = (fw__query_cond_t){.kind = FW__QUERY_COND_SQL, .sql = copy};
+    return 0;
+}
+
+/* Counts the elements of a dotted path: 0 for NULL or "", -1 for an empty element. */
+static long path_elements(const char *path)
+{
+    if (path == NULL || path[0] == '\0')
+        return 0;
+    long n = 1;
+    const char *p = path;
+    if (*p == '.')
+        return -1;
+    for (; *p != '\0'; p++) {
+        if (*p != '.')
+            continue;
+        if (p[1] == '.' || p[1] == '\0')
+            return -1;
+        n++;
+    }
+    return n;
+}
+
+/* Room for `add` more parameters in the statement (the protocol counts them in 16 bits). */
+static bool params_fit(const fw_query_t *q, size_t add)
+{
+    return add <= FW__QUERY_MAX_PARAMS && q->nparams <= FW__QUERY_MAX_PARAMS - add;
+}
+
+/*
+ * Adds a typed condition: copies the path elements then the values into one block (pointer array
+ * first, then the bytes), in bind-parameter order. `npath` was counted by path_elements().
+ */
+static int add_typed(fw_query_t *q, fw__query_cond_kind_t kind, fw_op_t op, fw_value_type_t type,
+                     const char *path, size_t npath, const char *const *values, size_t nvalues)
+{
+    if (kind == FW__QUERY_COND_IN && nvalues == 0)
+        npath = 0; /* "false" binds nothing, not even the path */
+    size_t nstrs = npath + nvalues;
+    if (!params_fit(q, nstrs))
+        return fail(q, FW_EINVAL);
+    size_t plen = npath > 0 ? strlen(path) + 1 : 0;
+    size_t size = nstrs * sizeof(char *); /* nstrs <= 65,535: no overflow */
+    if (size > SIZE_MAX - plen)
+        return fail(q, FW_ENOMEM);
+    size += plen;
+    for (size_t i = 0; i < nvalues; i++) {
+        size_t vlen = strlen(values[i]) + 1;
+        if (size > SIZE_MAX - vlen)
+            return fail(q, FW_ENOMEM);
+        size += vlen;
+    }
+    if (reserve_cond(q) != 0)
+        return fail(q, FW_ENOMEM);
+    const char **strs = NULL;
+    if (nstrs > 0) {
+        strs = fw__malloc(size);
+        if (strs == NULL)
+            return fail(q, FW_ENOMEM);
+        char *bytes = (char *)(strs + nstrs);
+        if (npath > 0) {
+            /* The path once, its dots turned into NULs: each element then starts in place. */
+            memcpy(bytes, path, plen);
+            strs[0] = bytes;
+            size_t k = 1;
+            for (size_t i = 0; i + 1 < plen; i++) {
+                if (bytes[i] == '.') {
+                    bytes[i] = '\0';
+                    strs[k++] = bytes + i + 1;
+                }
+            }
+            assert(k == npath);
+            bytes += plen;
+        }
+        for (size_t i = 0; i < nvalues; i++) {
+            size_t vlen = strlen(values[i]) + 1;
+            memcpy(bytes, values[i], vlen);
+            strs[npath + i] = bytes;
+            bytes += vlen;
+        }
+    }
+    q->conds[q->nconds++] = (fw__query_cond_t){
+        .kind = kind, .op = op, .type = type, .npath = npath, .nvalues = nvalues, .strs = strs};
+    q->nparams += nstrs;
+    return 0;
+}
+
+static bool type_valid(fw_value_type_t type)
+{
+    return (unsigned)type <= (unsigned)FW_VALUE_JSON;
+}
+
+int fw_query_where(fw_query_t *q, const char *path, fw_op_t op, fw_value_type_t type,
+                   const char *value)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    if ((unsigned)op > (unsigned)FW_OP_HAS_KEY || !type_valid(type))
+        return fail(q, FW_EINVAL);
+    bool takes_value = op != FW_OP_IS_NULL && op != FW_OP_IS_NOT_NULL;
+    if (takes_value && value == NULL)
+        return fail(q, FW_EINVAL);
+    bool text_only = op == FW_OP_LIKE || op == FW_OP_ILIKE || op == FW_OP_HAS_KEY;
+    if (text_only && type != FW_VALUE_TEXT)
+        return fail(q, FW_EINVAL);
+    long npath = path_elements(path);
+    if (npath < 0)
+        return fail(q, FW_EINVAL);
+    /* A pattern matches text at a path; the whole document is no text to match. */
+    if ((op == FW_OP_LIKE || op == FW_OP_ILIKE) && npath == 0)
+        return fail(q, FW_EINVAL);
+    return add_typed(q, FW__QUERY_COND_OP, op, type, path, (size_t)npath, &value,
+                     takes_value ? 1 : 0);
+}
+
+int fw_query_where_in(fw_query_t *q, const char *path, fw_value_type_t type,
+                      const char *const *values, size_t n)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    if (!type_valid(type) || (n > 0 && values == NULL) || n > FW__QUERY_MAX_PARAMS)
+        return fail(q, FW_EINVAL);
+    for (size_t i = 0; i < n; i++) {
+        if (values[i] == NULL)
+            return fail(q, FW_EINVAL);
+    }
+    long npath = path_elements(path);
+    if (npath < 0)
+        return fail(q, FW_EINVAL);
+    return add_typed(q, FW__QUERY_COND_IN, FW_OP_EQ, type, path, (size_t)npath, values, n);
+}
+
+/* ---- order, limits, options ------------------------------------------------------------- */
+
+int fw_query_order_by(fw_query_t *q, const char *expression, const char *collation, bool descending)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    if (expression == NULL || expression[0] == '\0')
+        return fail(q, FW_EINVAL);
+    /* An empty quoted identifier is a syntax error; a long one would be truncated silently. */
+    if (collation != NULL && (collation[0] == '\0' || strlen(collation) > FW__QUERY_MAX_IDENT))
+        return fail(q, FW_EINVAL);
+    if (q->norders == q->orders_cap) {
+        size_t cap = q->orders_cap == 0 ? 2 : q->orders_cap * 2;
+        if (cap > SIZE_MAX / sizeof(*q->orders))
+            return fail(q, FW_ENOMEM);
+        fw__query_order_t *o = fw__realloc(q->orders, cap * sizeof(*o));
+        if (o == NULL)
+            return fail(q, FW_ENOMEM);
+        q->orders = o;
+        q->orders_cap = cap;
+    }
+    char *e = fw__strdup(expression);
+    char *c = collation != NULL ? fw__strdup(collation) : NULL;
+    if (e == NULL || (collation != NULL && c == NULL)) {
+        fw__free(e);
+        fw__free(c);
+        return fail(q, FW_ENOMEM);
+    }
+    q->orders[q->norders++] = (fw__query_order_t){e, c, descending};
+    return 0;
+}
+
+/* LIMIT and OFFSET: each is one parameter, counted the first time it is set. */
+static int set_bound(fw_query_t *q, int64_t *slot, int64_t n)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    if (n < 0)
+        return fail(q, FW_EINVAL);
+    if (*slot < 0) {
+        if (!params_fit(q, 1))
+            return fail(q, FW_EINVAL);
+        q->nparams++;
+    }
+    *slot = n;
+    return 0;
+}
+
+int fw_query_limit(fw_query_t *q, int64_t n)
+{
+    return set_bound(q, q != NULL ? &q->limit : NULL, n);
+}
+
+int fw_query_offset(fw_query_t *q, int64_t n)
+{
+    return set_bound(q, q != NULL ? &q->offset : NULL, n);
+}
+
+int fw_query_chunk_size(fw_query_t *q, size_t rows)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    /* The range fwire.h documents: the cap bounds how many rows one chunk can pin at once, and a
+     * bigger chunk would not be handed over sooner (chunks also end with every socket read). */
+    if (rows == 0 || rows > FW__QUERY_MAX_CHUNK_SIZE)
+        return fail(q, FW_EINVAL);
+    q->chunk_size = rows;
+    return 0;
+}
+
+int fw_query_max_memory(fw_query_t *q, size_t bytes)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    /* A smaller budget would make the stream stop and restart reading the socket after nearly
+     * every read, paying a wake-up per few rows. */
+    if (bytes < FW__QUERY_MIN_MAX_MEMORY)
+        return fail(q, FW_EINVAL);
+    q->max_memory = bytes;
+    return 0;
+}
+
+int fw_query_predicate(fw_query_t *q, fw_predicate_cb cb, void *ud)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    q->predicate = cb;
+    q->predicate_ud = cb != NULL ? ud : NULL;
+    return 0;
+}
+
+int fw_query_statement_timeout(fw_query_t *q, uint32_t ms)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    /* The server's statement_timeout is an int of milliseconds; it would refuse more (22023)
+     * only once the query runs. */
+    if (ms > (uint32_t)INT32_MAX)
+        return fail(q, FW_EINVAL);
+    q->statement_timeout_ms = ms;
+    return 0;
+}
+
+/* ---- output ------------------------------------------------------------------------------- */
+
+long fw_query_sql(const fw_query_t *q, char *buf, size_t cap)
+{
+    if (q == NULL || (buf == NULL && cap > 0))
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    if (q->source == NULL)
+        return FW_EINVAL;
+    sqlw_t w = {.buf = buf, .cap = cap};
+    render(q, &w);
+    finish(&w);
+    if (w.overflow || w.len > (size_t)LONG_MAX)
+        return FW_ETOOBIG;
+    return (long)w.len;
+}
+
+int fw__query_preamble(const fw_query_t *q)
+{
+    return q->statement_timeout_ms != 0 ? 1 : 0;
+}
+
+size_t fw__query_chunk_size(const fw_query_t *q)
+{
+    return q->chunk_size;
+}
+
+size_t fw__query_max_memory(const fw_query_t *q)
+{
+    return q->max_memory;
+}
+
+fw_predicate_cb fw__query_predicate(const fw_query_t *q, void **ud)
+{
+    if (ud != NULL)
+        *ud = q->predicate_ud;
+    return q->predicate;
+}
+
+/* Fills params[] in the order render() numbers them; limit/offset text goes to the buffers. */
+static void bind_params(const fw_query_t *q, fw__pq_param_t *params, char limit_txt[21],
+                        char offset_txt[21])
+{
+    size_t k = 0;
+    for (size_t i = 0; i < q->nconds; i++) {
+        const fw__query_cond_t *c = &q->conds[i];
+        if (c->kind == FW__QUERY_COND_SQL)
+            continue;
+        for (size_t j = 0; j < c->npath + c->nvalues; j++)
+            params[k++] = (fw__pq_param_t){(const uint8_t *)c->strs[j], strlen(c->strs[j]), false};
+    }
+    if (q->limit >= 0) {
+        size_t n = fmt_u64(limit_txt, (uint64_t)q->limit);
+        params[k++] = (fw__pq_param_t){(const uint8_t *)limit_txt, n, false};
+    }
+    if (q->offset >= 0) {
+        size_t n = fmt_u64(offset_txt, (uint64_t)q->offset);
+        params[k++] = (fw__pq_param_t){(const uint8_t *)offset_txt, n, false};
+    }
+    assert(k == q->nparams);
+}
+
+int fw__query_encode(const fw_query_t *q, fw__pq_buf_t *out)
+{
+    if (q == NULL || out == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    if (q->source == NULL)
+        return FW_EINVAL;
+    if (out->err != 0)
+        return out->err;
+
+    sqlw_t w = {0};
+    render(q, &w);
+    if (w.overflow || w.len == SIZE_MAX)
+        return FW_ETOOBIG;
+    assert(w.nparams == q->nparams);
+    char *sql = fw__malloc(w.len + 1);
+    /* Parse with every type 0: the casts in the text give each parameter its type. */
+    uint32_t *oids = q->nparams > 0 ? fw__calloc(q->nparams, sizeof(*oids)) : NULL;
+    fw__pq_param_t *params = q->nparams > 0 ? fw__calloc(q->nparams, sizeof(*params)) : NULL;
+    int rc = 0;
+    if (sql == NULL || (q->nparams > 0 && (oids == NULL || params == NULL))) {
+        rc = FW_ENOMEM;
+        goto done;
+    }
+    w = (sqlw_t){.buf = sql, .cap = w.len + 1};
+    render(q, &w);
+    finish(&w);
+
+    char limit_txt[21], offset_txt[21];
+    bind_params(q, params, limit_txt, offset_txt);
+
+    if (q->statement_timeout_ms != 0) {
+        /* No Describe: the stream expects ParseComplete, BindComplete, one DataRow and
+         * CommandComplete from it (fw__query_preamble). */
+        static const uint32_t oid_unknown = 0;
+        char ms[21];
+        size_t mslen = fmt_u64(ms, q->statement_timeout_ms);
+        fw__pq_param_t p = {(const uint8_t *)ms, mslen, false};
+        fw__pq_put_parse(out, "", PREAMBLE_SQL, 1, &oid_unknown);
+        fw__pq_put_bind(out, "", "", 0, NULL, 1, &p, 0, NULL);
+        fw__pq_put_execute(out, "", 0);
+    }
+    fw__pq_put_parse(out, "", sql, q->nparams, oids);
+    fw__pq_put_bind(out, "", "", 0, NULL, q->nparams, params, 0, NULL);
+    fw__pq_put_describe(out, 'P', "");
+    fw__pq_put_execute(out, "", 0);
+    fw__pq_put_sync(out);
+    rc = out->err; /* sticky: the first failure of the batch */
+done:
+    fw__free(params);
+    fw__free(oids);
+    fw__free(sql);
+    return rc;
+}

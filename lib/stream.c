@@ -1,0 +1,692 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The producer side of a stream, on the loop thread (DESIGN.md "The data path"):
+ *
+ *   socket (or OpenSSL) --recv--> receive slab --frame in place--> DataRow (ptr, len)
+ *     --predicate--> open chunk --flush (full, or the end of every read)--> ring --> consumer
+ *
+ * Nothing is copied except the tail of a message that straddles the end of a slab. When the
+ * ring is full, no chunk is free or the byte budget is reached, socket reading stops (the
+ * kernel's buffers fill and the server waits in send) until the consumer has released half of
+ * what it holds; then the bytes already in the slab and inside OpenSSL are handled first, with
+ * no socket event needed.
+ */
+#include "alloc.h"
+#include "stream_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* A slab with less room than this takes no more reads: the tail moves to a fresh slab. */
+#define MIN_ROOM ((size_t)4096)
+/* Reads per socket event, so one busy stream cannot starve other handles on the loop. The
+ * poll is level-triggered: unread bytes bring us back at once. */
+#define MAX_READS 32
+
+enum { PUMP_NEED, PUMP_STALL, PUMP_OVER };
+
+static inline uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* ---- ending ---------------------------------------------------------------------------- */
+
+void fw__stream_unref(fw_stream_t *s)
+{
+    /* acq_rel: the last owner must see every write the other owner made before dropping. */
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    fw__pipe_free(&s->pipe);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->wake_mu);
+    fw__ring_alloc.free_fn(NULL, s);
+}
+
+static void on_wake_closed(uv_handle_t *h)
+{
+    fw__stream_unref(h->data);
+}
+
+/* Wakes a consumer sleeping in fw_stream_next (threaded mode). */
+static void signal_consumer(fw_stream_t *s)
+{
+    /* seq_cst fence: orders our ring push (or final store) before the load of `waiter`, against
+     * the consumer's store of `waiter` before its re-check of the ring (stream_api.c). One of
+     * the two sides sees the other's write, so a wakeup is never lost. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&s->waiter, memory_order_relaxed)) {
+        pthread_mutex_lock(&s->mu);
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* Tells the consumer that rows (or the end) are there. May run user code (embedded mode). */
+static void notify(fw_stream_t *s)
+{
+    s->pushed = false;
+    if (s->threaded)
+        signal_consumer(s);
+    else if (s->ready != NULL && !atomic_load_explicit(&s->abandoned, memory_order_relaxed))
+        s->ready(s, s->ready_ud);
+}
+
+/* Records the stream's failure (the first one wins) and drops the rows still to come. */
+static void fail(fw_stream_t *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(fw_stream_t *s, int code, const char *fmt, ...)
+{
+    s->discard = true;
+    if (s->err.code != 0)
+        return;
+    s->err.code = code;
+    s->err.phase = FW_PHASE_READY;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err.message, sizeof(s->err.message), fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * The query is over for the connection: publish the end, give the connection back, tell the
+ * consumer, and close the wake handle (its close callback drops the producer's reference).
+ * `rest` are bytes received after ReadyForQuery (asynchronous messages), for the idle reader.
+ */
+static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
+{
+    fw_conn_t *c = s->conn;
+    s->conn = NULL;
+    c->stream = NULL;
+    /* Rows already queued stay queued; a chunk not yet flushed is handed over if the ring has
+     * room, else its rows are lost with the stream's failure (only on a failure path: the
+     * successful end waits for room before it gets here). */
+    if (fw__pipe_flush(&s->pipe) != FW__PIPE_OK && s->err.code == 0)
+        fail(s, FW_ENOMEM, "internal error: no room for the last chunk");
+    /* release: the consumer that sees `final` sees err and every chunk pushed before. */
+    atomic_store_explicit(&s->final, s->err.code == 0 ? FW__FINAL_COMPLETED : FW__FINAL_FAILED,
+                          memory_order_release);
+    if (s->stalled && c->state == FW__CONN_READY && !c->closing)
+        fw__sock_read_start(&c->sock, fw__conn_readable);
+    s->stalled = false;
+    atomic_store_explicit(&s->stall_flag, false, memory_order_relaxed);
+    if (rest_len > 0 && c->state == FW__CONN_READY && !c->closing)
+        fw__conn_idle_bytes(c, rest, rest_len);
+    if (s->slab != NULL) {
+        fw__pipe_slab_unref(&s->pipe, s->slab);
+        s->slab = NULL;
+    }
+    /* Before the consumer hears of the end: its callback may start the next query, whose
+     * bytes must not go to the idle reader. */
+    if (!c->closing)
+        fw__conn_drain_tls_idle(c);
+    pthread_mutex_lock(&s->wake_mu);
+    s->wake_alive = false;
+    pthread_mutex_unlock(&s->wake_mu);
+    uv_close((uv_handle_t *)&s->wake, on_wake_closed);
+    notify(s);
+}
+
+void fw__stream_conn_gone(fw_stream_t *s, int code, const char *why)
+{
+    if (s->conn == NULL)
+        return;
+    if (s->err.code == 0)
+        fail(s, code, "%s (after %llu rows)", why, (unsigned long long)s->rows_total);
+    s->conn->state = s->conn->closing ? s->conn->state : FW__CONN_BAD;
+    detach(s, NULL, 0);
+}
+
+/* The connection is unusable: protocol violation, EOF, transport error. */
+static void conn_failed(fw_stream_t *s, int code, const char *why)
+{
+    fw_conn_t *c = s->conn;
+    c->state = FW__CONN_BAD;
+    c->err.code = code;
+    fw__sock_read_stop(&c->sock);
+    fw__conn_log(c, FW_LOG_WARNING, "the connection failed during a query: %s", why);
+    fw__stream_conn_gone(s, code, why);
+}
+
+/* ---- messages -------------------------------------------------------------------------- */
+
+static const char *type_name(uint32_t oid)
+{
+    switch (oid) {
+    case 16:
+        return "boolean";
+    case 20:
+        return "bigint";
+    case 21:
+        return "smallint";
+    case 23:
+        return "integer";
+    case 25:
+        return "text";
+    case 114:
+        return "json";
+    case 700:
+        return "real";
+    case 701:
+        return "double precision";
+    case 1043:
+        return "character varying";
+    case 1700:
+        return "numeric";
+    case 3802:
+        return "jsonb";
+    default:
+        return NULL;
+    }
+}
+
+/* RowDescription: exactly one column named data, json or jsonb, text format. */
+static void check_schema(fw_stream_t *s, const fw__pq_msg_t *m)
+{
+    fw__pq_iter_t it;
+    fw__pq_field_t f;
+    fw__pq_rowdesc_iter_init(&it, m);
+    bool ok = m->u.rowdesc.nfields == 1;
+    char got[512] = "";
+    size_t at = 0;
+    for (unsigned i = 0; fw__pq_rowdesc_next(&it, &f) == 1; i++) {
+        ok = ok && f.name.len == 4 && memcmp(f.name.ptr, "data", 4) == 0 && f.format == 0 &&
+             (f.type_oid == FW__PQ_OID_JSON || f.type_oid == FW__PQ_OID_JSONB);
+        if (i < 8 && at < sizeof(got) - 1) {
+            char name[80];
+            fw__escape_text(name, sizeof(name), f.name.ptr, f.name.len);
+            const char *tn = type_name(f.type_oid);
+            char oid[32];
+            snprintf(oid, sizeof(oid), "type oid %u", (unsigned)f.type_oid);
+            int k = snprintf(got + at, sizeof(got) - at, "%s\"%s\" (%s)", i ? ", " : "", name,
+                             tn ? tn : oid);
+            at += k > 0 ? (size_t)k : 0;
+            if (at >= sizeof(got))
+                at = sizeof(got) - 1;
+        }
+    }
+    if (!ok)
+        fail(s, FW_ESCHEMA,
+             "the query must return one column named \"data\" of type json or jsonb; it "
+             "returned %u column%s: %s%s",
+             (unsigned)m->u.rowdesc.nfields, m->u.rowdesc.nfields == 1 ? "" : "s", got,
+             m->u.rowdesc.nfields > 8 ? ", ..." : "");
+}
+
+static void server_error(fw_stream_t *s, const fw__pq_msg_t *m)
+{
+    fw__pq_error_fields_t f;
+    if (fw__pq_error_fields(m, &f) < 0)
+        memset(&f, 0, sizeof(f));
+    bool fatal = f.severity_nl.len >= 5 && memcmp(f.severity_nl.ptr, "FATAL", 5) == 0;
+    if (s->err.code != 0 && !fatal) {
+        s->discard = true;
+        return; /* our own failure (schema, too big) came first and stays the reported one */
+    }
+    fw_error_t *e = &s->err;
+    memset(e, 0, sizeof(*e));
+    e->code = FW_ESERVER;
+    e->phase = FW_PHASE_READY;
+    fw__escape_text(e->sqlstate, sizeof(e->sqlstate), f.sqlstate.ptr, f.sqlstate.len);
+    const fw_slice_t *sev = f.severity_nl.ptr != NULL ? &f.severity_nl : &f.severity;
+    fw__escape_text(e->severity, sizeof(e->severity), sev->ptr, sev->len);
+    fw__escape_text(e->message, sizeof(e->message), f.message.ptr, f.message.len);
+    fw__escape_text(e->detail, sizeof(e->detail), f.detail.ptr, f.detail.len);
+    fw__escape_text(e->hint, sizeof(e->hint), f.hint.ptr, f.hint.len);
+    s->discard = true;
+}
+
+/*
+ * Every message but DataRow. Returns 0, PUMP_OVER when the stream detached (ReadyForQuery or
+ * a failure of the connection), or a negative protocol error.
+ */
+static int on_message(fw_stream_t *s, uint8_t type, const uint8_t *body, size_t len,
+                      const uint8_t *rest, size_t rest_len)
+{
+    fw__pq_msg_t m;
+    int rc = fw__pq_parse(type, body, len, &m);
+    if (rc < 0)
+        return rc;
+    fw_conn_t *c = s->conn;
+    fw__conn_trace_in(c, &m);
+    switch (type) {
+    case '1':
+        if (s->phase != SP_PRE_PARSE && s->phase != SP_PARSE)
+            return FW_EPROTO_UNEXPECTED;
+        s->phase = s->phase == SP_PRE_PARSE ? SP_PRE_BIND : SP_BIND;
+        return 0;
+    case '2':
+        if (s->phase != SP_PRE_BIND && s->phase != SP_BIND)
+            return FW_EPROTO_UNEXPECTED;
+        s->phase = s->phase == SP_PRE_BIND ? SP_PRE_ROWS : SP_DESC;
+        return 0;
+    case 'T':
+        if (s->phase != SP_DESC)
+            return FW_EPROTO_UNEXPECTED;
+        check_schema(s, &m);
+        s->phase = SP_ROWS;
+        return 0;
+    case 'n':
+        if (s->phase != SP_DESC)
+            return FW_EPROTO_UNEXPECTED;
+        fail(s, FW_ESCHEMA, "the query returns no rows at all (NoData): not a SELECT");
+        s->phase = SP_ROWS;
+        return 0;
+    case 'C':
+        if (s->phase != SP_PRE_ROWS && s->phase != SP_ROWS)
+            return FW_EPROTO_UNEXPECTED;
+        s->phase = s->phase == SP_PRE_ROWS ? SP_PARSE : SP_DONE;
+        return 0;
+    case 'E':
+        server_error(s, &m);
+        if (s->err.severity[0] == 'F' || s->err.severity[0] == 'P') /* FATAL, PANIC */
+            c->state = FW__CONN_BAD; /* the server closes next; EOF ends the stream */
+        s->phase = SP_DONE;
+        return 0;
+    case 'Z':
+        if (s->phase != SP_DONE)
+            return FW_EPROTO_UNEXPECTED;
+        detach(s, rest, rest_len);
+        return PUMP_OVER;
+    case 'N':
+        fw__conn_notice(c, &m);
+        return 0;
+    case 'S':
+        return 0; /* a setting changed mid-query; fw_conn_parameter keeps the connect-time view */
+    case 'A':
+        if (c->opts.notification_cb != NULL) {
+            char ch[256], payload[8192];
+            fw__escape_text(ch, sizeof(ch), m.u.notify.channel.ptr, m.u.notify.channel.len);
+            fw__escape_text(payload, sizeof(payload), m.u.notify.payload.ptr,
+                            m.u.notify.payload.len);
+            c->opts.notification_cb(c->opts.notification_ud, m.u.notify.pid, ch, payload);
+        }
+        return 0;
+    default:
+        return FW_EPROTO_UNEXPECTED;
+    }
+}
+
+/*
+ * Handles every complete message in the slab from pos. PUMP_NEED when the rest is an
+ * incomplete message (or nothing), PUMP_STALL when a row could not be queued (pos stays on
+ * it), PUMP_OVER when the stream detached.
+ */
+static int parse(fw_stream_t *s)
+{
+    fw__slab_t *sl = s->slab;
+    if (sl == NULL)
+        return PUMP_NEED;
+    const uint8_t *d = sl->data;
+    size_t used = sl->used;
+    size_t pos = s->pos;
+    int out = PUMP_NEED;
+    while (pos < used) {
+        if (s->skip > 0) { /* the rest of an oversized DataRow, dropped as it arrives */
+            size_t k = used - pos < s->skip ? used - pos : s->skip;
+            pos += k;
+            s->skip -= k;
+            continue;
+        }
+        size_t avail = used - pos;
+        const uint8_t *p = d + pos;
+        if (avail < 5)
+            break;
+        uint32_t len = be32(p + 1);
+        if (p[0] == 'D') {
+            /* The hot path, framed inline and checked by fw__pq_datarow_one_fast: 'D', int32
+             * length, int16 1, int32 n, n bytes, and nothing else (exact consumption). */
+            if (len < 4) {
+                s->pos = pos;
+                conn_failed(s, FW_EPROTO_SHORT, fw_strerror(FW_EPROTO_SHORT));
+                return PUMP_OVER;
+            }
+            if (len > s->row_cap) {
+                /* RELIABILITY decision 4: fail the stream, skip the bytes as they arrive. */
+                size_t total = (size_t)len + 1;
+                fail(s, FW_ETOOBIG,
+                     "a row of %zu bytes exceeds the limit of %zu bytes (%s); raise it to "
+                     "read this row",
+                     total - 5, s->row_cap - 4,
+                     s->row_cap == s->max_message ? "max_message" : "the query's max_memory");
+                size_t k = avail < total ? avail : total;
+                pos += k;
+                s->skip = total - k;
+                continue;
+            }
+            size_t total = (size_t)len + 1;
+            if (avail < total)
+                break;
+            if (s->phase != SP_ROWS) {
+                if (s->phase != SP_PRE_ROWS) {
+                    s->pos = pos;
+                    conn_failed(s, FW_EPROTO_UNEXPECTED, "a DataRow arrived out of place");
+                    return PUMP_OVER;
+                }
+                pos += total; /* the statement-timeout statement's one row */
+                continue;
+            }
+            fw__pq_col_t col;
+            int err = fw__pq_datarow_one_fast(p + 5, len - 4, &col);
+            if (err < 0) {
+                s->pos = pos;
+                conn_failed(s, err, fw_strerror(err));
+                return PUMP_OVER;
+            }
+            if (s->discard) {
+                pos += total;
+                continue;
+            }
+            fw_row_t row = {(const char *)col.value.ptr, col.value.len, col.is_null};
+            if (s->pred != NULL && !s->pred(s->pred_ud, &row)) {
+                fw__pipe_note_filtered(&s->pipe);
+                s->rows_total++;
+                pos += total;
+                continue;
+            }
+            int rc = fw__pipe_add(&s->pipe, sl, row.json, row.len, row.is_null);
+            if (rc == FW__PIPE_FULL) {
+                out = PUMP_STALL;
+                break;
+            }
+            if (rc < 0) {
+                fail(s, FW_ENOMEM, "out of memory queueing a row");
+                pos += total;
+                continue;
+            }
+            s->pushed = true;
+            s->rows_total++;
+            pos += total;
+            continue;
+        }
+        /* Every other message: framed by proto/ with its per-type caps. */
+        fw__pq_frame_t f;
+        size_t need = 0;
+        long n = fw__pq_frame(p, avail, &s->lim, &f, &need);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            s->pos = pos;
+            conn_failed(s, (int)n, fw_strerror((int)n));
+            return PUMP_OVER;
+        }
+        if (f.type == 'Z') {
+            /* Everything before ReadyForQuery must reach the consumer before the end. */
+            if (fw__pipe_flush(&s->pipe) == FW__PIPE_FULL) {
+                out = PUMP_STALL;
+                break;
+            }
+        }
+        s->pos = pos + (size_t)n;
+        int rc = on_message(s, f.type, f.body, f.len, d + pos + (size_t)n, used - pos - (size_t)n);
+        if (rc == PUMP_OVER)
+            return PUMP_OVER;
+        if (rc < 0) {
+            conn_failed(s, rc, fw_strerror(rc));
+            return PUMP_OVER;
+        }
+        if (s->conn == NULL || s->conn->closing)
+            return PUMP_OVER;
+        pos += (size_t)n;
+    }
+    s->pos = pos;
+    return out;
+}
+
+/* ---- receiving ------------------------------------------------------------------------- */
+
+/* Size of the incomplete message at pos once its header is there, else 0. */
+static size_t pending_size(const fw_stream_t *s)
+{
+    const fw__slab_t *sl = s->slab;
+    if (sl == NULL || sl->used - s->pos < 5 || s->skip > 0)
+        return 0;
+    return (size_t)be32(sl->data + s->pos + 1) + 1;
+}
+
+/*
+ * Makes sure the current slab can take a read: FW__PIPE_OK, FW__PIPE_FULL (the budget is
+ * reached: stall), or FW_ENOMEM. A message that does not fit what is left of the slab moves,
+ * with its received part, to a fresh slab (or its own buffer when larger than a slab).
+ */
+static int make_room(fw_stream_t *s)
+{
+    fw__slab_t *sl = s->slab;
+    if (sl == NULL && s->parked > 0) {
+        /* A tail parked in the scratch buffer while the budget was full (below). */
+        size_t need = s->parked >= 5 ? (size_t)be32(s->scratch + 1) + 1 : 0;
+        fw__slab_t *ns;
+        int rc = fw__pipe_slab_get(&s->pipe, need > FW__STREAM_SLAB ? need : FW__STREAM_SLAB, &ns);
+        if (rc != FW__PIPE_OK)
+            return rc;
+        memcpy(ns->data, s->scratch, s->parked);
+        ns->used = s->parked;
+        s->parked = 0;
+        s->slab = ns;
+        s->pos = 0;
+        return FW__PIPE_OK;
+    }
+    size_t need = pending_size(s);
+    if (sl != NULL) {
+        size_t room = sl->cap - sl->used;
+        if (room > 0) {
+            if (sl->big)
+                return FW__PIPE_OK; /* sized for exactly its one message */
+            if (need > 0 ? s->pos + need <= sl->cap : room >= MIN_ROOM)
+                return FW__PIPE_OK;
+        }
+    }
+    size_t tail = sl != NULL ? sl->used - s->pos : 0;
+    size_t want = need > FW__STREAM_SLAB ? need : FW__STREAM_SLAB;
+    /* The open chunk points into the old slab: it cannot take rows from the new one. */
+    if (sl != NULL && s->pipe.open != NULL && s->pipe.open->slab == sl) {
+        int rc = fw__pipe_flush(&s->pipe);
+        if (rc != FW__PIPE_OK)
+            return rc;
+    }
+    fw__slab_t *ns;
+    if (sl != NULL && sl->refs == 1) {
+        /* No chunk points into the old slab: park the tail in the scratch buffer and give the
+         * slab back first, so the budget never has to hold the old and the new one together
+         * and a budget of one slab still makes progress. */
+        memcpy(s->scratch, sl->data + s->pos, tail);
+        fw__pipe_slab_unref(&s->pipe, sl);
+        s->slab = NULL;
+        s->pos = 0;
+        s->parked = tail;
+        int rc = fw__pipe_slab_get(&s->pipe, want, &ns);
+        if (rc != FW__PIPE_OK)
+            return rc; /* parked: restored at the top once the consumer has released */
+        memcpy(ns->data, s->scratch, tail);
+        s->parked = 0;
+    } else {
+        int rc = fw__pipe_slab_get(&s->pipe, want, &ns);
+        if (rc != FW__PIPE_OK)
+            return rc;
+        if (sl != NULL) {
+            memcpy(ns->data, sl->data + s->pos, tail);
+            fw__pipe_slab_unref(&s->pipe, sl);
+        }
+    }
+    ns->used = tail;
+    s->slab = ns;
+    s->pos = 0;
+    return FW__PIPE_OK;
+}
+
+/*
+ * One read into the slab: bytes > 0, UV_EAGAIN, UV_EOF or another error. With TLS, plaintext
+ * OpenSSL already holds comes first, then one socket read is fed to it.
+ */
+static ssize_t receive(fw_stream_t *s)
+{
+    fw_conn_t *c = s->conn;
+    fw__slab_t *sl = s->slab;
+    uint8_t *dst = sl->data + sl->used;
+    size_t cap = sl->cap - sl->used;
+    if (c->tls == NULL)
+        return fw__sock_recv(&c->sock, dst, cap);
+    for (;;) {
+        long k = fw__tls_read(c->tls, dst, cap);
+        if (k > 0)
+            return k;
+        if (k == FW__TLS_CLOSED)
+            return UV_EOF;
+        if (k < 0)
+            return k;
+        ssize_t n = fw__sock_recv(&c->sock, c->rbuf, sizeof(c->rbuf));
+        if (n <= 0)
+            return n;
+        if (fw__tls_feed(c->tls, c->rbuf, (size_t)n) < 0)
+            return FW_ENOMEM;
+        /* OpenSSL may answer (a key update, a ticket acknowledgement). */
+        if (fw__conn_flush_tls(c) < 0)
+            return UV_EPIPE;
+    }
+}
+
+/* ---- backpressure ---------------------------------------------------------------------- */
+
+static void stall(fw_stream_t *s)
+{
+    fw_conn_t *c = s->conn;
+    if (!s->stalled) {
+        s->stalled = true;
+        fw__sock_read_stop(&c->sock);
+        fw__pipe_note_read_stop(&s->pipe);
+    }
+    /* Hysteresis: wait until the consumer has released half of what it holds (at least one
+     * chunk). Every stall has something outstanding: the budget, the ring and the chunks are
+     * only ever exhausted by chunks handed over. */
+    uint64_t out = fw__pipe_outstanding(&s->pipe);
+    uint64_t at = s->pipe.reclaimed + (out + 1) / 2;
+    atomic_store_explicit(&s->wake_at, at, memory_order_relaxed);
+    /* seq_cst: pairs with the consumer's fence between its release and its load of stall_flag
+     * (stream_api.c): either it sees the flag, or we see its releases below. */
+    atomic_store_explicit(&s->stall_flag, true, memory_order_seq_cst);
+    if (out == 0 || fw__pipe_released(&s->pipe) >= at)
+        uv_async_send(&s->wake);
+}
+
+static void unstall(fw_stream_t *s)
+{
+    atomic_store_explicit(&s->stall_flag, false, memory_order_relaxed);
+    if (s->stalled) {
+        s->stalled = false;
+        fw__sock_read_start(&s->conn->sock, fw__conn_readable);
+    }
+}
+
+/*
+ * Parses what is there, then reads, parses and hands over, read by read, until the socket has
+ * nothing more, the stream stalls, or it ends.
+ */
+static void pump(fw_stream_t *s)
+{
+    if (s->in_pump)
+        return; /* a callback of ours started this again: the outer pump continues */
+    s->in_pump = true;
+    for (int reads = 0;; reads++) {
+        int r = parse(s);
+        if (r == PUMP_OVER)
+            break;
+        if (s->pushed) {
+            if (r != PUMP_STALL && fw__pipe_flush(&s->pipe) == FW__PIPE_FULL)
+                r = PUMP_STALL;
+            notify(s);
+            if (s->conn == NULL || s->conn->closing)
+                break;
+        }
+        if (atomic_load_explicit(&s->abandoned, memory_order_relaxed) && !s->discard) {
+            s->discard = true; /* the consumer left: read the rest of the reply and drop it */
+            fw__pipe_reclaim(&s->pipe);
+        }
+        if (r == PUMP_STALL) {
+            stall(s);
+            break;
+        }
+        if (reads >= MAX_READS) {
+            /* Plaintext inside OpenSSL raises no socket event: come back for it. */
+            if (s->conn->tls != NULL && fw__tls_has_buffered(s->conn->tls))
+                uv_async_send(&s->wake);
+            break;
+        }
+        int rc = make_room(s);
+        if (rc == FW__PIPE_FULL) {
+            stall(s);
+            break;
+        }
+        if (rc < 0) {
+            conn_failed(s, FW_ENOMEM, "out of memory for a receive buffer");
+            break;
+        }
+        ssize_t n = receive(s);
+        if (n == UV_EAGAIN) {
+            unstall(s);
+            break;
+        }
+        if (n < 0) {
+            const char *why = n == UV_EOF    ? "server closed the connection unexpectedly"
+                              : n == FW_ETLS ? fw__tls_error(s->conn->tls)
+                                             : uv_strerror((int)n);
+            /* A FATAL ErrorResponse before the end is the reason worth reporting. */
+            conn_failed(s, n == UV_EOF ? FW_ECLOSED : (int)n, why);
+            break;
+        }
+        s->slab->used += (size_t)n;
+        fw__pipe_note_received(&s->pipe, (size_t)n);
+    }
+    s->in_pump = false;
+}
+
+void fw__stream_readable(fw_stream_t *s)
+{
+    pump(s);
+}
+
+void fw__stream_on_wake(uv_async_t *h)
+{
+    fw_stream_t *s = h->data;
+    if (s->conn == NULL)
+        return;
+    fw__pipe_reclaim(&s->pipe);
+    if (s->stalled || atomic_load_explicit(&s->stall_flag, memory_order_relaxed)) {
+        uint64_t at = atomic_load_explicit(&s->wake_at, memory_order_relaxed);
+        bool abandoned = atomic_load_explicit(&s->abandoned, memory_order_relaxed);
+        if (!abandoned && fw__pipe_released(&s->pipe) < at && fw__pipe_outstanding(&s->pipe) > 0)
+            return; /* woken early (a release raced the threshold): keep waiting */
+        unstall(s);
+    }
+    pump(s);
+}
+
+/* ---- starting -------------------------------------------------------------------------- */
+
+int fw__stream_begin(fw_stream_t *s, fw_conn_t *c)
+{
+    s->conn = c;
+    s->scratch = c->plain;
+    s->max_message = c->opts.max_message != 0 ? c->opts.max_message : FW__PQ_DEFAULT_MAX_MESSAGE;
+    /* A row must fit the message limit and, as one buffer, the byte budget. */
+    size_t budget_cap = s->pipe.o.max_memory - 1;
+    s->row_cap = s->max_message < budget_cap ? s->max_message : budget_cap;
+    fw__pq_limits_init(&s->lim);
+    s->lim.max_message = s->max_message;
+    int rc = uv_async_init(c->loop, &s->wake, fw__stream_on_wake);
+    if (rc < 0)
+        return rc;
+    s->wake.data = s;
+    s->wake_alive = true;
+    /* Bytes the idle reader holds (the start of an asynchronous message) come first. */
+    fw__pq_reader_t *r = &c->reader;
+    if (r->spill_len > 0 && r->spill_len <= FW__STREAM_SLAB) {
+        memcpy(s->scratch, r->spill, r->spill_len);
+        s->parked = r->spill_len;
+    }
+    fw__pq_reader_free(r);
+    fw__pq_reader_init(r, NULL, &fw__pq_alloc);
+    c->stream = s;
+    return 0;
+}

@@ -1,0 +1,416 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The consumer side of a stream and its public API: start (on the loop thread, directly or
+ * through the runtime), next / try_next / next_chunk, stats, free.
+ *
+ * The consumer's fast path is a pop from the pipe: no lock, no syscall. It touches shared
+ * state only when a chunk is finished (one release into the empty ring), when it has nothing
+ * to read (then it may sleep, announcing itself in `waiter`), and when the producer is stalled
+ * (then it wakes the loop once enough has been released).
+ */
+#include "alloc.h"
+#include "stream_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield")
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* Polls before sleeping in fw_stream_next: a chunk usually follows the last within a few
+ * microseconds while the server streams, and a futex sleep and wake costs about as much. */
+#define SPIN_POLLS 64
+
+const char *fw_stream_state_name(fw_stream_state_t state)
+{
+    switch (state) {
+    case FW_STREAM_RUNNING:
+        return "running";
+    case FW_STREAM_COMPLETED:
+        return "completed";
+    case FW_STREAM_FAILED:
+        return "failed";
+    }
+    return "unknown";
+}
+
+/* ---- start ----------------------------------------------------------------------------- */
+
+typedef struct start_s {
+    fw_conn_t *conn;
+    const fw_query_t *q;
+    fw_rows_ready_cb ready;
+    void *ud;
+    fw_stream_t *s;
+    int rc;
+    fw_error_t *err;
+} start_t;
+
+static void set_err(fw_error_t *err, int code, const char *msg)
+{
+    if (err == NULL)
+        return;
+    memset(err, 0, sizeof(*err));
+    err->code = code;
+    err->phase = FW_PHASE_READY;
+    snprintf(err->message, sizeof(err->message), "%s", msg);
+}
+
+static fw_stream_t *stream_alloc(void)
+{
+    fw_stream_t *s = fw__ring_alloc.alloc_fn(NULL, sizeof(*s), alignof(fw_stream_t));
+    if (s == NULL)
+        return NULL;
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->wake_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&s->refs, 1);
+    atomic_init(&s->final, FW__FINAL_NONE);
+    atomic_init(&s->waiter, false);
+    atomic_init(&s->stall_flag, false);
+    atomic_init(&s->abandoned, false);
+    atomic_init(&s->wake_at, 0);
+    return s;
+}
+
+/* Runs on the loop thread. */
+static void start_on_loop(void *arg)
+{
+    start_t *a = arg;
+    fw_conn_t *c = a->conn;
+    if (c->closing || c->state != FW__CONN_READY) {
+        a->rc = FW_ESTATE;
+        set_err(a->err, FW_ESTATE,
+                c->state == FW__CONN_BAD ? "the connection is broken; close it and connect again"
+                                         : "the connection is not connected");
+        return;
+    }
+    if (c->stream != NULL) {
+        a->rc = FW_EBUSY;
+        set_err(a->err, FW_EBUSY,
+                "another query is running on this connection; a connection runs one query at a "
+                "time (read its stream to the end or free it first)");
+        return;
+    }
+    fw_stream_t *s = stream_alloc();
+    if (s == NULL) {
+        a->rc = FW_ENOMEM;
+        set_err(a->err, FW_ENOMEM, "out of memory");
+        return;
+    }
+    size_t chunk = fw__query_chunk_size(a->q);
+    size_t budget = fw__query_max_memory(a->q);
+    fw__pipe_opts_t o = {
+        .slab_size = budget / 4 < FW__STREAM_SLAB ? budget / 4 : FW__STREAM_SLAB,
+        .max_memory = budget,
+        .chunk_rows = (uint32_t)chunk,
+        .chunk_cap = (uint32_t)chunk,
+        .ring_cap = FW__STREAM_RING,
+    };
+    int rc = fw__pipe_init(&s->pipe, &o, &fw__ring_alloc);
+    if (rc == 0) {
+        fw__pq_buf_reset(&c->out);
+        rc = fw__query_encode(a->q, &c->out);
+    }
+    if (rc < 0) {
+        fw__pq_buf_reset(&c->out);
+        fw__pipe_free(&s->pipe);
+        atomic_store(&s->refs, 1);
+        fw__stream_unref(s);
+        a->rc = rc;
+        set_err(a->err, rc, rc == FW_ENOMEM ? "out of memory" : fw_strerror(rc));
+        return;
+    }
+    s->threaded = c->runtime_link != NULL;
+    s->ready = a->ready;
+    s->ready_ud = a->ud;
+    s->pred = fw__query_predicate(a->q, &s->pred_ud);
+    s->phase = fw__query_preamble(a->q) ? SP_PRE_PARSE : SP_PARSE;
+    s->sticky = 1; /* FW_ROW: nothing sticky yet */
+    rc = fw__stream_begin(s, c);
+    if (rc < 0) {
+        fw__pq_buf_reset(&c->out);
+        fw__pipe_free(&s->pipe);
+        fw__stream_unref(s);
+        a->rc = rc;
+        set_err(a->err, rc, uv_strerror(rc));
+        return;
+    }
+    atomic_store_explicit(&s->refs, 2, memory_order_relaxed); /* consumer + producer */
+    rc = fw__conn_flush_out(c);
+    if (rc < 0) {
+        /* The stream exists now: it ends through the normal path, failed. */
+        c->state = FW__CONN_BAD;
+        fw__stream_conn_gone(s, rc, "could not send the query");
+    }
+    a->s = s;
+    a->rc = 0;
+}
+
+int fw_stream_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, void *ud,
+                    fw_stream_t **out, fw_error_t *err)
+{
+    if (err != NULL)
+        memset(err, 0, sizeof(*err));
+    if (out != NULL)
+        *out = NULL;
+    if (conn == NULL || q == NULL || out == NULL || (conn->runtime_link != NULL && ready != NULL)) {
+        set_err(err, FW_EINVAL,
+                conn != NULL && conn->runtime_link != NULL && ready != NULL
+                    ? "threaded mode takes no rows-ready callback: use fw_stream_next"
+                    : "conn, q and out are required");
+        return FW_EINVAL;
+    }
+    /* Refuse a bad query here, before it costs a round trip to the loop thread. */
+    long sql = fw_query_sql(q, NULL, 0);
+    if (sql < 0) {
+        set_err(err, (int)sql,
+                sql == FW_EINVAL ? "the query has no source (fw_query_entity or fw_query_relation)"
+                                 : "the query recorded an error while it was built");
+        return (int)sql;
+    }
+    start_t a = {conn, q, ready, ud, NULL, 0, err};
+    if (conn->runtime_link != NULL)
+        fw__runtime_call(conn, start_on_loop, &a);
+    else
+        start_on_loop(&a);
+    *out = a.s;
+    return a.rc;
+}
+
+/* ---- consuming ------------------------------------------------------------------------- */
+
+static void wake_producer(fw_stream_t *s)
+{
+    pthread_mutex_lock(&s->wake_mu);
+    if (s->wake_alive)
+        uv_async_send(&s->wake);
+    pthread_mutex_unlock(&s->wake_mu);
+}
+
+/* After the consumer released chunks: wake a stalled producer once enough are back. */
+static void after_release(fw_stream_t *s)
+{
+    uint64_t rel = s->pipe.released;
+    if (rel == s->released_seen)
+        return;
+    s->released_seen = rel;
+    /* seq_cst fence: orders the releases (ring pushes) before the load of stall_flag; pairs
+     * with the producer's seq_cst store of the flag before it re-reads the released count. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&s->stall_flag, memory_order_relaxed) &&
+        rel >= atomic_load_explicit(&s->wake_at, memory_order_relaxed))
+        wake_producer(s);
+}
+
+/* The end, once every row before it was taken: FW_END or the failure. */
+static int ending(fw_stream_t *s)
+{
+    /* acquire: pairs with the producer's release store; err and every chunk are visible. */
+    int f = atomic_load_explicit(&s->final, memory_order_acquire);
+    if (f == FW__FINAL_NONE)
+        return FW_AGAIN;
+    return f == FW__FINAL_COMPLETED ? FW_END : (s->err.code != 0 ? s->err.code : FW_ECLOSED);
+}
+
+static int poll_row(fw_stream_t *s, fw_row_t *row)
+{
+    if (s->sticky <= 0)
+        return s->sticky;
+    bool got = fw__pipe_next(&s->pipe, row);
+    after_release(s);
+    if (got)
+        return FW_ROW;
+    int e = ending(s);
+    if (e == FW_AGAIN)
+        return FW_AGAIN;
+    /* The end was published after the last push: look once more. */
+    if (fw__pipe_next(&s->pipe, row)) {
+        after_release(s);
+        return FW_ROW;
+    }
+    after_release(s);
+    s->sticky = e;
+    return e;
+}
+
+static int poll_chunk(fw_stream_t *s, fw_chunk_t **chunk)
+{
+    if (s->sticky <= 0)
+        return s->sticky;
+    fw__chunk_t *c = fw__pipe_take(&s->pipe);
+    after_release(s);
+    if (c == NULL) {
+        int e = ending(s);
+        if (e == FW_AGAIN)
+            return FW_AGAIN;
+        c = fw__pipe_take(&s->pipe);
+        if (c == NULL) {
+            s->sticky = e;
+            return e;
+        }
+    }
+    *chunk = c;
+    return FW_ROW;
+}
+
+static void deadline_after(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Waits for `poll` to give something other than FW_AGAIN, up to timeout_ms (-1: forever). */
+static int wait_for(fw_stream_t *s, int timeout_ms, int (*poll)(fw_stream_t *, void *), void *arg)
+{
+    int r = poll(s, arg);
+    if (r != FW_AGAIN || timeout_ms == 0)
+        return r;
+    for (int i = 0; i < SPIN_POLLS; i++) {
+        cpu_relax();
+        if ((r = poll(s, arg)) != FW_AGAIN)
+            return r;
+    }
+    struct timespec deadline;
+    if (timeout_ms > 0)
+        deadline_after(&deadline, timeout_ms);
+    pthread_mutex_lock(&s->mu);
+    /* seq_cst: pairs with the producer's fence after its push (stream.c signal_consumer). */
+    atomic_store_explicit(&s->waiter, true, memory_order_seq_cst);
+    for (;;) {
+        if ((r = poll(s, arg)) != FW_AGAIN)
+            break;
+        int w = timeout_ms > 0 ? pthread_cond_timedwait(&s->cv, &s->mu, &deadline)
+                               : pthread_cond_wait(&s->cv, &s->mu);
+        if (w == ETIMEDOUT) {
+            r = poll(s, arg);
+            break;
+        }
+    }
+    atomic_store_explicit(&s->waiter, false, memory_order_relaxed);
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+static int poll_row_v(fw_stream_t *s, void *arg)
+{
+    return poll_row(s, arg);
+}
+
+static int poll_chunk_v(fw_stream_t *s, void *arg)
+{
+    return poll_chunk(s, arg);
+}
+
+int fw_stream_next(fw_stream_t *s, fw_row_t *row, int timeout_ms)
+{
+    if (s == NULL || row == NULL)
+        return FW_EINVAL;
+    if (!s->threaded && timeout_ms != 0)
+        return FW_ESTATE;
+    return wait_for(s, timeout_ms, poll_row_v, row);
+}
+
+int fw_stream_try_next(fw_stream_t *s, fw_row_t *row)
+{
+    if (s == NULL || row == NULL)
+        return FW_EINVAL;
+    return poll_row(s, row);
+}
+
+int fw_stream_next_chunk(fw_stream_t *s, fw_chunk_t **chunk, int timeout_ms)
+{
+    if (s == NULL || chunk == NULL)
+        return FW_EINVAL;
+    *chunk = NULL;
+    if (!s->threaded && timeout_ms != 0)
+        return FW_ESTATE;
+    return wait_for(s, timeout_ms, poll_chunk_v, chunk);
+}
+
+const fw_row_t *fw_chunk_rows(const fw_chunk_t *chunk, size_t *n)
+{
+    if (chunk == NULL) {
+        if (n != NULL)
+            *n = 0;
+        return NULL;
+    }
+    if (n != NULL)
+        *n = chunk->n - chunk->first;
+    return chunk->rows + chunk->first;
+}
+
+void fw_chunk_release(fw_stream_t *s, fw_chunk_t *chunk)
+{
+    if (s == NULL || chunk == NULL)
+        return;
+    fw__pipe_release(&s->pipe, chunk);
+    after_release(s);
+}
+
+const fw_error_t *fw_stream_error(const fw_stream_t *s)
+{
+    static const fw_error_t none;
+    if (s == NULL)
+        return &none;
+    /* The consumer reads err only after it saw `final` (acquire) in ending(). */
+    return s->sticky < 0 ? &s->err : &none;
+}
+
+void fw_stream_stats(const fw_stream_t *s, fw_stream_stats_t *out)
+{
+    if (out == NULL)
+        return;
+    memset(out, 0, sizeof(*out));
+    if (s == NULL)
+        return;
+    fw__pipe_stats_t p;
+    fw__pipe_stats(&s->pipe, &p);
+    out->rows_buffered = p.rows_buffered;
+    out->chunks_buffered = p.chunks_buffered;
+    out->bytes_buffered = p.bytes_held;
+    out->rows_yielded = p.rows_yielded;
+    out->rows_filtered = p.rows_filtered;
+    out->bytes_received = p.bytes_received;
+    out->chunks_delivered = p.chunks_taken;
+    out->read_stops = p.read_stops;
+    out->chunk_size = p.chunk_rows;
+    out->max_memory = s->pipe.o.max_memory;
+    int f = atomic_load_explicit(&s->final, memory_order_relaxed);
+    out->state = f == FW__FINAL_NONE        ? FW_STREAM_RUNNING
+                 : f == FW__FINAL_COMPLETED ? FW_STREAM_COMPLETED
+                                            : FW_STREAM_FAILED;
+}
+
+void fw_stream_free(fw_stream_t *s)
+{
+    if (s == NULL)
+        return;
+    fw__pipe_drain(&s->pipe);
+    if (atomic_load_explicit(&s->final, memory_order_acquire) == FW__FINAL_NONE) {
+        /* The query still runs: the producer reads the rest and drops it. */
+        atomic_store_explicit(&s->abandoned, true, memory_order_relaxed);
+        wake_producer(s);
+    } else {
+        after_release(s);
+    }
+    fw__stream_unref(s);
+}

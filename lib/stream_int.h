@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private to lib/: a stream, shared by the loop thread (producer: stream.c) and the consumer
+ * (stream_api.c). Which side may touch what is written at each field; the pipe (stream/pipe.h)
+ * carries the rows, and everything else that crosses threads is an atomic named here.
+ */
+#ifndef FW_STREAM_INT_H
+#define FW_STREAM_INT_H
+
+#include "conn.h"
+#include "pipe.h"
+#include "query.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* Where the producer is in the reply (one extended-protocol run, see fw__query_encode). */
+typedef enum fw__sphase_e {
+    SP_PRE_PARSE, /* the statement-timeout statement: ParseComplete */
+    SP_PRE_BIND,  /* BindComplete */
+    SP_PRE_ROWS,  /* its one DataRow and CommandComplete */
+    SP_PARSE,     /* the query: ParseComplete */
+    SP_BIND,      /* BindComplete */
+    SP_DESC,      /* RowDescription (checked) */
+    SP_ROWS,      /* DataRow... CommandComplete */
+    SP_DONE,      /* waiting for ReadyForQuery */
+} fw__sphase_t;
+
+/* fw_stream_s.final: 0 while running, then one of these (stored last, with release). */
+enum { FW__FINAL_NONE = 0, FW__FINAL_COMPLETED = 1, FW__FINAL_FAILED = 2 };
+
+struct fw_stream_s {
+    fw__pipe_t pipe; /* first: it needs cache-line alignment */
+
+    /* Two owners: the consumer handle and the producer (dropped when its wake handle has
+     * closed). The last one frees the memory. */
+    _Atomic int refs;
+    bool threaded; /* set at start, read-only */
+
+    /* ---- producer (loop thread) ---- */
+    fw_conn_t *conn; /* NULL once detached: the query is over for the connection */
+    fw__sphase_t phase;
+    bool discard;     /* drop rows: failed (schema, too big) or abandoned by the consumer */
+    bool stalled;     /* socket reading stopped for backpressure */
+    bool in_pump;     /* re-entrancy guard */
+    bool pushed;      /* chunks handed over since the last notification */
+    fw__slab_t *slab; /* the receive slab: bytes [pos, slab->used) not yet parsed */
+    size_t pos;
+    size_t parked;  /* bytes of a message tail parked in scratch while the budget is full */
+    size_t skip;    /* bytes of an oversized DataRow still to skip as they arrive */
+    size_t row_cap; /* largest DataRow accepted (its length field); above it: FW_ETOOBIG */
+    size_t max_message;
+    uint8_t *scratch; /* FW__STREAM_SLAB bytes: moving a message tail out of a slab */
+    fw_predicate_cb pred;
+    void *pred_ud;
+    fw_rows_ready_cb ready;
+    void *ready_ud;
+    fw__pq_limits_t lim;
+    uint64_t rows_total; /* rows seen (kept or filtered), for messages */
+
+    /* ---- the end: producer writes err, then final (release); consumer reads after acquire */
+    fw_error_t err;
+    _Atomic int final;
+
+    /* ---- consumer -> producer ---- */
+    uv_async_t wake;         /* loop thread handle; uv_async_send from any thread */
+    pthread_mutex_t wake_mu; /* guards wake_alive against the handle's close */
+    bool wake_alive;
+    _Atomic bool stall_flag;  /* the producer waits for releases */
+    _Atomic uint64_t wake_at; /* ...until the consumer has released this many chunks */
+    _Atomic bool abandoned;   /* the consumer freed its handle */
+
+    /* ---- producer -> a sleeping consumer (threaded mode) ---- */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    _Atomic bool waiter;
+
+    /* ---- consumer only ---- */
+    int sticky; /* FW_END or the failure, once reported */
+    uint64_t released_seen;
+};
+
+/* Receive slab size: large reads keep syscalls per megabyte low; one slab must fit the
+ * connection's scratch buffer (conn->plain). */
+#define FW__STREAM_SLAB ((size_t)64 * 1024)
+/* Chunks in flight: 64 chunks of up to one slab each cover a 4 MiB budget. */
+#define FW__STREAM_RING 64
+
+/* Producer (stream.c), loop thread. */
+void fw__stream_readable(fw_stream_t *s);
+void fw__stream_on_wake(uv_async_t *h);
+void fw__stream_conn_gone(fw_stream_t *s, int code, const char *why);
+int fw__stream_begin(fw_stream_t *s, fw_conn_t *c);
+void fw__stream_unref(fw_stream_t *s);
+
+#endif /* FW_STREAM_INT_H */

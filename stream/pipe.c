@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pipe (see pipe.h). Ownership in one sentence: the producer owns every slab and chunk
+ * count; a chunk crosses to the consumer through `full` and comes back through `empty`, and
+ * those two rings carry every ordering the pair needs (ring.c explains them). The statistics
+ * are relaxed atomics: each is exact on its own, and nothing is published through them.
+ */
+#include "pipe.h"
+
+#include <string.h>
+
+static void *pipe_alloc(fw__pipe_t *p, size_t size)
+{
+    return p->alloc.alloc_fn(p->alloc.ud, size, 16);
+}
+
+int fw__pipe_init(fw__pipe_t *p, const fw__pipe_opts_t *o, const fw__ring_alloc_t *alloc)
+{
+    if (p == NULL || ((uintptr_t)p & (alignof(fw__pipe_t) - 1)) != 0)
+        return FW_EINVAL;
+    memset(p, 0, sizeof(*p));
+    if (o == NULL || o->slab_size == 0 || o->max_memory == 0 || o->chunk_rows == 0 ||
+        o->chunk_rows > o->chunk_cap || o->ring_cap == 0 || o->chunk_cap > UINT32_MAX / 2)
+        return FW_EINVAL;
+    p->o = *o;
+    int rc = fw__ring_init(&p->full, o->ring_cap, alloc);
+    if (rc < 0)
+        return rc;
+    p->alloc = p->full.alloc;
+    /* Chunks: up to a full ring, as many again held by the consumer (next_chunk), and the open
+     * one. The empty ring is as large as that, so a release always finds room. */
+    p->max_chunks = 2 * fw__ring_capacity(&p->full) + 1;
+    rc = fw__ring_init(&p->empty, p->max_chunks, alloc);
+    if (rc < 0)
+        return rc;
+    atomic_store_explicit(&p->st_chunk_rows, o->chunk_rows, memory_order_relaxed);
+    return 0;
+}
+
+void fw__pipe_free(fw__pipe_t *p)
+{
+    if (p == NULL)
+        return;
+    for (fw__slab_t *s = p->all; s != NULL;) {
+        fw__slab_t *next = s->all_next;
+        p->alloc.free_fn(p->alloc.ud, s);
+        s = next;
+    }
+    for (fw__chunk_t *c = p->chunk_all; c != NULL;) {
+        fw__chunk_t *next = c->all_next;
+        p->alloc.free_fn(p->alloc.ud, c);
+        c = next;
+    }
+    p->all = NULL;
+    p->chunk_all = NULL;
+    if (p->full.slots != NULL)
+        fw__ring_free(&p->full);
+    if (p->empty.slots != NULL)
+        fw__ring_free(&p->empty);
+}
+
+/* ---- producer: slabs ------------------------------------------------------------------- */
+
+static void publish_held(fw__pipe_t *p)
+{
+    atomic_store_explicit(&p->st_held, p->held, memory_order_relaxed);
+}
+
+static void slab_destroy(fw__pipe_t *p, fw__slab_t *s)
+{
+    if (s->all_prev != NULL)
+        s->all_prev->all_next = s->all_next;
+    else
+        p->all = s->all_next;
+    if (s->all_next != NULL)
+        s->all_next->all_prev = s->all_prev;
+    p->alloc.free_fn(p->alloc.ud, s);
+}
+
+int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
+{
+    *out = NULL;
+    bool big = need > p->o.slab_size;
+    size_t size = big ? need : p->o.slab_size;
+    if (p->held + size > p->o.max_memory) {
+        fw__pipe_reclaim(p);
+        if (p->held + size > p->o.max_memory)
+            return FW__PIPE_FULL;
+    }
+    fw__slab_t *s = NULL;
+    if (!big && p->pool != NULL) {
+        s = p->pool;
+        p->pool = s->next;
+        p->pooled -= s->cap;
+    } else {
+        /* Everything allocated stays within the budget: pooled slabs make room for a new one
+         * first (held + pooled + size <= max_memory). */
+        while (p->pool != NULL && p->held + p->pooled + size > p->o.max_memory) {
+            fw__slab_t *f = p->pool;
+            p->pool = f->next;
+            p->pooled -= f->cap;
+            slab_destroy(p, f);
+        }
+        if (size > SIZE_MAX - sizeof(fw__slab_t))
+            return FW_ENOMEM;
+        s = pipe_alloc(p, sizeof(fw__slab_t) + size);
+        if (s == NULL)
+            return FW_ENOMEM;
+        s->cap = size;
+        s->big = big;
+        s->all_prev = NULL;
+        s->all_next = p->all;
+        if (p->all != NULL)
+            p->all->all_prev = s;
+        p->all = s;
+    }
+    s->next = NULL;
+    s->used = 0;
+    s->refs = 1;
+    p->held += s->cap;
+    publish_held(p);
+    *out = s;
+    return FW__PIPE_OK;
+}
+
+void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s)
+{
+    if (--s->refs > 0)
+        return;
+    p->held -= s->cap;
+    publish_held(p);
+    if (s->big) {
+        /* One message's buffer: rare and of any size, so it is not kept. */
+        slab_destroy(p, s);
+        return;
+    }
+    s->next = p->pool;
+    p->pool = s;
+    p->pooled += s->cap;
+}
+
+/* ---- producer: chunks ------------------------------------------------------------------ */
+
+static int chunk_get(fw__pipe_t *p, fw__chunk_t **out)
+{
+    fw__chunk_t *c = p->chunk_pool;
+    if (c == NULL && p->chunks >= p->max_chunks) {
+        fw__pipe_reclaim(p);
+        c = p->chunk_pool;
+        if (c == NULL)
+            return FW__PIPE_FULL;
+    }
+    if (c != NULL) {
+        p->chunk_pool = c->next;
+    } else {
+        c = pipe_alloc(p, sizeof(fw__chunk_t) + (size_t)p->o.chunk_cap * sizeof(fw_row_t));
+        if (c == NULL)
+            return FW_ENOMEM;
+        c->cap = p->o.chunk_cap;
+        c->all_next = p->chunk_all;
+        p->chunk_all = c;
+        p->chunks++;
+    }
+    c->next = NULL;
+    c->slab = NULL;
+    c->n = 0;
+    c->first = 0;
+    c->bytes = 0;
+    *out = c;
+    return FW__PIPE_OK;
+}
+
+int fw__pipe_flush(fw__pipe_t *p)
+{
+    fw__chunk_t *c = p->open;
+    if (c == NULL)
+        return FW__PIPE_OK;
+    if (!fw__ring_push(&p->full, c))
+        return FW__PIPE_FULL;
+    p->open = NULL;
+    p->pushed++;
+    p->rows_pushed += c->n;
+    atomic_store_explicit(&p->st_rows_pushed, p->rows_pushed, memory_order_relaxed);
+    atomic_store_explicit(&p->st_chunks_pushed, p->pushed, memory_order_relaxed);
+    return FW__PIPE_OK;
+}
+
+int fw__pipe_add(fw__pipe_t *p, fw__slab_t *slab, const char *json, size_t len, bool is_null)
+{
+    fw__chunk_t *c = p->open;
+    if (c != NULL && (c->n >= p->o.chunk_rows || c->slab != slab)) {
+        int rc = fw__pipe_flush(p);
+        if (rc != FW__PIPE_OK)
+            return rc;
+        c = NULL;
+    }
+    if (c == NULL) {
+        int rc = chunk_get(p, &c);
+        if (rc != FW__PIPE_OK)
+            return rc;
+        c->slab = slab;
+        slab->refs++;
+        p->open = c;
+    }
+    fw_row_t *r = &c->rows[c->n++];
+    r->json = is_null ? NULL : json;
+    r->len = is_null ? 0 : len;
+    r->is_null = is_null;
+    c->bytes += r->len;
+    return FW__PIPE_OK;
+}
+
+size_t fw__pipe_reclaim(fw__pipe_t *p)
+{
+    size_t n = 0;
+    void *item;
+    while (fw__ring_pop(&p->empty, &item)) {
+        fw__chunk_t *c = item;
+        fw__pipe_slab_unref(p, c->slab);
+        c->slab = NULL;
+        c->next = p->chunk_pool;
+        p->chunk_pool = c;
+        n++;
+    }
+    p->reclaimed += n;
+    return n;
+}
+
+void fw__pipe_note_received(fw__pipe_t *p, size_t n)
+{
+    uint64_t v = atomic_load_explicit(&p->st_bytes_received, memory_order_relaxed);
+    atomic_store_explicit(&p->st_bytes_received, v + n, memory_order_relaxed);
+}
+
+void fw__pipe_note_filtered(fw__pipe_t *p)
+{
+    uint64_t v = atomic_load_explicit(&p->st_rows_filtered, memory_order_relaxed);
+    atomic_store_explicit(&p->st_rows_filtered, v + 1, memory_order_relaxed);
+}
+
+void fw__pipe_note_read_stop(fw__pipe_t *p)
+{
+    uint64_t v = atomic_load_explicit(&p->st_read_stops, memory_order_relaxed);
+    atomic_store_explicit(&p->st_read_stops, v + 1, memory_order_relaxed);
+}
+
+void fw__pipe_set_chunk_rows(fw__pipe_t *p, uint32_t rows)
+{
+    if (rows < 1)
+        rows = 1;
+    if (rows > p->o.chunk_cap)
+        rows = p->o.chunk_cap;
+    p->o.chunk_rows = rows;
+    atomic_store_explicit(&p->st_chunk_rows, rows, memory_order_relaxed);
+}
+
+/* ---- consumer -------------------------------------------------------------------------- */
+
+void fw__pipe_release(fw__pipe_t *p, fw__chunk_t *c)
+{
+    /* Cannot fail: the empty ring holds every chunk that exists (max_chunks). */
+    bool ok = fw__ring_push(&p->empty, c);
+    (void)ok;
+    p->released++;
+    atomic_store_explicit(&p->st_released, p->released, memory_order_relaxed);
+}
+
+static fw__chunk_t *pop_chunk(fw__pipe_t *p)
+{
+    void *item;
+    if (!fw__ring_pop(&p->full, &item))
+        return NULL;
+    p->taken++;
+    atomic_store_explicit(&p->st_chunks_taken, p->taken, memory_order_relaxed);
+    return item;
+}
+
+bool fw__pipe_next(fw__pipe_t *p, fw_row_t *row)
+{
+    fw__chunk_t *c = p->cur;
+    if (c == NULL || c->first >= c->n) {
+        if (c != NULL) {
+            p->cur = NULL;
+            fw__pipe_release(p, c);
+        }
+        c = pop_chunk(p);
+        if (c == NULL)
+            return false;
+        p->cur = c;
+    }
+    *row = c->rows[c->first++];
+    /* relaxed: a counter for stats only. */
+    atomic_store_explicit(&p->st_rows_yielded, ++p->yielded, memory_order_relaxed);
+    return true;
+}
+
+fw__chunk_t *fw__pipe_take(fw__pipe_t *p)
+{
+    fw__chunk_t *c = p->cur;
+    p->cur = NULL;
+    if (c != NULL && c->first < c->n) {
+        p->yielded += c->n - c->first;
+        atomic_store_explicit(&p->st_rows_yielded, p->yielded, memory_order_relaxed);
+        return c;
+    }
+    if (c != NULL)
+        fw__pipe_release(p, c);
+    c = pop_chunk(p);
+    if (c != NULL) {
+        p->yielded += c->n - c->first;
+        atomic_store_explicit(&p->st_rows_yielded, p->yielded, memory_order_relaxed);
+    }
+    return c;
+}
+
+void fw__pipe_drain(fw__pipe_t *p)
+{
+    if (p->cur != NULL) {
+        fw__pipe_release(p, p->cur);
+        p->cur = NULL;
+    }
+    fw__chunk_t *c;
+    while ((c = pop_chunk(p)) != NULL)
+        fw__pipe_release(p, c);
+}
+
+uint64_t fw__pipe_released(const fw__pipe_t *p)
+{
+    return atomic_load_explicit(&p->st_released, memory_order_relaxed);
+}
+
+/* ---- any thread ------------------------------------------------------------------------ */
+
+void fw__pipe_stats(const fw__pipe_t *p, fw__pipe_stats_t *out)
+{
+    /* Read the consumer's counters first: they never run ahead of the producer's, so the
+     * differences below cannot go negative. */
+    uint64_t yielded = atomic_load_explicit(&p->st_rows_yielded, memory_order_relaxed);
+    uint64_t taken = atomic_load_explicit(&p->st_chunks_taken, memory_order_relaxed);
+    uint64_t pushed = atomic_load_explicit(&p->st_rows_pushed, memory_order_relaxed);
+    uint64_t cpushed = atomic_load_explicit(&p->st_chunks_pushed, memory_order_relaxed);
+    out->rows_yielded = yielded;
+    out->rows_buffered = pushed > yielded ? pushed - yielded : 0;
+    out->chunks_buffered = cpushed > taken ? cpushed - taken : 0;
+    out->chunks_taken = taken;
+    out->bytes_held = atomic_load_explicit(&p->st_held, memory_order_relaxed);
+    out->rows_filtered = atomic_load_explicit(&p->st_rows_filtered, memory_order_relaxed);
+    out->bytes_received = atomic_load_explicit(&p->st_bytes_received, memory_order_relaxed);
+    out->read_stops = atomic_load_explicit(&p->st_read_stops, memory_order_relaxed);
+    out->chunk_rows = atomic_load_explicit(&p->st_chunk_rows, memory_order_relaxed);
+}

@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pipe: everything between the loop thread (producer) and the consumer of one stream.
+ * Pure: no libuv, no sockets, no clocks, no waiting. lib/ adds the waking on top.
+ *
+ *   producer                                  consumer
+ *   receive slabs (pool, byte budget)
+ *   rows -> open chunk --flush--> [full ring] --take--> current chunk -> rows
+ *   reclaim <------------------- [empty ring] <--release--
+ *
+ * Rows are (ptr, len) slices into receive slabs: nothing is copied. A chunk points into exactly
+ * one slab, and holds one reference to it. A released chunk travels back through the empty ring,
+ * so every slab and chunk count is touched by the producer alone: the only atomics are the two
+ * rings and the statistics.
+ */
+#ifndef FW_PIPE_H
+#define FW_PIPE_H
+
+#include "stream.h"
+
+/* A receive buffer. Standard slabs have the pipe's slab size; a "big" slab holds exactly one
+ * message larger than that. Producer-owned except for the row bytes chunks point at. */
+typedef struct fw__slab_s {
+    struct fw__slab_s *next;                /* the pool's free list */
+    struct fw__slab_s *all_prev, *all_next; /* every slab the pipe owns */
+    size_t cap;                             /* bytes in data[] */
+    size_t used;                            /* bytes received into data[] */
+    uint32_t refs; /* chunks pointing in, plus one while the producer receives into it */
+    bool big;
+    alignas(16) uint8_t data[];
+} fw__slab_t;
+
+/* A chunk of rows; the public fw_chunk_t. rows[first..n) are the consumer's. */
+struct fw_chunk_s {
+    struct fw_chunk_s *next;     /* the producer's free list */
+    struct fw_chunk_s *all_next; /* every chunk the pipe owns */
+    fw__slab_t *slab;
+    uint32_t n, first, cap;
+    uint64_t bytes; /* JSON bytes of the rows (stats) */
+    fw_row_t rows[];
+};
+typedef struct fw_chunk_s fw__chunk_t;
+
+typedef struct fw__pipe_opts_s {
+    size_t slab_size;    /* bytes of a standard slab */
+    size_t max_memory;   /* the byte budget: bytes of slabs held (in flight) */
+    uint32_t chunk_rows; /* rows per chunk now (may change while running) */
+    uint32_t chunk_cap;  /* the largest chunk_rows ever used: chunks are allocated this big */
+    size_t ring_cap;     /* chunks queued at most (rounded up to a power of two) */
+} fw__pipe_opts_t;
+
+typedef struct fw__pipe_s {
+    fw__ring_t full;  /* chunks, producer -> consumer */
+    fw__ring_t empty; /* released chunks, consumer -> producer */
+
+    /* ---- producer only ---- */
+    fw__ring_alloc_t alloc;
+    fw__pipe_opts_t o;
+    size_t held;      /* bytes of slabs with refs > 0: what the budget bounds */
+    size_t pooled;    /* bytes of free standard slabs kept for reuse */
+    fw__slab_t *pool; /* free standard slabs */
+    fw__slab_t *all;  /* every slab */
+    fw__chunk_t *chunk_pool, *chunk_all;
+    size_t chunks;     /* chunks allocated */
+    size_t max_chunks; /* never more: the empty ring can hold them all, so release never fails */
+    fw__chunk_t *open; /* being filled */
+    uint64_t pushed, reclaimed; /* chunks */
+    uint64_t rows_pushed;
+
+    /* ---- statistics: written by one side (relaxed), read by any thread ---- */
+    alignas(FW__CACHE_LINE) _Atomic uint64_t st_rows_pushed;
+    _Atomic uint64_t st_chunks_pushed;
+    _Atomic uint64_t st_rows_filtered;
+    _Atomic uint64_t st_bytes_received;
+    _Atomic uint64_t st_read_stops;
+    _Atomic uint64_t st_held;
+    _Atomic uint32_t st_chunk_rows;
+    alignas(FW__CACHE_LINE) _Atomic uint64_t st_rows_yielded; /* consumer */
+    _Atomic uint64_t st_chunks_taken;                         /* consumer */
+    _Atomic uint64_t st_released; /* consumer: chunks released, for the producer's wake test */
+
+    /* ---- consumer only ---- */
+    alignas(FW__CACHE_LINE) fw__chunk_t *cur; /* the chunk rows are being read from */
+    uint64_t yielded, taken, released;
+} fw__pipe_t;
+
+/*
+ * Initialises the pipe (aligned like fw__ring_t). `alloc` as for the ring (NULL: libc).
+ * Returns 0, FW_EINVAL (sizes of 0, chunk_rows > chunk_cap) or FW_ENOMEM. After a failure the
+ * pipe may be passed to fw__pipe_free(). Thread: before either side uses it.
+ */
+int fw__pipe_init(fw__pipe_t *p, const fw__pipe_opts_t *o, const fw__ring_alloc_t *alloc);
+
+/* Frees every slab and chunk, wherever it is. Thread: after both sides have stopped. */
+void fw__pipe_free(fw__pipe_t *p);
+
+/* ---- producer ---- */
+
+/* Result of the producer calls that can run out of room. */
+enum { FW__PIPE_OK = 0, FW__PIPE_FULL = 1 };
+
+/*
+ * A slab with room for at least `need` bytes (need <= slab_size: a standard slab; else a big
+ * slab of exactly `need`), with refs = 1 (the producer's) and used = 0. FW__PIPE_FULL when the
+ * budget does not allow it (held + its size > max_memory), after reclaiming released chunks;
+ * FW_ENOMEM. Thread: producer.
+ */
+int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out);
+
+/* Drops one reference; at zero the slab returns to the pool (or is freed). Thread: producer. */
+void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s);
+
+/*
+ * Appends a row that lies in `slab` to the open chunk (json NULL for SQL NULL). Flushes first
+ * when the open chunk is full or points into another slab. FW__PIPE_FULL when that flush or a
+ * new chunk is not possible (ring full, every chunk in use): nothing was added. FW_ENOMEM.
+ * Thread: producer.
+ */
+int fw__pipe_add(fw__pipe_t *p, fw__slab_t *slab, const char *json, size_t len, bool is_null);
+
+/* Hands the open chunk (if any) to the consumer. FW__PIPE_FULL when the ring is full.
+ * Thread: producer. */
+int fw__pipe_flush(fw__pipe_t *p);
+
+/* Takes back every chunk the consumer released; returns how many. Thread: producer. */
+size_t fw__pipe_reclaim(fw__pipe_t *p);
+
+/* Chunks handed over and not yet reclaimed. Thread: producer. */
+static inline uint64_t fw__pipe_outstanding(const fw__pipe_t *p)
+{
+    return p->pushed - p->reclaimed;
+}
+
+/* Counts n received bytes / one filtered row / one read stop (stats). Thread: producer. */
+void fw__pipe_note_received(fw__pipe_t *p, size_t n);
+void fw__pipe_note_filtered(fw__pipe_t *p);
+void fw__pipe_note_read_stop(fw__pipe_t *p);
+
+/* Changes rows per chunk (1..chunk_cap); takes effect for the next chunk. Thread: producer. */
+void fw__pipe_set_chunk_rows(fw__pipe_t *p, uint32_t rows);
+
+/* ---- consumer ---- */
+
+/* The next row: true and *row, or false when nothing is queued. The previous row's chunk is
+ * released when the consumer moves past its last row. Thread: consumer. */
+bool fw__pipe_next(fw__pipe_t *p, fw_row_t *row);
+
+/* The next whole chunk (the rest of the current one first), or NULL. Thread: consumer. */
+fw__chunk_t *fw__pipe_take(fw__pipe_t *p);
+
+/* Gives a chunk back to the producer. Never fails. Thread: consumer. */
+void fw__pipe_release(fw__pipe_t *p, fw__chunk_t *c);
+
+/* Releases the current chunk and every queued one (the consumer leaves). Thread: consumer. */
+void fw__pipe_drain(fw__pipe_t *p);
+
+/* Chunks released so far (the producer compares it with its wake threshold). Any thread. */
+uint64_t fw__pipe_released(const fw__pipe_t *p);
+
+/* ---- any thread ---- */
+
+typedef struct fw__pipe_stats_s {
+    uint64_t rows_buffered, chunks_buffered, bytes_held, rows_yielded, rows_filtered,
+        bytes_received, chunks_taken, read_stops;
+    uint32_t chunk_rows;
+} fw__pipe_stats_t;
+
+void fw__pipe_stats(const fw__pipe_t *p, fw__pipe_stats_t *out);
+
+#endif /* FW_PIPE_H */
