@@ -82,11 +82,12 @@ int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
     *out = NULL;
     bool big = need > p->o.slab_size;
     size_t size = big ? need : p->o.slab_size;
-    if (p->held + size > p->o.max_memory) {
+    /* Take back what the consumer released before allocating anything: a fast consumer then
+     * keeps the pipe at a slab or two instead of letting it grow to the budget. */
+    if (p->pool == NULL || big)
         fw__pipe_reclaim(p);
-        if (p->held + size > p->o.max_memory)
-            return FW__PIPE_FULL;
-    }
+    if (p->held + size > p->o.max_memory)
+        return FW__PIPE_FULL;
     fw__slab_t *s = NULL;
     if (!big && p->pool != NULL) {
         s = p->pool;
@@ -143,13 +144,11 @@ void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s)
 
 static int chunk_get(fw__pipe_t *p, fw__chunk_t **out)
 {
+    if (p->chunk_pool == NULL)
+        fw__pipe_reclaim(p); /* reuse before allocating, as for slabs */
     fw__chunk_t *c = p->chunk_pool;
-    if (c == NULL && p->chunks >= p->max_chunks) {
-        fw__pipe_reclaim(p);
-        c = p->chunk_pool;
-        if (c == NULL)
-            return FW__PIPE_FULL;
-    }
+    if (c == NULL && p->chunks >= p->max_chunks)
+        return FW__PIPE_FULL;
     if (c != NULL) {
         p->chunk_pool = c->next;
     } else {
