@@ -100,14 +100,6 @@ static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
     fw_conn_t *c = s->conn;
     s->conn = NULL;
     c->stream = NULL;
-    /* Rows already queued stay queued; a chunk not yet flushed is handed over if the ring has
-     * room, else its rows are lost with the stream's failure (only on a failure path: the
-     * successful end waits for room before it gets here). */
-    if (fw__pipe_flush(&s->pipe) != FW__PIPE_OK && s->err.code == 0)
-        fail(s, FW_ENOMEM, "internal error: no room for the last chunk");
-    /* release: the consumer that sees `final` sees err and every chunk pushed before. */
-    atomic_store_explicit(&s->final, s->err.code == 0 ? FW__FINAL_COMPLETED : FW__FINAL_FAILED,
-                          memory_order_release);
     if (s->stalled && c->state == FW__CONN_READY && !c->closing)
         fw__sock_read_start(&c->sock, fw__conn_readable);
     s->stalled = false;
@@ -118,6 +110,16 @@ static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
         fw__pipe_slab_unref(&s->pipe, s->slab);
         s->slab = NULL;
     }
+    /* Rows not yet handed over: through the ring if it has room, else (a failure while the
+     * ring was full) as the last chunk the consumer takes once the ring is empty. */
+    if (fw__pipe_flush(&s->pipe) != FW__PIPE_OK) {
+        s->last_chunk = s->pipe.open;
+        s->pipe.open = NULL;
+    }
+    /* release: the consumer that sees `final` sees err, last_chunk, every chunk pushed before,
+     * and the pipe as we leave it: from here on the pipe is the consumer's alone. */
+    atomic_store_explicit(&s->final, s->err.code == 0 ? FW__FINAL_COMPLETED : FW__FINAL_FAILED,
+                          memory_order_release);
     /* Before the consumer hears of the end: its callback may start the next query, whose
      * bytes must not go to the idle reader. */
     if (!c->closing)

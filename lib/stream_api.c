@@ -216,13 +216,24 @@ static void after_release(fw_stream_t *s)
         wake_producer(s);
 }
 
-/* The end, once every row before it was taken: FW_END or the failure. */
+/*
+ * The end, once every row before it was taken: FW_END or the failure. Once the producer has
+ * published the end it never touches the pipe again, so the consumer takes over its side too:
+ * the last chunk, and reclaiming what was released (so bytes_buffered falls to what the
+ * consumer still holds).
+ */
 static int ending(fw_stream_t *s)
 {
-    /* acquire: pairs with the producer's release store; err and every chunk are visible. */
+    /* acquire: pairs with the producer's release store; err, last_chunk, every chunk and the
+     * producer's pipe state are visible. */
     int f = atomic_load_explicit(&s->final, memory_order_acquire);
     if (f == FW__FINAL_NONE)
         return FW_AGAIN;
+    if (s->last_chunk != NULL && s->pipe.cur == NULL && fw__ring_size(&s->pipe.full) == 0) {
+        s->pipe.cur = s->last_chunk;
+        s->last_chunk = NULL;
+    }
+    fw__pipe_reclaim(&s->pipe);
     return f == FW__FINAL_COMPLETED ? FW_END : (s->err.code != 0 ? s->err.code : FW_ECLOSED);
 }
 
@@ -364,6 +375,8 @@ void fw_chunk_release(fw_stream_t *s, fw_chunk_t *chunk)
         return;
     fw__pipe_release(&s->pipe, chunk);
     after_release(s);
+    if (atomic_load_explicit(&s->final, memory_order_acquire) != FW__FINAL_NONE)
+        fw__pipe_reclaim(&s->pipe); /* the producer is gone: see ending() */
 }
 
 const fw_error_t *fw_stream_error(const fw_stream_t *s)

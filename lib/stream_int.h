@@ -60,6 +60,7 @@ struct fw_stream_s {
 
     /* ---- the end: producer writes err, then final (release); consumer reads after acquire */
     fw_error_t err;
+    fw__chunk_t *last_chunk; /* rows the ring had no room for at a failure */
     _Atomic int final;
 
     /* ---- consumer -> producer ---- */

@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fwire stream [OPTIONS] RELATION [CONNINFO]: streams the data column of a view as NDJSON on
+ * stdout, with the threaded-mode API (a runtime thread reads the socket; this thread blocks in
+ * fw_stream_next and writes). Options are parsed into a query in stream_args.c; this file runs
+ * it and writes the output, the progress line, the counters and the errors. docs/cli.md.
+ */
+#include "cli.h"
+#include "stream_args.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/*
+ * Output buffer. One write(2) per 256 KiB instead of one per row: with ~270-byte rows a write
+ * per row would cost more CPU than receiving and parsing the row. It is flushed when full, at
+ * the end, and when no row has arrived for FLUSH_LINGER_MS, so a slow stream still reaches a
+ * reader such as `| jq` promptly while a fast one keeps its large writes.
+ */
+#define OUT_BUFFER_BYTES (256u * 1024u)
+#define FLUSH_LINGER_MS  100
+/* The progress line is redrawn at most this often: a terminal redraw per row would cost more
+ * than the row, and a human cannot read faster than about four updates a second. */
+#define PROGRESS_MS 250
+/* Rows between two clock reads for the progress line. */
+#define PROGRESS_ROWS 1024
+
+typedef struct out_s {
+    char *buf;
+    size_t used;
+    bool gone; /* the reader went away (EPIPE): a quiet end, as for `| head -1` */
+    int err;   /* errno of any other write failure */
+} out_t;
+
+typedef struct totals_s {
+    uint64_t rows;       /* rows received, SQL NULLs included (what count(*) counts) */
+    uint64_t sql_nulls;  /* rows whose data was SQL NULL */
+    uint64_t json_bytes; /* bytes of JSON text of the other rows (octet_length(data::text)) */
+} totals_t;
+
+typedef struct progress_s {
+    bool on;
+    bool shown; /* a line is on the terminal and must be cleared at the end */
+    double start;
+    double last;
+} progress_t;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void out_write(out_t *o, const char *p, size_t n)
+{
+    while (n > 0 && !o->gone && o->err == 0) {
+        ssize_t w = write(STDOUT_FILENO, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            /* SIGPIPE is ignored (cli_stream), so a closed pipe shows up here as EPIPE */
+            if (errno == EPIPE)
+                o->gone = true;
+            else
+                o->err = errno;
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void out_flush(out_t *o)
+{
+    out_write(o, o->buf, o->used);
+    o->used = 0;
+}
+
+/*
+ * Replaces raw LF and CR bytes with spaces. NDJSON needs one value per line, and a json
+ * (not jsonb) value keeps the text as it was typed, newlines included. In valid JSON text a raw
+ * control character can never be inside a string (RFC 8259 section 7: U+0000 to U+001F must be
+ * escaped there), so every raw LF or CR is insignificant whitespace between tokens; a space is
+ * whitespace too, so the value is unchanged. PostgreSQL validates json input, so the text is
+ * valid. Escaped "\n" inside strings is two other bytes and is left alone.
+ */
+static void flatten_lines(char *p, size_t n)
+{
+    static const char raw[2] = {'\n', '\r'};
+    for (int k = 0; k < 2; k++) {
+        char *end = p + n;
+        for (char *q = memchr(p, raw[k], n); q != NULL;
+             q = memchr(q + 1, raw[k], (size_t)(end - (q + 1))))
+            *q = ' ';
+    }
+}
+
+/* Appends one JSON value, flattened, in pieces of at most the buffer's size. */
+static void out_json(out_t *o, const char *json, size_t len)
+{
+    while (len > 0 && !o->gone && o->err == 0) {
+        size_t n = OUT_BUFFER_BYTES - o->used;
+        if (n > len)
+            n = len;
+        memcpy(o->buf + o->used, json, n);
+        flatten_lines(o->buf + o->used, n);
+        o->used += n;
+        json += n;
+        len -= n;
+        if (o->used == OUT_BUFFER_BYTES)
+            out_flush(o);
+    }
+}
+
+static void out_newline(out_t *o)
+{
+    if (o->used == OUT_BUFFER_BYTES)
+        out_flush(o);
+    o->buf[o->used++] = '\n';
+}
+
+static void progress_draw(progress_t *p, const totals_t *t, const fw_stream_t *s, double now)
+{
+    fw_stream_stats_t st;
+    fw_stream_stats(s, &st);
+    double secs = now - p->start;
+    double rate = secs > 0 ? (double)t->rows / secs : 0;
+    /* \r and "erase to end of line": one line, rewritten in place */
+    fprintf(stderr, "\rfwire: %" PRIu64 " rows, %.1f MB, %.0f rows/s, %.1f MB buffered\033[K",
+            t->rows, (double)t->json_bytes / 1e6, rate, (double)st.bytes_buffered / 1e6);
+    fflush(stderr);
+    p->shown = true;
+    p->last = now;
+}
+
+static void progress_tick(progress_t *p, const totals_t *t, const fw_stream_t *s)
+{
+    if (!p->on)
+        return;
+    double now = now_seconds();
+    if ((now - p->last) * 1e3 >= PROGRESS_MS)
+        progress_draw(p, t, s, now);
+}
+
+static void progress_clear(progress_t *p)
+{
+    if (p->shown)
+        fputs("\r\033[K", stderr);
+    p->shown = false;
+}
+
+/* --stats: every field of fw_stream_stats_t, then the command's own totals. */
+static void print_stats(const fw_stream_stats_t *st, const totals_t *t, double seconds)
+{
+    fprintf(stderr,
+            "{\"rows_buffered\": %" PRIu64 ", \"chunks_buffered\": %" PRIu64
+            ", \"bytes_buffered\": %" PRIu64 ", \"rows_yielded\": %" PRIu64
+            ", \"rows_filtered\": %" PRIu64 ", \"bytes_received\": %" PRIu64
+            ", \"chunks_delivered\": %" PRIu64 ", \"read_stops\": %" PRIu64
+            ", \"chunk_size\": %" PRIu32 ", \"state\": \"%s\", \"max_memory\": %" PRIu64
+            ", \"rows\": %" PRIu64 ", \"sql_nulls\": %" PRIu64 ", \"json_bytes\": %" PRIu64
+            ", \"seconds\": %.6f}\n",
+            st->rows_buffered, st->chunks_buffered, st->bytes_buffered, st->rows_yielded,
+            st->rows_filtered, st->bytes_received, st->chunks_delivered, st->read_stops,
+            st->chunk_size, fw_stream_state_name(st->state), st->max_memory, t->rows, t->sql_nulls,
+            t->json_bytes, seconds);
+}
+
+/* Reads every row of `s`, writing or counting it. Returns FW_END, or the stream's failure. */
+static int consume(fw_stream_t *s, const stream_args_t *a, out_t *out, totals_t *t,
+                   progress_t *prog)
+{
+    for (;;) {
+        /* Wait forever unless output is pending (flush it after FLUSH_LINGER_MS without rows)
+         * or a progress line is due. */
+        int timeout = -1;
+        if (out->used > 0)
+            timeout = FLUSH_LINGER_MS;
+        if (prog->on && (timeout < 0 || timeout > PROGRESS_MS))
+            timeout = PROGRESS_MS;
+        fw_row_t row;
+        int rc = fw_stream_next(s, &row, timeout);
+        if (rc == FW_AGAIN) {
+            out_flush(out);
+            progress_tick(prog, t, s);
+        } else if (rc != FW_ROW) {
+            return rc; /* FW_END or a failure */
+        } else {
+            t->rows++;
+            if (row.is_null) {
+                t->sql_nulls++;
+                if (!a->count && a->nulls == NULLS_EMPTY) {
+                    out_newline(out);
+                } else if (!a->count && a->nulls == NULLS_JSON) {
+                    out_json(out, "null", 4);
+                    out_newline(out);
+                }
+            } else {
+                t->json_bytes += row.len;
+                if (!a->count) {
+                    out_json(out, row.json, row.len);
+                    out_newline(out);
+                }
+            }
+            if (prog->on && t->rows % PROGRESS_ROWS == 0)
+                progress_tick(prog, t, s);
+        }
+        if (out->gone || out->err != 0)
+            return FW_END;
+    }
+}
+
+static int run(const stream_args_t *a)
+{
+    /* A reader that goes away (`| head -1`) must end the command quietly: ignore SIGPIPE, so
+     * write(2) fails with EPIPE instead of killing the process, and treat EPIPE as the end. */
+    signal(SIGPIPE, SIG_IGN);
+
+    fw_runtime_t *rt = NULL;
+    int rc = fw_runtime_new(&rt);
+    if (rc < 0) {
+        fprintf(stderr, "fwire: cannot start the runtime thread: %s\n", fw_strerror(rc));
+        return EXIT_USAGE;
+    }
+    fw_conn_opts_t copts;
+    fw_conn_opts_init(&copts);
+    copts.conninfo = a->conninfo;
+    if (a->verbose)
+        copts.log_cb = cli_on_log;
+    if (a->tracing)
+        copts.trace_cb = cli_on_trace;
+    fw_error_t err;
+    memset(&err, 0, sizeof(err));
+    fw_conn_t *conn = NULL;
+    rc = fw_conn_connect_sync(rt, &copts, &conn, &err);
+    if (rc == FW_ECONFIG) {
+        fprintf(stderr, "fwire: invalid connection options: %s\n",
+                err.message[0] ? err.message : fw_strerror(rc));
+        fw_runtime_free(rt);
+        return EXIT_USAGE;
+    }
+    if (rc < 0) {
+        cli_print_error("connection failed", fw_phase_name(err.phase), rc, &err);
+        fw_runtime_free(rt);
+        return EXIT_CONNECT;
+    }
+    fw_conn_info_t info;
+    if (fw_conn_info(conn, &info) == 0)
+        cli_warn_unverified(&info, a->conninfo);
+
+    fw_stream_t *s = NULL;
+    double start = now_seconds();
+    rc = fw_stream_start(conn, a->q, NULL, NULL, &s, &err);
+    if (rc < 0) {
+        cli_print_error("query not started", fw_err_name(rc), rc, &err);
+        fw_conn_close_sync(conn);
+        fw_runtime_free(rt);
+        return rc == FW_EINVAL ? EXIT_USAGE : EXIT_QUERY;
+    }
+
+    out_t out = {.buf = NULL};
+    if (!a->count && (out.buf = malloc(OUT_BUFFER_BYTES)) == NULL) {
+        fprintf(stderr, "fwire: out of memory\n");
+        fw_stream_free(s);
+        fw_conn_close_sync(conn);
+        fw_runtime_free(rt);
+        return EXIT_USAGE;
+    }
+    totals_t t = {0, 0, 0};
+    /* By default the progress line is for a terminal, and only when the rows go elsewhere:
+     * drawn between rows on the same terminal it would garble them. */
+    bool auto_on = isatty(STDERR_FILENO) && (a->count || !isatty(STDOUT_FILENO));
+    progress_t prog = {
+        .on = a->progress > 0 || (a->progress < 0 && auto_on), .start = start, .last = start};
+    int end = consume(s, a, &out, &t, &prog);
+    if (out.buf != NULL)
+        out_flush(&out);
+    double seconds = now_seconds() - start;
+    fw_stream_stats_t st;
+    fw_stream_stats(s, &st);
+    progress_clear(&prog);
+
+    int code = EXIT_OK;
+    if (out.err != 0) {
+        fprintf(stderr, "fwire: cannot write to stdout: %s\n", strerror(out.err));
+        code = EXIT_USAGE;
+    } else if (end < 0 && !out.gone) {
+        /* the rows before the failure are on stdout already: say what ended the stream */
+        cli_print_error("query failed", fw_err_name(end), end, fw_stream_error(s));
+        code = EXIT_QUERY;
+    }
+    if (a->count && code == EXIT_OK)
+        printf("%" PRIu64 " %" PRIu64 "\n", t.rows, t.json_bytes);
+    if (a->stats)
+        print_stats(&st, &t, seconds);
+    if (t.sql_nulls > 0 && !a->nulls_given && !a->count && !out.gone)
+        fprintf(stderr,
+                "fwire: %" PRIu64 " row(s) with SQL NULL data skipped (--nulls=empty or "
+                "--nulls=json-null prints them)\n",
+                t.sql_nulls);
+
+    fw_stream_free(s);
+    fw_conn_close_sync(conn);
+    fw_runtime_free(rt);
+    free(out.buf);
+    return code;
+}
+
+int cli_stream(int argc, char **argv)
+{
+    stream_args_t a;
+    int code = stream_args_parse(&a, argc, argv);
+    if (code < 0) {
+        if (a.print_sql)
+            code = stream_args_print_sql(&a);
+        else
+            code = run(&a);
+    }
+    stream_args_free(&a);
+    return code;
+}

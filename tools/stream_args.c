@@ -1,0 +1,579 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The options of `fwire stream`, turned into an fw_query_t. Every typed value goes to
+ * fw_query_where() and so travels as a bind parameter; only --where-sql and --order-by are
+ * raw SQL, and the help says they are trusted. Values are checked here, before any connection,
+ * so a typo exits 1 with a message naming the option rather than 3 with a server error.
+ */
+#include "cli.h"
+#include "stream_args.h"
+
+/* getopt_long is not POSIX, but every libc fwire builds on has it (glibc, musl, the BSDs, macOS) */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage_line[] = "usage: fwire stream [OPTIONS] RELATION [CONNINFO]\n"
+                                 "       fwire stream [OPTIONS] -e ENTITY [CONNINFO]\n";
+
+static void usage(FILE *f)
+{
+    fputs(usage_line, f);
+    fputs("\n"
+          "Prints the data column (json or jsonb) of a view or table on stdout as NDJSON:\n"
+          "one row per line, the server's JSON text unchanged except that raw newlines and\n"
+          "carriage returns (whitespace between tokens of a json value) become spaces.\n"
+          "\n"
+          "Source:\n"
+          "  RELATION                  \"v_user\" or \"schema.v_user\", used exactly as written\n"
+          "  -e, --entity NAME         the view v_NAME\n"
+          "\n"
+          "Rows (conditions are ANDed; the typed ones travel as bind parameters):\n"
+          "  -w, --where 'PATH OP TYPE:VALUE'\n"
+          "                            compare the JSON value at PATH; repeatable. PATH is\n"
+          "                            dotted (\"address.city\", \"tags.0\"), \".\" for the whole\n"
+          "                            document. OP: eq ne lt le gt ge like ilike contains\n"
+          "                            has_key. TYPE: text num bool json. Examples:\n"
+          "                            'age gt num:30', 'name eq text:Bob Smith',\n"
+          "                            'active eq bool:true', '. contains json:{\"a\":1}',\n"
+          "                            'name like text:B%', '. has_key text:email'\n"
+          "  --where-null PATH         the path is missing or holds JSON null\n"
+          "  --where-not-null PATH     the path holds a value other than JSON null\n"
+          "  --in 'PATH TYPE:V1,V2,...'\n"
+          "                            the value at PATH is one of the list (\\, for a comma)\n"
+          "  --where-sql SQL           a raw SQL condition, e.g. \"(data->>'n')::int > 3\".\n"
+          "                            TRUSTED: used verbatim, never pass untrusted text\n"
+          "  --order-by EXPR           an ORDER BY key, raw SQL (TRUSTED); repeatable\n"
+          "  --collate NAME            collation of the preceding --order-by key\n"
+          "  --desc                    the preceding --order-by key sorts descending\n"
+          "  --limit N, --offset N     LIMIT and OFFSET\n"
+          "\n"
+          "Streaming:\n"
+          "  --chunk-size N            rows per chunk handed over (1..65536; default 256)\n"
+          "  --max-memory SIZE         receive memory budget: bytes or with K, M, G suffix\n"
+          "                            (default 4M, at least 64K)\n"
+          "  --timeout MS              statement timeout of this query (0: the server's)\n"
+          "\n"
+          "Output:\n"
+          "  --nulls MODE              rows whose data is SQL NULL: skip (default: not printed,\n"
+          "                            counted, one note on stderr), empty (an empty line,\n"
+          "                            which no JSON value is), json-null (the text null, which\n"
+          "                            a reader cannot tell from a JSON null)\n"
+          "  --count                   print only \"ROWS BYTES\": rows (SQL NULLs included, as\n"
+          "                            count(*)) and the bytes of their JSON text\n"
+          "  --stats                   print the stream's final counters as JSON on stderr\n"
+          "  --progress, --no-progress a progress line on stderr (default: when stderr is a\n"
+          "                            terminal and the rows go elsewhere, or with --count)\n"
+          "  --print-sql               print the SQL that would be sent and exit\n"
+          "  -v, --trace               log connection steps / protocol messages on stderr\n"
+          "\n"
+          "CONNINFO is a connection string or URI, as for fwire ping; without it the PG*\n"
+          "environment variables and defaults apply, as in psql.\n"
+          "\n"
+          "Exit status: 0 success, also when the reader of stdout goes away (| head);\n"
+          "1 bad usage or options, or stdout cannot be written; 2 the connection failed;\n"
+          "3 the query failed: the rows before the failure are printed, then the error's\n"
+          "name, message, SQLSTATE, DETAIL and HINT on stderr.\n",
+          f);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int
+bad(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("fwire stream: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fputs(usage_line, stderr);
+    fputs("(fwire stream --help lists every option)\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* A setter's recorded error: the option's value is not acceptable to the library. */
+static int rejected(const char *option, const char *arg, int rc)
+{
+    fprintf(stderr, "fwire stream: invalid %s '%s': %s\n", option, arg, fw_strerror(rc));
+    return EXIT_USAGE;
+}
+
+/* Decimal digits only, no sign, at most `max`. */
+static bool parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+/* "65536", "64K", "4M", "1G" (also "4MB", "4MiB", lower case): binary multiples. */
+static bool parse_size(const char *s, uint64_t *out)
+{
+    char digits[32];
+    size_t n = strspn(s, "0123456789");
+    if (n == 0 || n >= sizeof(digits))
+        return false;
+    memcpy(digits, s, n);
+    digits[n] = '\0';
+    const char *suffix = s + n;
+    unsigned shift = 0;
+    switch (*suffix) {
+    case 'k':
+    case 'K':
+        shift = 10;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        break;
+    default:
+        break;
+    }
+    if (shift != 0)
+        suffix++;
+    if (strcmp(suffix, "") != 0 && strcmp(suffix, "B") != 0 &&
+        (shift == 0 || strcmp(suffix, "iB") != 0))
+        return false;
+    uint64_t v;
+    if (!parse_uint(digits, UINT64_MAX >> shift, &v))
+        return false;
+    *out = v << shift;
+    return true;
+}
+
+static const struct {
+    const char *name;
+    fw_op_t op;
+} op_names[] = {
+    {"eq", FW_OP_EQ},           {"ne", FW_OP_NE},       {"lt", FW_OP_LT},
+    {"le", FW_OP_LE},           {"gt", FW_OP_GT},       {"ge", FW_OP_GE},
+    {"like", FW_OP_LIKE},       {"ilike", FW_OP_ILIKE}, {"contains", FW_OP_CONTAINS},
+    {"has_key", FW_OP_HAS_KEY},
+};
+
+static const struct {
+    const char *prefix;
+    fw_value_type_t type;
+} type_names[] = {
+    {"text:", FW_VALUE_TEXT},
+    {"num:", FW_VALUE_NUMBER},
+    {"bool:", FW_VALUE_BOOL},
+    {"json:", FW_VALUE_JSON},
+};
+
+/* Splits "TYPE:REST": the type and REST, or NULL when the prefix is not one of ours. */
+static const char *split_type(const char *s, fw_value_type_t *type)
+{
+    for (size_t i = 0; i < sizeof(type_names) / sizeof(type_names[0]); i++) {
+        size_t n = strlen(type_names[i].prefix);
+        if (strncmp(s, type_names[i].prefix, n) == 0) {
+            *type = type_names[i].type;
+            return s + n;
+        }
+    }
+    return NULL;
+}
+
+/* Catches typos here (exit 1) that the server would report as SQLSTATE 22P02 (exit 3):
+ * num: what strtod reads whole, from JSON's number characters; bool: true or false. JSON
+ * documents are left to the server's parser. */
+static bool value_ok(fw_value_type_t type, const char *v)
+{
+    switch (type) {
+    case FW_VALUE_NUMBER: {
+        if (*v == '\0' || strspn(v, "0123456789+-.eE") != strlen(v))
+            return false;
+        char *end;
+        (void)strtod(v, &end);
+        return *end == '\0';
+    }
+    case FW_VALUE_BOOL:
+        return strcmp(v, "true") == 0 || strcmp(v, "false") == 0;
+    case FW_VALUE_TEXT:
+    case FW_VALUE_JSON:
+        return true;
+    }
+    return false;
+}
+
+/* "." is the whole document; anything else is a dotted path, checked by the library. */
+static const char *json_path(const char *p)
+{
+    return strcmp(p, ".") == 0 ? "" : p;
+}
+
+/* Copies the first space-delimited word of *s into a new string and moves *s past it and the
+ * spaces after it. NULL when there is no word or no memory. */
+static char *next_word(const char **s)
+{
+    const char *p = *s + strspn(*s, " ");
+    size_t n = strcspn(p, " ");
+    if (n == 0)
+        return NULL;
+    char *w = malloc(n + 1);
+    if (w == NULL)
+        return NULL;
+    memcpy(w, p, n);
+    w[n] = '\0';
+    p += n;
+    *s = p + strspn(p, " ");
+    return w;
+}
+
+/* --where 'PATH OP TYPE:VALUE' */
+static int add_where(fw_query_t *q, const char *arg)
+{
+    const char *rest = arg;
+    char *path = next_word(&rest);
+    char *opname = next_word(&rest);
+    int code = EXIT_USAGE;
+    fw_value_type_t type = FW_VALUE_TEXT;
+    const char *value = NULL;
+    size_t i = 0;
+    if (path == NULL || opname == NULL) {
+        bad("--where wants 'PATH OP TYPE:VALUE', got '%s'", arg);
+        goto out;
+    }
+    while (i < sizeof(op_names) / sizeof(op_names[0]) && strcmp(op_names[i].name, opname) != 0)
+        i++;
+    if (i == sizeof(op_names) / sizeof(op_names[0])) {
+        bad("--where: unknown operator '%s' (eq ne lt le gt ge like ilike contains has_key)",
+            opname);
+        goto out;
+    }
+    fw_op_t op = op_names[i].op;
+    if ((value = split_type(rest, &type)) == NULL) {
+        bad("--where: the value needs a type prefix text:, num:, bool: or json: (got '%s')", rest);
+        goto out;
+    }
+    if ((op == FW_OP_LIKE || op == FW_OP_ILIKE || op == FW_OP_HAS_KEY) && type != FW_VALUE_TEXT) {
+        bad("--where: %s takes a text: value", opname);
+        goto out;
+    }
+    if (!value_ok(type, value)) {
+        bad("--where: '%s' is not a value of its type", rest);
+        goto out;
+    }
+    int rc = fw_query_where(q, json_path(path), op, type, value);
+    code = rc < 0 ? rejected("--where", arg, rc) : -1;
+out:
+    free(path);
+    free(opname);
+    return code;
+}
+
+/* --in 'PATH TYPE:V1,V2,...': values split at commas; "\," is a comma, "\\" a backslash. */
+static int add_in(fw_query_t *q, const char *arg)
+{
+    const char *rest = arg;
+    char *path = next_word(&rest);
+    fw_value_type_t type = FW_VALUE_TEXT;
+    const char *list = path != NULL ? split_type(rest, &type) : NULL;
+    if (list == NULL) {
+        free(path);
+        return bad("--in wants 'PATH TYPE:V1,V2,...' with TYPE text, num, bool or json, got "
+                   "'%s'",
+                   arg);
+    }
+    size_t len = strlen(list);
+    char *buf = malloc(len + 1);
+    const char **values = malloc((len + 1) * sizeof(*values));
+    int code = EXIT_USAGE;
+    size_t n = 0;
+    if (buf == NULL || values == NULL) {
+        fputs("fwire: out of memory\n", stderr);
+        goto out;
+    }
+    /* An empty list is zero values (matches no row), not one empty value. */
+    if (len > 0) {
+        char *w = buf;
+        values[n++] = w;
+        for (const char *p = list; *p != '\0'; p++) {
+            if (*p == '\\' && (p[1] == ',' || p[1] == '\\')) {
+                *w++ = *++p;
+            } else if (*p == ',') {
+                *w++ = '\0';
+                values[n++] = w;
+            } else {
+                *w++ = *p;
+            }
+        }
+        *w = '\0';
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!value_ok(type, values[i])) {
+            bad("--in: '%s' is not a value of its type", values[i]);
+            goto out;
+        }
+    }
+    int rc = fw_query_where_in(q, json_path(path), type, values, n);
+    code = rc < 0 ? rejected("--in", arg, rc) : -1;
+out:
+    free(path);
+    free(buf);
+    free(values);
+    return code;
+}
+
+enum {
+    OPT_WHERE_SQL = 256,
+    OPT_WHERE_NULL,
+    OPT_WHERE_NOT_NULL,
+    OPT_IN,
+    OPT_ORDER_BY,
+    OPT_COLLATE,
+    OPT_DESC,
+    OPT_LIMIT,
+    OPT_OFFSET,
+    OPT_CHUNK_SIZE,
+    OPT_MAX_MEMORY,
+    OPT_TIMEOUT,
+    OPT_NULLS,
+    OPT_COUNT,
+    OPT_STATS,
+    OPT_PROGRESS,
+    OPT_NO_PROGRESS,
+    OPT_PRINT_SQL,
+    OPT_TRACE,
+};
+
+static const struct option long_opts[] = {
+    {"entity", required_argument, NULL, 'e'},
+    {"where", required_argument, NULL, 'w'},
+    {"where-sql", required_argument, NULL, OPT_WHERE_SQL},
+    {"where-null", required_argument, NULL, OPT_WHERE_NULL},
+    {"where-not-null", required_argument, NULL, OPT_WHERE_NOT_NULL},
+    {"in", required_argument, NULL, OPT_IN},
+    {"order-by", required_argument, NULL, OPT_ORDER_BY},
+    {"collate", required_argument, NULL, OPT_COLLATE},
+    {"desc", no_argument, NULL, OPT_DESC},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"offset", required_argument, NULL, OPT_OFFSET},
+    {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
+    {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"nulls", required_argument, NULL, OPT_NULLS},
+    {"count", no_argument, NULL, OPT_COUNT},
+    {"stats", no_argument, NULL, OPT_STATS},
+    {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+    {"print-sql", no_argument, NULL, OPT_PRINT_SQL},
+    {"trace", no_argument, NULL, OPT_TRACE},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* An ORDER BY key waits in this list until the options after it (--collate, --desc) are
+ * read; the keys go to the query in order once every option is parsed. */
+typedef struct order_key_s {
+    const char *expr;
+    const char *collation;
+    bool desc;
+} order_key_t;
+
+/* One option; returns -1 to go on or an exit code. `keys` has room for argc keys. */
+static int one_option(stream_args_t *a, int c, const char *arg, order_key_t *keys, size_t *nkeys,
+                      const char **entity)
+{
+    fw_query_t *q = a->q;
+    uint64_t v;
+    int rc;
+    switch (c) {
+    case 'e':
+        *entity = arg;
+        return -1;
+    case 'w':
+        return add_where(q, arg);
+    case OPT_IN:
+        return add_in(q, arg);
+    case OPT_WHERE_SQL:
+        rc = fw_query_where_sql(q, arg);
+        return rc < 0 ? rejected("--where-sql", arg, rc) : -1;
+    case OPT_WHERE_NULL:
+    case OPT_WHERE_NOT_NULL:
+        rc = fw_query_where(q, json_path(arg),
+                            c == OPT_WHERE_NULL ? FW_OP_IS_NULL : FW_OP_IS_NOT_NULL, FW_VALUE_TEXT,
+                            NULL);
+        return rc < 0 ? rejected(c == OPT_WHERE_NULL ? "--where-null" : "--where-not-null", arg, rc)
+                      : -1;
+    case OPT_ORDER_BY:
+        keys[(*nkeys)++] = (order_key_t){arg, NULL, false};
+        return -1;
+    case OPT_COLLATE:
+    case OPT_DESC:
+        if (*nkeys == 0)
+            return bad("%s must follow an --order-by", c == OPT_DESC ? "--desc" : "--collate");
+        if (c == OPT_DESC)
+            keys[*nkeys - 1].desc = true;
+        else
+            keys[*nkeys - 1].collation = arg;
+        return -1;
+    case OPT_LIMIT:
+    case OPT_OFFSET:
+        if (!parse_uint(arg, INT64_MAX, &v))
+            return bad("--limit and --offset want a whole number >= 0, got '%s'", arg);
+        rc = c == OPT_LIMIT ? fw_query_limit(q, (int64_t)v) : fw_query_offset(q, (int64_t)v);
+        return rc < 0 ? rejected(c == OPT_LIMIT ? "--limit" : "--offset", arg, rc) : -1;
+    case OPT_CHUNK_SIZE:
+        if (!parse_uint(arg, SIZE_MAX, &v) || (rc = fw_query_chunk_size(q, (size_t)v)) < 0)
+            return bad("--chunk-size wants a number of rows from 1 to 65536, got '%s'", arg);
+        return -1;
+    case OPT_MAX_MEMORY:
+        if (!parse_size(arg, &v) || v > SIZE_MAX || (rc = fw_query_max_memory(q, (size_t)v)) < 0)
+            return bad("--max-memory wants bytes, at least 64K (suffixes K, M, G), got '%s'", arg);
+        return -1;
+    case OPT_TIMEOUT:
+        if (!parse_uint(arg, UINT32_MAX, &v))
+            return bad("--timeout wants milliseconds (0 to 4294967295), got '%s'", arg);
+        rc = fw_query_statement_timeout(q, (uint32_t)v);
+        return rc < 0 ? rejected("--timeout", arg, rc) : -1;
+    case OPT_NULLS:
+        a->nulls_given = true;
+        if (strcmp(arg, "skip") == 0)
+            a->nulls = NULLS_SKIP;
+        else if (strcmp(arg, "empty") == 0)
+            a->nulls = NULLS_EMPTY;
+        else if (strcmp(arg, "json-null") == 0)
+            a->nulls = NULLS_JSON;
+        else
+            return bad("--nulls wants skip, empty or json-null, got '%s'", arg);
+        return -1;
+    case OPT_COUNT:
+        a->count = true;
+        return -1;
+    case OPT_STATS:
+        a->stats = true;
+        return -1;
+    case OPT_PROGRESS:
+    case OPT_NO_PROGRESS:
+        a->progress = c == OPT_PROGRESS;
+        return -1;
+    case OPT_PRINT_SQL:
+        a->print_sql = true;
+        return -1;
+    case OPT_TRACE:
+        a->tracing = true;
+        return -1;
+    case 'v':
+        a->verbose = true;
+        return -1;
+    case 'h':
+        usage(stdout);
+        return EXIT_OK;
+    default:
+        return bad("unknown option %d", c);
+    }
+}
+
+/* psql's test for "dbname is really a connection string": a URI prefix or an '='. A relation
+ * name with '=' in it would be refused here; such names are not worth the confusion of
+ * `fwire stream "host=db1"` reading a view called "host=db1" from the default server. */
+static bool looks_like_conninfo(const char *s)
+{
+    return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0 ||
+           strchr(s, '=') != NULL;
+}
+
+int stream_args_parse(stream_args_t *a, int argc, char **argv)
+{
+    memset(a, 0, sizeof(*a));
+    a->progress = -1;
+    int rc = fw_query_new(&a->q);
+    if (rc < 0) {
+        fprintf(stderr, "fwire: %s\n", fw_strerror(rc));
+        return EXIT_USAGE;
+    }
+    order_key_t *keys = malloc((size_t)argc * sizeof(*keys));
+    if (keys == NULL) {
+        fputs("fwire: out of memory\n", stderr);
+        return EXIT_USAGE;
+    }
+    size_t nkeys = 0;
+    const char *entity = NULL;
+    int code = -1;
+    /* getopt_long permutes, so options may follow RELATION; it prints nothing (opterr = 0):
+     * the messages below name the option as the user wrote it. */
+    opterr = 0;
+    optind = 1;
+    int c;
+    while (code < 0 && (c = getopt_long(argc, argv, ":e:w:vh", long_opts, NULL)) != -1) {
+        if (c == '?')
+            code = bad("unknown option '%s'", argv[optind - 1]);
+        else if (c == ':')
+            code = bad("option '%s' needs a value", argv[optind - 1]);
+        else
+            code = one_option(a, c, optarg, keys, &nkeys, &entity);
+    }
+    int npos = argc - optind;
+    if (code < 0 && entity != NULL) {
+        if (npos > 1)
+            code = bad("too many arguments: '%s' (with --entity, only CONNINFO)", argv[optind]);
+        else if ((rc = fw_query_entity(a->q, entity)) < 0)
+            code = rejected("--entity", entity, rc);
+        a->conninfo = npos == 1 ? argv[optind] : NULL;
+    } else if (code < 0) {
+        if (npos < 1)
+            code = bad("%s", "which view? give a RELATION or --entity NAME");
+        else if (npos > 2)
+            code = bad("too many arguments: '%s'", argv[optind + 2]);
+        else if (looks_like_conninfo(argv[optind]))
+            code = bad("'%s' looks like a connection string: give the RELATION (or --entity) "
+                       "before it",
+                       argv[optind]);
+        else if ((rc = fw_query_relation(a->q, argv[optind])) < 0)
+            code = rejected("relation", argv[optind], rc);
+        a->conninfo = npos == 2 ? argv[optind + 1] : NULL;
+    }
+    for (size_t i = 0; code < 0 && i < nkeys; i++) {
+        rc = fw_query_order_by(a->q, keys[i].expr, keys[i].collation, keys[i].desc);
+        if (rc < 0)
+            code = rejected("--order-by", keys[i].expr, rc);
+    }
+    free(keys);
+    return code;
+}
+
+int stream_args_print_sql(const stream_args_t *a)
+{
+    long n = fw_query_sql(a->q, NULL, 0);
+    if (n < 0) {
+        fprintf(stderr, "fwire stream: %s\n", fw_strerror((int)n));
+        return EXIT_USAGE;
+    }
+    char *buf = malloc((size_t)n + 1);
+    if (buf == NULL) {
+        fputs("fwire: out of memory\n", stderr);
+        return EXIT_USAGE;
+    }
+    fw_query_sql(a->q, buf, (size_t)n + 1);
+    puts(buf);
+    free(buf);
+    return EXIT_OK;
+}
+
+void stream_args_free(stream_args_t *a)
+{
+    fw_query_free(a->q);
+    a->q = NULL;
+}
