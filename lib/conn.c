@@ -1004,6 +1004,11 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
     }
     const char *str = opts != NULL && opts->conninfo != NULL ? opts->conninfo : "";
     int rc = fw__conninfo_from_string(str, env, &c->ci, msg, sizeof(msg));
+    if (rc == 0 && c->opts.max_message > FW__PQ_PROTOCOL_MAX) {
+        rc = FW_ECONFIG;
+        snprintf(msg, sizeof(msg), "max_message %zu exceeds the protocol's limit of %zu bytes",
+                 c->opts.max_message, (size_t)FW__PQ_PROTOCOL_MAX);
+    }
     if (rc == 0 && (opts == NULL || opts->use_environment)) {
         char warn[256] = "";
         rc = fw__conninfo_apply_passfile(c->ci, warn, sizeof(warn));
