@@ -27,7 +27,7 @@
 
 /* Polls before sleeping in fw_stream_next: a chunk usually follows the last within a few
  * microseconds while the server streams, and a futex sleep and wake costs about as much. */
-#define SPIN_POLLS 64
+#define SPIN_POLLS 8
 
 const char *fw_stream_state_name(fw_stream_state_t state)
 {

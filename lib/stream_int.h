@@ -64,7 +64,13 @@ struct fw_stream_s {
     _Atomic int final;
 
     /* ---- consumer -> producer ---- */
-    uv_async_t wake;         /* loop thread handle; uv_async_send from any thread */
+    uv_async_t wake;  /* loop thread handle; uv_async_send from any thread */
+    uv_timer_t nudge; /* wakes a sleeping consumer for a small batch (stream.c) */
+    int open_handles; /* wake and nudge: the producer's reference goes with the last */
+    bool nudge_armed;
+    uint64_t signaled_rows;  /* rows pushed when the consumer was last signalled */
+    bool drained;            /* the last read emptied the socket (and OpenSSL) */
+    bool sock_short;         /* TLS: the last socket read was short */
     pthread_mutex_t wake_mu; /* guards wake_alive against the handle's close */
     bool wake_alive;
     _Atomic bool stall_flag;  /* the producer waits for releases */

@@ -61,6 +61,12 @@ void fw__pipe_free(fw__pipe_t *p)
 
 /* ---- producer: slabs ------------------------------------------------------------------- */
 
+/* held + extra > max_memory, without wrapping for a hostile `extra` near SIZE_MAX. */
+static bool over_budget(const fw__pipe_t *p, size_t held, size_t extra)
+{
+    return extra > p->o.max_memory || held > p->o.max_memory - extra;
+}
+
 static void publish_held(fw__pipe_t *p)
 {
     atomic_store_explicit(&p->st_held, p->held, memory_order_relaxed);
@@ -77,29 +83,57 @@ static void slab_destroy(fw__pipe_t *p, fw__slab_t *s)
     p->alloc.free_fn(p->alloc.ud, s);
 }
 
+/* Pops the first slab of a free list. */
+static fw__slab_t *pop_free(fw__pipe_t *p, fw__slab_t **list)
+{
+    fw__slab_t *s = *list;
+    *list = s->next;
+    p->pooled -= s->cap;
+    return s;
+}
+
+/* Unlinks and returns the smallest free big slab that holds `need` bytes, or NULL. */
+static fw__slab_t *take_big(fw__pipe_t *p, size_t need)
+{
+    fw__slab_t **best = NULL;
+    for (fw__slab_t **at = &p->big_pool; *at != NULL; at = &(*at)->next)
+        if ((*at)->cap >= need && (best == NULL || (*at)->cap < (*best)->cap))
+            best = at;
+    if (best == NULL)
+        return NULL;
+    return pop_free(p, best);
+}
+
 int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
 {
     *out = NULL;
     bool big = need > p->o.slab_size;
-    size_t size = big ? need : p->o.slab_size;
+    size_t size = p->o.slab_size;
+    if (big) {
+        /* Rounded up to whole slabs, so rows of similar sizes reuse one buffer instead of
+         * allocating per row; never rounded past the budget. */
+        size_t k = need / p->o.slab_size + (need % p->o.slab_size != 0);
+        size = k <= SIZE_MAX / p->o.slab_size ? k * p->o.slab_size : need;
+        if (size > p->o.max_memory)
+            size = need;
+    }
     /* Take back what the consumer released before allocating anything: a fast consumer then
      * keeps the pipe at a slab or two instead of letting it grow to the budget. */
-    if (p->pool == NULL || big)
+    if (big || p->pool == NULL)
         fw__pipe_reclaim(p);
-    if (p->held + size > p->o.max_memory)
-        return FW__PIPE_FULL;
-    fw__slab_t *s = NULL;
-    if (!big && p->pool != NULL) {
-        s = p->pool;
-        p->pool = s->next;
-        p->pooled -= s->cap;
-    } else {
-        /* Everything allocated stays within the budget: pooled slabs make room for a new one
-         * first (held + pooled + size <= max_memory). */
-        while (p->pool != NULL && p->held + p->pooled + size > p->o.max_memory) {
-            fw__slab_t *f = p->pool;
-            p->pool = f->next;
-            p->pooled -= f->cap;
+    fw__slab_t *s = big ? take_big(p, need) : (p->pool != NULL ? pop_free(p, &p->pool) : NULL);
+    if (s != NULL && over_budget(p, p->held, s->cap)) {
+        /* A cached buffer too large for what the budget has left: give it up. */
+        slab_destroy(p, s);
+        s = NULL;
+    }
+    if (s == NULL) {
+        if (over_budget(p, p->held, size))
+            return FW__PIPE_FULL;
+        /* Everything allocated stays within the budget: cached slabs make room for a new one
+         * first (held + pooled + size <= max_memory), the big ones before the standard. */
+        while (over_budget(p, p->held + p->pooled, size)) {
+            fw__slab_t *f = p->big_pool != NULL ? pop_free(p, &p->big_pool) : pop_free(p, &p->pool);
             slab_destroy(p, f);
         }
         if (size > SIZE_MAX - sizeof(fw__slab_t))
@@ -130,13 +164,9 @@ void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s)
         return;
     p->held -= s->cap;
     publish_held(p);
-    if (s->big) {
-        /* One message's buffer: rare and of any size, so it is not kept. */
-        slab_destroy(p, s);
-        return;
-    }
-    s->next = p->pool;
-    p->pool = s;
+    fw__slab_t **list = s->big ? &p->big_pool : &p->pool;
+    s->next = *list;
+    *list = s;
     p->pooled += s->cap;
 }
 

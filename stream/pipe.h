@@ -56,10 +56,11 @@ typedef struct fw__pipe_s {
     /* ---- producer only ---- */
     fw__ring_alloc_t alloc;
     fw__pipe_opts_t o;
-    size_t held;      /* bytes of slabs with refs > 0: what the budget bounds */
-    size_t pooled;    /* bytes of free standard slabs kept for reuse */
-    fw__slab_t *pool; /* free standard slabs */
-    fw__slab_t *all;  /* every slab */
+    size_t held;          /* bytes of slabs with refs > 0: what the budget bounds */
+    size_t pooled;        /* bytes of free slabs kept for reuse (both pools) */
+    fw__slab_t *pool;     /* free standard slabs */
+    fw__slab_t *big_pool; /* free big slabs, any sizes (reused best-fit) */
+    fw__slab_t *all;      /* every slab */
     fw__chunk_t *chunk_pool, *chunk_all;
     size_t chunks;     /* chunks allocated */
     size_t max_chunks; /* never more: the empty ring can hold them all, so release never fails */
@@ -101,13 +102,14 @@ enum { FW__PIPE_OK = 0, FW__PIPE_FULL = 1 };
 
 /*
  * A slab with room for at least `need` bytes (need <= slab_size: a standard slab; else a big
- * slab of exactly `need`), with refs = 1 (the producer's) and used = 0. FW__PIPE_FULL when the
+ * slab, `need` rounded up to whole slab sizes unless that passes the budget, or a cached big
+ * slab that holds it), with refs = 1 (the producer's) and used = 0. FW__PIPE_FULL when the
  * budget does not allow it (held + its size > max_memory), after reclaiming released chunks;
- * FW_ENOMEM. Thread: producer.
+ * FW_ENOMEM. Allocated memory (held + pooled) never exceeds max_memory. Thread: producer.
  */
 int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out);
 
-/* Drops one reference; at zero the slab returns to the pool (or is freed). Thread: producer. */
+/* Drops one reference; at zero the slab returns to its pool. Thread: producer. */
 void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s);
 
 /*
