@@ -1,0 +1,1495 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Streaming throughput: `SELECT data FROM <view>` read to the end by several clients, side by
+ * side in one run against the same server.
+ *
+ *   bench_stream [--runs N] [--quick] [--views LIST] [--clients LIST] [--dsn CONNINFO]
+ *                [--fwire PATH] [--json OUT] [--timeout SECONDS]
+ *
+ * Clients (--clients takes a comma-separated subset, in this order by default):
+ *   null            the physical limit: a blocking unix/TCP socket (test/pq_plain.h), the simple
+ *                   query, 256 KiB reads, fw__pq_frame() over the bytes; counts DataRows and
+ *                   their value lengths and skips the value bytes without copying them
+ *   libpq-single    PQsendQuery + PQsetSingleRowMode, a PGresult per row (PQgetvalue and
+ *                   PQgetlength of each)
+ *   libpq-exec      PQexec: the whole result in memory, then PQgetvalue/PQgetlength of each row
+ *   fwire-threaded  fw_runtime_new + fw_conn_connect_sync + fw_stream_start (a query of
+ *                   fw_query_relation(VIEW), default options) + fw_stream_next until FW_END
+ *   fwire-embedded  fw_conn_new on a uv loop + fw_conn_connect + fw_stream_start with a
+ *                   rows-ready callback draining with fw_stream_try_next
+ *   fwire-cli       `fwire stream --count VIEW CONNINFO` (the tools/ command, --fwire PATH),
+ *                   which prints "ROWS BYTES"; skipped without --fwire or when that binary has
+ *                   no `stream` subcommand
+ * Every client touches each row: its length is summed and its first byte read (the null
+ * client reads only the length). The null and libpq clients send the simple query
+ * `SELECT data FROM VIEW`; fwire always uses the extended protocol (Parse, Bind, Describe,
+ * Execute, Sync of `SELECT "data" FROM "VIEW"`): the same rows, the same text.
+ *
+ * Every measured run is a separate process, so CPU time and peak RSS are the client's own: the
+ * program re-executes itself (/proc/self/exe --client NAME --view V --dsn CONNINFO) and the
+ * parent collects wait4()'s rusage (user+sys CPU, ru_maxrss) and times the whole process. The
+ * child prints one line: rows, bytes (the sum of the `data` lengths), its setup time (process
+ * start to "ready to send the query": loop or runtime, connect), the query time (just before
+ * sending the query to the last row in hand) and the time to the first row, on CLOCK_MONOTONIC,
+ * plus the CPU time of the query window (getrusage(RUSAGE_SELF): every thread) and VmHWM.
+ * rows/s and MB/s use the query time: connecting is not streaming. fwire-cli reports neither
+ * query nor first-row time, so its rows/s uses the whole-process wall time (marked).
+ * Whole-process figures include starting the process: the "process floor" (this program started
+ * with --client none, which connects nowhere) is measured and printed with the table. libpq is
+ * dlopen()ed by the processes that use it (see pq_load), so the other clients do not carry it.
+ *
+ * Before any run the expected answer of each view comes from the server itself:
+ * `SELECT count(*), sum(octet_length(data::text))` (the text a client receives). Every run of
+ * every client must match it, row count and bytes; otherwise the program says so and exits 1:
+ * a benchmark that silently compares different work is worse than none.
+ *
+ * Per view: one warm-up run of each client (not counted, checked all the same), then --runs
+ * rounds (default 5; --quick: 3 rounds of v_bench_1k and v_bench_100k) interleaved
+ * null, libpq-single, ..., null, libpq-single, ... so every client sees the same machine and
+ * server state. A client that fails is dropped for the rest of that view and reported; the exit
+ * status is then 1.
+ *
+ * --dsn defaults to the unix socket of the test cluster as its trust user, from the FW_TEST_*
+ * variables of test/with-pg.sh (without them the program exits 77, "skipped"). The null client
+ * speaks only trust authentication over a unix socket (host=/dir) or IPv4 (host=a.b.c.d) and
+ * understands keyword=value strings only. PG* variables are cleared first so libpq and fwire
+ * read nothing but the string.
+ *
+ * This is a benchmark (meson `benchmark()`), never a test: on a shared 2-core machine the server
+ * is the bottleneck and timings are noisy, so only medians and ratios from one run mean anything.
+ */
+#include <fwire.h>
+
+#include <ctype.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "pq_plain.h"
+#include "proto.h"
+
+extern char **environ;
+
+#define MAX_RUNS      1000
+#define MAX_VIEWS     16
+#define NULL_READ     (256 * 1024) /* the null client's read size */
+#define OUT_KEEP      (32 * 1024)  /* how much of a child's output the parent keeps (the tail) */
+#define RESULT_TAG    "BENCH_STREAM_RESULT"
+#define DEFAULT_VIEWS "v_bench_1k,v_bench_100k,v_bench_1m,v_bench_large,v_bench_complex"
+
+static const char *const client_names[] = {"null",           "libpq-single",   "libpq-exec",
+                                           "fwire-threaded", "fwire-embedded", "fwire-cli"};
+enum { C_NULL = 0, C_PQ_SINGLE, C_PQ_EXEC, C_FW_THREADED, C_FW_EMBEDDED, C_FW_CLI, NCLIENTS };
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t tv_ns(struct timeval tv)
+{
+    return (int64_t)tv.tv_sec * 1000000000 + (int64_t)tv.tv_usec * 1000;
+}
+
+static int64_t self_cpu_ns(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return tv_ns(ru.ru_utime) + tv_ns(ru.ru_stime);
+}
+
+/* ==== the child: one client, one view, one line of results ============================== */
+
+typedef struct child_res_s {
+    uint64_t rows, bytes;
+    uint64_t touch; /* first bytes of the rows, summed: keeps the reads from being dropped */
+    int64_t t_main; /* process start (main) */
+    int64_t t_q0;   /* just before the query is sent */
+    int64_t t_first, t_end; /* first row in hand; last row in hand (end of the result) */
+    int64_t cpu_q0, cpu_end;
+} child_res_t;
+
+/* Counts one row; first row's time taken here. Inlined into every client's loop. */
+static inline void count_row(child_res_t *r, const char *p, size_t len)
+{
+    if (r->rows++ == 0)
+        r->t_first = now_ns();
+    r->bytes += len;
+    if (len > 0)
+        r->touch += (unsigned char)p[0];
+}
+
+static void mark_q0(child_res_t *r)
+{
+    r->cpu_q0 = self_cpu_ns();
+    r->t_q0 = now_ns();
+}
+
+static void mark_end(child_res_t *r)
+{
+    r->t_end = now_ns();
+    r->cpu_end = self_cpu_ns();
+}
+
+/* Calls fn(key, value, ud) for each keyword of a "k=v k='v w' ..." string (backslash escapes
+ * inside quotes, as libpq). 0, or -1 with a message when it is not keyword=value (a URI). */
+static int dsn_each(const char *s, void (*fn)(const char *key, const char *val, void *ud), void *ud)
+{
+    while (*s != '\0') {
+        while (isspace((unsigned char)*s))
+            s++;
+        if (*s == '\0')
+            break;
+        char key[64], val[1024];
+        size_t k = 0, v = 0;
+        while (*s != '\0' && *s != '=' && !isspace((unsigned char)*s)) {
+            if (k + 1 < sizeof(key))
+                key[k++] = *s;
+            s++;
+        }
+        key[k] = '\0';
+        while (isspace((unsigned char)*s))
+            s++;
+        if (*s != '=') {
+            fprintf(stderr, "bench_stream: null client: cannot read the connection string "
+                            "(keyword=value only, no URI)\n");
+            return -1;
+        }
+        s++;
+        while (isspace((unsigned char)*s))
+            s++;
+        if (*s == '\'') {
+            s++;
+            while (*s != '\0' && *s != '\'') {
+                if (*s == '\\' && s[1] != '\0')
+                    s++;
+                if (v + 1 < sizeof(val))
+                    val[v++] = *s;
+                s++;
+            }
+            if (*s == '\'')
+                s++;
+        } else {
+            while (*s != '\0' && !isspace((unsigned char)*s)) {
+                if (*s == '\\' && s[1] != '\0')
+                    s++;
+                if (v + 1 < sizeof(val))
+                    val[v++] = *s;
+                s++;
+            }
+        }
+        val[v] = '\0';
+        fn(key, val, ud);
+    }
+    return 0;
+}
+
+/* The connection keywords the null client understands. */
+typedef struct dsn_s {
+    char host[512], port[16], user[128], dbname[128];
+} dsn_t;
+
+static void dsn_take(const char *key, const char *val, void *ud)
+{
+    dsn_t *d = ud;
+    if (strcmp(key, "host") == 0)
+        snprintf(d->host, sizeof(d->host), "%s", val);
+    else if (strcmp(key, "port") == 0)
+        snprintf(d->port, sizeof(d->port), "%s", val);
+    else if (strcmp(key, "user") == 0)
+        snprintf(d->user, sizeof(d->user), "%s", val);
+    else if (strcmp(key, "dbname") == 0)
+        snprintf(d->dbname, sizeof(d->dbname), "%s", val);
+}
+
+static int dsn_parse(const char *s, dsn_t *d)
+{
+    memset(d, 0, sizeof(*d));
+    snprintf(d->port, sizeof(d->port), "5432");
+    if (dsn_each(s, dsn_take, d) < 0)
+        return -1;
+    if (d->dbname[0] == '\0')
+        snprintf(d->dbname, sizeof(d->dbname), "%s", d->user);
+    if (d->host[0] == '\0' || d->user[0] == '\0') {
+        fprintf(stderr, "bench_stream: null client: the connection string needs host and user\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- null: frames only ------------------------------------------------------------------ */
+
+typedef struct null_rd_s {
+    int fd;
+    uint8_t *buf;
+    size_t cap, start, end;
+    size_t skip; /* bytes of a DataRow already counted that are still to come: dropped unread */
+    fw__pq_limits_t lim;
+} null_rd_t;
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * A DataRow of one column whose header has arrived: 'D', length, ncols = 1, column length.
+ * Counts it; returns 0, or -1 when it is not a one-column row whose sizes agree.
+ */
+static int null_count(child_res_t *r, const uint8_t *p)
+{
+    uint32_t len = be32(p + 1);
+    int32_t col = (int32_t)be32(p + 7);
+    if (p[5] != 0 || p[6] != 1 || (col != -1 && (uint32_t)col != len - 10)) {
+        fprintf(stderr, "bench_stream: null client: a DataRow that is not one column\n");
+        return -1;
+    }
+    if (r->rows++ == 0)
+        r->t_first = now_ns();
+    r->bytes += col > 0 ? (uint32_t)col : 0;
+    return 0;
+}
+
+/*
+ * Reads and walks frames until ReadyForQuery. With `r`, DataRows are counted; an incomplete
+ * DataRow is counted as soon as its 11 header bytes are in, and the rest of it is skipped as it
+ * arrives, so no value byte is ever copied (a 100 KB row never waits in a buffer). An
+ * ErrorResponse fails the call.
+ */
+static int null_until_ready(null_rd_t *rd, child_res_t *r)
+{
+    for (;;) {
+        size_t need = 0;
+        while (rd->start < rd->end) {
+            fw__pq_frame_t f;
+            const uint8_t *p = rd->buf + rd->start;
+            size_t have = rd->end - rd->start;
+            long n = fw__pq_frame(p, have, &rd->lim, &f, &need);
+            if (n < 0) {
+                fprintf(stderr, "bench_stream: null client: %s\n", fw_strerror((int)n));
+                return -1;
+            }
+            if (n == 0) {
+                if (r != NULL && p[0] == 'D' && have >= 11) {
+                    if (null_count(r, p) < 0)
+                        return -1;
+                    rd->skip = need - have;
+                    rd->start = rd->end;
+                }
+                break;
+            }
+            if (f.type == 'D' && r != NULL) {
+                if (f.len < 6 || null_count(r, p) < 0)
+                    return -1;
+            } else if (f.type == 'Z') {
+                rd->start += (size_t)n;
+                return 0;
+            } else if (f.type == 'E') {
+                fw__pq_msg_t m;
+                fw__pq_error_fields_t ef;
+                if (fw__pq_parse(f.type, f.body, f.len, &m) == 0 &&
+                    fw__pq_error_fields(&m, &ef) == 0)
+                    fprintf(stderr, "bench_stream: null client: server error %.*s: %.*s\n",
+                            (int)ef.sqlstate.len, (const char *)ef.sqlstate.ptr,
+                            (int)ef.message.len, (const char *)ef.message.ptr);
+                else
+                    fprintf(stderr, "bench_stream: null client: server error\n");
+                return -1;
+            } else if (f.type == 'R' && (f.len < 4 || be32(f.body) != 0)) {
+                fprintf(stderr, "bench_stream: null client: the server asks for a password "
+                                "(the null client speaks trust only)\n");
+                return -1;
+            }
+            rd->start += (size_t)n;
+        }
+        /* Keep the partial message (a few bytes, or a whole non-row message) at the front. */
+        size_t left = rd->end - rd->start;
+        if (left > 0 && rd->start > 0)
+            memmove(rd->buf, rd->buf + rd->start, left);
+        rd->start = 0;
+        rd->end = left;
+        if (need > rd->cap && rd->skip == 0) { /* a message other than a row, larger than cap */
+            uint8_t *nb = realloc(rd->buf, need);
+            if (nb == NULL)
+                return -1;
+            rd->buf = nb;
+            rd->cap = need;
+        }
+        ssize_t got = plain_recv(rd->fd, rd->buf + rd->end, rd->cap - rd->end);
+        if (got <= 0) {
+            fprintf(stderr, "bench_stream: null client: the server closed the connection\n");
+            return -1;
+        }
+        rd->end += (size_t)got;
+        if (rd->skip > 0) { /* the buffer was empty: what came first is the rest of a row */
+            size_t k = rd->skip < (size_t)got ? rd->skip : (size_t)got;
+            rd->skip -= k;
+            rd->start = k;
+        }
+    }
+}
+
+static int run_null(const char *dsn, const char *view, child_res_t *r)
+{
+    dsn_t d;
+    if (dsn_parse(dsn, &d) < 0)
+        return -1;
+    int fd = d.host[0] == '/' ? plain_open_unix(d.host, d.port) : plain_open_tcp4(d.host, d.port);
+    if (fd < 0) {
+        fprintf(stderr, "bench_stream: null client: connect to %s port %s: %s\n", d.host, d.port,
+                strerror(errno));
+        return -1;
+    }
+    null_rd_t rd;
+    memset(&rd, 0, sizeof(rd));
+    rd.fd = fd;
+    rd.cap = NULL_READ;
+    rd.buf = malloc(rd.cap);
+    fw__pq_limits_init(&rd.lim);
+    fw__pq_buf_t b;
+    fw__pq_buf_init(&b, NULL);
+    const char *kv[] = {"user",         d.user, "database", d.dbname, "application_name",
+                        "bench_stream", NULL};
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT data FROM %s", view);
+    int rc = rd.buf == NULL ? -1 : fw__pq_put_startup(&b, kv);
+    if (rc == 0)
+        rc = plain_send_all(fd, b.data, b.len);
+    if (rc == 0)
+        rc = null_until_ready(&rd, NULL);
+    fw__pq_buf_reset(&b);
+    if (rc == 0)
+        rc = fw__pq_put_query(&b, sql);
+    if (rc == 0) {
+        mark_q0(r);
+        rc = plain_send_all(fd, b.data, b.len);
+    }
+    if (rc == 0)
+        rc = null_until_ready(&rd, r);
+    mark_end(r);
+    fw__pq_buf_reset(&b);
+    if (fw__pq_put_terminate(&b) == 0)
+        (void)plain_send_all(fd, b.data, b.len);
+    close(fd);
+    fw__pq_buf_free(&b);
+    free(rd.buf);
+    return rc == 0 ? 0 : -1;
+}
+
+/* ---- libpq ------------------------------------------------------------------------------ */
+
+/*
+ * libpq is loaded with dlopen() by the processes that use it (its clients and the parent), not
+ * linked: linking would map libpq and its ~20 dependencies (Kerberos, LDAP, GnuTLS, ...) into
+ * every child, the null and fwire clients included: about 4 MiB of RSS (a do-nothing program
+ * is 3.1 MiB with libuv and OpenSSL linked, 6.9 MiB with libpq) and the CPU of loading them.
+ */
+static struct pq_api_s {
+    PGconn *(*connectdb)(const char *conninfo);
+    ConnStatusType (*status)(const PGconn *conn);
+    char *(*error_message)(const PGconn *conn);
+    void (*finish)(PGconn *conn);
+    int (*send_query)(PGconn *conn, const char *query);
+    int (*set_single_row_mode)(PGconn *conn);
+    PGresult *(*get_result)(PGconn *conn);
+    ExecStatusType (*result_status)(const PGresult *res);
+    char *(*get_value)(const PGresult *res, int row, int col);
+    int (*get_length)(const PGresult *res, int row, int col);
+    char *(*result_error_message)(const PGresult *res);
+    void (*clear)(PGresult *res);
+    PGresult *(*exec)(PGconn *conn, const char *query);
+    int (*ntuples)(const PGresult *res);
+    int (*server_version)(const PGconn *conn);
+    int (*lib_version)(void);
+} pq;
+
+/* Loads libpq.so.5 into `pq`; 0, or -1 with a message. */
+static int pq_load(void)
+{
+    static const struct {
+        const char *name;
+        size_t offset;
+    } syms[] = {
+        {"PQconnectdb", offsetof(struct pq_api_s, connectdb)},
+        {"PQstatus", offsetof(struct pq_api_s, status)},
+        {"PQerrorMessage", offsetof(struct pq_api_s, error_message)},
+        {"PQfinish", offsetof(struct pq_api_s, finish)},
+        {"PQsendQuery", offsetof(struct pq_api_s, send_query)},
+        {"PQsetSingleRowMode", offsetof(struct pq_api_s, set_single_row_mode)},
+        {"PQgetResult", offsetof(struct pq_api_s, get_result)},
+        {"PQresultStatus", offsetof(struct pq_api_s, result_status)},
+        {"PQgetvalue", offsetof(struct pq_api_s, get_value)},
+        {"PQgetlength", offsetof(struct pq_api_s, get_length)},
+        {"PQresultErrorMessage", offsetof(struct pq_api_s, result_error_message)},
+        {"PQclear", offsetof(struct pq_api_s, clear)},
+        {"PQexec", offsetof(struct pq_api_s, exec)},
+        {"PQntuples", offsetof(struct pq_api_s, ntuples)},
+        {"PQserverVersion", offsetof(struct pq_api_s, server_version)},
+        {"PQlibVersion", offsetof(struct pq_api_s, lib_version)},
+    };
+    void *h = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        fprintf(stderr, "bench_stream: %s\n", dlerror());
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+        void *f = dlsym(h, syms[i].name);
+        if (f == NULL) {
+            fprintf(stderr, "bench_stream: libpq.so.5 has no %s\n", syms[i].name);
+            return -1;
+        }
+        /* POSIX: a function's address fits a void *; memcpy is the C-pedantic way across. */
+        memcpy((char *)&pq + syms[i].offset, &f, sizeof(f));
+    }
+    return 0;
+}
+
+static PGconn *pq_connect(const char *dsn)
+{
+    if (pq.connectdb == NULL && pq_load() < 0)
+        return NULL;
+    PGconn *pc = pq.connectdb(dsn);
+    if (pc == NULL || pq.status(pc) != CONNECTION_OK) {
+        fprintf(stderr, "bench_stream: libpq: %s", pc ? pq.error_message(pc) : "out of memory\n");
+        pq.finish(pc);
+        return NULL;
+    }
+    return pc;
+}
+
+static int run_pq_single(const char *dsn, const char *view, child_res_t *r)
+{
+    PGconn *pc = pq_connect(dsn);
+    if (pc == NULL)
+        return -1;
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT data FROM %s", view);
+    mark_q0(r);
+    if (!pq.send_query(pc, sql) || !pq.set_single_row_mode(pc)) {
+        fprintf(stderr, "bench_stream: libpq-single: %s", pq.error_message(pc));
+        pq.finish(pc);
+        return -1;
+    }
+    int rc = 0;
+    PGresult *res;
+    while ((res = pq.get_result(pc)) != NULL) {
+        ExecStatusType st = pq.result_status(res);
+        if (st == PGRES_SINGLE_TUPLE)
+            count_row(r, pq.get_value(res, 0, 0), (size_t)pq.get_length(res, 0, 0));
+        else if (st != PGRES_TUPLES_OK) {
+            fprintf(stderr, "bench_stream: libpq-single: %s", pq.result_error_message(res));
+            rc = -1;
+        }
+        pq.clear(res);
+    }
+    mark_end(r);
+    pq.finish(pc);
+    return rc;
+}
+
+static int run_pq_exec(const char *dsn, const char *view, child_res_t *r)
+{
+    PGconn *pc = pq_connect(dsn);
+    if (pc == NULL)
+        return -1;
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT data FROM %s", view);
+    mark_q0(r);
+    PGresult *res = pq.exec(pc, sql);
+    int rc = 0;
+    if (pq.result_status(res) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "bench_stream: libpq-exec: %s",
+                res ? pq.result_error_message(res) : pq.error_message(pc));
+        rc = -1;
+    } else {
+        int n = pq.ntuples(res);
+        for (int i = 0; i < n; i++)
+            count_row(r, pq.get_value(res, i, 0), (size_t)pq.get_length(res, i, 0));
+    }
+    mark_end(r);
+    pq.clear(res);
+    pq.finish(pc);
+    return rc;
+}
+
+/* ---- fwire, threaded -------------------------------------------------------------------- */
+
+static void fw_report(const char *client, int rc, const fw_error_t *err)
+{
+    const char *msg = err != NULL && err->message[0] != '\0' ? err->message : fw_strerror(rc);
+    fprintf(stderr, "bench_stream: %s: %s: %s%s%s\n", client, fw_err_name(rc), msg,
+            err != NULL && err->sqlstate[0] ? " SQLSTATE " : "", err ? err->sqlstate : "");
+}
+
+static int make_query(const char *client, const char *view, fw_query_t **q)
+{
+    int rc = fw_query_new(q);
+    if (rc == 0)
+        rc = fw_query_relation(*q, view);
+    if (rc < 0)
+        fw_report(client, rc, NULL);
+    return rc;
+}
+
+static int run_fw_threaded(const char *dsn, const char *view, child_res_t *r)
+{
+    fw_error_t err;
+    memset(&err, 0, sizeof(err));
+    fw_query_t *q = NULL;
+    if (make_query("fwire-threaded", view, &q) < 0)
+        return -1;
+    fw_runtime_t *rt = NULL;
+    int rc = fw_runtime_new(&rt);
+    if (rc < 0) {
+        fw_report("fwire-threaded", rc, NULL);
+        fw_query_free(q);
+        return -1;
+    }
+    fw_conn_opts_t opts;
+    fw_conn_opts_init(&opts);
+    opts.conninfo = dsn;
+    opts.use_environment = false;
+    fw_conn_t *conn = NULL;
+    rc = fw_conn_connect_sync(rt, &opts, &conn, &err);
+    fw_stream_t *s = NULL;
+    if (rc == 0) {
+        mark_q0(r);
+        rc = fw_stream_start(conn, q, NULL, NULL, &s, &err);
+    }
+    if (rc < 0) {
+        mark_end(r);
+        fw_report("fwire-threaded", rc, &err);
+    } else {
+        fw_row_t row;
+        while ((rc = fw_stream_next(s, &row, -1)) == FW_ROW || rc == FW_AGAIN)
+            if (rc == FW_ROW)
+                count_row(r, row.json, row.len);
+        mark_end(r);
+        if (rc < 0)
+            fw_report("fwire-threaded", rc, fw_stream_error(s));
+    }
+    fw_stream_free(s);
+    fw_conn_close_sync(conn);
+    fw_runtime_free(rt);
+    fw_query_free(q);
+    return rc == FW_END ? 0 : -1;
+}
+
+/* ---- fwire, embedded -------------------------------------------------------------------- */
+
+typedef struct emb_s {
+    fw_query_t *q;
+    fw_stream_t *s;
+    child_res_t *r;
+    int status; /* 1 while running; then FW_END or a negative code */
+    fw_error_t err;
+} emb_t;
+
+static void emb_ready(fw_stream_t *s, void *ud)
+{
+    emb_t *e = ud;
+    if (e->status != 1)
+        return;
+    fw_row_t row;
+    int rc;
+    while ((rc = fw_stream_try_next(s, &row)) == FW_ROW)
+        count_row(e->r, row.json, row.len);
+    if (rc == FW_AGAIN)
+        return;
+    mark_end(e->r);
+    e->status = rc;
+    if (rc < 0)
+        e->err = *fw_stream_error(s);
+    fw_stream_free(s);
+    e->s = NULL;
+}
+
+static void emb_connected(fw_conn_t *conn, int status, const fw_error_t *err, void *ud)
+{
+    emb_t *e = ud;
+    if (status < 0) {
+        e->status = status;
+        if (err != NULL)
+            e->err = *err;
+        return;
+    }
+    mark_q0(e->r);
+    int rc = fw_stream_start(conn, e->q, emb_ready, e, &e->s, &e->err);
+    if (rc < 0)
+        e->status = rc;
+}
+
+static int run_fw_embedded(const char *dsn, const char *view, child_res_t *r)
+{
+    emb_t e;
+    memset(&e, 0, sizeof(e));
+    e.r = r;
+    e.status = 1;
+    if (make_query("fwire-embedded", view, &e.q) < 0)
+        return -1;
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0) {
+        fw_query_free(e.q);
+        return -1;
+    }
+    fw_conn_opts_t opts;
+    fw_conn_opts_init(&opts);
+    opts.conninfo = dsn;
+    opts.use_environment = false;
+    fw_conn_t *conn = NULL;
+    int rc = fw_conn_new(&conn, &loop, &opts, &e.err);
+    if (rc == 0) {
+        rc = fw_conn_connect(conn, emb_connected, &e);
+        if (rc < 0)
+            fw_conn_close(conn, NULL, NULL);
+    }
+    if (rc < 0) {
+        e.status = rc;
+    } else {
+        /* Run until the stream (or the connect) has ended, then close and run to the end. */
+        while (e.status == 1 && uv_run(&loop, UV_RUN_ONCE) != 0)
+            ;
+        if (e.status == 1) {
+            fprintf(stderr, "bench_stream: fwire-embedded: the loop ran out of work before the "
+                            "stream ended\n");
+            e.status = FW_ECLOSED;
+        }
+        if (e.s != NULL)
+            fw_stream_free(e.s);
+        fw_conn_close(conn, NULL, NULL);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (e.status < 0) {
+        if (r->t_end == 0)
+            mark_end(r);
+        fw_report("fwire-embedded", e.status, &e.err);
+    }
+    int lc = uv_loop_close(&loop);
+    if (lc != 0)
+        fprintf(stderr, "bench_stream: fwire-embedded: the loop still has handles: %s\n",
+                uv_strerror(lc));
+    fw_query_free(e.q);
+    return e.status == FW_END && lc == 0 ? 0 : -1;
+}
+
+/* ---- the child's entry ------------------------------------------------------------------ */
+
+/* VmHWM of this process (its own address space, every thread), KiB; -1 if unreadable. */
+static long vm_hwm_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kib;
+}
+
+static int child_main(const char *client, const char *view, const char *dsn, int64_t t_main)
+{
+    child_res_t r;
+    memset(&r, 0, sizeof(r));
+    r.t_main = t_main;
+    int rc;
+    if (strcmp(client, "null") == 0)
+        rc = run_null(dsn, view, &r);
+    else if (strcmp(client, "libpq-single") == 0)
+        rc = run_pq_single(dsn, view, &r);
+    else if (strcmp(client, "libpq-exec") == 0)
+        rc = run_pq_exec(dsn, view, &r);
+    else if (strcmp(client, "fwire-threaded") == 0)
+        rc = run_fw_threaded(dsn, view, &r);
+    else if (strcmp(client, "fwire-embedded") == 0)
+        rc = run_fw_embedded(dsn, view, &r);
+    else if (strcmp(client, "none") == 0) { /* the process floor: start, exit */
+        mark_q0(&r);
+        mark_end(&r);
+        rc = 0;
+    } else {
+        fprintf(stderr, "bench_stream: unknown client %s\n", client);
+        return 2;
+    }
+    if (rc < 0)
+        return 1;
+    printf(RESULT_TAG " rows=%llu bytes=%llu setup_ns=%lld query_ns=%lld first_ns=%lld "
+                      "query_cpu_ns=%lld hwm_kib=%ld touch=%llu\n",
+           (unsigned long long)r.rows, (unsigned long long)r.bytes, (long long)(r.t_q0 - r.t_main),
+           (long long)(r.t_end - r.t_q0), (long long)(r.rows > 0 ? r.t_first - r.t_q0 : -1),
+           (long long)(r.cpu_end - r.cpu_q0), vm_hwm_kib(), (unsigned long long)r.touch);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* ==== the parent: spawn, measure, check, report ========================================== */
+
+typedef struct run_s {
+    int64_t wall_ns, cpu_ns; /* whole process: parent's clock, wait4() user+sys */
+    long maxrss_kib;         /* wait4() ru_maxrss */
+    uint64_t rows, bytes;
+    int64_t setup_ns, query_ns, first_ns, qcpu_ns; /* from the child; -1: not measured */
+    long hwm_kib;                                  /* the child's VmHWM; -1: not measured */
+} run_t;
+
+typedef struct cell_s { /* one (view, client) */
+    run_t *runs;        /* --runs of them */
+    int n;
+    bool failed, mismatch;
+    char why[512];
+    /* medians (min/max for wall) over the counted runs */
+    double rows_s, mb_s, cpu_row, qcpu_row, rss_mib, hwm_mib, first_ms, query_ms, wall_ms;
+    double wall_min, wall_max;
+} cell_t;
+
+typedef struct view_s {
+    char name[64];
+    uint64_t rows, bytes; /* what the server says the answer is */
+    cell_t cell[NCLIENTS];
+} view_t;
+
+typedef struct bench_s {
+    const char *dsn;
+    const char *fwire; /* --fwire PATH, or NULL */
+    int timeout_s;
+    bool on[NCLIENTS];
+    const char *argv0;
+} bench_t;
+
+static volatile sig_atomic_t interrupted;
+static pid_t running_child;
+
+static void on_signal(int sig)
+{
+    interrupted = sig;
+    if (running_child > 0)
+        kill(running_child, SIGKILL); /* our own child, by its id */
+}
+
+/* execve() takes char *const argv[]; it never writes through them. */
+static char *mut(const char *s)
+{
+    return (char *)(uintptr_t)s;
+}
+
+/* Appends to a buffer that keeps the last OUT_KEEP - 1 bytes of a child's output. */
+typedef struct tail_s {
+    char buf[OUT_KEEP];
+    size_t len;
+    bool cut;
+} tail_t;
+
+static void tail_add(tail_t *t, const char *p, size_t n)
+{
+    if (n >= sizeof(t->buf) - 1) {
+        p += n - (sizeof(t->buf) - 1);
+        n = sizeof(t->buf) - 1;
+        t->len = 0;
+        t->cut = true;
+    }
+    if (t->len + n > sizeof(t->buf) - 1) {
+        size_t drop = t->len + n - (sizeof(t->buf) - 1);
+        memmove(t->buf, t->buf + drop, t->len - drop);
+        t->len -= drop;
+        t->cut = true;
+    }
+    memcpy(t->buf + t->len, p, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+}
+
+/*
+ * Runs argv with env in a child process, its stdout and stderr on a pipe (the last 32 KiB
+ * kept in *out). Returns the wait status in *status (-1 when it could not run) and fills the
+ * whole-process figures of *run. A child that outlives the timeout is killed.
+ */
+static void spawn(const bench_t *b, char *const argv[], char *const env[], run_t *run, tail_t *out,
+                  int *status)
+{
+    memset(out, 0, sizeof(*out));
+    *status = -1;
+    int fds[2];
+    if (pipe(fds) != 0) {
+        snprintf(out->buf, sizeof(out->buf), "pipe: %s\n", strerror(errno));
+        return;
+    }
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    int64_t t0 = now_ns();
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(out->buf, sizeof(out->buf), "fork: %s\n", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return;
+    }
+    if (pid == 0) { /* only async-signal-safe calls until exec */
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        if (fds[1] > 2)
+            close(fds[1]);
+        execve(argv[0], argv, env);
+        static const char msg[] = "bench_stream: exec failed\n";
+        ssize_t w = write(2, msg, sizeof(msg) - 1);
+        (void)w;
+        _exit(127);
+    }
+    running_child = pid;
+    close(fds[1]);
+    int64_t deadline = t0 + (int64_t)b->timeout_s * 1000000000;
+    bool killed = false;
+    for (;;) {
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN, .revents = 0};
+        int64_t left_ms = (deadline - now_ns()) / 1000000;
+        int pr = poll(&pfd, 1, killed ? -1 : (int)(left_ms > 0 ? left_ms : 0));
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr == 0) {
+            kill(pid, SIGKILL);
+            killed = true;
+            continue;
+        }
+        char buf[65536];
+        ssize_t n = read(fds[0], buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        tail_add(out, buf, (size_t)n);
+    }
+    close(fds[0]);
+    struct rusage ru;
+    pid_t w;
+    do {
+        w = wait4(pid, status, 0, &ru);
+    } while (w < 0 && errno == EINTR);
+    int64_t t1 = now_ns();
+    running_child = 0;
+    if (killed) {
+        char note[96];
+        snprintf(note, sizeof(note), "\n[killed after the %d s timeout]\n", b->timeout_s);
+        tail_add(out, note, strlen(note));
+    }
+    run->wall_ns = t1 - t0;
+    run->cpu_ns = tv_ns(ru.ru_utime) + tv_ns(ru.ru_stime);
+    run->maxrss_kib = ru.ru_maxrss;
+}
+
+/* Finds the line `fwire stream --count` prints, "ROWS BYTES", in its output (stderr may hold
+ * notes too). True when found. */
+static bool parse_cli_counts(const char *s, uint64_t *rows, uint64_t *bytes)
+{
+    for (const char *line = s; *line != '\0'; line += strcspn(line, "\n"), line += *line != '\0') {
+        unsigned long long r, b;
+        int end = 0;
+        if (sscanf(line, "%llu %llu%n", &r, &b, &end) == 2 && isdigit((unsigned char)line[0]) &&
+            (line[end] == '\n' || line[end] == '\0')) {
+            *rows = r;
+            *bytes = b;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* One run of one client (-1: "none", the process floor) on one view; 0, or -1 with the reason
+ * in why[0..cap). */
+static int run_once(const bench_t *b, int client, const char *view, char *why, size_t cap,
+                    run_t *run)
+{
+    const char *name = client < 0 ? "none" : client_names[client];
+    memset(run, 0, sizeof(*run));
+    run->setup_ns = run->query_ns = run->first_ns = run->qcpu_ns = -1;
+    run->hwm_kib = -1;
+    static tail_t out;
+    int status;
+    if (client == C_FW_CLI) {
+        char *argv[] = {mut(b->fwire), mut("stream"), mut("--count"), mut(view), mut(b->dsn), NULL};
+        spawn(b, argv, environ, run, &out, &status);
+    } else {
+        char *argv[] = {mut("/proc/self/exe"), mut("--client"), mut(name), mut("--view"), mut(view),
+                        mut("--dsn"),          mut(b->dsn),     NULL};
+        spawn(b, argv, environ, run, &out, &status);
+    }
+    bool exited_ok = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    bool parsed = false;
+    if (client == C_FW_CLI) {
+        parsed = exited_ok && parse_cli_counts(out.buf, &run->rows, &run->bytes);
+    } else {
+        const char *line = strstr(out.buf, RESULT_TAG " ");
+        unsigned long long rows, bytes, touch;
+        long long setup, query, first, qcpu;
+        long hwm;
+        if (exited_ok && line != NULL &&
+            sscanf(line,
+                   RESULT_TAG " rows=%llu bytes=%llu setup_ns=%lld query_ns=%lld first_ns=%lld "
+                              "query_cpu_ns=%lld hwm_kib=%ld touch=%llu",
+                   &rows, &bytes, &setup, &query, &first, &qcpu, &hwm, &touch) == 8) {
+            parsed = true;
+            run->rows = rows;
+            run->bytes = bytes;
+            run->setup_ns = setup;
+            run->query_ns = query;
+            run->first_ns = first;
+            run->qcpu_ns = qcpu;
+            run->hwm_kib = hwm;
+        }
+        /* Anything else a healthy client printed (a warning) is worth seeing. */
+        if (parsed && line != out.buf)
+            fprintf(stderr, "[%s %s] %.*s", name, view, (int)(line - out.buf), out.buf);
+    }
+    if (parsed)
+        return 0;
+    char st[64];
+    if (status == -1)
+        snprintf(st, sizeof(st), "did not run");
+    else if (WIFSIGNALED(status))
+        snprintf(st, sizeof(st), "killed by signal %d", WTERMSIG(status));
+    else if (WEXITSTATUS(status) != 0)
+        snprintf(st, sizeof(st), "exit status %d", WEXITSTATUS(status));
+    else
+        snprintf(st, sizeof(st), "no result line in its output");
+    snprintf(why, cap, "%s", st);
+    fprintf(stderr, "bench_stream: %s on %s failed (%s); its output%s:\n%s%s", name, view, st,
+            out.cut ? " (the end)" : "", out.buf,
+            out.len > 0 && out.buf[out.len - 1] != '\n' ? "\n" : "");
+    return -1;
+}
+
+/* Checks a run against the server's answer; marks the cell and says so when it differs. */
+static void check_counts(view_t *v, int client, const run_t *run)
+{
+    cell_t *c = &v->cell[client];
+    if (run->rows == v->rows && run->bytes == v->bytes)
+        return;
+    if (c->mismatch) /* said once per view and client */
+        return;
+    c->mismatch = true;
+    fprintf(stderr,
+            "bench_stream: ERROR: %s on %s got %llu rows and %llu bytes, the server says %llu "
+            "rows and %llu bytes\n",
+            client_names[client], v->name, (unsigned long long)run->rows,
+            (unsigned long long)run->bytes, (unsigned long long)v->rows,
+            (unsigned long long)v->bytes);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of n values (the mean of the middle two for an even n); sorts v. */
+static double median(double *v, int n)
+{
+    if (n == 0)
+        return 0;
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void cell_stats(cell_t *c, bool cli)
+{
+    double rows_s[MAX_RUNS], mb_s[MAX_RUNS], cpu[MAX_RUNS], qcpu[MAX_RUNS], rss[MAX_RUNS];
+    double hwm[MAX_RUNS], first[MAX_RUNS], query[MAX_RUNS], wall[MAX_RUNS];
+    int n = c->n;
+    if (n == 0)
+        return;
+    c->wall_min = c->wall_max = (double)c->runs[0].wall_ns / 1e6;
+    for (int i = 0; i < n; i++) {
+        const run_t *r = &c->runs[i];
+        double rows = r->rows > 0 ? (double)r->rows : 1;
+        /* Streaming time: the child's query window; the CLI has only its whole process. */
+        double secs = (double)(cli ? r->wall_ns : r->query_ns) / 1e9;
+        rows_s[i] = secs > 0 ? (double)r->rows / secs : 0;
+        mb_s[i] = secs > 0 ? (double)r->bytes / 1e6 / secs : 0;
+        cpu[i] = (double)r->cpu_ns / rows;
+        qcpu[i] = (double)r->qcpu_ns / rows;
+        rss[i] = (double)r->maxrss_kib / 1024;
+        hwm[i] = (double)r->hwm_kib / 1024;
+        first[i] = (double)r->first_ns / 1e6;
+        query[i] = (double)r->query_ns / 1e6;
+        wall[i] = (double)r->wall_ns / 1e6;
+        if (wall[i] < c->wall_min)
+            c->wall_min = wall[i];
+        if (wall[i] > c->wall_max)
+            c->wall_max = wall[i];
+    }
+    c->rows_s = median(rows_s, n);
+    c->mb_s = median(mb_s, n);
+    c->cpu_row = median(cpu, n);
+    c->qcpu_row = cli ? -1 : median(qcpu, n);
+    c->rss_mib = median(rss, n);
+    c->hwm_mib = cli ? -1 : median(hwm, n);
+    c->first_ms = cli ? -1 : median(first, n);
+    c->query_ms = cli ? -1 : median(query, n);
+    c->wall_ms = median(wall, n);
+}
+
+/* "1.23M", "456K", "789": rows per second, three significant figures. */
+static void fmt_rate(char *buf, size_t cap, double v)
+{
+    if (v >= 1e6)
+        snprintf(buf, cap, "%.3gM", v / 1e6);
+    else if (v >= 1e3)
+        snprintf(buf, cap, "%.3gK", v / 1e3);
+    else
+        snprintf(buf, cap, "%.3g", v);
+}
+
+static void fmt_num(char *buf, size_t cap, double v, int decimals)
+{
+    if (v < 0)
+        snprintf(buf, cap, "—");
+    else
+        snprintf(buf, cap, "%.*f", decimals, v);
+}
+
+static void print_table(view_t *views, int nviews, const bench_t *b)
+{
+    printf("| view | client | rows/s | MB/s | CPU ns/row | query CPU ns/row | peak RSS MiB | "
+           "first row ms | query ms | wall ms [min, max] | query/null | wall/null | "
+           "CPU/row ÷ libpq-single |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int vi = 0; vi < nviews; vi++) {
+        view_t *v = &views[vi];
+        const cell_t *nul = &v->cell[C_NULL], *pqs = &v->cell[C_PQ_SINGLE];
+        for (int ci = 0; ci < NCLIENTS; ci++) {
+            const cell_t *c = &v->cell[ci];
+            if (!b->on[ci])
+                continue;
+            if (c->failed || c->n == 0) {
+                printf("| %s | %s | FAILED: %s |||||||||||\n", v->name, client_names[ci],
+                       c->why[0] ? c->why : "no run");
+                continue;
+            }
+            bool cli = ci == C_FW_CLI;
+            char rate[32], mb[32], cpu[32], qcpu[32], rss[32], first[32], query[32];
+            char qr[32] = "", wr[32] = "", cr[32] = "";
+            fmt_rate(rate, sizeof(rate), c->rows_s);
+            snprintf(mb, sizeof(mb), "%.1f%s", c->mb_s, cli ? "†" : "");
+            if (cli)
+                snprintf(rate + strlen(rate), sizeof(rate) - strlen(rate), "†");
+            fmt_num(cpu, sizeof(cpu), c->cpu_row, 0);
+            fmt_num(qcpu, sizeof(qcpu), c->qcpu_row, 0);
+            fmt_num(rss, sizeof(rss), c->rss_mib, 1);
+            fmt_num(first, sizeof(first), c->first_ms, 2);
+            fmt_num(query, sizeof(query), c->query_ms, 1);
+            bool have_null = b->on[C_NULL] && !nul->failed && nul->n > 0;
+            bool have_pqs = b->on[C_PQ_SINGLE] && !pqs->failed && pqs->n > 0;
+            if (have_null && ci != C_NULL) {
+                if (!cli)
+                    snprintf(qr, sizeof(qr), "%.2f", c->query_ms / nul->query_ms);
+                snprintf(wr, sizeof(wr), "%.2f", c->wall_ms / nul->wall_ms);
+            }
+            if (have_pqs && ci != C_PQ_SINGLE)
+                snprintf(cr, sizeof(cr), "%.2f", c->cpu_row / pqs->cpu_row);
+            printf("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %.1f [%.1f, %.1f] | %s | %s "
+                   "| %s |\n",
+                   v->name, client_names[ci], c->mismatch ? " (COUNT MISMATCH)" : "", rate, mb, cpu,
+                   qcpu, rss, first, query, c->wall_ms, c->wall_min, c->wall_max, qr, wr, cr);
+        }
+    }
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static int write_json(const char *path, view_t *views, int nviews, const bench_t *b, int runs,
+                      const char *date, int server_version, const cell_t *floor_cell)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "bench_stream: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(f,
+            "{\"benchmark\": \"stream\", \"date\": \"%s\", \"fwire\": \"%s\", \"libuv\": \"%s\", "
+            "\"libpq\": %d, \"server_version\": %d, \"runs\": %d, \"warmup\": 1, \"dsn\": ",
+            date, fw_version_string(), uv_version_string(), pq.lib_version(), server_version, runs);
+    json_str(f, b->dsn);
+    fprintf(f,
+            ", \"process_floor\": {\"peak_rss_mib\": %.3f, \"cpu_ms\": %.4f, \"wall_ms\": %.4f}, "
+            "\"views\": [",
+            floor_cell->rss_mib, floor_cell->cpu_row / 1e6, floor_cell->wall_ms);
+    for (int vi = 0; vi < nviews; vi++) {
+        view_t *v = &views[vi];
+        fprintf(f, "%s{\"view\": \"%s\", \"rows\": %llu, \"bytes\": %llu, \"clients\": [",
+                vi ? ", " : "", v->name, (unsigned long long)v->rows, (unsigned long long)v->bytes);
+        bool first = true;
+        for (int ci = 0; ci < NCLIENTS; ci++) {
+            cell_t *c = &v->cell[ci];
+            if (!b->on[ci])
+                continue;
+            fprintf(f, "%s{\"client\": \"%s\", \"failed\": %s, \"count_mismatch\": %s, ",
+                    first ? "" : ", ", client_names[ci], c->failed ? "true" : "false",
+                    c->mismatch ? "true" : "false");
+            first = false;
+            if (c->failed) {
+                fprintf(f, "\"why\": ");
+                json_str(f, c->why);
+                fprintf(f, ", ");
+            }
+            fprintf(f,
+                    "\"median\": {\"rows_per_s\": %.1f, \"mb_per_s\": %.3f, "
+                    "\"cpu_ns_per_row\": %.2f, \"query_cpu_ns_per_row\": %.2f, "
+                    "\"peak_rss_mib\": %.3f, \"vm_hwm_mib\": %.3f, \"first_row_ms\": %.4f, "
+                    "\"query_ms\": %.4f, \"wall_ms\": %.4f}, \"wall_ms_min\": %.4f, "
+                    "\"wall_ms_max\": %.4f, \"runs\": [",
+                    c->rows_s, c->mb_s, c->cpu_row, c->qcpu_row, c->rss_mib, c->hwm_mib,
+                    c->first_ms, c->query_ms, c->wall_ms, c->wall_min, c->wall_max);
+            for (int i = 0; i < c->n; i++) {
+                const run_t *r = &c->runs[i];
+                fprintf(f,
+                        "%s{\"rows\": %llu, \"bytes\": %llu, \"wall_ns\": %lld, \"cpu_ns\": %lld, "
+                        "\"maxrss_kib\": %ld, \"setup_ns\": %lld, \"query_ns\": %lld, "
+                        "\"first_row_ns\": %lld, \"query_cpu_ns\": %lld, \"vm_hwm_kib\": %ld}",
+                        i ? ", " : "", (unsigned long long)r->rows, (unsigned long long)r->bytes,
+                        (long long)r->wall_ns, (long long)r->cpu_ns, r->maxrss_kib,
+                        (long long)r->setup_ns, (long long)r->query_ns, (long long)r->first_ns,
+                        (long long)r->qcpu_ns, r->hwm_kib);
+            }
+            fprintf(f, "]}");
+        }
+        fprintf(f, "]}");
+    }
+    fprintf(f, "]}\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* ---- set-up ----------------------------------------------------------------------------- */
+
+static const char *env_or_skip(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0') {
+        fprintf(stderr, "bench_stream: %s is not set: run through test/with-pg.sh or give --dsn\n",
+                name);
+        exit(77);
+    }
+    return v;
+}
+
+static void clear_pg_environment(void)
+{
+    for (;;) {
+        char **e = environ;
+        while (*e != NULL && strncmp(*e, "PG", 2) != 0)
+            e++;
+        if (*e == NULL)
+            return;
+        char name[256];
+        size_t n = strcspn(*e, "=");
+        if (n >= sizeof(name))
+            n = sizeof(name) - 1;
+        memcpy(name, *e, n);
+        name[n] = '\0';
+        fprintf(stderr, "bench_stream: ignoring %s: the clients read the connection string only\n",
+                name);
+        unsetenv(name);
+    }
+}
+
+/* True when `path --help` of the stream subcommand works: the binary has `stream`. */
+static bool cli_has_stream(const bench_t *b)
+{
+    if (access(b->fwire, X_OK) != 0) {
+        fprintf(stderr, "bench_stream: fwire-cli skipped: %s: %s\n", b->fwire, strerror(errno));
+        return false;
+    }
+    char *argv[] = {mut(b->fwire), mut("stream"), mut("--help"), NULL};
+    run_t run;
+    static tail_t out;
+    int status;
+    spawn(b, argv, environ, &run, &out, &status);
+    if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return true;
+    fprintf(stderr,
+            "bench_stream: fwire-cli skipped: `%s stream --help` failed: the binary has "
+            "no stream subcommand yet\n",
+            b->fwire);
+    return false;
+}
+
+/* View names go into the SQL of the null and libpq clients as they are: identifiers only. */
+static bool valid_view(const char *s)
+{
+    if (s[0] == '\0' || strlen(s) > 63)
+        return false;
+    for (; *s != '\0'; s++)
+        if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '_'))
+            return false;
+    return true;
+}
+
+/* The server's own answer for a view: the rows and the bytes of their text. */
+static int expected_counts(PGconn *pc, view_t *v)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0) FROM %.63s", v->name);
+    PGresult *res = pq.exec(pc, sql);
+    if (pq.result_status(res) != PGRES_TUPLES_OK || pq.ntuples(res) != 1) {
+        fprintf(stderr, "bench_stream: %s: %s", v->name, pq.result_error_message(res));
+        pq.clear(res);
+        return -1;
+    }
+    v->rows = strtoull(pq.get_value(res, 0, 0), NULL, 10);
+    v->bytes = strtoull(pq.get_value(res, 0, 1), NULL, 10);
+    pq.clear(res);
+    return 0;
+}
+
+static void usage(const char *argv0)
+{
+    fprintf(stderr,
+            "usage: %s [--runs N] [--quick] [--views LIST] [--clients LIST] [--dsn CONNINFO]\n"
+            "       [--fwire PATH] [--json OUT] [--timeout SECONDS]\n"
+            "views: comma-separated (default " DEFAULT_VIEWS "; \"1m\" means v_bench_1m)\n"
+            "clients: comma-separated subset of null,libpq-single,libpq-exec,fwire-threaded,\n"
+            "         fwire-embedded,fwire-cli (default: all; fwire-cli needs --fwire)\n",
+            argv0);
+}
+
+int main(int argc, char **argv)
+{
+    int64_t t_main = now_ns();
+    if (argc >= 2 && strcmp(argv[1], "--client") == 0) { /* a child: one measured run */
+        if (argc != 7 || strcmp(argv[3], "--view") != 0 || strcmp(argv[5], "--dsn") != 0) {
+            fprintf(stderr, "usage: %s --client NAME --view VIEW --dsn CONNINFO\n", argv[0]);
+            return 2;
+        }
+        signal(SIGPIPE, SIG_IGN); /* libpq masks it itself; fwire leaves it to the application */
+        return child_main(argv[2], argv[4], argv[6], t_main);
+    }
+
+    bench_t b;
+    memset(&b, 0, sizeof(b));
+    b.argv0 = argv[0];
+    b.timeout_s = 600;
+    const char *views_arg = DEFAULT_VIEWS, *clients_arg = NULL, *json_out = NULL;
+    int runs = 5;
+    bool quick = false, runs_given = false, views_given = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
+            runs = atoi(argv[++i]);
+            runs_given = true;
+        } else if (strcmp(argv[i], "--quick") == 0) {
+            quick = true;
+        } else if (strcmp(argv[i], "--views") == 0 && i + 1 < argc) {
+            views_arg = argv[++i];
+            views_given = true;
+        } else if (strcmp(argv[i], "--clients") == 0 && i + 1 < argc) {
+            clients_arg = argv[++i];
+        } else if (strcmp(argv[i], "--dsn") == 0 && i + 1 < argc) {
+            b.dsn = argv[++i];
+        } else if (strcmp(argv[i], "--fwire") == 0 && i + 1 < argc) {
+            b.fwire = argv[++i];
+        } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+            json_out = argv[++i];
+        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+            b.timeout_s = atoi(argv[++i]);
+        } else {
+            usage(argv[0]);
+            return 2;
+        }
+    }
+    if (quick) {
+        if (!runs_given)
+            runs = 3;
+        if (!views_given)
+            views_arg = "v_bench_1k,v_bench_100k";
+    }
+    if (runs < 1 || runs > MAX_RUNS || b.timeout_s < 1) {
+        fprintf(stderr, "bench_stream: --runs must be 1..%d and --timeout at least 1\n", MAX_RUNS);
+        return 2;
+    }
+
+    /* Clients. */
+    if (clients_arg == NULL) {
+        for (int ci = 0; ci < NCLIENTS; ci++)
+            b.on[ci] = true;
+    } else {
+        char list[512];
+        snprintf(list, sizeof(list), "%s", clients_arg);
+        for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL;
+             t = strtok_r(NULL, ",", &save)) {
+            int ci = 0;
+            while (ci < NCLIENTS && strcmp(t, client_names[ci]) != 0)
+                ci++;
+            if (ci == NCLIENTS) {
+                fprintf(stderr, "bench_stream: unknown client %s\n", t);
+                usage(argv[0]);
+                return 2;
+            }
+            b.on[ci] = true;
+        }
+    }
+
+    /* Views. */
+    static view_t views[MAX_VIEWS];
+    int nviews = 0;
+    {
+        char list[1024];
+        snprintf(list, sizeof(list), "%s", views_arg);
+        for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL;
+             t = strtok_r(NULL, ",", &save)) {
+            if (nviews == MAX_VIEWS) {
+                fprintf(stderr, "bench_stream: at most %d views\n", MAX_VIEWS);
+                return 2;
+            }
+            view_t *v = &views[nviews++];
+            snprintf(v->name, sizeof(v->name), "%s%s", strncmp(t, "v_", 2) == 0 ? "" : "v_bench_",
+                     t);
+            if (!valid_view(v->name)) {
+                fprintf(stderr,
+                        "bench_stream: %s: a view name is lower-case letters, digits "
+                        "and _ (at most 63)\n",
+                        v->name);
+                return 2;
+            }
+        }
+    }
+
+    /* The connection: --dsn, or the test cluster's unix socket as its trust user. */
+    static char dsn_buf[1024];
+    if (b.dsn == NULL) {
+        snprintf(dsn_buf, sizeof(dsn_buf), "host=%s port=%s dbname=%s user=%s",
+                 env_or_skip("FW_TEST_SOCKDIR"), env_or_skip("FW_TEST_PORT"),
+                 env_or_skip("FW_TEST_DBNAME"), env_or_skip("FW_TEST_USER_TRUST"));
+        b.dsn = dsn_buf;
+    }
+    clear_pg_environment();
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    if (b.on[C_FW_CLI]) {
+        if (b.fwire == NULL) {
+            if (clients_arg != NULL)
+                fprintf(stderr, "bench_stream: fwire-cli skipped: no --fwire PATH\n");
+            b.on[C_FW_CLI] = false;
+        } else if (!cli_has_stream(&b)) {
+            b.on[C_FW_CLI] = false;
+        }
+    }
+
+    /* The server's answer for every view, before any client runs. */
+    PGconn *pc = pq_connect(b.dsn);
+    if (pc == NULL)
+        return 1;
+    int server_version = pq.server_version(pc);
+    for (int vi = 0; vi < nviews; vi++)
+        if (expected_counts(pc, &views[vi]) < 0) {
+            pq.finish(pc);
+            return 1;
+        }
+    pq.finish(pc);
+
+    char date[64];
+    time_t now = time(NULL);
+    strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    fprintf(stderr, "bench_stream: %d views, %d counted runs each after 1 warm-up, %s\n", nviews,
+            runs, b.dsn);
+
+    /* The process floor: this program started as a child that connects nowhere and exits. */
+    static cell_t floor_cell;
+    floor_cell.runs = calloc((size_t)runs, sizeof(run_t));
+    for (int vi = 0; vi < nviews; vi++)
+        for (int ci = 0; ci < NCLIENTS; ci++)
+            views[vi].cell[ci].runs = calloc((size_t)runs, sizeof(run_t));
+    if (floor_cell.runs == NULL || views[nviews - 1].cell[NCLIENTS - 1].runs == NULL) {
+        fprintf(stderr, "bench_stream: out of memory\n");
+        return 1;
+    }
+    for (int round = -1; round < runs; round++) {
+        run_t run;
+        if (run_once(&b, -1, "-", floor_cell.why, sizeof(floor_cell.why), &run) < 0)
+            return 1;
+        if (round >= 0)
+            floor_cell.runs[floor_cell.n++] = run;
+    }
+    cell_stats(&floor_cell, false);
+
+    bool bad = false;
+    for (int vi = 0; vi < nviews && !interrupted; vi++) {
+        view_t *v = &views[vi];
+        fprintf(stderr, "bench_stream: %s: %llu rows, %.1f MB of JSON text\n", v->name,
+                (unsigned long long)v->rows, (double)v->bytes / 1e6);
+        for (int round = -1; round < runs && !interrupted; round++) { /* -1: the warm-up */
+            for (int ci = 0; ci < NCLIENTS && !interrupted; ci++) {
+                cell_t *c = &v->cell[ci];
+                if (!b.on[ci] || c->failed)
+                    continue;
+                run_t run;
+                if (run_once(&b, ci, v->name, c->why, sizeof(c->why), &run) < 0) {
+                    c->failed = true;
+                    bad = true;
+                    continue;
+                }
+                check_counts(v, ci, &run);
+                if (round >= 0)
+                    c->runs[c->n++] = run;
+            }
+        }
+        for (int ci = 0; ci < NCLIENTS; ci++) {
+            cell_stats(&v->cell[ci], ci == C_FW_CLI);
+            bad |= v->cell[ci].mismatch;
+        }
+    }
+    if (interrupted) {
+        fprintf(stderr, "bench_stream: interrupted\n");
+        return 1;
+    }
+
+    printf("streaming throughput: SELECT data FROM <view>, fwire %s (libuv %s), libpq %d, server "
+           "%d, %s\n%d counted runs per client after 1 warm-up, interleaved; medians; each run a "
+           "separate process\n\n",
+           fw_version_string(), uv_version_string(), pq.lib_version(), server_version, date, runs);
+    printf("process floor (this program, started to connect nowhere and exit; libpq not loaded): "
+           "peak RSS %.1f MiB, CPU %.2f ms, wall %.2f ms\n\n",
+           floor_cell.rss_mib, floor_cell.cpu_row / 1e6, floor_cell.wall_ms);
+    print_table(views, nviews, &b);
+    printf("\nrows/s and MB/s: from sending the query to the last row (connect excluded); "
+           "† fwire-cli: whole process, connect included.\nCPU ns/row: the whole process "
+           "(user+sys, wait4); query CPU: the query window only. Peak RSS: ru_maxrss.\n");
+    for (int vi = 0; vi < nviews; vi++)
+        printf("%s: %llu rows, %llu bytes of JSON text\n", views[vi].name,
+               (unsigned long long)views[vi].rows, (unsigned long long)views[vi].bytes);
+    if (json_out != NULL &&
+        write_json(json_out, views, nviews, &b, runs, date, server_version, &floor_cell) < 0)
+        bad = true;
+    if (bad)
+        fprintf(stderr, "bench_stream: ERROR: a client failed or got a different answer (above); "
+                        "these numbers do not compare the same work\n");
+    return bad ? 1 : 0;
+}
