@@ -384,11 +384,16 @@ static int parse(fw_stream_t *s)
             if (len > s->row_cap) {
                 /* RELIABILITY decision 4: fail the stream, skip the bytes as they arrive. */
                 size_t total = (size_t)len + 1;
-                fail(s, FW_ETOOBIG,
-                     "a row of %zu bytes exceeds the limit of %zu bytes (%s); raise it to "
-                     "read this row",
-                     total - 5, s->row_cap - 4,
-                     s->row_cap == s->max_message ? "max_message" : "the query's max_memory");
+                if (len > s->max_message)
+                    fail(s, FW_ETOOBIG,
+                         "a row arrived as a message of %zu bytes, over the connection's "
+                         "max_message of %zu bytes; raise max_message to read it",
+                         (size_t)len, s->max_message);
+                else
+                    fail(s, FW_ETOOBIG,
+                         "a row of %zu bytes does not fit the query's byte budget (max_memory "
+                         "%zu bytes); raise max_memory to read it",
+                         total - 11, s->pipe.o.max_memory);
                 size_t k = avail < total ? avail : total;
                 pos += k;
                 s->skip = total - k;
