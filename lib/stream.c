@@ -501,7 +501,7 @@ static int make_room(fw_stream_t *s)
         /* A tail parked in the scratch buffer while the budget was full (below). */
         size_t need = s->parked >= 5 ? (size_t)be32(s->scratch + 1) + 1 : 0;
         fw__slab_t *ns;
-        int rc = fw__pipe_slab_get(&s->pipe, need > FW__STREAM_SLAB ? need : FW__STREAM_SLAB, &ns);
+        int rc = fw__pipe_slab_get(&s->pipe, need, &ns);
         if (rc != FW__PIPE_OK)
             return rc;
         memcpy(ns->data, s->scratch, s->parked);
@@ -518,15 +518,17 @@ static int make_room(fw_stream_t *s)
             return FW__PIPE_OK;
     }
     size_t tail = sl != NULL ? sl->used - s->pos : 0;
-    size_t want = need > FW__STREAM_SLAB ? need : FW__STREAM_SLAB;
+    size_t want = need; /* 0 or less than a slab: a standard slab */
     /* The open chunk points into the old slab: it cannot take rows from the new one. */
     if (sl != NULL && s->pipe.open != NULL && s->pipe.open->slab == sl) {
         int rc = fw__pipe_flush(&s->pipe);
         if (rc != FW__PIPE_OK)
             return rc;
     }
+    /* Chunks the consumer released may be all that still pins the old slab. */
+    fw__pipe_reclaim(&s->pipe);
     fw__slab_t *ns;
-    if (sl != NULL && sl->refs == 1) {
+    if (sl != NULL && sl->refs == 1 && tail <= FW__STREAM_SLAB) {
         /* No chunk points into the old slab: park the tail in the scratch buffer and give the
          * slab back first, so the budget never has to hold the old and the new one together
          * and a budget of one slab still makes progress. */

@@ -50,7 +50,7 @@ struct fw_stream_s {
     size_t skip;    /* bytes of an oversized DataRow still to skip as they arrive */
     size_t row_cap; /* largest DataRow accepted (its length field); above it: FW_ETOOBIG */
     size_t max_message;
-    uint8_t *scratch; /* FW__STREAM_SLAB bytes: moving a message tail out of a slab */
+    uint8_t *scratch; /* FW__STREAM_SLAB bytes (conn->plain): a message tail between slabs */
     fw_predicate_cb pred;
     void *pred_ud;
     fw_rows_ready_cb ready;

@@ -131,3 +131,42 @@ CREATE OR REPLACE VIEW public."v_Mixed Case" AS
     SELECT '{"id": 1, "where": "public.\"v_Mixed Case\""}'::jsonb AS data;
 
 ANALYZE fixture_rows, fixture_json, fixture_nulls, fixture_big_row, fw_schema."Weird Name";
+
+-- ---------------------------------------------------------------------------------
+-- Fixtures of test/test_lib_stream_live.c.
+--
+-- v_fixture_error_500k: a million rows made server-side, division by zero at i = 500,000:
+-- the 499,999 rows before it reach the client (over many socket reads and backpressure
+-- stalls), then the ErrorResponse (SQLSTATE 22012). No ORDER BY, for the reason given at
+-- v_fixture_error_mid: the expression runs as each row is sent.
+CREATE OR REPLACE VIEW v_fixture_error_500k AS
+    SELECT jsonb_build_object('i', i, 'x', 1 / (500000 - i)) AS data
+    FROM generate_series(1, 1000000) AS i;
+
+-- v_fixture_notice: 2,000 rows; computing row 1,000 raises a NOTICE, so a NoticeResponse
+-- arrives between two DataRows of one result.
+DROP VIEW IF EXISTS v_fixture_notice;
+CREATE OR REPLACE FUNCTION fixture_notice_at(i int, at int) RETURNS int
+    LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF i = at THEN
+        RAISE NOTICE 'fwire fixture notice at row %', i;
+    END IF;
+    RETURN i;
+END
+$$;
+CREATE VIEW v_fixture_notice AS
+    SELECT jsonb_build_object('i', fixture_notice_at(i, 1000)) AS data
+    FROM generate_series(1, 2000) AS i;
+
+-- v_fixture_sleepy: ten rows, each computed after a 100 ms sleep (pg_sleep is volatile, so it
+-- runs once per row): a statement timeout of a few hundred ms fails the query (57014) after
+-- the first rows were sent.
+CREATE OR REPLACE VIEW v_fixture_sleepy AS
+    SELECT jsonb_build_object('i', i, 'slept', pg_sleep(0.1)::text) AS data
+    FROM generate_series(1, 10) AS i;
+
+-- v_fixture_settings: the session's statement_timeout as the query sees it, to check that a
+-- query's own timeout (set_config(..., is_local)) does not outlive it.
+CREATE OR REPLACE VIEW v_fixture_settings AS
+    SELECT jsonb_build_object('statement_timeout', current_setting('statement_timeout')) AS data;
