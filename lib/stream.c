@@ -172,7 +172,8 @@ void fw__stream_conn_gone(fw_stream_t *s, int code, const char *why)
     if (s->conn == NULL)
         return;
     if (s->err.code == 0)
-        fail(s, code, "%s (after %llu rows)", why, (unsigned long long)s->rows_total);
+        fail(s, code, "%s (after %llu row%s)", why, (unsigned long long)s->rows_total,
+             s->rows_total == 1 ? "" : "s");
     s->conn->state = s->conn->closing ? s->conn->state : FW__CONN_BAD;
     detach(s, NULL, 0);
 }
@@ -238,8 +239,8 @@ static void check_schema(fw_stream_t *s, const fw__pq_msg_t *m)
             const char *tn = type_name(f.type_oid);
             char oid[32];
             snprintf(oid, sizeof(oid), "type oid %u", (unsigned)f.type_oid);
-            int k = snprintf(got + at, sizeof(got) - at, "%s\"%s\" (%s)", i ? ", " : "", name,
-                             tn ? tn : oid);
+            int k = snprintf(got + at, sizeof(got) - at, "%s\"%s\" (%s%s)", i ? ", " : "", name,
+                             tn ? tn : oid, f.format != 0 ? ", binary format" : "");
             at += k > 0 ? (size_t)k : 0;
             if (at >= sizeof(got))
                 at = sizeof(got) - 1;
@@ -411,16 +412,18 @@ static int parse(fw_stream_t *s)
                 pos += total; /* the statement-timeout statement's one row */
                 continue;
             }
+            if (s->discard) {
+                /* Rows after a failure of ours (schema, too big) or after the consumer left
+                 * are dropped unread: after a schema error they may well have two fields. */
+                pos += total;
+                continue;
+            }
             fw__pq_col_t col;
             int err = fw__pq_datarow_one_fast(p + 5, len - 4, &col);
             if (err < 0) {
                 s->pos = pos;
                 conn_failed(s, err, fw_strerror(err));
                 return PUMP_OVER;
-            }
-            if (s->discard) {
-                pos += total;
-                continue;
             }
             fw_row_t row = {(const char *)col.value.ptr, col.value.len, col.is_null};
             if (s->pred != NULL && !s->pred(s->pred_ud, &row)) {

@@ -191,6 +191,8 @@ static int chunk_get(fw__pipe_t *p, fw__chunk_t **out)
         p->chunks++;
     }
     c->next = NULL;
+    c->taken = false;
+    c->taken_prev = c->taken_next = NULL;
     c->slab = NULL;
     c->n = 0;
     c->first = 0;
@@ -285,13 +287,32 @@ void fw__pipe_set_chunk_rows(fw__pipe_t *p, uint32_t rows)
 
 /* ---- consumer -------------------------------------------------------------------------- */
 
-void fw__pipe_release(fw__pipe_t *p, fw__chunk_t *c)
+/* Hands a chunk back through the empty ring. Cannot fail: that ring holds every chunk that
+ * exists (max_chunks). */
+static void release_now(fw__pipe_t *p, fw__chunk_t *c)
 {
-    /* Cannot fail: the empty ring holds every chunk that exists (max_chunks). */
     bool ok = fw__ring_push(&p->empty, c);
     (void)ok;
     p->released++;
     atomic_store_explicit(&p->st_released, p->released, memory_order_relaxed);
+}
+
+void fw__pipe_release(fw__pipe_t *p, fw__chunk_t *c)
+{
+    if (c->taken) {
+        c->taken = false;
+        if (c->taken_prev != NULL)
+            c->taken_prev->taken_next = c->taken_next;
+        else
+            p->taken_list = c->taken_next;
+        if (c->taken_next != NULL)
+            c->taken_next->taken_prev = c->taken_prev;
+    } else if (c == p->cur) {
+        p->cur = NULL;
+    } else {
+        return; /* not the consumer's: already released */
+    }
+    release_now(p, c);
 }
 
 static fw__chunk_t *pop_chunk(fw__pipe_t *p)
@@ -310,7 +331,7 @@ bool fw__pipe_next(fw__pipe_t *p, fw_row_t *row)
     if (c == NULL || c->first >= c->n) {
         if (c != NULL) {
             p->cur = NULL;
-            fw__pipe_release(p, c);
+            release_now(p, c);
         }
         c = pop_chunk(p);
         if (c == NULL)
@@ -323,34 +344,45 @@ bool fw__pipe_next(fw__pipe_t *p, fw_row_t *row)
     return true;
 }
 
+/* Moves a chunk onto the consumer's taken list. */
+static fw__chunk_t *mark_taken(fw__pipe_t *p, fw__chunk_t *c)
+{
+    p->yielded += c->n - c->first;
+    atomic_store_explicit(&p->st_rows_yielded, p->yielded, memory_order_relaxed);
+    c->taken = true;
+    c->taken_prev = NULL;
+    c->taken_next = p->taken_list;
+    if (p->taken_list != NULL)
+        p->taken_list->taken_prev = c;
+    p->taken_list = c;
+    return c;
+}
+
 fw__chunk_t *fw__pipe_take(fw__pipe_t *p)
 {
     fw__chunk_t *c = p->cur;
-    p->cur = NULL;
     if (c != NULL && c->first < c->n) {
-        p->yielded += c->n - c->first;
-        atomic_store_explicit(&p->st_rows_yielded, p->yielded, memory_order_relaxed);
-        return c;
+        p->cur = NULL;
+        return mark_taken(p, c);
     }
+    p->cur = NULL;
     if (c != NULL)
-        fw__pipe_release(p, c);
+        release_now(p, c);
     c = pop_chunk(p);
-    if (c != NULL) {
-        p->yielded += c->n - c->first;
-        atomic_store_explicit(&p->st_rows_yielded, p->yielded, memory_order_relaxed);
-    }
-    return c;
+    return c != NULL ? mark_taken(p, c) : NULL;
 }
 
 void fw__pipe_drain(fw__pipe_t *p)
 {
     if (p->cur != NULL) {
-        fw__pipe_release(p, p->cur);
+        release_now(p, p->cur);
         p->cur = NULL;
     }
+    while (p->taken_list != NULL)
+        fw__pipe_release(p, p->taken_list);
     fw__chunk_t *c;
     while ((c = pop_chunk(p)) != NULL)
-        fw__pipe_release(p, c);
+        release_now(p, c);
 }
 
 uint64_t fw__pipe_released(const fw__pipe_t *p)

@@ -18,8 +18,10 @@
 
 #include "stream.h"
 
-/* A receive buffer. Standard slabs have the pipe's slab size; a "big" slab holds exactly one
- * message larger than that. Producer-owned except for the row bytes chunks point at. */
+/* A receive buffer. Standard slabs have the pipe's slab size; a "big" slab is made for a
+ * message larger than that (rounded up to whole slab sizes, kept for reuse best-fit), and the
+ * room after that message takes further reads like any slab. Producer-owned except for the row
+ * bytes chunks point at. */
 typedef struct fw__slab_s {
     struct fw__slab_s *next;                /* the pool's free list */
     struct fw__slab_s *all_prev, *all_next; /* every slab the pipe owns */
@@ -34,6 +36,10 @@ typedef struct fw__slab_s {
 struct fw_chunk_s {
     struct fw_chunk_s *next;     /* the producer's free list */
     struct fw_chunk_s *all_next; /* every chunk the pipe owns */
+    /* The consumer's list of chunks taken whole (fw__pipe_take) and not yet released, so that
+     * a consumer that leaves gives them back too. Consumer only. */
+    struct fw_chunk_s *taken_prev, *taken_next;
+    bool taken;
     fw__slab_t *slab;
     uint32_t n, first, cap;
     uint64_t bytes; /* JSON bytes of the rows (stats) */
@@ -82,6 +88,7 @@ typedef struct fw__pipe_s {
 
     /* ---- consumer only ---- */
     alignas(FW__CACHE_LINE) fw__chunk_t *cur; /* the chunk rows are being read from */
+    fw__chunk_t *taken_list;                  /* chunks taken whole, not yet released */
     uint64_t yielded, taken, released;
 } fw__pipe_t;
 
@@ -150,10 +157,12 @@ bool fw__pipe_next(fw__pipe_t *p, fw_row_t *row);
 /* The next whole chunk (the rest of the current one first), or NULL. Thread: consumer. */
 fw__chunk_t *fw__pipe_take(fw__pipe_t *p);
 
-/* Gives a chunk back to the producer. Never fails. Thread: consumer. */
+/* Gives a chunk back to the producer (a chunk taken whole, or the current one). Never fails;
+ * a chunk that is not the consumer's (released twice) is ignored. Thread: consumer. */
 void fw__pipe_release(fw__pipe_t *p, fw__chunk_t *c);
 
-/* Releases the current chunk and every queued one (the consumer leaves). Thread: consumer. */
+/* Releases the current chunk, every chunk taken whole and not released, and every queued one
+ * (the consumer leaves). Thread: consumer. */
 void fw__pipe_drain(fw__pipe_t *p);
 
 /* Chunks released so far (the producer compares it with its wake threshold). Any thread. */

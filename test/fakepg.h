@@ -5,20 +5,42 @@
  * connection on its own thread, and follows a script:
  *   1. if `ssl_reply` is set: read the 8-byte SSLRequest and answer with ssl_reply bytes;
  *   2. if `startup_reply` is set: read one StartupMessage and answer with those bytes;
- *   3. record every byte the client sends after that (for "no password was sent" checks);
- *   4. stay silent until the client closes (or `close_after` says to hang up at once).
+ *   3. if `query_reply` or `query_pieces` is set (the query phase): read the client's frontend
+ *      messages up to a Sync, recording them, then send the scripted reply (in pieces, with
+ *      pauses, when asked), then hang up if `query_close` says so; with `query_reply2`, do the
+ *      same once more for a second query on the same connection;
+ *   4. record every byte the client sends after that (for "no password was sent" checks);
+ *   5. stay silent until the client closes (or `close_after` says to hang up at once).
  */
 #ifndef FW_TEST_FAKEPG_H
 #define FW_TEST_FAKEPG_H
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
+
+/* One piece of a scripted reply: sent after a pause of delay_ms. */
+typedef struct fakepg_piece_s {
+    const uint8_t *ptr;
+    size_t len;
+    unsigned delay_ms;
+} fakepg_piece_t;
+
+/* The frontend messages of one query as the fake server read them. */
+typedef struct fakepg_query_s {
+    char types[64];     /* one type byte per message, in order ("PBDES"), NUL-terminated */
+    uint8_t sent[8192]; /* the messages' bytes (type, length, body), as far as they fit */
+    size_t sent_len;
+    bool synced; /* a Sync arrived (the reply was sent) */
+} fakepg_query_t;
 
 typedef struct fakepg_s {
     /* script */
@@ -38,12 +60,33 @@ typedef struct fakepg_s {
     /* Sent 100 ms after startup_reply (for messages that must arrive in a later read). */
     const uint8_t *late_reply;
     size_t late_reply_len;
+    /*
+     * The query phase, after startup_reply (unused when both query_reply and query_pieces are
+     * NULL). The reply to the first query is query_pieces (each after its pause), else
+     * query_reply: whole, or when query_split > 0 in pieces of that many bytes with
+     * query_split_delay_ms between them (1: byte by byte). query_close: hang up right after it
+     * (before any second query). query_reply2: the reply to a second query, sent whole.
+     */
+    const uint8_t *query_reply;
+    size_t query_reply_len;
+    const fakepg_piece_t *query_pieces;
+    size_t query_npieces;
+    size_t query_split;
+    unsigned query_split_delay_ms;
+    bool query_close;
+    const uint8_t *query_reply2;
+    size_t query_reply2_len;
+    /* When > 0: give up waiting for the client (accept, reads, writes) after this long, so a
+     * broken test ends instead of hanging. */
+    unsigned io_timeout_ms;
     /* results */
     int port;
     uint8_t got[4096]; /* bytes received after the scripted replies */
     size_t got_len;
     bool got_ssl_request;
     bool got_startup;
+    fakepg_query_t queries[2]; /* the query phase: what the client sent for each query */
+    int nqueries;              /* queries answered */
     /* internals */
     int lfd;
     pthread_t thread;
@@ -61,12 +104,119 @@ static inline int fakepg_read_n(int fd, uint8_t *buf, size_t n)
     return 0;
 }
 
+static inline void fakepg_pause(unsigned ms)
+{
+    if (ms > 0)
+        usleep((useconds_t)ms * 1000u);
+}
+
+static inline void fakepg_send_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k <= 0)
+            return; /* the client went away: the script goes on, sending nothing */
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+/*
+ * Reads frontend messages into q until a Sync. Returns 0 at the Sync, -1 when the client sent
+ * Terminate, closed, or sent something that is no message.
+ */
+static inline int fakepg_read_query(int fd, fakepg_query_t *q)
+{
+    uint8_t hdr[5], body[4096];
+    size_t ntypes = 0;
+    for (;;) {
+        if (fakepg_read_n(fd, hdr, 5) != 0)
+            return -1;
+        uint32_t n =
+            ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) | hdr[4];
+        if (n < 4)
+            return -1;
+        if (ntypes + 1 < sizeof(q->types)) {
+            q->types[ntypes++] = (char)hdr[0];
+            q->types[ntypes] = '\0';
+        }
+        if (q->sent_len + 5 <= sizeof(q->sent)) {
+            memcpy(q->sent + q->sent_len, hdr, 5);
+            q->sent_len += 5;
+        }
+        for (size_t left = n - 4; left > 0;) {
+            size_t take = left < sizeof(body) ? left : sizeof(body);
+            if (fakepg_read_n(fd, body, take) != 0)
+                return -1;
+            size_t room = sizeof(q->sent) - q->sent_len;
+            memcpy(q->sent + q->sent_len, body, take < room ? take : room);
+            q->sent_len += take < room ? take : room;
+            left -= take;
+        }
+        if (hdr[0] == 'X')
+            return -1;
+        if (hdr[0] == 'S') {
+            q->synced = true;
+            return 0;
+        }
+    }
+}
+
+/* Sends the reply to the first query as the script says. */
+static inline void fakepg_send_reply(const fakepg_t *f, int fd)
+{
+    if (f->query_pieces != NULL) {
+        for (size_t i = 0; i < f->query_npieces; i++) {
+            fakepg_pause(f->query_pieces[i].delay_ms);
+            fakepg_send_all(fd, f->query_pieces[i].ptr, f->query_pieces[i].len);
+        }
+        return;
+    }
+    size_t step = f->query_split > 0 ? f->query_split : f->query_reply_len;
+    for (size_t off = 0; off < f->query_reply_len; off += step) {
+        size_t k = f->query_reply_len - off < step ? f->query_reply_len - off : step;
+        if (off > 0)
+            fakepg_pause(f->query_split_delay_ms);
+        fakepg_send_all(fd, f->query_reply + off, k);
+    }
+}
+
+/* The query phase; returns true when the script hung up (nothing more to do). */
+static inline bool fakepg_query_phase(fakepg_t *f, int fd)
+{
+    /* Pieces must leave as they are cut, not coalesced by Nagle's algorithm. */
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (fakepg_read_query(fd, &f->queries[0]) != 0)
+        return false;
+    fakepg_send_reply(f, fd);
+    f->nqueries = 1;
+    if (f->query_close)
+        return true;
+    if (f->query_reply2 != NULL && fakepg_read_query(fd, &f->queries[1]) == 0) {
+        fakepg_send_all(fd, f->query_reply2, f->query_reply2_len);
+        f->nqueries = 2;
+    }
+    return false;
+}
+
 static inline void *fakepg_main(void *arg)
 {
     fakepg_t *f = arg;
+    if (f->io_timeout_ms > 0) {
+        struct pollfd pfd = {f->lfd, POLLIN, 0};
+        if (poll(&pfd, 1, (int)f->io_timeout_ms) != 1)
+            return NULL;
+    }
     int fd = accept(f->lfd, NULL, NULL);
     if (fd < 0)
         return NULL;
+    if (f->io_timeout_ms > 0) {
+        struct timeval tv = {(time_t)(f->io_timeout_ms / 1000),
+                             (suseconds_t)(f->io_timeout_ms % 1000) * 1000};
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
     uint8_t buf[10000];
     if (f->ssl_reply != NULL) {
         if (fakepg_read_n(fd, buf, 8) == 0 && buf[3] == 8 && buf[4] == 0x04 && buf[5] == 0xd2) {
@@ -132,6 +282,10 @@ static inline void *fakepg_main(void *arg)
                 }
             }
         }
+    }
+    if ((f->query_reply != NULL || f->query_pieces != NULL) && fakepg_query_phase(f, fd)) {
+        close(fd);
+        return NULL;
     }
     if (!f->close_after) {
         for (;;) {
