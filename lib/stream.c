@@ -28,6 +28,8 @@
 #define NUDGE_MS 1
 /* Threaded mode: rows (in chunks of chunk_size) that wake a sleeping consumer at once. */
 #define WAKE_CHUNKS 4
+/* ...or this part of the byte budget, so large rows never wait until the budget is full. */
+#define WAKE_BUDGET_PART 8
 
 enum { PUMP_NEED, PUMP_STALL, PUMP_OVER };
 
@@ -76,6 +78,7 @@ static void on_nudge(uv_timer_t *t)
 {
     fw_stream_t *s = t->data;
     s->signaled_rows = s->pipe.rows_pushed;
+    s->signaled_bytes = s->pipe.bytes_pushed;
     signal_consumer(s);
 }
 
@@ -96,8 +99,11 @@ static void notify(fw_stream_t *s, bool now)
         return;
     }
     uint64_t fresh = s->pipe.rows_pushed - s->signaled_rows;
-    if (now || s->signaled_rows == 0 || fresh >= (uint64_t)s->pipe.o.chunk_rows * WAKE_CHUNKS) {
+    uint64_t fresh_bytes = s->pipe.bytes_pushed - s->signaled_bytes;
+    if (now || s->signaled_rows == 0 || fresh >= (uint64_t)s->pipe.o.chunk_rows * WAKE_CHUNKS ||
+        fresh_bytes >= s->pipe.o.max_memory / WAKE_BUDGET_PART) {
         s->signaled_rows = s->pipe.rows_pushed;
+        s->signaled_bytes = s->pipe.bytes_pushed;
         if (s->nudge_armed) {
             uv_timer_stop(&s->nudge);
             s->nudge_armed = false;

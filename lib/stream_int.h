@@ -69,6 +69,7 @@ struct fw_stream_s {
     int open_handles; /* wake and nudge: the producer's reference goes with the last */
     bool nudge_armed;
     uint64_t signaled_rows;  /* rows pushed when the consumer was last signalled */
+    uint64_t signaled_bytes; /* and JSON bytes pushed then */
     bool drained;            /* the last read emptied the socket (and OpenSSL) */
     bool sock_short;         /* TLS: the last socket read was short */
     pthread_mutex_t wake_mu; /* guards wake_alive against the handle's close */

@@ -211,6 +211,7 @@ int fw__pipe_flush(fw__pipe_t *p)
     p->open = NULL;
     p->pushed++;
     p->rows_pushed += c->n;
+    p->bytes_pushed += c->bytes;
     atomic_store_explicit(&p->st_rows_pushed, p->rows_pushed, memory_order_relaxed);
     atomic_store_explicit(&p->st_chunks_pushed, p->pushed, memory_order_relaxed);
     return FW__PIPE_OK;

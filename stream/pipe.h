@@ -73,6 +73,7 @@ typedef struct fw__pipe_s {
     fw__chunk_t *open; /* being filled */
     uint64_t pushed, reclaimed; /* chunks */
     uint64_t rows_pushed;
+    uint64_t bytes_pushed; /* JSON bytes of the rows handed over */
 
     /* ---- statistics: written by one side (relaxed), read by any thread ---- */
     alignas(FW__CACHE_LINE) _Atomic uint64_t st_rows_pushed;
