@@ -36,6 +36,7 @@
  * This is a benchmark (meson `benchmark()`), never a test: timings on a shared 2-core machine
  * are noisy, so only medians and ratios from one run mean anything.
  */
+#include "bench_env.h"
 #include <fwire.h>
 
 #include <errno.h>
@@ -50,8 +51,6 @@
 #include <time.h>
 
 #include <uv.h>
-
-extern char **environ;
 
 #define WARMUP    5
 #define MAX_COUNT 100000
@@ -253,25 +252,6 @@ static void pq_describe(case_t *c)
     snprintf(c->pq_method, sizeof(c->pq_method), "%s, %s", m, proto);
 }
 
-static void clear_pg_environment(void)
-{
-    for (;;) {
-        char **e = environ;
-        while (*e != NULL && strncmp(*e, "PG", 2) != 0)
-            e++;
-        if (*e == NULL)
-            return;
-        char name[256];
-        size_t n = strcspn(*e, "=");
-        if (n >= sizeof(name))
-            n = sizeof(name) - 1;
-        memcpy(name, *e, n);
-        name[n] = '\0';
-        fprintf(stderr, "bench_connect: ignoring %s for libpq\n", name);
-        unsetenv(name);
-    }
-}
-
 static void json_stats(FILE *f, const char *client, const stats_t *s, int n)
 {
     fprintf(f,
@@ -326,7 +306,7 @@ int main(int argc, char **argv)
     const char *u_scram = env_or_die("FW_TEST_USER_SCRAM");
     const char *p_scram = env_or_die("FW_TEST_PASS_SCRAM");
     const char *ca = env_or_die("FW_TEST_CA");
-    clear_pg_environment();
+    bench_clear_pg_environment("bench_connect", "libpq must see only the connection string");
     signal(SIGPIPE, SIG_IGN); /* libpq masks it itself; fwire leaves it to the embedding app */
 
     static case_t cases[4];

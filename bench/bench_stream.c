@@ -58,6 +58,7 @@
  * This is a benchmark (meson `benchmark()`), never a test: on a shared 2-core machine the server
  * is the bottleneck and timings are noisy, so only medians and ratios from one run mean anything.
  */
+#include "bench_env.h"
 #include <fwire.h>
 
 #include <ctype.h>
@@ -83,8 +84,6 @@
 
 #include "pq_plain.h"
 #include "proto.h"
-
-extern char **environ;
 
 #define MAX_RUNS      1000
 #define MAX_VIEWS     16
@@ -1200,26 +1199,6 @@ static const char *env_or_skip(const char *name)
     return v;
 }
 
-static void clear_pg_environment(void)
-{
-    for (;;) {
-        char **e = environ;
-        while (*e != NULL && strncmp(*e, "PG", 2) != 0)
-            e++;
-        if (*e == NULL)
-            return;
-        char name[256];
-        size_t n = strcspn(*e, "=");
-        if (n >= sizeof(name))
-            n = sizeof(name) - 1;
-        memcpy(name, *e, n);
-        name[n] = '\0';
-        fprintf(stderr, "bench_stream: ignoring %s: the clients read the connection string only\n",
-                name);
-        unsetenv(name);
-    }
-}
-
 /* True when `path --help` of the stream subcommand works: the binary has `stream`. */
 static bool cli_has_stream(const bench_t *b)
 {
@@ -1389,7 +1368,7 @@ int main(int argc, char **argv)
                  env_or_skip("FW_TEST_DBNAME"), env_or_skip("FW_TEST_USER_TRUST"));
         b.dsn = dsn_buf;
     }
-    clear_pg_environment();
+    bench_clear_pg_environment("bench_stream", "the clients read the connection string only");
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
