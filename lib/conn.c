@@ -205,6 +205,14 @@ static void drop_socket(fw_conn_t *c, void (*then)(fw_conn_t *))
     }
 }
 
+void fw__conn_abort(fw_conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->state = FW__CONN_BAD;
+    drop_socket(c, NULL);
+}
+
 /* ---- the end of an attempt ------------------------------------------------------------- */
 
 static void finish(fw_conn_t *c, int status)
@@ -438,6 +446,7 @@ static void on_ready(fw_conn_t *c)
     }
     c->method = c->su->method;
     c->backend_pid = c->su->pid;
+    c->backend_secret = c->su->secret;
     c->connect_seconds = (double)(uv_hrtime() - c->t_start) / 1e9;
     /* The connection keeps reading while idle, so an asynchronous FATAL shows up at once;
      * the startup reader (with any bytes after ReadyForQuery) is handed over. */
@@ -769,6 +778,32 @@ void fw__conn_drain_tls_idle(fw_conn_t *c)
 
 /* ---- connecting ------------------------------------------------------------------------ */
 
+void fw__conn_tls_config(const fw_conn_t *c, fw__tls_config_t *cfg)
+{
+    const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
+    fw__tls_config_init(cfg);
+    cfg->mode = c->tls_mode;
+    cfg->host = h->host[0] != '\0' ? h->host : h->hostaddr;
+    cfg->rootcert = fw__conninfo_get(c->ci, "sslrootcert");
+    cfg->crl = fw__conninfo_get(c->ci, "sslcrl");
+    cfg->crldir = fw__conninfo_get(c->ci, "sslcrldir");
+    cfg->cert = fw__conninfo_get(c->ci, "sslcert");
+    cfg->key = fw__conninfo_get(c->ci, "sslkey");
+    cfg->password = fw__conninfo_get(c->ci, "sslpassword");
+    cfg->min_version = c->ci->ssl_min_version;
+    cfg->max_version = c->ci->ssl_max_version;
+    cfg->sni = c->ci->sslsni;
+}
+
+void fw__conn_tuning(const fw_conn_t *c, fw__sock_tuning_t *t)
+{
+    t->keepalives = c->ci->keepalives;
+    t->keepalives_idle = c->keepalives_idle;
+    t->keepalives_interval = c->keepalives_interval;
+    t->keepalives_count = c->keepalives_count;
+    t->tcp_user_timeout = c->ci->tcp_user_timeout;
+}
+
 static void on_connected(fw__sock_t *s, int status)
 {
     fw_conn_t *c = s->data;
@@ -776,8 +811,8 @@ static void on_connected(fw__sock_t *s, int status)
         attempt_failed(c, status, uv_strerror(status));
         return;
     }
-    fw__sock_tuning_t t = {c->ci->keepalives, c->keepalives_idle, c->keepalives_interval,
-                           c->keepalives_count, c->ci->tcp_user_timeout};
+    fw__sock_tuning_t t;
+    fw__conn_tuning(c, &t);
     int rc = fw__sock_tune(s, &t);
     if (rc < 0) {
         attempt_failed(c, rc, uv_strerror(rc));
@@ -788,19 +823,7 @@ static void on_connected(fw__sock_t *s, int status)
     if (c->want_tls && !c->is_unix) {
         char why[256];
         fw__tls_config_t cfg;
-        const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
-        fw__tls_config_init(&cfg);
-        cfg.mode = c->tls_mode;
-        cfg.host = h->host[0] != '\0' ? h->host : h->hostaddr;
-        cfg.rootcert = fw__conninfo_get(c->ci, "sslrootcert");
-        cfg.crl = fw__conninfo_get(c->ci, "sslcrl");
-        cfg.crldir = fw__conninfo_get(c->ci, "sslcrldir");
-        cfg.cert = fw__conninfo_get(c->ci, "sslcert");
-        cfg.key = fw__conninfo_get(c->ci, "sslkey");
-        cfg.password = fw__conninfo_get(c->ci, "sslpassword");
-        cfg.min_version = c->ci->ssl_min_version;
-        cfg.max_version = c->ci->ssl_max_version;
-        cfg.sni = c->ci->sslsni;
+        fw__conn_tls_config(c, &cfg);
         rc = fw__tls_new(&c->tls, &cfg, why, sizeof(why));
         if (rc < 0) {
             connect_failed(c, rc == FW_ENOMEM ? rc : FW_ECONFIG, why);
@@ -829,6 +852,11 @@ static void connect_to(fw_conn_t *c, const struct sockaddr *sa, socklen_t len)
     c->phase = FW_PHASE_CONNECT;
     c->tls_up = false;
     c->sock.data = c;
+    /* Kept for the cancel connection, which must reach exactly this address. */
+    if ((size_t)len <= sizeof(c->peer)) {
+        memcpy(&c->peer, sa, (size_t)len);
+        c->peer_len = len;
+    }
     int rc = fw__sock_connect(&c->sock, c->loop, sa, len, on_connected);
     if (rc < 0) {
         attempt_failed(c, rc, uv_strerror(rc));
@@ -1115,6 +1143,8 @@ void fw_conn_close(fw_conn_t *c, fw_close_cb cb, void *ud)
     if (c->stream != NULL)
         fw__stream_conn_gone(c->stream, FW_ECLOSED,
                              "the connection was closed while the query was running");
+    if (c->cancel_stream != NULL)
+        fw__stream_cancel_conn_closing(c->cancel_stream);
     if (c->state == FW__CONN_READY && c->sock_open) {
         /* Terminate, best effort: the server ends the backend at once instead of noticing the
          * closed socket later. */
@@ -1192,4 +1222,5 @@ void fw__wipe_conn_secrets(fw_conn_t *c)
     /* rbuf and plain hold what the server sent (never a secret of ours); what we sent went
      * through `out`, which fw__pq_buf_free zeroes. */
     fw__wipe(c->cb_data, sizeof(c->cb_data));
+    fw__wipe(&c->backend_secret, sizeof(c->backend_secret));
 }

@@ -101,9 +101,15 @@ struct fw_conn_s {
     char tls_cipher[64];
     fw__auth_method_t method;
     int32_t backend_pid;
+    int32_t backend_secret; /* BackendKeyData, for CancelRequest */
     double connect_seconds;
+    struct sockaddr_storage peer; /* the address connected to (TCP or unix) */
+    socklen_t peer_len;
+    /* A stream whose reply ended while its cancel connection still runs: no new query may
+     * start until that ends (a late cancel would hit it). */
+    struct fw_stream_s *cancel_stream;
 
-    void *runtime_link; /* threaded mode: the runtime's bookkeeping */
+    void *runtime_link;         /* threaded mode: the runtime's bookkeeping */
     struct fw_stream_s *stream; /* the query running now, or NULL (loop thread) */
 
     uint8_t rbuf[64 * 1024];  /* socket reads */
@@ -111,6 +117,11 @@ struct fw_conn_s {
 };
 
 void fw__conn_kick(uv_idle_t *h);
+/* The TLS settings and TCP tuning of the connection (the cancel connection uses the same). */
+void fw__conn_tls_config(const fw_conn_t *c, fw__tls_config_t *cfg);
+void fw__conn_tuning(const fw_conn_t *c, fw__sock_tuning_t *t);
+/* Gives the connection up (a cancel that did not finish): bad, socket closed. */
+void fw__conn_abort(fw_conn_t *c);
 /* Sends c->out (through TLS when on) / the TLS engine's pending output. 0 or an error. */
 int fw__conn_flush_out(fw_conn_t *c);
 int fw__conn_flush_tls(fw_conn_t *c);

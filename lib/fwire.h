@@ -62,7 +62,7 @@ typedef struct fw_slice_s {
     XX(ENOMEM, -30002, "out of memory")                                                          \
     XX(ESTATE, -30003, "operation not allowed in the current state")                             \
     XX(ETOOBIG, -30004, "value exceeds a configured or protocol limit")                          \
-    XX(EBUSY, -30005, "another query is running on this connection")                            \
+    XX(EBUSY, -30005, "another query is running on this connection")                             \
     /* protocol: the server's bytes broke the PostgreSQL v3 protocol; the connection is bad */   \
     XX(EPROTO_SHORT, -30100, "protocol: message length below 4 (lost synchronization)")          \
     XX(EPROTO_TOO_LARGE, -30101, "protocol: message length exceeds the limit for its type")      \
@@ -83,7 +83,8 @@ typedef struct fw_slice_s {
     XX(ECLOSED, -30204, "the connection was closed")                                             \
     XX(ETIMEDOUT, -30205, "timeout expired")                                                     \
     /* streaming */                                                                              \
-    XX(ESCHEMA, -30300, "the result is not one json or jsonb column named data")
+    XX(ESCHEMA, -30300, "the result is not one json or jsonb column named data")                 \
+    XX(ECANCELED, -30301, "the stream was cancelled")
 
 /* The enum the map generates: FW_EINVAL, FW_EPROTO_SHORT, ... */
 typedef enum fw_errno_e {
@@ -334,7 +335,6 @@ FW_EXTERN int fw_conn_connect_sync(fw_runtime_t *rt, const fw_conn_opts_t *opts,
  * NULL is a no-op. Thread: any thread but the runtime's own. */
 FW_EXTERN void fw_conn_close_sync(fw_conn_t *conn);
 
-
 /* ==== queries ============================================================================= */
 
 /*
@@ -490,6 +490,30 @@ FW_EXTERN int fw_query_predicate(fw_query_t *q, fw_predicate_cb cb, void *ud);
 FW_EXTERN int fw_query_statement_timeout(fw_query_t *q, uint32_t ms);
 
 /*
+ * How long a cancel may take, in milliseconds (default 5,000; 0 means the default): sending the
+ * CancelRequest on its own connection and reading the rest of the reply to ReadyForQuery. Past
+ * it, fwire closes the query's connection and the stream fails with FW_ETIMEDOUT saying so.
+ */
+FW_EXTERN int fw_query_cancel_timeout(fw_query_t *q, uint32_t ms);
+
+/* What a pause timeout does: resume reading, or cancel the query. */
+typedef enum fw_pause_action_e { FW_PAUSE_RESUME = 0, FW_PAUSE_CANCEL } fw_pause_action_t;
+
+/*
+ * Ends a forgotten pause: after `ms` milliseconds paused (0: never, the default) the stream
+ * resumes or is cancelled, as `action` says.
+ */
+FW_EXTERN int fw_query_pause_timeout(fw_query_t *q, uint32_t ms, fw_pause_action_t action);
+
+/*
+ * A client-side idle timeout: when no byte arrives for `ms` milliseconds while the query runs
+ * (and fwire is reading: not paused, not held back by the budget), the query is cancelled and
+ * the stream fails with FW_ETIMEDOUT. 0 (the default): none. The server-side statement timeout
+ * is fw_query_statement_timeout().
+ */
+FW_EXTERN int fw_query_idle_timeout(fw_query_t *q, uint32_t ms);
+
+/*
  * Writes the SQL fwire will send (with $n placeholders) into buf as a NUL-terminated string.
  * Returns the length it needs (without the NUL) like snprintf, whatever cap is; or the query's
  * recorded error, or FW_EINVAL when no source was set. Thread: as the query.
@@ -502,17 +526,20 @@ typedef struct fw_stream_s fw_stream_t;
 typedef struct fw_chunk_s fw_chunk_t;
 
 /* What fw_stream_next() and friends return when they do not fail (failures are negative). */
-#define FW_ROW   1 /* *row holds the next row */
-#define FW_END   0 /* every row was delivered and the query completed */
-#define FW_AGAIN 2 /* no row yet: try later (try_next), or the timeout passed (next) */
+#define FW_ROW    1 /* *row holds the next row */
+#define FW_END    0 /* every row was delivered and the query completed */
+#define FW_AGAIN  2 /* no row yet: try later (try_next), or the timeout passed (next) */
+#define FW_PAUSED 3 /* the stream is paused and every queued row was taken: resume it */
 
 typedef enum fw_stream_state_e {
     FW_STREAM_RUNNING = 0, /* the query runs; rows may be queued */
     FW_STREAM_COMPLETED,   /* the server finished; queued rows may remain */
-    FW_STREAM_FAILED       /* ended with an error; queued rows before it may remain */
+    FW_STREAM_FAILED,      /* ended with an error; queued rows before it may remain */
+    FW_STREAM_PAUSED,      /* the query runs, but fwire does not read: the server waits */
+    FW_STREAM_CANCELLED    /* cancelled by fw_stream_cancel (or free, or a timeout's action) */
 } fw_stream_state_t;
 
-/* "running", "completed", "failed". Thread: any thread. */
+/* "running", "completed", "failed", "paused", "cancelled". Thread: any thread. */
 FW_EXTERN const char *fw_stream_state_name(fw_stream_state_t state);
 
 /*
@@ -587,10 +614,12 @@ typedef struct fw_stream_stats_s {
     uint64_t rows_filtered;   /* rows dropped by the client-side predicate */
     uint64_t bytes_received;  /* protocol bytes received for this query (after TLS) */
     uint64_t chunks_delivered;
-    uint64_t read_stops;    /* times socket reading stopped for backpressure */
-    uint32_t chunk_size;    /* current rows per chunk */
+    uint64_t read_stops;     /* times socket reading stopped for backpressure */
+    uint64_t pauses;         /* fw_stream_pause calls that paused a running stream */
+    uint64_t pause_timeouts; /* pauses ended by the pause timeout */
+    uint32_t chunk_size;     /* current rows per chunk */
     fw_stream_state_t state;
-    uint64_t max_memory;    /* the byte budget */
+    uint64_t max_memory; /* the byte budget */
     uint64_t reserved[8];
 } fw_stream_stats_t;
 
@@ -598,11 +627,42 @@ typedef struct fw_stream_stats_s {
 FW_EXTERN void fw_stream_stats(const fw_stream_t *s, fw_stream_stats_t *out);
 
 /*
+ * Pauses the stream: fwire stops reading the socket (the kernel's buffers fill and the server
+ * waits in send) and keeps the connection. Rows already queued stay available; once they are
+ * taken, next/try_next return FW_PAUSED instead of waiting. Idempotent. Returns 0, or FW_ESTATE
+ * when the stream has ended. Thread: the consumer (embedded: the loop thread, legal in the
+ * rows-ready callback).
+ */
+FW_EXTERN int fw_stream_pause(fw_stream_t *s);
+
+/*
+ * Resumes a paused stream: bytes fwire already holds (in its buffers or inside OpenSSL) are
+ * handled first, then the socket is read again. Idempotent. Returns 0 or FW_ESTATE (ended).
+ * Thread: as fw_stream_pause.
+ */
+FW_EXTERN int fw_stream_resume(fw_stream_t *s);
+
+/*
+ * Cancels the query: queued rows are dropped, a CancelRequest goes to the server on a
+ * connection of its own (the same address and TLS settings as the query's), a paused stream
+ * resumes reading, and the rest of the reply is read and dropped up to ReadyForQuery, so the
+ * connection can run the next query. The next query cannot start before the server has closed
+ * the cancel connection, so a late cancel never hits it. Afterwards next/try_next return
+ * FW_ECANCELED (sticky). Cancelling twice, or after the end, is harmless.
+ *  - Threaded mode: waits until the cancel is complete (or its timeout, see
+ *    fw_query_cancel_timeout). Returns 0, or FW_ETIMEDOUT when the connection had to be closed.
+ *  - Embedded mode: returns 0 at once; the rows-ready callback runs once more when the cancel
+ *    is complete, and try_next then returns FW_ECANCELED (or FW_ETIMEDOUT).
+ * Thread: the consumer.
+ */
+FW_EXTERN int fw_stream_cancel(fw_stream_t *s);
+
+/*
  * Releases the consumer's side of a stream: queued rows and chunks not yet released are
  * given back (chunks taken with next_chunk must not be used afterwards). If the query still
- * runs, the rest of its result is read and dropped, so the connection can run the next query
- * once the server has finished. NULL is a no-op. Thread: the consumer (embedded: loop thread,
- * legal inside the rows-ready callback).
+ * runs, it is cancelled as by fw_stream_cancel (without waiting), so the connection can run
+ * the next query once the cancel is complete. NULL is a no-op. Thread: the consumer (embedded:
+ * loop thread, legal inside the rows-ready callback).
  */
 FW_EXTERN void fw_stream_free(fw_stream_t *s);
 

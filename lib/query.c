@@ -662,6 +662,39 @@ int fw_query_statement_timeout(fw_query_t *q, uint32_t ms)
     return 0;
 }
 
+int fw_query_cancel_timeout(fw_query_t *q, uint32_t ms)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    q->cancel_timeout_ms = ms;
+    return 0;
+}
+
+int fw_query_pause_timeout(fw_query_t *q, uint32_t ms, fw_pause_action_t action)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    if (action != FW_PAUSE_RESUME && action != FW_PAUSE_CANCEL)
+        return fail(q, FW_EINVAL);
+    q->pause_timeout_ms = ms;
+    q->pause_action = action;
+    return 0;
+}
+
+int fw_query_idle_timeout(fw_query_t *q, uint32_t ms)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    q->idle_timeout_ms = ms;
+    return 0;
+}
+
 /* ---- output ------------------------------------------------------------------------------- */
 
 long fw_query_sql(const fw_query_t *q, char *buf, size_t cap)

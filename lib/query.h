@@ -32,7 +32,9 @@
 #define FW__QUERY_DEFAULT_CHUNK_SIZE 256u
 #define FW__QUERY_MAX_CHUNK_SIZE     65536u
 #define FW__QUERY_DEFAULT_MAX_MEMORY ((size_t)4 * 1024 * 1024)
-#define FW__QUERY_MIN_MAX_MEMORY     ((size_t)64 * 1024)
+/* How long a cancel may take before the connection is closed instead. */
+#define FW__QUERY_DEFAULT_CANCEL_TIMEOUT_MS 5000u
+#define FW__QUERY_MIN_MAX_MEMORY            ((size_t)64 * 1024)
 /* The most bind parameters one statement may have: the protocol counts them in 16 bits. */
 #define FW__QUERY_MAX_PARAMS 65535u
 /* PostgreSQL's identifier limit (NAMEDATALEN - 1): longer names are truncated silently. */
@@ -80,6 +82,10 @@ struct fw_query_s {
     size_t chunk_size;
     size_t max_memory;
     uint32_t statement_timeout_ms; /* 0: the server's setting */
+    uint32_t cancel_timeout_ms;    /* 0: FW__QUERY_DEFAULT_CANCEL_TIMEOUT_MS */
+    uint32_t pause_timeout_ms;     /* 0: none */
+    fw_pause_action_t pause_action;
+    uint32_t idle_timeout_ms; /* 0: none */
     fw_predicate_cb predicate;
     void *predicate_ud;
 };

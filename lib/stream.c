@@ -12,6 +12,7 @@
  * no socket event needed.
  */
 #include "alloc.h"
+#include "cancel.h"
 #include "stream_int.h"
 
 #include <stdarg.h>
@@ -136,15 +137,51 @@ static void fail(fw_stream_t *s, int code, const char *fmt, ...)
  * consumer, and close the wake handle (its close callback drops the producer's reference).
  * `rest` are bytes received after ReadyForQuery (asynchronous messages), for the idle reader.
  */
+/*
+ * The end of the stream: publish it, close the producer's handles, tell the consumer. After a
+ * cancel this waits for the cancel connection too (fw__stream_cancel_done).
+ */
+void fw__stream_finish(fw_stream_t *s)
+{
+    if (s->cconn != NULL) {
+        if (s->cconn->cancel_stream == s)
+            s->cconn->cancel_stream = NULL;
+        s->cconn = NULL;
+    }
+    uv_timer_stop(&s->ctl);
+    int final = s->err.code == 0 ? FW__FINAL_COMPLETED : FW__FINAL_FAILED;
+    if (s->cancelling && !s->cancel_timed_out &&
+        (s->err.code == 0 || strcmp(s->err.sqlstate, "57014") == 0)) {
+        /* Cancelled as asked (the server's "canceling statement due to user request", 57014,
+         * is the expected answer, not a failure). */
+        s->err.code = s->cancel_code;
+        if (s->cancel_why[0] != '\0')
+            snprintf(s->err.message, sizeof(s->err.message), "%s", s->cancel_why);
+        final = s->cancel_code == FW_ECANCELED ? FW__FINAL_CANCELLED : FW__FINAL_FAILED;
+    }
+    /* release: the consumer that sees `final` sees err, last_chunk, every chunk pushed before,
+     * and the pipe as we leave it: from here on the pipe is the consumer's alone. */
+    atomic_store_explicit(&s->final, final, memory_order_release);
+    pthread_mutex_lock(&s->wake_mu);
+    s->wake_alive = false;
+    pthread_mutex_unlock(&s->wake_mu);
+    uv_close((uv_handle_t *)&s->wake, on_handle_closed);
+    uv_close((uv_handle_t *)&s->nudge, on_handle_closed);
+    uv_close((uv_handle_t *)&s->ctl, on_handle_closed);
+    notify(s, true);
+}
+
 static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
 {
     fw_conn_t *c = s->conn;
     s->conn = NULL;
     c->stream = NULL;
-    if (s->stalled && c->state == FW__CONN_READY && !c->closing)
-        fw__sock_read_start(&c->sock, fw__conn_readable);
     s->stalled = false;
+    s->paused = false;
     atomic_store_explicit(&s->stall_flag, false, memory_order_relaxed);
+    if (!s->reading && c->state == FW__CONN_READY && !c->closing)
+        fw__sock_read_start(&c->sock, fw__conn_readable); /* the idle reader takes over */
+    s->reading = false;
     if (rest_len > 0 && c->state == FW__CONN_READY && !c->closing)
         fw__conn_idle_bytes(c, rest, rest_len);
     if (s->slab != NULL) {
@@ -157,20 +194,22 @@ static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
         s->last_chunk = s->pipe.open;
         s->pipe.open = NULL;
     }
-    /* release: the consumer that sees `final` sees err, last_chunk, every chunk pushed before,
-     * and the pipe as we leave it: from here on the pipe is the consumer's alone. */
-    atomic_store_explicit(&s->final, s->err.code == 0 ? FW__FINAL_COMPLETED : FW__FINAL_FAILED,
-                          memory_order_release);
     /* Before the consumer hears of the end: its callback may start the next query, whose
      * bytes must not go to the idle reader. */
     if (!c->closing)
         fw__conn_drain_tls_idle(c);
-    pthread_mutex_lock(&s->wake_mu);
-    s->wake_alive = false;
-    pthread_mutex_unlock(&s->wake_mu);
-    uv_close((uv_handle_t *)&s->wake, on_handle_closed);
-    uv_close((uv_handle_t *)&s->nudge, on_handle_closed);
-    notify(s, true);
+    if (s->cancel != NULL && !c->closing) {
+        /* The reply is over but the cancel connection is not: no query may start on this
+         * connection until the server has closed it (a late cancel would hit that query). */
+        s->cconn = c;
+        c->cancel_stream = s;
+        return;
+    }
+    if (s->cancel != NULL) {
+        fw__cancel_abort(s->cancel);
+        s->cancel = NULL;
+    }
+    fw__stream_finish(s);
 }
 
 void fw__stream_conn_gone(fw_stream_t *s, int code, const char *why)
@@ -191,6 +230,7 @@ static void conn_failed(fw_stream_t *s, int code, const char *why)
     c->state = FW__CONN_BAD;
     c->err.code = code;
     fw__sock_read_stop(&c->sock);
+    s->reading = false;
     fw__conn_log(c, FW_LOG_WARNING, "the connection failed during a query: %s", why);
     fw__stream_conn_gone(s, code, why);
 }
@@ -611,9 +651,10 @@ static void stall(fw_stream_t *s)
     fw_conn_t *c = s->conn;
     if (s->threaded)
         notify(s, true); /* what is queued is what the consumer must drain for us to go on */
+    (void)c;
     if (!s->stalled) {
         s->stalled = true;
-        fw__sock_read_stop(&c->sock);
+        fw__stream_set_reading(s);
         fw__pipe_note_read_stop(&s->pipe);
     }
     /* Hysteresis: wait until the consumer has released half of what it holds (at least one
@@ -629,12 +670,26 @@ static void stall(fw_stream_t *s)
         uv_async_send(&s->wake);
 }
 
-static void unstall(fw_stream_t *s)
+void fw__stream_set_reading(fw_stream_t *s)
+{
+    fw_conn_t *c = s->conn;
+    bool want = c != NULL && !s->stalled && !s->paused && c->state == FW__CONN_READY &&
+                !c->closing && c->sock_open;
+    if (want == s->reading)
+        return;
+    s->reading = want;
+    if (want)
+        fw__sock_read_start(&c->sock, fw__conn_readable);
+    else if (c != NULL && c->sock_open)
+        fw__sock_read_stop(&c->sock);
+}
+
+void fw__stream_unstall(fw_stream_t *s)
 {
     atomic_store_explicit(&s->stall_flag, false, memory_order_relaxed);
     if (s->stalled) {
         s->stalled = false;
-        fw__sock_read_start(&s->conn->sock, fw__conn_readable);
+        fw__stream_set_reading(s);
     }
 }
 
@@ -642,10 +697,10 @@ static void unstall(fw_stream_t *s)
  * Parses what is there, then reads, parses and hands over, read by read, until the socket has
  * nothing more, the stream stalls, or it ends.
  */
-static void pump(fw_stream_t *s)
+void fw__stream_pump(fw_stream_t *s)
 {
-    if (s->in_pump)
-        return; /* a callback of ours started this again: the outer pump continues */
+    if (s->in_pump || s->paused || s->conn == NULL)
+        return; /* in_pump: a callback of ours started this again; the outer pump continues */
     s->in_pump = true;
     for (int reads = 0;; reads++) {
         int r = parse(s);
@@ -656,6 +711,9 @@ static void pump(fw_stream_t *s)
                 r = PUMP_STALL;
             notify(s, r == PUMP_STALL);
             if (s->conn == NULL || s->conn->closing)
+                break;
+            fw__stream_control(s); /* the rows-ready callback may have paused or cancelled */
+            if (s->paused || s->conn == NULL)
                 break;
         }
         if (atomic_load_explicit(&s->abandoned, memory_order_relaxed) && !s->discard) {
@@ -689,7 +747,7 @@ static void pump(fw_stream_t *s)
         }
         ssize_t n = receive(s);
         if (n == UV_EAGAIN) {
-            unstall(s);
+            fw__stream_unstall(s);
             break;
         }
         if (n < 0) {
@@ -702,18 +760,22 @@ static void pump(fw_stream_t *s)
         }
         s->slab->used += (size_t)n;
         fw__pipe_note_received(&s->pipe, (size_t)n);
+        s->last_rx = uv_now(s->conn->loop);
     }
     s->in_pump = false;
 }
 
 void fw__stream_readable(fw_stream_t *s)
 {
-    pump(s);
+    fw__stream_pump(s);
 }
 
 void fw__stream_on_wake(uv_async_t *h)
 {
     fw_stream_t *s = h->data;
+    if (s->conn == NULL)
+        return;
+    fw__stream_control(s);
     if (s->conn == NULL)
         return;
     fw__pipe_reclaim(&s->pipe);
@@ -722,9 +784,9 @@ void fw__stream_on_wake(uv_async_t *h)
         bool abandoned = atomic_load_explicit(&s->abandoned, memory_order_relaxed);
         if (!abandoned && fw__pipe_released(&s->pipe) < at && fw__pipe_outstanding(&s->pipe) > 0)
             return; /* woken early (a release raced the threshold): keep waiting */
-        unstall(s);
+        fw__stream_unstall(s);
     }
-    pump(s);
+    fw__stream_pump(s);
 }
 
 /* ---- starting -------------------------------------------------------------------------- */
@@ -745,7 +807,11 @@ int fw__stream_begin(fw_stream_t *s, fw_conn_t *c)
     s->wake.data = s;
     uv_timer_init(c->loop, &s->nudge); /* cannot fail */
     s->nudge.data = s;
-    s->open_handles = 2;
+    uv_timer_init(c->loop, &s->ctl);
+    s->ctl.data = s;
+    s->open_handles = 3;
+    s->reading = true; /* the connection reads while idle: the stream inherits that */
+    s->last_rx = uv_now(c->loop);
     s->wake_alive = true;
     /* Bytes the idle reader holds (the start of an asynchronous message) come first. */
     fw__pq_reader_t *r = &c->reader;

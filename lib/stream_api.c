@@ -38,6 +38,10 @@ const char *fw_stream_state_name(fw_stream_state_t state)
         return "completed";
     case FW_STREAM_FAILED:
         return "failed";
+    case FW_STREAM_PAUSED:
+        return "paused";
+    case FW_STREAM_CANCELLED:
+        return "cancelled";
     }
     return "unknown";
 }
@@ -83,6 +87,10 @@ static fw_stream_t *stream_alloc(void)
     atomic_init(&s->stall_flag, false);
     atomic_init(&s->abandoned, false);
     atomic_init(&s->wake_at, 0);
+    atomic_init(&s->want_pause, false);
+    atomic_init(&s->want_cancel, false);
+    atomic_init(&s->st_pauses, 0);
+    atomic_init(&s->st_pause_timeouts, 0);
     return s;
 }
 
@@ -96,6 +104,13 @@ static void start_on_loop(void *arg)
         set_err(a->err, FW_ESTATE,
                 c->state == FW__CONN_BAD ? "the connection is broken; close it and connect again"
                                          : "the connection is not connected");
+        return;
+    }
+    if (c->stream == NULL && c->cancel_stream != NULL) {
+        a->rc = FW_EBUSY;
+        set_err(a->err, FW_EBUSY,
+                "the previous query on this connection was cancelled and the server has not "
+                "yet closed the cancel connection; try again in a moment");
         return;
     }
     if (c->stream != NULL) {
@@ -138,6 +153,11 @@ static void start_on_loop(void *arg)
     s->ready = a->ready;
     s->ready_ud = a->ud;
     s->pred = fw__query_predicate(a->q, &s->pred_ud);
+    s->cancel_timeout_ms = a->q->cancel_timeout_ms != 0 ? a->q->cancel_timeout_ms
+                                                        : FW__QUERY_DEFAULT_CANCEL_TIMEOUT_MS;
+    s->pause_timeout_ms = a->q->pause_timeout_ms;
+    s->pause_action = a->q->pause_action;
+    s->idle_timeout_ms = a->q->idle_timeout_ms;
     s->phase = fw__query_preamble(a->q) ? SP_PRE_PARSE : SP_PARSE;
     s->sticky = 1; /* FW_ROW: nothing sticky yet */
     rc = fw__stream_begin(s, c);
@@ -150,6 +170,7 @@ static void start_on_loop(void *arg)
         return;
     }
     atomic_store_explicit(&s->refs, 2, memory_order_relaxed); /* consumer + producer */
+    fw__stream_ctl_begin(s);
     rc = fw__conn_flush_out(c);
     if (rc < 0) {
         /* The stream exists now: it ends through the normal path, failed. */
@@ -247,7 +268,7 @@ static int poll_row(fw_stream_t *s, fw_row_t *row)
         return FW_ROW;
     int e = ending(s);
     if (e == FW_AGAIN)
-        return FW_AGAIN;
+        return atomic_load_explicit(&s->want_pause, memory_order_relaxed) ? FW_PAUSED : FW_AGAIN;
     /* The end was published after the last push: look once more. */
     if (fw__pipe_next(&s->pipe, row)) {
         after_release(s);
@@ -267,7 +288,8 @@ static int poll_chunk(fw_stream_t *s, fw_chunk_t **chunk)
     if (c == NULL) {
         int e = ending(s);
         if (e == FW_AGAIN)
-            return FW_AGAIN;
+            return atomic_load_explicit(&s->want_pause, memory_order_relaxed) ? FW_PAUSED
+                                                                              : FW_AGAIN;
         c = fw__pipe_take(&s->pipe);
         if (c == NULL) {
             s->sticky = e;
@@ -294,7 +316,7 @@ static int wait_for(fw_stream_t *s, int timeout_ms, int (*poll)(fw_stream_t *, v
 {
     int r = poll(s, arg);
     if (r != FW_AGAIN || timeout_ms == 0)
-        return r;
+        return r; /* FW_PAUSED too: a paused stream never makes the consumer wait */
     for (int i = 0; i < SPIN_POLLS; i++) {
         cpu_relax();
         if ((r = poll(s, arg)) != FW_AGAIN)
@@ -407,10 +429,64 @@ void fw_stream_stats(const fw_stream_t *s, fw_stream_stats_t *out)
     out->read_stops = p.read_stops;
     out->chunk_size = p.chunk_rows;
     out->max_memory = s->pipe.o.max_memory;
+    out->pauses = atomic_load_explicit(&s->st_pauses, memory_order_relaxed);
+    out->pause_timeouts = atomic_load_explicit(&s->st_pause_timeouts, memory_order_relaxed);
     int f = atomic_load_explicit(&s->final, memory_order_relaxed);
-    out->state = f == FW__FINAL_NONE        ? FW_STREAM_RUNNING
-                 : f == FW__FINAL_COMPLETED ? FW_STREAM_COMPLETED
-                                            : FW_STREAM_FAILED;
+    out->state = f == FW__FINAL_COMPLETED                                      ? FW_STREAM_COMPLETED
+                 : f == FW__FINAL_FAILED                                       ? FW_STREAM_FAILED
+                 : f == FW__FINAL_CANCELLED                                    ? FW_STREAM_CANCELLED
+                 : atomic_load_explicit(&s->want_cancel, memory_order_relaxed) ? FW_STREAM_CANCELLED
+                 : atomic_load_explicit(&s->want_pause, memory_order_relaxed)  ? FW_STREAM_PAUSED
+                                                                               : FW_STREAM_RUNNING;
+}
+
+int fw_stream_pause(fw_stream_t *s)
+{
+    if (s == NULL)
+        return FW_EINVAL;
+    if (atomic_load_explicit(&s->final, memory_order_acquire) != FW__FINAL_NONE ||
+        atomic_load_explicit(&s->want_cancel, memory_order_relaxed))
+        return FW_ESTATE;
+    if (!atomic_exchange_explicit(&s->want_pause, true, memory_order_relaxed))
+        wake_producer(s);
+    return 0;
+}
+
+int fw_stream_resume(fw_stream_t *s)
+{
+    if (s == NULL)
+        return FW_EINVAL;
+    if (atomic_load_explicit(&s->final, memory_order_acquire) != FW__FINAL_NONE)
+        return FW_ESTATE;
+    if (atomic_exchange_explicit(&s->want_pause, false, memory_order_relaxed))
+        wake_producer(s);
+    return 0;
+}
+
+static int poll_end(fw_stream_t *s, void *arg)
+{
+    (void)arg;
+    int f = atomic_load_explicit(&s->final, memory_order_acquire);
+    return f == FW__FINAL_NONE ? FW_AGAIN : 0;
+}
+
+int fw_stream_cancel(fw_stream_t *s)
+{
+    if (s == NULL)
+        return FW_EINVAL;
+    if (atomic_load_explicit(&s->final, memory_order_acquire) != FW__FINAL_NONE)
+        return 0; /* already over: nothing to cancel */
+    /* Queued rows are dropped now; the producer drops what still comes. */
+    fw__pipe_drain(&s->pipe);
+    if (!atomic_exchange_explicit(&s->want_cancel, true, memory_order_relaxed))
+        wake_producer(s);
+    after_release(s);
+    if (!s->threaded)
+        return 0;                          /* embedded: the rows-ready callback tells the end */
+    (void)wait_for(s, -1, poll_end, NULL); /* bounded by the cancel timeout */
+    fw__pipe_drain(&s->pipe);              /* rows pushed before the producer saw the request */
+    int f = atomic_load_explicit(&s->final, memory_order_acquire);
+    return f == FW__FINAL_CANCELLED || s->err.code == 0 ? 0 : s->err.code;
 }
 
 void fw_stream_free(fw_stream_t *s)
@@ -419,8 +495,9 @@ void fw_stream_free(fw_stream_t *s)
         return;
     fw__pipe_drain(&s->pipe);
     if (atomic_load_explicit(&s->final, memory_order_acquire) == FW__FINAL_NONE) {
-        /* The query still runs: the producer reads the rest and drops it. */
+        /* The query still runs: the producer cancels it (and reads the rest of the reply). */
         atomic_store_explicit(&s->abandoned, true, memory_order_relaxed);
+        atomic_store_explicit(&s->want_cancel, true, memory_order_relaxed);
         wake_producer(s);
     } else {
         after_release(s);

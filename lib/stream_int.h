@@ -27,7 +27,10 @@ typedef enum fw__sphase_e {
 } fw__sphase_t;
 
 /* fw_stream_s.final: 0 while running, then one of these (stored last, with release). */
-enum { FW__FINAL_NONE = 0, FW__FINAL_COMPLETED = 1, FW__FINAL_FAILED = 2 };
+enum { FW__FINAL_NONE = 0, FW__FINAL_COMPLETED = 1, FW__FINAL_FAILED = 2, FW__FINAL_CANCELLED = 3 };
+
+/* What the control timer (stream_ctl.c) is timing. */
+typedef enum fw__ctl_mode_e { CTL_NONE, CTL_IDLE, CTL_PAUSE, CTL_CANCEL } fw__ctl_mode_t;
 
 struct fw_stream_s {
     fw__pipe_t pipe; /* first: it needs cache-line alignment */
@@ -64,7 +67,24 @@ struct fw_stream_s {
     _Atomic int final;
 
     /* ---- consumer -> producer ---- */
-    uv_async_t wake;  /* loop thread handle; uv_async_send from any thread */
+    uv_async_t wake; /* loop thread handle; uv_async_send from any thread */
+    uv_timer_t ctl;  /* idle timeout, pause timeout, cancel timeout (stream_ctl.c) */
+    fw__ctl_mode_t ctl_mode;
+    /* ---- control (stream_ctl.c): requests from the consumer, applied on the loop ---- */
+    _Atomic bool want_pause;
+    _Atomic bool want_cancel;
+    _Atomic uint64_t st_pauses, st_pause_timeouts;
+    bool paused;           /* reading stopped at the consumer's request */
+    bool reading;          /* the socket is being watched for reading */
+    bool cancelling;       /* the query is being cancelled: rows are dropped */
+    bool cancel_timed_out; /* the cancel did not finish in time: the connection was closed */
+    int cancel_code;       /* what the end reports: FW_ECANCELED or FW_ETIMEDOUT */
+    char cancel_why[160];
+    struct fw__cancel_s *cancel; /* the cancel connection in flight */
+    fw_conn_t *cconn;            /* detached, waiting for the cancel connection to end */
+    uint32_t cancel_timeout_ms, pause_timeout_ms, idle_timeout_ms;
+    fw_pause_action_t pause_action;
+    uint64_t last_rx; /* loop time of the last bytes received (idle timeout) */
     uv_timer_t nudge; /* wakes a sleeping consumer for a small batch (stream.c) */
     int open_handles; /* wake and nudge: the producer's reference goes with the last */
     bool nudge_armed;
@@ -99,6 +119,15 @@ void fw__stream_readable(fw_stream_t *s);
 void fw__stream_on_wake(uv_async_t *h);
 void fw__stream_conn_gone(fw_stream_t *s, int code, const char *why);
 int fw__stream_begin(fw_stream_t *s, fw_conn_t *c);
+void fw__stream_pump(fw_stream_t *s);
+void fw__stream_set_reading(fw_stream_t *s);
+void fw__stream_unstall(fw_stream_t *s);
+void fw__stream_finish(fw_stream_t *s);
+/* stream_ctl.c, loop thread */
+void fw__stream_control(fw_stream_t *s);
+void fw__stream_ctl_begin(fw_stream_t *s);
+void fw__stream_start_cancel(fw_stream_t *s, int code, const char *why);
+void fw__stream_cancel_conn_closing(fw_stream_t *s);
 void fw__stream_unref(fw_stream_t *s);
 
 #endif /* FW_STREAM_INT_H */

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private to lib/: the CancelRequest of a running query (RELIABILITY bar 7). It goes on a
+ * connection of its own to the exact address the query's connection uses, with the same TLS
+ * settings (TLS when the query's connection has it, never a downgrade), under its own timer,
+ * and it is complete only once the server has closed that connection: PostgreSQL acts on a
+ * CancelRequest before it closes, so a query sent after that can never be hit by it.
+ */
+#ifndef FW_CANCEL_H
+#define FW_CANCEL_H
+
+#include "conn.h"
+
+typedef struct fw__cancel_s fw__cancel_t;
+
+/* Runs once on the loop thread, never inside fw__cancel_start: status 0 when the server closed
+ * the cancel connection, else an error (FW_ETIMEDOUT, FW_ETLS, a libuv code) with `why`. */
+typedef void (*fw__cancel_cb)(fw__cancel_t *k, int status, const char *why, void *ud);
+
+/* Starts cancelling c's running query. Returns 0, or an error (then cb never runs). */
+int fw__cancel_start(fw_conn_t *c, uint32_t timeout_ms, fw__cancel_cb cb, void *ud,
+                     fw__cancel_t **out);
+
+/* Gives up: cb never runs; the memory goes once libuv has closed the handles. */
+void fw__cancel_abort(fw__cancel_t *k);
+
+#endif /* FW_CANCEL_H */
