@@ -117,6 +117,24 @@ static void send_request(fw__cancel_t *k)
     k->state = K_SENT;
 }
 
+/* Feeds handshake bytes (none at its start) and sends the request once TLS is up. */
+static void handshake(fw__cancel_t *k, const uint8_t *p, size_t n)
+{
+    if (n > 0 && fw__tls_feed(k->tls, p, n) < 0) {
+        finish(k, FW_ENOMEM, "out of memory");
+        return;
+    }
+    int hs = fw__tls_handshake(k->tls);
+    if (hs >= 0 && flush_tls(k) < 0)
+        hs = FW_ETLS;
+    if (hs < 0) {
+        finish(k, FW_ETLS, fw__tls_error(k->tls));
+        return;
+    }
+    if (hs == FW__TLS_DONE)
+        send_request(k);
+}
+
 static void on_bytes(fw__cancel_t *k, const uint8_t *p, size_t n)
 {
     switch (k->state) {
@@ -129,26 +147,12 @@ static void on_bytes(fw__cancel_t *k, const uint8_t *p, size_t n)
             return;
         }
         k->state = K_HANDSHAKE;
-        p = NULL;
-        n = 0;
-    } /* fall through: start the handshake */
-    /* FALLTHROUGH */
-    case K_HANDSHAKE: {
-        if (n > 0 && fw__tls_feed(k->tls, p, n) < 0) {
-            finish(k, FW_ENOMEM, "out of memory");
-            return;
-        }
-        int hs = fw__tls_handshake(k->tls);
-        if (hs >= 0 && flush_tls(k) < 0)
-            hs = FW_ETLS;
-        if (hs < 0) {
-            finish(k, FW_ETLS, fw__tls_error(k->tls));
-            return;
-        }
-        if (hs == FW__TLS_DONE)
-            send_request(k);
+        handshake(k, NULL, 0);
         return;
     }
+    case K_HANDSHAKE:
+        handshake(k, p, n);
+        return;
     case K_SENT:
         /* Nothing is expected but the end; a TLS close_notify may come first. */
         if (k->tls != NULL) {
