@@ -66,6 +66,12 @@ static void finish(fw__cancel_t *k, int status, const char *why)
         cb(k, status, why, k->ud);
 }
 
+void fw__cancel_detach(fw__cancel_t *k)
+{
+    if (k != NULL)
+        k->cb = NULL; /* runs to its end (or timeout) on its own, then frees itself */
+}
+
 void fw__cancel_abort(fw__cancel_t *k)
 {
     if (k == NULL || k->state == K_DONE)

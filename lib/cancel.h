@@ -21,6 +21,11 @@ typedef void (*fw__cancel_cb)(fw__cancel_t *k, int status, const char *why, void
 int fw__cancel_start(fw_conn_t *c, uint32_t timeout_ms, fw__cancel_cb cb, void *ud,
                      fw__cancel_t **out);
 
+/* Lets the cancel finish on its own (its connection closing, or its timer): cb never runs, and
+ * it frees itself. For a connection that closes while its query's cancel is in flight: the
+ * server must still get the request, or the query runs on until it next writes. */
+void fw__cancel_detach(fw__cancel_t *k);
+
 /* Gives up: cb never runs; the memory goes once libuv has closed the handles. */
 void fw__cancel_abort(fw__cancel_t *k);
 

@@ -1141,6 +1141,8 @@ void fw_conn_close(fw_conn_t *c, fw_close_cb cb, void *ud)
     c->close_cb = cb;
     c->close_ud = ud;
     if (c->stream != NULL)
+        fw__stream_conn_closing(c->stream);
+    if (c->stream != NULL)
         fw__stream_conn_gone(c->stream, FW_ECLOSED,
                              "the connection was closed while the query was running");
     if (c->cancel_stream != NULL)

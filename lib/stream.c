@@ -205,8 +205,8 @@ static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
         c->cancel_stream = s;
         return;
     }
-    if (s->cancel != NULL) {
-        fw__cancel_abort(s->cancel);
+    if (s->cancel != NULL) { /* the connection closes: the cancel still goes out */
+        fw__cancel_detach(s->cancel);
         s->cancel = NULL;
     }
     fw__stream_finish(s);

@@ -258,10 +258,26 @@ static int ending(fw_stream_t *s)
     return f == FW__FINAL_COMPLETED ? FW_END : (s->err.code != 0 ? s->err.code : FW_ECLOSED);
 }
 
+static int cancelled_end(fw_stream_t *s);
+
+/* After fw_stream_cancel: no row is delivered, whatever the producer pushed meanwhile. */
+static int poll_cancelled(fw_stream_t *s)
+{
+    if (atomic_load_explicit(&s->final, memory_order_acquire) == FW__FINAL_NONE) {
+        fw__pipe_drain(&s->pipe);
+        after_release(s);
+        return FW_AGAIN;
+    }
+    (void)cancelled_end(s);
+    return s->sticky;
+}
+
 static int poll_row(fw_stream_t *s, fw_row_t *row)
 {
     if (s->sticky <= 0)
         return s->sticky;
+    if (s->cancel_requested)
+        return poll_cancelled(s);
     bool got = fw__pipe_next(&s->pipe, row);
     after_release(s);
     if (got)
@@ -283,6 +299,8 @@ static int poll_chunk(fw_stream_t *s, fw_chunk_t **chunk)
 {
     if (s->sticky <= 0)
         return s->sticky;
+    if (s->cancel_requested)
+        return poll_cancelled(s);
     fw__chunk_t *c = fw__pipe_take(&s->pipe);
     after_release(s);
     if (c == NULL) {
@@ -470,13 +488,43 @@ static int poll_end(fw_stream_t *s, void *arg)
     return f == FW__FINAL_NONE ? FW_AGAIN : 0;
 }
 
+/*
+ * After a cancel, whoever won the race with the server's end, the consumer sees the same
+ * thing: no more rows, then FW_ECANCELED (or the failure that ended the stream first, which
+ * stays the reported one). Called once `final` is set: the pipe and err are the consumer's.
+ */
+static int cancelled_end(fw_stream_t *s)
+{
+    fw__pipe_drain(&s->pipe);
+    if (s->last_chunk != NULL) {
+        s->pipe.cur = s->last_chunk;
+        s->last_chunk = NULL;
+        fw__pipe_drain(&s->pipe);
+    }
+    fw__pipe_reclaim(&s->pipe);
+    int f = atomic_load_explicit(&s->final, memory_order_acquire);
+    if (s->sticky > 0) {
+        if (f == FW__FINAL_COMPLETED || f == FW__FINAL_CANCELLED) {
+            memset(&s->err, 0, sizeof(s->err));
+            s->err.code = FW_ECANCELED;
+            s->err.phase = FW_PHASE_READY;
+            snprintf(s->err.message, sizeof(s->err.message), "the query was cancelled");
+        }
+        s->sticky = s->err.code != 0 ? s->err.code : FW_ECANCELED;
+    }
+    return f == FW__FINAL_FAILED && s->err.code == FW_ETIMEDOUT ? FW_ETIMEDOUT : 0;
+}
+
 int fw_stream_cancel(fw_stream_t *s)
 {
     if (s == NULL)
         return FW_EINVAL;
-    if (atomic_load_explicit(&s->final, memory_order_acquire) != FW__FINAL_NONE)
-        return 0; /* already over: nothing to cancel */
+    if (atomic_load_explicit(&s->final, memory_order_acquire) != FW__FINAL_NONE) {
+        s->cancel_requested = true;
+        return cancelled_end(s); /* the reply is over: nothing to send, rows still dropped */
+    }
     /* Queued rows are dropped now; the producer drops what still comes. */
+    s->cancel_requested = true;
     fw__pipe_drain(&s->pipe);
     if (!atomic_exchange_explicit(&s->want_cancel, true, memory_order_relaxed))
         wake_producer(s);
@@ -484,9 +532,7 @@ int fw_stream_cancel(fw_stream_t *s)
     if (!s->threaded)
         return 0;                          /* embedded: the rows-ready callback tells the end */
     (void)wait_for(s, -1, poll_end, NULL); /* bounded by the cancel timeout */
-    fw__pipe_drain(&s->pipe);              /* rows pushed before the producer saw the request */
-    int f = atomic_load_explicit(&s->final, memory_order_acquire);
-    return f == FW__FINAL_CANCELLED || s->err.code == 0 ? 0 : s->err.code;
+    return cancelled_end(s);
 }
 
 void fw_stream_free(fw_stream_t *s)

@@ -178,6 +178,7 @@ void fw__stream_control(fw_stream_t *s)
             ctl_arm(s, CTL_PAUSE, s->pause_timeout_ms);
     } else if (!want && s->paused) {
         s->paused = false;
+        s->signaled_rows = 0; /* the first rows after a resume wake the consumer at once */
         ctl_stop(s);
         idle_arm(s);
         fw__stream_set_reading(s);
@@ -189,10 +190,18 @@ void fw__stream_control(fw_stream_t *s)
 
 void fw__stream_cancel_conn_closing(fw_stream_t *s)
 {
-    /* The connection closes while the stream waits for its cancel connection. */
+    /* The connection closes while the stream waits for its cancel connection: that one runs
+     * to its end on its own. */
     if (s->cancel != NULL) {
-        fw__cancel_abort(s->cancel);
+        fw__cancel_detach(s->cancel);
         s->cancel = NULL;
     }
     fw__stream_finish(s);
+}
+
+void fw__stream_conn_closing(fw_stream_t *s)
+{
+    /* A cancel the consumer asked for (fw_stream_cancel, fw_stream_free) but the loop has not
+     * applied yet is sent now, before the connection goes. */
+    fw__stream_control(s);
 }

@@ -104,7 +104,8 @@ struct fw_stream_s {
     _Atomic bool waiter;
 
     /* ---- consumer only ---- */
-    int sticky; /* FW_END or the failure, once reported */
+    int sticky;            /* FW_END or the failure, once reported */
+    bool cancel_requested; /* fw_stream_cancel was called: rows are no longer delivered */
     uint64_t released_seen;
 };
 
@@ -128,6 +129,7 @@ void fw__stream_control(fw_stream_t *s);
 void fw__stream_ctl_begin(fw_stream_t *s);
 void fw__stream_start_cancel(fw_stream_t *s, int code, const char *why);
 void fw__stream_cancel_conn_closing(fw_stream_t *s);
+void fw__stream_conn_closing(fw_stream_t *s);
 void fw__stream_unref(fw_stream_t *s);
 
 #endif /* FW_STREAM_INT_H */

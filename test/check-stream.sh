@@ -3,7 +3,8 @@
 # `fwire stream` against the test cluster (run through test/with-pg.sh): its output compared
 # with psql's for the same query, byte for byte, for the fixture and bench views; --count, the
 # options that shape the query, SQL NULL rows, schema and mid-stream errors, `| head -1`,
-# --stats, --progress, and the exit codes of bad options and failed connections.
+# --stats, --progress, stopping (the reader going away, SIGINT, SIGTERM, --idle-timeout), and
+# the exit codes of bad options and failed connections.
 #
 # psql prints each value with `-At -0`: every record ends with a NUL byte, so values that hold
 # newlines (v_fixture_json) stay whole, and SQL NULL is an empty record (JSON text never is).
@@ -252,17 +253,113 @@ if [ "$rc" -eq 3 ] && [ "$(cat "$tmp/out")" = $'{"x": 0, "id": 0}\n{"x": 0, "id"
   no 'v_fixture_error_mid' "exit $rc, stdout: $(cat "$tmp/out"), stderr: $(cat "$tmp/err")"
 fi
 
-# ---- a reader that goes away: exit 0, quickly, nothing on stderr ----
-for v in v_bench_100k v_bench_1m; do
+# ---- stopping: a reader that goes away, SIGINT, SIGTERM, --idle-timeout ----
+# Each run names itself with application_name, so pg_stat_activity shows whether its backend
+# is still running the query afterwards; with -v fwire logs its backend's pid, and the server
+# log then shows that the query was cancelled (57014), not merely abandoned.
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
+app_active() { # APPNAME: backends of that application_name still running a query
+  "$psql" -X -At "$dsn" -c "SELECT count(*) FROM pg_stat_activity
+    WHERE application_name = '$1' AND state = 'active'"
+}
+cancelled_in_log() { # STDERR_FILE: the backend fwire -v named logged a 57014 cancel
+  local pid
+  pid=$(sed -n 's/.*(backend \([0-9]*\)).*/\1/p' "$1" | head -1)
+  [ -n "$pid" ] && [ -n "${FW_TEST_SERVER_LOG:-}" ] &&
+    grep -q "\[$pid\] ERROR:  canceling statement due to user request" "$FW_TEST_SERVER_LOG"
+}
+n=0
+for v in v_bench_100k v_bench_1m v_bench_1m; do
+  n=$((n + 1))
+  app=fwire_check_head$n
+  extra=()
+  [ "$n" -eq 3 ] && extra=(--cancel-timeout 2000)
   start=$(date +%s%N)
-  timeout 10 "$fwire" stream "$v" "$dsn" 2>"$tmp/err" | head -1 >"$tmp/out"
+  timeout 10 "$fwire" stream "${extra[@]}" "$v" "$dsn application_name=$app" 2>"$tmp/err" |
+    head -1 >"$tmp/out"
   st=("${PIPESTATUS[@]}")
-  ms=$((($(date +%s%N) - start) / 1000000))
-  if [ "${st[0]}" -eq 0 ] && [ ! -s "$tmp/err" ] && [ "$(wc -l <"$tmp/out")" -eq 1 ] &&
+  ms=$(ms_since "$start")
+  if [ "${st[0]}" -eq 0 ] && [ "$ms" -lt 1000 ] && [ ! -s "$tmp/err" ] &&
+    [ "$(wc -l <"$tmp/out")" -eq 1 ] &&
     python3 -c 'import json,sys; json.loads(sys.stdin.read())' <"$tmp/out"; then ok; else
-    no "$v | head -1" "exit ${st[0]} after $ms ms, stderr: $(cat "$tmp/err")"
+    no "$v ${extra[*]} | head -1" "exit ${st[0]} after $ms ms (want 0 within 1000), stderr: $(cat "$tmp/err")"
+  fi
+  sleep 1
+  active=$(app_active "$app")
+  if [ "$active" = 0 ]; then ok; else
+    no "$v | head -1: backend idle 1 s later" "$active backend(s) of $app still active"
   fi
 done
+# the same with -v: the reader's departure cancelled the query on the server
+timeout 10 "$fwire" stream -v v_bench_1m "$dsn" 2>"$tmp/err" | head -1 >/dev/null
+if cancelled_in_log "$tmp/err"; then ok; else
+  no 'v_bench_1m | head -1: the server log shows the cancel' "stderr: $(cat "$tmp/err")"
+fi
+
+# SIGINT and SIGTERM ~0.3 s into a --count of v_bench_1m (about 1 s): the query is cancelled
+# (its backend logs 57014 and is no longer active), nothing is printed on stdout, and fwire
+# exits 128 + the signal's number.
+for sig in INT TERM; do
+  want=$([ "$sig" = INT ] && echo 130 || echo 143)
+  app=fwire_check_sig$sig
+  start=$(date +%s%N)
+  "$fwire" stream -v --count v_bench_1m "$dsn application_name=$app" >"$tmp/out" \
+    2>"$tmp/err" &
+  pid=$!
+  sleep 0.3
+  kill -"$sig" "$pid"
+  wait "$pid"
+  rc=$?
+  ms=$(ms_since "$start")
+  if [ "$rc" -eq "$want" ] && [ ! -s "$tmp/out" ] && [ "$ms" -lt 900 ]; then ok; else
+    no "SIG$sig mid-stream" "exit $rc (want $want) after $ms ms, stdout: $(cat "$tmp/out"), stderr: $(cat "$tmp/err")"
+  fi
+  if cancelled_in_log "$tmp/err"; then ok; else
+    no "SIG$sig mid-stream: the server log shows the cancel" "stderr: $(cat "$tmp/err")"
+  fi
+  sleep 1
+  active=$(app_active "$app")
+  if [ "$active" = 0 ]; then ok; else
+    no "SIG$sig mid-stream: backend idle" "$active backend(s) of $app still active"
+  fi
+done
+# SIGINT while the reader of stdout has stalled: the blocked write is interrupted too
+rm -f "$tmp/rc"
+start=$(date +%s%N)
+{ "$fwire" stream v_bench_1m "$dsn" 2>"$tmp/err" & echo $! >"$tmp/pid"; wait $!; echo $? >"$tmp/rc"; } | sleep 3 &
+reader=$!
+sleep 0.5
+kill -INT "$(cat "$tmp/pid")"
+for _ in $(seq 50); do [ -s "$tmp/rc" ] && break; sleep 0.05; done
+ms=$(ms_since "$start")
+if [ "$(cat "$tmp/rc" 2>/dev/null)" = 130 ] && [ "$ms" -lt 1500 ]; then ok; else
+  no 'SIGINT with a stalled reader' "exit $(cat "$tmp/rc" 2>/dev/null) after $ms ms, stderr: $(cat "$tmp/err")"
+fi
+wait "$reader"
+# a second SIGINT exits at once, also while the query is still being cancelled
+"$fwire" stream --where-sql 'pg_sleep(1) IS NOT NULL' v_fixture "$dsn" >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+sleep 0.3
+kill -INT "$pid"
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+if [ "$rc" -eq 130 ] && [ ! -s "$tmp/out" ]; then ok; else
+  no 'two SIGINTs' "exit $rc, stderr: $(cat "$tmp/err")"
+fi
+
+# --idle-timeout: no row for 2 s; after 300 ms the query is cancelled and the stream fails
+start=$(date +%s%N)
+fw --idle-timeout 300 --where-sql 'pg_sleep(2) IS NOT NULL' --limit 1 v_fixture \
+  "$dsn application_name=fwire_check_idle"
+ms=$(ms_since "$start")
+if [ "$rc" -eq 3 ] && grep -q 'query failed (FW_ETIMEDOUT): no data from the server for 300 ms' \
+  "$tmp/err" && [ ! -s "$tmp/out" ] && [ "$ms" -lt 1500 ]; then ok; else
+  no '--idle-timeout' "exit $rc (want 3) after $ms ms, stderr: $(cat "$tmp/err")"
+fi
+# rows that keep coming never trip it
+same '--idle-timeout, rows flowing' 'SELECT data::text FROM v_bench_100k' sorted \
+  --idle-timeout 300 v_bench_100k
 
 # ---- --stats, --progress ----
 "$fwire" stream --stats v_fixture_nulls "$dsn" >/dev/null 2>"$tmp/err"
@@ -321,6 +418,10 @@ expect 'chunk size 65537' 1 'chunk-size' --chunk-size 65537 v_fixture "$nowhere"
 expect 'max memory too small' 1 'max-memory' --max-memory 1K v_fixture "$nowhere"
 expect 'max memory bad suffix' 1 'max-memory' --max-memory 4X v_fixture "$nowhere"
 expect 'negative timeout' 1 'timeout' --timeout -5 v_fixture "$nowhere"
+expect 'bad idle timeout' 1 "--idle-timeout wants milliseconds" --idle-timeout 1s v_fixture \
+  "$nowhere"
+expect 'bad cancel timeout' 1 "--cancel-timeout wants milliseconds" --cancel-timeout=-1 \
+  v_fixture "$nowhere"
 expect 'desc first' 1 'must follow an --order-by' --desc --order-by x v_fixture "$nowhere"
 expect 'empty entity' 1 'invalid --entity' -e '' "$nowhere"
 expect 'empty relation part' 1 'invalid relation' 'fw_schema.' "$nowhere"

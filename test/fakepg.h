@@ -11,6 +11,11 @@
  *      same once more for a second query on the same connection;
  *   4. record every byte the client sends after that (for "no password was sent" checks);
  *   5. stay silent until the client closes (or `close_after` says to hang up at once).
+ * With `accept_cancels` or `ignore_cancels`, a second thread also accepts every further
+ * connection on the listening socket as a cancel connection: it reads the 16-byte
+ * CancelRequest (length 16, code 80877102, pid, secret), records it, then closes the
+ * connection (accept_cancels: the server acted on it) or keeps it open, silent, until
+ * fakepg_stop (ignore_cancels: a server that never answers).
  */
 #ifndef FW_TEST_FAKEPG_H
 #define FW_TEST_FAKEPG_H
@@ -19,6 +24,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -79,6 +85,10 @@ typedef struct fakepg_s {
     /* When > 0: give up waiting for the client (accept, reads, writes) after this long, so a
      * broken test ends instead of hanging. */
     unsigned io_timeout_ms;
+    /* Cancel connections (see the top): close each after its CancelRequest, or keep it open.
+     * The first connection must arrive before any cancel connection (fwire's order). */
+    bool accept_cancels;
+    bool ignore_cancels;
     /* results */
     int port;
     uint8_t got[4096]; /* bytes received after the scripted replies */
@@ -87,9 +97,20 @@ typedef struct fakepg_s {
     bool got_startup;
     fakepg_query_t queries[2]; /* the query phase: what the client sent for each query */
     int nqueries;              /* queries answered */
+    /* Cancel connections: how many sent a well-formed CancelRequest (read any time), the
+     * last one's pid and secret (read after fakepg_stop), and connections that sent
+     * anything else. */
+    atomic_int ncancels;
+    int32_t cancel_pid, cancel_secret;
+    int cancel_bad;
     /* internals */
     int lfd;
     pthread_t thread;
+    pthread_t cancel_thread;
+    bool cancel_thread_started;
+    atomic_bool stopping;
+    int cancel_fds[16]; /* ignore_cancels: the connections kept open */
+    int ncancel_fds;
 } fakepg_t;
 
 static inline int fakepg_read_n(int fd, uint8_t *buf, size_t n)
@@ -110,15 +131,17 @@ static inline void fakepg_pause(unsigned ms)
         usleep((useconds_t)ms * 1000u);
 }
 
-static inline void fakepg_send_all(int fd, const uint8_t *p, size_t n)
+/* Returns false when the client went away (the script goes on, sending nothing). */
+static inline bool fakepg_send_all(int fd, const uint8_t *p, size_t n)
 {
     while (n > 0) {
         ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
         if (k <= 0)
-            return; /* the client went away: the script goes on, sending nothing */
+            return false;
         p += k;
         n -= (size_t)k;
     }
+    return true;
 }
 
 /*
@@ -168,7 +191,10 @@ static inline void fakepg_send_reply(const fakepg_t *f, int fd)
     if (f->query_pieces != NULL) {
         for (size_t i = 0; i < f->query_npieces; i++) {
             fakepg_pause(f->query_pieces[i].delay_ms);
-            fakepg_send_all(fd, f->query_pieces[i].ptr, f->query_pieces[i].len);
+            /* Once the client is gone, the pauses of the pieces left would only delay
+             * fakepg_stop: nothing could arrive anyway. */
+            if (!fakepg_send_all(fd, f->query_pieces[i].ptr, f->query_pieces[i].len))
+                return;
         }
         return;
     }
@@ -177,7 +203,7 @@ static inline void fakepg_send_reply(const fakepg_t *f, int fd)
         size_t k = f->query_reply_len - off < step ? f->query_reply_len - off : step;
         if (off > 0)
             fakepg_pause(f->query_split_delay_ms);
-        fakepg_send_all(fd, f->query_reply + off, k);
+        (void)fakepg_send_all(fd, f->query_reply + off, k);
     }
 }
 
@@ -194,10 +220,46 @@ static inline bool fakepg_query_phase(fakepg_t *f, int fd)
     if (f->query_close)
         return true;
     if (f->query_reply2 != NULL && fakepg_read_query(fd, &f->queries[1]) == 0) {
-        fakepg_send_all(fd, f->query_reply2, f->query_reply2_len);
+        (void)fakepg_send_all(fd, f->query_reply2, f->query_reply2_len);
         f->nqueries = 2;
     }
     return false;
+}
+
+static inline uint32_t fakepg_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* The cancel connections: accepted until fakepg_stop (polling, so it notices the stop). */
+static inline void *fakepg_cancel_main(void *arg)
+{
+    fakepg_t *f = arg;
+    while (!atomic_load(&f->stopping)) {
+        struct pollfd pfd = {f->lfd, POLLIN, 0};
+        if (poll(&pfd, 1, 20) != 1)
+            continue;
+        int fd = accept(f->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        struct timeval tv = {2, 0}; /* a client that connects and sends nothing */
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        uint8_t req[16];
+        if (fakepg_read_n(fd, req, sizeof(req)) == 0 && fakepg_be32(req) == 16 &&
+            fakepg_be32(req + 4) == 80877102u) {
+            f->cancel_pid = (int32_t)fakepg_be32(req + 8);
+            f->cancel_secret = (int32_t)fakepg_be32(req + 12);
+            atomic_fetch_add(&f->ncancels, 1);
+        } else {
+            f->cancel_bad++;
+        }
+        int cap = (int)(sizeof(f->cancel_fds) / sizeof(f->cancel_fds[0]));
+        if (f->ignore_cancels && f->ncancel_fds < cap)
+            f->cancel_fds[f->ncancel_fds++] = fd; /* never answered, closed by fakepg_stop */
+        else
+            close(fd);
+    }
+    return NULL;
 }
 
 static inline void *fakepg_main(void *arg)
@@ -211,6 +273,10 @@ static inline void *fakepg_main(void *arg)
     int fd = accept(f->lfd, NULL, NULL);
     if (fd < 0)
         return NULL;
+    /* Only now: the first connection is the query's, every later one a cancel connection. */
+    if ((f->accept_cancels || f->ignore_cancels) &&
+        pthread_create(&f->cancel_thread, NULL, fakepg_cancel_main, f) == 0)
+        f->cancel_thread_started = true;
     if (f->io_timeout_ms > 0) {
         struct timeval tv = {(time_t)(f->io_timeout_ms / 1000),
                              (suseconds_t)(f->io_timeout_ms % 1000) * 1000};
@@ -318,10 +384,18 @@ static inline int fakepg_start(fakepg_t *f)
     return pthread_create(&f->thread, NULL, fakepg_main, f) == 0 ? 0 : -1;
 }
 
-/* Waits for the server thread (it ends when the client closes) and closes the listener. */
+/* Waits for the server thread (it ends when the client closes), stops accepting cancel
+ * connections, closes those kept open and the listener. */
 static inline void fakepg_stop(fakepg_t *f)
 {
     pthread_join(f->thread, NULL);
+    atomic_store(&f->stopping, true);
+    if (f->cancel_thread_started)
+        pthread_join(f->cancel_thread, NULL);
+    f->cancel_thread_started = false;
+    for (int i = 0; i < f->ncancel_fds; i++)
+        close(f->cancel_fds[i]);
+    f->ncancel_fds = 0;
     close(f->lfd);
 }
 

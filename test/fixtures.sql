@@ -170,3 +170,18 @@ CREATE OR REPLACE VIEW v_fixture_sleepy AS
 -- query's own timeout (set_config(..., is_local)) does not outlive it.
 CREATE OR REPLACE VIEW v_fixture_settings AS
     SELECT jsonb_build_object('statement_timeout', current_setting('statement_timeout')) AS data;
+
+-- v_fixture_slow_start: three rows, the first computed after a 1 s sleep, so nothing at all
+-- arrives for a second after the query starts (a client-side idle timeout fires there).
+CREATE OR REPLACE VIEW v_fixture_slow_start AS
+    SELECT jsonb_build_object('i', i) AS data
+    FROM generate_series(1, 3) AS i,
+         LATERAL (SELECT pg_sleep(CASE WHEN i = 1 THEN 1 ELSE 0 END)) AS z;
+
+-- v_fixture_sleepy_wide: as v_fixture_sleepy, but each row is ~16 KiB. The server buffers its
+-- output (8 KiB) and flushes only when the buffer fills or the query ends, so v_fixture_sleepy's
+-- small rows all arrive at the end, after a second of silence; these arrive every 100 ms.
+CREATE OR REPLACE VIEW v_fixture_sleepy_wide AS
+    SELECT jsonb_build_object('i', i, 'pad', repeat('x', 16384), 'slept', pg_sleep(0.1)::text)
+           AS data
+    FROM generate_series(1, 10) AS i;

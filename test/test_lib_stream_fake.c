@@ -1707,9 +1707,12 @@ static bool p_stalled(const h_t *h)
 
 /*
  * fwire.h, fw_stream_free: "queued rows and chunks not yet released are given back ... If the
- * query still runs, the rest of its result is read and dropped, so the connection can run the
- * next query once the server has finished." Here the consumer took every chunk with
+ * query still runs, it is cancelled as by fw_stream_cancel (without waiting), so the connection
+ * can run the next query once the cancel is complete." Here the consumer took every chunk with
  * fw_stream_next_chunk and kept them until the byte budget stopped the stream, then freed it.
+ * The fake server honours the cancel (it closes the cancel connection after reading the
+ * CancelRequest, which carries the BackendKeyData of STARTUP_OK: pid 7, secret 9) and sends the
+ * rest of the reply, which fwire drops; then the connection is free again.
  */
 static void test_freeing_a_stream_gives_back_its_taken_chunks_and_frees_the_connection(void **state)
 {
@@ -1722,6 +1725,7 @@ static void test_freeing_a_stream_gives_back_its_taken_chunks_and_frees_the_conn
     h->f.query_reply_len = r.len;
     h->f.query_reply2 = r2.p;
     h->f.query_reply2_len = r2.len;
+    h->f.accept_cancels = true;
     h->hold_chunks = 512; /* every chunk */
     h_connect(h);
     fw_query_t *q = query();
@@ -1761,6 +1765,12 @@ static void test_freeing_a_stream_gives_back_its_taken_chunks_and_frees_the_conn
     h_close(h);
     bb_free(&r);
     bb_free(&r2);
+    /* One CancelRequest, with the key the server gave, on a connection of its own. */
+    assert_int_equal(atomic_load(&h->f.ncancels), 1);
+    assert_int_equal(h->f.cancel_bad, 0);
+    assert_int_equal(h->f.cancel_pid, 7);
+    assert_int_equal(h->f.cancel_secret, 9);
+    assert_int_equal(h->f.nqueries, 2);
 }
 
 /*
@@ -1808,19 +1818,36 @@ typedef struct t_s {
 
 static t_t g_t;
 
-static t_t *t_start(const bb_t *r1, const bb_t *r2)
+/* The fake server's defaults for threaded tests; the caller may change the script before
+ * t_connect. */
+static t_t *t_init(void)
 {
     t_t *t = &g_t;
     memset(t, 0, sizeof(*t));
     t->f.startup_reply = STARTUP_OK;
     t->f.startup_reply_len = sizeof(STARTUP_OK);
     t->f.io_timeout_ms = (unsigned)(20000 * time_scale());
+    return t;
+}
+
+static void t_connect(t_t *t);
+
+static t_t *t_start(const bb_t *r1, const bb_t *r2)
+{
+    t_t *t = t_init();
     t->f.query_reply = r1->p;
     t->f.query_reply_len = r1->len;
     if (r2 != NULL) {
         t->f.query_reply2 = r2->p;
         t->f.query_reply2_len = r2->len;
     }
+    t_connect(t);
+    return t;
+}
+
+/* Starts the fake server and connects to it in threaded mode. */
+static void t_connect(t_t *t)
+{
     assert_int_equal(fakepg_start(&t->f), 0);
     assert_int_equal(fw_runtime_new(&t->rt), 0);
     char dsn[128];
@@ -1836,7 +1863,6 @@ static t_t *t_start(const bb_t *r1, const bb_t *r2)
     int rc = fw_conn_connect_sync(t->rt, &o, &t->conn, &err);
     if (rc != 0)
         fail_msg("connect_sync: %s", err.message);
-    return t;
 }
 
 static void t_stop(t_t *t)
@@ -1977,6 +2003,64 @@ static void test_threaded_silent_server_times_out_and_closes_clean(void **state)
     bb_free(&r);
 }
 
+/*
+ * fwire.h, fw_query_cancel_timeout: "Past it, fwire closes the query's connection and the
+ * stream fails with FW_ETIMEDOUT saying so." The fake server reads the CancelRequest, never
+ * closes the cancel connection and keeps streaming rows; fw_stream_cancel must give up after
+ * the cancel timeout (300 ms), close the connection and report it, without hanging.
+ */
+static void test_a_cancel_the_server_ignores_times_out_and_closes_the_connection(void **state)
+{
+    (void)state;
+    enum { PIECES = 400 }; /* a row every 10 ms: ~4 s of rows, far past the cancel timeout */
+    bb_t head = {0}, row = {0};
+    reply_head(&head);
+    m_row(&row, "{\"still\":\"streaming\"}");
+    static fakepg_piece_t pieces[PIECES + 1];
+    pieces[0] = (fakepg_piece_t){head.p, head.len, 0};
+    for (int i = 1; i <= PIECES; i++)
+        pieces[i] = (fakepg_piece_t){row.p, row.len, 10};
+    t_t *t = t_init();
+    t->f.query_pieces = pieces;
+    t->f.query_npieces = PIECES + 1;
+    t->f.ignore_cancels = true;
+    t_connect(t);
+    fw_query_t *q = query();
+    assert_int_equal(fw_query_cancel_timeout(q, 300), 0);
+    fw_stream_t *s = t_stream(t, q);
+    fw_row_t r;
+    assert_int_equal(fw_stream_next(s, &r, (int)(5000 * time_scale())), FW_ROW);
+    uint64_t t0 = uv_hrtime();
+    int rc = fw_stream_cancel(s);
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    int next = fw_stream_next(s, &r, 0);
+    char why[sizeof(fw_stream_error(s)->message)];
+    snprintf(why, sizeof(why), "%s", fw_stream_error(s)->message);
+    fw_stream_stats_t st;
+    fw_stream_stats(s, &st);
+    fw_stream_t *s2 = NULL;
+    fw_error_t err;
+    fw_query_t *q2 = query();
+    int start = fw_stream_start(t->conn, q2, NULL, NULL, &s2, &err);
+    fw_query_free(q2);
+    fw_stream_free(s2);
+    fw_stream_free(s);
+    t_stop(t);
+    bb_free(&head);
+    bb_free(&row);
+    assert_int_equal(atomic_load(&t->f.ncancels), 1);
+    assert_int_equal(t->f.cancel_pid, 7);
+    assert_int_equal(t->f.cancel_secret, 9);
+    if (rc != FW_ETIMEDOUT)
+        fail_msg("fw_stream_cancel gave %s after %.2f s (%s)", code_name(rc), secs, why);
+    assert_true(secs >= 0.25 && secs < 1.0 * time_scale());
+    assert_int_equal(next, FW_ETIMEDOUT);
+    if (strstr(why, "connection was closed") == NULL)
+        fail_msg("the error does not say the connection was closed: %s", why);
+    assert_int_equal(st.state, FW_STREAM_FAILED);
+    assert_int_equal(start, FW_ESTATE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2008,6 +2092,7 @@ int main(void)
             test_threaded_mode_delivers_rows_then_the_server_error_then_runs_the_next_query),
         cmocka_unit_test(test_threaded_slow_consumer_gets_every_row_sent_before_a_protocol_error),
         cmocka_unit_test(test_threaded_silent_server_times_out_and_closes_clean),
+        cmocka_unit_test(test_a_cancel_the_server_ignores_times_out_and_closes_the_connection),
     };
     return cmocka_run_group_tests_name("lib_stream_fake", tests, NULL, NULL);
 }

@@ -12,7 +12,8 @@
 
 /* Exit codes, as psql's where they overlap: 0 success, 1 a fatal error of fwire's own (bad
  * usage or options, unwritable output), 2 the connection to the server failed, 3 the query
- * failed (server error, result of the wrong shape, ...). */
+ * failed (server error, result of the wrong shape, ...). `fwire stream` stopped by a signal
+ * exits 128 + its number, as a shell reports it: 130 for SIGINT, 143 for SIGTERM. */
 enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_CONNECT = 2, EXIT_QUERY = 3 };
 
 /* Subcommands: argv[0] is the subcommand's name, options follow. Return the exit code. */

@@ -10,7 +10,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,11 @@
 #define PROGRESS_MS 250
 /* Rows between two clock reads for the progress line. */
 #define PROGRESS_ROWS 1024
+/* The longest fw_stream_next waits before the consumer looks at the stop flag again: how late
+ * a SIGINT or SIGTERM can be noticed while no row arrives. */
+#define STOP_POLL_MS 100
+/* What consume() returns when a SIGINT or SIGTERM asked it to stop (not an fw code). */
+#define CONSUME_STOPPED 1000
 
 typedef struct out_s {
     char *buf;
@@ -51,6 +58,61 @@ typedef struct progress_s {
     double last;
 } progress_t;
 
+/*
+ * SIGINT and SIGTERM (docs/cli.md, "Stopping"). The handler only records the signal; the
+ * consumer thread (this one) sees it within STOP_POLL_MS, cancels the query with
+ * fw_stream_cancel (the API's thread rule: cancel belongs to the consumer) and exits 128 +
+ * the signal number. Only the consumer thread takes the signals: they are blocked while the
+ * runtime thread is created, so it (and libuv's threads, which it creates) inherit the mask.
+ * The handler is installed without SA_RESTART, so a write(2) blocked on a full pipe returns
+ * EINTR and the consumer stops even when the reader of stdout has stalled.
+ *
+ * Before the query is started (`armed` false: connecting, nothing to cancel) and for a second
+ * signal (the cancel itself is taking too long) the handler exits at once. Lock-free atomics
+ * are the state a C11 signal handler may touch; _exit is async-signal-safe.
+ */
+static atomic_int stop_sig;    /* the first SIGINT or SIGTERM received, 0 while none */
+static atomic_bool stop_armed; /* a query may run: the consumer cancels it */
+
+static void on_stop_signal(int sig)
+{
+    if (!atomic_load(&stop_armed) || atomic_load(&stop_sig) != 0)
+        _exit(128 + sig);
+    atomic_store(&stop_sig, sig);
+}
+
+static int stop_signals_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: interrupt a blocked write */
+    /* Installed even when the signal was inherited as ignored (a background job of a
+     * non-interactive shell): like psql, fwire always cancels its query on SIGINT. */
+    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+/* Blocks (block true) or unblocks SIGINT and SIGTERM in the calling thread. */
+static void stop_signals_mask(bool block)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+/* The query is over (or cancelled): a signal from now on exits at once. Returns the signal
+ * that arrived before, 0 if none. */
+static int stop_disarm(void)
+{
+    atomic_store(&stop_armed, false);
+    return atomic_load(&stop_sig);
+}
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -58,11 +120,19 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Output still goes somewhere: the reader is there, no write failed, no signal stopped us. */
+static bool out_open(const out_t *o)
+{
+    return !o->gone && o->err == 0 && atomic_load_explicit(&stop_sig, memory_order_relaxed) == 0;
+}
+
 static void out_write(out_t *o, const char *p, size_t n)
 {
-    while (n > 0 && !o->gone && o->err == 0) {
+    while (n > 0 && out_open(o)) {
         ssize_t w = write(STDOUT_FILENO, p, n);
         if (w < 0) {
+            if (errno == EINTR && atomic_load_explicit(&stop_sig, memory_order_relaxed) != 0)
+                return; /* SIGINT or SIGTERM while the reader did not read: stop writing */
             if (errno == EINTR)
                 continue;
             /* SIGPIPE is ignored (cli_stream), so a closed pipe shows up here as EPIPE */
@@ -105,7 +175,7 @@ static void flatten_lines(char *p, size_t n)
 /* Appends one JSON value, flattened, in pieces of at most the buffer's size. */
 static void out_json(out_t *o, const char *json, size_t len)
 {
-    while (len > 0 && !o->gone && o->err == 0) {
+    while (len > 0 && out_open(o)) {
         size_t n = OUT_BUFFER_BYTES - o->used;
         if (n > len)
             n = len;
@@ -173,17 +243,20 @@ static void print_stats(const fw_stream_stats_t *st, const totals_t *t, double s
             t->json_bytes, seconds);
 }
 
-/* Reads every row of `s`, writing or counting it. Returns FW_END, or the stream's failure. */
+/* Reads every row of `s`, writing or counting it. Returns FW_END, the stream's failure, or
+ * CONSUME_STOPPED after a SIGINT or SIGTERM. */
 static int consume(fw_stream_t *s, const stream_args_t *a, out_t *out, totals_t *t,
                    progress_t *prog)
 {
     for (;;) {
-        /* Wait forever unless output is pending (flush it after FLUSH_LINGER_MS without rows)
-         * or a progress line is due. */
-        int timeout = -1;
-        if (out->used > 0)
+        if (atomic_load_explicit(&stop_sig, memory_order_relaxed) != 0)
+            return CONSUME_STOPPED;
+        /* Wait at most STOP_POLL_MS (to notice a signal), less when output is pending (flush
+         * it after FLUSH_LINGER_MS without rows) or a progress line is due. */
+        int timeout = STOP_POLL_MS;
+        if (out->used > 0 && timeout > FLUSH_LINGER_MS)
             timeout = FLUSH_LINGER_MS;
-        if (prog->on && (timeout < 0 || timeout > PROGRESS_MS))
+        if (prog->on && timeout > PROGRESS_MS)
             timeout = PROGRESS_MS;
         fw_row_t row;
         int rc = fw_stream_next(s, &row, timeout);
@@ -222,9 +295,16 @@ static int run(const stream_args_t *a)
     /* A reader that goes away (`| head -1`) must end the command quietly: ignore SIGPIPE, so
      * write(2) fails with EPIPE instead of killing the process, and treat EPIPE as the end. */
     signal(SIGPIPE, SIG_IGN);
+    if (stop_signals_install() < 0) {
+        fprintf(stderr, "fwire: cannot install the signal handlers: %s\n", strerror(errno));
+        return EXIT_USAGE;
+    }
 
+    /* The runtime thread inherits the mask: SIGINT and SIGTERM reach this thread only. */
+    stop_signals_mask(true);
     fw_runtime_t *rt = NULL;
     int rc = fw_runtime_new(&rt);
+    stop_signals_mask(false);
     if (rc < 0) {
         fprintf(stderr, "fwire: cannot start the runtime thread: %s\n", fw_strerror(rc));
         return EXIT_USAGE;
@@ -257,12 +337,17 @@ static int run(const stream_args_t *a)
 
     fw_stream_t *s = NULL;
     double start = now_seconds();
+    /* From here a signal is the consumer's to act on (cancel the query), not an exit at once.
+     * One that arrives while fw_stream_start runs is seen by the first look in consume(). */
+    atomic_store(&stop_armed, true);
     rc = fw_stream_start(conn, a->q, NULL, NULL, &s, &err);
     if (rc < 0) {
-        cli_print_error("query not started", fw_err_name(rc), rc, &err);
+        int sig = stop_disarm();
+        if (sig == 0)
+            cli_print_error("query not started", fw_err_name(rc), rc, &err);
         fw_conn_close_sync(conn);
         fw_runtime_free(rt);
-        return rc == FW_EINVAL ? EXIT_USAGE : EXIT_QUERY;
+        return sig != 0 ? 128 + sig : rc == FW_EINVAL ? EXIT_USAGE : EXIT_QUERY;
     }
 
     out_t out = {.buf = NULL};
@@ -280,6 +365,25 @@ static int run(const stream_args_t *a)
     progress_t prog = {
         .on = a->progress > 0 || (a->progress < 0 && auto_on), .start = start, .last = start};
     int end = consume(s, a, &out, &t, &prog);
+    int cancel_rc = 0;
+    if (end == CONSUME_STOPPED || out.gone || out.err != 0) {
+        /* Nobody wants the rest: cancel the query and wait until the server is idle again
+         * (a no-op when the stream has ended already). */
+        cancel_rc = fw_stream_cancel(s);
+    }
+    int sig = stop_disarm();
+    if (sig != 0) {
+        /* A signal: flush nothing more, print no totals, end with 128 + its number. */
+        progress_clear(&prog);
+        if (cancel_rc < 0)
+            fprintf(stderr, "fwire: the query could not be cancelled cleanly: %s\n",
+                    fw_strerror(cancel_rc));
+        fw_stream_free(s);
+        fw_conn_close_sync(conn);
+        fw_runtime_free(rt);
+        free(out.buf);
+        return 128 + sig;
+    }
     if (out.buf != NULL)
         out_flush(&out);
     double seconds = now_seconds() - start;

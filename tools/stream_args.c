@@ -56,6 +56,10 @@ static void usage(FILE *f)
           "  --max-memory SIZE         receive memory budget: bytes or with K, M, G suffix\n"
           "                            (default 4M, at least 64K)\n"
           "  --timeout MS              statement timeout of this query (0: the server's)\n"
+          "  --idle-timeout MS         cancel the query and fail (exit 3, FW_ETIMEDOUT) when\n"
+          "                            no byte arrives for MS milliseconds (0: never, default)\n"
+          "  --cancel-timeout MS       how long cancelling may take before the connection is\n"
+          "                            closed instead (0: the default, 5000)\n"
           "\n"
           "Output:\n"
           "  --nulls MODE              rows whose data is SQL NULL: skip (default: not printed,\n"
@@ -73,10 +77,15 @@ static void usage(FILE *f)
           "CONNINFO is a connection string or URI, as for fwire ping; without it the PG*\n"
           "environment variables and defaults apply, as in psql.\n"
           "\n"
+          "Stopping: when the reader of stdout goes away (| head), on SIGINT (Ctrl-C) and\n"
+          "on SIGTERM the query is cancelled and fwire waits until the server has stopped\n"
+          "it. After a signal nothing more is written; a second signal exits at once.\n"
+          "\n"
           "Exit status: 0 success, also when the reader of stdout goes away (| head);\n"
           "1 bad usage or options, or stdout cannot be written; 2 the connection failed;\n"
-          "3 the query failed: the rows before the failure are printed, then the error's\n"
-          "name, message, SQLSTATE, DETAIL and HINT on stderr.\n",
+          "3 the query failed (also --timeout, --idle-timeout): the rows before the failure\n"
+          "are printed, then the error's name, message, SQLSTATE, DETAIL and HINT on\n"
+          "stderr; 130 stopped by SIGINT; 143 stopped by SIGTERM.\n",
           f);
 }
 
@@ -348,6 +357,8 @@ enum {
     OPT_CHUNK_SIZE,
     OPT_MAX_MEMORY,
     OPT_TIMEOUT,
+    OPT_IDLE_TIMEOUT,
+    OPT_CANCEL_TIMEOUT,
     OPT_NULLS,
     OPT_COUNT,
     OPT_STATS,
@@ -372,6 +383,8 @@ static const struct option long_opts[] = {
     {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
     {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"cancel-timeout", required_argument, NULL, OPT_CANCEL_TIMEOUT},
     {"nulls", required_argument, NULL, OPT_NULLS},
     {"count", no_argument, NULL, OPT_COUNT},
     {"stats", no_argument, NULL, OPT_STATS},
@@ -448,6 +461,16 @@ static int one_option(stream_args_t *a, int c, const char *arg, order_key_t *key
             return bad("--timeout wants milliseconds (0 to 4294967295), got '%s'", arg);
         rc = fw_query_statement_timeout(q, (uint32_t)v);
         return rc < 0 ? rejected("--timeout", arg, rc) : -1;
+    case OPT_IDLE_TIMEOUT:
+        if (!parse_uint(arg, UINT32_MAX, &v))
+            return bad("--idle-timeout wants milliseconds (0 to 4294967295), got '%s'", arg);
+        rc = fw_query_idle_timeout(q, (uint32_t)v);
+        return rc < 0 ? rejected("--idle-timeout", arg, rc) : -1;
+    case OPT_CANCEL_TIMEOUT:
+        if (!parse_uint(arg, UINT32_MAX, &v))
+            return bad("--cancel-timeout wants milliseconds (0 to 4294967295), got '%s'", arg);
+        rc = fw_query_cancel_timeout(q, (uint32_t)v);
+        return rc < 0 ? rejected("--cancel-timeout", arg, rc) : -1;
     case OPT_NULLS:
         a->nulls_given = true;
         if (strcmp(arg, "skip") == 0)

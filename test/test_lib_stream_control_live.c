@@ -1,0 +1,1434 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stream control against the harness's real PostgreSQL 15 (test/with-pg.sh): pause, resume,
+ * cancel, free, and the idle, pause and cancel timeouts (fwire.h "streams"; RELIABILITY.md
+ * bars 7 and 8, decisions 8 and 9).
+ *
+ * What the server does is read from the server, never from fwire: psql (as the admin user,
+ * over the unix socket) reads pg_stat_activity for the query's backend (a paused stream must
+ * leave it `active`, waiting in `ClientWrite`; a cancelled one `idle`), and the rows are
+ * checked against psql's count, byte count and MD5 sum of the same view as in
+ * test_lib_stream_live.c. The bench views have no ORDER BY, so their rows' ids must be
+ * consecutive with at most one wrap-around (a synchronized scan may start mid-table).
+ *
+ * Every wait is bounded; the whole binary is meant to run in well under 90 s (gcc), so it
+ * also fits under ASan and TSan. FW_TEST_FILTER=pattern runs the matching cases only.
+ */
+/* The MD5 of every row: OpenSSL's one-shot MD5() allocates nothing (as in the live test). */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/md5.h>
+#include <uv.h>
+
+#include "fwire.h"
+
+/* Sanitizers slow everything down: every deadline stretches by SLOW under them. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define FW_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define FW_SANITIZED 1
+#endif
+#endif
+#if defined(FW_SANITIZED)
+#define SLOW 5.0
+#else
+#define SLOW 1.0
+#endif
+
+#define MIB ((size_t)1024 * 1024)
+
+/* A stream answer's name (fw_err_name knows only the failures). */
+static const char *code_name(int rc)
+{
+    switch (rc) {
+    case FW_ROW:
+        return "FW_ROW";
+    case FW_END:
+        return "FW_END";
+    case FW_AGAIN:
+        return "FW_AGAIN";
+    case FW_PAUSED:
+        return "FW_PAUSED";
+    default:
+        return fw_err_name(rc);
+    }
+}
+
+/* ---- the counting allocator ---------------------------------------------------------------- */
+
+static atomic_uint_fast64_t alloc_calls; /* malloc, realloc and free calls */
+static atomic_int_fast64_t alloc_live;   /* blocks allocated and not yet freed */
+
+static void *count_malloc(void *ud, size_t size)
+{
+    (void)ud;
+    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
+    void *p = malloc(size);
+    if (p != NULL)
+        atomic_fetch_add_explicit(&alloc_live, 1, memory_order_relaxed);
+    return p;
+}
+
+static void *count_realloc(void *ud, void *ptr, size_t size)
+{
+    (void)ud;
+    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
+    void *p = realloc(ptr, size);
+    if (p != NULL && ptr == NULL)
+        atomic_fetch_add_explicit(&alloc_live, 1, memory_order_relaxed);
+    return p;
+}
+
+static void count_free(void *ud, void *ptr)
+{
+    (void)ud;
+    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
+    if (ptr != NULL)
+        atomic_fetch_sub_explicit(&alloc_live, 1, memory_order_relaxed);
+    free(ptr);
+}
+
+static int64_t live_now(void)
+{
+    return atomic_load_explicit(&alloc_live, memory_order_relaxed);
+}
+
+/* ---- environment and psql ---- */
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        fail_msg("%s is not set: run through test/with-pg.sh (meson test does)", name);
+    return v;
+}
+
+static double secs_since(uint64_t t0)
+{
+    return (double)(uv_hrtime() - t0) / 1e9;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Runs `sql` with psql as the admin user over the unix socket (the admin sees every backend in
+ * pg_stat_activity); its output (-At: fields separated by '|', no header) goes to out without
+ * the final newline. */
+static void psql(const char *sql, char *out, size_t cap)
+{
+    char path[] = "/tmp/fw-stream-ctl-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t n = strlen(sql);
+    assert_int_equal(write(fd, sql, n), (ssize_t)n);
+    close(fd);
+    const char *bindir = getenv("FW_TEST_PGBINDIR");
+    char errpath[sizeof(path) + 4];
+    snprintf(errpath, sizeof(errpath), "%s.err", path);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "'%s/psql' -X -At -q -v ON_ERROR_STOP=1 -h '%s' -p '%s' -U '%s' -d '%s' -f '%s' "
+             "2>'%s'",
+             bindir != NULL && bindir[0] != '\0' ? bindir : "/usr/lib/postgresql/15/bin",
+             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_ADMIN"),
+             env("FW_TEST_DBNAME"), path, errpath);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t got = fread(out, 1, cap - 1, p);
+    out[got] = '\0';
+    int rc = pclose(p);
+    unlink(path);
+    char err[1024] = "";
+    FILE *ef = fopen(errpath, "r");
+    if (ef != NULL) {
+        err[fread(err, 1, sizeof(err) - 1, ef)] = '\0';
+        fclose(ef);
+    }
+    unlink(errpath);
+    while (got > 0 && (out[got - 1] == '\n' || out[got - 1] == '\r'))
+        out[--got] = '\0';
+    if (rc != 0)
+        fail_msg("psql failed on %s:\n%s%s", sql, out, err);
+}
+
+/* "state|wait_event" of a backend in pg_stat_activity ("" when it is gone). */
+static void activity(int32_t pid, char *out, size_t cap)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(state, '') || '|' || coalesce(wait_event, '') "
+             "FROM pg_stat_activity WHERE pid = %d;",
+             (int)pid);
+    psql(sql, out, cap);
+}
+
+/* Polls pg_stat_activity until the backend shows `want` ("state|wait_event"), up to `secs`;
+ * true when it did. *seen holds the last answer. */
+static bool activity_becomes(int32_t pid, const char *want, double secs, char *seen, size_t cap)
+{
+    uint64_t t0 = uv_hrtime();
+    for (;;) {
+        activity(pid, seen, cap);
+        if (strcmp(seen, want) == 0)
+            return true;
+        if (secs_since(t0) > secs * SLOW)
+            return false;
+        sleep_ms(50);
+    }
+}
+
+/* The server's answer for `sql` (a query returning a column named data). */
+typedef struct oracle_s {
+    uint64_t rows, bytes, nulls, sum, max_len;
+    char order[33], first[33], last[33]; /* "" unless asked for */
+} oracle_t;
+
+/* Splits `s` at '|' into at most n fields (in place). */
+static size_t split(char *s, char **f, size_t n)
+{
+    size_t k = 0;
+    f[k++] = s;
+    for (char *p = s; *p != '\0' && k < n; p++) {
+        if (*p == '|') {
+            *p = '\0';
+            f[k++] = p + 1;
+        }
+    }
+    return k;
+}
+
+static uint64_t u64(const char *s)
+{
+    char *end;
+    uint64_t v = strtoull(s, &end, 10);
+    if (end == s || *end != '\0')
+        fail_msg("psql returned %s, not a number", s);
+    return v;
+}
+
+/* `ordered`: also digest the rows in the order the query returns them (only meaningful when
+ * the query has an ORDER BY, or reads a table too small for synchronized scans). */
+static void oracle_compute(const char *sql, bool ordered, oracle_t *o)
+{
+    static const char row_md5[] = "md5(coalesce(data::text, '<NULL>'))";
+    char q[4096], out[1024];
+    snprintf(q, sizeof(q),
+             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0),\n"
+             "  count(*) FILTER (WHERE data IS NULL),\n"
+             "  coalesce(sum(('x' || substr(%s, 1, 15))::bit(60)::bigint)\n"
+             "           %% 18446744073709551616, 0),\n"
+             "  coalesce(max(octet_length(data::text)), 0),\n"
+             "  %s, %s, %s\n"
+             "FROM (%s) AS s;\n",
+             row_md5,
+             ordered ? "coalesce(md5(string_agg(md5(coalesce(data::text, '<NULL>')), "
+                       "'')), '')"
+                     : "''",
+             ordered ? "coalesce((array_agg(md5(coalesce(data::text, '<NULL>'))))[1], '')" : "''",
+             ordered ? "coalesce((array_agg(md5(coalesce(data::text, '<NULL>'))))[count(*)], '')"
+                     : "''",
+             sql);
+    psql(q, out, sizeof(out));
+    char *f[8];
+    if (split(out, f, 8) != 8)
+        fail_msg("unexpected psql output for %s: %s", sql, out);
+    memset(o, 0, sizeof(*o));
+    o->rows = u64(f[0]);
+    o->bytes = u64(f[1]);
+    o->nulls = u64(f[2]);
+    o->sum = u64(f[3]);
+    o->max_len = u64(f[4]);
+    snprintf(o->order, sizeof(o->order), "%s", f[5]);
+    snprintf(o->first, sizeof(o->first), "%s", f[6]);
+    snprintf(o->last, sizeof(o->last), "%s", f[7]);
+}
+
+/* Oracles are cached by their SQL: the bench views cost seconds of server time each. */
+static struct {
+    char *sql;
+    bool ordered;
+    oracle_t o;
+} oracle_cache[64];
+
+static const oracle_t *oracle(const char *sql, bool ordered)
+{
+    size_t i = 0;
+    for (; i < sizeof(oracle_cache) / sizeof(oracle_cache[0]) && oracle_cache[i].sql != NULL; i++) {
+        if (strcmp(oracle_cache[i].sql, sql) == 0 && oracle_cache[i].ordered == ordered)
+            return &oracle_cache[i].o;
+    }
+    assert_true(i < sizeof(oracle_cache) / sizeof(oracle_cache[0]));
+    oracle_compute(sql, ordered, &oracle_cache[i].o);
+    oracle_cache[i].sql = strdup(sql);
+    oracle_cache[i].ordered = ordered;
+    return &oracle_cache[i].o;
+}
+
+static const oracle_t *view_oracle(const char *view, bool ordered)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT data FROM %s", view);
+    return oracle(sql, ordered);
+}
+
+/* ---- what a consumer saw ---- */
+
+typedef struct res_s {
+    uint64_t rows, nulls, bytes, sum;
+    uint64_t bad_null;  /* is_null rows with a pointer or a length */
+    uint64_t bad_held;  /* held chunks whose rows changed before release */
+    MD5_CTX order;      /* MD5 over the hex MD5 of every row, in order */
+    char order_hex[33]; /* set by res_finish() */
+    char first[33], last[33];
+    char text[256]; /* the first row's text, truncated */
+    int64_t first_id, prev_id;
+    uint64_t with_id, descents, breaks; /* rows whose id < the previous; != previous + 1 */
+    int start_rc;                       /* fw_stream_start's result */
+    int code;                           /* FW_END, or the stream's failure; 1 while unfinished */
+    fw_error_t err;                     /* start error, or fw_stream_error() */
+    fw_stream_stats_t stats;            /* at the end, before fw_stream_free */
+} res_t;
+
+static void res_init(res_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    MD5_Init(&r->order);
+    r->code = 1;
+}
+
+static void hex32(const unsigned char d[16], char out[33])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = digits[d[i] >> 4];
+        out[2 * i + 1] = digits[d[i] & 15];
+    }
+    out[32] = '\0';
+}
+
+/* The first 60 bits of the row's MD5, as ('x' || substr(md5, 1, 15))::bit(60)::bigint. */
+static uint64_t row_md5(const fw_row_t *row, unsigned char d[16])
+{
+    if (row->is_null)
+        MD5((const unsigned char *)"<NULL>", 6, d);
+    else
+        MD5((const unsigned char *)row->json, row->len, d);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | d[i];
+    return v >> 4;
+}
+
+/* The integer value of the first key of a JSON object, when the text starts {"key": 123. */
+static bool first_int(const char *p, size_t n, int64_t *out)
+{
+    if (p == NULL || n < 2 || p[0] != '{' || p[1] != '"')
+        return false;
+    size_t i = 2;
+    while (i < n && p[i] != '"')
+        i++;
+    i++;
+    if (i + 2 >= n || p[i] != ':' || p[i + 1] != ' ')
+        return false;
+    i += 2;
+    int64_t v = 0;
+    size_t d0 = i;
+    while (i < n && p[i] >= '0' && p[i] <= '9' && i - d0 < 18)
+        v = v * 10 + (p[i++] - '0');
+    if (i == d0)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void res_row(res_t *r, const fw_row_t *row)
+{
+    unsigned char d[16];
+    char hex[33];
+    if (row->is_null) {
+        r->nulls++;
+        if (row->json != NULL || row->len != 0)
+            r->bad_null++;
+    } else {
+        r->bytes += row->len;
+    }
+    r->sum += row_md5(row, d);
+    hex32(d, hex);
+    MD5_Update(&r->order, hex, 32);
+    if (r->rows == 0) {
+        memcpy(r->first, hex, 33);
+        snprintf(r->text, sizeof(r->text), "%.*s", row->is_null ? 0 : (int)row->len,
+                 row->is_null ? "" : row->json);
+    }
+    memcpy(r->last, hex, 33);
+    int64_t id;
+    if (!row->is_null && first_int(row->json, row->len, &id)) {
+        if (r->with_id == 0) {
+            r->first_id = id;
+        } else {
+            r->descents += id < r->prev_id;
+            r->breaks += id != r->prev_id + 1;
+        }
+        r->prev_id = id;
+        r->with_id++;
+    }
+    r->rows++;
+}
+
+static void res_finish(res_t *r)
+{
+    unsigned char d[16];
+    MD5_Final(d, &r->order);
+    hex32(d, r->order_hex);
+}
+
+/* Compares a result with the oracle; `what` names the run in the failure message. */
+static void check_res(const res_t *r, const oracle_t *o, bool ordered, const char *what)
+{
+    if (r->start_rc != 0)
+        fail_msg("%s: fw_stream_start: %s (%s)", what, code_name(r->start_rc), r->err.message);
+    if (r->code != FW_END)
+        fail_msg("%s: ended with %s: %s %s", what, code_name(r->code), r->err.sqlstate,
+                 r->err.message);
+    if (r->rows != o->rows || r->bytes != o->bytes || r->nulls != o->nulls || r->sum != o->sum)
+        fail_msg("%s: got %" PRIu64 " rows, %" PRIu64 " bytes, %" PRIu64 " nulls, sum %" PRIu64
+                 "; the server has %" PRIu64 " rows, %" PRIu64 " bytes, %" PRIu64
+                 " nulls, sum %" PRIu64,
+                 what, r->rows, r->bytes, r->nulls, r->sum, o->rows, o->bytes, o->nulls, o->sum);
+    if (r->bad_null != 0 || r->bad_held != 0)
+        fail_msg("%s: %" PRIu64 " SQL NULL rows with a pointer, %" PRIu64 " held chunks changed",
+                 what, r->bad_null, r->bad_held);
+    if (ordered && o->rows > 0) {
+        if (strcmp(r->order_hex, o->order) != 0 || strcmp(r->first, o->first) != 0 ||
+            strcmp(r->last, o->last) != 0)
+            fail_msg("%s: rows out of order (first %s last %s, server first %s last %s)", what,
+                     r->first, r->last, o->first, o->last);
+    }
+    if (r->stats.rows_yielded != r->rows || r->stats.state != FW_STREAM_COMPLETED)
+        fail_msg("%s: stats say %" PRIu64 " rows yielded, state %s", what, r->stats.rows_yielded,
+                 fw_stream_state_name(r->stats.state));
+}
+
+/* Bench rows carry their id first: consecutive ids, one wrap-around allowed (a synchronized
+ * scan may start mid-table) unless `strict` (small tables: the scan starts at id 1). */
+static void check_ids(const res_t *r, bool strict, bool consecutive, const char *what)
+{
+    if (r->with_id != r->rows)
+        fail_msg("%s: %" PRIu64 " of %" PRIu64 " rows have no leading id", what,
+                 r->rows - r->with_id, r->rows);
+    if (r->rows == 0)
+        return;
+    uint64_t allowed = strict ? 0 : 1;
+    if (r->descents > allowed || (consecutive && r->breaks > allowed) ||
+        (strict && r->first_id != 1))
+        fail_msg("%s: ids out of order: first %" PRId64 ", %" PRIu64 " descents, %" PRIu64
+                 " breaks",
+                 what, r->first_id, r->descents, r->breaks);
+}
+
+/* ---- sessions: one connection over the unix socket, in one run mode -------------------------- */
+
+typedef struct sess_s {
+    bool threaded;
+    const char *name;
+    fw_runtime_t *rt;
+    uv_loop_t loop;
+    uv_timer_t tick; /* keeps uv_run(UV_RUN_ONCE) returning, so waits can time out */
+    fw_conn_t *conn;
+    int32_t pid; /* the backend's */
+    int connects, connect_status;
+    fw_error_t err;
+    int closes;
+} sess_t;
+
+static void on_connect(fw_conn_t *c, int status, const fw_error_t *err, void *ud)
+{
+    (void)c;
+    sess_t *S = ud;
+    S->connects++;
+    S->connect_status = status;
+    if (err != NULL)
+        S->err = *err;
+}
+
+static void on_closed(fw_conn_t *c, void *ud)
+{
+    (void)c;
+    sess_t *S = ud;
+    S->closes++;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static void sess_open(sess_t *S, bool threaded)
+{
+    memset(S, 0, sizeof(*S));
+    S->threaded = threaded;
+    S->name = threaded ? "threaded" : "embedded";
+    char ci[1024];
+    snprintf(ci, sizeof(ci), "host=%s port=%s dbname=%s user=%s sslmode=disable connect_timeout=10",
+             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
+             env("FW_TEST_USER_TRUST"));
+    fw_conn_opts_t o;
+    fw_conn_opts_init(&o);
+    o.conninfo = ci;
+    o.use_environment = false; /* hermetic: no PG* variables, no ~/.pgpass */
+    if (threaded) {
+        assert_int_equal(fw_runtime_new(&S->rt), 0);
+        if (fw_conn_connect_sync(S->rt, &o, &S->conn, &S->err) != 0)
+            fail_msg("%s: connect: %s", S->name, S->err.message);
+    } else {
+        assert_int_equal(uv_loop_init(&S->loop), 0);
+        assert_int_equal(uv_timer_init(&S->loop, &S->tick), 0);
+        assert_int_equal(uv_timer_start(&S->tick, on_tick, 10, 10), 0);
+        if (fw_conn_new(&S->conn, &S->loop, &o, &S->err) != 0)
+            fail_msg("%s: fw_conn_new: %s", S->name, S->err.message);
+        assert_int_equal(fw_conn_connect(S->conn, on_connect, S), 0);
+        uint64_t t0 = uv_hrtime();
+        while (S->connects == 0 && secs_since(t0) < 30 * SLOW)
+            uv_run(&S->loop, UV_RUN_ONCE);
+        assert_int_equal(S->connects, 1);
+        if (S->connect_status != 0)
+            fail_msg("%s: connect: %s", S->name, S->err.message);
+    }
+    fw_conn_info_t info;
+    assert_int_equal(fw_conn_info(S->conn, &info), 0);
+    S->pid = info.backend_pid;
+    assert_true(S->pid > 0);
+}
+
+/* Closes the connection (unless a test already did: conn NULL); embedded: the loop must end
+ * clean (uv_loop_close == 0). */
+static void sess_close(sess_t *S)
+{
+    if (S->threaded) {
+        if (S->conn != NULL)
+            fw_conn_close_sync(S->conn);
+        fw_runtime_free(S->rt);
+    } else {
+        if (S->conn != NULL)
+            fw_conn_close(S->conn, on_closed, S);
+        uv_timer_stop(&S->tick);
+        uv_close((uv_handle_t *)&S->tick, NULL);
+        uint64_t t0 = uv_hrtime();
+        while (uv_loop_alive(&S->loop) && secs_since(t0) < 30 * SLOW)
+            uv_run(&S->loop, UV_RUN_ONCE);
+        assert_int_equal(S->closes, 1);
+        assert_int_equal(uv_loop_close(&S->loop), 0);
+    }
+    S->conn = NULL;
+}
+
+/* Runs the embedded loop until *flag, failing after `secs` (stretched under sanitizers). */
+static void run_until(sess_t *S, const bool *flag, double secs, const char *what)
+{
+    uint64_t t0 = uv_hrtime();
+    while (!*flag) {
+        if (secs_since(t0) > secs * SLOW)
+            fail_msg("%s: %s: nothing after %.0f s", S->name, what, secs * SLOW);
+        uv_run(&S->loop, UV_RUN_ONCE);
+    }
+}
+
+static uint32_t xorshift(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+static size_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    assert_non_null(f);
+    unsigned long size = 0, resident = 0;
+    assert_int_equal(fscanf(f, "%lu %lu", &size, &resident), 2);
+    fclose(f);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static fw_query_t *query(const char *relation)
+{
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, relation), 0);
+    return q;
+}
+
+static fw_stream_t *thr_start(sess_t *S, const fw_query_t *q)
+{
+    fw_stream_t *s = NULL;
+    fw_error_t err;
+    int rc = fw_stream_start(S->conn, q, NULL, NULL, &s, &err);
+    if (rc != 0)
+        fail_msg("%s: fw_stream_start: %s (%s)", S->name, code_name(rc), err.message);
+    return s;
+}
+
+/* Threaded: reads `s` into r until it ends (r->code) or r->rows reaches `limit` (0: none);
+ * fails when no row comes for 30 s. Returns the last answer (FW_ROW at the limit). */
+static int thr_read(fw_stream_t *s, res_t *r, uint64_t limit)
+{
+    uint64_t quiet = uv_hrtime();
+    while (limit == 0 || r->rows < limit) {
+        fw_row_t row;
+        int rc = fw_stream_next(s, &row, 1000);
+        if (rc == FW_ROW) {
+            res_row(r, &row);
+            quiet = uv_hrtime();
+            continue;
+        }
+        if (rc == FW_AGAIN) {
+            if (secs_since(quiet) > 30 * SLOW)
+                fail_msg("no row for %.0f s after %" PRIu64 " rows", 30 * SLOW, r->rows);
+            continue;
+        }
+        if (rc == FW_PAUSED)
+            return rc;
+        r->code = rc;
+        if (rc < 0)
+            r->err = *fw_stream_error(s);
+        fw_stream_stats(s, &r->stats);
+        return rc;
+    }
+    return FW_ROW;
+}
+
+/* Threaded: takes the rows queued on a paused stream until FW_PAUSED (or the end), bounded. */
+static int thr_take_queued(fw_stream_t *s, res_t *r)
+{
+    uint64_t t0 = uv_hrtime();
+    for (;;) {
+        fw_row_t row;
+        int rc = fw_stream_next(s, &row, 1000);
+        if (rc == FW_ROW) {
+            res_row(r, &row);
+            continue;
+        }
+        if (rc == FW_AGAIN && secs_since(t0) < 10 * SLOW)
+            continue;
+        return rc;
+    }
+}
+
+/* Streams `view` to the end on a threaded session and checks it against the oracle. */
+static void thr_expect_view(sess_t *S, const char *view, bool ordered, const char *what)
+{
+    fw_query_t *q = query(view);
+    fw_stream_t *s = thr_start(S, q);
+    fw_query_free(q);
+    res_t r;
+    res_init(&r);
+    thr_read(s, &r, 0);
+    res_finish(&r);
+    fw_stream_free(s);
+    check_res(&r, view_oracle(view, ordered), ordered, what);
+}
+
+/* The checks of a whole v_bench_1m (or _100k) result: the oracle, then consecutive ids. */
+static void check_bench(const res_t *r, const char *view, const char *what)
+{
+    check_res(r, view_oracle(view, false), false, what);
+    check_ids(r, false, true, what);
+}
+
+/* ---- pause and resume -------------------------------------------------------------------- */
+
+/*
+ * fwire.h, fw_stream_pause: "fwire stops reading the socket (the kernel's buffers fill and
+ * the server waits in send) ... once they are taken, next/try_next return FW_PAUSED instead of
+ * waiting." Paused for ~2 s in the middle of a million rows, then resumed: nothing lost.
+ */
+static void test_a_paused_stream_holds_the_server_in_clientwrite_and_loses_nothing(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S, true);
+    fw_query_t *q = query("v_bench_1m");
+    fw_stream_t *s = thr_start(&S, q);
+    fw_query_free(q);
+    res_t r;
+    res_init(&r);
+    assert_int_equal(thr_read(s, &r, 300000), FW_ROW);
+    assert_int_equal(fw_stream_pause(s), 0);
+    assert_int_equal(fw_stream_pause(s), 0); /* idempotent */
+    fw_stream_stats_t st;
+    fw_stream_stats(s, &st);
+    assert_int_equal(st.state, FW_STREAM_PAUSED);
+    assert_int_equal(thr_take_queued(s, &r), FW_PAUSED);
+    /* FW_PAUSED again, at once, whatever the timeout. */
+    fw_row_t row;
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(fw_stream_next(s, &row, 2000), FW_PAUSED);
+    assert_true(secs_since(t0) < 0.1 * SLOW);
+    assert_int_equal(fw_stream_try_next(s, &row), FW_PAUSED);
+    sleep_ms(100); /* a read already under way when the pause came */
+    fw_stream_stats(s, &st);
+    uint64_t bytes0 = st.bytes_received;
+    char seen[128];
+    bool waits = activity_becomes(S.pid, "active|ClientWrite", 2.0, seen, sizeof(seen));
+    uint64_t waited = uv_hrtime();
+    while (secs_since(waited) < 1.5)
+        sleep_ms(50);
+    char seen2[128];
+    activity(S.pid, seen2, sizeof(seen2));
+    fw_stream_stats(s, &st);
+    uint64_t bytes1 = st.bytes_received;
+    fw_stream_state_t paused_state = st.state;
+    assert_int_equal(fw_stream_resume(s), 0);
+    assert_int_equal(fw_stream_resume(s), 0); /* idempotent */
+    fw_stream_stats(s, &st);
+    fw_stream_state_t resumed_state = st.state;
+    thr_read(s, &r, 0);
+    res_finish(&r);
+    assert_int_equal(fw_stream_next(s, &row, 0), FW_END); /* sticky */
+    assert_int_equal(fw_stream_pause(s), FW_ESTATE);      /* ended */
+    assert_int_equal(fw_stream_resume(s), FW_ESTATE);
+    fw_stream_free(s);
+    sess_close(&S);
+    if (!waits || strcmp(seen2, "active|ClientWrite") != 0)
+        fail_msg("paused: the backend showed \"%s\", then \"%s\", not active|ClientWrite", seen,
+                 seen2);
+    if (bytes1 != bytes0)
+        fail_msg("paused: %" PRIu64 " bytes received while paused", bytes1 - bytes0);
+    assert_int_equal(paused_state, FW_STREAM_PAUSED);
+    assert_int_equal(resumed_state, FW_STREAM_RUNNING);
+    check_bench(&r, "v_bench_1m", "paused 2 s");
+    assert_int_equal(r.stats.state, FW_STREAM_COMPLETED);
+    assert_int_equal(r.stats.pauses, 1);
+    assert_int_equal(r.stats.pause_timeouts, 0);
+}
+
+/* The embedded consumer of the many-pauses test: pauses from the rows-ready callback, resumes
+ * from a uv timer. */
+typedef struct flap_s {
+    sess_t *S;
+    res_t *r;
+    fw_stream_t *s;
+    uv_timer_t resume;
+    uint32_t rnd;
+    uint64_t countdown;
+    int pause_calls, resume_calls, pause_refused;
+    bool paused, done;
+    size_t rss_mid;
+} flap_t;
+
+static void flap_resume(uv_timer_t *t)
+{
+    flap_t *f = t->data;
+    if (f->done || !f->paused)
+        return;
+    f->paused = false;
+    f->resume_calls++;
+    assert_int_equal(fw_stream_resume(f->s), 0);
+    f->countdown = 1 + xorshift(&f->rnd) % 199;
+}
+
+static void flap_ready(fw_stream_t *s, void *ud)
+{
+    flap_t *f = ud;
+    for (;;) {
+        fw_row_t row;
+        int rc = fw_stream_try_next(s, &row);
+        if (rc == FW_ROW) {
+            res_row(f->r, &row);
+            if (!f->paused && f->pause_calls < 1000 && --f->countdown == 0) {
+                int p = fw_stream_pause(s);
+                if (p == 0) {
+                    f->paused = true;
+                    f->pause_calls++;
+                    if (f->pause_calls == 100)
+                        f->rss_mid = rss_bytes();
+                } else {
+                    f->pause_refused++;
+                }
+            }
+            continue;
+        }
+        if (rc == FW_AGAIN)
+            return;
+        if (rc == FW_PAUSED) {
+            assert_true(f->paused);
+            uv_timer_start(&f->resume, flap_resume, xorshift(&f->rnd) % 2, 0);
+            return;
+        }
+        f->done = true;
+        f->r->code = rc;
+        if (rc < 0)
+            f->r->err = *fw_stream_error(s);
+        fw_stream_stats(s, &f->r->stats);
+        return;
+    }
+}
+
+/* RELIABILITY bar 8: "Pause/resume loses nothing and never stalls ... Memory stays bounded." */
+static void test_a_thousand_pauses_lose_no_row_and_keep_memory_flat(void **state)
+{
+    (void)state;
+    for (int m = 0; m < 2; m++) {
+        sess_t S;
+        sess_open(&S, m == 0);
+        fw_query_t *q = query("v_bench_1m");
+        /* A small budget bounds the rows queued when a pause comes (each pause takes them
+         * first), so 1,000 pauses fit in the million rows however slow the consumer is. */
+        assert_int_equal(fw_query_max_memory(q, 64 * 1024), 0);
+        assert_int_equal(fw_query_chunk_size(q, 16), 0);
+        res_t r;
+        res_init(&r);
+        int pauses = 0;
+        size_t rss_mid = 0, rss_end;
+        uint64_t t0 = uv_hrtime();
+        if (S.threaded) {
+            fw_stream_t *s = thr_start(&S, q);
+            uint32_t rnd = 0x12345u;
+            for (;;) {
+                uint64_t at = r.rows + 1 + xorshift(&rnd) % 199;
+                int rc = thr_read(s, &r, pauses < 1000 ? at : 0);
+                if (rc != FW_ROW) {
+                    if (pauses < 1000)
+                        fail_msg("after %d pauses and %" PRIu64 " rows: %s", pauses, r.rows,
+                                 code_name(rc));
+                    break;
+                }
+                if (fw_stream_pause(s) != 0)
+                    continue; /* ended meanwhile: the next read says so */
+                pauses++;
+                if (pauses == 100)
+                    rss_mid = rss_bytes();
+                rc = thr_take_queued(s, &r);
+                if (rc != FW_PAUSED && rc != FW_END)
+                    fail_msg("pause %d: %s after %" PRIu64 " rows", pauses, code_name(rc), r.rows);
+                if (xorshift(&rnd) % 8 == 0)
+                    sleep_ms(1); /* sometimes long enough for the loop to stop reading */
+                if (rc == FW_PAUSED)
+                    assert_int_equal(fw_stream_resume(s), 0);
+            }
+            fw_stream_free(s);
+        } else {
+            flap_t f = {.S = &S, .r = &r, .rnd = 0x777u, .countdown = 500};
+            assert_int_equal(uv_timer_init(&S.loop, &f.resume), 0);
+            f.resume.data = &f;
+            fw_error_t err;
+            assert_int_equal(fw_stream_start(S.conn, q, flap_ready, &f, &f.s, &err), 0);
+            run_until(&S, &f.done, 60, "1,000 pauses");
+            fw_stream_free(f.s);
+            uv_close((uv_handle_t *)&f.resume, NULL);
+            pauses = f.pause_calls;
+            rss_mid = f.rss_mid;
+            assert_int_equal(f.pause_refused, 0);
+        }
+        rss_end = rss_bytes();
+        res_finish(&r);
+        fw_query_free(q);
+        sess_close(&S);
+        char what[64];
+        snprintf(what, sizeof(what), "%s, %d pauses", S.name, pauses);
+        print_message("%s: %.2f s, %" PRIu64 " pauses applied, RSS %zu -> %zu KiB\n", what,
+                      secs_since(t0), r.stats.pauses, rss_mid / 1024, rss_end / 1024);
+        check_bench(&r, "v_bench_1m", what);
+        assert_int_equal(pauses, 1000);
+        assert_true(r.stats.pauses >= 1 && r.stats.pauses <= 1000);
+        /* Flat: what the stream needs was allocated before the 100th pause. */
+        if (rss_mid != 0 && rss_end > rss_mid + 16 * MIB * (size_t)SLOW)
+            fail_msg("%s: RSS grew from %zu to %zu KiB between pause 100 and the end", what,
+                     rss_mid / 1024, rss_end / 1024);
+    }
+}
+
+/* ---- cancel ---------------------------------------------------------------------------------- */
+
+/* fw_stream_cancel, timed; fails past `secs` (stretched under sanitizers). */
+static int timed_cancel(fw_stream_t *s, double secs, const char *what)
+{
+    uint64_t t0 = uv_hrtime();
+    int rc = fw_stream_cancel(s);
+    double took = secs_since(t0);
+    if (took > secs * SLOW)
+        fail_msg("%s: fw_stream_cancel took %.2f s", what, took);
+    return rc;
+}
+
+/*
+ * fwire.h, fw_stream_cancel: "Threaded mode: waits until the cancel is complete ... Returns 0
+ * ... Afterwards next/try_next return FW_ECANCELED (sticky)." RELIABILITY bar 7: the
+ * connection runs the next query, which a late cancel never hits.
+ */
+static void test_a_cancel_mid_stream_leaves_the_backend_idle_and_the_connection_usable(void **state)
+{
+    (void)state;
+    int64_t live0 = live_now();
+    sess_t S;
+    sess_open(&S, true);
+    fw_query_t *q = query("v_bench_1m");
+    fw_stream_t *s = thr_start(&S, q);
+    fw_query_free(q);
+    res_t r;
+    res_init(&r);
+    assert_int_equal(thr_read(s, &r, 200000), FW_ROW);
+    assert_int_equal(timed_cancel(s, 1.0, "mid-stream"), 0);
+    char seen[128];
+    activity(S.pid, seen, sizeof(seen)); /* right after: no polling */
+    fw_row_t row;
+    assert_int_equal(fw_stream_next(s, &row, 0), FW_ECANCELED);
+    assert_int_equal(fw_stream_next(s, &row, 100), FW_ECANCELED); /* sticky */
+    assert_int_equal(fw_stream_try_next(s, &row), FW_ECANCELED);
+    assert_int_equal(fw_stream_error(s)->code, FW_ECANCELED);
+    fw_stream_stats_t st;
+    fw_stream_stats(s, &st);
+    assert_int_equal(st.state, FW_STREAM_CANCELLED);
+    assert_int_equal(fw_stream_cancel(s), 0); /* twice: harmless */
+    assert_int_equal(fw_stream_pause(s), FW_ESTATE);
+    fw_stream_free(s);
+    if (strncmp(seen, "idle|", 5) != 0)
+        fail_msg("right after the cancel the backend shows \"%s\", not idle", seen);
+    thr_expect_view(&S, "v_fixture", true, "v_fixture after a cancel");
+    sess_close(&S);
+    assert_int_equal(live_now(), live0);
+}
+
+/* Decision 8: "cancel() on a paused stream resumes reading and discards rows until the query
+ * ends." Also: cancelling twice, and cancelling after the last row, are harmless. */
+static void test_cancel_while_paused_twice_and_after_the_last_row(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S, true);
+    /* paused */
+    fw_query_t *q = query("v_bench_1m");
+    fw_stream_t *s = thr_start(&S, q);
+    fw_query_free(q);
+    res_t r;
+    res_init(&r);
+    assert_int_equal(thr_read(s, &r, 50000), FW_ROW);
+    assert_int_equal(fw_stream_pause(s), 0);
+    assert_int_equal(thr_take_queued(s, &r), FW_PAUSED);
+    char seen[128];
+    if (!activity_becomes(S.pid, "active|ClientWrite", 2.0, seen, sizeof(seen)))
+        fail_msg("paused: the backend shows \"%s\"", seen);
+    assert_int_equal(timed_cancel(s, 1.0, "paused"), 0);
+    fw_row_t row;
+    assert_int_equal(fw_stream_next(s, &row, 0), FW_ECANCELED);
+    /* twice */
+    assert_int_equal(timed_cancel(s, 0.2, "a second cancel"), 0);
+    assert_int_equal(fw_stream_next(s, &row, 0), FW_ECANCELED);
+    fw_stream_free(s);
+    activity(S.pid, seen, sizeof(seen));
+    if (strncmp(seen, "idle|", 5) != 0)
+        fail_msg("after cancelling a paused stream the backend shows \"%s\"", seen);
+    thr_expect_view(&S, "v_fixture", true, "v_fixture after cancelling a paused stream");
+
+    /* after the last row (the end not yet read), then after FW_END */
+    for (int after_end = 0; after_end < 2; after_end++) {
+        q = query("v_fixture");
+        s = thr_start(&S, q);
+        fw_query_free(q);
+        res_init(&r);
+        assert_int_equal(thr_read(s, &r, 5), FW_ROW);
+        if (after_end)
+            assert_int_equal(fw_stream_next(s, &row, 5000), FW_END);
+        else
+            sleep_ms(50); /* the end has arrived by now, most likely */
+        assert_int_equal(timed_cancel(s, 1.0, "after the last row"), 0);
+        int rc = fw_stream_next(s, &row, 0);
+        if (after_end)
+            assert_int_equal(rc, FW_END); /* sticky, the cancel changed nothing */
+        else if (rc != FW_END && rc != FW_ECANCELED)
+            fail_msg("cancel after the last row: next gave %s", code_name(rc));
+        fw_stream_free(s);
+        thr_expect_view(&S, "v_fixture", true, "v_fixture after a cancel at the end");
+    }
+    sess_close(&S);
+}
+
+typedef struct cb_cancel_s {
+    res_t *r;
+    uint64_t at;
+    bool cancelled, done;
+    int cancel_rc, calls_after, ends;
+    int after_rc; /* what try_next gave in the calls after the cancel */
+} cb_cancel_t;
+
+static void cb_cancel_ready(fw_stream_t *s, void *ud)
+{
+    cb_cancel_t *c = ud;
+    if (c->cancelled)
+        c->calls_after++;
+    for (;;) {
+        fw_row_t row;
+        int rc = fw_stream_try_next(s, &row);
+        if (rc == FW_ROW) {
+            assert_false(c->cancelled); /* queued rows are dropped */
+            res_row(c->r, &row);
+            if (c->r->rows == c->at) {
+                c->cancel_rc = fw_stream_cancel(s); /* embedded: returns at once */
+                c->cancelled = true;
+            }
+            continue;
+        }
+        if (rc == FW_AGAIN)
+            return;
+        c->ends++;
+        c->after_rc = rc;
+        c->done = true;
+        return;
+    }
+}
+
+/* fwire.h: "Embedded mode: returns 0 at once; the rows-ready callback runs once more when the
+ * cancel is complete, and try_next then returns FW_ECANCELED." */
+static void test_a_cancel_from_the_rows_ready_callback_calls_it_once_more(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S, false);
+    fw_query_t *q = query("v_bench_1m");
+    res_t r;
+    res_init(&r);
+    cb_cancel_t c = {.r = &r, .at = 200000};
+    fw_stream_t *s = NULL;
+    fw_error_t err;
+    assert_int_equal(fw_stream_start(S.conn, q, cb_cancel_ready, &c, &s, &err), 0);
+    fw_query_free(q);
+    uint64_t t0 = uv_hrtime();
+    run_until(&S, &c.cancelled, 30, "200,000 rows");
+    t0 = uv_hrtime();
+    run_until(&S, &c.done, 2, "the callback after the cancel");
+    double took = secs_since(t0);
+    /* no more calls after the end */
+    for (int i = 0; i < 5; i++)
+        uv_run(&S.loop, UV_RUN_NOWAIT);
+    fw_row_t row;
+    int sticky = fw_stream_try_next(s, &row);
+    fw_stream_free(s);
+    assert_int_equal(c.cancel_rc, 0);
+    if (c.after_rc != FW_ECANCELED)
+        fail_msg("after the cancel try_next gave %s", code_name(c.after_rc));
+    assert_int_equal(sticky, FW_ECANCELED);
+    if (c.calls_after != 1)
+        fail_msg("the callback ran %d times after the cancel, not once", c.calls_after);
+    assert_true(took < 1.0 * SLOW);
+    char seen[128];
+    activity(S.pid, seen, sizeof(seen));
+    if (strncmp(seen, "idle|", 5) != 0)
+        fail_msg("after the cancel the backend shows \"%s\"", seen);
+    /* the connection runs the next query */
+    res_t r2;
+    res_init(&r2);
+    cb_cancel_t c2 = {.r = &r2, .at = 0};
+    q = query("v_fixture");
+    assert_int_equal(fw_stream_start(S.conn, q, cb_cancel_ready, &c2, &s, &err), 0);
+    fw_query_free(q);
+    run_until(&S, &c2.done, 10, "v_fixture after the cancel");
+    r2.code = c2.after_rc;
+    fw_stream_stats(s, &r2.stats);
+    fw_stream_free(s);
+    res_finish(&r2);
+    check_res(&r2, view_oracle("v_fixture", true), true, "v_fixture after a callback cancel");
+    sess_close(&S);
+}
+
+/*
+ * fwire.h, fw_stream_cancel: "queued rows are dropped ... Afterwards next/try_next return
+ * FW_ECANCELED (sticky)." Here the server has already completed (state "completed", rows
+ * still queued) when the consumer cancels: the cancel returns 0, so the consumer has every
+ * reason to expect no more rows.
+ */
+static void test_a_cancel_after_completion_still_drops_the_queued_rows(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S, true);
+    fw_query_t *q = query("v_fixture");
+    fw_stream_t *s = thr_start(&S, q);
+    fw_query_free(q);
+    fw_stream_stats_t st;
+    uint64_t t0 = uv_hrtime();
+    do {
+        sleep_ms(5);
+        fw_stream_stats(s, &st);
+    } while (st.state == FW_STREAM_RUNNING && secs_since(t0) < 5 * SLOW);
+    assert_int_equal(st.state, FW_STREAM_COMPLETED);
+    assert_int_equal(st.rows_buffered, 5);
+    int rc = fw_stream_cancel(s);
+    fw_row_t row;
+    int next = fw_stream_next(s, &row, 0);
+    fw_stream_stats(s, &st);
+    fw_stream_free(s);
+    thr_expect_view(&S, "v_fixture", true, "v_fixture after the cancel");
+    sess_close(&S);
+    assert_int_equal(rc, 0);
+    if (next != FW_ECANCELED)
+        fail_msg("after fw_stream_cancel returned 0 next gave %s (%" PRIu64
+                 " rows still queued, state %s), not FW_ECANCELED",
+                 code_name(next), st.rows_buffered, fw_stream_state_name(st.state));
+}
+
+/* A cancel racing the end of a small query, at every kind of moment (before the first row,
+ * mid-way, after the last row, after FW_END): the next query on the connection always gets
+ * exactly v_fixture's rows, never a cancel meant for the one before. */
+static void test_a_cancel_racing_completion_never_hits_the_next_query(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S, true);
+    const oracle_t *fx = view_oracle("v_fixture", true);
+    uint32_t rnd = 0xc0ffeeu;
+    int ended = 0, cancelled = 0;
+    for (int i = 0; i < 50; i++) {
+        uint64_t at = i < 2 ? (uint64_t)(i * 1001) : xorshift(&rnd) % 1002;
+        fw_query_t *q = query("v_bench_1k");
+        fw_stream_t *s = thr_start(&S, q);
+        fw_query_free(q);
+        res_t r;
+        res_init(&r);
+        int rc = at == 0 ? FW_ROW : thr_read(s, &r, at > 1000 ? 0 : at);
+        char what[64];
+        snprintf(what, sizeof(what), "race %d (cancel at row %" PRIu64 ")", i, at);
+        if (rc != FW_ROW && rc != FW_END)
+            fail_msg("%s: %s", what, code_name(rc));
+        int c = timed_cancel(s, 1.0, what);
+        if (c != 0)
+            fail_msg("%s: fw_stream_cancel gave %s", what, code_name(c));
+        fw_row_t row;
+        rc = fw_stream_next(s, &row, 0);
+        /* FW_ROW: the stream had completed before the cancel, which then kept its queued rows
+         * (see test_a_cancel_after_completion_still_drops_the_queued_rows); read them. */
+        while (rc == FW_ROW)
+            rc = fw_stream_next(s, &row, 0);
+        if (rc != FW_END && rc != FW_ECANCELED)
+            fail_msg("%s: next gave %s", what, code_name(rc));
+        ended += rc == FW_END;
+        cancelled += rc == FW_ECANCELED;
+        fw_stream_free(s);
+        /* at once: fw_stream_cancel returned, so the cancel is complete */
+        q = query("v_fixture");
+        s = NULL;
+        fw_error_t err;
+        rc = fw_stream_start(S.conn, q, NULL, NULL, &s, &err);
+        fw_query_free(q);
+        if (rc != 0)
+            fail_msg("%s: the next query: %s (%s)", what, code_name(rc), err.message);
+        res_t r2;
+        res_init(&r2);
+        thr_read(s, &r2, 0);
+        res_finish(&r2);
+        fw_stream_free(s);
+        check_res(&r2, fx, true, what);
+    }
+    print_message("%d ended before the cancel, %d cancelled\n", ended, cancelled);
+    sess_close(&S);
+}
+
+/* fwire.h, fw_stream_free: "If the query still runs, it is cancelled as by fw_stream_cancel
+ * (without waiting), so the connection can run the next query once the cancel is complete." */
+static void test_freeing_a_running_stream_frees_the_connection_within_a_second(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S, true);
+    for (int paused = 0; paused < 2; paused++) {
+        fw_query_t *q = query("v_bench_1m");
+        fw_stream_t *s = thr_start(&S, q);
+        fw_query_free(q);
+        res_t r;
+        res_init(&r);
+        assert_int_equal(thr_read(s, &r, 100000), FW_ROW);
+        if (paused)
+            assert_int_equal(fw_stream_pause(s), 0);
+        uint64_t t0 = uv_hrtime();
+        fw_stream_free(s);
+        q = query("v_fixture");
+        int rc, busy = 0;
+        fw_error_t err;
+        while ((rc = fw_stream_start(S.conn, q, NULL, NULL, &s, &err)) == FW_EBUSY) {
+            busy++;
+            if (secs_since(t0) > 1.0 * SLOW)
+                break;
+            sleep_ms(5);
+        }
+        double took = secs_since(t0);
+        fw_query_free(q);
+        if (rc != 0)
+            fail_msg("%s: the next query after %.2f s: %s (%s)", paused ? "paused" : "running",
+                     took, code_name(rc), err.message);
+        res_t r2;
+        res_init(&r2);
+        thr_read(s, &r2, 0);
+        res_finish(&r2);
+        fw_stream_free(s);
+        check_res(&r2, view_oracle("v_fixture", true), true, "v_fixture after a free");
+        print_message("%s: next query after %.3f s (%d busy answers)\n",
+                      paused ? "paused" : "running", took, busy);
+    }
+    sess_close(&S);
+}
+
+/* ---- timeouts -------------------------------------------------------------------------------- */
+
+/*
+ * fwire.h, fw_query_idle_timeout: fires only when no byte arrives for that long. A row every
+ * 100 ms keeps it quiet; a second of silence before the first row does not. (The rows must be
+ * wide: the server flushes its 8 KiB output buffer only when it fills or the query ends, so
+ * v_fixture_sleepy's small rows all arrive after a second of silence, and the timeout rightly
+ * fires there.)
+ */
+static void test_the_idle_timeout_fires_only_on_silence(void **state)
+{
+    (void)state;
+    for (int m = 0; m < 2; m++) {
+        sess_t S;
+        sess_open(&S, m == 0);
+        if (!S.threaded) {
+            sess_close(&S); /* embedded: below, through the callback helper */
+            sess_open(&S, false);
+        }
+        const char *views[2] = {"v_fixture_sleepy_wide", "v_fixture_slow_start"};
+        for (int v = 0; v < 2; v++) {
+            fw_query_t *q = query(views[v]);
+            assert_int_equal(fw_query_idle_timeout(q, 300), 0);
+            res_t r;
+            res_init(&r);
+            uint64_t t0 = uv_hrtime();
+            fw_stream_t *s = NULL;
+            if (S.threaded) {
+                s = thr_start(&S, q);
+                thr_read(s, &r, 0);
+            } else {
+                cb_cancel_t c = {.r = &r, .at = 0};
+                fw_error_t err;
+                assert_int_equal(fw_stream_start(S.conn, q, cb_cancel_ready, &c, &s, &err), 0);
+                run_until(&S, &c.done, 10, views[v]);
+                r.code = c.after_rc;
+                if (r.code < 0)
+                    r.err = *fw_stream_error(s);
+                fw_stream_stats(s, &r.stats);
+            }
+            double took = secs_since(t0);
+            fw_query_free(q);
+            fw_stream_free(s);
+            char what[96];
+            snprintf(what, sizeof(what), "%s %s, idle timeout 300 ms", S.name, views[v]);
+            if (v == 0) {
+                if (r.code != FW_END || r.rows != 10)
+                    fail_msg("%s: %s after %" PRIu64 " rows (%s)", what, code_name(r.code), r.rows,
+                             r.err.message);
+            } else {
+                if (r.code != FW_ETIMEDOUT)
+                    fail_msg("%s: %s after %" PRIu64 " rows", what, code_name(r.code), r.rows);
+                if (strstr(r.err.message, "no data") == NULL)
+                    fail_msg("%s: the error says \"%s\"", what, r.err.message);
+                assert_int_equal(r.rows, 0);
+                assert_true(took < 1.0 * SLOW); /* not after the sleep */
+                assert_int_equal(r.stats.state, FW_STREAM_FAILED);
+            }
+            if (S.threaded) {
+                thr_expect_view(&S, "v_fixture", true, what);
+            } else {
+                res_t r2;
+                res_init(&r2);
+                cb_cancel_t c2 = {.r = &r2, .at = 0};
+                q = query("v_fixture");
+                fw_error_t err;
+                assert_int_equal(fw_stream_start(S.conn, q, cb_cancel_ready, &c2, &s, &err), 0);
+                fw_query_free(q);
+                run_until(&S, &c2.done, 10, "v_fixture");
+                r2.code = c2.after_rc;
+                fw_stream_stats(s, &r2.stats);
+                fw_stream_free(s);
+                res_finish(&r2);
+                check_res(&r2, view_oracle("v_fixture", true), true, what);
+            }
+        }
+        sess_close(&S);
+    }
+}
+
+/* fwire.h, fw_query_pause_timeout: a forgotten pause ends by itself, as `action` says. */
+static void test_a_pause_timeout_resumes_or_cancels_as_asked(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S, true);
+    for (int action = FW_PAUSE_RESUME; action <= FW_PAUSE_CANCEL; action++) {
+        const char *what = action == FW_PAUSE_RESUME ? "FW_PAUSE_RESUME" : "FW_PAUSE_CANCEL";
+        fw_query_t *q = query("v_bench_100k");
+        assert_int_equal(fw_query_pause_timeout(q, 300, (fw_pause_action_t)action), 0);
+        fw_stream_t *s = thr_start(&S, q);
+        fw_query_free(q);
+        res_t r;
+        res_init(&r);
+        assert_int_equal(thr_read(s, &r, 20000), FW_ROW);
+        assert_int_equal(fw_stream_pause(s), 0);
+        uint64_t t0 = uv_hrtime();
+        assert_int_equal(thr_take_queued(s, &r), FW_PAUSED);
+        /* Not waiting: poll until the stream is no longer paused (bounded). */
+        fw_stream_stats_t st;
+        for (;;) {
+            fw_stream_stats(s, &st);
+            if (st.state != FW_STREAM_PAUSED || secs_since(t0) > 3.0 * SLOW)
+                break;
+            sleep_ms(10);
+        }
+        double took = secs_since(t0);
+        if (st.state == FW_STREAM_PAUSED)
+            fail_msg("%s: still paused after %.1f s", what, took);
+        assert_true(took >= 0.25);
+        int rc = thr_read(s, &r, 0);
+        fw_stream_stats(s, &st);
+        fw_stream_free(s);
+        res_finish(&r);
+        print_message("%s: the pause ended after %.2f s; %s\n", what, took, code_name(rc));
+        assert_int_equal(st.pause_timeouts, 1);
+        if (action == FW_PAUSE_RESUME) {
+            check_bench(&r, "v_bench_100k", what);
+        } else {
+            if (rc != FW_ETIMEDOUT)
+                fail_msg("%s: the stream ended with %s (%s)", what, code_name(rc), r.err.message);
+            assert_int_equal(st.state, FW_STREAM_FAILED);
+            assert_true(r.rows < 100000);
+            char seen[128];
+            activity(S.pid, seen, sizeof(seen));
+            if (strncmp(seen, "idle|", 5) != 0)
+                fail_msg("%s: the backend shows \"%s\"", what, seen);
+        }
+        thr_expect_view(&S, "v_fixture", true, what);
+    }
+    sess_close(&S);
+}
+
+/* ---- closing ----------------------------------------------------------------------------- */
+
+typedef struct close_cb_s {
+    sess_t *S;
+    res_t *r;
+    bool paused, done;
+    int end;
+} close_cb_t;
+
+static void close_ready(fw_stream_t *s, void *ud)
+{
+    close_cb_t *c = ud;
+    for (;;) {
+        fw_row_t row;
+        int rc = fw_stream_try_next(s, &row);
+        if (rc == FW_ROW) {
+            res_row(c->r, &row);
+            if (c->r->rows == 1000)
+                assert_int_equal(fw_stream_pause(s), 0);
+            continue;
+        }
+        if (rc == FW_PAUSED) {
+            c->paused = true;
+            return;
+        }
+        if (rc == FW_AGAIN)
+            return;
+        c->end = rc;
+        c->done = true;
+        return;
+    }
+}
+
+/* Closing the connection under a paused stream: the stream ends with FW_ECLOSED, nothing
+ * hangs, nothing leaks. */
+static void test_closing_the_connection_under_a_paused_stream_ends_it_with_eclosed(void **state)
+{
+    (void)state;
+    for (int m = 0; m < 2; m++) {
+        int64_t live0 = live_now();
+        sess_t S;
+        sess_open(&S, m == 0);
+        fw_query_t *q = query("v_bench_1m");
+        res_t r;
+        res_init(&r);
+        if (S.threaded) {
+            fw_stream_t *s = thr_start(&S, q);
+            assert_int_equal(thr_read(s, &r, 1000), FW_ROW);
+            assert_int_equal(fw_stream_pause(s), 0);
+            assert_int_equal(thr_take_queued(s, &r), FW_PAUSED);
+            uint64_t t0 = uv_hrtime();
+            fw_conn_close_sync(S.conn);
+            S.conn = NULL;
+            assert_true(secs_since(t0) < 2.0 * SLOW);
+            /* Rows the loop had parsed before it applied the pause may still come (the
+             * consumer's FW_PAUSED only said none was queued then); then the end. */
+            int rc = thr_read(s, &r, 0);
+            if (rc != FW_ECLOSED)
+                fail_msg("threaded: after the close next gave %s", code_name(rc));
+            fw_row_t row;
+            assert_int_equal(fw_stream_next(s, &row, 0), FW_ECLOSED); /* sticky */
+            assert_non_null(strstr(fw_stream_error(s)->message, "closed"));
+            fw_stream_stats_t st;
+            fw_stream_stats(s, &st);
+            assert_int_equal(st.state, FW_STREAM_FAILED);
+            fw_stream_free(s);
+        } else {
+            close_cb_t c = {.S = &S, .r = &r};
+            fw_stream_t *s = NULL;
+            fw_error_t err;
+            assert_int_equal(fw_stream_start(S.conn, q, close_ready, &c, &s, &err), 0);
+            run_until(&S, &c.paused, 30, "the pause");
+            fw_conn_close(S.conn, on_closed, &S);
+            S.conn = NULL;
+            run_until(&S, &c.done, 2, "the end after the close");
+            assert_int_equal(c.end, FW_ECLOSED);
+            fw_row_t row;
+            assert_int_equal(fw_stream_try_next(s, &row), FW_ECLOSED);
+            fw_stream_free(s);
+        }
+        fw_query_free(q);
+        sess_close(&S);
+        assert_true(r.rows >= 1000 && r.rows < 1000000);
+        res_finish(&r);
+        check_ids(&r, false, true, S.name);
+        assert_int_equal(live_now(), live0);
+    }
+}
+
+int main(void)
+{
+    /* Before anything else: fwire's memory comes from this allocator for the whole run. */
+    static const fw_allocator_t counting = {count_malloc, count_realloc, count_free, NULL};
+    if (fw_allocator_set(&counting) != 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_paused_stream_holds_the_server_in_clientwrite_and_loses_nothing),
+        cmocka_unit_test(test_a_thousand_pauses_lose_no_row_and_keep_memory_flat),
+        cmocka_unit_test(
+            test_a_cancel_mid_stream_leaves_the_backend_idle_and_the_connection_usable),
+        cmocka_unit_test(test_cancel_while_paused_twice_and_after_the_last_row),
+        cmocka_unit_test(test_a_cancel_from_the_rows_ready_callback_calls_it_once_more),
+        cmocka_unit_test(test_a_cancel_after_completion_still_drops_the_queued_rows),
+        cmocka_unit_test(test_a_cancel_racing_completion_never_hits_the_next_query),
+        cmocka_unit_test(test_freeing_a_running_stream_frees_the_connection_within_a_second),
+        cmocka_unit_test(test_the_idle_timeout_fires_only_on_silence),
+        cmocka_unit_test(test_a_pause_timeout_resumes_or_cancels_as_asked),
+        cmocka_unit_test(test_closing_the_connection_under_a_paused_stream_ends_it_with_eclosed),
+    };
+    const char *filter = getenv("FW_TEST_FILTER");
+    if (filter != NULL && filter[0] != '\0')
+        cmocka_set_test_filter(filter);
+    return cmocka_run_group_tests_name("lib_stream_control_live", tests, NULL, NULL);
+}
