@@ -481,15 +481,27 @@ static void on_tick(uv_timer_t *t)
     (void)t;
 }
 
+/* Sessions go over the unix socket, or with this set, over TCP with verified TLS and SCRAM:
+ * the cancel connection must then use TLS too. */
+static bool sess_tls;
+
 static void sess_open(sess_t *S, bool threaded)
 {
     memset(S, 0, sizeof(*S));
     S->threaded = threaded;
     S->name = threaded ? "threaded" : "embedded";
     char ci[1024];
-    snprintf(ci, sizeof(ci), "host=%s port=%s dbname=%s user=%s sslmode=disable connect_timeout=10",
-             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
-             env("FW_TEST_USER_TRUST"));
+    if (sess_tls)
+        snprintf(ci, sizeof(ci),
+                 "host=%s port=%s dbname=%s user=%s password=%s sslmode=verify-full "
+                 "sslrootcert=%s connect_timeout=10",
+                 env("FW_TEST_HOST4"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
+                 env("FW_TEST_USER_SCRAM"), env("FW_TEST_PASS_SCRAM"), env("FW_TEST_CA"));
+    else
+        snprintf(ci, sizeof(ci),
+                 "host=%s port=%s dbname=%s user=%s sslmode=disable connect_timeout=10",
+                 env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
+                 env("FW_TEST_USER_TRUST"));
     fw_conn_opts_t o;
     fw_conn_opts_init(&o);
     o.conninfo = ci;
@@ -875,12 +887,17 @@ static int timed_cancel(fw_stream_t *s, double secs, const char *what)
  * ... Afterwards next/try_next return FW_ECANCELED (sticky)." RELIABILITY bar 7: the
  * connection runs the next query, which a late cancel never hits.
  */
-static void test_a_cancel_mid_stream_leaves_the_backend_idle_and_the_connection_usable(void **state)
+static void cancel_mid_stream(bool tls)
 {
-    (void)state;
     int64_t live0 = live_now();
     sess_t S;
+    sess_tls = tls;
     sess_open(&S, true);
+    sess_tls = false;
+    fw_conn_info_t info;
+    assert_int_equal(fw_conn_info(S.conn, &info), 0);
+    if (tls && (info.tls_version == NULL || strcmp(info.transport, "tcp") != 0))
+        fail_msg("the TLS session is not TLS over TCP");
     fw_query_t *q = query("v_bench_1m");
     fw_stream_t *s = thr_start(&S, q);
     fw_query_free(q);
@@ -906,6 +923,15 @@ static void test_a_cancel_mid_stream_leaves_the_backend_idle_and_the_connection_
     thr_expect_view(&S, "v_fixture", true, "v_fixture after a cancel");
     sess_close(&S);
     assert_int_equal(live_now(), live0);
+}
+
+/* Over the unix socket, and over TCP with TLS (verify-full, SCRAM-SHA-256-PLUS): the cancel
+ * connection then does its own TLS handshake to the same address before the CancelRequest. */
+static void test_a_cancel_mid_stream_leaves_the_backend_idle_and_the_connection_usable(void **state)
+{
+    (void)state;
+    cancel_mid_stream(false);
+    cancel_mid_stream(true);
 }
 
 /* Decision 8: "cancel() on a paused stream resumes reading and discards rows until the query
