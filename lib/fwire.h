@@ -470,6 +470,36 @@ FW_EXTERN int fw_query_offset(fw_query_t *q, int64_t n);
 FW_EXTERN int fw_query_chunk_size(fw_query_t *q, size_t rows);
 
 /*
+ * Adaptive chunk sizes (DESIGN.md "Adaptive chunking"). At every socket read that queued rows,
+ * fwire observes how full the queue of chunks is; over each window of observations, a high
+ * average (the consumer is slow) grows the chunks by the growth factor, fewer and bigger; a
+ * low one (the consumer keeps up) shrinks them, for latency. Sizes stay within floor..ceiling,
+ * change at most once per window, and every change is counted (stats chunk_grows and
+ * chunk_shrinks). Initialise with fw_chunk_policy_init().
+ */
+typedef struct fw_chunk_policy_s {
+    uint32_t floor;           /* smallest chunk, rows; default 16 */
+    uint32_t ceiling;         /* largest chunk, rows (at most 65,536); default 1024 */
+    uint32_t start;           /* default 256 */
+    uint32_t window;          /* observations per decision; default 50 */
+    uint32_t high_permille;   /* average occupancy above which chunks grow; default 800 */
+    uint32_t low_permille;    /* below which they shrink; default 200 */
+    uint32_t growth_permille; /* the factor, 1500 = 1.5x (shrinking divides by it) */
+    uint32_t reserved[5];
+} fw_chunk_policy_t;
+
+/* Fills *p with the defaults above. Thread: any thread. */
+FW_EXTERN void fw_chunk_policy_init(fw_chunk_policy_t *p);
+
+/*
+ * Makes the query's chunk size adaptive under policy `p` (copied; NULL for the defaults).
+ * FW_EINVAL unless 1 <= floor <= start <= ceiling <= 65,536, window >= 1,
+ * low < high <= 1000 and growth > 1000. fw_query_chunk_size() sets a fixed size again.
+ * In this release a query's chunk size is fixed (256) unless this is called.
+ */
+FW_EXTERN int fw_query_chunk_adaptive(fw_query_t *q, const fw_chunk_policy_t *p);
+
+/*
  * The byte budget of a stream: the receive memory holding rows not yet released by the
  * consumer, counted exactly (whole receive slabs). When it is reached, fwire stops reading the
  * socket until the consumer has released half of it; the server then waits in send. A single
@@ -617,6 +647,8 @@ typedef struct fw_stream_stats_s {
     uint64_t read_stops;     /* times socket reading stopped for backpressure */
     uint64_t pauses;         /* fw_stream_pause calls that paused a running stream */
     uint64_t pause_timeouts; /* pauses ended by the pause timeout */
+    uint64_t chunk_grows;    /* adaptive chunk size changes, up */
+    uint64_t chunk_shrinks;  /* and down */
     uint32_t chunk_size;     /* current rows per chunk */
     fw_stream_state_t state;
     uint64_t max_memory; /* the byte budget */

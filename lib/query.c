@@ -620,6 +620,7 @@ int fw_query_chunk_size(fw_query_t *q, size_t rows)
     if (rows == 0 || rows > FW__QUERY_MAX_CHUNK_SIZE)
         return fail(q, FW_EINVAL);
     q->chunk_size = rows;
+    q->adaptive = false;
     return 0;
 }
 
@@ -659,6 +660,43 @@ int fw_query_statement_timeout(fw_query_t *q, uint32_t ms)
     if (ms > (uint32_t)INT32_MAX)
         return fail(q, FW_EINVAL);
     q->statement_timeout_ms = ms;
+    return 0;
+}
+
+void fw_chunk_policy_init(fw_chunk_policy_t *p)
+{
+    if (p == NULL)
+        return;
+    memset(p, 0, sizeof(*p));
+    fw__chunker_opts_t o;
+    fw__chunker_opts_init(&o);
+    p->floor = o.floor;
+    p->ceiling = o.ceiling;
+    p->start = o.start;
+    p->window = o.window;
+    p->high_permille = o.high_permille;
+    p->low_permille = o.low_permille;
+    p->growth_permille = o.factor_permille;
+}
+
+int fw_query_chunk_adaptive(fw_query_t *q, const fw_chunk_policy_t *p)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    fw_chunk_policy_t d;
+    if (p == NULL) {
+        fw_chunk_policy_init(&d);
+        p = &d;
+    }
+    fw__chunker_opts_t o = {p->floor,         p->ceiling,      p->start,          p->window,
+                            p->high_permille, p->low_permille, p->growth_permille};
+    fw__chunker_t probe;
+    if (p->ceiling > FW__QUERY_MAX_CHUNK_SIZE || fw__chunker_init(&probe, &o) != 0)
+        return fail(q, FW_EINVAL);
+    q->adaptive = true;
+    q->chunk_policy = o;
     return 0;
 }
 

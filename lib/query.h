@@ -22,6 +22,7 @@
 #define FW_LIB_QUERY_H
 
 #include "fwire.h"
+#include "chunker.h"
 #include "proto.h"
 
 #include <stdbool.h>
@@ -80,6 +81,8 @@ struct fw_query_s {
     int64_t limit;  /* -1: none */
     int64_t offset; /* -1: none */
     size_t chunk_size;
+    bool adaptive; /* chunk size from the policy below instead of chunk_size */
+    fw__chunker_opts_t chunk_policy;
     size_t max_memory;
     uint32_t statement_timeout_ms; /* 0: the server's setting */
     uint32_t cancel_timeout_ms;    /* 0: FW__QUERY_DEFAULT_CANCEL_TIMEOUT_MS */

@@ -27,12 +27,15 @@
 /* Threaded mode: the longest a small batch of rows waits to be joined by more before a
  * sleeping consumer is woken for it (libuv timers count milliseconds). */
 #define NUDGE_MS 1
-/* Threaded mode: rows (in chunks of chunk_size) that wake a sleeping consumer at once. */
-#define WAKE_CHUNKS 4
+/* Threaded mode: rows that wake a sleeping consumer at once (whatever the chunk size, so an
+ * adaptive chunk size does not change how often it is woken). */
+#define WAKE_ROWS 1024
 /* ...or this part of the byte budget, so large rows never wait until the budget is full. */
 #define WAKE_BUDGET_PART 8
 
 enum { PUMP_NEED, PUMP_STALL, PUMP_OVER };
+
+static void adapt_chunk_size(fw_stream_t *s, bool stalled);
 
 static inline uint32_t be32(const uint8_t *p)
 {
@@ -101,7 +104,7 @@ static void notify(fw_stream_t *s, bool now)
     }
     uint64_t fresh = s->pipe.rows_pushed - s->signaled_rows;
     uint64_t fresh_bytes = s->pipe.bytes_pushed - s->signaled_bytes;
-    if (now || s->signaled_rows == 0 || fresh >= (uint64_t)s->pipe.o.chunk_rows * WAKE_CHUNKS ||
+    if (now || s->signaled_rows == 0 || fresh >= WAKE_ROWS ||
         fresh_bytes >= s->pipe.o.max_memory / WAKE_BUDGET_PART) {
         s->signaled_rows = s->pipe.rows_pushed;
         s->signaled_bytes = s->pipe.bytes_pushed;
@@ -652,6 +655,8 @@ static void stall(fw_stream_t *s)
     if (s->threaded)
         notify(s, true); /* what is queued is what the consumer must drain for us to go on */
     (void)c;
+    if (s->adaptive)
+        adapt_chunk_size(s, true);
     if (!s->stalled) {
         s->stalled = true;
         fw__stream_set_reading(s);
@@ -694,6 +699,28 @@ void fw__stream_unstall(fw_stream_t *s)
 }
 
 /*
+ * The adaptive chunk size (stream/chunker.h): one observation of the ring's occupancy per read
+ * that queued rows; the policy changes the size at most once per window.
+ */
+static void adapt_chunk_size(fw_stream_t *s, bool stalled)
+{
+    /* A consumer asleep waiting for rows keeps up, whatever is queued: threaded mode lets a
+     * few chunks gather before it wakes one (notify), which would otherwise read as a slow
+     * consumer. */
+    bool waiting = s->threaded && atomic_load_explicit(&s->waiter, memory_order_relaxed);
+    size_t queued = waiting ? 0 : fw__ring_size(&s->pipe.full);
+    size_t cap = fw__ring_capacity(&s->pipe.full);
+    /* A stall is the consumer at its slowest: it decides the window (chunker.h). */
+    uint32_t size = stalled ? fw__chunker_stall(&s->chunker, cap)
+                            : fw__chunker_observe(&s->chunker, queued, cap);
+    if (size == s->pipe.o.chunk_rows)
+        return;
+    fw__pipe_set_chunk_rows(&s->pipe, size);
+    atomic_store_explicit(&s->st_chunk_grows, s->chunker.grows, memory_order_relaxed);
+    atomic_store_explicit(&s->st_chunk_shrinks, s->chunker.shrinks, memory_order_relaxed);
+}
+
+/*
  * Parses what is there, then reads, parses and hands over, read by read, until the socket has
  * nothing more, the stream stalls, or it ends.
  */
@@ -709,6 +736,8 @@ void fw__stream_pump(fw_stream_t *s)
         if (s->pushed) {
             if (r != PUMP_STALL && fw__pipe_flush(&s->pipe) == FW__PIPE_FULL)
                 r = PUMP_STALL;
+            if (s->adaptive)
+                adapt_chunk_size(s, false);
             notify(s, r == PUMP_STALL);
             if (s->conn == NULL || s->conn->closing)
                 break;

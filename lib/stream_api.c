@@ -91,6 +91,8 @@ static fw_stream_t *stream_alloc(void)
     atomic_init(&s->want_cancel, false);
     atomic_init(&s->st_pauses, 0);
     atomic_init(&s->st_pause_timeouts, 0);
+    atomic_init(&s->st_chunk_grows, 0);
+    atomic_init(&s->st_chunk_shrinks, 0);
     return s;
 }
 
@@ -135,6 +137,13 @@ static void start_on_loop(void *arg)
         .chunk_cap = (uint32_t)chunk,
         .ring_cap = FW__STREAM_RING,
     };
+    if (a->q->adaptive) {
+        /* Chunks are allocated at the ceiling so the size can move without reallocating. */
+        (void)fw__chunker_init(&s->chunker, &a->q->chunk_policy); /* checked by the setter */
+        s->adaptive = true;
+        o.chunk_rows = s->chunker.size;
+        o.chunk_cap = a->q->chunk_policy.ceiling;
+    }
     int rc = fw__pipe_init(&s->pipe, &o, &fw__ring_alloc);
     if (rc == 0) {
         fw__pq_buf_reset(&c->out);
@@ -449,6 +458,8 @@ void fw_stream_stats(const fw_stream_t *s, fw_stream_stats_t *out)
     out->max_memory = s->pipe.o.max_memory;
     out->pauses = atomic_load_explicit(&s->st_pauses, memory_order_relaxed);
     out->pause_timeouts = atomic_load_explicit(&s->st_pause_timeouts, memory_order_relaxed);
+    out->chunk_grows = atomic_load_explicit(&s->st_chunk_grows, memory_order_relaxed);
+    out->chunk_shrinks = atomic_load_explicit(&s->st_chunk_shrinks, memory_order_relaxed);
     int f = atomic_load_explicit(&s->final, memory_order_relaxed);
     out->state = f == FW__FINAL_COMPLETED                                      ? FW_STREAM_COMPLETED
                  : f == FW__FINAL_FAILED                                       ? FW_STREAM_FAILED

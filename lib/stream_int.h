@@ -74,6 +74,9 @@ struct fw_stream_s {
     _Atomic bool want_pause;
     _Atomic bool want_cancel;
     _Atomic uint64_t st_pauses, st_pause_timeouts;
+    _Atomic uint64_t st_chunk_grows, st_chunk_shrinks;
+    bool adaptive; /* the chunk size follows `chunker` (producer only) */
+    fw__chunker_t chunker;
     bool paused;           /* reading stopped at the consumer's request */
     bool reading;          /* the socket is being watched for reading */
     bool cancelling;       /* the query is being cancelled: rows are dropped */

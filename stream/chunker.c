@@ -30,6 +30,13 @@ int fw__chunker_init(fw__chunker_t *c, const fw__chunker_opts_t *o)
     return 0;
 }
 
+uint32_t fw__chunker_stall(fw__chunker_t *c, size_t capacity)
+{
+    while (c->seen + 1 < c->o.window)
+        (void)fw__chunker_observe(c, capacity, capacity);
+    return fw__chunker_observe(c, capacity, capacity);
+}
+
 uint32_t fw__chunker_observe(fw__chunker_t *c, size_t queued, size_t capacity)
 {
     uint64_t occ = 0;

@@ -48,4 +48,13 @@ int fw__chunker_init(fw__chunker_t *c, const fw__chunker_opts_t *o);
  */
 uint32_t fw__chunker_observe(fw__chunker_t *c, size_t queued, size_t capacity);
 
+/*
+ * The producer had to stop because the consumer did not free room in time: the rest of the
+ * current window counts as a full ring, and the window's decision is made now. (The ring's
+ * hysteresis otherwise hides a slow consumer: once stopped, the producer waits until half of
+ * the ring is free, so occupancy at flushes swings between a half and full, averaging below
+ * the high threshold.) Returns the size to use from now on.
+ */
+uint32_t fw__chunker_stall(fw__chunker_t *c, size_t capacity);
+
 #endif /* FW_CHUNKER_H */

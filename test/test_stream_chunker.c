@@ -178,6 +178,23 @@ static void test_a_zero_capacity_counts_as_empty(void **state)
     assert_int_equal(s[0], 170);
 }
 
+static void test_a_stall_decides_the_window_as_a_full_ring(void **state)
+{
+    (void)state;
+    fw__chunker_t c = start_default();
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(fw__chunker_observe(&c, 32, 64), 256); /* 50%: in the band */
+    assert_int_equal(fw__chunker_stall(&c, 64), 384);           /* 10 x 50% + 40 x 100% */
+    assert_int_equal(c.seen, 0);
+    for (int i = 0; i < 45; i++)
+        assert_int_equal(fw__chunker_observe(&c, 0, 64), 384); /* a new window */
+    /* 45 empty observations then a stall: 45 x 0 + 5 x 100% = 10%: it shrinks */
+    assert_int_equal(fw__chunker_stall(&c, 64), 256);
+    for (int i = 0; i < 20; i++)
+        fw__chunker_stall(&c, 64);
+    assert_int_equal(c.size, 1024); /* bounded */
+}
+
 static void test_invalid_options_are_refused(void **state)
 {
     (void)state;
@@ -218,6 +235,7 @@ int main(void)
         cmocka_unit_test(test_bounds_hold_for_any_input_sequence),
         cmocka_unit_test(test_a_fixed_range_never_moves_and_size_one_can_grow),
         cmocka_unit_test(test_a_zero_capacity_counts_as_empty),
+        cmocka_unit_test(test_a_stall_decides_the_window_as_a_full_ring),
         cmocka_unit_test(test_invalid_options_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Adaptive chunk sizes against the real server: a consumer that keeps up drives the chunk size
+ * down to the floor, a slow one drives it up, and both get every row (count and bytes equal
+ * what psql reports for the view).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "fwire.h"
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        fail_msg("%s is not set (run through test/with-pg.sh)", name);
+    return v;
+}
+
+/* count(*) and sum(octet_length(data::text)) of a view, from psql. */
+static void oracle(const char *view, unsigned long long *rows, unsigned long long *bytes)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "'%s/psql' -X -At -h '%s' -p '%s' -U '%s' -d '%s' -F ' ' -c "
+             "\"SELECT count(*), coalesce(sum(octet_length(data::text)), 0) FROM %s\"",
+             env("FW_TEST_PGBINDIR"), env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"),
+             env("FW_TEST_USER_TRUST"), env("FW_TEST_DBNAME"), view);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    assert_int_equal(fscanf(p, "%llu %llu", rows, bytes), 2);
+    assert_int_equal(pclose(p), 0);
+}
+
+typedef struct run_s {
+    unsigned long long rows, bytes;
+    fw_stream_stats_t st;
+} run_t;
+
+static void stream(const char *view, long sleep_ns_per_100_rows, run_t *out)
+{
+    fw_runtime_t *rt;
+    assert_int_equal(fw_runtime_new(&rt), 0);
+    char ci[512];
+    snprintf(ci, sizeof(ci), "host=%s port=%s dbname=%s user=%s connect_timeout=10",
+             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
+             env("FW_TEST_USER_TRUST"));
+    fw_conn_opts_t o;
+    fw_conn_opts_init(&o);
+    o.conninfo = ci;
+    o.use_environment = false;
+    fw_conn_t *c;
+    fw_error_t err;
+    if (fw_conn_connect_sync(rt, &o, &c, &err) != 0)
+        fail_msg("connect: %s", err.message);
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, view), 0);
+    assert_int_equal(fw_query_chunk_adaptive(q, NULL), 0);
+    fw_stream_t *s;
+    assert_int_equal(fw_stream_start(c, q, NULL, NULL, &s, &err), 0);
+    fw_query_free(q);
+    memset(out, 0, sizeof(*out));
+    fw_row_t row;
+    int rc;
+    while ((rc = fw_stream_next(s, &row, 30000)) == FW_ROW) {
+        out->rows++;
+        out->bytes += row.len;
+        if (sleep_ns_per_100_rows > 0 && out->rows % 100 == 0) {
+            struct timespec ts = {0, sleep_ns_per_100_rows};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (rc != FW_END)
+        fail_msg("%s ended with %s: %s", view, fw_err_name(rc), fw_stream_error(s)->message);
+    fw_stream_stats(s, &out->st);
+    fw_stream_free(s);
+    fw_conn_close_sync(c);
+    fw_runtime_free(rt);
+}
+
+static void test_a_fast_consumer_drives_chunks_down(void **state)
+{
+    (void)state;
+    unsigned long long rows, bytes;
+    oracle("v_bench_1m", &rows, &bytes);
+    run_t r;
+    stream("v_bench_1m", 0, &r);
+    assert_int_equal(r.rows, rows);
+    assert_int_equal(r.bytes, bytes);
+    print_message("fast consumer: chunk size %u, %llu shrinks, %llu grows\n", r.st.chunk_size,
+                  (unsigned long long)r.st.chunk_shrinks, (unsigned long long)r.st.chunk_grows);
+    assert_true(r.st.chunk_shrinks >= 1);
+    assert_true(r.st.chunk_size < 256);
+}
+
+static void test_a_slow_consumer_drives_chunks_up(void **state)
+{
+    (void)state;
+    unsigned long long rows, bytes;
+    oracle("v_bench_100k", &rows, &bytes);
+    run_t r;
+    stream("v_bench_100k", 400 * 1000, &r); /* 0.4 ms per 100 rows: 250K rows/s at most */
+    assert_int_equal(r.rows, rows);
+    assert_int_equal(r.bytes, bytes);
+    print_message("slow consumer: chunk size %u, %llu grows, %llu shrinks, %llu read stops\n",
+                  r.st.chunk_size, (unsigned long long)r.st.chunk_grows,
+                  (unsigned long long)r.st.chunk_shrinks, (unsigned long long)r.st.read_stops);
+    assert_true(r.st.chunk_grows >= 1);
+    assert_true(r.st.chunk_size > 256);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_fast_consumer_drives_chunks_down),
+        cmocka_unit_test(test_a_slow_consumer_drives_chunks_up),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
