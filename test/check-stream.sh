@@ -371,7 +371,8 @@ import json, sys
 s = json.load(open(sys.argv[1]))
 want = {"state": "completed", "rows": 6, "sql_nulls": 2, "rows_filtered": 0}
 for k in ["rows_buffered", "chunks_buffered", "bytes_buffered", "rows_yielded", "rows_filtered",
-          "bytes_received", "chunks_delivered", "read_stops", "chunk_size", "state",
+          "bytes_received", "chunks_delivered", "read_stops", "chunk_size", "chunk_grows",
+          "chunk_shrinks", "pauses", "pause_timeouts", "state",
           "max_memory", "rows", "sql_nulls", "json_bytes", "seconds"]:
     assert k in s, k
 for k, v in want.items():

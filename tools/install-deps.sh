@@ -11,7 +11,7 @@ packages=(
   libuv1-dev libssl-dev
   # tests: cmocka, a real PostgreSQL 15 for the integration tests, openssl for its certificates,
   # clang's sanitizer and libFuzzer runtimes, valgrind for the leak check
-  libcmocka-dev postgresql-15 postgresql-client-15 openssl libclang-rt-14-dev valgrind
+  libcmocka-dev postgresql-15 postgresql-client-15 openssl libclang-rt-14-dev valgrind prometheus
   # libpq: the oracle of one conninfo test and the comparison benchmarks; never linked into fwire
   libpq-dev
   util-linux procps

@@ -53,6 +53,7 @@ static void usage(FILE *f)
           "\n"
           "Streaming:\n"
           "  --chunk-size N            rows per chunk handed over (1..65536; default 256)\n"
+          "  --adaptive                chunk size follows the consumer (16..1024, from 256)\n"
           "  --max-memory SIZE         receive memory budget: bytes or with K, M, G suffix\n"
           "                            (default 4M, at least 64K)\n"
           "  --timeout MS              statement timeout of this query (0: the server's)\n"
@@ -355,6 +356,7 @@ enum {
     OPT_LIMIT,
     OPT_OFFSET,
     OPT_CHUNK_SIZE,
+    OPT_ADAPTIVE,
     OPT_MAX_MEMORY,
     OPT_TIMEOUT,
     OPT_IDLE_TIMEOUT,
@@ -381,6 +383,7 @@ static const struct option long_opts[] = {
     {"limit", required_argument, NULL, OPT_LIMIT},
     {"offset", required_argument, NULL, OPT_OFFSET},
     {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
+    {"adaptive", no_argument, NULL, OPT_ADAPTIVE},
     {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
@@ -452,6 +455,9 @@ static int one_option(stream_args_t *a, int c, const char *arg, order_key_t *key
         if (!parse_uint(arg, SIZE_MAX, &v) || (rc = fw_query_chunk_size(q, (size_t)v)) < 0)
             return bad("--chunk-size wants a number of rows from 1 to 65536, got '%s'", arg);
         return -1;
+    case OPT_ADAPTIVE:
+        rc = fw_query_chunk_adaptive(q, NULL);
+        return rc < 0 ? rejected("--adaptive", "", rc) : -1;
     case OPT_MAX_MEMORY:
         if (!parse_size(arg, &v) || v > SIZE_MAX || (rc = fw_query_max_memory(q, (size_t)v)) < 0)
             return bad("--max-memory wants bytes, at least 64K (suffixes K, M, G), got '%s'", arg);
