@@ -13,6 +13,10 @@ extern inline void fw__gauge_add(fw__gauge_t *g, int64_t n);
 extern inline void fw__gauge_sub(fw__gauge_t *g, int64_t n);
 extern inline void fw__gauge_set(fw__gauge_t *g, int64_t v);
 extern inline int64_t fw__gauge_get(const fw__gauge_t *g);
+extern inline void fw__metric_inc(fw__series_t *s);
+extern inline void fw__metric_add(fw__series_t *s, uint64_t n);
+extern inline void fw__metric_gauge_add(fw__series_t *s, int64_t n);
+extern inline void fw__metric_gauge_set(fw__series_t *s, int64_t v);
 
 /* atomic_init, not a store: the object is not shared yet, and C11 does not promise that an
  * atomic in fresh heap memory holds a valid value before it is initialised. */

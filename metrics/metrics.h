@@ -144,4 +144,166 @@ size_t fw__prom_write_sample(char *dst, size_t cap, const char *name,
 size_t fw__prom_write_header(char *dst, size_t cap, const char *name, const char *help,
                              const char *type);
 
+/* The text of `v` exactly as write_sample prints a value ("0.25", "+Inf", "42"); used for the
+ * histogram `le` label. */
+size_t fw__prom_format_value(char *dst, size_t cap, double v);
+
+/* ---- registry ---------------------------------------------------------------------------- */
+
+/*
+ * A registry of metric families (name, help, type, label names) and their series (one per
+ * distinct set of label values). Registration (families, series lookup) and snapshots take the
+ * registry's mutex; recording through a series handle takes no lock and allocates nothing, so
+ * callers look a series up once (per query, per connection, at start-up) and keep the handle.
+ *
+ * Memory comes from the allocator given to fw__registry_new (malloc_fn and free_fn are used;
+ * realloc_fn is not). Families and series live until fw__registry_free: there is no removal,
+ * which is what lets a recording thread hold a handle without a reference count.
+ */
+
+#define FW__METRIC_MAX_LABELS 3 /* label names per family */
+/* Bucket upper bounds per histogram. observe() scans them linearly: the bound keeps that scan
+ * a few cache lines, so recording stays well under 1% of a query's cost (DESIGN "Metrics"). */
+#define FW__HIST_MAX_BOUNDS 32
+/* Distinct label-value sets per family when fw__family_def_t.max_series is 0. */
+#define FW__METRIC_DEFAULT_MAX_SERIES 32
+/* The value that replaces a label past the family's cardinality cap. */
+#define FW__METRIC_OVERFLOW_VALUE "other"
+
+typedef enum fw__metric_type_e {
+    FW__METRIC_COUNTER = 0, /* rendered as "counter": a monotonic uint64 */
+    FW__METRIC_GAUGE,       /* rendered as "gauge": an int64 that goes up and down */
+    FW__METRIC_HISTOGRAM,   /* rendered as "histogram": fixed buckets, _sum, _count */
+} fw__metric_type_t;
+
+typedef struct fw__registry_s fw__registry_t;
+typedef struct fw__family_s fw__family_t;
+typedef struct fw__metrics_snapshot_s fw__metrics_snapshot_t;
+
+/*
+ * What a family is. Every pointer is borrowed for the call only (the registry copies all).
+ * name: a metric name (fw__prom_valid_metric_name); counters should end in "_total".
+ * help: NULL for no HELP line. label_names[0..nlabels): label names, distinct, not "le" for a
+ * histogram. The first label is the one with unbounded values (the entity), the one that
+ * becomes "other" past the cap. bounds[0..nbounds): histogram bucket upper bounds in the
+ * metric's unit, finite and strictly increasing, 1..FW__HIST_MAX_BOUNDS of them (the +Inf
+ * bucket is implied). max_series: the cardinality cap, 0 for FW__METRIC_DEFAULT_MAX_SERIES.
+ */
+typedef struct fw__family_def_s {
+    const char *name;
+    const char *help;
+    fw__metric_type_t type;
+    size_t nlabels;
+    const char *label_names[FW__METRIC_MAX_LABELS];
+    const double *bounds;
+    size_t nbounds;
+    size_t max_series;
+} fw__family_def_t;
+
+/*
+ * One series. Its fields are the registry's; callers only pass the handle to the recording
+ * functions below. Exposed so that counter and gauge recording inline to one atomic.
+ *
+ * Histogram: buckets[i] counts observations in (bounds[i-1], bounds[i]] (not cumulative:
+ * recording touches one bucket), buckets[nbounds] those above the last bound or NaN. The count
+ * is not stored apart: a scrape derives it from the buckets, so _count always equals the +Inf
+ * bucket, which Prometheus requires and two separate atomics could not promise. The sum is a
+ * double kept as its IEEE-754 bit pattern in a uint64 and updated by a CAS loop (C11 has no
+ * atomic add on double); it is exact while every partial sum is an integer below 2^53.
+ */
+typedef struct fw__series_s {
+    struct fw__series_s *next; /* creation order within the family; under the registry mutex */
+    const fw__family_t *family;
+    char *values[FW__METRIC_MAX_LABELS];
+    fw__counter_t counter;
+    fw__gauge_t gauge;
+    _Atomic uint64_t sum_bits;
+    size_t nbounds;
+    const double *bounds;
+    _Atomic uint64_t buckets[]; /* nbounds + 1 for a histogram, none otherwise */
+} fw__series_t;
+
+/*
+ * Makes an empty registry. alloc: copied; NULL for libc malloc/free. Returns 0 and *out,
+ * FW_EINVAL (out NULL, or alloc without malloc_fn or free_fn) or FW_ENOMEM.
+ * Thread: any thread.
+ */
+int fw__registry_new(const fw_allocator_t *alloc, fw__registry_t **out);
+
+/* Frees the registry, its families and series. Every handle and snapshot from it must be gone
+ * (snapshots freed first). NULL is a no-op. Thread: one thread, once no other uses it. */
+void fw__registry_free(fw__registry_t *r);
+
+/*
+ * Registers a family, or finds the one of the same name. *out lives as long as the registry.
+ * Returns 0 and *out; FW_EINVAL for an invalid definition or a name already registered with a
+ * different type, labels or bounds; FW_ENOMEM (nothing is registered then).
+ * Thread: any thread.
+ */
+int fw__registry_family(fw__registry_t *r, const fw__family_def_t *def, fw__family_t **out);
+
+/*
+ * The series for values[0..nlabels) (NUL-terminated strings, borrowed for the call; values may
+ * be NULL when the family has no labels), created on first use. *out lives as long as the
+ * registry.
+ *
+ * Cardinality cap: a family holds at most max_series series of its own. Past that, a new
+ * label-value set gets the value "other" in its first label (the other labels kept), so one
+ * overflow series per combination of the others absorbs every later entity and the totals stay
+ * exact. Those overflow series are capped at max_series too; past both caps every label is
+ * "other". A family therefore never holds more than 2 * max_series + 1 series, whatever the
+ * data: entity names come from the database and must not grow memory or a scrape without bound.
+ * Lookup compares against each existing series (bounded by the cap); callers keep the handle.
+ *
+ * Returns 0 and *out; FW_EINVAL (a NULL value or wrong count); FW_ENOMEM.
+ * Thread: any thread.
+ */
+int fw__family_series(fw__family_t *f, const char *const *values, fw__series_t **out);
+
+/* Recording. Allocation-free, lock-free, never fails. Thread: any thread. */
+
+/* Counter: adds 1 / n. */
+inline void fw__metric_inc(fw__series_t *s)
+{
+    fw__counter_add(&s->counter, 1);
+}
+
+inline void fw__metric_add(fw__series_t *s, uint64_t n)
+{
+    fw__counter_add(&s->counter, n);
+}
+
+/* Gauge: adds n (may be negative) / replaces the value. */
+inline void fw__metric_gauge_add(fw__series_t *s, int64_t n)
+{
+    fw__gauge_add(&s->gauge, n);
+}
+
+inline void fw__metric_gauge_set(fw__series_t *s, int64_t v)
+{
+    fw__gauge_set(&s->gauge, v);
+}
+
+/* Histogram: counts v in its bucket and adds it to the sum. NaN goes to the +Inf bucket and
+ * makes the sum NaN, as in the Prometheus client libraries. */
+void fw__hist_observe(fw__series_t *s, double v);
+
+/*
+ * Copies every value out (relaxed loads, under the registry mutex so the set of series is
+ * fixed), families sorted by name, series in creation order. The snapshot borrows names and
+ * label values from the registry: free it before the registry. Returns 0 and *out, FW_EINVAL
+ * or FW_ENOMEM. Thread: any thread.
+ */
+int fw__registry_snapshot(fw__registry_t *r, fw__metrics_snapshot_t **out);
+
+/*
+ * Prometheus text exposition 0.0.4 of the snapshot, snprintf-style as the writers above:
+ * at most cap - 1 bytes and a NUL into dst (dst may be NULL when cap is 0), returns the whole
+ * length. Counter values above 2^53 print with a double's precision. Thread: any thread.
+ */
+size_t fw__snapshot_render(const fw__metrics_snapshot_t *s, char *dst, size_t cap);
+
+/* NULL is a no-op. Thread: any thread. */
+void fw__snapshot_free(fw__metrics_snapshot_t *s);
+
 #endif /* FW_METRICS_H */

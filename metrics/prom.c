@@ -290,3 +290,10 @@ size_t fw__prom_write_header(char *dst, size_t cap, const char *name, const char
     put_char(&o, '\n');
     return finish(&o);
 }
+
+size_t fw__prom_format_value(char *dst, size_t cap, double v)
+{
+    out_t o = {dst, cap, 0};
+    put_value(&o, v);
+    return finish(&o);
+}
