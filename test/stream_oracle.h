@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test helper shared by the live stream tests: what the server says a query returns (through
+ * psql: count, bytes, SQL NULLs, the sum of each row's MD5 prefix, and for ordered queries a
+ * digest of the order and the first and last rows), and the same computed from the rows fwire
+ * delivered. The including file defines, before including this:
+ *   static void psql(const char *sql, char *out, size_t cap);  runs one query, fails the test
+ * and includes <cmocka.h>, <openssl/md5.h>, <stdbool.h>, <stdint.h>, <stdlib.h>, <string.h>.
+ */
+#ifndef FW_TEST_STREAM_ORACLE_H
+#define FW_TEST_STREAM_ORACLE_H
+
+/* The server's answer for `sql` (a query returning a column named data). */
+typedef struct oracle_s {
+    uint64_t rows, bytes, nulls, sum, max_len;
+    char order[33], first[33], last[33]; /* "" unless asked for */
+} oracle_t;
+
+/* Splits `s` at '|' into at most n fields (in place). */
+static size_t split(char *s, char **f, size_t n)
+{
+    size_t k = 0;
+    f[k++] = s;
+    for (char *p = s; *p != '\0' && k < n; p++) {
+        if (*p == '|') {
+            *p = '\0';
+            f[k++] = p + 1;
+        }
+    }
+    return k;
+}
+
+static uint64_t u64(const char *s)
+{
+    char *end;
+    uint64_t v = strtoull(s, &end, 10);
+    if (end == s || *end != '\0')
+        fail_msg("psql returned %s, not a number", s);
+    return v;
+}
+
+/* `ordered`: also digest the rows in the order the query returns them (only meaningful when
+ * the query has an ORDER BY, or reads a table too small for synchronized scans). */
+static void oracle_compute(const char *sql, bool ordered, oracle_t *o)
+{
+    static const char row_md5[] = "md5(coalesce(data::text, '<NULL>'))";
+    char q[4096], out[1024];
+    snprintf(q, sizeof(q),
+             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0),\n"
+             "  count(*) FILTER (WHERE data IS NULL),\n"
+             "  coalesce(sum(('x' || substr(%s, 1, 15))::bit(60)::bigint)\n"
+             "           %% 18446744073709551616, 0),\n"
+             "  coalesce(max(octet_length(data::text)), 0),\n"
+             "  %s, %s, %s\n"
+             "FROM (%s) AS s;\n",
+             row_md5,
+             ordered ? "coalesce(md5(string_agg(md5(coalesce(data::text, '<NULL>')), "
+                       "'')), '')"
+                     : "''",
+             ordered ? "coalesce((array_agg(md5(coalesce(data::text, '<NULL>'))))[1], '')" : "''",
+             ordered ? "coalesce((array_agg(md5(coalesce(data::text, '<NULL>'))))[count(*)], '')"
+                     : "''",
+             sql);
+    psql(q, out, sizeof(out));
+    char *f[8];
+    if (split(out, f, 8) != 8)
+        fail_msg("unexpected psql output for %s: %s", sql, out);
+    memset(o, 0, sizeof(*o));
+    o->rows = u64(f[0]);
+    o->bytes = u64(f[1]);
+    o->nulls = u64(f[2]);
+    o->sum = u64(f[3]);
+    o->max_len = u64(f[4]);
+    snprintf(o->order, sizeof(o->order), "%s", f[5]);
+    snprintf(o->first, sizeof(o->first), "%s", f[6]);
+    snprintf(o->last, sizeof(o->last), "%s", f[7]);
+}
+
+/* Oracles are cached by their SQL: the bench views cost seconds of server time each. */
+static struct {
+    char *sql;
+    bool ordered;
+    oracle_t o;
+} oracle_cache[64];
+
+static const oracle_t *oracle(const char *sql, bool ordered)
+{
+    size_t i = 0;
+    for (; i < sizeof(oracle_cache) / sizeof(oracle_cache[0]) && oracle_cache[i].sql != NULL; i++) {
+        if (strcmp(oracle_cache[i].sql, sql) == 0 && oracle_cache[i].ordered == ordered)
+            return &oracle_cache[i].o;
+    }
+    assert_true(i < sizeof(oracle_cache) / sizeof(oracle_cache[0]));
+    oracle_compute(sql, ordered, &oracle_cache[i].o);
+    oracle_cache[i].sql = strdup(sql);
+    oracle_cache[i].ordered = ordered;
+    return &oracle_cache[i].o;
+}
+
+static const oracle_t *view_oracle(const char *view, bool ordered)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT data FROM %s", view);
+    return oracle(sql, ordered);
+}
+
+/* ---- what a consumer saw ------------------------------------------------------------------- */
+
+typedef struct res_s {
+    uint64_t rows, nulls, bytes, sum;
+    uint64_t bad_null;  /* is_null rows with a pointer or a length */
+    uint64_t bad_held;  /* held chunks whose rows changed before release */
+    MD5_CTX order;      /* MD5 over the hex MD5 of every row, in order */
+    char order_hex[33]; /* set by res_finish() */
+    char first[33], last[33];
+    char text[256]; /* the first row's text, truncated */
+    int64_t first_id, prev_id;
+    uint64_t with_id, descents, breaks; /* rows whose id < the previous; != previous + 1 */
+    int start_rc;                       /* fw_stream_start's result */
+    int code;                           /* FW_END, or the stream's failure; 1 while unfinished */
+    fw_error_t err;                     /* start error, or fw_stream_error() */
+    fw_stream_stats_t stats;            /* at the end, before fw_stream_free */
+} res_t;
+
+static void res_init(res_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    MD5_Init(&r->order);
+    r->code = 1;
+}
+
+static void hex32(const unsigned char d[16], char out[33])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = digits[d[i] >> 4];
+        out[2 * i + 1] = digits[d[i] & 15];
+    }
+    out[32] = '\0';
+}
+
+/* The first 60 bits of the row's MD5, as ('x' || substr(md5, 1, 15))::bit(60)::bigint. */
+static uint64_t row_md5(const fw_row_t *row, unsigned char d[16])
+{
+    if (row->is_null)
+        MD5((const unsigned char *)"<NULL>", 6, d);
+    else
+        MD5((const unsigned char *)row->json, row->len, d);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | d[i];
+    return v >> 4;
+}
+
+/* The integer value of the first key of a JSON object, when the text starts {"key": 123. */
+static bool first_int(const char *p, size_t n, int64_t *out)
+{
+    if (p == NULL || n < 2 || p[0] != '{' || p[1] != '"')
+        return false;
+    size_t i = 2;
+    while (i < n && p[i] != '"')
+        i++;
+    i++;
+    if (i + 2 >= n || p[i] != ':' || p[i + 1] != ' ')
+        return false;
+    i += 2;
+    int64_t v = 0;
+    size_t d0 = i;
+    while (i < n && p[i] >= '0' && p[i] <= '9' && i - d0 < 18)
+        v = v * 10 + (p[i++] - '0');
+    if (i == d0)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void res_row(res_t *r, const fw_row_t *row)
+{
+    unsigned char d[16];
+    char hex[33];
+    if (row->is_null) {
+        r->nulls++;
+        if (row->json != NULL || row->len != 0)
+            r->bad_null++;
+    } else {
+        r->bytes += row->len;
+    }
+    r->sum += row_md5(row, d);
+    hex32(d, hex);
+    MD5_Update(&r->order, hex, 32);
+    if (r->rows == 0) {
+        memcpy(r->first, hex, 33);
+        snprintf(r->text, sizeof(r->text), "%.*s", row->is_null ? 0 : (int)row->len,
+                 row->is_null ? "" : row->json);
+    }
+    memcpy(r->last, hex, 33);
+    int64_t id;
+    if (!row->is_null && first_int(row->json, row->len, &id)) {
+        if (r->with_id == 0) {
+            r->first_id = id;
+        } else {
+            r->descents += id < r->prev_id;
+            r->breaks += id != r->prev_id + 1;
+        }
+        r->prev_id = id;
+        r->with_id++;
+    }
+    r->rows++;
+}
+
+static void res_finish(res_t *r)
+{
+    unsigned char d[16];
+    MD5_Final(d, &r->order);
+    hex32(d, r->order_hex);
+}
+
+#endif /* FW_TEST_STREAM_ORACLE_H */
