@@ -503,8 +503,8 @@ FW_EXTERN int fw_query_chunk_adaptive(fw_query_t *q, const fw_chunk_policy_t *p)
  * The byte budget of a stream: the receive memory holding rows not yet released by the
  * consumer, counted exactly (whole receive slabs). When it is reached, fwire stops reading the
  * socket until the consumer has released half of it; the server then waits in send. A single
- * row larger than the budget fails the stream with FW_ETOOBIG (its bytes are skipped, the
- * connection stays usable). Default 4 MiB; at least 64 KiB.
+ * row larger than the budget fails the stream with FW_ETOOBIG (the query is cancelled, its bytes
+ * are skipped as they arrive, the connection stays usable). Default 4 MiB; at least 64 KiB.
  */
 FW_EXTERN int fw_query_max_memory(fw_query_t *q, size_t bytes);
 

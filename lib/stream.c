@@ -133,6 +133,11 @@ static void fail(fw_stream_t *s, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s->err.message, sizeof(s->err.message), fmt, ap);
     va_end(ap);
+    /* RELIABILITY decision 4: a failure of ours while the server still sends (a row over a
+     * limit, a result of the wrong shape) cancels the query, so the rest of a large result is
+     * not produced only to be dropped; the reply is then drained as usual. */
+    if ((code == FW_ETOOBIG || code == FW_ESCHEMA) && s->conn != NULL && s->phase != SP_DONE)
+        fw__stream_start_cancel(s, code, s->err.message);
 }
 
 /*

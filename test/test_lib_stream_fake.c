@@ -426,6 +426,7 @@ static h_t *h_init(void)
     h->f.startup_reply = STARTUP_OK;
     h->f.startup_reply_len = sizeof(STARTUP_OK);
     h->f.io_timeout_ms = (unsigned)(20000 * time_scale());
+    h->f.accept_cancels = true; /* a row over a limit or a wrong result shape cancels */
     h->drain_in_cb = true;
     return h;
 }
@@ -1113,6 +1114,9 @@ static void run_limit_case(report_t *rep, const char *what, size_t max_message, 
               h->rows[2].len);
     } else {
         CHECK(rep, rc == FW_ETOOBIG, "%s: %s (%s)", what, code_name(rc), h->err.message);
+        /* Decision 4: the query is cancelled, not only drained. */
+        CHECK(rep, atomic_load(&h->f.ncancels) == 1, "%s: %d CancelRequests", what,
+              atomic_load(&h->f.ncancels));
         static const char *const two[] = {"[1]", "[2]"};
         const char *why = rows_differ(h, two, 2);
         CHECK(rep, why == NULL, "%s: %s", what, why);
@@ -1827,6 +1831,7 @@ static t_t *t_init(void)
     t->f.startup_reply = STARTUP_OK;
     t->f.startup_reply_len = sizeof(STARTUP_OK);
     t->f.io_timeout_ms = (unsigned)(20000 * time_scale());
+    t->f.accept_cancels = true; /* a row over a limit or a wrong result shape cancels */
     return t;
 }
 
