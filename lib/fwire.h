@@ -230,9 +230,10 @@ typedef struct fw_conn_opts_s {
     void *trace_ud;
     /*
      * The largest message accepted from the server, its length field included. A DataRow over
-     * it fails its stream with FW_ETOOBIG; its bytes are skipped as they arrive, never buffered,
-     * and the connection stays usable. Any other message over it is a protocol error that ends
-     * the connection. Default 256 MiB; 0 means the default; at most INT32_MAX.
+     * it fails its stream with FW_ETOOBIG; the query is cancelled, its bytes are skipped as they
+     * arrive, never buffered, and the connection stays usable. Any other message over it is a
+     * protocol error that ends the connection. Default 256 MiB; 0 means the default; at most
+     * INT32_MAX.
      */
     size_t max_message;
     void *reserved[7]; /* zero; room to grow without breaking the ABI */
