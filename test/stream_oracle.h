@@ -3,12 +3,74 @@
  * Test helper shared by the live stream tests: what the server says a query returns (through
  * psql: count, bytes, SQL NULLs, the sum of each row's MD5 prefix, and for ordered queries a
  * digest of the order and the first and last rows), and the same computed from the rows fwire
- * delivered. The including file defines, before including this:
- *   static void psql(const char *sql, char *out, size_t cap);  runs one query, fails the test
- * and includes <cmocka.h>, <openssl/md5.h>, <stdbool.h>, <stdint.h>, <stdlib.h>, <string.h>.
+ * delivered; and the environment and psql helpers both use. The including file includes
+ * <cmocka.h>, <openssl/md5.h>, <uv.h> and the C headers they need, and defines
+ *   static void psql(const char *sql, char *out, size_t cap);
+ * (psql_as with the user it wants) anywhere in the file.
  */
 #ifndef FW_TEST_STREAM_ORACLE_H
 #define FW_TEST_STREAM_ORACLE_H
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        fail_msg("%s is not set: run through test/with-pg.sh (meson test does)", name);
+    return v;
+}
+
+static double secs_since(uint64_t t0)
+{
+    return (double)(uv_hrtime() - t0) / 1e9;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Runs `sql` with psql as `user` (the name of an FW_TEST_* variable) over the unix socket; its
+ * output (-At: fields separated by '|', no header) goes to out without the final newline. */
+static void psql_as(const char *user, const char *sql, char *out, size_t cap)
+{
+    char path[] = "/tmp/fw-stream-test-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t n = strlen(sql);
+    assert_int_equal(write(fd, sql, n), (ssize_t)n);
+    close(fd);
+    const char *bindir = getenv("FW_TEST_PGBINDIR");
+    /* stderr (notices, errors) apart from the answer: shown only when psql fails */
+    char errpath[sizeof(path) + 4];
+    snprintf(errpath, sizeof(errpath), "%s.err", path);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "'%s/psql' -X -At -q -v ON_ERROR_STOP=1 -h '%s' -p '%s' -U '%s' -d '%s' -f '%s' "
+             "2>'%s'",
+             bindir != NULL && bindir[0] != '\0' ? bindir : "/usr/lib/postgresql/15/bin",
+             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env(user), env("FW_TEST_DBNAME"), path,
+             errpath);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t got = fread(out, 1, cap - 1, p);
+    out[got] = '\0';
+    int rc = pclose(p);
+    unlink(path);
+    char err[1024] = "";
+    FILE *ef = fopen(errpath, "r");
+    if (ef != NULL) {
+        err[fread(err, 1, sizeof(err) - 1, ef)] = '\0';
+        fclose(ef);
+    }
+    unlink(errpath);
+    while (got > 0 && (out[got - 1] == '\n' || out[got - 1] == '\r'))
+        out[--got] = '\0';
+    if (rc != 0)
+        fail_msg("psql failed on %s:\n%s%s", sql, out, err);
+}
+
+static void psql(const char *sql, char *out, size_t cap);
 
 /* The server's answer for `sql` (a query returning a column named data). */
 typedef struct oracle_s {

@@ -36,6 +36,14 @@
 
 #include "fwire.h"
 
+#include "stream_oracle.h"
+
+/* The admin user sees every backend in pg_stat_activity. */
+static void psql(const char *sql, char *out, size_t cap)
+{
+    psql_as("FW_TEST_ADMIN", sql, out, cap);
+}
+
 /* Sanitizers slow everything down: every deadline stretches by SLOW under them. */
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define FW_SANITIZED 1
@@ -108,67 +116,6 @@ static int64_t live_now(void)
     return atomic_load_explicit(&alloc_live, memory_order_relaxed);
 }
 
-/* ---- environment and psql ---- */
-
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0')
-        fail_msg("%s is not set: run through test/with-pg.sh (meson test does)", name);
-    return v;
-}
-
-static double secs_since(uint64_t t0)
-{
-    return (double)(uv_hrtime() - t0) / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Runs `sql` with psql as the admin user over the unix socket (the admin sees every backend in
- * pg_stat_activity); its output (-At: fields separated by '|', no header) goes to out without
- * the final newline. */
-static void psql(const char *sql, char *out, size_t cap)
-{
-    char path[] = "/tmp/fw-stream-ctl-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    size_t n = strlen(sql);
-    assert_int_equal(write(fd, sql, n), (ssize_t)n);
-    close(fd);
-    const char *bindir = getenv("FW_TEST_PGBINDIR");
-    char errpath[sizeof(path) + 4];
-    snprintf(errpath, sizeof(errpath), "%s.err", path);
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd),
-             "'%s/psql' -X -At -q -v ON_ERROR_STOP=1 -h '%s' -p '%s' -U '%s' -d '%s' -f '%s' "
-             "2>'%s'",
-             bindir != NULL && bindir[0] != '\0' ? bindir : "/usr/lib/postgresql/15/bin",
-             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_ADMIN"),
-             env("FW_TEST_DBNAME"), path, errpath);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t got = fread(out, 1, cap - 1, p);
-    out[got] = '\0';
-    int rc = pclose(p);
-    unlink(path);
-    char err[1024] = "";
-    FILE *ef = fopen(errpath, "r");
-    if (ef != NULL) {
-        err[fread(err, 1, sizeof(err) - 1, ef)] = '\0';
-        fclose(ef);
-    }
-    unlink(errpath);
-    while (got > 0 && (out[got - 1] == '\n' || out[got - 1] == '\r'))
-        out[--got] = '\0';
-    if (rc != 0)
-        fail_msg("psql failed on %s:\n%s%s", sql, out, err);
-}
-
 /* "state|wait_event" of a backend in pg_stat_activity ("" when it is gone). */
 static void activity(int32_t pid, char *out, size_t cap)
 {
@@ -194,8 +141,6 @@ static bool activity_becomes(int32_t pid, const char *want, double secs, char *s
         sleep_ms(50);
     }
 }
-
-#include "stream_oracle.h"
 
 /* Compares a result with the oracle; `what` names the run in the failure message. */
 static void check_res(const res_t *r, const oracle_t *o, bool ordered, const char *what)

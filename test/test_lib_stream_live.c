@@ -43,6 +43,14 @@
 
 #include "fwire.h"
 
+#include "stream_oracle.h"
+
+/* The trust user sees what the tests read. */
+static void psql(const char *sql, char *out, size_t cap)
+{
+    psql_as("FW_TEST_USER_TRUST", sql, out, cap);
+}
+
 /* Sanitizers slow everything down: every deadline stretches by SLOW under them. */
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define FW_SANITIZED 1
@@ -103,69 +111,6 @@ static int64_t live_now(void)
 {
     return atomic_load_explicit(&alloc_live, memory_order_relaxed);
 }
-
-/* ---- environment and psql -------------------------------------------------------------------- */
-
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0')
-        fail_msg("%s is not set: run through test/with-pg.sh (meson test does)", name);
-    return v;
-}
-
-static double secs_since(uint64_t t0)
-{
-    return (double)(uv_hrtime() - t0) / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Runs `sql` with psql as the trust user over the unix socket; its output (-At: fields
- * separated by '|', no header) goes to out without the final newline. */
-static void psql(const char *sql, char *out, size_t cap)
-{
-    char path[] = "/tmp/fw-stream-live-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    size_t n = strlen(sql);
-    assert_int_equal(write(fd, sql, n), (ssize_t)n);
-    close(fd);
-    const char *bindir = getenv("FW_TEST_PGBINDIR");
-    /* stderr (notices, errors) apart from the answer: shown only when psql fails */
-    char errpath[sizeof(path) + 4];
-    snprintf(errpath, sizeof(errpath), "%s.err", path);
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd),
-             "'%s/psql' -X -At -q -v ON_ERROR_STOP=1 -h '%s' -p '%s' -U '%s' -d '%s' -f '%s' "
-             "2>'%s'",
-             bindir != NULL && bindir[0] != '\0' ? bindir : "/usr/lib/postgresql/15/bin",
-             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_USER_TRUST"),
-             env("FW_TEST_DBNAME"), path, errpath);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t got = fread(out, 1, cap - 1, p);
-    out[got] = '\0';
-    int rc = pclose(p);
-    unlink(path);
-    char err[1024] = "";
-    FILE *ef = fopen(errpath, "r");
-    if (ef != NULL) {
-        err[fread(err, 1, sizeof(err) - 1, ef)] = '\0';
-        fclose(ef);
-    }
-    unlink(errpath);
-    while (got > 0 && (out[got - 1] == '\n' || out[got - 1] == '\r'))
-        out[--got] = '\0';
-    if (rc != 0)
-        fail_msg("psql failed on %s:\n%s%s", sql, out, err);
-}
-
-#include "stream_oracle.h"
 
 /* Order-independent sum of a chunk's rows, to check they stay valid while it is held. */
 static uint64_t rows_sum(const fw_row_t *rows, size_t n)
