@@ -112,9 +112,52 @@ static void trace_out(fw_conn_t *c)
     }
 }
 
+/* ---- metrics (lmetrics.h) --------------------------------------------------------------- */
+
+static const char *lm_transport(const fw_conn_t *c)
+{
+    return c->is_unix ? "unix" : "tcp";
+}
+
+/* Records how this attempt's authentication ended (once): reason NULL for success. A server
+ * that asked for nothing (trust, peer, cert) had no exchange to count. */
+static void lm_auth(fw_conn_t *c, const char *reason)
+{
+    if (c->lm_auth_done || c->su == NULL)
+        return;
+    c->lm_auth_done = true;
+    static const char *const names[] = {"none", "password", "md5", "scram-sha-256",
+                                        "scram-sha-256-plus"};
+    fw__auth_method_t m = c->su->method;
+    if (reason == NULL && m == FW__AUTH_NONE)
+        return;
+    fw__lm_auth((unsigned)m < 5 ? names[m] : "none", reason, uv_hrtime() - c->t_auth);
+}
+
+/* Why an attempt failed during authentication, as a label value. */
+static const char *lm_auth_reason(const fw_conn_t *c, int code)
+{
+    if (strcmp(c->err.sqlstate, "28P01") == 0)
+        return "invalid_password";
+    if (strcmp(c->err.sqlstate, "28000") == 0)
+        return "rejected";
+    if (c->err.sqlstate[0] != '\0')
+        return "server_error";
+    if (code == FW_ETIMEDOUT)
+        return "timeout";
+    if (code == FW_EAUTH)
+        return "client_refused"; /* require_auth, channel binding, a bad server signature */
+    if (code <= FW_EPROTO_SHORT && code > FW_EPROTO_SHORT - 100)
+        return "protocol";
+    return "connection_lost";
+}
+
 /* "connection to server at "db1" (10.0.0.1), port 5432 failed: " as libpq words it. */
 static void note_attempt(fw_conn_t *c, int code, const char *what)
 {
+    if (c->phase == FW_PHASE_AUTH)
+        lm_auth(c, lm_auth_reason(c, code));
+    fw__lm_protocol_error(code);
     const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
     if (c->is_unix)
         note(c, "connection to server on socket \"%s\" failed: %s", c->address, what);
@@ -223,9 +266,11 @@ static void finish(fw_conn_t *c, int status)
     if (status < 0) {
         c->state = FW__CONN_BAD;
         c->err.code = status;
+        fw__lm_conn_failed(lm_transport(c), c->phase);
     } else {
         c->state = FW__CONN_READY;
         c->phase = FW_PHASE_READY;
+        c->lm_active = fw__lm_conn_opened(lm_transport(c));
     }
     if (cb != NULL)
         cb(c, status, status < 0 ? &c->err : NULL, c->connect_ud);
@@ -444,6 +489,7 @@ static void on_ready(fw_conn_t *c)
         snprintf(c->tls_version, sizeof(c->tls_version), "%s", fw__tls_version(c->tls));
         snprintf(c->tls_cipher, sizeof(c->tls_cipher), "%s", fw__tls_cipher(c->tls));
     }
+    lm_auth(c, NULL);
     c->method = c->su->method;
     c->backend_pid = c->su->pid;
     c->backend_secret = c->su->secret;
@@ -472,8 +518,10 @@ static void handle_startup(fw_conn_t *c, fw__su_result_t r)
     }
     switch (r) {
     case FW__SU_CONTINUE:
-        if (c->su->state == FW__SU_S_AUTH_OK)
+        if (c->su->state == FW__SU_S_AUTH_OK) {
+            lm_auth(c, NULL);
             c->phase = FW_PHASE_STARTUP;
+        }
         return;
     case FW__SU_DERIVE:
         /* PBKDF2 may take long (the iteration count is the server's choice, up to the cap):
@@ -572,7 +620,7 @@ static void start_startup(fw_conn_t *c)
     o.auth_required = c->ci->auth_required;
     o.allowed = c->ci->allowed_auth;
     o.scram_max_iterations = c->opts.scram_max_iterations;
-    o.notice_fn = c->opts.notice_cb != NULL ? fw__conn_notice : NULL;
+    o.notice_fn = fw__conn_notice; /* counted in fraiseql_notices_total even without notice_cb */
     o.notice_ud = c;
     o.msg_fn = c->opts.trace_cb != NULL ? fw__conn_trace_in : NULL;
     o.msg_ud = c;
@@ -588,6 +636,8 @@ static void start_startup(fw_conn_t *c)
         return;
     }
     c->phase = FW_PHASE_AUTH;
+    c->t_auth = uv_hrtime();
+    c->lm_auth_done = false;
     c->out_untyped = c->out.len == 0; /* the StartupMessage comes first */
     handle_startup(c, fw__startup_begin(c->su));
 }
@@ -1119,14 +1169,15 @@ void fw__conn_kick(uv_idle_t *h)
 void fw__conn_notice(void *ud, const fw__pq_msg_t *m)
 {
     fw_conn_t *c = ud;
-    if (c->opts.notice_cb == NULL)
-        return;
     fw__pq_error_fields_t f;
     if (fw__pq_error_fields(m, &f) < 0)
         return;
     char sev[16], state[6], msg[512];
     fw__escape_text(sev, sizeof(sev), f.severity_nl.ptr ? f.severity_nl.ptr : f.severity.ptr,
                     f.severity_nl.ptr ? f.severity_nl.len : f.severity.len);
+    fw__lm_notice(sev);
+    if (c->opts.notice_cb == NULL)
+        return;
     fw__escape_text(state, sizeof(state), f.sqlstate.ptr, f.sqlstate.len);
     fw__escape_text(msg, sizeof(msg), f.message.ptr, f.message.len);
     fw_notice_t n = {sev, state, msg};
@@ -1140,6 +1191,10 @@ void fw_conn_close(fw_conn_t *c, fw_close_cb cb, void *ud)
     c->closing = true;
     c->close_cb = cb;
     c->close_ud = ud;
+    if (c->lm_active) {
+        c->lm_active = false;
+        fw__lm_conn_closed();
+    }
     if (c->stream != NULL)
         fw__stream_conn_closing(c->stream);
     if (c->stream != NULL)

@@ -92,6 +92,10 @@ struct fw_conn_s {
     void *close_ud;
     fw_error_t err;
     uint64_t t_start;
+    /* metrics (lmetrics.h) */
+    uint64_t t_auth;   /* uv_hrtime() when the startup message went out */
+    bool lm_auth_done; /* this attempt's authentication outcome was recorded */
+    bool lm_active;    /* counted in fraiseql_connections_active */
 
     /* facts kept at ReadyForQuery */
     fw__params_t params;
@@ -142,5 +146,9 @@ void fw__wipe_conn_secrets(fw_conn_t *c);
 /* Threaded mode: runs fn(arg) on the connection's runtime thread and waits for it to return.
  * Thread: any thread but the runtime's. */
 void fw__runtime_call(fw_conn_t *conn, void (*fn)(void *arg), void *arg);
+/* The same for a runtime. Thread: any thread but the runtime's. */
+void fw__runtime_run(fw_runtime_t *rt, void (*fn)(void *arg), void *arg);
+/* The runtime's loop, for code that runs on it (fw__runtime_run). */
+uv_loop_t *fw__runtime_loop(fw_runtime_t *rt);
 
 #endif /* FW_CONN_H */

@@ -116,7 +116,8 @@ FW_EXTERN const char *fw_version_string(void);
 
 /*
  * Where fwire gets its memory: every allocation fwire itself makes (connections, receive slabs,
- * chunks, queries, streams) goes through these three functions. libuv and OpenSSL keep their
+ * chunks, queries, streams) goes through these three functions, except the process-wide
+ * metrics registry (see fw_metrics_render). libuv and OpenSSL keep their
  * own allocators. realloc_fn(ud, NULL, n) must behave as malloc; free_fn(ud, NULL) as a no-op.
  * The functions may be called from the loop thread and from consumer threads at once.
  */
@@ -465,8 +466,9 @@ FW_EXTERN int fw_query_limit(fw_query_t *q, int64_t n);
 FW_EXTERN int fw_query_offset(fw_query_t *q, int64_t n);
 
 /*
- * Rows per chunk handed to the consumer (1..65,536; default 256). A chunk is also handed over
- * at the end of every socket read, so rows never wait for a chunk to fill.
+ * A fixed number of rows per chunk handed to the consumer (1..65,536), instead of the adaptive
+ * size that is the default (fw_query_chunk_adaptive). A chunk is also handed over at the end
+ * of every socket read, so rows never wait for a chunk to fill.
  */
 FW_EXTERN int fw_query_chunk_size(fw_query_t *q, size_t rows);
 
@@ -495,8 +497,9 @@ FW_EXTERN void fw_chunk_policy_init(fw_chunk_policy_t *p);
 /*
  * Makes the query's chunk size adaptive under policy `p` (copied; NULL for the defaults).
  * FW_EINVAL unless 1 <= floor <= start <= ceiling <= 65,536, window >= 1,
- * low < high <= 1000 and growth > 1000. fw_query_chunk_size() sets a fixed size again.
- * In this release a query's chunk size is fixed (256) unless this is called.
+ * low < high <= 1000 and growth > 1000. A new query is adaptive under the default policy;
+ * fw_query_chunk_size() sets a fixed size instead. The stream's stats (chunk_size,
+ * chunk_grows, chunk_shrinks) and the fraiseql_adaptive_chunk_* metrics show what it chose.
  */
 FW_EXTERN int fw_query_chunk_adaptive(fw_query_t *q, const fw_chunk_policy_t *p);
 
@@ -550,6 +553,14 @@ FW_EXTERN int fw_query_idle_timeout(fw_query_t *q, uint32_t ms);
  * recorded error, or FW_EINVAL when no source was set. Thread: as the query.
  */
 FW_EXTERN long fw_query_sql(const fw_query_t *q, char *buf, size_t cap);
+
+/*
+ * Turns the query into `EXPLAIN (FORMAT JSON) SELECT ...` (on) or back (off): the stream then
+ * yields one row, the planner's plan as JSON text (`[{"Plan": {"Plan Rows": 1000, ...}}]`),
+ * without running the query. What a gateway uses to estimate a result's size before it
+ * streams it. Returns 0 or FW_EINVAL. Thread: the query's owner.
+ */
+FW_EXTERN int fw_query_explain(fw_query_t *q, bool on);
 
 /* ==== streams ============================================================================= */
 
@@ -698,6 +709,74 @@ FW_EXTERN int fw_stream_cancel(fw_stream_t *s);
  * loop thread, legal inside the rows-ready callback).
  */
 FW_EXTERN void fw_stream_free(fw_stream_t *s);
+
+
+/* ==== metrics ============================================================================= */
+
+/*
+ * fwire records fraiseql_* metrics (Prometheus conventions: seconds, bytes, `_total` counters)
+ * for every connection and stream of the process into one process-wide registry:
+ * docs/METRICS.md lists each one, when it is recorded and how to read it. Recording is a few
+ * relaxed atomic adds per chunk (never per row), takes no lock and never allocates once an
+ * entity's series exist. Entity label values are capped (64 distinct; later ones are counted
+ * under "other"), so data cannot grow the registry without bound. Its memory is the one
+ * exception to fw_allocator_set: it comes from libc's malloc, once, and lives until the process
+ * exits (so that it never pins an allocator you may want to replace).
+ */
+
+/*
+ * Writes the Prometheus text exposition (format 0.0.4) of every fraiseql_* metric into buf,
+ * snprintf-style: at most cap - 1 bytes and a NUL (buf may be NULL when cap is 0), and returns
+ * the length of the whole text without the NUL. A return value >= cap means the text was cut:
+ * call again with at least return + 1 bytes. Returns FW_ENOMEM (negative) when the snapshot
+ * could not be taken. Caller-owned: buf. Thread: any thread.
+ */
+FW_EXTERN long fw_metrics_render(char *buf, size_t cap);
+
+/*
+ * Switches recording on (the default) or off for connections and streams started from now on;
+ * those already running keep their setting. Off, the library records nothing and the render
+ * shows what was recorded before. The environment variable FWIRE_METRICS=0 sets the default to
+ * off. Thread: any thread.
+ */
+FW_EXTERN void fw_metrics_set_enabled(bool on);
+
+/* Whether connections and streams started now record metrics. Thread: any thread. */
+FW_EXTERN bool fw_metrics_enabled(void);
+
+/*
+ * A tiny HTTP/1.1 server that answers `GET /metrics` with fw_metrics_render's text
+ * (Content-Type: text/plain; version=0.0.4), 404 for other paths, 405 for other methods,
+ * then closes the connection. Requests over 8 KiB or slower than 10 s are dropped; at most
+ * 32 clients at once. It exposes counts, never data, but bind it to loopback unless the
+ * network is trusted.
+ */
+typedef struct fw_metrics_listener_s fw_metrics_listener_t;
+
+/*
+ * Embedded mode: listens on host:port on the caller's loop. host NULL means "127.0.0.1";
+ * port 0 picks a free port (see fw_metrics_listener_port). Returns 0 and *out, or FW_EINVAL,
+ * FW_ENOMEM or a libuv code (UV_EADDRINUSE, UV_EINVAL for a bad address) with *err filled
+ * (err may be NULL). Thread: the loop's thread.
+ */
+FW_EXTERN int fw_metrics_listen(struct uv_loop_s *loop, const char *host, int port,
+                                fw_metrics_listener_t **out, fw_error_t *err);
+
+/* Threaded mode: the same on the runtime's loop; waits until the socket listens.
+ * Thread: any thread but the runtime's own. */
+FW_EXTERN int fw_metrics_listen_rt(fw_runtime_t *rt, const char *host, int port,
+                                   fw_metrics_listener_t **out, fw_error_t *err);
+
+/* The port the listener is bound to. Thread: any thread. */
+FW_EXTERN int fw_metrics_listener_port(const fw_metrics_listener_t *l);
+
+/*
+ * Stops listening, closes open client connections and frees the listener. Embedded: on the
+ * loop's thread, the memory is released once the loop has run the close callbacks. Threaded
+ * (made by fw_metrics_listen_rt): waits until it is freed; call it before fw_runtime_free.
+ * NULL is a no-op.
+ */
+FW_EXTERN void fw_metrics_listener_close(fw_metrics_listener_t *l);
 
 #ifdef __cplusplus
 }

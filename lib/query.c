@@ -17,6 +17,7 @@
 #include <assert.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Sent first when a statement timeout is set. is_local = true: the setting ends with the
@@ -239,6 +240,8 @@ static void put_cond(sqlw_t *w, const fw__query_cond_t *c)
 /* The main statement. The order here is the order of the bind parameters (bind_params()). */
 static void render(const fw_query_t *q, sqlw_t *w)
 {
+    if (q->explain)
+        put(w, "EXPLAIN (FORMAT JSON) ");
     put(w, "SELECT \"data\" FROM ");
     put(w, q->source);
     for (size_t i = 0; i < q->nconds; i++) {
@@ -284,6 +287,13 @@ int fw_query_new(fw_query_t **out)
     q->offset = -1;
     q->chunk_size = FW__QUERY_DEFAULT_CHUNK_SIZE;
     q->max_memory = FW__QUERY_DEFAULT_MAX_MEMORY;
+    /* Adaptive by default (docs/streaming.md "Adaptive chunk size"): the default policy. */
+    fw_chunk_policy_t d;
+    fw_chunk_policy_init(&d);
+    q->adaptive = true;
+    q->chunk_policy = (fw__chunker_opts_t){d.floor,         d.ceiling,      d.start,
+                                           d.window,        d.high_permille, d.low_permille,
+                                           d.growth_permille};
     return 0;
 }
 
@@ -353,7 +363,10 @@ int fw_query_entity(fw_query_t *q, const char *entity)
     /* The server would truncate a longer name silently and read some other view. */
     if (n == 0 || n > FW__QUERY_MAX_IDENT - 2)
         return fail(q, FW_EINVAL);
-    return set_source(q, NULL, 0, "v_", entity, n);
+    int rc = set_source(q, NULL, 0, "v_", entity, n);
+    if (rc == 0)
+        snprintf(q->label, sizeof(q->label), "%s", entity);
+    return rc;
 }
 
 int fw_query_relation(fw_query_t *q, const char *relation)
@@ -377,7 +390,18 @@ int fw_query_relation(fw_query_t *q, const char *relation)
     size_t rlen = strlen(rel);
     if (rlen == 0 || rlen > FW__QUERY_MAX_IDENT)
         return fail(q, FW_EINVAL);
-    return set_source(q, schema, slen, "", rel, rlen);
+    int rc = set_source(q, schema, slen, "", rel, rlen);
+    if (rc == 0)
+        snprintf(q->label, sizeof(q->label), "%s", relation);
+    return rc;
+}
+
+int fw_query_explain(fw_query_t *q, bool on)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    q->explain = on;
+    return 0;
 }
 
 /* ---- conditions --------------------------------------------------------------------------- */

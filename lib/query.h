@@ -91,6 +91,10 @@ struct fw_query_s {
     uint32_t idle_timeout_ms; /* 0: none */
     fw_predicate_cb predicate;
     void *predicate_ud;
+    bool explain; /* EXPLAIN (FORMAT JSON) of the statement instead of the statement */
+    /* The metrics' entity label: the entity name ("user" for v_user) or the relation as given
+     * ("public.v_user"); empty without a source. */
+    char label[2 * FW__QUERY_MAX_IDENT + 2];
 };
 
 /*

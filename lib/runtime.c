@@ -292,12 +292,22 @@ void fw_conn_close_sync(fw_conn_t *conn)
 
 void fw__runtime_call(fw_conn_t *conn, void (*fn)(void *arg), void *arg)
 {
+    fw__runtime_run(conn->runtime_link, fn, arg);
+}
+
+void fw__runtime_run(fw_runtime_t *rt, void (*fn)(void *arg), void *arg)
+{
     cmd_t cmd;
     memset(&cmd, 0, sizeof(cmd));
     cmd.kind = CMD_CALL;
     cmd.fn = fn;
     cmd.arg = arg;
-    post_and_wait(conn->runtime_link, &cmd);
+    post_and_wait(rt, &cmd);
+}
+
+uv_loop_t *fw__runtime_loop(fw_runtime_t *rt)
+{
+    return &rt->loop;
 }
 
 void fw_runtime_free(fw_runtime_t *rt)

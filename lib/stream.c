@@ -49,11 +49,106 @@ void fw__stream_unref(fw_stream_t *s)
     /* acq_rel: the last owner must see every write the other owner made before dropping. */
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
+    if (s->lm.e != NULL) {
+        fw__stream_lm_merge_chunks(s);
+        fw__hist_merge(s->lm.e->occupancy, &s->lm.occupancy);
+        fw__stream_lm_sync(s, true);
+    }
     fw__pipe_free(&s->pipe);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->wake_mu);
     fw__ring_alloc.free_fn(NULL, s);
+}
+
+void fw__stream_lm_sync(fw_stream_t *s, bool final)
+{
+    if (s->lm.e == NULL)
+        return;
+    fw__pipe_stats_t p;
+    fw__pipe_stats(&s->pipe, &p);
+    uint64_t pushed = p.rows_buffered + p.rows_yielded;
+    fw__lm_sync(&s->lm, pushed + p.rows_filtered, p.rows_filtered, p.rows_yielded,
+                p.bytes_received, final ? 0 : p.rows_buffered, final ? 0 : p.bytes_held);
+}
+
+/* The consumer's per-chunk samples into the shared histograms. Thread: the consumer, or the
+ * last owner. */
+void fw__stream_lm_merge_chunks(fw_stream_t *s)
+{
+    if (s->lm.e == NULL)
+        return;
+    fw__hist_merge(s->lm.e->chunk_rows, &s->lm.chunk_rows);
+    fw__hist_merge(s->lm.e->chunk_seconds, &s->lm.chunk_seconds);
+}
+
+/* The pipe's hook for every chunk the consumer gives back: its rows and, for the chunks a
+ * sampled read filled (1 in 8: a clock read per chunk would cost more than the chunk), how
+ * long it took from queued to released. Plain adds into the consumer's batches. */
+void fw__stream_lm_chunk(void *ud, const fw__chunk_t *c)
+{
+    fw_stream_t *s = ud;
+    const fw__lm_entity_t *e = s->lm.e;
+    fw__hist_batch_add(&s->lm.chunk_rows, e->chunk_rows, (double)c->n);
+    if (c->stamp != 0)
+        fw__hist_batch_add(&s->lm.chunk_seconds, e->chunk_seconds,
+                           (double)(uv_hrtime() - c->stamp) / 1e9);
+    if ((++s->lm.chunks & 63) == 0)
+        fw__stream_lm_merge_chunks(s);
+}
+
+/* After rows were queued (producer): occupancy, the first row, and at most once per loop
+ * millisecond the shared counters and histograms. */
+static void lm_after_push(fw_stream_t *s)
+{
+    fw__lm_entity_t *e = s->lm.e;
+    uint64_t yielded = atomic_load_explicit(&s->pipe.st_rows_yielded, memory_order_relaxed);
+    uint64_t queued = s->pipe.rows_pushed > yielded ? s->pipe.rows_pushed - yielded : 0;
+    fw__hist_batch_add(&s->lm.occupancy, e->occupancy, (double)queued);
+    if (!s->lm.first_row && s->pipe.rows_pushed > 0) {
+        s->lm.first_row = true;
+        fw__lm_seconds(e->first_row_seconds, uv_hrtime() - s->lm.t_start);
+    }
+    uint64_t now = uv_now(s->conn->loop);
+    if (now != s->lm.synced_ms) {
+        s->lm.synced_ms = now;
+        fw__hist_merge(e->occupancy, &s->lm.occupancy);
+        fw__stream_lm_sync(s, false);
+    }
+}
+
+/* The end of the query, for the metrics (producer, once). */
+static void lm_end(fw_stream_t *s, int final)
+{
+    fw__lm_entity_t *e = s->lm.e;
+    if (e == NULL || s->lm.ended)
+        return;
+    s->lm.ended = true;
+    fw__hist_merge(e->occupancy, &s->lm.occupancy);
+    uint64_t now = uv_hrtime();
+    fw__lm_seconds(e->query_seconds, now - s->lm.t_start);
+    fw__hist_observe(e->query_rows, (double)s->rows_total);
+    fw__hist_observe(e->query_bytes,
+                     (double)atomic_load_explicit(&s->pipe.st_bytes_received,
+                                                  memory_order_relaxed));
+    if (s->cancelling) {
+        fw__metric_inc(s->cancel_timed_out ? e->cancel_timeout : e->cancel_ok);
+        fw__lm_seconds(e->cancel_seconds, now - s->lm.t_cancel);
+    }
+    if (final == FW__FINAL_COMPLETED) {
+        fw__metric_inc(e->done_success);
+    } else if (final == FW__FINAL_CANCELLED) {
+        fw__metric_inc(e->done_cancelled);
+    } else {
+        fw__metric_inc(e->done_error);
+        fw__lm_query_error(e->name, s->err.code, s->err.sqlstate);
+    }
+    if (s->paused && s->lm.t_pause != 0)
+        fw__lm_seconds(e->pause_seconds, now - s->lm.t_pause);
+    if (s->stalled && s->lm.t_stall != 0)
+        fw__lm_seconds(e->read_stop_seconds, now - s->lm.t_stall);
+    fw__metric_gauge_add(e->streams_active, -1);
+    fw__stream_lm_sync(s, false);
 }
 
 /* The producer's reference goes when both of its handles (wake, nudge) have closed. */
@@ -104,8 +199,11 @@ static void notify(fw_stream_t *s, bool now)
     }
     uint64_t fresh = s->pipe.rows_pushed - s->signaled_rows;
     uint64_t fresh_bytes = s->pipe.bytes_pushed - s->signaled_bytes;
+    /* Half the ring queued also wakes it: with small chunks (adaptive, fast consumer) a
+     * batch of WAKE_ROWS would fill the ring and stop the reads before the consumer woke. */
     if (now || s->signaled_rows == 0 || fresh >= WAKE_ROWS ||
-        fresh_bytes >= s->pipe.o.max_memory / WAKE_BUDGET_PART) {
+        fresh_bytes >= s->pipe.o.max_memory / WAKE_BUDGET_PART ||
+        fw__ring_size(&s->pipe.full) >= fw__ring_capacity(&s->pipe.full) / 2) {
         s->signaled_rows = s->pipe.rows_pushed;
         s->signaled_bytes = s->pipe.bytes_pushed;
         if (s->nudge_armed) {
@@ -129,6 +227,8 @@ static void fail(fw_stream_t *s, int code, const char *fmt, ...)
         return;
     s->err.code = code;
     s->err.phase = FW_PHASE_READY;
+    if (code == FW_ETOOBIG && s->lm.e != NULL)
+        fw__metric_inc(s->lm.e->mem_limit);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->err.message, sizeof(s->err.message), fmt, ap);
@@ -167,6 +267,7 @@ void fw__stream_finish(fw_stream_t *s)
             snprintf(s->err.message, sizeof(s->err.message), "%s", s->cancel_why);
         final = s->cancel_code == FW_ECANCELED ? FW__FINAL_CANCELLED : FW__FINAL_FAILED;
     }
+    lm_end(s, final);
     /* release: the consumer that sees `final` sees err, last_chunk, every chunk pushed before,
      * and the pipe as we leave it: from here on the pipe is the consumer's alone. */
     atomic_store_explicit(&s->final, final, memory_order_release);
@@ -237,6 +338,8 @@ static void conn_failed(fw_stream_t *s, int code, const char *why)
     fw_conn_t *c = s->conn;
     c->state = FW__CONN_BAD;
     c->err.code = code;
+    if (s->lm.e != NULL)
+        fw__lm_protocol_error(code);
     fw__sock_read_stop(&c->sock);
     s->reading = false;
     fw__conn_log(c, FW_LOG_WARNING, "the connection failed during a query: %s", why);
@@ -285,8 +388,12 @@ static void check_schema(fw_stream_t *s, const fw__pq_msg_t *m)
     char got[512] = "";
     size_t at = 0;
     for (unsigned i = 0; fw__pq_rowdesc_next(&it, &f) == 1; i++) {
-        ok = ok && f.name.len == 4 && memcmp(f.name.ptr, "data", 4) == 0 && f.format == 0 &&
-             (f.type_oid == FW__PQ_OID_JSON || f.type_oid == FW__PQ_OID_JSONB);
+        if (s->explain) /* EXPLAIN (FORMAT JSON): one json column named "QUERY PLAN" */
+            ok = ok && f.name.len == 10 && memcmp(f.name.ptr, "QUERY PLAN", 10) == 0 &&
+                 f.format == 0 && f.type_oid == FW__PQ_OID_JSON;
+        else
+            ok = ok && f.name.len == 4 && memcmp(f.name.ptr, "data", 4) == 0 &&
+                 f.format == 0 && (f.type_oid == FW__PQ_OID_JSON || f.type_oid == FW__PQ_OID_JSONB);
         if (i < 8 && at < sizeof(got) - 1) {
             char name[80];
             fw__escape_text(name, sizeof(name), f.name.ptr, f.name.len);
@@ -359,6 +466,8 @@ static int on_message(fw_stream_t *s, uint8_t type, const uint8_t *body, size_t 
         if (s->phase != SP_DESC)
             return FW_EPROTO_UNEXPECTED;
         check_schema(s, &m);
+        if (s->lm.e != NULL)
+            fw__lm_seconds(s->lm.e->startup_seconds, uv_hrtime() - s->lm.t_start);
         s->phase = SP_ROWS;
         return 0;
     case 'n':
@@ -666,6 +775,11 @@ static void stall(fw_stream_t *s)
         s->stalled = true;
         fw__stream_set_reading(s);
         fw__pipe_note_read_stop(&s->pipe);
+        if (s->lm.e != NULL) {
+            fw__metric_inc(s->lm.e->read_stops);
+            s->lm.t_stall = uv_hrtime();
+            fw__stream_lm_sync(s, false);
+        }
     }
     /* Hysteresis: wait until the consumer has released half of what it holds (at least one
      * chunk). Every stall has something outstanding: the budget, the ring and the chunks are
@@ -699,6 +813,10 @@ void fw__stream_unstall(fw_stream_t *s)
     atomic_store_explicit(&s->stall_flag, false, memory_order_relaxed);
     if (s->stalled) {
         s->stalled = false;
+        if (s->lm.e != NULL && s->lm.t_stall != 0) {
+            fw__lm_seconds(s->lm.e->read_stop_seconds, uv_hrtime() - s->lm.t_stall);
+            s->lm.t_stall = 0;
+        }
         fw__stream_set_reading(s);
     }
 }
@@ -720,6 +838,10 @@ static void adapt_chunk_size(fw_stream_t *s, bool stalled)
                             : fw__chunker_observe(&s->chunker, queued, cap);
     if (size == s->pipe.o.chunk_rows)
         return;
+    if (s->lm.e != NULL) {
+        fw__metric_inc(size > s->pipe.o.chunk_rows ? s->lm.e->adjust_up : s->lm.e->adjust_down);
+        fw__metric_gauge_set(s->lm.e->chunk_size, (int64_t)size);
+    }
     fw__pipe_set_chunk_rows(&s->pipe, size);
     atomic_store_explicit(&s->st_chunk_grows, s->chunker.grows, memory_order_relaxed);
     atomic_store_explicit(&s->st_chunk_shrinks, s->chunker.shrinks, memory_order_relaxed);
@@ -735,12 +857,24 @@ void fw__stream_pump(fw_stream_t *s)
         return; /* in_pump: a callback of ours started this again; the outer pump continues */
     s->in_pump = true;
     for (int reads = 0;; reads++) {
+        uint64_t t0 = 0;
+        if (s->lm.e != NULL) {
+            /* The stamp of the chunks this read fills: every 8th read (fw__stream_lm_chunk). */
+            bool sampled = (s->lm.reads++ & 7) == 0;
+            if (sampled || s->pred != NULL)
+                t0 = uv_hrtime();
+            s->pipe.now = sampled ? t0 : 0;
+        }
         int r = parse(s);
+        if (s->pred != NULL && s->lm.e != NULL)
+            fw__lm_seconds(s->lm.e->filter_seconds, uv_hrtime() - t0);
         if (r == PUMP_OVER)
             break;
         if (s->pushed) {
             if (r != PUMP_STALL && fw__pipe_flush(&s->pipe) == FW__PIPE_FULL)
                 r = PUMP_STALL;
+            if (s->lm.e != NULL)
+                lm_after_push(s);
             if (s->adaptive)
                 adapt_chunk_size(s, false);
             notify(s, r == PUMP_STALL);

@@ -144,6 +144,12 @@ static void start_on_loop(void *arg)
         o.chunk_rows = s->chunker.size;
         o.chunk_cap = a->q->chunk_policy.ceiling;
     }
+    /* Metrics: the entity's series, looked up once here (lmetrics.h); none when off. */
+    s->lm.e = fw__lm_entity(a->q->label[0] != '\0' ? a->q->label : NULL);
+    if (s->lm.e != NULL) {
+        o.on_release = fw__stream_lm_chunk;
+        o.hook_ud = s;
+    }
     int rc = fw__pipe_init(&s->pipe, &o, &fw__ring_alloc);
     if (rc == 0) {
         fw__pq_buf_reset(&c->out);
@@ -159,6 +165,7 @@ static void start_on_loop(void *arg)
         return;
     }
     s->threaded = c->runtime_link != NULL;
+    s->explain = a->q->explain;
     s->ready = a->ready;
     s->ready_ud = a->ud;
     s->pred = fw__query_predicate(a->q, &s->pred_ud);
@@ -179,6 +186,13 @@ static void start_on_loop(void *arg)
         return;
     }
     atomic_store_explicit(&s->refs, 2, memory_order_relaxed); /* consumer + producer */
+    if (s->lm.e != NULL) {
+        s->lm.t_start = uv_hrtime();
+        fw__lm_query_submitted(s->lm.e->name, a->q->nconds > 0, s->pred != NULL,
+                               a->q->norders > 0);
+        fw__metric_gauge_add(s->lm.e->streams_active, 1);
+        fw__metric_gauge_set(s->lm.e->chunk_size, (int64_t)o.chunk_rows);
+    }
     fw__stream_ctl_begin(s);
     rc = fw__conn_flush_out(c);
     if (rc < 0) {
@@ -264,6 +278,8 @@ static int ending(fw_stream_t *s)
         s->last_chunk = NULL;
     }
     fw__pipe_reclaim(&s->pipe);
+    fw__stream_lm_merge_chunks(s);
+    fw__stream_lm_sync(s, false); /* the rows yielded since the producer's last sync */
     return f == FW__FINAL_COMPLETED ? FW_END : (s->err.code != 0 ? s->err.code : FW_ECLOSED);
 }
 

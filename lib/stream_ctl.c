@@ -52,6 +52,15 @@ static void on_cancel_done(fw__cancel_t *k, int status, const char *why, void *u
         fw__stream_finish(s);
 }
 
+/* A pause ended (resumed, or cancelled while paused): its duration. */
+static void lm_pause_over(fw_stream_t *s)
+{
+    if (s->lm.e != NULL && s->lm.t_pause != 0) {
+        fw__lm_seconds(s->lm.e->pause_seconds, uv_hrtime() - s->lm.t_pause);
+        s->lm.t_pause = 0;
+    }
+}
+
 void fw__stream_start_cancel(fw_stream_t *s, int code, const char *why)
 {
     fw_conn_t *c = s->conn;
@@ -60,9 +69,12 @@ void fw__stream_start_cancel(fw_stream_t *s, int code, const char *why)
     s->cancelling = true;
     s->discard = true; /* rows still coming are dropped unread */
     s->cancel_code = code;
+    s->lm.t_cancel = uv_hrtime();
     snprintf(s->cancel_why, sizeof(s->cancel_why), "%s", why);
-    if (s->paused) /* decision 8: a paused stream resumes reading to reach the end */
+    if (s->paused) { /* decision 8: a paused stream resumes reading to reach the end */
         s->paused = false;
+        lm_pause_over(s);
+    }
     fw__stream_unstall(s); /* nothing is queued any more: never wait for the consumer */
     int rc = fw__cancel_start(c, s->cancel_timeout_ms, on_cancel_done, s, &s->cancel);
     if (rc < 0) {
@@ -124,6 +136,8 @@ static void on_ctl(uv_timer_t *t)
         if (s->conn == NULL || !s->paused)
             return;
         atomic_fetch_add_explicit(&s->st_pause_timeouts, 1, memory_order_relaxed);
+        if (s->lm.e != NULL)
+            fw__metric_inc(s->lm.e->pause_timeouts);
         fw__conn_log(s->conn, FW_LOG_WARNING, "a pause ran past %u ms: %s",
                      (unsigned)s->pause_timeout_ms,
                      s->pause_action == FW_PAUSE_CANCEL ? "cancelling" : "resuming");
@@ -173,11 +187,18 @@ void fw__stream_control(fw_stream_t *s)
         s->paused = true;
         fw__stream_set_reading(s);
         atomic_fetch_add_explicit(&s->st_pauses, 1, memory_order_relaxed);
+        if (s->lm.e != NULL) {
+            fw__metric_inc(s->lm.e->paused);
+            s->lm.t_pause = uv_hrtime();
+        }
         ctl_stop(s);
         if (s->pause_timeout_ms > 0)
             ctl_arm(s, CTL_PAUSE, s->pause_timeout_ms);
     } else if (!want && s->paused) {
         s->paused = false;
+        if (s->lm.e != NULL)
+            fw__metric_inc(s->lm.e->resumed);
+        lm_pause_over(s);
         s->signaled_rows = 0; /* the first rows after a resume wake the consumer at once */
         ctl_stop(s);
         idle_arm(s);

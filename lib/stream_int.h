@@ -8,6 +8,7 @@
 #define FW_STREAM_INT_H
 
 #include "conn.h"
+#include "lmetrics.h"
 #include "pipe.h"
 #include "query.h"
 
@@ -39,6 +40,7 @@ struct fw_stream_s {
      * closed). The last one frees the memory. */
     _Atomic int refs;
     bool threaded; /* set at start, read-only */
+    bool explain;  /* the query is an EXPLAIN (FORMAT JSON): its schema differs */
 
     /* ---- producer (loop thread) ---- */
     fw_conn_t *conn; /* NULL once detached: the query is over for the connection */
@@ -106,6 +108,9 @@ struct fw_stream_s {
     pthread_cond_t cv;
     _Atomic bool waiter;
 
+    /* ---- metrics (lmetrics.h): the entity's series and what this stream added to them ---- */
+    fw__lm_stream_t lm;
+
     /* ---- consumer only ---- */
     int sticky;            /* FW_END or the failure, once reported */
     bool cancel_requested; /* fw_stream_cancel was called: rows are no longer delivered */
@@ -134,5 +139,13 @@ void fw__stream_start_cancel(fw_stream_t *s, int code, const char *why);
 void fw__stream_cancel_conn_closing(fw_stream_t *s);
 void fw__stream_conn_closing(fw_stream_t *s);
 void fw__stream_unref(fw_stream_t *s);
+/* Brings the shared counters and gauges up to date with the stream's statistics; `final`
+ * withdraws its share of the gauges (its last owner is leaving). Thread: the producer, or the
+ * consumer once the producer has ended. */
+void fw__stream_lm_sync(fw_stream_t *s, bool final);
+/* The chunk hook of the pipe (fw__pipe_opts_t.on_release): per-chunk histograms (consumer). */
+void fw__stream_lm_chunk(void *ud, const fw__chunk_t *c);
+/* The consumer's batched per-chunk samples into the shared histograms. */
+void fw__stream_lm_merge_chunks(fw_stream_t *s);
 
 #endif /* FW_STREAM_INT_H */

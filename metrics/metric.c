@@ -17,6 +17,7 @@ extern inline void fw__metric_inc(fw__series_t *s);
 extern inline void fw__metric_add(fw__series_t *s, uint64_t n);
 extern inline void fw__metric_gauge_add(fw__series_t *s, int64_t n);
 extern inline void fw__metric_gauge_set(fw__series_t *s, int64_t v);
+extern inline void fw__hist_batch_add(fw__hist_batch_t *b, const fw__series_t *s, double v);
 
 /* atomic_init, not a store: the object is not shared yet, and C11 does not promise that an
  * atomic in fresh heap memory holds a valid value before it is initialised. */

@@ -161,7 +161,7 @@ size_t fw__prom_format_value(char *dst, size_t cap, double v);
  * which is what lets a recording thread hold a handle without a reference count.
  */
 
-#define FW__METRIC_MAX_LABELS 3 /* label names per family */
+#define FW__METRIC_MAX_LABELS 4 /* label names per family */
 /* Bucket upper bounds per histogram. observe() scans them linearly: the bound keeps that scan
  * a few cache lines, so recording stays well under 1% of a query's cost (DESIGN "Metrics"). */
 #define FW__HIST_MAX_BOUNDS 32
@@ -287,6 +287,39 @@ inline void fw__metric_gauge_set(fw__series_t *s, int64_t v)
 /* Histogram: counts v in its bucket and adds it to the sum. NaN goes to the +Inf bucket and
  * makes the sum NaN, as in the Prometheus client libraries. */
 void fw__hist_observe(fw__series_t *s, double v);
+
+/*
+ * A batch of observations gathered by one thread without atomics (fw__hist_batch_add) and added
+ * to the series in one go (fw__hist_merge): a producer that observes per chunk pays a few
+ * plain instructions per observation and the atomics once per batch. Zero-initialise it.
+ */
+typedef struct fw__hist_batch_s {
+    uint32_t buckets[FW__HIST_MAX_BOUNDS + 1];
+    uint32_t count;
+    uint32_t last_i; /* the bucket of last_v: repeated values (full chunks) skip the scan */
+    double last_v;
+    double sum;
+} fw__hist_batch_t;
+
+/* Counts v into the batch for series s (a histogram: its bounds pick the bucket). */
+inline void fw__hist_batch_add(fw__hist_batch_t *b, const fw__series_t *s, double v)
+{
+    size_t i = b->last_i;
+    if (!(v == b->last_v && b->count > 0)) {
+        i = 0;
+        while (i < s->nbounds && !(v <= s->bounds[i]))
+            i++;
+        b->last_v = v;
+        b->last_i = (uint32_t)i;
+    }
+    b->buckets[i]++;
+    b->count++;
+    b->sum += v;
+}
+
+/* Adds the batch to s (as many fw__hist_observe calls would) and empties it. Thread: any
+ * thread; the batch is the caller's. */
+void fw__hist_merge(fw__series_t *s, fw__hist_batch_t *b);
 
 /*
  * Copies every value out (relaxed loads, under the registry mutex so the set of series is

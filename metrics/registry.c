@@ -412,6 +412,22 @@ void fw__hist_observe(fw__series_t *s, double v)
     }
 }
 
+void fw__hist_merge(fw__series_t *s, fw__hist_batch_t *b)
+{
+    assert(s->family->type == FW__METRIC_HISTOGRAM);
+    if (b->count == 0)
+        return;
+    for (size_t i = 0; i <= s->nbounds; i++)
+        if (b->buckets[i] != 0)
+            atomic_fetch_add_explicit(&s->buckets[i], b->buckets[i], memory_order_relaxed);
+    uint64_t old = atomic_load_explicit(&s->sum_bits, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&s->sum_bits, &old,
+                                                  double_bits(bits_double(old) + b->sum),
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+    memset(b, 0, sizeof(*b));
+}
+
 /* ---- snapshots --------------------------------------------------------------------------- */
 
 /* Rounds n up to the strictest alignment, so the parts of one allocation are each aligned. */

@@ -206,6 +206,7 @@ int fw__pipe_flush(fw__pipe_t *p)
     fw__chunk_t *c = p->open;
     if (c == NULL)
         return FW__PIPE_OK;
+    c->stamp = p->now;
     if (!fw__ring_push(&p->full, c))
         return FW__PIPE_FULL;
     p->open = NULL;
@@ -292,6 +293,8 @@ void fw__pipe_set_chunk_rows(fw__pipe_t *p, uint32_t rows)
  * exists (max_chunks). */
 static void release_now(fw__pipe_t *p, fw__chunk_t *c)
 {
+    if (p->o.on_release != NULL)
+        p->o.on_release(p->o.hook_ud, c);
     bool ok = fw__ring_push(&p->empty, c);
     (void)ok;
     p->released++;

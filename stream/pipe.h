@@ -43,6 +43,7 @@ struct fw_chunk_s {
     fw__slab_t *slab;
     uint32_t n, first, cap;
     uint64_t bytes; /* JSON bytes of the rows (stats) */
+    uint64_t stamp; /* the producer's `now` when the chunk was handed over */
     fw_row_t rows[];
 };
 typedef struct fw_chunk_s fw__chunk_t;
@@ -53,6 +54,10 @@ typedef struct fw__pipe_opts_s {
     uint32_t chunk_rows; /* rows per chunk now (may change while running) */
     uint32_t chunk_cap;  /* the largest chunk_rows ever used: chunks are allocated this big */
     size_t ring_cap;     /* chunks queued at most (rounded up to a power of two) */
+    /* Optional (NULL for none): runs on the consumer for every chunk it gives back, just
+     * before the producer can see it again (lib/ records per-chunk metrics with it). */
+    void (*on_release)(void *ud, const fw__chunk_t *c);
+    void *hook_ud;
 } fw__pipe_opts_t;
 
 typedef struct fw__pipe_s {
@@ -74,6 +79,8 @@ typedef struct fw__pipe_s {
     uint64_t pushed, reclaimed; /* chunks */
     uint64_t rows_pushed;
     uint64_t bytes_pushed; /* JSON bytes of the rows handed over */
+    uint64_t now; /* the producer's clock, set by the caller (the pipe reads none): chunks
+                     handed over carry it in `stamp` */
 
     /* ---- statistics: written by one side (relaxed), read by any thread ---- */
     alignas(FW__CACHE_LINE) _Atomic uint64_t st_rows_pushed;

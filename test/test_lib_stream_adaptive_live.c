@@ -2,7 +2,9 @@
 /*
  * Adaptive chunk sizes against the real server: a consumer that keeps up drives the chunk size
  * down to the floor, a slow one drives it up, and both get every row (count and bytes equal
- * what psql reports for the view).
+ * what psql reports for the view). Adaptive is the default: the fast case sets nothing. The
+ * adjustment counters of the metrics (fraiseql_adaptive_chunk_adjustments_total) move by
+ * exactly what the stream's stats report, and the size gauge holds the final size.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,6 +47,32 @@ typedef struct run_s {
     fw_stream_stats_t st;
 } run_t;
 
+/* The exposition's value of one sample (0 when absent). */
+static double metric(const char *series)
+{
+    long n = fw_metrics_render(NULL, 0);
+    assert_true(n > 0);
+    char *text = malloc((size_t)n + 1);
+    assert_non_null(text);
+    assert_int_equal(fw_metrics_render(text, (size_t)n + 1), n);
+    double v = 0;
+    size_t k = strlen(series);
+    for (const char *p = text; (p = strstr(p, series)) != NULL; p += k)
+        if ((p == text || p[-1] == '\n') && p[k] == ' ')
+            v = strtod(p + k + 1, NULL);
+    free(text);
+    return v;
+}
+
+static double adjustments(const char *view, const char *direction)
+{
+    char series[256];
+    snprintf(series, sizeof(series),
+             "fraiseql_adaptive_chunk_adjustments_total{entity=\"%s\",direction=\"%s\"}", view,
+             direction);
+    return metric(series);
+}
+
 static void stream(const char *view, long sleep_ns_per_100_rows, run_t *out)
 {
     fw_runtime_t *rt;
@@ -64,7 +92,8 @@ static void stream(const char *view, long sleep_ns_per_100_rows, run_t *out)
     fw_query_t *q;
     assert_int_equal(fw_query_new(&q), 0);
     assert_int_equal(fw_query_relation(q, view), 0);
-    assert_int_equal(fw_query_chunk_adaptive(q, NULL), 0);
+    if (sleep_ns_per_100_rows > 0) /* the fast case relies on the default */
+        assert_int_equal(fw_query_chunk_adaptive(q, NULL), 0);
     fw_stream_t *s;
     assert_int_equal(fw_stream_start(c, q, NULL, NULL, &s, &err), 0);
     fw_query_free(q);
@@ -93,7 +122,12 @@ static void test_a_fast_consumer_drives_chunks_down(void **state)
     unsigned long long rows, bytes;
     oracle("v_bench_1m", &rows, &bytes);
     run_t r;
+    double up0 = adjustments("v_bench_1m", "up"), down0 = adjustments("v_bench_1m", "down");
     stream("v_bench_1m", 0, &r);
+    assert_true(adjustments("v_bench_1m", "up") - up0 == (double)r.st.chunk_grows);
+    assert_true(adjustments("v_bench_1m", "down") - down0 == (double)r.st.chunk_shrinks);
+    assert_true(metric("fraiseql_adaptive_chunk_size_rows{entity=\"v_bench_1m\"}") ==
+                (double)r.st.chunk_size);
     assert_int_equal(r.rows, rows);
     assert_int_equal(r.bytes, bytes);
     print_message("fast consumer: chunk size %u, %llu shrinks, %llu grows\n", r.st.chunk_size,
@@ -108,7 +142,12 @@ static void test_a_slow_consumer_drives_chunks_up(void **state)
     unsigned long long rows, bytes;
     oracle("v_bench_100k", &rows, &bytes);
     run_t r;
+    double up0 = adjustments("v_bench_100k", "up"), down0 = adjustments("v_bench_100k", "down");
     stream("v_bench_100k", 400 * 1000, &r); /* 0.4 ms per 100 rows: 250K rows/s at most */
+    assert_true(adjustments("v_bench_100k", "up") - up0 == (double)r.st.chunk_grows);
+    assert_true(adjustments("v_bench_100k", "down") - down0 == (double)r.st.chunk_shrinks);
+    assert_true(metric("fraiseql_adaptive_chunk_size_rows{entity=\"v_bench_100k\"}") ==
+                (double)r.st.chunk_size);
     assert_int_equal(r.rows, rows);
     assert_int_equal(r.bytes, bytes);
     print_message("slow consumer: chunk size %u, %llu grows, %llu shrinks, %llu read stops\n",

@@ -420,15 +420,39 @@ static int run(const stream_args_t *a)
     return code;
 }
 
+/* --metrics-out: the exposition text into `path` (replaced). Returns 0 or -1 (reported). */
+static int write_metrics(const char *path)
+{
+    long n = fw_metrics_render(NULL, 0);
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (text == NULL || fw_metrics_render(text, (size_t)n + 1) != n) {
+        fprintf(stderr, "fwire: cannot render the metrics\n");
+        free(text);
+        return -1;
+    }
+    FILE *f = fopen(path, "w");
+    bool ok = f != NULL && fwrite(text, 1, (size_t)n, f) == (size_t)n;
+    if (f != NULL && fclose(f) != 0)
+        ok = false;
+    if (!ok)
+        fprintf(stderr, "fwire: cannot write the metrics to %s: %s\n", path, strerror(errno));
+    free(text);
+    return ok ? 0 : -1;
+}
+
 int cli_stream(int argc, char **argv)
 {
     stream_args_t a;
     int code = stream_args_parse(&a, argc, argv);
     if (code < 0) {
-        if (a.print_sql)
+        if (a.print_sql) {
             code = stream_args_print_sql(&a);
-        else
+        } else {
             code = run(&a);
+            /* After the runtime is gone: every connection closed, every gauge back. */
+            if (a.metrics_out != NULL && write_metrics(a.metrics_out) < 0 && code == EXIT_OK)
+                code = EXIT_USAGE;
+        }
     }
     stream_args_free(&a);
     return code;

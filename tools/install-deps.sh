@@ -15,6 +15,12 @@ packages=(
   # libpq: the oracle of one conninfo test and the comparison benchmarks; never linked into fwire
   libpq-dev
   util-linux procps
+  # fwire serve: WebSocket framing (wslay) and HTTP request parsing (http-parser), both kept
+  # Debian libraries; its tests: Python websockets, and headless Chromium driven by
+  # playwright-core (from the npm registry, installed by test/gateway/) for the web page
+  libwslay-dev libhttp-parser-dev python3 python3-websockets chromium nodejs
+  # the benchmark runner's plots
+  gnuplot-nox
 )
 
 sudo=()
@@ -25,3 +31,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}"
+# Debian's nodejs comes without npm; other builds of nodejs bundle it.
+command -v npm >/dev/null || "${sudo[@]}" apt-get install -y -q --no-install-recommends npm

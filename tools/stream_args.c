@@ -52,8 +52,10 @@ static void usage(FILE *f)
           "  --limit N, --offset N     LIMIT and OFFSET\n"
           "\n"
           "Streaming:\n"
-          "  --chunk-size N            rows per chunk handed over (1..65536; default 256)\n"
-          "  --adaptive                chunk size follows the consumer (16..1024, from 256)\n"
+          "  --chunk-size N            a fixed number of rows per chunk (1..65536) instead\n"
+          "                            of the adaptive size\n"
+          "  --adaptive                the chunk size follows the consumer (16..1024, from\n"
+          "                            256): the default; undoes an earlier --chunk-size\n"
           "  --max-memory SIZE         receive memory budget: bytes or with K, M, G suffix\n"
           "                            (default 4M, at least 64K)\n"
           "  --timeout MS              statement timeout of this query (0: the server's)\n"
@@ -61,8 +63,9 @@ static void usage(FILE *f)
           "                            no byte arrives for MS milliseconds (0: never, default)\n"
           "  --cancel-timeout MS       how long cancelling may take before the connection is\n"
           "                            closed instead (0: the default, 5000)\n"
-          "\n"
-          "Output:\n"
+          "\n",
+          f);
+    fputs("Output:\n"
           "  --nulls MODE              rows whose data is SQL NULL: skip (default: not printed,\n"
           "                            counted, one note on stderr), empty (an empty line,\n"
           "                            which no JSON value is), json-null (the text null, which\n"
@@ -70,6 +73,8 @@ static void usage(FILE *f)
           "  --count                   print only \"ROWS BYTES\": rows (SQL NULLs included, as\n"
           "                            count(*)) and the bytes of their JSON text\n"
           "  --stats                   print the stream's final counters as JSON on stderr\n"
+          "  --metrics-out FILE        write the fraiseql_* metrics (Prometheus text format)\n"
+          "                            to FILE when the command ends, whatever the outcome\n"
           "  --progress, --no-progress a progress line on stderr (default: when stderr is a\n"
           "                            terminal and the rows go elsewhere, or with --count)\n"
           "  --print-sql               print the SQL that would be sent and exit\n"
@@ -364,6 +369,7 @@ enum {
     OPT_NULLS,
     OPT_COUNT,
     OPT_STATS,
+    OPT_METRICS_OUT,
     OPT_PROGRESS,
     OPT_NO_PROGRESS,
     OPT_PRINT_SQL,
@@ -391,6 +397,7 @@ static const struct option long_opts[] = {
     {"nulls", required_argument, NULL, OPT_NULLS},
     {"count", no_argument, NULL, OPT_COUNT},
     {"stats", no_argument, NULL, OPT_STATS},
+    {"metrics-out", required_argument, NULL, OPT_METRICS_OUT},
     {"progress", no_argument, NULL, OPT_PROGRESS},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"print-sql", no_argument, NULL, OPT_PRINT_SQL},
@@ -493,6 +500,11 @@ static int one_option(stream_args_t *a, int c, const char *arg, order_key_t *key
         return -1;
     case OPT_STATS:
         a->stats = true;
+        return -1;
+    case OPT_METRICS_OUT:
+        if (arg[0] == '\0')
+            return bad("--metrics-out wants a file name");
+        a->metrics_out = arg;
         return -1;
     case OPT_PROGRESS:
     case OPT_NO_PROGRESS:

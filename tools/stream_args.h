@@ -25,6 +25,7 @@ typedef struct stream_args_s {
     bool verbose;
     bool tracing;
     int progress; /* -1: when stderr is a terminal; 0 off; 1 on */
+    const char *metrics_out; /* --metrics-out FILE, borrowed from argv; NULL: none */
 } stream_args_t;
 
 /*
