@@ -6,7 +6,8 @@
  *   bench_stream [--runs N] [--quick] [--views LIST] [--clients LIST] [--dsn CONNINFO]
  *                [--fwire PATH] [--json OUT] [--timeout SECONDS]
  *
- * Clients (--clients takes a comma-separated subset, in this order by default):
+ * Clients (--clients takes a comma-separated list of client specs, KIND[/OPTION...], run in
+ * that order; by default the six kinds below, without options):
  *   null            the physical limit: a blocking unix/TCP socket (test/pq_plain.h), the simple
  *                   query, 256 KiB reads, fw__pq_frame() over the bytes; counts DataRows and
  *                   their value lengths and skips the value bytes without copying them
@@ -20,6 +21,26 @@
  *   fwire-cli       `fwire stream --count VIEW CONNINFO` (the tools/ command, --fwire PATH),
  *                   which prints "ROWS BYTES"; skipped without --fwire or when that binary has
  *                   no `stream` subcommand
+ * Options of a spec (a client may appear several times with different options; the ratio
+ * columns compare with the first plain `null` and `libpq-single` of the list):
+ *   /chunk=N        fwire: fw_query_chunk_size(N)
+ *   /adaptive       fwire: fw_query_chunk_adaptive with the default policy
+ *   /budget=N[K|M]  fwire: fw_query_max_memory (bytes)
+ *   /pred=K         fwire: a client-side predicate (fw_query_predicate) keeping rows whose JSON
+ *                   "bucket" is below K (K of 10 of the rows: bucket is id % 10)
+ *   /where=K        fwire: the same rows chosen by the server, fw_query_where("bucket" < K)
+ *   /slow=NS        any: the consumer spins NS nanoseconds on every row (a slow consumer)
+ *   /metrics=0      any: FWIRE_METRICS=0 in the client's environment (fwire records nothing)
+ *   /rss=MS         any: a thread samples VmRSS every MS milliseconds (at most 4,000 samples,
+ *                   kept in the JSON output): RSS over time
+ *   /allocs         fwire: counts fwire's allocations in the query window through
+ *                   fw_allocator_set (libuv's and OpenSSL's are not seen there)
+ *   /ext            libpq-single: the extended protocol (PQsendQueryParams, no parameters),
+ *                   as fwire uses, instead of the simple query
+ * With /pred or /where the expected answer is the filtered one, from the server too; for every
+ * client the JSON output has "wire_bytes": the protocol bytes received for the query (fwire:
+ * fw_stream_stats bytes_received; null: every byte read after the query was sent; -1 libpq).
+ *
  * Every client touches each row: its length is summed and its first byte read (the null
  * client reads only the length). The null and libpq clients send the simple query
  * `SELECT data FROM VIEW`; fwire always uses the extended protocol (Parse, Bind, Describe,
@@ -49,6 +70,9 @@
  * server state. A client that fails is dropped for the rest of that view and reported; the exit
  * status is then 1.
  *
+ * --count-dsn CONNINFO: where the expected answers come from (default: --dsn). Against
+ * bench/replay, which answers every query with its one recording, give the real server here.
+ *
  * --dsn defaults to the unix socket of the test cluster as its trust user, from the FW_TEST_*
  * variables of test/with-pg.sh (without them the program exits 77, "skipped"). The null client
  * speaks only trust authentication over a unix socket (host=/dir) or IPv4 (host=a.b.c.d) and
@@ -67,6 +91,8 @@
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -87,14 +113,92 @@
 
 #define MAX_RUNS      1000
 #define MAX_VIEWS     16
+#define MAX_CLIENTS   24
+#define MAX_RSS       4000         /* RSS samples kept per run */
 #define NULL_READ     (256 * 1024) /* the null client's read size */
-#define OUT_KEEP      (32 * 1024)  /* how much of a child's output the parent keeps (the tail) */
+#define OUT_KEEP      (128 * 1024) /* how much of a child's output the parent keeps (the tail) */
 #define RESULT_TAG    "BENCH_STREAM_RESULT"
+#define RSS_TAG       "BENCH_STREAM_RSS"
 #define DEFAULT_VIEWS "v_bench_1k,v_bench_100k,v_bench_1m,v_bench_large,v_bench_complex"
 
 static const char *const client_names[] = {"null",           "libpq-single",   "libpq-exec",
                                            "fwire-threaded", "fwire-embedded", "fwire-cli"};
-enum { C_NULL = 0, C_PQ_SINGLE, C_PQ_EXEC, C_FW_THREADED, C_FW_EMBEDDED, C_FW_CLI, NCLIENTS };
+enum { C_NULL = 0, C_PQ_SINGLE, C_PQ_EXEC, C_FW_THREADED, C_FW_EMBEDDED, C_FW_CLI, NKINDS };
+
+/* A client spec's options (see the top of the file); zero/-1: not given. */
+typedef struct copts_s {
+    size_t chunk, budget;
+    bool adaptive, metrics_off, allocs, ext;
+    int pred, where; /* keep bucket < K; -1: no filter */
+    long slow_ns;
+    int rss_ms;
+} copts_t;
+
+/* Parses "KIND[/OPT...]" into *kind and *o; 0, or -1 with a message in why. */
+static int parse_spec(const char *spec, int *kind, copts_t *o, char *why, size_t cap)
+{
+    memset(o, 0, sizeof(*o));
+    o->pred = o->where = -1;
+    size_t klen = strcspn(spec, "/");
+    *kind = -1;
+    for (int k = 0; k < NKINDS; k++)
+        if (strlen(client_names[k]) == klen && strncmp(spec, client_names[k], klen) == 0)
+            *kind = k;
+    if (*kind < 0) {
+        snprintf(why, cap, "unknown client %.*s", (int)klen, spec);
+        return -1;
+    }
+    bool fw = *kind == C_FW_THREADED || *kind == C_FW_EMBEDDED;
+    for (const char *p = spec + klen; *p == '/';) {
+        p++;
+        size_t n = strcspn(p, "/");
+        char opt[64];
+        snprintf(opt, sizeof(opt), "%.*s", (int)(n < sizeof(opt) ? n : sizeof(opt) - 1), p);
+        p += n;
+        char *eq = strchr(opt, '='), *end = NULL;
+        long long v = eq != NULL ? strtoll(eq + 1, &end, 10) : 0;
+        if (end != NULL && (*end == 'K' || *end == 'k'))
+            v *= 1024, end++;
+        else if (end != NULL && (*end == 'M' || *end == 'm'))
+            v *= 1024 * 1024, end++;
+        bool num_ok = eq != NULL && end != NULL && end != eq + 1 && *end == '\0' && v >= 0;
+        if (eq != NULL)
+            *eq = '\0';
+        bool ok = true, needs_fw = true;
+        if (strcmp(opt, "chunk") == 0 && num_ok && v >= 1)
+            o->chunk = (size_t)v;
+        else if (strcmp(opt, "budget") == 0 && num_ok && v >= 1)
+            o->budget = (size_t)v;
+        else if (strcmp(opt, "adaptive") == 0 && eq == NULL)
+            o->adaptive = true;
+        else if (strcmp(opt, "allocs") == 0 && eq == NULL)
+            o->allocs = true;
+        else if (strcmp(opt, "ext") == 0 && eq == NULL && *kind == C_PQ_SINGLE)
+            o->ext = true, needs_fw = false;
+        else if (strcmp(opt, "pred") == 0 && num_ok && v >= 1 && v <= 10)
+            o->pred = (int)v;
+        else if (strcmp(opt, "where") == 0 && num_ok && v >= 1 && v <= 10)
+            o->where = (int)v;
+        else if (strcmp(opt, "slow") == 0 && num_ok)
+            o->slow_ns = (long)v, needs_fw = false;
+        else if (strcmp(opt, "metrics") == 0 && num_ok && v == 0)
+            o->metrics_off = true, needs_fw = false;
+        else if (strcmp(opt, "rss") == 0 && num_ok && v >= 1)
+            o->rss_ms = (int)v, needs_fw = false;
+        else
+            ok = false;
+        if (!ok || (needs_fw && !fw) || (*kind == C_FW_CLI && !o->metrics_off)) {
+            snprintf(why, cap, "%s: option %s is unknown, malformed or not for this client", spec,
+                     opt);
+            return -1;
+        }
+    }
+    if (o->pred >= 0 && o->where >= 0) {
+        snprintf(why, cap, "%s: pred and where together", spec);
+        return -1;
+    }
+    return 0;
+}
 
 static int64_t now_ns(void)
 {
@@ -124,7 +228,14 @@ typedef struct child_res_s {
     int64_t t_q0;   /* just before the query is sent */
     int64_t t_first, t_end; /* first row in hand; last row in hand (end of the result) */
     int64_t cpu_q0, cpu_end;
+    int64_t wire;     /* protocol bytes received for the query; -1: not known */
+    int64_t filtered; /* rows a client-side predicate dropped; -1: none */
+    int64_t allocs;   /* fwire allocations in the query window; -1: not counted */
 } child_res_t;
+
+static copts_t copts;            /* the child's options */
+static _Atomic uint64_t nallocs; /* fwire allocations, when counted */
+static uint64_t allocs_q0;
 
 /* Counts one row; first row's time taken here. Inlined into every client's loop. */
 static inline void count_row(child_res_t *r, const char *p, size_t len)
@@ -134,10 +245,16 @@ static inline void count_row(child_res_t *r, const char *p, size_t len)
     r->bytes += len;
     if (len > 0)
         r->touch += (unsigned char)p[0];
+    if (copts.slow_ns > 0) { /* a slow consumer: busy for slow_ns */
+        int64_t until = now_ns() + copts.slow_ns;
+        while (now_ns() < until)
+            ;
+    }
 }
 
 static void mark_q0(child_res_t *r)
 {
+    allocs_q0 = atomic_load_explicit(&nallocs, memory_order_relaxed);
     r->cpu_q0 = self_cpu_ns();
     r->t_q0 = now_ns();
 }
@@ -146,6 +263,29 @@ static void mark_end(child_res_t *r)
 {
     r->t_end = now_ns();
     r->cpu_end = self_cpu_ns();
+    if (copts.allocs)
+        r->allocs = (int64_t)(atomic_load_explicit(&nallocs, memory_order_relaxed) - allocs_q0);
+}
+
+/* fwire's allocator when /allocs is given: libc's, counted. */
+static void *count_malloc(void *ud, size_t n)
+{
+    (void)ud;
+    atomic_fetch_add_explicit(&nallocs, 1, memory_order_relaxed);
+    return malloc(n);
+}
+
+static void *count_realloc(void *ud, void *p, size_t n)
+{
+    (void)ud;
+    atomic_fetch_add_explicit(&nallocs, 1, memory_order_relaxed);
+    return realloc(p, n);
+}
+
+static void count_free(void *ud, void *p)
+{
+    (void)ud;
+    free(p);
 }
 
 /* Calls fn(key, value, ud) for each keyword of a "k=v k='v w' ..." string (backslash escapes
@@ -338,6 +478,8 @@ static int null_until_ready(null_rd_t *rd, child_res_t *r)
             return -1;
         }
         rd->end += (size_t)got;
+        if (r != NULL)
+            r->wire += got;
         if (rd->skip > 0) { /* the buffer was empty: what came first is the rest of a row */
             size_t k = rd->skip < (size_t)got ? rd->skip : (size_t)got;
             rd->skip -= k;
@@ -379,6 +521,7 @@ static int run_null(const char *dsn, const char *view, child_res_t *r)
         rc = fw__pq_put_query(&b, sql);
     if (rc == 0) {
         mark_q0(r);
+        r->wire = 0;
         rc = plain_send_all(fd, b.data, b.len);
     }
     if (rc == 0)
@@ -407,6 +550,9 @@ static struct pq_api_s {
     char *(*error_message)(const PGconn *conn);
     void (*finish)(PGconn *conn);
     int (*send_query)(PGconn *conn, const char *query);
+    int (*send_query_params)(PGconn *conn, const char *command, int nParams, const Oid *paramTypes,
+                             const char *const *paramValues, const int *paramLengths,
+                             const int *paramFormats, int resultFormat);
     int (*set_single_row_mode)(PGconn *conn);
     PGresult *(*get_result)(PGconn *conn);
     ExecStatusType (*result_status)(const PGresult *res);
@@ -432,6 +578,7 @@ static int pq_load(void)
         {"PQerrorMessage", offsetof(struct pq_api_s, error_message)},
         {"PQfinish", offsetof(struct pq_api_s, finish)},
         {"PQsendQuery", offsetof(struct pq_api_s, send_query)},
+        {"PQsendQueryParams", offsetof(struct pq_api_s, send_query_params)},
         {"PQsetSingleRowMode", offsetof(struct pq_api_s, set_single_row_mode)},
         {"PQgetResult", offsetof(struct pq_api_s, get_result)},
         {"PQresultStatus", offsetof(struct pq_api_s, result_status)},
@@ -482,7 +629,9 @@ static int run_pq_single(const char *dsn, const char *view, child_res_t *r)
     char sql[256];
     snprintf(sql, sizeof(sql), "SELECT data FROM %s", view);
     mark_q0(r);
-    if (!pq.send_query(pc, sql) || !pq.set_single_row_mode(pc)) {
+    int sent = copts.ext ? pq.send_query_params(pc, sql, 0, NULL, NULL, NULL, NULL, 0)
+                         : pq.send_query(pc, sql);
+    if (!sent || !pq.set_single_row_mode(pc)) {
         fprintf(stderr, "bench_stream: libpq-single: %s", pq.error_message(pc));
         pq.finish(pc);
         return -1;
@@ -538,14 +687,55 @@ static void fw_report(const char *client, int rc, const fw_error_t *err)
             err != NULL && err->sqlstate[0] ? " SQLSTATE " : "", err ? err->sqlstate : "");
 }
 
+/* /pred=K: keeps rows whose "bucket" (a digit, id % 10) is below K. */
+static bool bucket_below(void *ud, const fw_row_t *row)
+{
+    static const char key[] = "\"bucket\": ";
+    int k = *(const int *)ud;
+    if (row->is_null)
+        return false;
+    size_t n = sizeof(key) - 1; /* memmem is not POSIX: the first byte by memchr, then compare */
+    for (const char *p = row->json, *end = row->json + row->len; (size_t)(end - p) > n;) {
+        const char *q = memchr(p, '"', (size_t)(end - p) - n);
+        if (q == NULL)
+            return false;
+        if (memcmp(q, key, n) == 0)
+            return q[n] - '0' < k;
+        p = q + 1;
+    }
+    return false;
+}
+
 static int make_query(const char *client, const char *view, fw_query_t **q)
 {
     int rc = fw_query_new(q);
     if (rc == 0)
         rc = fw_query_relation(*q, view);
+    if (rc == 0 && copts.chunk > 0)
+        rc = fw_query_chunk_size(*q, copts.chunk);
+    if (rc == 0 && copts.adaptive)
+        rc = fw_query_chunk_adaptive(*q, NULL);
+    if (rc == 0 && copts.budget > 0)
+        rc = fw_query_max_memory(*q, copts.budget);
+    if (rc == 0 && copts.pred >= 0)
+        rc = fw_query_predicate(*q, bucket_below, &copts.pred);
+    if (rc == 0 && copts.where >= 0) {
+        char k[16];
+        snprintf(k, sizeof(k), "%d", copts.where);
+        rc = fw_query_where(*q, "bucket", FW_OP_LT, FW_VALUE_NUMBER, k);
+    }
     if (rc < 0)
         fw_report(client, rc, NULL);
     return rc;
+}
+
+/* The stream's wire bytes and filtered rows into r, before it is freed. */
+static void take_stats(const fw_stream_t *s, child_res_t *r)
+{
+    fw_stream_stats_t st;
+    fw_stream_stats(s, &st);
+    r->wire = (int64_t)st.bytes_received;
+    r->filtered = (int64_t)st.rows_filtered;
 }
 
 static int run_fw_threaded(const char *dsn, const char *view, child_res_t *r)
@@ -582,6 +772,7 @@ static int run_fw_threaded(const char *dsn, const char *view, child_res_t *r)
             if (rc == FW_ROW)
                 count_row(r, row.json, row.len);
         mark_end(r);
+        take_stats(s, r);
         if (rc < 0)
             fw_report("fwire-threaded", rc, fw_stream_error(s));
     }
@@ -614,6 +805,7 @@ static void emb_ready(fw_stream_t *s, void *ud)
     if (rc == FW_AGAIN)
         return;
     mark_end(e->r);
+    take_stats(s, e->r);
     e->status = rc;
     if (rc < 0)
         e->err = *fw_stream_error(s);
@@ -706,37 +898,112 @@ static long vm_hwm_kib(void)
     return kib;
 }
 
+/* VmRSS of this process, KiB; -1 if unreadable. */
+static long vm_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kib;
+}
+
+/* /rss=MS: a thread samples VmRSS every rss_ms until told to stop; (ms since start, KiB). */
+static struct rss_samples_s {
+    pthread_t th;
+    _Atomic bool stop;
+    int n, every; /* samples kept; keep one of `every` once the array is full */
+    long t_ms[MAX_RSS], kib[MAX_RSS];
+} rss_s;
+
+static void *rss_thread(void *arg)
+{
+    (void)arg;
+    int64_t t0 = now_ns();
+    long seen = 0;
+    rss_s.every = 1;
+    while (!atomic_load_explicit(&rss_s.stop, memory_order_relaxed)) {
+        if (seen++ % rss_s.every == 0) {
+            if (rss_s.n == MAX_RSS) { /* thin out: keep every other sample, sample half as often */
+                for (int i = 0; i < MAX_RSS / 2; i++) {
+                    rss_s.t_ms[i] = rss_s.t_ms[2 * i];
+                    rss_s.kib[i] = rss_s.kib[2 * i];
+                }
+                rss_s.n = MAX_RSS / 2;
+                rss_s.every *= 2;
+            }
+            rss_s.t_ms[rss_s.n] = (long)((now_ns() - t0) / 1000000);
+            rss_s.kib[rss_s.n++] = vm_rss_kib();
+        }
+        struct timespec ts = {copts.rss_ms / 1000, (long)(copts.rss_ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
 static int child_main(const char *client, const char *view, const char *dsn, int64_t t_main)
 {
     child_res_t r;
     memset(&r, 0, sizeof(r));
     r.t_main = t_main;
-    int rc;
-    if (strcmp(client, "null") == 0)
+    r.wire = r.filtered = r.allocs = -1;
+    int kind = -1, rc;
+    char why[256];
+    if (strcmp(client, "none") != 0 && parse_spec(client, &kind, &copts, why, sizeof(why)) < 0) {
+        fprintf(stderr, "bench_stream: %s\n", why);
+        return 2;
+    }
+    if (copts.metrics_off)
+        setenv("FWIRE_METRICS", "0", 1); /* before fwire reads it */
+    if (copts.allocs) {
+        fw_allocator_t a = {count_malloc, count_realloc, count_free, NULL};
+        if (fw_allocator_set(&a) != 0)
+            return 1;
+    }
+    if (copts.rss_ms > 0 && pthread_create(&rss_s.th, NULL, rss_thread, NULL) != 0)
+        return 1;
+    if (kind == C_NULL)
         rc = run_null(dsn, view, &r);
-    else if (strcmp(client, "libpq-single") == 0)
+    else if (kind == C_PQ_SINGLE)
         rc = run_pq_single(dsn, view, &r);
-    else if (strcmp(client, "libpq-exec") == 0)
+    else if (kind == C_PQ_EXEC)
         rc = run_pq_exec(dsn, view, &r);
-    else if (strcmp(client, "fwire-threaded") == 0)
+    else if (kind == C_FW_THREADED)
         rc = run_fw_threaded(dsn, view, &r);
-    else if (strcmp(client, "fwire-embedded") == 0)
+    else if (kind == C_FW_EMBEDDED)
         rc = run_fw_embedded(dsn, view, &r);
     else if (strcmp(client, "none") == 0) { /* the process floor: start, exit */
         mark_q0(&r);
         mark_end(&r);
         rc = 0;
     } else {
-        fprintf(stderr, "bench_stream: unknown client %s\n", client);
+        fprintf(stderr, "bench_stream: %s is not a client run in-process\n", client);
         return 2;
+    }
+    if (copts.rss_ms > 0) {
+        atomic_store_explicit(&rss_s.stop, true, memory_order_relaxed);
+        pthread_join(rss_s.th, NULL);
     }
     if (rc < 0)
         return 1;
     printf(RESULT_TAG " rows=%llu bytes=%llu setup_ns=%lld query_ns=%lld first_ns=%lld "
-                      "query_cpu_ns=%lld hwm_kib=%ld touch=%llu\n",
+                      "query_cpu_ns=%lld hwm_kib=%ld touch=%llu wire=%lld filtered=%lld "
+                      "allocs=%lld\n",
            (unsigned long long)r.rows, (unsigned long long)r.bytes, (long long)(r.t_q0 - r.t_main),
            (long long)(r.t_end - r.t_q0), (long long)(r.rows > 0 ? r.t_first - r.t_q0 : -1),
-           (long long)(r.cpu_end - r.cpu_q0), vm_hwm_kib(), (unsigned long long)r.touch);
+           (long long)(r.cpu_end - r.cpu_q0), vm_hwm_kib(), (unsigned long long)r.touch,
+           (long long)r.wire, (long long)r.filtered, (long long)r.allocs);
+    if (copts.rss_ms > 0) {
+        printf(RSS_TAG " %d", rss_s.n);
+        for (int i = 0; i < rss_s.n; i++)
+            printf(" %ld:%ld", rss_s.t_ms[i], rss_s.kib[i]);
+        printf("\n");
+    }
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -748,6 +1015,9 @@ typedef struct run_s {
     uint64_t rows, bytes;
     int64_t setup_ns, query_ns, first_ns, qcpu_ns; /* from the child; -1: not measured */
     long hwm_kib;                                  /* the child's VmHWM; -1: not measured */
+    int64_t wire, filtered, allocs;                /* from the child; -1: not measured */
+    int nrss;                                      /* /rss samples: ms since start, KiB */
+    long *rss_ms, *rss_kib;
 } run_t;
 
 typedef struct cell_s { /* one (view, client) */
@@ -755,22 +1025,31 @@ typedef struct cell_s { /* one (view, client) */
     int n;
     bool failed, mismatch;
     char why[512];
+    uint64_t rows, bytes; /* what the server says this client must get */
     /* medians (min/max for wall) over the counted runs */
     double rows_s, mb_s, cpu_row, qcpu_row, rss_mib, hwm_mib, first_ms, query_ms, wall_ms;
-    double wall_min, wall_max;
+    double wall_min, wall_max, wire_mb, allocs, cpu_ms;
 } cell_t;
 
 typedef struct view_s {
     char name[64];
-    uint64_t rows, bytes; /* what the server says the answer is */
-    cell_t cell[NCLIENTS];
+    cell_t cell[MAX_CLIENTS];
 } view_t;
+
+typedef struct client_s {
+    char spec[64]; /* KIND[/OPT...] */
+    int kind;
+    int filter; /* bucket < filter from /pred or /where; -1: none */
+} client_t;
 
 typedef struct bench_s {
     const char *dsn;
-    const char *fwire; /* --fwire PATH, or NULL */
+    const char *count_dsn; /* where the expected answers come from */
+    const char *fwire;     /* --fwire PATH, or NULL */
     int timeout_s;
-    bool on[NCLIENTS];
+    client_t cl[MAX_CLIENTS];
+    int ncl;
+    int ref_null, ref_pqs; /* the first plain null and libpq-single in cl, or -1 */
     const char *argv0;
 } bench_t;
 
@@ -914,15 +1193,22 @@ static bool parse_cli_counts(const char *s, uint64_t *rows, uint64_t *bytes)
 static int run_once(const bench_t *b, int client, const char *view, char *why, size_t cap,
                     run_t *run)
 {
-    const char *name = client < 0 ? "none" : client_names[client];
+    const char *name = client < 0 ? "none" : b->cl[client].spec;
+    bool cli = client >= 0 && b->cl[client].kind == C_FW_CLI;
     memset(run, 0, sizeof(*run));
     run->setup_ns = run->query_ns = run->first_ns = run->qcpu_ns = -1;
     run->hwm_kib = -1;
+    run->wire = run->filtered = run->allocs = -1;
     static tail_t out;
     int status;
-    if (client == C_FW_CLI) {
+    if (cli) {
         char *argv[] = {mut(b->fwire), mut("stream"), mut("--count"), mut(view), mut(b->dsn), NULL};
+        bool moff = strstr(name, "/metrics=0") != NULL;
+        if (moff)
+            setenv("FWIRE_METRICS", "0", 1);
         spawn(b, argv, environ, run, &out, &status);
+        if (moff)
+            unsetenv("FWIRE_METRICS");
     } else {
         char *argv[] = {mut("/proc/self/exe"), mut("--client"), mut(name), mut("--view"), mut(view),
                         mut("--dsn"),          mut(b->dsn),     NULL};
@@ -930,19 +1216,39 @@ static int run_once(const bench_t *b, int client, const char *view, char *why, s
     }
     bool exited_ok = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     bool parsed = false;
-    if (client == C_FW_CLI) {
+    if (cli) {
         parsed = exited_ok && parse_cli_counts(out.buf, &run->rows, &run->bytes);
     } else {
         const char *line = strstr(out.buf, RESULT_TAG " ");
         unsigned long long rows, bytes, touch;
-        long long setup, query, first, qcpu;
+        long long setup, query, first, qcpu, wire, filtered, allocs;
         long hwm;
         if (exited_ok && line != NULL &&
             sscanf(line,
                    RESULT_TAG " rows=%llu bytes=%llu setup_ns=%lld query_ns=%lld first_ns=%lld "
-                              "query_cpu_ns=%lld hwm_kib=%ld touch=%llu",
-                   &rows, &bytes, &setup, &query, &first, &qcpu, &hwm, &touch) == 8) {
+                              "query_cpu_ns=%lld hwm_kib=%ld touch=%llu wire=%lld filtered=%lld "
+                              "allocs=%lld",
+                   &rows, &bytes, &setup, &query, &first, &qcpu, &hwm, &touch, &wire, &filtered,
+                   &allocs) == 11) {
             parsed = true;
+            run->wire = wire;
+            run->filtered = filtered;
+            run->allocs = allocs;
+            const char *rl = strstr(line, RSS_TAG " ");
+            int n = 0, used = 0;
+            if (rl != NULL && sscanf(rl, RSS_TAG " %d%n", &n, &used) == 1 && n > 0 &&
+                n <= MAX_RSS) {
+                run->rss_ms = calloc((size_t)n, sizeof(long));
+                run->rss_kib = calloc((size_t)n, sizeof(long));
+                const char *p = rl + used;
+                for (int i = 0; run->rss_ms != NULL && run->rss_kib != NULL && i < n; i++) {
+                    int k = 0;
+                    if (sscanf(p, " %ld:%ld%n", &run->rss_ms[i], &run->rss_kib[i], &k) != 2)
+                        break;
+                    p += k;
+                    run->nrss = i + 1;
+                }
+            }
             run->rows = rows;
             run->bytes = bytes;
             run->setup_ns = setup;
@@ -974,10 +1280,10 @@ static int run_once(const bench_t *b, int client, const char *view, char *why, s
 }
 
 /* Checks a run against the server's answer; marks the cell and says so when it differs. */
-static void check_counts(view_t *v, int client, const run_t *run)
+static void check_counts(const bench_t *b, view_t *v, int client, const run_t *run)
 {
     cell_t *c = &v->cell[client];
-    if (run->rows == v->rows && run->bytes == v->bytes)
+    if (run->rows == c->rows && run->bytes == c->bytes)
         return;
     if (c->mismatch) /* said once per view and client */
         return;
@@ -985,9 +1291,9 @@ static void check_counts(view_t *v, int client, const run_t *run)
     fprintf(stderr,
             "bench_stream: ERROR: %s on %s got %llu rows and %llu bytes, the server says %llu "
             "rows and %llu bytes\n",
-            client_names[client], v->name, (unsigned long long)run->rows,
-            (unsigned long long)run->bytes, (unsigned long long)v->rows,
-            (unsigned long long)v->bytes);
+            b->cl[client].spec, v->name, (unsigned long long)run->rows,
+            (unsigned long long)run->bytes, (unsigned long long)c->rows,
+            (unsigned long long)c->bytes);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -1009,6 +1315,7 @@ static void cell_stats(cell_t *c, bool cli)
 {
     double rows_s[MAX_RUNS], mb_s[MAX_RUNS], cpu[MAX_RUNS], qcpu[MAX_RUNS], rss[MAX_RUNS];
     double hwm[MAX_RUNS], first[MAX_RUNS], query[MAX_RUNS], wall[MAX_RUNS];
+    double wire[MAX_RUNS], allocs[MAX_RUNS], cpu_ms[MAX_RUNS];
     int n = c->n;
     if (n == 0)
         return;
@@ -1027,6 +1334,9 @@ static void cell_stats(cell_t *c, bool cli)
         first[i] = (double)r->first_ns / 1e6;
         query[i] = (double)r->query_ns / 1e6;
         wall[i] = (double)r->wall_ns / 1e6;
+        wire[i] = r->wire < 0 ? -1 : (double)r->wire / 1e6;
+        allocs[i] = (double)r->allocs;
+        cpu_ms[i] = (double)r->cpu_ns / 1e6;
         if (wall[i] < c->wall_min)
             c->wall_min = wall[i];
         if (wall[i] > c->wall_max)
@@ -1041,6 +1351,9 @@ static void cell_stats(cell_t *c, bool cli)
     c->first_ms = cli ? -1 : median(first, n);
     c->query_ms = cli ? -1 : median(query, n);
     c->wall_ms = median(wall, n);
+    c->wire_mb = median(wire, n);
+    c->allocs = median(allocs, n);
+    c->cpu_ms = median(cpu_ms, n);
 }
 
 /* "1.23M", "456K", "789": rows per second, three significant figures. */
@@ -1070,17 +1383,16 @@ static void print_table(view_t *views, int nviews, const bench_t *b)
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int vi = 0; vi < nviews; vi++) {
         view_t *v = &views[vi];
-        const cell_t *nul = &v->cell[C_NULL], *pqs = &v->cell[C_PQ_SINGLE];
-        for (int ci = 0; ci < NCLIENTS; ci++) {
+        const cell_t *nul = b->ref_null >= 0 ? &v->cell[b->ref_null] : NULL;
+        const cell_t *pqs = b->ref_pqs >= 0 ? &v->cell[b->ref_pqs] : NULL;
+        for (int ci = 0; ci < b->ncl; ci++) {
             const cell_t *c = &v->cell[ci];
-            if (!b->on[ci])
-                continue;
             if (c->failed || c->n == 0) {
-                printf("| %s | %s | FAILED: %s |||||||||||\n", v->name, client_names[ci],
+                printf("| %s | %s | FAILED: %s |||||||||||\n", v->name, b->cl[ci].spec,
                        c->why[0] ? c->why : "no run");
                 continue;
             }
-            bool cli = ci == C_FW_CLI;
+            bool cli = b->cl[ci].kind == C_FW_CLI;
             char rate[32], mb[32], cpu[32], qcpu[32], rss[32], first[32], query[32];
             char qr[32] = "", wr[32] = "", cr[32] = "";
             fmt_rate(rate, sizeof(rate), c->rows_s);
@@ -1092,18 +1404,18 @@ static void print_table(view_t *views, int nviews, const bench_t *b)
             fmt_num(rss, sizeof(rss), c->rss_mib, 1);
             fmt_num(first, sizeof(first), c->first_ms, 2);
             fmt_num(query, sizeof(query), c->query_ms, 1);
-            bool have_null = b->on[C_NULL] && !nul->failed && nul->n > 0;
-            bool have_pqs = b->on[C_PQ_SINGLE] && !pqs->failed && pqs->n > 0;
-            if (have_null && ci != C_NULL) {
+            bool have_null = nul != NULL && !nul->failed && nul->n > 0;
+            bool have_pqs = pqs != NULL && !pqs->failed && pqs->n > 0;
+            if (have_null && ci != b->ref_null) {
                 if (!cli)
                     snprintf(qr, sizeof(qr), "%.2f", c->query_ms / nul->query_ms);
                 snprintf(wr, sizeof(wr), "%.2f", c->wall_ms / nul->wall_ms);
             }
-            if (have_pqs && ci != C_PQ_SINGLE)
+            if (have_pqs && ci != b->ref_pqs)
                 snprintf(cr, sizeof(cr), "%.2f", c->cpu_row / pqs->cpu_row);
             printf("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %.1f [%.1f, %.1f] | %s | %s "
                    "| %s |\n",
-                   v->name, client_names[ci], c->mismatch ? " (COUNT MISMATCH)" : "", rate, mb, cpu,
+                   v->name, b->cl[ci].spec, c->mismatch ? " (COUNT MISMATCH)" : "", rate, mb, cpu,
                    qcpu, rss, first, query, c->wall_ms, c->wall_min, c->wall_max, qr, wr, cr);
         }
     }
@@ -1143,16 +1455,16 @@ static int write_json(const char *path, view_t *views, int nviews, const bench_t
             floor_cell->rss_mib, floor_cell->cpu_row / 1e6, floor_cell->wall_ms);
     for (int vi = 0; vi < nviews; vi++) {
         view_t *v = &views[vi];
-        fprintf(f, "%s{\"view\": \"%s\", \"rows\": %llu, \"bytes\": %llu, \"clients\": [",
-                vi ? ", " : "", v->name, (unsigned long long)v->rows, (unsigned long long)v->bytes);
+        fprintf(f, "%s{\"view\": \"%s\", \"clients\": [", vi ? ", " : "", v->name);
         bool first = true;
-        for (int ci = 0; ci < NCLIENTS; ci++) {
+        for (int ci = 0; ci < b->ncl; ci++) {
             cell_t *c = &v->cell[ci];
-            if (!b->on[ci])
-                continue;
-            fprintf(f, "%s{\"client\": \"%s\", \"failed\": %s, \"count_mismatch\": %s, ",
-                    first ? "" : ", ", client_names[ci], c->failed ? "true" : "false",
-                    c->mismatch ? "true" : "false");
+            fprintf(f,
+                    "%s{\"client\": \"%s\", \"kind\": \"%s\", \"rows\": %llu, \"bytes\": %llu, "
+                    "\"failed\": %s, \"count_mismatch\": %s, ",
+                    first ? "" : ", ", b->cl[ci].spec, client_names[b->cl[ci].kind],
+                    (unsigned long long)c->rows, (unsigned long long)c->bytes,
+                    c->failed ? "true" : "false", c->mismatch ? "true" : "false");
             first = false;
             if (c->failed) {
                 fprintf(f, "\"why\": ");
@@ -1163,20 +1475,30 @@ static int write_json(const char *path, view_t *views, int nviews, const bench_t
                     "\"median\": {\"rows_per_s\": %.1f, \"mb_per_s\": %.3f, "
                     "\"cpu_ns_per_row\": %.2f, \"query_cpu_ns_per_row\": %.2f, "
                     "\"peak_rss_mib\": %.3f, \"vm_hwm_mib\": %.3f, \"first_row_ms\": %.4f, "
-                    "\"query_ms\": %.4f, \"wall_ms\": %.4f}, \"wall_ms_min\": %.4f, "
-                    "\"wall_ms_max\": %.4f, \"runs\": [",
+                    "\"query_ms\": %.4f, \"wall_ms\": %.4f, \"cpu_ms\": %.4f, \"wire_mb\": %.4f, "
+                    "\"allocs\": %.1f}, \"wall_ms_min\": %.4f, \"wall_ms_max\": %.4f, \"runs\": [",
                     c->rows_s, c->mb_s, c->cpu_row, c->qcpu_row, c->rss_mib, c->hwm_mib,
-                    c->first_ms, c->query_ms, c->wall_ms, c->wall_min, c->wall_max);
+                    c->first_ms, c->query_ms, c->wall_ms, c->cpu_ms, c->wire_mb, c->allocs,
+                    c->wall_min, c->wall_max);
             for (int i = 0; i < c->n; i++) {
                 const run_t *r = &c->runs[i];
                 fprintf(f,
                         "%s{\"rows\": %llu, \"bytes\": %llu, \"wall_ns\": %lld, \"cpu_ns\": %lld, "
                         "\"maxrss_kib\": %ld, \"setup_ns\": %lld, \"query_ns\": %lld, "
-                        "\"first_row_ns\": %lld, \"query_cpu_ns\": %lld, \"vm_hwm_kib\": %ld}",
+                        "\"first_row_ns\": %lld, \"query_cpu_ns\": %lld, \"vm_hwm_kib\": %ld, "
+                        "\"wire_bytes\": %lld, \"rows_filtered\": %lld, \"allocs\": %lld",
                         i ? ", " : "", (unsigned long long)r->rows, (unsigned long long)r->bytes,
                         (long long)r->wall_ns, (long long)r->cpu_ns, r->maxrss_kib,
                         (long long)r->setup_ns, (long long)r->query_ns, (long long)r->first_ns,
-                        (long long)r->qcpu_ns, r->hwm_kib);
+                        (long long)r->qcpu_ns, r->hwm_kib, (long long)r->wire,
+                        (long long)r->filtered, (long long)r->allocs);
+                if (r->nrss > 0) {
+                    fprintf(f, ", \"rss_ms_kib\": [");
+                    for (int k = 0; k < r->nrss; k++)
+                        fprintf(f, "%s[%ld, %ld]", k ? ", " : "", r->rss_ms[k], r->rss_kib[k]);
+                    fprintf(f, "]");
+                }
+                fprintf(f, "}");
             }
             fprintf(f, "]}");
         }
@@ -1232,19 +1554,23 @@ static bool valid_view(const char *s)
 }
 
 /* The server's own answer for a view: the rows and the bytes of their text. */
-static int expected_counts(PGconn *pc, view_t *v)
+/* With filter >= 0, the rows whose "bucket" is below it (what /pred and /where keep). */
+static int expected_counts(PGconn *pc, const view_t *v, int filter, uint64_t *rows, uint64_t *bytes)
 {
-    char sql[256];
+    char sql[320], where[64] = "";
+    if (filter >= 0)
+        snprintf(where, sizeof(where), " WHERE (data->>'bucket')::int < %d", filter);
     snprintf(sql, sizeof(sql),
-             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0) FROM %.63s", v->name);
+             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0) FROM %.63s%s", v->name,
+             where);
     PGresult *res = pq.exec(pc, sql);
     if (pq.result_status(res) != PGRES_TUPLES_OK || pq.ntuples(res) != 1) {
         fprintf(stderr, "bench_stream: %s: %s", v->name, pq.result_error_message(res));
         pq.clear(res);
         return -1;
     }
-    v->rows = strtoull(pq.get_value(res, 0, 0), NULL, 10);
-    v->bytes = strtoull(pq.get_value(res, 0, 1), NULL, 10);
+    *rows = strtoull(pq.get_value(res, 0, 0), NULL, 10);
+    *bytes = strtoull(pq.get_value(res, 0, 1), NULL, 10);
     pq.clear(res);
     return 0;
 }
@@ -1253,10 +1579,12 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--runs N] [--quick] [--views LIST] [--clients LIST] [--dsn CONNINFO]\n"
-            "       [--fwire PATH] [--json OUT] [--timeout SECONDS]\n"
+            "       [--count-dsn CONNINFO] [--fwire PATH] [--json OUT] [--timeout SECONDS]\n"
             "views: comma-separated (default " DEFAULT_VIEWS "; \"1m\" means v_bench_1m)\n"
-            "clients: comma-separated subset of null,libpq-single,libpq-exec,fwire-threaded,\n"
-            "         fwire-embedded,fwire-cli (default: all; fwire-cli needs --fwire)\n",
+            "clients: comma-separated KIND[/OPTION...]; kinds null,libpq-single,libpq-exec,\n"
+            "         fwire-threaded,fwire-embedded,fwire-cli (default: all; fwire-cli needs\n"
+            "         --fwire); options chunk=N adaptive budget=N[K|M] pred=K where=K slow=NS\n"
+            "         metrics=0 rss=MS allocs (see the top of bench_stream.c)\n",
             argv0);
 }
 
@@ -1292,6 +1620,8 @@ int main(int argc, char **argv)
             clients_arg = argv[++i];
         } else if (strcmp(argv[i], "--dsn") == 0 && i + 1 < argc) {
             b.dsn = argv[++i];
+        } else if (strcmp(argv[i], "--count-dsn") == 0 && i + 1 < argc) {
+            b.count_dsn = argv[++i];
         } else if (strcmp(argv[i], "--fwire") == 0 && i + 1 < argc) {
             b.fwire = argv[++i];
         } else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
@@ -1315,23 +1645,44 @@ int main(int argc, char **argv)
     }
 
     /* Clients. */
-    if (clients_arg == NULL) {
-        for (int ci = 0; ci < NCLIENTS; ci++)
-            b.on[ci] = true;
-    } else {
-        char list[512];
-        snprintf(list, sizeof(list), "%s", clients_arg);
+    {
+        char list[2048];
+        snprintf(list, sizeof(list), "%s",
+                 clients_arg != NULL ? clients_arg
+                                     : "null,libpq-single,libpq-exec,fwire-threaded,"
+                                       "fwire-embedded,fwire-cli");
+        b.ref_null = b.ref_pqs = -1;
         for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL;
              t = strtok_r(NULL, ",", &save)) {
-            int ci = 0;
-            while (ci < NCLIENTS && strcmp(t, client_names[ci]) != 0)
-                ci++;
-            if (ci == NCLIENTS) {
-                fprintf(stderr, "bench_stream: unknown client %s\n", t);
+            copts_t o;
+            char why[256];
+            client_t *c = &b.cl[b.ncl];
+            if (b.ncl == MAX_CLIENTS || strlen(t) >= sizeof(c->spec)) {
+                fprintf(stderr, "bench_stream: at most %d clients of at most 63 bytes\n",
+                        MAX_CLIENTS);
+                return 2;
+            }
+            if (parse_spec(t, &c->kind, &o, why, sizeof(why)) < 0) {
+                fprintf(stderr, "bench_stream: %s\n", why);
                 usage(argv[0]);
                 return 2;
             }
-            b.on[ci] = true;
+            if (c->kind == C_FW_CLI && (b.fwire == NULL || !cli_has_stream(&b))) {
+                if (clients_arg != NULL && b.fwire == NULL)
+                    fprintf(stderr, "bench_stream: fwire-cli skipped: no --fwire PATH\n");
+                continue;
+            }
+            snprintf(c->spec, sizeof(c->spec), "%s", t);
+            c->filter = o.pred >= 0 ? o.pred : o.where;
+            if (strchr(t, '/') == NULL && c->kind == C_NULL && b.ref_null < 0)
+                b.ref_null = b.ncl;
+            if (strchr(t, '/') == NULL && c->kind == C_PQ_SINGLE && b.ref_pqs < 0)
+                b.ref_pqs = b.ncl;
+            b.ncl++;
+        }
+        if (b.ncl == 0) {
+            fprintf(stderr, "bench_stream: no client to run\n");
+            return 2;
         }
     }
 
@@ -1372,26 +1723,27 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    if (b.on[C_FW_CLI]) {
-        if (b.fwire == NULL) {
-            if (clients_arg != NULL)
-                fprintf(stderr, "bench_stream: fwire-cli skipped: no --fwire PATH\n");
-            b.on[C_FW_CLI] = false;
-        } else if (!cli_has_stream(&b)) {
-            b.on[C_FW_CLI] = false;
-        }
-    }
 
     /* The server's answer for every view, before any client runs. */
-    PGconn *pc = pq_connect(b.dsn);
+    PGconn *pc = pq_connect(b.count_dsn != NULL ? b.count_dsn : b.dsn);
     if (pc == NULL)
         return 1;
     int server_version = pq.server_version(pc);
-    for (int vi = 0; vi < nviews; vi++)
-        if (expected_counts(pc, &views[vi]) < 0) {
-            pq.finish(pc);
-            return 1;
+    for (int vi = 0; vi < nviews; vi++) {
+        uint64_t rows[11], bytes[11]; /* by filter + 1 */
+        bool have[11] = {false};
+        for (int ci = 0; ci < b.ncl; ci++) {
+            int f = b.cl[ci].filter;
+            if (!have[f + 1] &&
+                expected_counts(pc, &views[vi], f, &rows[f + 1], &bytes[f + 1]) < 0) {
+                pq.finish(pc);
+                return 1;
+            }
+            have[f + 1] = true;
+            views[vi].cell[ci].rows = rows[f + 1];
+            views[vi].cell[ci].bytes = bytes[f + 1];
         }
+    }
     pq.finish(pc);
 
     char date[64];
@@ -1404,9 +1756,9 @@ int main(int argc, char **argv)
     static cell_t floor_cell;
     floor_cell.runs = calloc((size_t)runs, sizeof(run_t));
     for (int vi = 0; vi < nviews; vi++)
-        for (int ci = 0; ci < NCLIENTS; ci++)
+        for (int ci = 0; ci < b.ncl; ci++)
             views[vi].cell[ci].runs = calloc((size_t)runs, sizeof(run_t));
-    if (floor_cell.runs == NULL || views[nviews - 1].cell[NCLIENTS - 1].runs == NULL) {
+    if (floor_cell.runs == NULL || views[nviews - 1].cell[b.ncl - 1].runs == NULL) {
         fprintf(stderr, "bench_stream: out of memory\n");
         return 1;
     }
@@ -1423,11 +1775,11 @@ int main(int argc, char **argv)
     for (int vi = 0; vi < nviews && !interrupted; vi++) {
         view_t *v = &views[vi];
         fprintf(stderr, "bench_stream: %s: %llu rows, %.1f MB of JSON text\n", v->name,
-                (unsigned long long)v->rows, (double)v->bytes / 1e6);
+                (unsigned long long)v->cell[0].rows, (double)v->cell[0].bytes / 1e6);
         for (int round = -1; round < runs && !interrupted; round++) { /* -1: the warm-up */
-            for (int ci = 0; ci < NCLIENTS && !interrupted; ci++) {
+            for (int ci = 0; ci < b.ncl && !interrupted; ci++) {
                 cell_t *c = &v->cell[ci];
-                if (!b.on[ci] || c->failed)
+                if (c->failed)
                     continue;
                 run_t run;
                 if (run_once(&b, ci, v->name, c->why, sizeof(c->why), &run) < 0) {
@@ -1435,13 +1787,13 @@ int main(int argc, char **argv)
                     bad = true;
                     continue;
                 }
-                check_counts(v, ci, &run);
+                check_counts(&b, v, ci, &run);
                 if (round >= 0)
                     c->runs[c->n++] = run;
             }
         }
-        for (int ci = 0; ci < NCLIENTS; ci++) {
-            cell_stats(&v->cell[ci], ci == C_FW_CLI);
+        for (int ci = 0; ci < b.ncl; ci++) {
+            cell_stats(&v->cell[ci], b.cl[ci].kind == C_FW_CLI);
             bad |= v->cell[ci].mismatch;
         }
     }
@@ -1463,7 +1815,8 @@ int main(int argc, char **argv)
            "(user+sys, wait4); query CPU: the query window only. Peak RSS: ru_maxrss.\n");
     for (int vi = 0; vi < nviews; vi++)
         printf("%s: %llu rows, %llu bytes of JSON text\n", views[vi].name,
-               (unsigned long long)views[vi].rows, (unsigned long long)views[vi].bytes);
+               (unsigned long long)views[vi].cell[0].rows,
+               (unsigned long long)views[vi].cell[0].bytes);
     if (json_out != NULL &&
         write_json(json_out, views, nviews, &b, runs, date, server_version, &floor_cell) < 0)
         bad = true;

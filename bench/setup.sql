@@ -33,7 +33,7 @@ SET jit = off;
 SET maintenance_work_mem = '256MB';
 
 DROP VIEW IF EXISTS v_bench_1k, v_bench_100k, v_bench_1m, v_bench_large, v_bench_complex,
-    v_bench_sel10, v_bench_sel50, v_bench_sel90;
+    v_bench_sel10, v_bench_sel50, v_bench_sel90, v_bench_10m;
 DROP TABLE IF EXISTS bench_1k, bench_100k, bench_1m, bench_large, bench_complex, bench_ids;
 
 -- ---------------------------------------------------------------------------------
@@ -212,6 +212,15 @@ CREATE VIEW v_bench_complex AS SELECT data FROM bench_complex;
 CREATE VIEW v_bench_sel10 AS SELECT data FROM bench_100k WHERE id % 10 < 1;
 CREATE VIEW v_bench_sel50 AS SELECT data FROM bench_100k WHERE id % 10 < 5;
 CREATE VIEW v_bench_sel90 AS SELECT data FROM bench_100k WHERE id % 10 < 9;
+-- 10,000,000 rows generated as they are read, nothing stored (the stability run of
+-- bench/run.sh: RSS must stay flat over a long stream). Two small generate_series joined:
+-- one over 10M values would first materialise them all in a tuplestore. About 100 bytes
+-- of JSON text a row: {"id": 1, "name": "gen-1", "tags": ["a", "b"], "score": 0.1, ...}
+CREATE VIEW v_bench_10m AS
+SELECT jsonb_build_object('id', a * 1000 + b + 1, 'bucket', (a * 1000 + b + 1) % 10,
+                          'name', 'gen-' || (a * 1000 + b + 1), 'tags', jsonb_build_array('a', 'b'),
+                          'score', ((a * 1000 + b + 1) % 1000) / 10.0) AS data
+FROM generate_series(0, 9999) AS a, generate_series(0, 999) AS b;
 
 -- FREEZE sets hint bits and the visibility map now, so the first benchmark scan does
 -- not dirty (and write back) every page; ANALYZE gives the planner real statistics.

@@ -3,12 +3,15 @@
 # Runs every test fwire has, the way CI does: builds with gcc and clang and runs the whole suite
 # (unit + integration against a throwaway PostgreSQL 15 + build checks) in each; again under
 # ASan+UBSan (LeakSanitizer included); the unit tests under TSan and under valgrind; and each
-# fuzz target for FW_FUZZ_SECONDS (default 30). Ends with one line "N passed, N failed" counted
-# from meson's test logs. Exit status 0 only if nothing failed.
+# fuzz target for FW_FUZZ_SECONDS (default 30); then `bench/run.sh --quick` on the gcc build as a
+# smoke check that the benchmark suite runs (one test: passed when every section ran and every
+# client got the server's answer; timings are not judged). Ends with one line "N passed,
+# N failed" counted from meson's test logs and the smoke. Exit status 0 only if nothing failed.
 #
 #   test/run-all.sh            (after tools/install-deps.sh)
 #
-# Build dirs go under $FW_BUILD_ROOT (default build/). Set FW_SKIP="tsan valgrind" to skip stages.
+# Build dirs go under $FW_BUILD_ROOT (default build/). Set FW_SKIP="tsan valgrind" to skip stages
+# (stage names: gcc clang asan tsan valgrind fuzz bench).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -79,7 +82,22 @@ fuzz_stage() {
     -Dfuzz_seconds="$fuzz_seconds" && run fuzz --suite fuzz
 }
 
-for s in gcc clang asan tsan valgrind fuzz; do
+# The benchmark suite's quick mode (about a minute on 2 cores), on the gcc build; its results go
+# to $out/bench-smoke. Recorded as one test in a meson-style log so the summary counts it.
+bench_stage() {
+    local log="$out/bench-smoke.testlog.json" rc=0 t0=$SECONDS
+    [ -f "$out/gcc/build.ninja" ] || setup gcc gcc || rc=1
+    if [ $rc -eq 0 ]; then
+        rm -rf "$out/bench-smoke"
+        bash "$root/bench/run.sh" --quick --build "$out/gcc" --out "$out/bench-smoke" || rc=1
+    fi
+    printf '{"name": "bench/run.sh --quick (smoke)", "result": "%s", "duration": %d}\n' \
+        "$([ $rc -eq 0 ] && echo OK || echo FAIL)" $((SECONDS - t0)) >"$log"
+    logs+=("$log")
+    return $rc
+}
+
+for s in gcc clang asan tsan valgrind fuzz bench; do
   case "$skip" in *" $s "*) stage "$s (skipped by FW_SKIP)"; continue ;; esac
   attempt "$s" "${s}_stage"
 done

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# bench/run.sh: every fwire benchmark, one command, one results folder (docs/benchmarks.md).
+#
+#   bench/run.sh [--quick | --full] [--dsn CONNINFO] [--out DIR] [--build DIR] [--runs N]
+#                [--only SECTION[,SECTION...]]
+#
+#   --quick   (default) small views, 5 counted runs: about 2 minutes; CI runs it as a smoke check
+#   --full    every view, v_bench_10m for stability, bigger callgrind runs: about 13 minutes
+#   --dsn     a running server with bench/setup.sql loaded, as a trust user (keyword=value, unix
+#             socket or IPv4: the null client speaks nothing else). Default: the throwaway test
+#             cluster of test/with-pg.sh, started for the run and stopped after it. The connect
+#             benchmark and the replay recording need that cluster (FW_TEST_* variables): with
+#             --dsn alone they are skipped.
+#   --out     results folder (default bench/results/YYYYMMDD-HHMMSS, git-ignored): results.json,
+#             results.md, *.svg and *.png plots, raw/ (every program's own JSON and output)
+#   --build   a configured meson build dir to (re)build and use (default build/bench,
+#             configured here with the project's default buildtype, debugoptimized)
+#   --runs    counted runs per case (default 5, at least 5 for results meant to be quoted)
+#   --only    run some sections: micro, decode, stream, firstrow, chunking, rss, predicate,
+#             metrics, allocs, stability, replay, connect, callgrind, perfstat
+#
+# Every section interleaves its variants (A B C A B C ...) after one warm-up round and reports
+# median, min and max; ratios are only quoted between variants of one section of one run.
+# Exit status: 0 when every section ran and every client got the server's answer, else 1.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+mode=quick
+dsn=
+out=
+build=$root/build/bench
+runs=5
+only=
+args=("$@")
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) mode=quick ;;
+    --full) mode=full ;;
+    --dsn) dsn=$2; shift ;;
+    --out) out=$2; shift ;;
+    --build) build=$2; shift ;;
+    --runs) runs=$2; shift ;;
+    --only) only=,$2,; shift ;;
+    -h | --help) sed -n '3,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ "$runs" -ge 1 ] 2>/dev/null || { echo "bench/run.sh: --runs N, N >= 1" >&2; exit 2; }
+
+# ---- build (once, before the cluster starts) -------------------------------------------------
+if [ -z "${FW_BENCH_BUILT:-}" ]; then
+    if [ ! -f "$build/build.ninja" ]; then
+        meson setup "$build" "$root" >"$root/build-bench-setup.log" 2>&1 || {
+            cat "$root/build-bench-setup.log"; rm -f "$root/build-bench-setup.log"
+            echo "bench/run.sh: meson setup $build failed" >&2; exit 1; }
+        rm -f "$root/build-bench-setup.log"
+    fi
+    meson compile -C "$build" >/dev/null || { meson compile -C "$build"; exit 1; }
+    for exe in bench_stream bench_micro bench_pq_decode replay; do
+        [ -x "$build/bench/$exe" ] || {
+            echo "bench/run.sh: $build/bench/$exe was not built (libpq-dev missing?)" >&2; exit 1; }
+    done
+    export FW_BENCH_BUILT=1
+fi
+build=$(cd "$build" && pwd -P)
+
+# ---- the server: re-run inside test/with-pg.sh unless a DSN or a cluster is given -------------
+if [ -z "$dsn" ] && [ -z "${FW_TEST_SOCKDIR:-}" ]; then
+    export FW_PG_STATE=${FW_PG_STATE:-$build/bench/pgstate}
+    export FW_PG_OWNER_PID=$$ # the cluster lives as long as this script
+    exec bash "$root/test/with-pg.sh" bash "$0" "${args[@]}" --build "$build"
+fi
+if [ -z "$dsn" ]; then
+    dsn="host=$FW_TEST_SOCKDIR port=$FW_TEST_PORT dbname=$FW_TEST_DBNAME user=$FW_TEST_USER_TRUST"
+fi
+
+[ -n "$out" ] || out=$root/bench/results/$(date -u +%Y%m%d-%H%M%S)
+mkdir -p "$out/raw"
+out=$(cd "$out" && pwd -P)
+raw=$out/raw
+B=$build/bench
+FWIRE=$build/tools/fwire
+t_start=$(date +%s)
+failed=()
+ran=()
+declare -A section_seconds
+
+want() { [ -z "$only" ] || [[ $only == *",$1,"* ]]; }
+
+# section NAME command...: runs one section, its output to raw/NAME.txt, and says how it went.
+section() {
+    local name=$1
+    shift
+    want "$name" || return 0
+    printf '[%s] %-10s ' "$(date -u +%H:%M:%S)" "$name"
+    local t0=$SECONDS
+    if "$@" >"$raw/$name.txt" 2>&1; then
+        printf 'ok (%d s)\n' $((SECONDS - t0))
+        ran+=("$name")
+    else
+        printf 'FAILED (%d s): see %s\n' $((SECONDS - t0)) "$raw/$name.txt"
+        tail -n 20 "$raw/$name.txt" | sed 's/^/    /'
+        failed+=("$name")
+    fi
+    section_seconds[$name]=$((SECONDS - t0))
+}
+
+stream() { # NAME [bench_stream args...]: one bench_stream run into raw/NAME.json
+    local name=$1
+    shift
+    "$B/bench_stream" --dsn "$dsn" --runs "$runs" --json "$raw/$name.json" "$@"
+}
+
+if [ "$mode" = quick ]; then
+    views_main=v_bench_1k,v_bench_100k
+    v_big=v_bench_100k           # chunking, metrics, predicate, replay
+    v_stab=v_bench_1m            # stability: RSS over a long stream
+    slow=2000                    # ns per row of the slow consumer
+    micro_args=(--quick)
+    decode_rows=100000
+    connect_count=20
+    stab_clients=fwire-embedded/rss=20,fwire-threaded/rss=20
+    v_cg=v_bench_100k            # callgrind: per-row instructions between v_bench_1k and this
+else
+    views_main=v_bench_1k,v_bench_100k,v_bench_1m,v_bench_large,v_bench_complex
+    v_big=v_bench_1m
+    v_stab=v_bench_10m
+    slow=2000
+    micro_args=()
+    decode_rows=1000000
+    connect_count=200
+    stab_clients=null,fwire-embedded/rss=100,fwire-threaded/rss=100
+    v_cg=v_bench_1m
+fi
+
+echo "bench/run.sh --$mode: results in $out"
+echo "server: $dsn"
+
+# ---- micro --------------------------------------------------------------------------------------
+section micro "$B/bench_micro" --runs "$runs" "${micro_args[@]}" --json "$raw/micro.json"
+section decode "$B/bench_pq_decode" --rows "$decode_rows" --runs "$runs" --json "$raw/decode.json"
+
+# ---- integration, real server -------------------------------------------------------------------
+clients_all=null,libpq-single,libpq-exec,fwire-threaded,fwire-embedded,fwire-cli
+# throughput, CPU per row, first row, peak RSS: every client, every view
+section stream stream stream --views "$views_main" --clients "$clients_all" --fwire "$FWIRE"
+# time to first row: libpq with the extended protocol too (fwire's protocol), to tell the
+# protocol's cost on the server from the client's
+section firstrow stream firstrow --views "${views_main%%,v_bench_large*}" \
+    --clients null,libpq-single,libpq-single/ext,fwire-embedded,fwire-threaded
+# fixed against adaptive chunks, fast and slow consumer (threaded mode: the hand-off is where
+# chunks matter; the slow consumer spins $slow ns on every row)
+chunk_clients=null
+for c in chunk=64 chunk=256 chunk=1024 adaptive; do chunk_clients+=,fwire-threaded/$c; done
+for c in chunk=64 chunk=256 chunk=1024 adaptive; do chunk_clients+=,fwire-threaded/$c/slow=$slow; done
+section chunking stream chunking --views "$v_big" --clients "$chunk_clients"
+# peak RSS against the byte budget and the chunk size, with a slow consumer (the queue fills)
+rss_clients=null
+for m in 64K 256K 1M 4M 16M; do rss_clients+=,fwire-threaded/budget=$m/slow=$slow; done
+for c in 64 1024; do rss_clients+=,fwire-threaded/chunk=$c/slow=$slow; done
+section rss stream rss --views v_bench_100k --clients "$rss_clients"
+# SQL where against the client-side predicate at 10/50/90 %
+pred_clients=null,fwire-embedded
+for k in 1 5 9; do pred_clients+=,fwire-embedded/where=$k,fwire-embedded/pred=$k; done
+section predicate stream predicate --views v_bench_100k --clients "$pred_clients"
+# metrics on against off
+section metrics stream metrics --views "$v_big" \
+    --clients null,fwire-embedded,fwire-embedded/metrics=0,fwire-threaded,fwire-threaded/metrics=0
+# fwire's allocations in the query window, by result size (0 per row: flat)
+section allocs stream allocs --views "${views_main%%,v_bench_large*}" \
+    --clients fwire-embedded/allocs,fwire-threaded/allocs
+# stability: RSS sampled over a long stream
+section stability stream stability --views "$v_stab" --clients "$stab_clients" --timeout 1800
+
+# ---- replay server: client-only costs -----------------------------------------------------------
+replay_section() {
+    [ -n "${FW_TEST_SOCKDIR:-}" ] || { echo "skipped: the replay records from the test cluster"; return 0; }
+    local sock rp rc=0 views=$v_big
+    [ "$mode" = full ] && views=$v_big,v_bench_large
+    sock=$(mktemp -d /tmp/fwreplay.XXXXXX)
+    local port=5999
+    local v
+    for v in ${views//,/ }; do
+        port=$((port + 1))
+        "$B/replay" --sql "SELECT data FROM $v" --listen "$sock" --port $port >"$raw/replay-$v.log" 2>&1 &
+        rp=$!
+        local i
+        for i in $(seq 1 600); do
+            grep -q '^replay: ready' "$raw/replay-$v.log" && break
+            kill -0 $rp 2>/dev/null || break
+            sleep 0.1
+        done
+        if ! grep -q '^replay: ready' "$raw/replay-$v.log"; then
+            cat "$raw/replay-$v.log"; kill $rp 2>/dev/null; rc=1; continue
+        fi
+        "$B/bench_stream" --dsn "host=$sock port=$port dbname=replay user=replay" --count-dsn "$dsn" \
+            --runs "$runs" --views "$v" --json "$raw/replay-$v.json" --fwire "$FWIRE" \
+            --clients null,libpq-single,libpq-exec,fwire-threaded,fwire-embedded,fwire-cli || rc=1
+        kill $rp 2>/dev/null
+        wait $rp 2>/dev/null
+    done
+    rm -rf "$sock"
+    return $rc
+}
+section replay replay_section
+
+# ---- connect time -------------------------------------------------------------------------------
+connect_section() {
+    [ -n "${FW_TEST_SOCKDIR:-}" ] || { echo "skipped: needs the test cluster's users"; return 0; }
+    [ -x "$B/bench_connect" ] || { echo "skipped: bench_connect not built"; return 0; }
+    "$B/bench_connect" --count "$connect_count" --json "$raw/connect.json"
+}
+section connect connect_section
+
+# ---- callgrind instruction counts ---------------------------------------------------------------
+# Instructions of the whole client process (callgrind), on a small and a big view: the slope
+# (big - small) / (rows big - rows small) is the per-row cost without process start, library
+# loading and connecting. Interleaved, 3 rounds; the report takes medians.
+callgrind_section() {
+    command -v valgrind >/dev/null || { echo "skipped: no valgrind"; return 0; }
+    local spec f n rc=0 round v
+    : >"$raw/callgrind.tsv"
+    for round in 1 2 3; do
+        for v in v_bench_1k $v_cg; do
+            for spec in null libpq-single fwire-embedded fwire-embedded/metrics=0 fwire-threaded \
+                fwire-threaded/metrics=0; do
+                f=$raw/callgrind.${spec//\//_}.$v.$round.out
+                valgrind --tool=callgrind --callgrind-out-file="$f" \
+                    "$B/bench_stream" --client "$spec" --view "$v" --dsn "$dsn" >"$f.log" 2>&1 || rc=1
+                n=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$f.log" | head -n 1)
+                printf '%s\t%s\t%s\n' "$spec" "$v" "${n:-0}" | tee -a "$raw/callgrind.tsv"
+                [ "$round" = 1 ] || rm -f "$f" # keep one profile of each for callgrind_annotate
+            done
+        done
+    done
+    return $rc
+}
+section callgrind callgrind_section
+
+# ---- hardware counters (perf stat): user and kernel instructions, context switches, CPU -------
+# The same clients, small and big view, interleaved, --runs rounds; per-row figures are slopes.
+# Skipped where perf cannot count (containers, perf_event_paranoid): a smoke must not fail there.
+perfstat_section() {
+    command -v perf >/dev/null && perf stat -e instructions:u true >/dev/null 2>&1 ||
+        { echo "skipped: perf stat cannot count instructions here"; return 0; }
+    local spec f round v rc=0
+    : >"$raw/perfstat.tsv"
+    for round in $(seq 1 "$runs"); do
+        for v in v_bench_1k $v_cg; do
+            for spec in null libpq-single fwire-embedded fwire-embedded/metrics=0 fwire-threaded \
+                fwire-threaded/metrics=0; do
+                f=$raw/perfstat.tmp
+                perf stat -x, -o "$f" -e instructions:u,instructions:k,context-switches,task-clock \
+                    "$B/bench_stream" --client "$spec" --view "$v" --dsn "$dsn" >/dev/null 2>&1 || rc=1
+                printf '%s\t%s\t%s\t%s\n' "$spec" "$v" "$round" \
+                    "$(awk -F, '$3 ~ /instructions:u|instructions:k|context-switches|task-clock/ {printf "%s=%s ", $3, $1}' "$f")" \
+                    >>"$raw/perfstat.tsv"
+            done
+        done
+    done
+    rm -f "$raw/perfstat.tmp"
+    cat "$raw/perfstat.tsv"
+    return $rc
+}
+section perfstat perfstat_section
+
+# ---- report -------------------------------------------------------------------------------------
+t_end=$(date +%s)
+{
+    echo "{\"mode\": \"$mode\", \"runs\": $runs, \"started\": $t_start, \"ended\": $t_end,"
+    echo " \"command\": \"bench/run.sh --$mode\", \"dsn\": \"$dsn\","
+    echo " \"machine\": {\"cpu\": \"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)\","
+    echo "  \"cores\": $(nproc), \"mem_gib\": $(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo),"
+    echo "  \"kernel\": \"$(uname -r)\", \"os\": \"$(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-?}")\","
+    echo "  \"cc\": \"$(sed -n "s/^C compiler for the host machine: \(.*\)/\1/p" "$build/meson-logs/meson-log.txt" | head -n 1 | tr -d '"')\","
+    echo "  \"buildtype\": \"$(meson introspect --buildoptions "$build" 2>/dev/null | python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"]=="buildtype"))' 2>/dev/null)\","
+    echo "  \"commit\": \"$(git -C "$root" rev-parse --short HEAD 2>/dev/null)$(git -C "$root" diff --quiet HEAD -- lib proto stream metrics auth 2>/dev/null || echo '+dirty')\"},"
+    echo " \"sections_ok\": [$(for s in "${ran[@]}"; do printf '"%s",' "$s"; done | sed 's/,$//')],"
+    echo " \"sections_failed\": [$(for s in "${failed[@]}"; do printf '"%s",' "$s"; done | sed 's/,$//')]}"
+} >"$raw/meta.json"
+if python3 "$root/bench/report.py" "$out"; then
+    echo "report: $out/results.md, $out/results.json, plots: $(cd "$out" && ls ./*.svg 2>/dev/null | tr '\n' ' ')"
+else
+    failed+=(report)
+fi
+echo "bench/run.sh --$mode: $((t_end - t_start)) s; ${#ran[@]} sections ok, ${#failed[@]} failed${failed[*]:+: ${failed[*]}}"
+[ ${#failed[@]} -eq 0 ]
