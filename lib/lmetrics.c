@@ -22,8 +22,11 @@ static const double SECONDS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 
                                  5,      10,      30,     60,    300};
 static const double OCCUPANCY[] = {0,   1,    4,    16,   64,   128,   256,   512,
                                    1024, 2048, 4096, 8192, 16384, 32768, 65536};
-static const double CHUNK_ROWS[] = {1,   2,   4,   8,   16,   32,   64,   128,
-                                    256, 384, 512, 768, 1024, 2048, 4096, 16384};
+/* Powers of two only: fw__stream_lm_chunk computes the bucket with one instruction. */
+static const double CHUNK_ROWS[] = {1,   2,   4,    8,    16,   32,   64,   128,
+                                    256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
+_Static_assert(sizeof(CHUNK_ROWS) / sizeof(CHUNK_ROWS[0]) == FW__LM_CHUNK_ROWS_BOUNDS,
+               "stream.c indexes these buckets directly");
 static const double QUERY_ROWS[] = {0, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
 static const double QUERY_BYTES[] = {1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11};
 

@@ -22,6 +22,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* fraiseql_chunk_size_rows has the bounds 2^0 .. 2^16: this many. */
+#define FW__LM_CHUNK_ROWS_BOUNDS 17
+
 /* Distinct entity label values; later entities are recorded under "other" (metrics.h). */
 #define FW__LM_MAX_ENTITIES 64
 

@@ -28,8 +28,9 @@
  * sleeping consumer is woken for it (libuv timers count milliseconds). */
 #define NUDGE_MS 1
 /* Threaded mode: rows that wake a sleeping consumer at once (whatever the chunk size, so an
- * adaptive chunk size does not change how often it is woken). */
-#define WAKE_ROWS 1024
+ * adaptive chunk size does not change how often it is woken; stream_api.c sizes the ring of an
+ * adaptive stream so that half of it holds this many rows at the smallest size). */
+#define WAKE_ROWS FW__STREAM_WAKE_ROWS
 /* ...or this part of the byte budget, so large rows never wait until the budget is full. */
 #define WAKE_BUDGET_PART 8
 
@@ -89,7 +90,14 @@ void fw__stream_lm_chunk(void *ud, const fw__chunk_t *c)
 {
     fw_stream_t *s = ud;
     const fw__lm_entity_t *e = s->lm.e;
-    fw__hist_batch_add(&s->lm.chunk_rows, e->chunk_rows, (double)c->n);
+    /* The chunk-rows buckets are the powers of two (lmetrics.c): the bucket is the bit length
+     * of n - 1, no search. */
+    uint32_t n = c->n;
+    uint32_t i = n <= 1 ? 0 : 32 - (uint32_t)__builtin_clz(n - 1);
+    fw__lm_stream_t *m = &s->lm;
+    m->chunk_rows.buckets[i < FW__LM_CHUNK_ROWS_BOUNDS ? i : FW__LM_CHUNK_ROWS_BOUNDS]++;
+    m->chunk_rows.count++;
+    m->chunk_rows.sum += n;
     if (c->stamp != 0)
         fw__hist_batch_add(&s->lm.chunk_seconds, e->chunk_seconds,
                            (double)(uv_hrtime() - c->stamp) / 1e9);

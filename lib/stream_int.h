@@ -122,6 +122,10 @@ struct fw_stream_s {
 #define FW__STREAM_SLAB ((size_t)64 * 1024)
 /* Chunks in flight: 64 chunks of up to one slab each cover a 4 MiB budget. */
 #define FW__STREAM_RING 64
+/* Adaptive chunk sizes may use a larger ring (stream_api.c), at most this. */
+#define FW__STREAM_RING_MAX 256
+/* Threaded mode: rows that wake a sleeping consumer at once (stream.c, notify). */
+#define FW__STREAM_WAKE_ROWS 1024
 
 /* Producer (stream.c), loop thread. */
 void fw__stream_readable(fw_stream_t *s);
