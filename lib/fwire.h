@@ -696,7 +696,9 @@ FW_EXTERN int fw_stream_resume(fw_stream_t *s);
  *  - Threaded mode: waits until the cancel is complete (or its timeout, see
  *    fw_query_cancel_timeout). Returns 0, or FW_ETIMEDOUT when the connection had to be closed.
  *  - Embedded mode: returns 0 at once; the rows-ready callback runs once more when the cancel
- *    is complete, and try_next then returns FW_ECANCELED (or FW_ETIMEDOUT).
+ *    is complete, and try_next then returns FW_ECANCELED (or FW_ETIMEDOUT). When the stream
+ *    had already ended (its last callback has run), there is nothing to wait for and no
+ *    further callback: try_next returns FW_ECANCELED at once.
  * Thread: the consumer.
  */
 FW_EXTERN int fw_stream_cancel(fw_stream_t *s);

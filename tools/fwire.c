@@ -3,9 +3,11 @@
  * The fwire command. Subcommands (docs/cli.md):
  *   fwire ping [CONNINFO]              connect, print one line of facts, exit  (cmd_ping.c)
  *   fwire stream RELATION [CONNINFO]   stream a view's data column as NDJSON   (cmd_stream.c)
+ *   fwire serve [OPTIONS]              WebSocket/HTTP gateway for browsers     (serve*.c)
  * This file holds main() and what the subcommands print the same way.
  */
 #include "cli.h"
+#include "serve_cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +18,15 @@ static void usage(FILE *f)
     fprintf(f, "usage: fwire ping [-v] [--trace] [CONNINFO]\n"
                "       fwire stream [OPTIONS] RELATION [CONNINFO]\n"
                "       fwire stream [OPTIONS] -e ENTITY [CONNINFO]\n"
+               "       fwire serve [OPTIONS] --allow ENTITY[,ENTITY...]\n"
                "       fwire --version\n"
                "\n"
                "  ping     connect and print one line of facts about the connection\n"
                "  stream   print the data column of a view as NDJSON, one row per line\n"
+               "  serve    stream allowlisted views to browsers over WebSocket (and NDJSON)\n"
                "\n"
-               "`fwire ping --help` and `fwire stream --help` describe each command.\n"
+               "`fwire ping --help`, `fwire stream --help` and `fwire serve --help` describe each\n"
+               "command.\n"
                "Exit status: 0 success; 1 bad usage or options; 2 the connection failed;\n"
                "3 the query failed (stream).\n");
 }
@@ -86,6 +91,8 @@ int main(int argc, char **argv)
         return cli_ping(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "stream") == 0)
         return cli_stream(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+        return cli_serve(argc - 1, argv + 1);
     usage(stderr);
     return EXIT_USAGE;
 }

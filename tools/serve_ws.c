@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fwire serve, the WebSocket side (RFC 6455): the handshake (Sec-WebSocket-Accept is
+ * base64(SHA-1(key + GUID)), with OpenSSL), framing by libwslay's event API, and the client's
+ * JSON messages (docs/gateway.md).
+ *
+ * wslay does no I/O of its own here: its recv callback reads from the bytes of the current
+ * libuv read, and its send callback gathers frames into the client's write buffer, refusing
+ * (WOULDBLOCK) once OUT_CAP bytes are on their way, so what wslay keeps queued is what the
+ * client has not read: gw_client_pending() counts it for the watermarks.
+ */
+#include "serve.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+/* Bytes handed to the socket at once, per client. Enough to keep a fast link busy; the rest
+ * waits in wslay's queue where the watermarks see it. */
+#define OUT_CAP (256u * 1024u)
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud)
+{
+    (void)flags;
+    gw_client_t *c = ud;
+    if (c->in_len == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < c->in_len ? len : c->in_len;
+    memcpy(buf, c->in, n);
+    c->in += n;
+    c->in_len -= n;
+    return (ssize_t)n;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *ud)
+{
+    (void)flags;
+    gw_client_t *c = ud;
+    if (c->closed || c->inflight + c->wbuf.len >= OUT_CAP) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    gwbuf_append(&c->wbuf, data, len);
+    if (c->wbuf.failed) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+void gw_send_error(gw_client_t *c, const char *request_id, const char *stream_id, const char *code,
+                   const char *sqlstate, const char *message)
+{
+    gwbuf_t b = {0};
+    gwbuf_puts(&b, "{\"type\":\"query_error\",\"request_id\":");
+    gwbuf_json_cstr(&b, request_id);
+    gwbuf_puts(&b, ",\"stream_id\":");
+    gwbuf_json_cstr(&b, stream_id);
+    gwbuf_puts(&b, ",\"code\":");
+    gwbuf_json_cstr(&b, code);
+    gwbuf_puts(&b, ",\"sqlstate\":");
+    gwbuf_json_cstr(&b, sqlstate != NULL && sqlstate[0] != '\0' ? sqlstate : NULL);
+    gwbuf_puts(&b, ",\"message\":");
+    gwbuf_json_cstr(&b, message);
+    gwbuf_puts(&b, "}");
+    if (!b.failed)
+        gw_ws_send(c, b.ptr, b.len);
+    gwbuf_free(&b);
+}
+
+static void handle_text(gw_client_t *c, const uint8_t *msg, size_t len)
+{
+    gw_server_t *srv = c->srv;
+    srv->c.messages_received_total++;
+    if (srv->stopping) {
+        gw_send_error(c, NULL, NULL, "shutdown", NULL, "the server is shutting down");
+        return;
+    }
+    if (!gwjson_utf8_valid(msg, len)) {
+        /* RFC 6455 8.1: a text frame that is not UTF-8 fails the connection (1007) */
+        srv->c.bad_messages_total++;
+        gw_send_error(c, NULL, NULL, "bad_request", NULL, "text frame is not valid UTF-8");
+        gw_ws_close(c, 1007, "invalid UTF-8");
+        return;
+    }
+    gw_request_t req;
+    gw_reqerr_t err;
+    int rc = gw_request_parse((const char *)msg, len, srv->cfg.max_frame_bytes, &req, &err);
+    if (rc == -2) {
+        gw_send_error(c, NULL, NULL, "FW_ENOMEM", NULL, "out of memory");
+        return;
+    }
+    if (rc < 0) {
+        srv->c.bad_messages_total++;
+        gw_log(srv, "client %llu: refused a message: %s", (unsigned long long)c->id, err.message);
+        gw_send_error(c, err.has_request_id ? err.request_id : NULL, NULL, err.code, NULL,
+                      err.message);
+        return;
+    }
+    if (req.type == GW_MSG_STREAM_QUERY) {
+        if (!gw_entity_allowed(srv, req.entity)) {
+            char m[160];
+            snprintf(m, sizeof(m), "entity \"%.60s\" is not in the allowlist", req.entity);
+            gw_send_error(c, req.request_id, NULL, "not_allowed", NULL, m);
+        } else {
+            gw_stream_request(c, &req);
+        }
+    } else {
+        gw_stream_control(c, &req);
+    }
+    gw_request_free(&req);
+}
+
+static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                   void *ud)
+{
+    (void)ctx;
+    gw_client_t *c = ud;
+    if (c->closed)
+        return;
+    if (arg->opcode == WSLAY_TEXT_FRAME) {
+        handle_text(c, arg->msg, arg->msg_length);
+    } else if (arg->opcode == WSLAY_BINARY_FRAME) {
+        c->srv->c.bad_messages_total++;
+        gw_send_error(c, NULL, NULL, "bad_request", NULL,
+                      "binary frames are not supported: send JSON text");
+    }
+    /* close, ping and pong are answered by wslay */
+}
+
+void gw_ws_flush(gw_client_t *c)
+{
+    if (c->closed || c->ws == NULL)
+        return;
+    int rc = wslay_event_send(c->ws);
+    if (c->wbuf.len > 0) {
+        bool ok = gw_client_write(c, c->wbuf.ptr, c->wbuf.len);
+        gwbuf_reset(&c->wbuf);
+        if (!ok)
+            return; /* closed */
+    }
+    if (rc < 0) {
+        gw_log(c->srv, "client %llu: WebSocket send failed (%d)", (unsigned long long)c->id, rc);
+        gw_client_close(c);
+        return;
+    }
+    if (c->close_pending && wslay_event_get_queued_msg_count(c->ws) == 0) {
+        c->close_pending = false;
+        if (wslay_event_queue_close(c->ws, c->close_code, (const uint8_t *)c->close_reason,
+                                    strlen(c->close_reason)) != 0) {
+            gw_client_close_when_flushed(c);
+            return;
+        }
+        gw_ws_flush(c);
+        return;
+    }
+    /* Our close frame is out (after the peer's, or ours first): the TCP connection ends once it
+     * is written; waiting for the peer's close could wait forever. */
+    if (wslay_event_get_close_sent(c->ws) && !wslay_event_want_write(c->ws))
+        gw_client_close_when_flushed(c);
+}
+
+bool gw_ws_send(gw_client_t *c, const char *text, size_t len)
+{
+    if (c->closed || c->ws == NULL || c->closing || c->close_pending)
+        return false;
+    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
+    if (wslay_event_queue_msg(c->ws, &m) != 0)
+        return false;
+    gw_ws_flush(c);
+    gw_client_check_high(c); /* what the socket did not take waits in wslay's queue */
+    return true;
+}
+
+void gw_ws_close(gw_client_t *c, uint16_t code, const char *reason)
+{
+    if (c->closed || c->close_pending)
+        return;
+    if (c->ws == NULL) {
+        gw_client_close_when_flushed(c);
+        return;
+    }
+    /* sent by gw_ws_flush once every message before it is out */
+    c->close_pending = true;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+    gw_ws_flush(c);
+}
+
+void gw_ws_on_read(gw_client_t *c, const uint8_t *data, size_t len)
+{
+    c->last_recv_ms = gw_now_ms(c->srv);
+    c->ping_sent = false;
+    c->in = data;
+    c->in_len = len;
+    int rc = wslay_event_recv(c->ws);
+    c->in = NULL;
+    c->in_len = 0;
+    if (c->closed)
+        return;
+    if (rc < 0) {
+        gw_client_close(c);
+        return;
+    }
+    gw_ws_flush(c);
+    if (c->closed)
+        return;
+    if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
+        gw_client_close_when_flushed(c);
+        return;
+    }
+    gw_client_check_watermarks(c);
+}
+
+/* A peer that vanished without a FIN or RST (a laptop closed, a NAT that forgot the flow) and
+ * had no output pending would hold its connection slot forever: so a WebSocket that sent
+ * nothing for --ws-ping-seconds gets a ping, and one silent for twice that is closed. Browsers
+ * answer pings by themselves. While its input is not read (backpressure), its pongs could not
+ * be seen: that time does not count (a stalled writer is the write-stall rule's business). */
+void gw_ws_tick(gw_client_t *c, uint64_t now)
+{
+    uint32_t n = c->srv->cfg.ws_ping_seconds;
+    if (n == 0 || c->closed || c->ws == NULL)
+        return;
+    if (!c->reading) {
+        c->last_recv_ms = now;
+        c->ping_sent = false;
+        return;
+    }
+    uint64_t idle = gw_elapsed(now, c->last_recv_ms);
+    if (idle >= 2000ull * n) {
+        gw_log(c->srv, "client %llu: no frame for %llu ms (pings unanswered), closed",
+               (unsigned long long)c->id, (unsigned long long)idle);
+        gw_client_close(c);
+        return;
+    }
+    if (idle >= 1000ull * n && !c->ping_sent && !c->closing && !c->close_pending) {
+        struct wslay_event_msg m = {WSLAY_PING, NULL, 0};
+        c->ping_sent = true;
+        if (wslay_event_queue_msg(c->ws, &m) == 0)
+            gw_ws_flush(c);
+    }
+}
+
+void gw_ws_free(gw_client_t *c)
+{
+    if (c->ws != NULL)
+        wslay_event_context_free(c->ws);
+    c->ws = NULL;
+}
+
+static bool has_token(const char *list, const char *token)
+{
+    size_t tl = strlen(token);
+    for (const char *p = list; *p != '\0';) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, ",");
+        size_t e = n;
+        while (e > 0 && (p[e - 1] == ' ' || p[e - 1] == '\t'))
+            e--;
+        if (e == tl && strncasecmp(p, token, tl) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+void gw_ws_accept(gw_client_t *c, const uint8_t *rest, size_t rest_len)
+{
+    gw_server_t *srv = c->srv;
+    if (!has_token(c->h_upgrade, "websocket") || !has_token(c->h_connection, "upgrade")) {
+        gw_http_error(c, 426, "bad_request", NULL,
+                      "/ws is a WebSocket endpoint (Upgrade: websocket)");
+        return;
+    }
+    if (strcmp(c->h_version, "13") != 0) {
+        gw_http_error(c, 426, "bad_request", NULL, "Sec-WebSocket-Version must be 13");
+        return;
+    }
+    /* the key is base64 of 16 bytes: 24 characters ending in "==" */
+    uint8_t raw[32];
+    if (c->l_key != 24 || EVP_DecodeBlock(raw, (const unsigned char *)c->h_key, 24) != 18 ||
+        c->h_key[22] != '=' || c->h_key[23] != '=') {
+        gw_http_error(c, 400, "bad_request", NULL, "bad Sec-WebSocket-Key");
+        return;
+    }
+    char src[24 + sizeof(WS_GUID)];
+    memcpy(src, c->h_key, 24);
+    memcpy(src + 24, WS_GUID, sizeof(WS_GUID) - 1);
+    uint8_t sha[EVP_MAX_MD_SIZE];
+    unsigned int shalen = 0;
+    char accept[64];
+    if (EVP_Digest(src, 24 + sizeof(WS_GUID) - 1, sha, &shalen, EVP_sha1(), NULL) != 1 ||
+        shalen != 20) {
+        gw_http_error(c, 500, "internal", NULL, "SHA-1 unavailable");
+        return;
+    }
+    EVP_EncodeBlock((unsigned char *)accept, sha, 20);
+    struct wslay_event_callbacks cbs = {
+        .recv_callback = recv_cb,
+        .send_callback = send_cb,
+        .on_msg_recv_callback = on_msg,
+    };
+    if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
+        c->ws = NULL;
+        gw_http_error(c, 500, "FW_ENOMEM", NULL, "out of memory");
+        return;
+    }
+    /* a message over the limit gets close code 1009 (message too big) from wslay */
+    wslay_event_config_set_max_recv_msg_length(c->ws, srv->cfg.max_frame_bytes);
+    gwbuf_t h = {0};
+    gwbuf_printf(&h,
+                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                 accept);
+    c->mode = GW_CLIENT_WS;
+    c->last_recv_ms = gw_now_ms(srv);
+    srv->c.ws_connections_total++;
+    bool ok = !h.failed && gw_client_write(c, h.ptr, h.len);
+    gwbuf_free(&h);
+    if (!ok)
+        return;
+    gw_log(srv, "client %llu: WebSocket open", (unsigned long long)c->id);
+    gw_client_start_reading(c);
+    if (rest_len > 0 && !c->closed)
+        gw_ws_on_read(c, rest, rest_len);
+}
