@@ -476,9 +476,10 @@ FW_EXTERN int fw_query_chunk_size(fw_query_t *q, size_t rows);
  * Adaptive chunk sizes (DESIGN.md "Adaptive chunking"). At every socket read that queued rows,
  * fwire observes how full the queue of chunks is; over each window of observations, a high
  * average (the consumer is slow) grows the chunks by the growth factor, fewer and bigger; a
- * low one (the consumer keeps up) shrinks them, for latency. Sizes stay within floor..ceiling,
- * change at most once per window, and every change is counted (stats chunk_grows and
- * chunk_shrinks). Initialise with fw_chunk_policy_init().
+ * low one (the consumer keeps up) shrinks them, down to twice the rows a socket read brings
+ * (a read ends its chunk anyway, so smaller chunks would not be sooner). Sizes stay within
+ * floor..ceiling, change at most once per window, and every change is counted (stats
+ * chunk_grows and chunk_shrinks). Initialise with fw_chunk_policy_init().
  */
 typedef struct fw_chunk_policy_s {
     uint32_t floor;           /* smallest chunk, rows; default 16 */

@@ -28,8 +28,10 @@
  * sleeping consumer is woken for it (libuv timers count milliseconds). */
 #define NUDGE_MS 1
 /* Threaded mode: rows that wake a sleeping consumer at once (whatever the chunk size, so an
- * adaptive chunk size does not change how often it is woken; stream_api.c sizes the ring of an
- * adaptive stream so that half of it holds this many rows at the smallest size). */
+ * adaptive chunk size does not change how often it is woken, down to 32-row chunks; smaller
+ * ones wake it at half the ring, see notify). A larger ring for small chunks was tried and
+ * measured: it restored the wake cadence but its extra chunks (one page each) cost 1.4 MiB of
+ * RSS with a slow consumer (bench/run.sh --only chunking). */
 #define WAKE_ROWS FW__STREAM_WAKE_ROWS
 /* ...or this part of the byte budget, so large rows never wait until the budget is full. */
 #define WAKE_BUDGET_PART 8
@@ -873,9 +875,19 @@ void fw__stream_pump(fw_stream_t *s)
                 t0 = uv_hrtime();
             s->pipe.now = sampled ? t0 : 0;
         }
+        uint64_t rows_before = s->rows_total;
         int r = parse(s);
         if (s->pred != NULL && s->lm.e != NULL)
             fw__lm_seconds(s->lm.e->filter_seconds, uv_hrtime() - t0);
+        if (s->adaptive && s->rows_total > rows_before) {
+            /* Rows one read brings, smoothed: the adaptive size never shrinks below twice that,
+             * so that a typical read still fits one chunk (a smaller chunk cannot hand rows
+             * over sooner: every read ends its chunk; it only adds hand-overs). */
+            uint64_t n = s->rows_total - rows_before;
+            s->read_rows = s->read_rows == 0 ? n : (s->read_rows * 7 + n) / 8;
+            uint64_t hint = 2 * s->read_rows;
+            fw__chunker_hint_batch(&s->chunker, hint > UINT32_MAX ? UINT32_MAX : (uint32_t)hint);
+        }
         if (r == PUMP_OVER)
             break;
         if (s->pushed) {

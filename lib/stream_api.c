@@ -143,14 +143,7 @@ static void start_on_loop(void *arg)
         s->adaptive = true;
         o.chunk_rows = s->chunker.size;
         o.chunk_cap = a->q->chunk_policy.ceiling;
-        /* Room for a sleeping consumer's batch at the smallest size: half the ring must hold
-         * FW__STREAM_WAKE_ROWS rows, or small chunks would wake it (or stop the reads) more
-         * often than fixed ones do. */
-        size_t floor = a->q->chunk_policy.floor;
-        size_t want = (2 * FW__STREAM_WAKE_ROWS + floor - 1) / floor;
-        o.ring_cap = want < FW__STREAM_RING ? FW__STREAM_RING
-                     : want > FW__STREAM_RING_MAX ? FW__STREAM_RING_MAX
-                                                  : want;
+
     }
     /* Metrics: the entity's series, looked up once here (lmetrics.h); none when off. */
     s->lm.e = fw__lm_entity(a->q->label[0] != '\0' ? a->q->label : NULL);

@@ -79,6 +79,7 @@ struct fw_stream_s {
     _Atomic uint64_t st_chunk_grows, st_chunk_shrinks;
     bool adaptive; /* the chunk size follows `chunker` (producer only) */
     fw__chunker_t chunker;
+    uint64_t read_rows; /* rows a read brings, smoothed (the chunker's batch hint) */
     bool paused;           /* reading stopped at the consumer's request */
     bool reading;          /* the socket is being watched for reading */
     bool cancelling;       /* the query is being cancelled: rows are dropped */
@@ -122,8 +123,6 @@ struct fw_stream_s {
 #define FW__STREAM_SLAB ((size_t)64 * 1024)
 /* Chunks in flight: 64 chunks of up to one slab each cover a 4 MiB budget. */
 #define FW__STREAM_RING 64
-/* Adaptive chunk sizes may use a larger ring (stream_api.c), at most this. */
-#define FW__STREAM_RING_MAX 256
 /* Threaded mode: rows that wake a sleeping consumer at once (stream.c, notify). */
 #define FW__STREAM_WAKE_ROWS 1024
 

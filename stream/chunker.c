@@ -27,7 +27,13 @@ int fw__chunker_init(fw__chunker_t *c, const fw__chunker_opts_t *o)
     c->sum = 0;
     c->grows = 0;
     c->shrinks = 0;
+    c->batch = 0;
     return 0;
+}
+
+void fw__chunker_hint_batch(fw__chunker_t *c, uint32_t rows)
+{
+    c->batch = rows;
 }
 
 uint32_t fw__chunker_stall(fw__chunker_t *c, size_t capacity)
@@ -59,10 +65,13 @@ uint32_t fw__chunker_observe(fw__chunker_t *c, size_t queued, size_t capacity)
             c->grows++;
         }
     } else if (avg < c->o.low_permille) {
+        uint64_t lo = c->batch > c->o.floor ? c->batch : c->o.floor;
+        if (lo > c->o.ceiling)
+            lo = c->o.ceiling;
         uint64_t next = size * 1000 / c->o.factor_permille;
-        if (next < c->o.floor)
-            next = c->o.floor;
-        if (next != size) {
+        if (next < lo)
+            next = lo;
+        if (next < size) {
             c->size = (uint32_t)next;
             c->shrinks++;
         }

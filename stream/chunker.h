@@ -29,10 +29,19 @@ typedef struct fw__chunker_s {
     uint64_t sum;   /* their occupancy, permille */
     uint64_t grows; /* adjustments made, by direction */
     uint64_t shrinks;
+    uint32_t batch; /* rows that arrive together (fw__chunker_hint_batch); 0: no hint */
 } fw__chunker_t;
 
 /* The defaults above. */
 void fw__chunker_opts_init(fw__chunker_opts_t *o);
+
+/*
+ * Tells the policy how many rows arrive together (one socket read's worth): shrinking stops
+ * there (never below the floor, never above the ceiling), because every read ends its chunk
+ * anyway, so a smaller size cannot hand rows over sooner and only adds hand-overs. 0 removes
+ * the hint. Growing is unaffected.
+ */
+void fw__chunker_hint_batch(fw__chunker_t *c, uint32_t rows);
 
 /*
  * Starts the policy at o->start. Returns 0, or FW_EINVAL unless 1 <= floor <= start <= ceiling,

@@ -222,6 +222,40 @@ static void test_invalid_options_are_refused(void **state)
     assert_int_equal(fw__chunker_init(&c, NULL), FW_EINVAL);
 }
 
+
+/* Rows arrive a read at a time: shrinking stops at a read's worth (a smaller chunk could not
+ * hand them over sooner), never below the floor nor above the ceiling; growing is unaffected. */
+static void test_shrinking_stops_at_the_rows_one_read_brings(void **state)
+{
+    (void)state;
+    fw__chunker_t c = start_default();
+    fw__chunker_hint_batch(&c, 60);
+    uint32_t sizes[12];
+    windows(&c, 0, 64, 8, sizes); /* empty ring: fast consumer */
+    const uint32_t want[8] = {170, 113, 75, 60, 60, 60, 60, 60};
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(sizes[i], want[i]);
+    assert_int_equal(c.shrinks, 4);
+    /* a larger hint than the size now: no shrink, and no growth from a low window either */
+    fw__chunker_hint_batch(&c, 200);
+    windows(&c, 0, 64, 3, sizes);
+    assert_int_equal(sizes[2], 60);
+    assert_int_equal(c.shrinks, 4);
+    assert_int_equal(c.grows, 0);
+    /* a slow consumer still grows it to the ceiling */
+    windows(&c, 64, 64, 8, sizes);
+    assert_int_equal(sizes[7], 1024);
+    /* a hint below the floor or above the ceiling is clamped */
+    fw__chunker_hint_batch(&c, 5000);
+    windows(&c, 0, 64, 3, sizes);
+    assert_int_equal(sizes[2], 1024);
+    fw__chunker_hint_batch(&c, 1);
+    windows(&c, 0, 64, 12, sizes);
+    assert_int_equal(sizes[11], 16);
+    fw__chunker_hint_batch(&c, 0); /* no hint: the floor */
+    assert_int_equal(c.size, 16);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_a_zero_capacity_counts_as_empty),
         cmocka_unit_test(test_a_stall_decides_the_window_as_a_full_ring),
         cmocka_unit_test(test_invalid_options_are_refused),
+        cmocka_unit_test(test_shrinking_stops_at_the_rows_one_read_brings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
