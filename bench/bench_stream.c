@@ -883,34 +883,31 @@ static int run_fw_embedded(const char *dsn, const char *view, child_res_t *r)
 
 /* ---- the child's entry ------------------------------------------------------------------ */
 
-/* VmHWM of this process (its own address space, every thread), KiB; -1 if unreadable. */
-static long vm_hwm_kib(void)
+/* The "KEY:" line of /proc/self/status (this process, every thread), KiB; -1 if unreadable. */
+static long proc_status_kib(const char *key)
 {
     FILE *f = fopen("/proc/self/status", "r");
     if (f == NULL)
         return -1;
     char line[256];
     long kib = -1;
+    size_t n = strlen(key);
     while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            kib = strtol(line + 6, NULL, 10);
+        if (strncmp(line, key, n) == 0)
+            kib = strtol(line + n, NULL, 10);
     fclose(f);
     return kib;
 }
 
-/* VmRSS of this process, KiB; -1 if unreadable. */
+/* VmHWM (peak) and VmRSS (now) of this process, KiB; -1 if unreadable. */
+static long vm_hwm_kib(void)
+{
+    return proc_status_kib("VmHWM:");
+}
+
 static long vm_rss_kib(void)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long kib = -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kib = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kib;
+    return proc_status_kib("VmRSS:");
 }
 
 /* /rss=MS: a thread samples VmRSS every rss_ms until told to stop; (ms since start, KiB). */
