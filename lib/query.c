@@ -287,13 +287,9 @@ int fw_query_new(fw_query_t **out)
     q->offset = -1;
     q->chunk_size = FW__QUERY_DEFAULT_CHUNK_SIZE;
     q->max_memory = FW__QUERY_DEFAULT_MAX_MEMORY;
-    /* Adaptive by default (docs/streaming.md "Adaptive chunk size"): the default policy. */
-    fw_chunk_policy_t d;
-    fw_chunk_policy_init(&d);
+    /* Adaptive by default (docs/streaming.md "Adaptive chunk sizes"): the default policy. */
     q->adaptive = true;
-    q->chunk_policy = (fw__chunker_opts_t){d.floor,         d.ceiling,      d.start,
-                                           d.window,        d.high_permille, d.low_permille,
-                                           d.growth_permille};
+    fw__chunker_opts_init(&q->chunk_policy);
     return 0;
 }
 
