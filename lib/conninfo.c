@@ -14,6 +14,7 @@
 #include "conninfo.h"
 #include "conninfo_int.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -611,15 +612,39 @@ out:
  * Whether pieces of the input may be secret. A password holding an unquoted blank (or '&' in a
  * URI) splits into words that the parser then reports as bad keywords; pgx leaked passwords that
  * way. So when the string contains "password" at all (also sslpassword, ?password=), has a
- * user:password@ part, or percent-escapes that could spell either, no raw piece of it is quoted.
+ * user:password@ part, or percent-escapes that spell "password", no raw piece of it is quoted.
  */
+/*
+ * Whether "password" appears once the URI's valid percent-escapes are decoded ("pass%77ord=").
+ * A '%' alone, or one not followed by two hex digits ("%zz", "%1", "%"), stays as it is: it
+ * cannot spell anything, so an invalid URI without a password keeps its text in the message.
+ */
+static bool decoded_has_password(const char *s)
+{
+    static const char want[] = "password";
+    size_t matched = 0;
+    while (*s != '\0') {
+        char c = *s++;
+        if (c == '%' && isxdigit((unsigned char)s[0]) && isxdigit((unsigned char)s[1])) {
+            char hex[3] = {s[0], s[1], '\0'};
+            c = (char)strtol(hex, NULL, 16);
+            s += 2;
+        }
+        /* the needle has no repeated prefix, so a mismatch restarts at this character */
+        matched = c == want[matched] ? matched + 1 : c == want[0] ? 1 : 0;
+        if (matched == sizeof(want) - 1)
+            return true;
+    }
+    return false;
+}
+
 static bool may_hold_secret(const char *s, bool uri)
 {
     if (strstr(s, "password") != NULL)
         return true;
     if (!uri)
         return false;
-    if (strchr(s, '%') != NULL)
+    if (strchr(s, '%') != NULL && decoded_has_password(s))
         return true;
     const char *p = s + uri_prefix(s);
     size_t look = strcspn(p, "@/");

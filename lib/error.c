@@ -23,7 +23,17 @@ const char *fw_err_name(int err)
     }
     if (err < 0 && !is_fw_code(err))
         return uv_err_name(err);
-    return "FW_EUNKNOWN";
+    /* fw_stream_next's non-negative results reach the same printers as its failures */
+    switch (err) {
+    case FW_END:
+        return "FW_END";
+    case FW_ROW:
+        return "FW_ROW";
+    case FW_AGAIN:
+        return "FW_AGAIN";
+    default:
+        return "FW_EUNKNOWN";
+    }
 }
 
 const char *fw_strerror(int err)
@@ -39,7 +49,16 @@ const char *fw_strerror(int err)
     }
     if (err < 0 && !is_fw_code(err))
         return uv_strerror(err);
-    return "unknown error code";
+    switch (err) {
+    case FW_END:
+        return "end of stream: every row was delivered";
+    case FW_ROW:
+        return "a row is ready";
+    case FW_AGAIN:
+        return "no row yet";
+    default:
+        return "unknown error code";
+    }
 }
 
 unsigned int fw_version(void)

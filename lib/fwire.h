@@ -95,8 +95,8 @@ typedef enum fw_errno_e {
 
 /*
  * The symbolic name of an error code ("FW_EPROTO_SHORT", or libuv's "ECONNREFUSED").
- * Returns a static string, never NULL: "FW_EUNKNOWN" for a code nobody defined.
- * Thread: any thread.
+ * Returns a static string, never NULL: "FW_END", "FW_ROW" and "FW_AGAIN" for the results of
+ * fw_stream_next() (0, 1, 2), "FW_EUNKNOWN" for a code nobody defined. Thread: any thread.
  */
 FW_EXTERN const char *fw_err_name(int err);
 

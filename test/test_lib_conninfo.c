@@ -673,6 +673,42 @@ static void test_no_error_message_contains_the_password(void **state)
     expect_error("", &pw, "invalid sslmode value");
 }
 
+/* A '%' that spells nothing hides nothing: libpq's URI test inputs keep their text in the
+ * message when there is no password; with one, the text is withheld (issue 19). */
+static void test_invalid_percent_shows_the_text_only_without_a_password(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *str, *want;
+    } shown[] = {
+        {"postgresql://host/db%zz", "\"db%zz\""},
+        {"postgresql://host/db%1", "\"db%1\""},
+        {"postgresql://host/db%", "\"db%\""},
+        {"postgresql://us%zzer@host/db", "\"us%zzer\""},
+        {"postgresql://host/db?application_name=a%1", "\"a%1\""},
+    };
+    fake_env_t fe = {{NULL}};
+    for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++) {
+        expect_error(shown[i].str, &fe, shown[i].want);
+        expect_error(shown[i].str, &fe, "invalid percent-encoded token");
+    }
+    /* the same mistakes next to a password, plain or percent-encoded, are withheld */
+    static const char *const hidden[] = {
+        "postgresql://u:Sup3r@host/db%zz",
+        "postgresql://host/db%1?password=Sup3r",
+        "postgresql://host/db%?pass%77ord=Sup3r",
+    };
+    for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++) {
+        fw__conninfo_env_t env = make_env(&fe);
+        char err[FW__CONNINFO_ERRLEN];
+        fw__conninfo_t *ci = NULL;
+        assert_int_equal(fw__conninfo_from_string(hidden[i], &env, &ci, err, sizeof(err)),
+                         FW_EINVAL);
+        if (strstr(err, "withheld") == NULL || strstr(err, "Sup3r") != NULL)
+            fail_msg("\"%s\": \"%s\" (want the text withheld)", hidden[i], err);
+    }
+}
+
 static void test_messages_fit_the_buffer_and_long_values_are_cut(void **state)
 {
     (void)state;
@@ -732,6 +768,7 @@ int main(void)
         cmocka_unit_test(test_unknown_user_without_user_option_is_an_error),
         cmocka_unit_test(test_set_overrides_and_unsets_like_the_string),
         cmocka_unit_test(test_no_error_message_contains_the_password),
+        cmocka_unit_test(test_invalid_percent_shows_the_text_only_without_a_password),
         cmocka_unit_test(test_messages_fit_the_buffer_and_long_values_are_cut),
         cmocka_unit_test(test_finish_runs_again_after_a_change),
         cmocka_unit_test(test_system_environment_finds_a_user),

@@ -48,8 +48,20 @@ static void test_unknown_codes_get_a_fixed_answer(void **state)
     (void)state;
     assert_string_equal(fw_err_name(-30999), "FW_EUNKNOWN");
     assert_string_equal(fw_strerror(-30999), "unknown error code");
-    assert_string_equal(fw_err_name(0), "FW_EUNKNOWN");
     assert_string_equal(fw_err_name(12345), "FW_EUNKNOWN");
+    assert_string_equal(fw_err_name(3), "FW_EUNKNOWN");
+}
+
+/* 0, 1 and 2 are fw_stream_next's results, not unknown codes (issue 19). */
+static void test_stream_results_have_their_names(void **state)
+{
+    (void)state;
+    assert_string_equal(fw_err_name(FW_END), "FW_END");
+    assert_string_equal(fw_err_name(FW_ROW), "FW_ROW");
+    assert_string_equal(fw_err_name(FW_AGAIN), "FW_AGAIN");
+    assert_string_equal(fw_strerror(FW_END), "end of stream: every row was delivered");
+    assert_string_not_equal(fw_strerror(FW_AGAIN), "unknown error code");
+    assert_string_not_equal(fw_strerror(FW_ROW), "unknown error code");
 }
 
 static void test_version_matches_the_header(void **state)
@@ -68,6 +80,7 @@ int main(void)
         cmocka_unit_test(test_every_library_code_has_a_distinct_name_and_a_message),
         cmocka_unit_test(test_libuv_codes_pass_through_unchanged),
         cmocka_unit_test(test_unknown_codes_get_a_fixed_answer),
+        cmocka_unit_test(test_stream_results_have_their_names),
         cmocka_unit_test(test_version_matches_the_header),
     };
     return cmocka_run_group_tests_name("lib_errors", tests, NULL, NULL);
