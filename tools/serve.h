@@ -41,6 +41,9 @@ typedef struct gw_config_s {
     char **hosts; /* allowed Host values besides loopback and the listen address; "*" any */
     size_t nhosts;
     uint32_t max_connections;
+    uint32_t max_connections_per_address; /* by client IP address */
+    uint32_t max_handshakes_per_address;  /* of those, requests not yet complete */
+    uint32_t max_pool_per_connection;     /* PostgreSQL connections one client may hold */
     uint32_t max_streams_per_connection;
     uint32_t max_concurrent_streams;
     uint32_t max_query_seconds;
@@ -53,6 +56,10 @@ typedef struct gw_config_s {
     size_t stream_budget;
     size_t high_watermark;
     size_t low_watermark;
+    char *tls_cert; /* PEM chain: serve https/wss (with tls_key) */
+    char *tls_key;
+    char *tls_client_ca; /* require client certificates signed by these CAs */
+    bool insecure_listen; /* a token over plaintext off loopback, knowingly */
     bool verbose;
 } gw_config_t;
 
@@ -83,6 +90,12 @@ struct gw_client_s {
     uint64_t id;
     gw_client_mode_t mode;
     uint64_t accepted_ms;
+    uint8_t peer[16]; /* the client's IP address (IPv4 in the first 4 bytes) */
+    uint8_t peer_len; /* 4, 16, or 0 when unknown */
+    /* admitted over a limit (--max-connections or per address) into one of the few probe
+     * slots: only /healthz and /readyz are answered */
+    bool probe_only;
+    bool line_done; /* the request line is in */
     bool closing; /* close once the output is written */
     bool closed;  /* uv_close called */
     bool reading;
@@ -102,6 +115,8 @@ struct gw_client_s {
     char h_upgrade[64], h_connection[128], h_key[64], h_version[8], h_auth[GW_HEADER_MAX];
     char h_host[256], h_origin[256];
     size_t l_upgrade, l_connection, l_key, l_version, l_auth, l_host, l_origin;
+    uint32_t seen_once; /* which of the kept headers were seen */
+    bool dup_header; /* a header that may appear once appeared twice (Host, ...): 400 */
     /* WebSocket */
     wslay_event_context_ptr ws;
     const uint8_t *in;
@@ -111,6 +126,16 @@ struct gw_client_s {
     bool close_pending;
     uint16_t close_code;
     char close_reason[64];
+    /* the frame-header scanner (serve_ws.c): checks each header before wslay sees it */
+    uint8_t fh[14];
+    uint8_t fh_len;
+    uint64_t f_left;     /* payload bytes of the current frame not yet seen */
+    uint64_t f_msg_len;  /* bytes of the data message being received (fragments summed) */
+    uint16_t f_fail;     /* a close code: a header was refused, nothing more goes to wslay */
+    /* input not yet given to wslay while too many messages wait to be sent (ping floods) */
+    uint8_t *held;
+    size_t held_len;
+    bool in_blocked; /* reading stopped until the queue drains (held may be empty) */
     uint64_t last_recv_ms; /* WebSocket: when bytes last arrived (pongs included) */
     bool ping_sent;        /* a ping went out since then */
     /* output */
@@ -174,6 +199,7 @@ struct gw_stream_s {
     bool client_paused;
     bool fw_paused; /* fw_stream_pause is in effect */
     uint64_t paused_at_ms;
+    uint64_t paused_total_ms; /* client pauses before the current one, summed (abandon) */
     fw_query_t *q;
     fw_stream_t *fs;
     gw_pg_t *pg;
@@ -223,6 +249,8 @@ struct gw_server_s {
     uv_signal_t sigint, sigterm;
     gw_client_t *clients;
     uint32_t nclients;
+    uint32_t nprobe; /* clients in probe slots (counted in nclients too) */
+    bool pg_down;    /* the last PostgreSQL connection attempt failed (/readyz) */
     uint64_t next_client_id;
     gw_stream_t *streams;
     uint32_t nstreams;
@@ -279,6 +307,8 @@ void gw_http_error(gw_client_t *c, int status, const char *code, const char *sql
 /* Completes the handshake of an upgrade request; `rest` are bytes after the request. */
 void gw_ws_accept(gw_client_t *c, const uint8_t *rest, size_t rest_len);
 void gw_ws_on_read(gw_client_t *c, const uint8_t *data, size_t len);
+/* After output was written: feeds held input again once the send queue has drained. */
+void gw_ws_input_resume(gw_client_t *c);
 /* Queues a text message; false when it could not be queued. */
 bool gw_ws_send(gw_client_t *c, const char *text, size_t len);
 /* Writes what wslay has queued, as far as the output cap allows. */
@@ -286,6 +316,8 @@ void gw_ws_flush(gw_client_t *c);
 /* Sends a close frame (code, reason) and closes once it is written. */
 void gw_ws_close(gw_client_t *c, uint16_t code, const char *reason);
 void gw_ws_free(gw_client_t *c);
+/* Whether a comma-separated header value holds `token` (case-insensitive). */
+bool gw_header_has_token(const char *list, const char *token);
 /* Called by the tick timer: pings an idle WebSocket, closes a silent one. */
 void gw_ws_tick(gw_client_t *c, uint64_t now);
 /* A query_error message to a WebSocket or, for NDJSON, an error line. */

@@ -17,6 +17,10 @@
 #define DEFAULT_PORT                 8080
 #define DEFAULT_MAX_CONNECTIONS      64
 #define DEFAULT_MAX_STREAMS_PER_CONN 8
+/* A few addresses must not fill --max-connections: a browser opens about 6 connections to a
+ * host, so 16 leaves room for a few tabs behind one NAT address. */
+#define DEFAULT_MAX_CONN_PER_ADDRESS 16
+#define DEFAULT_MAX_HANDSHAKES_PER_ADDRESS 8
 #define DEFAULT_MAX_CONCURRENT       32
 #define DEFAULT_MAX_QUERY_SECONDS    300
 #define DEFAULT_MAX_FRAME_BYTES      65536
@@ -51,6 +55,10 @@ void gw_config_usage(FILE *f)
             "  --allow-host HOST[:PORT][,...] Host header values accepted besides loopback and\n"
             "                                 the listen address (DNS rebinding; '*': any)\n"
             "  --max-connections N            default 64\n"
+            "  --max-connections-per-address N  from one client IP, default 16\n"
+            "  --max-handshakes-per-address N   requests in progress from one IP, default 8\n"
+            "  --max-pool-per-connection N    PostgreSQL connections one client may hold,\n"
+            "                                 default half the pool (at least 1)\n"
             "  --max-streams-per-connection N default 8\n"
             "  --max-concurrent-streams N     default 32 (running and waiting)\n"
             "  --max-query-seconds N          default 300 (0: none)\n"
@@ -64,6 +72,10 @@ void gw_config_usage(FILE *f)
             "                                 any frame from them; default 30 (0: never)\n"
             "  --high-watermark BYTES         pause a client's streams above, default 1M\n"
             "  --low-watermark BYTES          resume them below, default high/4\n"
+            "  --tls-cert FILE, --tls-key FILE  serve https:// and wss:// (PEM; TLS 1.2+;\n"
+            "                                 reloaded on SIGHUP)\n"
+            "  --tls-client-ca FILE           require client certificates issued by these CAs\n"
+            "  --insecure-listen              allow a token over plaintext off loopback\n"
             "  -v, --verbose                  log connections and queries on stderr\n");
 }
 
@@ -179,6 +191,9 @@ static const struct {
     uint64_t min, max;
 } u32_keys[] = {
     {"max-connections", offsetof(gw_config_t, max_connections), 1, 100000},
+    {"max-connections-per-address", offsetof(gw_config_t, max_connections_per_address), 1, 100000},
+    {"max-handshakes-per-address", offsetof(gw_config_t, max_handshakes_per_address), 1, 100000},
+    {"max-pool-per-connection", offsetof(gw_config_t, max_pool_per_connection), 1, 1000},
     {"max-streams-per-connection", offsetof(gw_config_t, max_streams_per_connection), 1, 10000},
     {"max-concurrent-streams", offsetof(gw_config_t, max_concurrent_streams), 1, 100000},
     {"max-query-seconds", offsetof(gw_config_t, max_query_seconds), 0, 86400 * 7},
@@ -240,6 +255,17 @@ static int config_set(gw_config_t *cfg, const char *key, const char *v, bool *lo
         return add_list(&cfg->origins, &cfg->norigins, v) < 0 ? bad("out of memory") : -1;
     if (strcmp(key, "allow-host") == 0)
         return add_list(&cfg->hosts, &cfg->nhosts, v) < 0 ? bad("out of memory") : -1;
+    if (strcmp(key, "tls-cert") == 0)
+        return set_str(&cfg->tls_cert, v) < 0 ? bad("out of memory") : -1;
+    if (strcmp(key, "tls-key") == 0)
+        return set_str(&cfg->tls_key, v) < 0 ? bad("out of memory") : -1;
+    if (strcmp(key, "tls-client-ca") == 0)
+        return set_str(&cfg->tls_client_ca, v) < 0 ? bad("out of memory") : -1;
+    if (strcmp(key, "insecure-listen") == 0) {
+        cfg->insecure_listen = strcmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
+                               strcmp(v, "yes") == 0;
+        return -1;
+    }
     if (strcmp(key, "verbose") == 0) {
         cfg->verbose = strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0;
         return -1;
@@ -305,6 +331,9 @@ void gw_config_free(gw_config_t *cfg)
             *t++ = '\0';
     }
     free(cfg->token);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->tls_client_ca);
     for (size_t i = 0; i < cfg->nallow; i++)
         free(cfg->allow[i]);
     free(cfg->allow);
@@ -323,6 +352,8 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv)
     cfg->listen_port = DEFAULT_PORT;
     cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
     cfg->max_streams_per_connection = DEFAULT_MAX_STREAMS_PER_CONN;
+    cfg->max_connections_per_address = DEFAULT_MAX_CONN_PER_ADDRESS;
+    cfg->max_handshakes_per_address = DEFAULT_MAX_HANDSHAKES_PER_ADDRESS;
     cfg->max_concurrent_streams = DEFAULT_MAX_CONCURRENT;
     cfg->max_query_seconds = DEFAULT_MAX_QUERY_SECONDS;
     cfg->max_frame_bytes = DEFAULT_MAX_FRAME_BYTES;
@@ -352,6 +383,10 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv)
         const char *a = argv[i];
         if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
             cfg->verbose = true;
+            continue;
+        }
+        if (strcmp(a, "--insecure-listen") == 0) {
+            cfg->insecure_listen = true;
             continue;
         }
         if (strncmp(a, "--", 2) != 0)
@@ -389,6 +424,23 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv)
         return bad("--listen %s is not a loopback address: --token is required (docs/gateway.md, "
                    "Security)",
                    cfg->listen_host);
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL))
+        return bad("--tls-cert and --tls-key go together");
+    if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL)
+        return bad("--tls-client-ca needs --tls-cert and --tls-key");
+    /* A token sent in the clear off loopback can be read by anyone on the path, and then it
+     * opens every allowed view: TLS, or a flag that says the network is trusted. */
+    if (!gw_host_is_loopback(cfg->listen_host) && cfg->tls_cert == NULL && !cfg->insecure_listen)
+        return bad("--listen %s is not a loopback address: the token would cross the network in "
+                   "plaintext; use --tls-cert/--tls-key, or --insecure-listen behind a TLS proxy "
+                   "(docs/gateway.md, Security)",
+                   cfg->listen_host);
+    /* Fair sharing of the pool: by default one client holds at most half of it, so a client
+     * whose streams are all paused (or slow) leaves connections for everybody else. */
+    if (cfg->max_pool_per_connection == 0)
+        cfg->max_pool_per_connection = cfg->pool_size > 1 ? (cfg->pool_size + 1) / 2 : 1;
+    if (cfg->max_pool_per_connection > cfg->pool_size)
+        cfg->max_pool_per_connection = cfg->pool_size;
     for (size_t i = 0; i < cfg->nallow; i++)
         if (strlen(cfg->allow[i]) > GW_MAX_ENTITY)
             return bad("--allow: entity '%s' is longer than %d bytes", cfg->allow[i],

@@ -24,6 +24,12 @@
 /* A request must arrive whole within this time and size: a slowloris client trickling bytes,
  * or one sending megabytes of headers, is dropped instead of holding a connection slot. */
 #define REQUEST_TIMEOUT_MS 10000
+/* The request line alone must arrive within this time: an idle connection (opened and never
+ * written to) is the cheapest way to hold a slot, so it is let go sooner than a slow one. */
+#define REQUEST_LINE_TIMEOUT_MS 3000
+/* Connections admitted over --max-connections or a per-address cap, for /healthz and /readyz
+ * only: liveness probes keep working while idle or abusive connections fill the server. */
+#define PROBE_SLOTS 8
 #define REQUEST_MAX_BYTES  (16u * 1024u)
 /* Above the high watermark by this much, the client's own input is not read either: its
  * pings and requests produce output it does not read. */
@@ -106,7 +112,7 @@ void gw_client_check_watermarks(gw_client_t *c)
     if (c->reading && pending > cfg->high_watermark + READ_STOP_SLACK) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
-    } else if (!c->reading && !c->closing && pending <= cfg->low_watermark &&
+    } else if (!c->reading && !c->closing && !c->in_blocked && pending <= cfg->low_watermark &&
                c->mode != GW_CLIENT_RESPONSE) {
         gw_client_start_reading(c);
     }
@@ -136,6 +142,8 @@ void gw_client_close(gw_client_t *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     srv->nclients--;
+    if (c->probe_only)
+        srv->nprobe--;
     gw_log(srv, "client %llu: closed", (unsigned long long)c->id);
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
@@ -168,8 +176,10 @@ static void on_write(uv_write_t *req, int status)
         gw_client_close(c);
         return;
     }
-    if (c->ws != NULL)
+    if (c->ws != NULL) {
         gw_ws_flush(c);
+        gw_ws_input_resume(c);
+    }
     if (c->closed)
         return;
     gw_client_check_watermarks(c);
@@ -252,6 +262,8 @@ static const char *status_reason(int status)
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
     default:
         return "Internal Server Error";
     }
@@ -408,16 +420,57 @@ static void route(gw_client_t *c, const uint8_t *rest, size_t rest_len)
     const char *path = c->url;
     gw_log(srv, "client %llu: %s %s", (unsigned long long)c->id,
            http_method_str((enum http_method)c->parser.method), path);
+    /* HTTP/1.0 and 1.1 only: a request line without a version (HTTP/0.9's form) is
+     * malformed here, and other versions are not spoken (RFC 9110 15.6.6) */
+    if (c->parser.http_major == 0) {
+        gw_http_error(c, 400, "bad_request", NULL, "request line without HTTP/1.x version");
+        return;
+    }
+    if (c->parser.http_major != 1 || c->parser.http_minor > 1) {
+        gw_http_error(c, 505, "bad_request", NULL, "only HTTP/1.0 and HTTP/1.1 are served");
+        return;
+    }
+    if (c->dup_header) {
+        gw_http_error(c, 400, "bad_request", NULL,
+                      "a header that may appear once (Host, Origin, Authorization, "
+                      "Sec-WebSocket-*) appeared twice");
+        return;
+    }
     if (c->parser.method != HTTP_GET) {
         gw_http_error(c, 405, "bad_request", NULL, "only GET is served");
+        return;
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        const char ok[] = "{\"status\":\"ok\"}\n";
+        respond(c, 200, "OK", "application/json", ok, sizeof(ok) - 1, NULL);
+        return;
+    }
+    if (strcmp(path, "/readyz") == 0) {
+        /* ready: accepting, and PostgreSQL reachable as far as the pool last saw */
+        if (srv->stopping) {
+            gw_http_error(c, 503, "shutdown", NULL, "the server is stopping");
+        } else if (srv->pg_down) {
+            gw_http_error(c, 503, "unavailable", NULL,
+                          "the last PostgreSQL connection attempt failed");
+        } else {
+            const char ok[] = "{\"status\":\"ready\"}\n";
+            respond(c, 200, "OK", "application/json", ok, sizeof(ok) - 1, NULL);
+        }
+        return;
+    }
+    if (c->probe_only) {
+        srv->c.connections_rejected_total++;
+        gw_http_error(c, 503, "limit", NULL,
+                      "too many connections (--max-connections, or per address): only "
+                      "/healthz and /readyz are answered");
         return;
     }
     /* DNS rebinding: a page whose name now resolves to this address passes the same-origin
      * check of /ws (its Origin matches its Host), and needs none for the rest; its Host is
      * still its own name, so only this machine's names (and --allow-host) are served.
-     * /healthz stays open to anything: probes use whatever name they were given. */
-    if (strcmp(path, "/healthz") != 0 &&
-        !gw_host_allowed(c->l_host > 0 ? c->h_host : NULL, srv->cfg.listen_host,
+     * /healthz and /readyz (above) stay open to anything: probes use whatever name they were
+     * given. */
+    if (!gw_host_allowed(c->l_host > 0 ? c->h_host : NULL, srv->cfg.listen_host,
                          srv->cfg.listen_port, srv->cfg.hosts, srv->cfg.nhosts)) {
         char msg[160];
         snprintf(msg, sizeof(msg), "Host \"%.60s\" is not this server (see --allow-host)",
@@ -425,9 +478,17 @@ static void route(gw_client_t *c, const uint8_t *rest, size_t rest_len)
         gw_http_error(c, 421, "forbidden", NULL, msg);
         return;
     }
-    if (c->parser.upgrade || strcmp(path, "/ws") == 0) {
+    /* An Upgrade to anything but websocket (h2c, say) is optional for the server to honour
+     * (RFC 9110 7.8): such a request is answered as the plain GET it also is. */
+    bool ws_upgrade = c->l_upgrade > 0 && gw_header_has_token(c->h_upgrade, "websocket");
+    if (ws_upgrade || strcmp(path, "/ws") == 0) {
         if (strcmp(path, "/ws") != 0) {
             gw_http_error(c, 404, "not_found", NULL, "WebSocket endpoint is /ws");
+            return;
+        }
+        if (c->parser.http_minor == 0) {
+            /* RFC 6455 4.1: the opening handshake is HTTP/1.1 or later */
+            gw_http_error(c, 400, "bad_request", NULL, "a WebSocket handshake needs HTTP/1.1");
             return;
         }
         if (!request_authorized(c, query, true)) {
@@ -443,11 +504,7 @@ static void route(gw_client_t *c, const uint8_t *rest, size_t rest_len)
         gw_ws_accept(c, rest, rest_len);
         return;
     }
-    if (strcmp(path, "/healthz") == 0) {
-        const char ok[] = "{\"status\":\"ok\"}\n";
-        respond(c, 200, "OK", "application/json", ok, sizeof(ok) - 1, NULL);
-        return;
-    }
+
     if (strcmp(path, "/metrics") == 0) {
         if (!request_authorized(c, query, true)) {
             gw_http_error(c, 401, "unauthorized", NULL, "missing or wrong token");
@@ -527,6 +584,7 @@ static void header_done(gw_client_t *c)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     gw_client_t *c = client_of(p);
+    c->line_done = true;
     if (c->header_state != 1) {
         header_done(c);
         c->field_len = 0;
@@ -545,17 +603,23 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     gw_client_t *c = client_of(p);
     if (c->header_state != 2) {
         c->header_state = 2;
+        /* `once`: a header that must not repeat. Two Host headers are a 400 (RFC 9112 3.2):
+         * a proxy in front may have checked one and this server would act on the other. */
         static const struct {
             const char *name;
             size_t buf_off, len_off, cap;
+            bool once;
         } keep[] = {
-#define K(n, f)                                                     \
+#define K(n, f, o)                                                  \
     {n, offsetof(gw_client_t, h_##f), offsetof(gw_client_t, l_##f), \
-     sizeof(((gw_client_t *)0)->h_##f)}
-            K("upgrade", upgrade),       K("connection", connection),
-            K("sec-websocket-key", key), K("sec-websocket-version", version),
-            K("authorization", auth),    K("host", host),
-            K("origin", origin),
+     sizeof(((gw_client_t *)0)->h_##f), o}
+            K("upgrade", upgrade, false),
+            K("connection", connection, false),
+            K("sec-websocket-key", key, true),
+            K("sec-websocket-version", version, true),
+            K("authorization", auth, true),
+            K("host", host, true),
+            K("origin", origin, true),
 #undef K
         };
         c->value_dst = NULL;
@@ -564,7 +628,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
                 c->value_dst = (char *)c + keep[i].buf_off;
                 c->value_len = (size_t *)(void *)((char *)c + keep[i].len_off);
                 c->value_cap = keep[i].cap;
-                *c->value_len = 0; /* a repeated header: the last one counts */
+                if (keep[i].once && (c->seen_once & (1u << i)) != 0)
+                    c->dup_header = true;
+                c->seen_once |= 1u << i;
+                *c->value_len = 0; /* a repeated list header: the last one counts */
                 break;
             }
         }
@@ -583,6 +650,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 static int on_headers_complete(http_parser *p)
 {
     gw_client_t *c = client_of(p);
+    c->line_done = true;
     header_done(c);
     c->header_state = 0;
     /* no request we serve has a body: skip it instead of reading it */
@@ -697,6 +765,34 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage peer;
+    int plen = sizeof(peer);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &plen) == 0) {
+        if (peer.ss_family == AF_INET) {
+            memcpy(c->peer, &((struct sockaddr_in *)&peer)->sin_addr, 4);
+            c->peer_len = 4;
+        } else if (peer.ss_family == AF_INET6) {
+            memcpy(c->peer, &((struct sockaddr_in6 *)&peer)->sin6_addr, 16);
+            c->peer_len = 16;
+        }
+    }
+    /* what this address already holds: every live connection, and those still sending their
+     * request (idle ones included) */
+    uint32_t same = 0, same_hs = 0;
+    for (const gw_client_t *o = srv->clients; o != NULL; o = o->next) {
+        if (o->closing || o->probe_only || o->peer_len != c->peer_len || c->peer_len == 0 ||
+            memcmp(o->peer, c->peer, c->peer_len) != 0)
+            continue;
+        same++;
+        same_hs += o->mode == GW_CLIENT_HTTP;
+    }
+    const char *over = NULL;
+    if (srv->nclients - srv->nprobe >= srv->cfg.max_connections)
+        over = "too many connections (--max-connections)";
+    else if (same >= srv->cfg.max_connections_per_address)
+        over = "too many connections from this address (--max-connections-per-address)";
+    else if (same_hs >= srv->cfg.max_handshakes_per_address)
+        over = "too many requests in progress from this address (--max-handshakes-per-address)";
     c->next = srv->clients;
     if (srv->clients != NULL)
         srv->clients->prev = c;
@@ -706,10 +802,15 @@ static void on_connection(uv_stream_t *server, int status)
     c->accepted_ms = gw_now_ms(srv);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    if (srv->nclients > srv->cfg.max_connections) {
-        srv->c.connections_rejected_total++;
-        gw_http_error(c, 503, "limit", NULL, "too many connections (--max-connections)");
-        return;
+    if (over != NULL) {
+        if (srv->nprobe < PROBE_SLOTS) {
+            c->probe_only = true; /* answers /healthz and /readyz, 503 to anything else */
+            srv->nprobe++;
+        } else {
+            srv->c.connections_rejected_total++;
+            gw_http_error(c, 503, "limit", NULL, over);
+            return;
+        }
     }
     gw_client_start_reading(c);
 }
@@ -766,6 +867,13 @@ void gw_http_tick(gw_server_t *srv, uint64_t now)
             gw_log(srv, "client %llu: took no output for %d ms, closed", (unsigned long long)c->id,
                    WRITE_STALL_MS);
             gw_client_close(c);
+            continue;
+        }
+        if (c->mode == GW_CLIENT_HTTP && (!c->line_done || c->probe_only) &&
+            gw_elapsed(now, c->accepted_ms) > REQUEST_LINE_TIMEOUT_MS) {
+            gw_log(srv, "client %llu: no request line within %d ms, dropped",
+                   (unsigned long long)c->id, REQUEST_LINE_TIMEOUT_MS);
+            gw_http_error(c, 408, "timeout", NULL, "request took too long");
             continue;
         }
         if (c->mode == GW_CLIENT_HTTP && gw_elapsed(now, c->accepted_ms) > REQUEST_TIMEOUT_MS) {

@@ -78,6 +78,7 @@ static void on_pg_connected(fw_conn_t *conn, int status, const fw_error_t *err, 
         return; /* closed by the pool while connecting: on_pg_closed follows */
     if (status < 0) {
         srv->c.pg_connect_failures_total++;
+        srv->pg_down = true;
         fprintf(stderr, "fwire serve: PostgreSQL connection failed: %s\n",
                 err != NULL && err->message[0] ? err->message : fw_strerror(status));
         gw_pg_discard(pg);
@@ -94,6 +95,7 @@ static void on_pg_connected(fw_conn_t *conn, int status, const fw_error_t *err, 
         gw_log(srv, "PostgreSQL connection open: pid %d, %s %s", (int)info.backend_pid,
                info.transport, info.address);
     pg->state = GW_PG_IDLE;
+    srv->pg_down = false;
     gw_pool_dispatch(srv);
 }
 
@@ -126,9 +128,35 @@ static int pg_connect(gw_pg_t *pg)
     return 0;
 }
 
+/* Fair sharing: a client holds at most --max-pool-per-connection connections (by default
+ * half the pool), so one client's paused or slow streams cannot hold the whole pool while
+ * another client's stream waits; its further streams wait in the queue without blocking the
+ * streams behind them. A stream whose client left holds on only until its cancel is confirmed. */
+static bool may_take(const gw_server_t *srv, const gw_stream_t *s)
+{
+    const gw_client_t *c = s->client;
+    if (c == NULL)
+        return true;
+    uint32_t held = 0;
+    for (const gw_stream_t *o = c->streams; o != NULL; o = o->cnext)
+        held += o->pg != NULL;
+    return held < srv->cfg.max_pool_per_connection;
+}
+
 void gw_pool_dispatch(gw_server_t *srv)
 {
     while (srv->queue_head != NULL && !srv->stopping) {
+        gw_stream_t *first = NULL;
+        uint32_t eligible = 0;
+        for (gw_stream_t *s = srv->queue_head; s != NULL; s = s->qnext) {
+            if (may_take(srv, s)) {
+                eligible++;
+                if (first == NULL)
+                    first = s;
+            }
+        }
+        if (first == NULL)
+            break;
         gw_pg_t *idle = NULL, *empty = NULL;
         uint32_t connecting = 0;
         for (uint32_t i = 0; i < srv->cfg.pool_size; i++) {
@@ -141,10 +169,10 @@ void gw_pool_dispatch(gw_server_t *srv)
                 connecting++;
         }
         if (idle != NULL) {
-            gw_stream_assign(srv->queue_head, idle);
+            gw_stream_assign(first, idle);
             continue;
         }
-        if (empty != NULL && connecting < srv->nqueued) {
+        if (empty != NULL && connecting < eligible) {
             pg_connect(empty); /* on failure the head was failed: the loop goes on */
             continue;
         }

@@ -544,8 +544,8 @@ int gw_request_from_url(const char *entity, const char *query, gw_request_t *req
         if (klen == 5 && memcmp(p, "limit", 5) == 0) {
             errno = 0;
             long long ll = strtoll(v, &end, 10);
-            if (*v == '\0' || *end != '\0' || ll < 0 || v[0] == '-' || v[0] == '+' ||
-                errno == ERANGE)
+            /* strictly digits: strtoll would skip leading white space (limit=%205) */
+            if (v[0] < '0' || v[0] > '9' || *end != '\0' || ll < 0 || errno == ERANGE)
                 rc = refuse(err, "limit must be a whole number from 0 to %lld", LLONG_MAX);
             num = ll;
             req->limit = num;

@@ -650,6 +650,7 @@ void gw_stream_control(gw_client_t *c, const gw_request_t *req)
         gw_sink_send(s, &b);
         if (s->client_paused) {
             s->client_paused = false;
+            s->paused_total_ms += gw_elapsed(gw_now_ms(c->srv), s->paused_at_ms);
             gw_stream_resume_bp(s);
         }
         return;
@@ -732,7 +733,10 @@ void gw_streams_tick(gw_server_t *srv, uint64_t now)
             request_cancel(s, GW_END_TIMEOUT);
             continue;
         }
-        if (s->client_paused && gw_elapsed(now, s->paused_at_ms) > cfg->abandon_seconds * 1000ull) {
+        /* paused time adds up over pauses: resuming for a moment does not start the clock
+         * again, so a client cannot hold a connection with a pause until --max-query-seconds */
+        if (s->client_paused && s->paused_total_ms + gw_elapsed(now, s->paused_at_ms) >
+                                    cfg->abandon_seconds * 1000ull) {
             request_cancel(s, GW_END_ABANDONED);
             continue;
         }

@@ -22,15 +22,107 @@
  * waits in wslay's queue where the watermarks see it. */
 #define OUT_CAP (256u * 1024u)
 
+/* Messages waiting in wslay's send queue, whatever their size, above which the client's input
+ * is no longer handed to wslay (nor read from its socket) until the queue is down to half of
+ * it. The watermarks count bytes, and a pong answering an empty ping is 0 bytes for them but a
+ * queued message of its own (about 100 bytes of wslay's bookkeeping and malloc): a client
+ * sending empty pings and reading nothing grew the gateway by gigabytes before this cap. One
+ * recv call hands wslay at most 4096 bytes (682 empty pings), so the queue stays under
+ * WS_MAX_QUEUED_MSGS + 682 messages. */
+#define WS_MAX_QUEUED_MSGS 1024u
+
+/* RFC 6455 5.2: the payload length. Returns the header size once fh holds enough bytes to know
+ * it, else 0. */
+static size_t frame_header_size(const uint8_t *fh, size_t have)
+{
+    if (have < 2)
+        return 0;
+    size_t n = 2 + ((fh[1] & 0x80) ? 4 : 0);
+    uint8_t len7 = fh[1] & 0x7f;
+    n += len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+    return n;
+}
+
+/* Checks one complete frame header; returns 0 or the close code that refuses it. */
+static uint16_t frame_header_check(gw_client_t *c)
+{
+    const uint8_t *fh = c->fh;
+    bool fin = (fh[0] & 0x80) != 0;
+    uint8_t opcode = fh[0] & 0x0f;
+    uint8_t len7 = fh[1] & 0x7f;
+    uint64_t len = len7;
+    if (len7 == 126) {
+        len = ((uint64_t)fh[2] << 8) | fh[3];
+    } else if (len7 == 127) {
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = (len << 8) | fh[2 + i];
+        if (len >> 63)
+            return 1002; /* the most significant bit must be 0 */
+    }
+    c->f_left = len;
+    if (opcode & 0x08) {
+        /* control frames: at most 125 bytes, never fragmented; a close payload is empty or a
+         * 2-byte code and a reason, so 1 byte is a protocol error (RFC 6455 5.5, 5.5.1) */
+        if (len > 125 || !fin || (opcode == 0x8 && len == 1))
+            return 1002;
+        return 0;
+    }
+    if (opcode == 0x1 || opcode == 0x2)
+        c->f_msg_len = len;
+    else if (opcode == 0x0)
+        c->f_msg_len += len;
+    else
+        return 0; /* reserved opcodes: wslay fails them with 1002 */
+    /* refused on the header, before any payload is awaited or buffered */
+    if (c->f_msg_len > c->srv->cfg.max_frame_bytes)
+        return 1009;
+    return 0;
+}
+
+/* Walks the frame headers in the next n input bytes; returns how many of them may go to wslay
+ * (all, or those before a refused header, whose close code is then in f_fail). */
+static size_t frames_scan(gw_client_t *c, const uint8_t *p, size_t n)
+{
+    size_t i = 0, hstart = 0; /* a header begun in an earlier call starts at 0 here */
+    while (i < n) {
+        if (c->f_left > 0) {
+            uint64_t skip = c->f_left < n - i ? c->f_left : n - i;
+            c->f_left -= skip;
+            i += (size_t)skip;
+            continue;
+        }
+        if (c->fh_len == 0)
+            hstart = i;
+        c->fh[c->fh_len++] = p[i++];
+        size_t need = frame_header_size(c->fh, c->fh_len);
+        if (need == 0 || c->fh_len < need)
+            continue;
+        c->fh_len = 0;
+        uint16_t code = frame_header_check(c);
+        if (code != 0) {
+            c->f_fail = code;
+            return hstart;
+        }
+    }
+    return n;
+}
+
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud)
 {
     (void)flags;
     gw_client_t *c = ud;
-    if (c->in_len == 0) {
+    if (c->in_len == 0 || c->f_fail != 0 ||
+        wslay_event_get_queued_msg_count(ctx) >= WS_MAX_QUEUED_MSGS) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
     size_t n = len < c->in_len ? len : c->in_len;
+    n = frames_scan(c, c->in, n);
+    if (n == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
     memcpy(buf, c->in, n);
     c->in += n;
     c->in_len -= n;
@@ -193,6 +285,33 @@ void gw_ws_close(gw_client_t *c, uint16_t code, const char *reason)
     gw_ws_flush(c);
 }
 
+/* A frame header was refused (f_fail): nothing more is read, the close frame goes out ahead
+ * of queued messages (wslay sends control frames first), and the connection ends once it is
+ * written. */
+static void ws_fail(gw_client_t *c)
+{
+    gw_log(c->srv, "client %llu: frame header refused, closing with %u", (unsigned long long)c->id,
+           (unsigned)c->f_fail);
+    c->srv->c.bad_messages_total++;
+    free(c->held);
+    c->held = NULL;
+    c->held_len = 0;
+    wslay_event_shutdown_read(c->ws);
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+    const char *why = c->f_fail == 1009 ? "message too big" : "protocol error";
+    if (wslay_event_get_close_sent(c->ws) ||
+        wslay_event_queue_close(c->ws, c->f_fail, (const uint8_t *)why, strlen(why)) != 0) {
+        gw_client_close_when_flushed(c);
+        return;
+    }
+    gw_ws_flush(c);
+    if (!c->closed)
+        gw_client_close_when_flushed(c);
+}
+
 void gw_ws_on_read(gw_client_t *c, const uint8_t *data, size_t len)
 {
     c->last_recv_ms = gw_now_ms(c->srv);
@@ -200,6 +319,8 @@ void gw_ws_on_read(gw_client_t *c, const uint8_t *data, size_t len)
     c->in = data;
     c->in_len = len;
     int rc = wslay_event_recv(c->ws);
+    const uint8_t *rest = c->in;
+    size_t rest_len = c->in_len;
     c->in = NULL;
     c->in_len = 0;
     if (c->closed)
@@ -207,6 +328,28 @@ void gw_ws_on_read(gw_client_t *c, const uint8_t *data, size_t len)
     if (rc < 0) {
         gw_client_close(c);
         return;
+    }
+    if (c->f_fail != 0) {
+        ws_fail(c);
+        return;
+    }
+    if (rest_len > 0 && wslay_event_want_read(c->ws)) {
+        /* the send queue is full of messages (pongs, most likely): keep the rest, read no
+         * more until it drains (gw_ws_input_resume) */
+        uint8_t *h = malloc(rest_len);
+        if (h == NULL) {
+            gw_client_close(c);
+            return;
+        }
+        memcpy(h, rest, rest_len);
+        free(c->held);
+        c->held = h;
+        c->held_len = rest_len;
+        c->in_blocked = true;
+        if (c->reading) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = false;
+        }
     }
     gw_ws_flush(c);
     if (c->closed)
@@ -248,14 +391,34 @@ void gw_ws_tick(gw_client_t *c, uint64_t now)
     }
 }
 
+void gw_ws_input_resume(gw_client_t *c)
+{
+    if (!c->in_blocked || c->closed || c->ws == NULL ||
+        wslay_event_get_queued_msg_count(c->ws) > WS_MAX_QUEUED_MSGS / 2)
+        return;
+    uint8_t *h = c->held;
+    size_t n = c->held_len;
+    c->held = NULL;
+    c->held_len = 0;
+    c->in_blocked = false;
+    if (h != NULL) {
+        gw_ws_on_read(c, h, n); /* may hold a new copy of what it could not take */
+        free(h);
+    }
+    if (!c->closed && !c->in_blocked)
+        gw_client_check_watermarks(c); /* reads again unless the output is too far behind */
+}
+
 void gw_ws_free(gw_client_t *c)
 {
+    free(c->held);
+    c->held = NULL;
     if (c->ws != NULL)
         wslay_event_context_free(c->ws);
     c->ws = NULL;
 }
 
-static bool has_token(const char *list, const char *token)
+bool gw_header_has_token(const char *list, const char *token)
 {
     size_t tl = strlen(token);
     for (const char *p = list; *p != '\0';) {
@@ -274,7 +437,8 @@ static bool has_token(const char *list, const char *token)
 void gw_ws_accept(gw_client_t *c, const uint8_t *rest, size_t rest_len)
 {
     gw_server_t *srv = c->srv;
-    if (!has_token(c->h_upgrade, "websocket") || !has_token(c->h_connection, "upgrade")) {
+    if (!gw_header_has_token(c->h_upgrade, "websocket") ||
+        !gw_header_has_token(c->h_connection, "upgrade")) {
         gw_http_error(c, 426, "bad_request", NULL,
                       "/ws is a WebSocket endpoint (Upgrade: websocket)");
         return;

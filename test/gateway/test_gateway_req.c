@@ -324,6 +324,23 @@ static void test_req_url_limit_out_of_range_and_bad_utf8_refused(void **state)
     gw_request_free(&req);
 }
 
+static void test_req_url_limit_is_digits_only(void **state)
+{
+    (void)state;
+    gw_request_t req;
+    gw_reqerr_t err;
+    /* strtoll skips leading white space and takes a sign: neither is a number here */
+    const char *bad[] = {"limit=%205", "limit=%095", "limit=%0A5", "limit=+5", "limit=-0",
+                         "limit=5%20", "limit=", "limit=0x10", "limit=%2B5"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(gw_request_from_url("e", bad[i], &req, &err), -1);
+        assert_non_null(strstr(err.message, "limit"));
+    }
+    assert_int_equal(gw_request_from_url("e", "limit=05", &req, &err), 0);
+    assert_int_equal(req.limit, 5);
+    gw_request_free(&req);
+}
+
 static void test_req_host_header_names_this_server_only(void **state)
 {
     (void)state;
@@ -394,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_req_url_form_of_get_stream),
         cmocka_unit_test(test_req_order_by_element_null_is_a_key_not_sql_null),
         cmocka_unit_test(test_req_url_limit_out_of_range_and_bad_utf8_refused),
+        cmocka_unit_test(test_req_url_limit_is_digits_only),
         cmocka_unit_test(test_req_host_header_names_this_server_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
