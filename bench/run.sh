@@ -53,10 +53,13 @@ done
 # ---- build (once, before the cluster starts) -------------------------------------------------
 if [ -z "${FW_BENCH_BUILT:-}" ]; then
     if [ ! -f "$build/build.ninja" ]; then
-        meson setup "$build" "$root" >"$root/build-bench-setup.log" 2>&1 || {
+        meson setup "$build" "$root" -Dbench=true >"$root/build-bench-setup.log" 2>&1 || {
             cat "$root/build-bench-setup.log"; rm -f "$root/build-bench-setup.log"
             echo "bench/run.sh: meson setup $build failed" >&2; exit 1; }
         rm -f "$root/build-bench-setup.log"
+    elif ! meson introspect --buildoptions "$build" | grep -q '"name": "bench", "value": true'; then
+        # the benchmarks are off by default (-Dbench=false): turn them on in the given build
+        meson configure "$build" -Dbench=true >/dev/null || exit 1
     fi
     meson compile -C "$build" >/dev/null || { meson compile -C "$build"; exit 1; }
     for exe in bench_stream bench_micro bench_pq_decode replay; do

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Runs every test fwire has, the way CI does: builds with gcc and clang and runs the whole suite
-# (unit + integration against a throwaway PostgreSQL 15 + build checks) in each; again under
+# Runs every test fwire has, the way CI does: builds with gcc and clang (-Dwerror=true: warnings
+# fail CI, never a user's build) and runs the whole suite (unit + integration against a throwaway
+# PostgreSQL 15 + build checks) in each; builds as packagers build (--buildtype=release and
+# --buildtype=plain with Debian's CFLAGS, gcc and clang, the default -Dwerror=false, every
+# optional part on) and fails them on any compiler warning, running the unit tests; again under
 # ASan+UBSan (LeakSanitizer included); the unit tests under TSan and under valgrind; and each
 # fuzz target for FW_FUZZ_SECONDS (default 30); then `bench/run.sh --quick` on the gcc build as a
 # smoke check that the benchmark suite runs (one test: passed when every section ran and every
@@ -11,7 +14,7 @@
 #   test/run-all.sh            (after tools/install-deps.sh)
 #
 # Build dirs go under $FW_BUILD_ROOT (default build/). Set FW_SKIP="tsan valgrind" to skip stages
-# (stage names: gcc clang asan tsan valgrind fuzz bench).
+# (stage names: gcc clang release plain asan tsan valgrind fuzz bench).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -65,20 +68,59 @@ attempt() { # NAME command...: runs a stage, records its failure without stoppin
   fi
 }
 
-gcc_stage() { setup gcc gcc && run gcc; }
-clang_stage() { setup clang clang && run clang; }
+gcc_stage() { setup gcc gcc -Dwerror=true -Dbench=true && run gcc; }
+clang_stage() { setup clang clang -Dwerror=true && run clang; }
+
+# packager NAME CC BUILDTYPE [CFLAGS]: a build as a distribution makes it, with the defaults
+# (-Dwerror=false) and benchmarks, tests and tools on; it must build, warn about nothing (a
+# warning is reported here, where CI sees it, not in a user's build) and pass the unit tests.
+packager() {
+  local name=$1 cc=$2 buildtype=$3 cflags=${4:-} dir="$out/$1" log="$out/$1.compile.log"
+  if [ ! -f "$dir/build.ninja" ]; then
+    CC=$cc CFLAGS=$cflags meson setup "$dir" --buildtype="$buildtype" -Dbench=true \
+      -Dintegration=false >"$out/$name.setup.log" 2>&1 ||
+      { cat "$out/$name.setup.log"; build_failed+=("$name"); return 1; }
+  fi
+  meson compile -C "$dir" 2>&1 | tee "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { build_failed+=("$name"); return 1; }
+  if grep -q 'warning:' "$log"; then
+    echo "$name: the compiler warned:"
+    grep -A3 'warning:' "$log" | head -40
+    build_failed+=("$name")
+    return 1
+  fi
+  run "$name" --suite unit
+}
+# Debian's default build flags (dpkg-buildflags), which a packaged build adds to -O2.
+debian_cflags() {
+  dpkg-buildflags --get CFLAGS 2>/dev/null ||
+    echo '-g -O2 -fstack-protector-strong -Wformat -Werror=format-security'
+}
+release_stage() {
+  local rc=0
+  packager release-gcc gcc release || rc=1
+  packager release-clang clang release || rc=1
+  return $rc
+}
+plain_stage() {
+  local rc=0 flags
+  flags="$(debian_cflags) -D_FORTIFY_SOURCE=2"
+  packager plain-gcc gcc plain "$flags" || rc=1
+  packager plain-clang clang plain "$flags" || rc=1
+  return $rc
+}
 asan_stage() {
-  setup asan clang -Db_sanitize=address,undefined -Db_lundef=false &&
+  setup asan clang -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false &&
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 run asan
 }
 tsan_stage() {
-  setup tsan clang -Db_sanitize=thread -Db_lundef=false &&
+  setup tsan clang -Dwerror=true -Db_sanitize=thread -Db_lundef=false &&
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run tsan --suite unit --suite threads
 }
 valgrind_stage() { run gcc --setup valgrind --suite unit; }
 fuzz_stage() {
-  setup fuzz clang -Dfuzz=true -Dtests=disabled -Db_lundef=false \
+  setup fuzz clang -Dwerror=true -Dfuzz=true -Dtests=disabled -Db_lundef=false \
     -Dfuzz_seconds="$fuzz_seconds" && run fuzz --suite fuzz
 }
 
@@ -86,7 +128,7 @@ fuzz_stage() {
 # to $out/bench-smoke. Recorded as one test in a meson-style log so the summary counts it.
 bench_stage() {
     local log="$out/bench-smoke.testlog.json" rc=0 t0=$SECONDS
-    [ -f "$out/gcc/build.ninja" ] || setup gcc gcc || rc=1
+    [ -f "$out/gcc/build.ninja" ] || setup gcc gcc -Dwerror=true -Dbench=true || rc=1
     if [ $rc -eq 0 ]; then
         rm -rf "$out/bench-smoke"
         bash "$root/bench/run.sh" --quick --build "$out/gcc" --out "$out/bench-smoke" || rc=1
@@ -97,7 +139,7 @@ bench_stage() {
     return $rc
 }
 
-for s in gcc clang asan tsan valgrind fuzz bench; do
+for s in gcc clang release plain asan tsan valgrind fuzz bench; do
   case "$skip" in *" $s "*) stage "$s (skipped by FW_SKIP)"; continue ;; esac
   attempt "$s" "${s}_stage"
 done
