@@ -4,7 +4,8 @@
     gateway_test.py FWIRE_BINARY GROUP
 
 GROUP is one of: protocol, bad_input, cancel, concurrency, backpressure, auth, shutdown,
-robustness.
+robustness, abuse (issue 20: floods, idle connections, pool fairness), strict (issue 20: HTTP and
+frame parsing).
 Each group starts its own gateway(s) on a free port, talks WebSocket (Debian's python3-websockets)
 and plain HTTP to it, and checks the answers against psql, the oracle: row counts and checksums
 (the sum of the first 60 bits of each row's md5, order-independent), and for small views the
@@ -1212,6 +1213,375 @@ async def group_robustness():
         gw.stop("dead-peer gateway")
 
 
+# ---- issue 20: abuse -------------------------------------------------------------------------
+
+# The documented bound (docs/gateway.md, "Limits and abuse") of what one WebSocket client that
+# runs no stream can make the gateway hold, whatever it sends: RSS growth must stay under it.
+PER_CLIENT_BOUND_KB = 4 * 1024
+
+
+def ping_frame(payload=b""):
+    mask = b"\x0a\x0b\x0c\x0d"
+    return (bytes([0x89, 0x80 | len(payload)]) + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+def flood(sock, frame, seconds, read_rate=None):
+    """Sends `frame` back to back for `seconds` on a non-blocking socket, never splitting the
+    stream mid-frame; reads at most read_rate bytes/s meanwhile (None: never). Returns (frames
+    sent, bytes read, closed)."""
+    import select
+    sock.setblocking(False)
+    buf = frame * (65536 // len(frame))
+    off, sent_bytes, got = 0, 0, 0
+    t0 = time.monotonic()
+    closed = False
+    while time.monotonic() - t0 < seconds:
+        r, w, _ = select.select([sock] if read_rate else [], [sock], [], 0.05)
+        if w:
+            try:
+                n = sock.send(buf[off:])
+                sent_bytes += n
+                off = (off + n) % len(buf)
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+        if r:
+            allowed = int(read_rate * (time.monotonic() - t0) - got)
+            if allowed >= 1:
+                try:
+                    d = sock.recv(int(min(allowed, 65536)))
+                    if not d:
+                        closed = True
+                        break
+                    got += len(d)
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    closed = True
+                    break
+        if read_rate and not w:
+            time.sleep(0.005)
+    return sent_bytes // len(frame), got, closed
+
+
+async def ping_flood_case(gw, payload, read_rate, seconds, what):
+    import concurrent.futures
+    sock, head = raw_ws(gw.port, rcvbuf=16384)
+    if b" 101 " not in head:
+        ok(False, "%s: handshake" % what, head.decode(errors="replace"))
+        return
+    await asyncio.sleep(0.2)
+    rss0 = gw.rss_kb()
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        fut = loop.run_in_executor(ex, flood, sock, ping_frame(payload), seconds, read_rate)
+        peak = rss0
+        while not fut.done():
+            peak = max(peak, gw.rss_kb())
+            await asyncio.sleep(0.05)
+        frames, got, closed = await fut
+    peak = max(peak, gw.rss_kb())
+    _, body, vals = gw.metrics()
+    ok(peak - rss0 < PER_CLIENT_BOUND_KB,
+       "%s: %d pings in %.0f s, gateway RSS grew %d KB (< %d KB documented per client)"
+       % (what, frames, seconds, peak - rss0, PER_CLIENT_BOUND_KB), "rss0 %d peak %d" % (rss0, peak))
+    ok(frames > 1000, "%s: the flood really flooded (%d pings sent, %d bytes read)"
+       % (what, frames, got))
+    rst_close(sock)
+    st, _, _ = gw.get("/healthz")
+    ok(st == 200, "%s: the gateway still answers after" % what)
+
+
+async def group_abuse():
+    # 1. Ping floods, reading and not reading: memory per client is bounded by a figure.
+    gw = Gateway()
+    try:
+        for payload, rate, what in ((b"", None, "empty pings, never reading"),
+                                    (b"x", None, "1-byte pings, never reading"),
+                                    (b"", 64 * 1024, "empty pings, reading 64 KB/s"),
+                                    (b"x", 64 * 1024, "1-byte pings, reading 64 KB/s"),
+                                    (b"y" * 125, None, "125-byte pings, never reading")):
+            await ping_flood_case(gw, payload, rate, 4.0, what)
+        # the gateway is still a gateway
+        async with websockets.connect(gw.ws) as ws:
+            res = await run_stream(ws, {"type": "stream_query", "entity": "fixture"})
+            ok(res["end"]["type"] == "query_completed", "after the ping floods a stream completes")
+    finally:
+        gw.stop("ping-flood gateway")
+
+    # 2. Idle connections from one address do not lock out another address; the first request
+    # line has a short deadline; probes have slots of their own.
+    gw = Gateway()
+    try:
+        idle = []
+        for _ in range(70):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(5)
+            s.connect(("127.0.0.1", gw.port))
+            idle.append(s)
+        await asyncio.sleep(0.3)
+        refused, kept = 0, []
+        for s in idle:
+            s.setblocking(False)
+            try:
+                d = s.recv(200)
+                refused += d.startswith(b"HTTP/1.1 503")
+            except BlockingIOError:
+                kept.append(s)
+        ok(refused >= 70 - 16 - 8,
+           "70 idle connections from 127.0.0.1: all but its per-address share (16 + 8 probe "
+           "slots) are refused at once with 503 (%d refused)" % refused)
+
+        def get_from(src, path):
+            s = socket.socket()
+            s.bind((src, 0))
+            s.settimeout(5)
+            s.connect(("127.0.0.1", gw.port))
+            s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (path, gw.port)).encode())
+            d = b""
+            while True:
+                c = s.recv(65536)
+                if not c:
+                    break
+                d += c
+            s.close()
+            return d
+        t0 = time.monotonic()
+        r1 = get_from("127.0.0.2", "/healthz")
+        r2 = get_from("127.0.0.2", "/")
+        ok(r1.startswith(b"HTTP/1.1 200") and r2.startswith(b"HTTP/1.1 200")
+           and time.monotonic() - t0 < 1.0,
+           "meanwhile 127.0.0.2 gets /healthz and / at once (200, 200)", repr((r1[:40], r2[:40])))
+        s = socket.socket()
+        s.bind(("127.0.0.2", 0))
+        s.connect(("127.0.0.1", gw.port))
+        async with websockets.connect(gw.ws, sock=s) as ws:
+            res = await run_stream(ws, {"type": "stream_query", "entity": "fixture"})
+            ok(res["end"]["type"] == "query_completed",
+               "meanwhile a WebSocket stream from 127.0.0.2 completes")
+        # the idle ones are let go after the request-line deadline (3 s), not 10 s
+        t0 = time.monotonic()
+        timed = 0
+        for s in kept:
+            s.setblocking(True)
+            s.settimeout(max(0.1, 5 - (time.monotonic() - t0)))
+            try:
+                d = s.recv(200)
+                timed += d.startswith(b"HTTP/1.1 408")
+            except (socket.timeout, ConnectionResetError):
+                pass
+        took = time.monotonic() - t0
+        ok(timed + refused == 70 and took < 5,
+           "the idle connections left are answered 408 after the 3 s request-line deadline "
+           "(%d of %d, %.1f s)" % (timed, 70 - refused, took))
+        for s in idle:
+            s.close()
+    finally:
+        gw.stop("per-address gateway")
+
+    gw = Gateway("--max-connections", "4", "--max-connections-per-address", "100",
+                 "--max-handshakes-per-address", "100")
+    try:
+        idle = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(4)]
+        await asyncio.sleep(0.2)
+        st, body, _ = gw.get("/healthz")
+        ok(st == 200, "--max-connections full of idle connections: /healthz answered from a probe "
+           "slot (200)", repr((st, body[:100])))
+        st, body, _ = gw.get("/readyz")
+        ok(st == 200 and json.loads(body)["status"] == "ready", "... and /readyz (200)",
+           repr((st, body[:100])))
+        st, body, _ = gw.get("/")
+        ok(st == 503 and json.loads(body)["code"] == "limit", "... while / is 503 limit",
+           repr((st, body[:100])))
+        for s in idle:
+            s.close()
+    finally:
+        gw.stop("probe-slot gateway")
+
+    # 3. Fair sharing of the pool: one socket's paused streams do not starve another's.
+    gw = Gateway("--pool-size", "4")
+    try:
+        async with websockets.connect(gw.ws, max_size=2 ** 24) as a:
+            for i in range(4):
+                await a.send(json.dumps({"type": "stream_query", "entity": "bench_1m",
+                                         "request_id": "a%d" % i, "batch_size": 10}))
+            started = []
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 2.0:
+                try:
+                    _, m = await recv_json(a, 0.3)
+                except asyncio.TimeoutError:
+                    continue
+                if m["type"] == "query_started":
+                    started.append(m["stream_id"])
+                    await a.send(json.dumps({"type": "pause_query", "stream_id": m["stream_id"]}))
+            ok(1 <= len(started) <= 2, "one socket asking 4 streams of a pool of 4 runs at most "
+               "half the pool (%d started)" % len(started))
+            async with websockets.connect(gw.ws) as b:
+                t0 = time.monotonic()
+                await b.send(json.dumps({"type": "stream_query", "entity": "fixture"}))
+                try:
+                    _, m = await recv_json(b, 5)
+                except asyncio.TimeoutError:
+                    m = {"type": "nothing within 5 s"}
+                took = time.monotonic() - t0
+                ok(m["type"] == "query_started" and took < 1.0,
+                   "another socket's stream starts within 1 s (%.2f s)" % took, repr(m)[:200])
+    finally:
+        gw.stop("fair-pool gateway")
+
+    # 4. Pause time adds up: pausing, resuming a moment and pausing again does not restart
+    # --abandon-seconds.
+    gw = Gateway("--abandon-seconds", "2")
+    try:
+        async with websockets.connect(gw.ws, max_size=2 ** 24) as ws:
+            await ws.send(json.dumps({"type": "stream_query", "entity": "bench_1m"}))
+            _, m = await recv_json(ws)
+            sid = m["stream_id"]
+            await ws.send(json.dumps({"type": "pause_query", "stream_id": sid}))
+            await asyncio.sleep(1.4)
+            await ws.send(json.dumps({"type": "resume_query", "stream_id": sid}))
+            await asyncio.sleep(0.05)
+            await ws.send(json.dumps({"type": "pause_query", "stream_id": sid}))
+            t0 = time.monotonic()
+            end = None
+            while time.monotonic() - t0 < 3.0 and end is None:
+                try:
+                    _, m = await recv_json(ws, 0.5)
+                except asyncio.TimeoutError:
+                    continue
+                if m["type"] == "query_error" and m.get("stream_id") == sid:
+                    end = m
+            took = time.monotonic() - t0
+            ok(end is not None and end["code"] == "abandoned" and took < 1.3,
+               "--abandon-seconds 2 counts every pause: 1.4 s, resume, pause: abandoned %.2f s "
+               "into the second pause" % took, repr(end))
+    finally:
+        gw.stop("abandon gateway")
+
+
+# ---- issue 20: strict parsing ----------------------------------------------------------------
+
+def ws_handshake_then(port, frames, version="1.1", wait=3.0):
+    """A raw WebSocket handshake, then `frames`; returns (status line, what came back within
+    `wait` seconds after the frames, seconds until the server closed or None)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(("GET /ws HTTP/%s\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n" % (version, port)).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        c = sock.recv(1)
+        if not c:
+            break
+        head += c
+    status = head.split(b"\r\n")[0]
+    t0 = time.monotonic()
+    sock.sendall(frames)
+    got, closed_at = b"", None
+    sock.settimeout(wait)
+    try:
+        while True:
+            c = sock.recv(4096)
+            if not c:
+                closed_at = time.monotonic() - t0
+                break
+            got += c
+    except (socket.timeout, ConnectionResetError):
+        pass
+    sock.close()
+    return status, got, closed_at
+
+
+def close_code(data):
+    """The status code of the first close frame in server bytes, or None."""
+    i = 0
+    while i + 2 <= len(data):
+        op, n = data[i] & 0x0f, data[i + 1] & 0x7f
+        j = i + 2
+        if n == 126:
+            n = int.from_bytes(data[j:j + 2], "big")
+            j += 2
+        elif n == 127:
+            n = int.from_bytes(data[j:j + 8], "big")
+            j += 8
+        if op == 0x8:
+            return int.from_bytes(data[j:j + 2], "big") if n >= 2 else 1005
+        i = j + n
+    return None
+
+
+def masked_header(opcode, length, fin=True):
+    b0 = (0x80 if fin else 0) | opcode
+    if length < 126:
+        return bytes([b0, 0x80 | length]) + b"\x01\x02\x03\x04"
+    if length < 65536:
+        return bytes([b0, 0x80 | 126]) + length.to_bytes(2, "big") + b"\x01\x02\x03\x04"
+    return bytes([b0, 0x80 | 127]) + length.to_bytes(8, "big") + b"\x01\x02\x03\x04"
+
+
+async def group_strict():
+    gw = Gateway("--max-frame-bytes", "4096")
+    try:
+        host = "Host: 127.0.0.1:%d\r\n" % gw.port
+        cases = [
+            ("two Host headers", "GET / HTTP/1.1\r\n" + host + "Host: evil.example\r\n\r\n", 400),
+            ("two Host headers, /healthz", "GET /healthz HTTP/1.1\r\n" + host + host + "\r\n", 400),
+            ("a request line without a version", "GET /\r\n\r\n", 400),
+            ("HTTP/0.9", "GET / HTTP/0.9\r\n" + host + "\r\n", 400),
+            ("HTTP/9.9", "GET / HTTP/9.9\r\n" + host + "\r\n", 505),
+            ("HTTP/2.0", "GET / HTTP/2.0\r\n" + host + "\r\n", 505),
+            ("a WebSocket handshake over HTTP/1.0",
+             "GET /ws HTTP/1.0\r\n" + host + "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             400),
+            ("limit=%205 (leading space)",
+             "GET /stream/fixture?limit=%205 HTTP/1.1\r\n" + host + "\r\n", 400),
+            ("limit=5%20 (trailing space)",
+             "GET /stream/fixture?limit=5%20 HTTP/1.1\r\n" + host + "\r\n", 400),
+            ("Upgrade: h2c on / is a plain GET",
+             "GET / HTTP/1.1\r\n" + host + "Connection: Upgrade, HTTP2-Settings\r\n"
+             "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", 200),
+            ("HTTP/1.0 GET / still served", "GET / HTTP/1.0\r\n" + host + "\r\n", 200),
+        ]
+        for what, req, want in cases:
+            data = raw_http(gw.port, req)
+            status = data.split(b"\r\n")[0]
+            ok(status.startswith(b"HTTP/1.1 %d " % want), "%s: %d" % (what, want), repr(data[:200]))
+            if want == 200 and "h2c" in req:
+                ok(b"text/html" in data and b"101" not in status,
+                   "h2c upgrade ignored: the page itself", repr(data[:200]))
+        # WebSocket frames refused on their header, with the close code RFC 6455 wants
+        fcases = [
+            ("a close frame with a 1-byte payload", masked_header(0x8, 1) + b"\x00", 1002),
+            ("a header announcing 2^63 bytes", masked_header(0x1, 2 ** 63), 1002),
+            ("a header announcing 2^64-1 bytes", masked_header(0x2, 2 ** 64 - 1), 1002),
+            ("a header announcing 1 MB (limit 4096), no payload sent",
+             masked_header(0x1, 1 << 20), 1009),
+            ("fragments adding up past the limit, refused on the second header",
+             masked_header(0x1, 3000, fin=False) + bytes(3000) + masked_header(0x0, 3000), 1009),
+            ("a ping of 126 bytes", masked_header(0x9, 126) + bytes(126), 1002),
+        ]
+        for what, frames, want in fcases:
+            status, got, closed_at = ws_handshake_then(gw.port, frames)
+            code = close_code(got)
+            ok(b" 101 " in status and code == want and closed_at is not None and closed_at < 2.0,
+               "%s: close %d at once, then the connection ends" % (what, want),
+               "status %r code %r closed after %r: %r" % (status, code, closed_at, got[:60]))
+        # a 2-byte close still gets its echo (1000)
+        status, got, closed_at = ws_handshake_then(
+            gw.port, masked_header(0x8, 2) + bytes(b ^ m for b, m in zip(b"\x03\xe8", b"\x01\x02")))
+        ok(close_code(got) == 1000, "a normal close (1000) is echoed", repr(got[:40]))
+        st, _, _ = gw.get("/healthz")
+        ok(st == 200, "the gateway serves on after every refusal")
+    finally:
+        gw.stop("strict-parsing gateway")
+
+
 GROUPS = {
     "protocol": group_protocol,
     "bad_input": group_bad_input,
@@ -1221,6 +1591,8 @@ GROUPS = {
     "auth": group_auth,
     "shutdown": group_shutdown,
     "robustness": group_robustness,
+    "abuse": group_abuse,
+    "strict": group_strict,
 }
 
 if __name__ == "__main__":
