@@ -85,8 +85,24 @@ void gw_maybe_finish_stop(gw_server_t *srv)
         if (!uv_is_closing((uv_handle_t *)&srv->sigint)) {
             uv_close((uv_handle_t *)&srv->sigint, NULL);
             uv_close((uv_handle_t *)&srv->sigterm, NULL);
+            uv_close((uv_handle_t *)&srv->sighup, NULL);
         }
     }
+}
+
+/* SIGHUP: the certificate and key again (renewed files); a failure keeps the old ones. */
+static void on_sighup(uv_signal_t *h, int sig)
+{
+    (void)sig;
+    gw_server_t *srv = h->data;
+    if (srv->cfg.tls_cert == NULL)
+        return;
+    if (gw_tls_load(srv) == 0)
+        fprintf(stderr, "fwire serve: SIGHUP: TLS certificate reloaded from %s\n",
+                srv->cfg.tls_cert);
+    else
+        fprintf(stderr, "fwire serve: SIGHUP: TLS reload failed, the previous certificate "
+                        "stays\n");
 }
 
 static void on_signal(uv_signal_t *h, int sig)
@@ -166,6 +182,10 @@ int cli_serve(int argc, char **argv)
         goto out;
     }
     fw_conn_close(probe, NULL, NULL);
+    if (gw_tls_load(srv) < 0) {
+        code = EXIT_USAGE;
+        goto out;
+    }
     if ((rc = gw_http_listen(srv)) < 0) {
         fprintf(stderr, "fwire serve: cannot listen on %s:%d: %s\n", cfg->listen_host,
                 cfg->listen_port, uv_strerror(rc));
@@ -180,10 +200,14 @@ int cli_serve(int argc, char **argv)
     srv->sigint.data = srv->sigterm.data = srv;
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
-    fprintf(stderr, "fwire serve: listening on http://%s%s%s:%d/ (%zu entities allowed%s)\n",
-            strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
-            strchr(cfg->listen_host, ':') ? "]" : "", cfg->listen_port, cfg->nallow,
-            cfg->token != NULL ? ", token required" : "");
+    uv_signal_init(&loop, &srv->sighup);
+    srv->sighup.data = srv;
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
+    fprintf(stderr, "fwire serve: listening on %s://%s%s%s:%d/ (%zu entities allowed%s%s)\n",
+            srv->tls_ctx != NULL ? "https" : "http", strchr(cfg->listen_host, ':') ? "[" : "",
+            cfg->listen_host, strchr(cfg->listen_host, ':') ? "]" : "", cfg->listen_port,
+            cfg->nallow, cfg->token != NULL ? ", token required" : "",
+            cfg->tls_client_ca != NULL ? ", client certificate required" : "");
     fflush(stderr);
     uv_run(&loop, UV_RUN_DEFAULT);
     fprintf(stderr, "fwire serve: stopped\n");
@@ -198,6 +222,7 @@ out:
     if (rc != 0)
         fprintf(stderr, "fwire serve: warning: handles left open at exit\n");
     free(srv->pool);
+    gw_tls_unload(srv);
     gw_config_free(cfg);
     free(srv);
     return code;

@@ -12,6 +12,7 @@
  *                   backpressure (serve_stream.h: what it shares with the two below)
  *   serve_sink.c    where a stream's messages go: WebSocket JSON or chunked NDJSON
  *   serve_pool.c    the PostgreSQL pool and the gateway's /metrics lines
+ *   serve_tls.c     TLS of its own (--tls-cert): OpenSSL memory BIOs under HTTP/WebSocket
  *   serve_req.c     client messages validated into queries (pure); serve_json.c the JSON parser
  * Everything runs on the loop thread; nothing here is shared with another thread.
  */
@@ -148,6 +149,10 @@ struct gw_client_s {
     gw_stream_t *streams;
     uint32_t nstreams;
     uint64_t next_stream_no;
+    /* TLS (serve_tls.c): NULL for a plaintext client */
+    struct ssl_st *ssl;
+    struct bio_st *tls_in, *tls_out; /* owned by ssl */
+    bool tls_pumping;
 };
 
 typedef enum gw_pg_state_e {
@@ -246,7 +251,8 @@ struct gw_server_s {
     uv_tcp_t listener;
     bool listening;
     uv_timer_t tick;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
+    struct ssl_ctx_st *tls_ctx; /* --tls-cert: every new client is TLS */
     gw_client_t *clients;
     uint32_t nclients;
     uint32_t nprobe; /* clients in probe slots (counted in nclients too) */
@@ -302,6 +308,27 @@ void gw_metrics_respond(gw_client_t *c);
 /* A complete error response (JSON body as a query_error message); closes when written. */
 void gw_http_error(gw_client_t *c, int status, const char *code, const char *sqlstate,
                    const char *message);
+
+/* Bytes onto the socket as they are (TLS records, or plaintext): one uv_write. */
+bool gw_client_raw_write(gw_client_t *c, const void *data, size_t len);
+/* Bytes read from a client (decrypted if TLS) to its current layer: HTTP, WebSocket, ... */
+void gw_client_dispatch(gw_client_t *c, const uint8_t *data, size_t len);
+
+/* serve_tls.c */
+/* Loads --tls-cert/--tls-key (and --tls-client-ca) into a new context; the old one is kept
+ * when this fails (-1, the reason on stderr). Nothing to do without --tls-cert. */
+int gw_tls_load(gw_server_t *srv);
+void gw_tls_unload(gw_server_t *srv);
+int gw_tls_client_init(gw_client_t *c);
+void gw_tls_client_free(gw_client_t *c);
+/* Ciphertext read from the socket. */
+void gw_tls_on_read(gw_client_t *c, const uint8_t *data, size_t len);
+/* Handles records already inside OpenSSL (call when reading restarts). */
+void gw_tls_pump(gw_client_t *c);
+/* Encrypts and writes; false when the client was closed. */
+bool gw_tls_write(gw_client_t *c, const void *data, size_t len);
+/* Queues close_notify (once). */
+void gw_tls_shutdown(gw_client_t *c);
 
 /* serve_ws.c */
 /* Completes the handshake of an upgrade request; `rest` are bytes after the request. */

@@ -123,6 +123,7 @@ static void on_close(uv_handle_t *h)
     gw_client_t *c = h->data;
     gw_server_t *srv = c->srv;
     gw_ws_free(c);
+    gw_tls_client_free(c);
     gwbuf_free(&c->wbuf);
     free(c);
     gw_maybe_finish_stop(srv);
@@ -153,6 +154,9 @@ void gw_client_close_when_flushed(gw_client_t *c)
     if (c->closed)
         return;
     c->closing = true;
+    gw_tls_shutdown(c);
+    if (c->closed)
+        return;
     if (c->reading && c->mode != GW_CLIENT_WS) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
@@ -188,6 +192,17 @@ static void on_write(uv_write_t *req, int status)
 }
 
 bool gw_client_write(gw_client_t *c, const void *data, size_t len)
+{
+    if (c->closed)
+        return false;
+    if (len == 0)
+        return true;
+    if (c->ssl != NULL)
+        return gw_tls_write(c, data, len);
+    return gw_client_raw_write(c, data, len);
+}
+
+bool gw_client_raw_write(gw_client_t *c, const void *data, size_t len)
 {
     if (c->closed)
         return false;
@@ -720,12 +735,20 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         gw_client_close(c);
         return;
     }
+    if (c->ssl != NULL)
+        gw_tls_on_read(c, (const uint8_t *)buf->base, (size_t)nread);
+    else
+        gw_client_dispatch(c, (const uint8_t *)buf->base, (size_t)nread);
+}
+
+void gw_client_dispatch(gw_client_t *c, const uint8_t *data, size_t len)
+{
     switch (c->mode) {
     case GW_CLIENT_HTTP:
-        http_on_read(c, buf->base, (size_t)nread);
+        http_on_read(c, (const char *)data, len);
         break;
     case GW_CLIENT_WS:
-        gw_ws_on_read(c, (const uint8_t *)buf->base, (size_t)nread);
+        gw_ws_on_read(c, data, len);
         break;
     case GW_CLIENT_NDJSON:
     case GW_CLIENT_RESPONSE:
@@ -737,8 +760,10 @@ void gw_client_start_reading(gw_client_t *c)
 {
     if (c->reading || c->closed)
         return;
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) {
         c->reading = true;
+        gw_tls_pump(c); /* records received before reading stopped */
+    }
 }
 
 static void free_unaccepted(uv_handle_t *h)
@@ -802,6 +827,10 @@ static void on_connection(uv_stream_t *server, int status)
     c->accepted_ms = gw_now_ms(srv);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
+    if (srv->tls_ctx != NULL && gw_tls_client_init(c) < 0) {
+        gw_client_close(c);
+        return;
+    }
     if (over != NULL) {
         if (srv->nprobe < PROBE_SLOTS) {
             c->probe_only = true; /* answers /healthz and /readyz, 503 to anything else */
