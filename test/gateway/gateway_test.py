@@ -5,7 +5,8 @@
 
 GROUP is one of: protocol, bad_input, cancel, concurrency, backpressure, auth, shutdown,
 robustness, abuse (issue 20: floods, idle connections, pool fairness), strict (issue 20: HTTP and
-frame parsing).
+frame parsing), tls (issue 20: the gateway's own TLS). A third argument `wss` runs the group with
+every gateway on TLS (a CA generated with the openssl command) and every client on https/wss.
 Each group starts its own gateway(s) on a free port, talks WebSocket (Debian's python3-websockets)
 and plain HTTP to it, and checks the answers against psql, the oracle: row counts and checksums
 (the sum of the first 60 bits of each row's md5, order-independent), and for small views the
@@ -19,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -30,6 +32,9 @@ import websockets
 
 FWIRE = sys.argv[1]
 GROUP = sys.argv[2]
+# "wss": every gateway of the group serves TLS (--tls-cert, a CA made by this test) and every
+# client speaks https:// and wss://
+TLS = len(sys.argv) > 3 and sys.argv[3] == "wss"
 DSN = os.environ["FW_TEST_DSN_TRUST"]
 ADMIN_DSN = "host=%s port=%s dbname=%s user=%s" % (
     os.environ["FW_TEST_SOCKDIR"], os.environ["FW_TEST_PORT"], os.environ["FW_TEST_DBNAME"],
@@ -49,6 +54,92 @@ UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 
 passed = 0
 failed = 0
+
+TLS_DIR = None
+CLIENT_CTX = None
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl"] + list(args), check=True, cwd=cwd, capture_output=True,
+                   env=dict(os.environ, OPENSSL_CONF=os.path.join(cwd, "openssl.cnf")))
+
+
+def make_cert(d, name, cn, ext, ca="ca"):
+    """An EC P-256 key and a certificate for it signed by the test CA `ca`."""
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-subj", "/CN=" + cn, "-keyout", name + ".key", "-out", name + ".csr", cwd=d)
+    openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
+            "-set_serial", str(int(time.time() * 1000) % 10 ** 12), "-days", "2",
+            "-extfile", "openssl.cnf", "-extensions", ext, "-out", name + ".crt", cwd=d)
+
+
+def tls_setup():
+    """A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate,
+    in a fresh directory (made with the openssl command; removed at exit)."""
+    global TLS_DIR, CLIENT_CTX
+    if TLS_DIR is not None:
+        return
+    import atexit
+    import shutil
+    import ssl
+    import tempfile
+    d = tempfile.mkdtemp(prefix="fwire-gw-tls-")
+    atexit.register(shutil.rmtree, d, True)
+    with open(os.path.join(d, "openssl.cnf"), "w") as f:
+        f.write("[req]\ndistinguished_name = dn\n[dn]\n"
+                "[v3_ca]\nbasicConstraints = critical, CA:true\n"
+                "keyUsage = critical, keyCertSign, cRLSign\n"
+                "[v3_server]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature\n"
+                "extendedKeyUsage = serverAuth\n"
+                "subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1\n"
+                "[v3_client]\nbasicConstraints = CA:false\nkeyUsage = critical, digitalSignature\n"
+                "extendedKeyUsage = clientAuth\n")
+    for ca in ("ca", "other-ca"):
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-days", "2", "-subj", "/CN=fwire gateway test " + ca, "-extensions", "v3_ca",
+                "-keyout", ca + ".key", "-out", ca + ".crt", cwd=d)
+    make_cert(d, "server", "localhost", "v3_server")
+    make_cert(d, "client", "gateway test client", "v3_client")
+    make_cert(d, "client-other", "stranger", "v3_client", ca="other-ca")
+    TLS_DIR = d
+    CLIENT_CTX = ssl.create_default_context(cafile=os.path.join(d, "ca.crt"))
+
+
+def tls_path(name):
+    return os.path.join(TLS_DIR, name)
+
+
+def wrap(sock):
+    """The socket as this run's clients speak: TLS (verified against the test CA) or not."""
+    if not TLS:
+        return sock
+    return CLIENT_CTX.wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+def connect(port, src=None, timeout=10, rcvbuf=None):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if src is not None:
+        sock.bind((src, 0))
+    sock.settimeout(timeout * SCALE)
+    sock.connect(("127.0.0.1", port))
+    return wrap(sock)
+
+
+def ws_connect(uri, **kw):
+    if uri.startswith("wss:"):
+        kw.setdefault("ssl", CLIENT_CTX)
+        if "sock" in kw:
+            kw.setdefault("server_hostname", "127.0.0.1")
+    return websockets.connect(uri, **kw)
+
+
+async def open_conn(port):
+    if TLS:
+        return await asyncio.open_connection("127.0.0.1", port, ssl=CLIENT_CTX,
+                                             server_hostname="127.0.0.1")
+    return await asyncio.open_connection("127.0.0.1", port)
 
 
 def ok(cond, what, detail=""):
@@ -123,17 +214,21 @@ class Gateway:
         env = dict(os.environ)
         # ASan's quarantine keeps freed memory for reuse checks; a small one keeps RSS honest
         env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=8").lstrip(":")
+        tls = []
+        if TLS:
+            tls_setup()
+            tls = ["--tls-cert", tls_path("server.crt"), "--tls-key", tls_path("server.key")]
         self.args = [FWIRE, "serve", "--listen", "127.0.0.1:0", "--dsn", GW_DSN, "--allow", allow,
-                     "-v"] + list(extra)
+                     "-v"] + tls + list(extra)
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=env)
         line = self.proc.stderr.readline().decode()
-        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)/", line)
-        if not m:
+        m = re.search(r"listening on (https?)://127\.0\.0\.1:(\d+)/", line)
+        if not m or (m.group(1) == "https") != TLS:
             raise RuntimeError("gateway did not start: %r" % line)
-        self.port = int(m.group(1))
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.ws = "ws://127.0.0.1:%d/ws" % self.port
+        self.port = int(m.group(2))
+        self.url = "%s://127.0.0.1:%d" % ("https" if TLS else "http", self.port)
+        self.ws = "%s://127.0.0.1:%d/ws" % ("wss" if TLS else "ws", self.port)
         self.errlog = []
         # drain stderr in the background so the gateway never blocks on a full pipe
         import threading
@@ -154,7 +249,7 @@ class Gateway:
     def get(self, path, headers=None):
         req = urllib.request.Request(self.url + path, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=30 * SCALE) as r:
+            with urllib.request.urlopen(req, timeout=30 * SCALE, context=CLIENT_CTX) as r:
                 return r.status, r.read().decode(), dict(r.headers)
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode(), dict(e.headers)
@@ -190,11 +285,7 @@ class Gateway:
 def raw_ws(port, rcvbuf=None, host=None, path="/ws"):
     """A WebSocket by hand on a blocking socket (handshake done, 101 checked): for clients that
     must not read, or must not answer pings, which the websockets module would do for them."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.settimeout(10 * SCALE)
-    sock.connect(("127.0.0.1", port))
+    sock = connect(port, rcvbuf=rcvbuf)
     sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                   "Sec-WebSocket-Version: 13\r\n\r\n"
@@ -224,7 +315,7 @@ def ws_frame(text, opcode=0x1):
 
 def raw_http(port, request):
     """Sends a raw request, returns the whole response (the server closes)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10 * SCALE)
+    sock = connect(port)
     sock.sendall(request.encode() if isinstance(request, str) else request)
     data = b""
     while True:
@@ -327,7 +418,7 @@ def check_complete(res, want_rows, what, exact=True):
 async def group_protocol():
     gw = Gateway("--progress-ms", "200")
     try:
-        async with websockets.connect(gw.ws, max_size=2 ** 24) as ws:
+        async with ws_connect(gw.ws, max_size=2 ** 24) as ws:
             res = await run_stream(ws, {"type": "stream_query", "request_id": "r1",
                                         "entity": "fixture", "batch_size": 2})
             ok(res["started"]["request_id"] == "r1" and res["started"]["entity"] == "fixture",
@@ -540,7 +631,7 @@ async def expect_error(ws, payload, code, what, contains=None, binary=False):
 async def group_bad_input():
     gw = Gateway("--max-frame-bytes", "4096", "--max-streams-per-connection", "2")
     try:
-        async with websockets.connect(gw.ws) as ws:
+        async with ws_connect(gw.ws) as ws:
             await expect_error(ws, "{not json", "bad_request", "invalid JSON: bad_request",
                                "invalid JSON")
             await expect_error(ws, '{"type":"stream_query","entity":"fixture",}', "bad_request",
@@ -609,7 +700,7 @@ async def group_bad_input():
             ok(True, "both streams cancelled")
 
         # an oversized frame closes with 1009; the server goes on
-        async with websockets.connect(gw.ws) as ws:
+        async with ws_connect(gw.ws) as ws:
             await ws.send(json.dumps({"type": "stream_query", "entity": "fixture",
                                       "request_id": "x" * 5000}))
             try:
@@ -619,7 +710,7 @@ async def group_bad_input():
                 code = e.code
             ok(code == 1009, "a frame over --max-frame-bytes: close code 1009", repr(code))
         # invalid UTF-8 in a text frame: an error, then close 1007
-        r, w = await asyncio.open_connection("127.0.0.1", gw.port)
+        r, w = await open_conn(gw.port)
         key = "dGhlIHNhbXBsZSBub25jZQ=="
         w.write(("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
@@ -637,19 +728,19 @@ async def group_bad_input():
            "invalid UTF-8 in a text frame: close 1007", repr(data[:200]))
         w.close()
         # a plain HTTP garbage request and a slowloris header: answered, not hung
-        r, w = await asyncio.open_connection("127.0.0.1", gw.port)
+        r, w = await open_conn(gw.port)
         w.write(b"\x16\x03\x01 garbage\r\n\r\n")
         data = await asyncio.wait_for(r.read(), 10)
         ok(data.startswith(b"HTTP/1.1 400"), "garbage instead of HTTP: 400", repr(data[:80]))
         w.close()
-        r, w = await asyncio.open_connection("127.0.0.1", gw.port)
+        r, w = await open_conn(gw.port)
         w.write(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
         data = await asyncio.wait_for(r.read(), 10)
         ok(data.startswith(b"HTTP/1.1 431") or data == b"",
            "20 KB of headers: 431", repr(data[:80]))
         w.close()
         # a client that vanishes mid-stream: its query is cancelled, the server goes on
-        ws = await websockets.connect(gw.ws)
+        ws = await ws_connect(gw.ws)
         await ws.send(json.dumps({"type": "stream_query", "entity": "bench_1m"}))
         _, m = await recv_json(ws)
         ok(m["type"] == "query_started", "vanishing client: stream started")
@@ -657,7 +748,7 @@ async def group_bad_input():
         ws.transport.abort()
         idle = await wait_backends_idle("v_bench_1m", 3.0)
         ok(idle, "vanishing client: the server query stops (no active backend within 3 s)")
-        async with websockets.connect(gw.ws) as ws2:
+        async with ws_connect(gw.ws) as ws2:
             res = await run_stream(ws2, {"type": "stream_query", "entity": "fixture"})
             ok(res["end"]["type"] == "query_completed", "after a vanished client the server "
                "still serves others")
@@ -688,7 +779,7 @@ async def wait_backends_idle(view, seconds):
 async def group_cancel():
     gw = Gateway("--abandon-seconds", "1")
     try:
-        async with websockets.connect(gw.ws, max_size=2 ** 24) as ws:
+        async with ws_connect(gw.ws, max_size=2 ** 24) as ws:
             # cancel: the backend is idle within 1 s
             await ws.send(json.dumps({"type": "stream_query", "entity": "bench_1m",
                                       "request_id": "c1", "batch_size": 1000}))
@@ -772,7 +863,7 @@ async def group_cancel():
     # --max-query-seconds: a stream over it is cancelled with code timeout
     gw = Gateway("--max-query-seconds", "1")
     try:
-        async with websockets.connect(gw.ws) as ws:
+        async with ws_connect(gw.ws) as ws:
             await ws.send(json.dumps({"type": "stream_query", "entity": "bench_1m",
                                       "request_id": "t"}))
             _, m = await recv_json(ws)
@@ -796,7 +887,7 @@ async def group_concurrency():
         want[b] = oracle("v_bench_1k", "data->'bucket' = '%d'" % b)
     want_all = oracle("v_bench_100k")
     try:
-        conns = [await websockets.connect(gw.ws, max_size=2 ** 24) for _ in range(10)]
+        conns = [await ws_connect(gw.ws, max_size=2 ** 24) for _ in range(10)]
 
         async def one_conn(i, ws):
             # five streams at once on one connection, demultiplexed by stream_id
@@ -860,7 +951,7 @@ async def group_backpressure():
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
         sock.connect(("127.0.0.1", gw.port))
-        ws = await websockets.connect(gw.ws, sock=sock, max_size=2 ** 24, max_queue=1,
+        ws = await ws_connect(gw.ws, sock=sock, max_size=2 ** 24, max_queue=1,
                                       read_limit=2 ** 16)
         await asyncio.sleep(0.2)
         rss0 = gw.rss_kb()
@@ -916,12 +1007,12 @@ async def group_auth():
         for uri, what in ((gw.ws, "no token"), (gw.ws + "?token=wrong", "wrong token"),
                           (gw.ws + "?token=s3cret-tokenX", "longer token")):
             try:
-                async with websockets.connect(uri):
+                async with ws_connect(uri):
                     code = 101
             except websockets.InvalidStatusCode as e:
                 code = e.status_code
             ok(code == 401, "WebSocket with %s: 401" % what, repr(code))
-        async with websockets.connect(gw.ws + "?token=s3cret-token") as ws:
+        async with ws_connect(gw.ws + "?token=s3cret-token") as ws:
             res = await run_stream(ws, {"type": "stream_query", "entity": "fixture"})
             ok(res["end"]["type"] == "query_completed", "WebSocket with the token: served")
         st, body, _ = gw.get("/stream/fixture")
@@ -941,13 +1032,13 @@ async def group_auth():
         st, _, _ = gw.get("/healthz")
         ok(st == 200, "/healthz needs no token")
         try:
-            async with websockets.connect(gw.ws + "?token=s3cret-token",
+            async with ws_connect(gw.ws + "?token=s3cret-token",
                                           origin="http://evil.example"):
                 code = 101
         except websockets.InvalidStatusCode as e:
             code = e.status_code
         ok(code == 403, "cross-origin WebSocket: 403", repr(code))
-        async with websockets.connect(gw.ws + "?token=s3cret-token",
+        async with ws_connect(gw.ws + "?token=s3cret-token",
                                       origin="http://127.0.0.1:%d" % gw.port) as ws:
             ok(True, "same-origin WebSocket accepted")
         # DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 is "same
@@ -990,10 +1081,10 @@ async def group_auth():
     # --max-connections
     gw = Gateway("--max-connections", "2")
     try:
-        a = await websockets.connect(gw.ws)
-        b = await websockets.connect(gw.ws)
+        a = await ws_connect(gw.ws)
+        b = await ws_connect(gw.ws)
         try:
-            async with websockets.connect(gw.ws):
+            async with ws_connect(gw.ws):
                 code = 101
         except websockets.InvalidStatusCode as e:
             code = e.status_code
@@ -1001,7 +1092,7 @@ async def group_auth():
         await a.close()
         await b.close()
         await asyncio.sleep(0.2)
-        async with websockets.connect(gw.ws) as ws:
+        async with ws_connect(gw.ws) as ws:
             res = await run_stream(ws, {"type": "stream_query", "entity": "fixture"})
             ok(res["end"]["type"] == "query_completed", "after connections close: served again")
     finally:
@@ -1013,7 +1104,7 @@ async def group_auth():
     try:
         line = p.stderr.readline().decode()
         port = int(re.search(r":(\d+)/", line).group(1))
-        async with websockets.connect("ws://127.0.0.1:%d/ws" % port) as ws:
+        async with ws_connect("ws://127.0.0.1:%d/ws" % port) as ws:
             for i in range(2):
                 res = await run_stream(ws, {"type": "stream_query", "entity": "fixture",
                                             "request_id": "u%d" % i})
@@ -1043,13 +1134,13 @@ async def group_auth():
                              stderr=subprocess.PIPE)
         line = p.stderr.readline().decode()
         port = int(re.search(r":(\d+)/", line).group(1))
-        async with websockets.connect("ws://127.0.0.1:%d/ws?token=ab%%23cdef" % port) as ws:
+        async with ws_connect("ws://127.0.0.1:%d/ws?token=ab%%23cdef" % port) as ws:
             res = await run_stream(ws, {"type": "stream_query", "entity": "fixture"})
             ok(res["batches"] == [1, 2] and res["end"]["total_rows"] == 5,
                "--config file read, flags override it (batch-size 3)", repr(res["batches"]))
             ok(True, "--config: '#' inside a value is part of it (token ab#cdef accepted)")
         try:
-            async with websockets.connect("ws://127.0.0.1:%d/ws?token=ab" % port):
+            async with ws_connect("ws://127.0.0.1:%d/ws?token=ab" % port):
                 code = 101
         except websockets.InvalidStatusCode as e:
             code = e.status_code
@@ -1063,7 +1154,7 @@ async def group_auth():
 async def group_shutdown():
     gw = Gateway()
     try:
-        ws = await websockets.connect(gw.ws)
+        ws = await ws_connect(gw.ws)
         await ws.send(json.dumps({"type": "stream_query", "entity": "bench_1m",
                                   "request_id": "s"}))
         _, m = await recv_json(ws)
@@ -1125,7 +1216,7 @@ async def group_robustness():
         ok(held, "stuck cancel: every stream of %d reset clients ends within 4 s, no connection "
            "left busy" % len(socks), body[-2500:])
         # and the pool serves again
-        async with websockets.connect(gw.ws) as ws:
+        async with ws_connect(gw.ws) as ws:
             res = await run_stream(ws, {"type": "stream_query", "entity": "fixture"})
             ok(res["end"]["type"] == "query_completed", "stuck cancel: the pool serves after")
     finally:
@@ -1135,7 +1226,7 @@ async def group_robustness():
     # wait for an unrelated request to dispatch it (pool of one).
     gw = Gateway("--pool-size", "1")
     try:
-        async with websockets.connect(gw.ws) as ws:
+        async with ws_connect(gw.ws) as ws:
             res = await run_stream(ws, {"type": "stream_query", "entity": "fixture"})
             ok(res["end"]["type"] == "query_completed", "pool of one: first stream")
             n = psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
@@ -1161,12 +1252,12 @@ async def group_robustness():
     # blocking /metrics and psql calls stall now and then)
     gw = Gateway("--pool-size", "1", "--ws-ping-seconds", "2")
     try:
-        async with websockets.connect(gw.ws) as ws:
+        async with ws_connect(gw.ws) as ws:
             await ws.send(json.dumps({"type": "stream_query", "entity": "bench_1m"}))
             _, m = await recv_json(ws)
             sid = m["stream_id"]
             await ws.send(json.dumps({"type": "pause_query", "stream_id": sid}))
-            sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            sock = connect(gw.port)
             sock.sendall(("GET /stream/fixture HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
                           % gw.port).encode())
             held, vals, body = await wait_metric(
@@ -1243,7 +1334,7 @@ def flood(sock, frame, seconds, read_rate=None):
                 n = sock.send(buf[off:])
                 sent_bytes += n
                 off = (off + n) % len(buf)
-            except BlockingIOError:
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 pass
             except (BrokenPipeError, ConnectionResetError):
                 closed = True
@@ -1257,7 +1348,7 @@ def flood(sock, frame, seconds, read_rate=None):
                         closed = True
                         break
                     got += len(d)
-                except BlockingIOError:
+                except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                     pass
                 except ConnectionResetError:
                     closed = True
@@ -1306,7 +1397,7 @@ async def group_abuse():
                                     (b"y" * 125, None, "125-byte pings, never reading")):
             await ping_flood_case(gw, payload, rate, 4.0, what)
         # the gateway is still a gateway
-        async with websockets.connect(gw.ws) as ws:
+        async with ws_connect(gw.ws) as ws:
             res = await run_stream(ws, {"type": "stream_query", "entity": "fixture"})
             ok(res["end"]["type"] == "query_completed", "after the ping floods a stream completes")
     finally:
@@ -1329,18 +1420,16 @@ async def group_abuse():
             s.setblocking(False)
             try:
                 d = s.recv(200)
-                refused += d.startswith(b"HTTP/1.1 503")
+                refused += d.startswith(b"HTTP/1.1 503") or (TLS and d == b"")
             except BlockingIOError:
                 kept.append(s)
+        # over TLS a refused connection is closed without a word: no handshake is spent on it
         ok(refused >= 70 - 16 - 8,
            "70 idle connections from 127.0.0.1: all but its per-address share (16 + 8 probe "
            "slots) are refused at once with 503 (%d refused)" % refused)
 
         def get_from(src, path):
-            s = socket.socket()
-            s.bind((src, 0))
-            s.settimeout(5)
-            s.connect(("127.0.0.1", gw.port))
+            s = connect(gw.port, src=src, timeout=5)
             s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (path, gw.port)).encode())
             d = b""
             while True:
@@ -1359,7 +1448,7 @@ async def group_abuse():
         s = socket.socket()
         s.bind(("127.0.0.2", 0))
         s.connect(("127.0.0.1", gw.port))
-        async with websockets.connect(gw.ws, sock=s) as ws:
+        async with ws_connect(gw.ws, sock=s) as ws:
             res = await run_stream(ws, {"type": "stream_query", "entity": "fixture"})
             ok(res["end"]["type"] == "query_completed",
                "meanwhile a WebSocket stream from 127.0.0.2 completes")
@@ -1371,7 +1460,7 @@ async def group_abuse():
             s.settimeout(max(0.1, 5 - (time.monotonic() - t0)))
             try:
                 d = s.recv(200)
-                timed += d.startswith(b"HTTP/1.1 408")
+                timed += d.startswith(b"HTTP/1.1 408") or (TLS and d == b"")
             except (socket.timeout, ConnectionResetError):
                 pass
         took = time.monotonic() - t0
@@ -1405,7 +1494,7 @@ async def group_abuse():
     # 3. Fair sharing of the pool: one socket's paused streams do not starve another's.
     gw = Gateway("--pool-size", "4")
     try:
-        async with websockets.connect(gw.ws, max_size=2 ** 24) as a:
+        async with ws_connect(gw.ws, max_size=2 ** 24) as a:
             for i in range(4):
                 await a.send(json.dumps({"type": "stream_query", "entity": "bench_1m",
                                          "request_id": "a%d" % i, "batch_size": 10}))
@@ -1421,7 +1510,7 @@ async def group_abuse():
                     await a.send(json.dumps({"type": "pause_query", "stream_id": m["stream_id"]}))
             ok(1 <= len(started) <= 2, "one socket asking 4 streams of a pool of 4 runs at most "
                "half the pool (%d started)" % len(started))
-            async with websockets.connect(gw.ws) as b:
+            async with ws_connect(gw.ws) as b:
                 t0 = time.monotonic()
                 await b.send(json.dumps({"type": "stream_query", "entity": "fixture"}))
                 try:
@@ -1438,7 +1527,7 @@ async def group_abuse():
     # --abandon-seconds.
     gw = Gateway("--abandon-seconds", "2")
     try:
-        async with websockets.connect(gw.ws, max_size=2 ** 24) as ws:
+        async with ws_connect(gw.ws, max_size=2 ** 24) as ws:
             await ws.send(json.dumps({"type": "stream_query", "entity": "bench_1m"}))
             _, m = await recv_json(ws)
             sid = m["stream_id"]
@@ -1469,7 +1558,7 @@ async def group_abuse():
 def ws_handshake_then(port, frames, version="1.1", wait=3.0):
     """A raw WebSocket handshake, then `frames`; returns (status line, what came back within
     `wait` seconds after the frames, seconds until the server closed or None)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock = connect(port, timeout=5)
     sock.sendall(("GET /ws HTTP/%s\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                   "Sec-WebSocket-Version: 13\r\n\r\n" % (version, port)).encode())
@@ -1582,6 +1671,115 @@ async def group_strict():
         gw.stop("strict-parsing gateway")
 
 
+# ---- issue 20: TLS of its own ----------------------------------------------------------------
+
+def tls_probe(port, **ctx_opts):
+    """One TLS handshake with a context tuned by ctx_opts; returns (ok, detail)."""
+    ctx = ssl.create_default_context(cafile=tls_path("ca.crt"))
+    if "max_version" in ctx_opts:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ctx_opts["max_version"]
+        try:
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        except ssl.SSLError:
+            pass
+    if "ciphers" in ctx_opts:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(ctx_opts["ciphers"])
+    if "cert" in ctx_opts:
+        ctx.load_cert_chain(tls_path(ctx_opts["cert"] + ".crt"), tls_path(ctx_opts["cert"] + ".key"))
+    try:
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                            server_hostname="127.0.0.1")
+        s.sendall(("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port).encode())
+        d = s.recv(200)
+        peer = s.getpeercert()
+        ver, cipher = s.version(), s.cipher()[0]
+        s.close()
+        if not d:
+            return False, "closed after the handshake"
+        return d.startswith(b"HTTP/1.1 200"), (ver, cipher, peer.get("serialNumber"))
+    except (ssl.SSLError, OSError) as e:
+        return False, repr(e)
+
+
+async def group_tls():
+    tls_setup()
+    global TLS
+    TLS = True
+    gw = Gateway()
+    try:
+        good, detail = tls_probe(gw.port)
+        ok(good, "https: TLS verified against the test CA, /healthz 200 %r" % (detail,))
+        good, detail = tls_probe(gw.port, max_version=ssl.TLSVersion.TLSv1_1)
+        ok(not good, "TLS 1.1 refused", repr(detail))
+        good, detail = tls_probe(gw.port, max_version=ssl.TLSVersion.TLSv1_2)
+        ok(good and detail[0] == "TLSv1.2" and "ECDHE" in detail[1] and
+           ("GCM" in detail[1] or "CHACHA20" in detail[1]),
+           "TLS 1.2: an ECDHE AEAD suite %r" % (detail,))
+        good, detail = tls_probe(gw.port, ciphers="ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA")
+        ok(not good, "TLS 1.2 with CBC-SHA1 suites only: refused", repr(detail))
+        # a plaintext client on the TLS port gets nothing it could mistake for an answer
+        data = b""
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % gw.port).encode())
+        try:
+            while True:
+                c = s.recv(4096)
+                if not c:
+                    break
+                data += c
+        except (socket.timeout, ConnectionResetError):
+            pass
+        s.close()
+        ok(b"HTTP/1.1" not in data, "plaintext HTTP on the TLS port: no HTTP answer", repr(data[:60]))
+        # a stream over wss
+        async with ws_connect(gw.ws) as ws:
+            res = await run_stream(ws, {"type": "stream_query", "entity": "fixture"})
+            check_complete(res, psql_rows("SELECT data FROM v_fixture"), "wss stream")
+        # SIGHUP: a renewed certificate is served to new connections; a broken one is refused
+        # and the previous one stays
+        _, before = tls_probe(gw.port)
+        make_cert(TLS_DIR, "server", "localhost", "v3_server")
+        gw.proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        good, after = tls_probe(gw.port)
+        ok(good and after[2] != before[2],
+           "SIGHUP: the renewed certificate is served (serial %s -> %s)" % (before[2], after[2]))
+        with open(tls_path("server.key"), "w") as f:
+            f.write("not a key\n")
+        gw.proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        good, again = tls_probe(gw.port)
+        ok(good and again[2] == after[2] and
+           any("TLS reload failed" in l for l in gw.errlog),
+           "SIGHUP with a broken key: refused, the previous certificate stays", repr(again))
+    finally:
+        gw.stop("TLS gateway")
+    make_cert(TLS_DIR, "server", "localhost", "v3_server")
+
+    # client certificates
+    gw = Gateway("--tls-client-ca", tls_path("ca.crt"))
+    try:
+        good, detail = tls_probe(gw.port)
+        ok(not good, "--tls-client-ca: no client certificate, refused", repr(detail))
+        good, detail = tls_probe(gw.port, cert="client-other")
+        ok(not good, "--tls-client-ca: a certificate of another CA, refused", repr(detail))
+        good, detail = tls_probe(gw.port, cert="client")
+        ok(good, "--tls-client-ca: the test CA's client certificate, served", repr(detail))
+    finally:
+        gw.stop("client-certificate gateway")
+
+    # off loopback, a token travels in plaintext unless TLS (or an explicit flag)
+    r = subprocess.run([FWIRE, "serve", "--listen", "192.0.2.1:8080", "--token", "t",
+                        "--allow", "fixture", "--dsn", DSN], capture_output=True, timeout=10)
+    ok(r.returncode == 1 and b"--tls-cert" in r.stderr and b"--insecure-listen" in r.stderr,
+       "a non-loopback --listen with a token and no TLS: refused", r.stderr.decode()[:300])
+    r = subprocess.run([FWIRE, "serve", "--tls-cert", tls_path("server.crt"),
+                        "--allow", "fixture", "--dsn", DSN], capture_output=True, timeout=10)
+    ok(r.returncode == 1 and b"--tls-key" in r.stderr, "--tls-cert without --tls-key: refused")
+
+
 GROUPS = {
     "protocol": group_protocol,
     "bad_input": group_bad_input,
@@ -1593,6 +1791,7 @@ GROUPS = {
     "robustness": group_robustness,
     "abuse": group_abuse,
     "strict": group_strict,
+    "tls": group_tls,
 }
 
 if __name__ == "__main__":
