@@ -1,0 +1,935 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Faults on the wire (issue 17): fwire against the harness's real PostgreSQL 15 through the
+ * fault-injecting proxy of test/faultproxy.h, in both run modes, plaintext (trust) and TLS
+ * (verify-full, SCRAM):
+ *
+ *  - a reset (RST) and a close (FIN) of the server's side at many byte offsets of the reply:
+ *    every row before the cut delivered, in order, none partial, then a clear "server closed
+ *    the connection" / "connection reset" failure; never a hang. The offsets are every
+ *    FW_FAULT_STRIDE-th byte (default 7) of the first FW_FAULT_SPAN bytes of the reply;
+ *    FW_FAULT_SPAN defaults to a span per variant that keeps the binary near a minute (see
+ *    docs/testing.md; FW_FAULT_SPAN=65536 is the issue's full sweep).
+ *  - a stall with both sockets open: the idle timeout ends the stream in time; without one,
+ *    fw_stream_free and the connection's close return at once.
+ *  - a slow, bursty network: the result equals psql's, and no timeout fires.
+ *  - the allocator hook failing the Nth allocation for every N over connect plus one query.
+ *
+ * FW_TEST_FILTER=pattern runs the matching cases only.
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/md5.h>
+#include <uv.h>
+
+#include "fwire.h"
+
+#include "faultproxy.h"
+#include "stream_oracle.h"
+
+static void psql(const char *sql, char *out, size_t cap)
+{
+    psql_as("FW_TEST_ADMIN", sql, out, cap);
+}
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define FW_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define FW_SANITIZED 1
+#endif
+#endif
+#if defined(FW_SANITIZED)
+#define SLOW 5.0
+#else
+#define SLOW 1.0
+#endif
+
+/* The reply under test: the 1,000 rows (~260 KB) of bench_1k, in id order (a table too small
+ * for a parallel or synchronized scan), with a LIMIT as in the issue's `fwire stream --limit`
+ * (a LIMIT over bench_100k is not deterministic: its scan runs in parallel workers). */
+#define VIEW "v_bench_1k"
+#define LIMIT 1000
+#define ORACLE_SQL "SELECT data FROM v_bench_1k LIMIT 1000"
+
+static const char *code_name(int rc)
+{
+    switch (rc) {
+    case FW_ROW:
+        return "FW_ROW";
+    case FW_END:
+        return "FW_END";
+    case FW_AGAIN:
+        return "FW_AGAIN";
+    case FW_PAUSED:
+        return "FW_PAUSED";
+    default:
+        return fw_err_name(rc);
+    }
+}
+
+static long env_long(const char *name, long dflt)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? strtol(v, NULL, 10) : dflt;
+}
+
+/* ---- the proxy and the reference reply ------------------------------------------------------ */
+
+static fp_t proxy;
+static uint64_t ref_sum[LIMIT]; /* each row's MD5 prefix (stream_oracle.h row_md5), in order */
+static size_t ref_rows;
+static size_t *row_end; /* plaintext: the reply offset just past each DataRow */
+static size_t reply_len;
+
+/* ---- sessions ----------------------------------------------------------------------------- */
+
+typedef struct sess_s {
+    bool threaded, tls;
+    const char *name;
+    fw_runtime_t *rt;
+    uv_loop_t loop;
+    uv_timer_t tick;
+    fw_conn_t *conn;
+    int connects, connect_status, closes;
+    fw_error_t err;
+} sess_t;
+
+static void on_connect(fw_conn_t *c, int status, const fw_error_t *err, void *ud)
+{
+    (void)c;
+    sess_t *S = ud;
+    S->connects++;
+    S->connect_status = status;
+    if (err != NULL)
+        S->err = *err;
+}
+
+static void on_closed(fw_conn_t *c, void *ud)
+{
+    (void)c;
+    sess_t *S = ud;
+    S->closes++;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static void conninfo(char *ci, size_t cap, bool tls, uint16_t port, const char *extra)
+{
+    if (tls)
+        snprintf(ci, cap,
+                 "host=127.0.0.1 port=%u dbname=%s user=%s password=%s sslmode=verify-full "
+                 "sslrootcert=%s connect_timeout=10 %s",
+                 port, env("FW_TEST_DBNAME"), env("FW_TEST_USER_SCRAM"), env("FW_TEST_PASS_SCRAM"),
+                 env("FW_TEST_CA"), extra);
+    else
+        snprintf(ci, cap,
+                 "host=127.0.0.1 port=%u dbname=%s user=%s sslmode=disable connect_timeout=10 %s",
+                 port, env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"), extra);
+}
+
+/* The run mode's machinery (a runtime, or a loop of ours), kept across connections; 0 or
+ * fw_runtime_new's failure. */
+static int sess_try_init(sess_t *S, bool threaded, bool tls)
+{
+    memset(S, 0, sizeof(*S));
+    S->threaded = threaded;
+    S->tls = tls;
+    S->name = threaded ? (tls ? "threaded/tls" : "threaded/plain")
+                       : (tls ? "embedded/tls" : "embedded/plain");
+    if (threaded)
+        return fw_runtime_new(&S->rt);
+    assert_int_equal(uv_loop_init(&S->loop), 0);
+    assert_int_equal(uv_timer_init(&S->loop, &S->tick), 0);
+    assert_int_equal(uv_timer_start(&S->tick, on_tick, 10, 10), 0);
+    return 0;
+}
+
+static void sess_init(sess_t *S, bool threaded, bool tls)
+{
+    assert_int_equal(sess_try_init(S, threaded, tls), 0);
+}
+
+/* Connects through the proxy (port) or straight to the server; returns the connect status. */
+static int sess_connect_to(sess_t *S, uint16_t port, const char *extra)
+{
+    char ci[1024];
+    conninfo(ci, sizeof(ci), S->tls, port, extra);
+    fw_conn_opts_t o;
+    fw_conn_opts_init(&o);
+    o.conninfo = ci;
+    o.use_environment = false;
+    S->conn = NULL;
+    if (S->threaded) {
+        int rc = fw_conn_connect_sync(S->rt, &o, &S->conn, &S->err);
+        if (rc != 0)
+            S->conn = NULL;
+        return rc;
+    }
+    int rc = fw_conn_new(&S->conn, &S->loop, &o, &S->err);
+    if (rc != 0) {
+        S->conn = NULL;
+        return rc;
+    }
+    S->connects = 0;
+    assert_int_equal(fw_conn_connect(S->conn, on_connect, S), 0);
+    uint64_t t0 = uv_hrtime();
+    while (S->connects == 0 && secs_since(t0) < 30 * SLOW)
+        uv_run(&S->loop, UV_RUN_ONCE);
+    assert_int_equal(S->connects, 1);
+    if (S->connect_status != 0) {
+        /* A failed connect still owns its handle: close it. */
+        S->closes = 0;
+        fw_conn_close(S->conn, on_closed, S);
+        while (S->closes == 0)
+            uv_run(&S->loop, UV_RUN_ONCE);
+        S->conn = NULL;
+    }
+    return S->connect_status;
+}
+
+static void sess_connect(sess_t *S)
+{
+    int rc = sess_connect_to(S, proxy.port, "");
+    if (rc != 0)
+        fail_msg("%s: connect: %s", S->name, S->err.message);
+}
+
+static void sess_disconnect(sess_t *S)
+{
+    if (S->conn == NULL)
+        return;
+    if (S->threaded) {
+        fw_conn_close_sync(S->conn);
+    } else {
+        S->closes = 0;
+        fw_conn_close(S->conn, on_closed, S);
+        uint64_t t0 = uv_hrtime();
+        while (S->closes == 0 && secs_since(t0) < 10 * SLOW)
+            uv_run(&S->loop, UV_RUN_ONCE);
+        assert_int_equal(S->closes, 1);
+    }
+    S->conn = NULL;
+}
+
+static void sess_fini(sess_t *S)
+{
+    sess_disconnect(S);
+    if (S->threaded) {
+        fw_runtime_free(S->rt);
+    } else {
+        uv_timer_stop(&S->tick);
+        uv_close((uv_handle_t *)&S->tick, NULL);
+        uint64_t t0 = uv_hrtime();
+        while (uv_loop_alive(&S->loop) && secs_since(t0) < 10 * SLOW)
+            uv_run(&S->loop, UV_RUN_ONCE);
+        assert_int_equal(uv_loop_close(&S->loop), 0);
+    }
+}
+
+static int open_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+static fw_query_t *the_query(uint32_t idle_ms)
+{
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, VIEW), 0);
+    assert_int_equal(fw_query_limit(q, LIMIT), 0);
+    if (idle_ms > 0)
+        assert_int_equal(fw_query_idle_timeout(q, idle_ms), 0);
+    return q;
+}
+
+/* What one stream delivered. */
+typedef struct got_s {
+    uint64_t rows;
+    uint64_t sums_ok; /* rows equal to the reference row at their position */
+    res_t r;          /* the oracle's digest of what came */
+    int code;         /* FW_END or the failure */
+    fw_error_t err;
+    bool hung;
+    double secs;
+} got_t;
+
+static void got_row(got_t *g, const fw_row_t *row)
+{
+    unsigned char d[16];
+    uint64_t v = row_md5(row, d);
+    if (g->rows < ref_rows && ref_sum[g->rows] == v)
+        g->sums_ok++;
+    res_row(&g->r, row);
+    g->rows++;
+}
+
+static void on_ready(fw_stream_t *s, void *ud)
+{
+    (void)s;
+    (void)ud;
+}
+
+/*
+ * Streams the query on the session's connection to its end, giving up (hung) after `secs`
+ * without an end. Frees the stream; the connection stays for the caller.
+ */
+static void run_stream(sess_t *S, const fw_query_t *q, double secs, got_t *g)
+{
+    memset(g, 0, sizeof(*g));
+    res_init(&g->r);
+    g->code = 1;
+    fw_stream_t *s = NULL;
+    fw_error_t err;
+    uint64_t t0 = uv_hrtime();
+    int rc = fw_stream_start(S->conn, q, S->threaded ? NULL : on_ready, NULL, &s, &err);
+    if (rc != 0) {
+        g->code = rc;
+        g->err = err;
+        return;
+    }
+    for (;;) {
+        fw_row_t row;
+        int k = S->threaded ? fw_stream_next(s, &row, 100) : fw_stream_try_next(s, &row);
+        if (k == FW_ROW) {
+            got_row(g, &row);
+            continue;
+        }
+        if (k == FW_AGAIN) {
+            if (secs_since(t0) > secs) {
+                g->hung = true;
+                break;
+            }
+            if (!S->threaded)
+                uv_run(&S->loop, UV_RUN_ONCE);
+            continue;
+        }
+        g->code = k;
+        if (k < 0)
+            g->err = *fw_stream_error(s);
+        break;
+    }
+    g->secs = secs_since(t0);
+    res_finish(&g->r);
+    fw_stream_free(s);
+}
+
+/* ---- the reference reply ------------------------------------------------------------------ */
+
+static int setup(void **state)
+{
+    (void)state;
+    long port = strtol(env("FW_TEST_PORT"), NULL, 10);
+    fp_start(&proxy, (uint16_t)port);
+    /* One pass through the proxy, recording the plaintext reply: the rows (checked against
+     * psql) and where each DataRow ends on the wire. */
+    sess_t S;
+    sess_init(&S, true, false);
+    sess_connect(&S);
+    fp_arm(&proxy, FP_PASS, 0, true);
+    fw_query_t *q = the_query(0);
+    got_t g;
+    memset(ref_sum, 0, sizeof(ref_sum));
+    ref_rows = 0;
+    run_stream(&S, q, 30 * SLOW, &g);
+    fw_query_free(q);
+    sess_fini(&S);
+    if (g.code != FW_END)
+        fail_msg("reference run: %s %s", code_name(g.code), g.err.message);
+    const oracle_t *o = oracle(ORACLE_SQL, false);
+    if (g.r.rows != o->rows || g.r.sum != o->sum || g.r.bytes != o->bytes)
+        fail_msg("reference run: %" PRIu64 " rows, sum %" PRIu64 "; psql: %" PRIu64
+                 " rows, sum %" PRIu64,
+                 g.r.rows, g.r.sum, o->rows, o->sum);
+    /* The reference rows, in order, from a second plain pass over the recording. */
+    pthread_mutex_lock(&proxy.mu);
+    reply_len = proxy.rec_len;
+    const uint8_t *b = proxy.rec;
+    row_end = calloc(LIMIT + 1, sizeof(size_t));
+    assert_non_null(row_end);
+    size_t pos = 0;
+    while (pos + 5 <= reply_len) {
+        uint32_t len = (uint32_t)b[pos + 1] << 24 | (uint32_t)b[pos + 2] << 16 |
+                       (uint32_t)b[pos + 3] << 8 | b[pos + 4];
+        size_t end = pos + 1 + len;
+        if (end > reply_len)
+            break;
+        if (b[pos] == 'D') {
+            assert_true(ref_rows < LIMIT);
+            /* one column: int16 count, int32 length, the value */
+            uint32_t vlen = (uint32_t)b[pos + 7] << 24 | (uint32_t)b[pos + 8] << 16 |
+                            (uint32_t)b[pos + 9] << 8 | b[pos + 10];
+            fw_row_t row = {(const char *)b + pos + 11, vlen, false};
+            unsigned char d[16];
+            ref_sum[ref_rows] = row_md5(&row, d);
+            row_end[ref_rows] = end;
+            ref_rows++;
+        }
+        pos = end;
+    }
+    pthread_mutex_unlock(&proxy.mu);
+    assert_int_equal(ref_rows, LIMIT);
+    return 0;
+}
+
+/* stream_oracle.h's view oracle and sleep: this file has its own query and waits. */
+static const oracle_t *(*const unused_view_oracle)(const char *, bool)
+    __attribute__((unused)) = view_oracle;
+static void (*const unused_sleep_ms)(long) __attribute__((unused)) = sleep_ms;
+
+static int teardown(void **state)
+{
+    (void)state;
+    fp_stop(&proxy);
+    free(row_end);
+    return 0;
+}
+
+/* Rows whose DataRow lies wholly within the first `off` bytes of the plaintext reply. */
+static uint64_t rows_before(size_t off)
+{
+    uint64_t n = 0;
+    while (n < ref_rows && row_end[n] <= off)
+        n++;
+    return n;
+}
+
+/* ---- cuts at many offsets ------------------------------------------------------------------ */
+
+/* The cut's failure must say what happened to the connection. */
+static bool cut_error_is_clear(const got_t *g)
+{
+    if (g->code == FW_ECLOSED)
+        return strstr(g->err.message, "server closed the connection unexpectedly") != NULL;
+    if (g->code == UV_ECONNRESET)
+        return strstr(g->err.message, "reset") != NULL;
+    return false;
+}
+
+static void cut_sweep(bool threaded, bool tls, fp_mode_t mode, long dflt_span)
+{
+    long stride = env_long("FW_FAULT_STRIDE", 7);
+    long span = env_long("FW_FAULT_SPAN", dflt_span);
+    if (span > 65536)
+        span = 65536;
+    const char *what = mode == FP_RESET ? "reset" : "close";
+    sess_t S;
+    sess_init(&S, threaded, tls);
+    fw_query_t *q = the_query(0);
+    uint64_t t0 = uv_hrtime();
+    long cases = 0, bad = 0, hangs = 0;
+    double worst = 0, t_connect = 0, t_stream = 0, t_close = 0;
+    char first[512] = "";
+    for (long off = stride; off <= span; off += stride, cases++) {
+        uint64_t t1 = uv_hrtime();
+        sess_connect(&S);
+        t_connect += secs_since(t1);
+        fp_arm(&proxy, mode, (uint64_t)off, false);
+        got_t g;
+        /* A good run ends within a fraction of a second; a lost event never ends. */
+        run_stream(&S, q, 5 * SLOW, &g);
+        t_stream += g.secs;
+        char why[1200] = "";
+        if (g.hung)
+            snprintf(why, sizeof(why), "hung (%" PRIu64 " rows, no end after %.0f s)", g.rows,
+                     5 * SLOW);
+        else if (g.code >= 0)
+            snprintf(why, sizeof(why), "ended with %s after %" PRIu64 " rows", code_name(g.code),
+                     g.rows);
+        else if (!cut_error_is_clear(&g))
+            snprintf(why, sizeof(why), "%s: %s", fw_err_name(g.code), g.err.message);
+        else if (g.sums_ok != g.rows)
+            snprintf(why, sizeof(why), "%" PRIu64 " rows, only %" PRIu64 " of them the reference's",
+                     g.rows, g.sums_ok);
+        /* Plaintext: exactly the rows wholly before the cut (the proxy waits until they are in
+         * our receive queue before it resets). TLS: a prefix (a record cut in two is lost). */
+        else if (!tls && g.rows != rows_before((size_t)off))
+            snprintf(why, sizeof(why), "%" PRIu64 " rows delivered, %" PRIu64 " before the cut",
+                     g.rows, rows_before((size_t)off));
+        if (why[0] != '\0') {
+            bad++;
+            hangs += g.hung;
+            printf("# %s %s at offset %ld: %s\n", S.name, what, off, why);
+            if (first[0] == '\0')
+                snprintf(first, sizeof(first), "offset %ld: %s", off, why);
+        }
+        if (g.secs > worst && !g.hung)
+            worst = g.secs;
+        t1 = uv_hrtime();
+        sess_disconnect(&S);
+        t_close += secs_since(t1);
+    }
+    fw_query_free(q);
+    sess_fini(&S);
+    printf("# %s %s: %ld cuts every %ld bytes up to %ld, %.1f s (connect %.1f, stream %.1f, "
+           "close %.1f), slowest end %.3f s\n",
+           S.name, what, cases, stride, span, secs_since(t0), t_connect, t_stream, t_close, worst);
+    if (bad > 0)
+        fail_msg("%s %s: %ld of %ld cuts went wrong (%ld hung); the first at %s", S.name, what, bad,
+                 cases, hangs, first);
+}
+
+/* Default spans: the plaintext threaded reset sweep covers the issue's 64 KB; the others a
+ * smaller span each so that the binary stays near a minute (docs/testing.md). */
+static void test_a_reset_at_every_7th_byte_fails_cleanly_threaded_plaintext(void **state)
+{
+    (void)state;
+    cut_sweep(true, false, FP_RESET, 65536 / (long)SLOW);
+}
+
+static void test_a_reset_at_every_7th_byte_fails_cleanly_embedded_plaintext(void **state)
+{
+    (void)state;
+    cut_sweep(false, false, FP_RESET, 16384 / (long)SLOW);
+}
+
+static void test_a_reset_at_every_7th_byte_fails_cleanly_threaded_tls(void **state)
+{
+    (void)state;
+    cut_sweep(true, true, FP_RESET, 8192 / (long)SLOW);
+}
+
+static void test_a_reset_at_every_7th_byte_fails_cleanly_embedded_tls(void **state)
+{
+    (void)state;
+    cut_sweep(false, true, FP_RESET, 8192 / (long)SLOW);
+}
+
+static void test_a_close_at_every_7th_byte_fails_cleanly_threaded_plaintext(void **state)
+{
+    (void)state;
+    cut_sweep(true, false, FP_CLOSE, 16384 / (long)SLOW);
+}
+
+static void test_a_close_at_every_7th_byte_fails_cleanly_embedded_plaintext(void **state)
+{
+    (void)state;
+    cut_sweep(false, false, FP_CLOSE, 8192 / (long)SLOW);
+}
+
+static void test_a_close_at_every_7th_byte_fails_cleanly_threaded_tls(void **state)
+{
+    (void)state;
+    cut_sweep(true, true, FP_CLOSE, 4096 / (long)SLOW);
+}
+
+static void test_a_close_at_every_7th_byte_fails_cleanly_embedded_tls(void **state)
+{
+    (void)state;
+    cut_sweep(false, true, FP_CLOSE, 4096 / (long)SLOW);
+}
+
+/* ---- a stall with the sockets open --------------------------------------------------------- */
+
+/*
+ * The proxy stops forwarding in the middle of the reply and holds both sockets open (a
+ * half-open peer: nothing on the wire ever says the connection is gone). With an idle timeout
+ * the stream fails with FW_ETIMEDOUT within idle + cancel timeout (the cancel reaches the
+ * server, its answer cannot come back), after the rows before the stall; the connection is then
+ * closed and everything is released (fds back, the embedded loop closes clean).
+ */
+static void stall_with_idle_timeout(bool threaded, bool tls)
+{
+    assert_true(fp_quiesce(&proxy));
+    int fds0 = open_fds();
+    sess_t S;
+    sess_init(&S, threaded, tls);
+    sess_connect(&S);
+    fw_query_t *q = the_query(500);
+    assert_int_equal(fw_query_cancel_timeout(q, 1000), 0);
+    fp_arm(&proxy, FP_STALL, 40000, false);
+    got_t g;
+    run_stream(&S, q, 20 * SLOW, &g);
+    fw_query_free(q);
+    if (g.hung)
+        fail_msg("%s: the idle timeout never ended the stalled stream (%" PRIu64 " rows)", S.name,
+                 g.rows);
+    if (g.code != FW_ETIMEDOUT)
+        fail_msg("%s: ended with %s: %s", S.name, code_name(g.code), g.err.message);
+    printf("# %s: stalled stream failed after %.2f s, %" PRIu64 " rows: %s\n", S.name, g.secs,
+           g.rows, g.err.message);
+    assert_true(g.secs >= 0.45);
+    assert_true(g.secs < (0.5 + 1.0 + 1.5) * SLOW);
+    assert_true(g.rows > 0 && g.rows < LIMIT);
+    assert_int_equal(g.sums_ok, g.rows);
+    assert_true(fp_fired(&proxy));
+    sess_fini(&S);
+    assert_true(fp_quiesce(&proxy));
+    assert_int_equal(open_fds(), fds0);
+}
+
+static void test_a_stall_ends_with_the_idle_timeout_threaded_plaintext(void **state)
+{
+    (void)state;
+    stall_with_idle_timeout(true, false);
+}
+
+static void test_a_stall_ends_with_the_idle_timeout_embedded_plaintext(void **state)
+{
+    (void)state;
+    stall_with_idle_timeout(false, false);
+}
+
+static void test_a_stall_ends_with_the_idle_timeout_threaded_tls(void **state)
+{
+    (void)state;
+    stall_with_idle_timeout(true, true);
+}
+
+static void test_a_stall_ends_with_the_idle_timeout_embedded_tls(void **state)
+{
+    (void)state;
+    stall_with_idle_timeout(false, true);
+}
+
+/*
+ * No idle timeout: the stream waits (rightly: nothing says the server is gone), but freeing
+ * it and closing the connection must not wait for the silent peer.
+ */
+static void stall_without_timeout(bool threaded, bool tls)
+{
+    assert_true(fp_quiesce(&proxy));
+    int fds0 = open_fds();
+    sess_t S;
+    sess_init(&S, threaded, tls);
+    sess_connect(&S);
+    fw_query_t *q = the_query(0);
+    fp_arm(&proxy, FP_STALL, 40000, false);
+    fw_stream_t *s = NULL;
+    fw_error_t err;
+    assert_int_equal(fw_stream_start(S.conn, q, threaded ? NULL : on_ready, NULL, &s, &err), 0);
+    fw_query_free(q);
+    got_t g;
+    memset(&g, 0, sizeof(g));
+    res_init(&g.r);
+    uint64_t quiet = uv_hrtime();
+    while (secs_since(quiet) < 0.5) { /* rows until the stall, then half a second of nothing */
+        fw_row_t row;
+        int k = threaded ? fw_stream_next(s, &row, 50) : fw_stream_try_next(s, &row);
+        if (k == FW_ROW) {
+            got_row(&g, &row);
+            quiet = uv_hrtime();
+        } else if (k == FW_AGAIN) {
+            if (!threaded)
+                uv_run(&S.loop, UV_RUN_ONCE);
+        } else {
+            fail_msg("%s: the stalled stream ended with %s", S.name, code_name(k));
+        }
+    }
+    assert_true(fp_fired(&proxy));
+    assert_true(g.rows > 0 && g.rows < LIMIT);
+    assert_int_equal(g.sums_ok, g.rows);
+    uint64_t t0 = uv_hrtime();
+    fw_stream_free(s);
+    double t_free = secs_since(t0);
+    t0 = uv_hrtime();
+    sess_disconnect(&S);
+    double t_close = secs_since(t0);
+    printf("# %s: %" PRIu64 " rows before the stall; free %.4f s, close %.4f s\n", S.name,
+           g.rows, t_free, t_close);
+    assert_true(t_free < 0.1 * SLOW);
+    assert_true(t_close < 0.5 * SLOW);
+    sess_fini(&S);
+    assert_true(fp_quiesce(&proxy));
+    assert_int_equal(open_fds(), fds0);
+}
+
+static void test_a_stall_without_a_timeout_frees_and_closes_at_once_threaded_plaintext(void **state)
+{
+    (void)state;
+    stall_without_timeout(true, false);
+}
+
+static void test_a_stall_without_a_timeout_frees_and_closes_at_once_embedded_plaintext(void **state)
+{
+    (void)state;
+    stall_without_timeout(false, false);
+}
+
+static void test_a_stall_without_a_timeout_frees_and_closes_at_once_threaded_tls(void **state)
+{
+    (void)state;
+    stall_without_timeout(true, true);
+}
+
+static void test_a_stall_without_a_timeout_frees_and_closes_at_once_embedded_tls(void **state)
+{
+    (void)state;
+    stall_without_timeout(false, true);
+}
+
+/* ---- a slow, bursty network ---------------------------------------------------------------- */
+
+/*
+ * Pieces of 1 to 100 bytes, one in eight followed by 1 to 3 ms (latency plus jitter): the
+ * result equals psql's, in order, and an idle timeout well above the longest gap never fires.
+ */
+static void slow_network(bool threaded, bool tls)
+{
+    sess_t S;
+    sess_init(&S, threaded, tls);
+    sess_connect(&S);
+    fw_query_t *q = the_query((uint32_t)(1000 * SLOW));
+    pthread_mutex_lock(&proxy.mu);
+    proxy.latency_us = 1000;
+    proxy.jitter_us = 2000;
+    proxy.slow_pieces = 0;
+    pthread_mutex_unlock(&proxy.mu);
+    fp_arm(&proxy, FP_SLOW, 0, false);
+    got_t g;
+    run_stream(&S, q, 120 * SLOW, &g);
+    fw_query_free(q);
+    pthread_mutex_lock(&proxy.mu);
+    uint64_t pieces = proxy.slow_pieces;
+    proxy.target = -1;
+    pthread_mutex_unlock(&proxy.mu);
+    if (g.code != FW_END)
+        fail_msg("%s: ended with %s after %" PRIu64 " rows: %s", S.name, code_name(g.code), g.rows,
+                 g.err.message);
+    const oracle_t *o = oracle(ORACLE_SQL, false);
+    if (g.r.rows != o->rows || g.r.sum != o->sum || g.r.bytes != o->bytes)
+        fail_msg("%s: %" PRIu64 " rows, sum %" PRIu64 "; psql: %" PRIu64 " rows, sum %" PRIu64,
+                 S.name, g.r.rows, g.r.sum, o->rows, o->sum);
+    assert_int_equal(g.sums_ok, LIMIT); /* and in order */
+    printf("# %s: %" PRIu64 " rows in %" PRIu64 " pieces, %.2f s\n", S.name, g.rows, pieces,
+           g.secs);
+    assert_true(pieces > 1000);
+    sess_fini(&S);
+}
+
+static void test_a_slow_bursty_network_gives_the_exact_result_threaded_plaintext(void **state)
+{
+    (void)state;
+    slow_network(true, false);
+}
+
+static void test_a_slow_bursty_network_gives_the_exact_result_embedded_plaintext(void **state)
+{
+    (void)state;
+    slow_network(false, false);
+}
+
+static void test_a_slow_bursty_network_gives_the_exact_result_threaded_tls(void **state)
+{
+    (void)state;
+    slow_network(true, true);
+}
+
+static void test_a_slow_bursty_network_gives_the_exact_result_embedded_tls(void **state)
+{
+    (void)state;
+    slow_network(false, true);
+}
+
+/* ---- out of memory at every allocation ----------------------------------------------------- */
+
+/* The allocator of the whole binary (installed in main, before fwire is used): libc's, counting
+ * calls and live blocks, failing the call numbered oom_fail_at (0: none) once. */
+static atomic_long oom_calls, oom_fail_at, oom_failed, oom_live;
+
+static void *oom_malloc(void *ud, size_t size)
+{
+    (void)ud;
+    long k = atomic_fetch_add(&oom_calls, 1) + 1;
+    if (k == atomic_load(&oom_fail_at)) {
+        atomic_fetch_add(&oom_failed, 1);
+        return NULL;
+    }
+    void *p = malloc(size);
+    if (p != NULL)
+        atomic_fetch_add(&oom_live, 1);
+    return p;
+}
+
+static void *oom_realloc(void *ud, void *ptr, size_t size)
+{
+    (void)ud;
+    long k = atomic_fetch_add(&oom_calls, 1) + 1;
+    if (k == atomic_load(&oom_fail_at)) {
+        atomic_fetch_add(&oom_failed, 1);
+        return NULL;
+    }
+    void *p = realloc(ptr, size);
+    if (p != NULL && ptr == NULL)
+        atomic_fetch_add(&oom_live, 1);
+    return p;
+}
+
+static void oom_free(void *ud, void *ptr)
+{
+    (void)ud;
+    if (ptr != NULL)
+        atomic_fetch_sub(&oom_live, 1);
+    free(ptr);
+}
+
+/*
+ * Connect (straight to the server) and stream 20 rows, with the Nth allocation failing, for
+ * N = 1, 2, ... until a run needs fewer than N allocations. Every run must end cleanly: the
+ * connect fails, or the stream ends (FW_END, or a failure such as FW_ENOMEM); the rows that
+ * come are the reference's; afterwards no block is live, the loop closes clean and no fd is
+ * left. ASan adds: no crash, no double free, no leak.
+ */
+static void oom_every_allocation(bool threaded, bool tls)
+{
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, VIEW), 0);
+    assert_int_equal(fw_query_limit(q, 20), 0);
+    char port[16];
+    snprintf(port, sizeof(port), "%s", env("FW_TEST_PORT"));
+    uint16_t server = (uint16_t)strtol(port, NULL, 10);
+    assert_true(fp_quiesce(&proxy));
+    long n_max = env_long("FW_OOM_MAX", 100000);
+    long base = -1, ends[4] = {0, 0, 0, 0}, runs = 0;
+    int fds0 = -1;
+    uint64_t t0 = uv_hrtime();
+    const char *name = "";
+    for (long n = 0; n <= n_max; n++) {
+        /* n == 0: a warm-up run without failure (first-use allocations that live on). */
+        if (n == 1) {
+            assert_true(fp_quiesce(&proxy));
+            base = atomic_load(&oom_live);
+            fds0 = open_fds();
+        }
+        atomic_store(&oom_failed, 0);
+        atomic_store(&oom_calls, 0);
+        atomic_store(&oom_fail_at, n);
+        sess_t S;
+        int rc = sess_try_init(&S, threaded, tls);
+        name = S.name;
+        if (rc != 0) {
+            assert_int_equal(rc, FW_ENOMEM);
+            ends[3]++;
+            runs++;
+            continue;
+        }
+        rc = sess_connect_to(&S, server, "");
+        got_t g;
+        memset(&g, 0, sizeof(g));
+        if (rc == 0) {
+            run_stream(&S, q, 20 * SLOW, &g);
+            if (g.hung)
+                fail_msg("%s: allocation %ld failing: the stream hung", S.name, n);
+            if (g.code >= 0 && g.rows != 20)
+                fail_msg("%s: allocation %ld failing: %s after %" PRIu64 " rows", S.name, n,
+                         code_name(g.code), g.rows);
+            if (g.sums_ok != g.rows)
+                fail_msg("%s: allocation %ld failing: rows that are not the reference's", S.name,
+                         n);
+            ends[g.code == FW_END ? 0 : g.code == FW_ENOMEM ? 1 : 2]++;
+        } else {
+            ends[3]++;
+        }
+        sess_fini(&S);
+        atomic_store(&oom_fail_at, 0);
+        long calls = atomic_load(&oom_calls);
+        bool hit = atomic_load(&oom_failed) > 0;
+        if (n == 0 && (rc != 0 || g.code != FW_END))
+            fail_msg("%s: the run without failures: %s %s", S.name, code_name(rc != 0 ? rc : g.code),
+                     rc != 0 ? S.err.message : g.err.message);
+        if (n > 0) {
+            runs++;
+            long live = atomic_load(&oom_live);
+            if (live != base)
+                fail_msg("%s: allocation %ld failing: %ld blocks live afterwards, %ld before",
+                         S.name, n, live, base);
+            if (open_fds() != fds0)
+                fail_msg("%s: allocation %ld failing: %d fds open afterwards, %d before", S.name,
+                         n, open_fds(), fds0);
+        }
+        if (n > 0 && !hit) {
+            assert_true(calls < n);
+            break;
+        }
+        if (n == n_max && n_max == 100000)
+            fail_msg("%s: still allocating after %ld failures", S.name, n);
+    }
+    fw_query_free(q);
+    printf("# %s: %ld runs, one per allocation of connect + query: %ld completed, %ld FW_ENOMEM, "
+           "%ld other stream failures, %ld failed connects; %.1f s\n",
+           name, runs, ends[0], ends[1], ends[2], ends[3], secs_since(t0));
+}
+
+static void test_every_failing_allocation_ends_cleanly_embedded_plaintext(void **state)
+{
+    (void)state;
+    oom_every_allocation(false, false);
+}
+
+static void test_every_failing_allocation_ends_cleanly_embedded_tls(void **state)
+{
+    (void)state;
+    oom_every_allocation(false, true);
+}
+
+static void test_every_failing_allocation_ends_cleanly_threaded_plaintext(void **state)
+{
+    (void)state;
+    oom_every_allocation(true, false);
+}
+
+static void test_every_failing_allocation_ends_cleanly_threaded_tls(void **state)
+{
+    (void)state;
+    oom_every_allocation(true, true);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_reset_at_every_7th_byte_fails_cleanly_threaded_plaintext),
+        cmocka_unit_test(test_a_reset_at_every_7th_byte_fails_cleanly_embedded_plaintext),
+        cmocka_unit_test(test_a_reset_at_every_7th_byte_fails_cleanly_threaded_tls),
+        cmocka_unit_test(test_a_reset_at_every_7th_byte_fails_cleanly_embedded_tls),
+        cmocka_unit_test(test_a_close_at_every_7th_byte_fails_cleanly_threaded_plaintext),
+        cmocka_unit_test(test_a_close_at_every_7th_byte_fails_cleanly_embedded_plaintext),
+        cmocka_unit_test(test_a_close_at_every_7th_byte_fails_cleanly_threaded_tls),
+        cmocka_unit_test(test_a_close_at_every_7th_byte_fails_cleanly_embedded_tls),
+        cmocka_unit_test(test_a_stall_ends_with_the_idle_timeout_threaded_plaintext),
+        cmocka_unit_test(test_a_stall_ends_with_the_idle_timeout_embedded_plaintext),
+        cmocka_unit_test(test_a_stall_ends_with_the_idle_timeout_threaded_tls),
+        cmocka_unit_test(test_a_stall_ends_with_the_idle_timeout_embedded_tls),
+        cmocka_unit_test(test_a_stall_without_a_timeout_frees_and_closes_at_once_threaded_plaintext),
+        cmocka_unit_test(test_a_stall_without_a_timeout_frees_and_closes_at_once_embedded_plaintext),
+        cmocka_unit_test(test_a_stall_without_a_timeout_frees_and_closes_at_once_threaded_tls),
+        cmocka_unit_test(test_a_stall_without_a_timeout_frees_and_closes_at_once_embedded_tls),
+        cmocka_unit_test(test_a_slow_bursty_network_gives_the_exact_result_threaded_plaintext),
+        cmocka_unit_test(test_a_slow_bursty_network_gives_the_exact_result_embedded_plaintext),
+        cmocka_unit_test(test_a_slow_bursty_network_gives_the_exact_result_threaded_tls),
+        cmocka_unit_test(test_a_slow_bursty_network_gives_the_exact_result_embedded_tls),
+        cmocka_unit_test(test_every_failing_allocation_ends_cleanly_embedded_plaintext),
+        cmocka_unit_test(test_every_failing_allocation_ends_cleanly_embedded_tls),
+        cmocka_unit_test(test_every_failing_allocation_ends_cleanly_threaded_plaintext),
+        cmocka_unit_test(test_every_failing_allocation_ends_cleanly_threaded_tls),
+    };
+    const fw_allocator_t counting = {oom_malloc, oom_realloc, oom_free, NULL};
+    if (fw_allocator_set(&counting) != 0)
+        return 1;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *filter = getenv("FW_TEST_FILTER");
+    if (filter != NULL && filter[0] != '\0')
+        cmocka_set_test_filter(filter);
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
