@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fwire ping [-v] [--trace] [CONNINFO]: connect on a libuv loop of its own (embedded mode),
+ * fwire ping [OPTIONS] [CONNINFO]: connect on a libuv loop of its own (embedded mode),
  * print one line of facts about the connection, exit.
  */
 #include "cli.h"
@@ -12,7 +12,7 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: fwire ping [-v] [--trace] [CONNINFO]\n"
+    fprintf(f, "usage: fwire ping [OPTIONS] [CONNINFO]\n"
                "\n"
                "Connects to PostgreSQL and prints one line: server version, user, database,\n"
                "transport, TLS version and cipher (or none), authentication method, whether\n"
@@ -21,13 +21,17 @@ static void usage(FILE *f)
                "CONNINFO is a libpq connection string (\"host=db1 dbname=app\") or URI\n"
                "(\"postgresql://app@db1/app\"); without it the PG* environment variables and\n"
                "defaults apply, as in psql. The passfile (~/.pgpass or PGPASSFILE) is read.\n"
+               "\n");
+    cli_conn_usage(f);
+    fprintf(f, "\n"
+               "  -v, --verbose             log each step (attempts, TLS, authentication)\n"
+               "  --trace                   print every protocol message sent (>) and received\n"
+               "                            (<) on stderr; password and SASL bodies never shown\n"
+               "  -?, --help                this help\n"
                "\n"
-               "  -v        log each step (attempts, TLS, authentication) on stderr\n"
-               "  --trace   print every protocol message sent (>) and received (<) on stderr;\n"
-               "            password and SASL message bodies are never shown\n"
-               "\n"
-               "Exit status: 0 connected; 1 bad usage or invalid connection options;\n"
-               "2 the connection failed (the phase, the message and the SQLSTATE are printed).\n");
+               "Exit status (pg_isready's and psql's where they mean the same): 0 connected;\n"
+               "1 bad usage or invalid connection options; 2 the connection failed (the phase,\n"
+               "the message and the SQLSTATE are printed).\n");
 }
 
 typedef struct ping_s {
@@ -118,24 +122,42 @@ static int ping(const char *conninfo, bool verbose, bool tracing)
     return EXIT_OK;
 }
 
+enum { OPT_VERBOSE, OPT_TRACE };
+
+static const cli_opt_t ping_opts[] = {
+    CLI_CONN_OPTIONS,
+    {"verbose", 'v', false, OPT_VERBOSE},
+    {"trace", 0, false, OPT_TRACE},
+    {NULL, 0, false, 0},
+};
+
 int cli_ping(int argc, char **argv)
 {
     bool verbose = false, tracing = false;
-    const char *conninfo = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+    cli_conn_t conn = {NULL, NULL, NULL, NULL, NULL};
+    cli_parser_t p;
+    cli_init(&p, "ping", ping_opts, argc, argv);
+    const char *value;
+    int c, rc;
+    while ((c = cli_next(&p, &value)) != CLI_DONE) {
+        if (c == CLI_ERROR)
+            return EXIT_USAGE;
+        if (c == CLI_HELP) {
             usage(stdout);
             return EXIT_OK;
-        } else if (strcmp(argv[i], "-v") == 0) {
+        }
+        if (c == CLI_ARG) {
+            if ((rc = cli_conn_set(&conn, "ping", value)) >= 0)
+                return rc;
+        } else if (c == OPT_VERBOSE) {
             verbose = true;
-        } else if (strcmp(argv[i], "--trace") == 0) {
+        } else if (c == OPT_TRACE) {
             tracing = true;
-        } else if (argv[i][0] == '-' || conninfo != NULL) {
-            usage(stderr);
-            return EXIT_USAGE;
         } else {
-            conninfo = argv[i];
+            (void)cli_conn_option(&conn, c, value);
         }
     }
-    return ping(conninfo, verbose, tracing);
+    if ((rc = cli_conn_apply(&conn, "ping")) >= 0)
+        return rc;
+    return ping(conn.conninfo, verbose, tracing);
 }

@@ -22,11 +22,11 @@
 /*
  * Output buffer. One write(2) per 256 KiB instead of one per row: with ~270-byte rows a write
  * per row would cost more CPU than receiving and parsing the row. It is flushed when full, at
- * the end, and when no row has arrived for FLUSH_LINGER_MS, so a slow stream still reaches a
- * reader such as `| jq` promptly while a fast one keeps its large writes.
+ * the end, and whenever no row is ready (the queue has run dry), so a slow stream reaches a
+ * reader such as `| jq` row by row while a fast one, whose queue is rarely empty, keeps its
+ * large writes.
  */
 #define OUT_BUFFER_BYTES (256u * 1024u)
-#define FLUSH_LINGER_MS  100
 /* The progress line is redrawn at most this often: a terminal redraw per row would cost more
  * than the row, and a human cannot read faster than about four updates a second. */
 #define PROGRESS_MS 250
@@ -53,7 +53,8 @@ typedef struct totals_s {
 
 typedef struct progress_s {
     bool on;
-    bool shown; /* a line is on the terminal and must be cleared at the end */
+    bool shown;       /* a line is on the terminal and must be cleared at the end */
+    int64_t estimate; /* the planner's row estimate, -1 when there is none */
     double start;
     double last;
 } progress_t;
@@ -202,9 +203,24 @@ static void progress_draw(progress_t *p, const totals_t *t, const fw_stream_t *s
     fw_stream_stats(s, &st);
     double secs = now - p->start;
     double rate = secs > 0 ? (double)t->rows / secs : 0;
+    /* Against the planner's estimate ("~": it is one, often off by a factor): a percentage and
+     * an ETA while the rows stay under it; past it, only that it was passed. */
+    char against[96] = "";
+    if (p->estimate > 0 && t->rows <= (uint64_t)p->estimate) {
+        double left = rate > 0 ? (double)((uint64_t)p->estimate - t->rows) / rate : -1;
+        int n = snprintf(against, sizeof(against), " of ~%" PRId64 " (~%.0f%%", p->estimate,
+                         (double)t->rows * 100.0 / (double)p->estimate);
+        if (n > 0 && (size_t)n < sizeof(against))
+            snprintf(against + n, sizeof(against) - (size_t)n,
+                     left >= 0 ? ", ETA ~%.0f s)" : ")", left);
+    } else if (p->estimate >= 0) {
+        snprintf(against, sizeof(against), " (past the estimate of ~%" PRId64 ")", p->estimate);
+    }
     /* \r and "erase to end of line": one line, rewritten in place */
-    fprintf(stderr, "\rfwire: %" PRIu64 " rows, %.1f MB, %.0f rows/s, %.1f MB buffered\033[K",
-            t->rows, (double)t->json_bytes / 1e6, rate, (double)st.bytes_buffered / 1e6);
+    fprintf(stderr,
+            "\rfwire: %" PRIu64 " rows%s, %.1f MB, %.0f rows/s, %.1f MB buffered\033[K",
+            t->rows, against, (double)t->json_bytes / 1e6, rate,
+            (double)st.bytes_buffered / 1e6);
     fflush(stderr);
     p->shown = true;
     p->last = now;
@@ -224,6 +240,62 @@ static void progress_clear(progress_t *p)
     if (p->shown)
         fputs("\r\033[K", stderr);
     p->shown = false;
+}
+
+/* The progress line's last word: replaces it with one line that stays (rows, bytes, rate,
+ * time), so the terminal keeps what the stream did. */
+static void progress_summary(progress_t *p, const totals_t *t, double seconds)
+{
+    if (!p->on)
+        return;
+    progress_clear(p);
+    fprintf(stderr, "fwire: %" PRIu64 " rows, %.1f MB, %.0f rows/s, %.2f s\n", t->rows,
+            (double)t->json_bytes / 1e6, seconds > 0 ? (double)t->rows / seconds : 0.0,
+            seconds);
+}
+
+/*
+ * The planner's estimate of the rows, for the progress line: `EXPLAIN (FORMAT JSON)` of the
+ * same query on the same connection, one round trip before the rows. Its first "Plan Rows" is
+ * the top node's (PostgreSQL writes a node's own fields before its "Plans"). -1 when there is
+ * none: the line then shows no percentage, as for a failed EXPLAIN, which is not the query's
+ * failure (the query itself reports its own).
+ */
+static int64_t plan_estimate(fw_conn_t *conn, fw_query_t *q)
+{
+    int64_t est = -1;
+    if (fw_query_explain(q, true) < 0)
+        return -1;
+    fw_stream_t *s = NULL;
+    if (fw_stream_start(conn, q, NULL, NULL, &s, NULL) == 0) {
+        fw_row_t row;
+        int rc;
+        while ((rc = fw_stream_next(s, &row, -1)) == FW_ROW) {
+            static const char key[] = "\"Plan Rows\":";
+            if (row.is_null || est >= 0)
+                continue;
+            /* row.json is not NUL-terminated: search within its length */
+            for (size_t i = 0; i + sizeof(key) - 1 < row.len; i++) {
+                if (memcmp(row.json + i, key, sizeof(key) - 1) != 0)
+                    continue;
+                char num[32];
+                size_t j = i + sizeof(key) - 1, n = 0;
+                while (j < row.len && row.json[j] == ' ')
+                    j++;
+                while (j < row.len && n + 1 < sizeof(num) && strchr("0123456789.e+", row.json[j]))
+                    num[n++] = row.json[j++];
+                num[n] = '\0';
+                char *end;
+                double v = strtod(num, &end);
+                if (n > 0 && *end == '\0' && v >= 0 && v < 9e18)
+                    est = (int64_t)v;
+                break;
+            }
+        }
+        fw_stream_free(s);
+    }
+    (void)fw_query_explain(q, false);
+    return est;
 }
 
 /* --stats: every field of fw_stream_stats_t, then the command's own totals. */
@@ -254,17 +326,17 @@ static int consume(fw_stream_t *s, const stream_args_t *a, out_t *out, totals_t 
     for (;;) {
         if (atomic_load_explicit(&stop_sig, memory_order_relaxed) != 0)
             return CONSUME_STOPPED;
-        /* Wait at most STOP_POLL_MS (to notice a signal), less when output is pending (flush
-         * it after FLUSH_LINGER_MS without rows) or a progress line is due. */
-        int timeout = STOP_POLL_MS;
-        if (out->used > 0 && timeout > FLUSH_LINGER_MS)
-            timeout = FLUSH_LINGER_MS;
+        /* With output pending, only look: no row ready means the queue ran dry, the moment
+         * to flush (a slow producer's rows reach the reader at once). Otherwise wait at most
+         * STOP_POLL_MS (to notice a signal), less when a progress line is due. */
+        int timeout = out->used > 0 ? 0 : STOP_POLL_MS;
         if (prog->on && timeout > PROGRESS_MS)
             timeout = PROGRESS_MS;
         fw_row_t row;
         int rc = fw_stream_next(s, &row, timeout);
         if (rc == FW_AGAIN) {
-            out_flush(out);
+            if (out->used > 0)
+                out_flush(out);
             progress_tick(prog, t, s);
         } else if (rc != FW_ROW) {
             return rc; /* FW_END or a failure */
@@ -338,6 +410,12 @@ static int run(const stream_args_t *a)
     if (fw_conn_info(conn, &info) == 0)
         cli_warn_unverified(&info, a->conninfo);
 
+    /* By default the progress line is for a terminal, and only when the rows go elsewhere:
+     * drawn between rows on the same terminal it would garble them. */
+    bool auto_on = isatty(STDERR_FILENO) && (a->count || !isatty(STDOUT_FILENO));
+    bool prog_on = a->progress > 0 || (a->progress < 0 && auto_on);
+    int64_t estimate = prog_on ? plan_estimate(conn, a->q) : -1;
+
     fw_stream_t *s = NULL;
     double start = now_seconds();
     /* From here a signal is the consumer's to act on (cancel the query), not an exit at once.
@@ -362,11 +440,7 @@ static int run(const stream_args_t *a)
         return EXIT_USAGE;
     }
     totals_t t = {0, 0, 0};
-    /* By default the progress line is for a terminal, and only when the rows go elsewhere:
-     * drawn between rows on the same terminal it would garble them. */
-    bool auto_on = isatty(STDERR_FILENO) && (a->count || !isatty(STDOUT_FILENO));
-    progress_t prog = {
-        .on = a->progress > 0 || (a->progress < 0 && auto_on), .start = start, .last = start};
+    progress_t prog = {.on = prog_on, .estimate = estimate, .start = start, .last = start};
     int end = consume(s, a, &out, &t, &prog);
     int cancel_rc = 0;
     if (end == CONSUME_STOPPED || out.gone || out.err != 0) {
@@ -392,7 +466,7 @@ static int run(const stream_args_t *a)
     double seconds = now_seconds() - start;
     fw_stream_stats_t st;
     fw_stream_stats(s, &st);
-    progress_clear(&prog);
+    progress_summary(&prog, &t, seconds);
 
     int code = EXIT_OK;
     if (out.err != 0) {

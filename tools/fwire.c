@@ -15,11 +15,11 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: fwire ping [-v] [--trace] [CONNINFO]\n"
+    fprintf(f, "usage: fwire ping [OPTIONS] [CONNINFO]\n"
                "       fwire stream [OPTIONS] RELATION [CONNINFO]\n"
                "       fwire stream [OPTIONS] -e ENTITY [CONNINFO]\n"
                "       fwire serve [OPTIONS] --allow ENTITY[,ENTITY...]\n"
-               "       fwire --version\n"
+               "       fwire --version | --help | -?\n"
                "\n"
                "  ping     connect and print one line of facts about the connection\n"
                "  stream   print the data column of a view as NDJSON, one row per line\n"
@@ -27,8 +27,9 @@ static void usage(FILE *f)
                "\n"
                "`fwire ping --help`, `fwire stream --help` and `fwire serve --help` describe each\n"
                "command.\n"
-               "Exit status: 0 success; 1 bad usage or options; 2 the connection failed;\n"
-               "3 the query failed (stream).\n");
+               "Connection options are psql's: -h/--host, -p/--port, -U/--username, -d/--dbname.\n"
+               "Exit status (as psql's): 0 success; 1 bad usage or options; 2 the connection\n"
+               "failed; 3 the query failed (stream); docs/cli.md compares them with pg_isready.\n");
 }
 
 void cli_on_log(void *ud, fw_log_level_t level, const char *line)
@@ -79,7 +80,7 @@ void cli_warn_unverified(const fw_conn_info_t *info, const char *conninfo)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+    if (argc >= 2 && (strcmp(argv[1], "-?") == 0 || strcmp(argv[1], "--help") == 0)) {
         usage(stdout);
         return EXIT_OK;
     }
@@ -93,6 +94,9 @@ int main(int argc, char **argv)
         return cli_stream(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "serve") == 0)
         return cli_serve(argc - 1, argv + 1);
+    if (argc >= 2)
+        fprintf(stderr, "fwire: unknown %s '%s'\n", argv[1][0] == '-' ? "option" : "command",
+                argv[1]);
     usage(stderr);
     return EXIT_USAGE;
 }

@@ -8,8 +8,6 @@
 #include "cli.h"
 #include "stream_args.h"
 
-/* getopt_long is not POSIX, but every libc fwire builds on has it (glibc, musl, the BSDs, macOS) */
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,10 +74,18 @@ static void usage(FILE *f)
           "  --metrics-out FILE        write the fraiseql_* metrics (Prometheus text format)\n"
           "                            to FILE when the command ends, whatever the outcome\n"
           "  --progress, --no-progress a progress line on stderr (default: when stderr is a\n"
-          "                            terminal and the rows go elsewhere, or with --count)\n"
+          "                            terminal and the rows go elsewhere, or with --count):\n"
+          "                            rows, MB, rows/s, and against the planner's estimate\n"
+          "                            (marked ~) a percentage and ETA; one summary line at\n"
+          "                            the end\n"
           "  --print-sql               print the SQL that would be sent and exit\n"
           "  -v, --trace               log connection steps / protocol messages on stderr\n"
           "\n"
+          "  -?, --help                this help\n"
+          "\n",
+          f);
+    cli_conn_usage(f);
+    fputs("\n"
           "CONNINFO is a connection string or URI, as for fwire ping; without it the PG*\n"
           "environment variables and defaults apply, as in psql.\n"
           "\n"
@@ -101,15 +107,12 @@ __attribute__((format(printf, 1, 2)))
 static int
 bad(const char *fmt, ...)
 {
+    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    fputs("fwire stream: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    fputs(usage_line, stderr);
-    fputs("(fwire stream --help lists every option)\n", stderr);
-    return EXIT_USAGE;
+    return cli_bad("stream", "%s", msg);
 }
 
 /* A setter's recorded error: the option's value is not acceptable to the library. */
@@ -117,63 +120,6 @@ static int rejected(const char *option, const char *arg, int rc)
 {
     fprintf(stderr, "fwire stream: invalid %s '%s': %s\n", option, arg, fw_strerror(rc));
     return EXIT_USAGE;
-}
-
-/* Decimal digits only, no sign, at most `max`. */
-static bool parse_uint(const char *s, uint64_t max, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (*s == '\0')
-        return false;
-    for (; *s != '\0'; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        unsigned d = (unsigned)(*s - '0');
-        if (v > (max - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return true;
-}
-
-/* "65536", "64K", "4M", "1G" (also "4MB", "4MiB", lower case): binary multiples. */
-static bool parse_size(const char *s, uint64_t *out)
-{
-    char digits[32];
-    size_t n = strspn(s, "0123456789");
-    if (n == 0 || n >= sizeof(digits))
-        return false;
-    memcpy(digits, s, n);
-    digits[n] = '\0';
-    const char *suffix = s + n;
-    unsigned shift = 0;
-    switch (*suffix) {
-    case 'k':
-    case 'K':
-        shift = 10;
-        break;
-    case 'm':
-    case 'M':
-        shift = 20;
-        break;
-    case 'g':
-    case 'G':
-        shift = 30;
-        break;
-    default:
-        break;
-    }
-    if (shift != 0)
-        suffix++;
-    if (strcmp(suffix, "") != 0 && strcmp(suffix, "B") != 0 &&
-        (shift == 0 || strcmp(suffix, "iB") != 0))
-        return false;
-    uint64_t v;
-    if (!parse_uint(digits, UINT64_MAX >> shift, &v))
-        return false;
-    *out = v << shift;
-    return true;
 }
 
 static const struct {
@@ -351,7 +297,9 @@ out:
 }
 
 enum {
-    OPT_WHERE_SQL = 256,
+    OPT_ENTITY,
+    OPT_WHERE,
+    OPT_WHERE_SQL,
     OPT_WHERE_NULL,
     OPT_WHERE_NOT_NULL,
     OPT_IN,
@@ -374,37 +322,38 @@ enum {
     OPT_NO_PROGRESS,
     OPT_PRINT_SQL,
     OPT_TRACE,
+    OPT_VERBOSE,
 };
 
-static const struct option long_opts[] = {
-    {"entity", required_argument, NULL, 'e'},
-    {"where", required_argument, NULL, 'w'},
-    {"where-sql", required_argument, NULL, OPT_WHERE_SQL},
-    {"where-null", required_argument, NULL, OPT_WHERE_NULL},
-    {"where-not-null", required_argument, NULL, OPT_WHERE_NOT_NULL},
-    {"in", required_argument, NULL, OPT_IN},
-    {"order-by", required_argument, NULL, OPT_ORDER_BY},
-    {"collate", required_argument, NULL, OPT_COLLATE},
-    {"desc", no_argument, NULL, OPT_DESC},
-    {"limit", required_argument, NULL, OPT_LIMIT},
-    {"offset", required_argument, NULL, OPT_OFFSET},
-    {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
-    {"adaptive", no_argument, NULL, OPT_ADAPTIVE},
-    {"max-memory", required_argument, NULL, OPT_MAX_MEMORY},
-    {"timeout", required_argument, NULL, OPT_TIMEOUT},
-    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
-    {"cancel-timeout", required_argument, NULL, OPT_CANCEL_TIMEOUT},
-    {"nulls", required_argument, NULL, OPT_NULLS},
-    {"count", no_argument, NULL, OPT_COUNT},
-    {"stats", no_argument, NULL, OPT_STATS},
-    {"metrics-out", required_argument, NULL, OPT_METRICS_OUT},
-    {"progress", no_argument, NULL, OPT_PROGRESS},
-    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
-    {"print-sql", no_argument, NULL, OPT_PRINT_SQL},
-    {"trace", no_argument, NULL, OPT_TRACE},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+static const cli_opt_t stream_opts[] = {
+    CLI_CONN_OPTIONS,
+    {"entity", 'e', true, OPT_ENTITY},
+    {"where", 'w', true, OPT_WHERE},
+    {"where-sql", 0, true, OPT_WHERE_SQL},
+    {"where-null", 0, true, OPT_WHERE_NULL},
+    {"where-not-null", 0, true, OPT_WHERE_NOT_NULL},
+    {"in", 0, true, OPT_IN},
+    {"order-by", 0, true, OPT_ORDER_BY},
+    {"collate", 0, true, OPT_COLLATE},
+    {"desc", 0, false, OPT_DESC},
+    {"limit", 0, true, OPT_LIMIT},
+    {"offset", 0, true, OPT_OFFSET},
+    {"chunk-size", 0, true, OPT_CHUNK_SIZE},
+    {"adaptive", 0, false, OPT_ADAPTIVE},
+    {"max-memory", 0, true, OPT_MAX_MEMORY},
+    {"timeout", 0, true, OPT_TIMEOUT},
+    {"idle-timeout", 0, true, OPT_IDLE_TIMEOUT},
+    {"cancel-timeout", 0, true, OPT_CANCEL_TIMEOUT},
+    {"nulls", 0, true, OPT_NULLS},
+    {"count", 0, false, OPT_COUNT},
+    {"stats", 0, false, OPT_STATS},
+    {"metrics-out", 0, true, OPT_METRICS_OUT},
+    {"progress", 0, false, OPT_PROGRESS},
+    {"no-progress", 0, false, OPT_NO_PROGRESS},
+    {"print-sql", 0, false, OPT_PRINT_SQL},
+    {"trace", 0, false, OPT_TRACE},
+    {"verbose", 'v', false, OPT_VERBOSE},
+    {NULL, 0, false, 0},
 };
 
 /* An ORDER BY key waits in this list until the options after it (--collate, --desc) are
@@ -423,10 +372,10 @@ static int one_option(stream_args_t *a, int c, const char *arg, order_key_t *key
     uint64_t v;
     int rc;
     switch (c) {
-    case 'e':
+    case OPT_ENTITY:
         *entity = arg;
         return -1;
-    case 'w':
+    case OPT_WHERE:
         return add_where(q, arg);
     case OPT_IN:
         return add_in(q, arg);
@@ -454,33 +403,33 @@ static int one_option(stream_args_t *a, int c, const char *arg, order_key_t *key
         return -1;
     case OPT_LIMIT:
     case OPT_OFFSET:
-        if (!parse_uint(arg, INT64_MAX, &v))
+        if (!cli_parse_uint(arg, INT64_MAX, &v))
             return bad("--limit and --offset want a whole number >= 0, got '%s'", arg);
         rc = c == OPT_LIMIT ? fw_query_limit(q, (int64_t)v) : fw_query_offset(q, (int64_t)v);
         return rc < 0 ? rejected(c == OPT_LIMIT ? "--limit" : "--offset", arg, rc) : -1;
     case OPT_CHUNK_SIZE:
-        if (!parse_uint(arg, SIZE_MAX, &v) || (rc = fw_query_chunk_size(q, (size_t)v)) < 0)
+        if (!cli_parse_uint(arg, SIZE_MAX, &v) || (rc = fw_query_chunk_size(q, (size_t)v)) < 0)
             return bad("--chunk-size wants a number of rows from 1 to 65536, got '%s'", arg);
         return -1;
     case OPT_ADAPTIVE:
         rc = fw_query_chunk_adaptive(q, NULL);
         return rc < 0 ? rejected("--adaptive", "", rc) : -1;
     case OPT_MAX_MEMORY:
-        if (!parse_size(arg, &v) || v > SIZE_MAX || (rc = fw_query_max_memory(q, (size_t)v)) < 0)
+        if (!cli_parse_size(arg, &v) || v > SIZE_MAX || (rc = fw_query_max_memory(q, (size_t)v)) < 0)
             return bad("--max-memory wants bytes, at least 64K (suffixes K, M, G), got '%s'", arg);
         return -1;
     case OPT_TIMEOUT:
-        if (!parse_uint(arg, UINT32_MAX, &v))
+        if (!cli_parse_uint(arg, UINT32_MAX, &v))
             return bad("--timeout wants milliseconds (0 to 4294967295), got '%s'", arg);
         rc = fw_query_statement_timeout(q, (uint32_t)v);
         return rc < 0 ? rejected("--timeout", arg, rc) : -1;
     case OPT_IDLE_TIMEOUT:
-        if (!parse_uint(arg, UINT32_MAX, &v))
+        if (!cli_parse_uint(arg, UINT32_MAX, &v))
             return bad("--idle-timeout wants milliseconds (0 to 4294967295), got '%s'", arg);
         rc = fw_query_idle_timeout(q, (uint32_t)v);
         return rc < 0 ? rejected("--idle-timeout", arg, rc) : -1;
     case OPT_CANCEL_TIMEOUT:
-        if (!parse_uint(arg, UINT32_MAX, &v))
+        if (!cli_parse_uint(arg, UINT32_MAX, &v))
             return bad("--cancel-timeout wants milliseconds (0 to 4294967295), got '%s'", arg);
         rc = fw_query_cancel_timeout(q, (uint32_t)v);
         return rc < 0 ? rejected("--cancel-timeout", arg, rc) : -1;
@@ -516,24 +465,12 @@ static int one_option(stream_args_t *a, int c, const char *arg, order_key_t *key
     case OPT_TRACE:
         a->tracing = true;
         return -1;
-    case 'v':
+    case OPT_VERBOSE:
         a->verbose = true;
         return -1;
-    case 'h':
-        usage(stdout);
-        return EXIT_OK;
     default:
         return bad("unknown option %d", c);
     }
-}
-
-/* psql's test for "dbname is really a connection string": a URI prefix or an '='. A relation
- * name with '=' in it would be refused here; such names are not worth the confusion of
- * `fwire stream "host=db1"` reading a view called "host=db1" from the default server. */
-static bool looks_like_conninfo(const char *s)
-{
-    return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0 ||
-           strchr(s, '=') != NULL;
 }
 
 int stream_args_parse(stream_args_t *a, int argc, char **argv)
@@ -553,39 +490,58 @@ int stream_args_parse(stream_args_t *a, int argc, char **argv)
     size_t nkeys = 0;
     const char *entity = NULL;
     int code = -1;
-    /* getopt_long permutes, so options may follow RELATION; it prints nothing (opterr = 0):
-     * the messages below name the option as the user wrote it. */
-    opterr = 0;
-    optind = 1;
-    int c;
-    while (code < 0 && (c = getopt_long(argc, argv, ":e:w:vh", long_opts, NULL)) != -1) {
-        if (c == '?')
-            code = bad("unknown option '%s'", argv[optind - 1]);
-        else if (c == ':')
-            code = bad("option '%s' needs a value", argv[optind - 1]);
-        else
-            code = one_option(a, c, optarg, keys, &nkeys, &entity);
+    /* Options may follow RELATION; the arguments keep their order. A RELATION with '=' in
+     * it is refused below: `fwire stream "host=db1"` reading a view called "host=db1" from the
+     * default server would confuse more than such names are worth. */
+    const char **pos = malloc((size_t)argc * sizeof(*pos));
+    if (pos == NULL) {
+        free(keys);
+        fputs("fwire: out of memory\n", stderr);
+        return EXIT_USAGE;
     }
-    int npos = argc - optind;
+    int npos = 0;
+    cli_parser_t p;
+    cli_init(&p, "stream", stream_opts, argc, argv);
+    const char *value;
+    int c;
+    while (code < 0 && (c = cli_next(&p, &value)) != CLI_DONE) {
+        if (c == CLI_ERROR)
+            code = EXIT_USAGE;
+        else if (c == CLI_HELP) {
+            usage(stdout);
+            code = EXIT_OK;
+        }
+        else if (c == CLI_ARG)
+            pos[npos++] = value;
+        else if (!cli_conn_option(&a->conn, c, value))
+            code = one_option(a, c, value, keys, &nkeys, &entity);
+    }
+    const char *conninfo = NULL;
     if (code < 0 && entity != NULL) {
         if (npos > 1)
-            code = bad("too many arguments: '%s' (with --entity, only CONNINFO)", argv[optind]);
+            code = bad("too many arguments: '%s' (with --entity, only CONNINFO)", pos[1]);
         else if ((rc = fw_query_entity(a->q, entity)) < 0)
             code = rejected("--entity", entity, rc);
-        a->conninfo = npos == 1 ? argv[optind] : NULL;
+        conninfo = npos == 1 ? pos[0] : NULL;
     } else if (code < 0) {
         if (npos < 1)
             code = bad("%s", "which view? give a RELATION or --entity NAME");
         else if (npos > 2)
-            code = bad("too many arguments: '%s'", argv[optind + 2]);
-        else if (looks_like_conninfo(argv[optind]))
+            code = bad("too many arguments: '%s'", pos[2]);
+        else if (cli_is_conninfo(pos[0]))
             code = bad("'%s' looks like a connection string: give the RELATION (or --entity) "
                        "before it",
-                       argv[optind]);
-        else if ((rc = fw_query_relation(a->q, argv[optind])) < 0)
-            code = rejected("relation", argv[optind], rc);
-        a->conninfo = npos == 2 ? argv[optind + 1] : NULL;
+                       pos[0]);
+        else if ((rc = fw_query_relation(a->q, pos[0])) < 0)
+            code = rejected("relation", pos[0], rc);
+        conninfo = npos == 2 ? pos[1] : NULL;
     }
+    if (code < 0 && conninfo != NULL)
+        code = cli_conn_set(&a->conn, "stream", conninfo);
+    if (code < 0)
+        code = cli_conn_apply(&a->conn, "stream");
+    a->conninfo = a->conn.conninfo;
+    free(pos);
     for (size_t i = 0; code < 0 && i < nkeys; i++) {
         rc = fw_query_order_by(a->q, keys[i].expr, keys[i].collation, keys[i].desc);
         if (rc < 0)

@@ -3,6 +3,8 @@
 #ifndef FWIRE_STREAM_ARGS_H
 #define FWIRE_STREAM_ARGS_H
 
+#include "cli.h"
+
 #include <fwire.h>
 
 #include <stdbool.h>
@@ -16,6 +18,7 @@ typedef enum nulls_mode_e {
 
 typedef struct stream_args_s {
     fw_query_t *q;        /* source, predicates, order, limits, streaming settings */
+    cli_conn_t conn;      /* -h, -p, -U, -d and CONNINFO as given */
     const char *conninfo; /* borrowed from argv; NULL: the PG* environment */
     nulls_mode_t nulls;
     bool nulls_given;
@@ -30,7 +33,8 @@ typedef struct stream_args_s {
 
 /*
  * Parses argv (argv[0] is "stream") into *a. Returns -1 to go on and run the query, or the exit
- * code to end with: EXIT_OK after --help, EXIT_USAGE after printing what is wrong. Always call
+ * code to end with: EXIT_OK after --help, EXIT_USAGE after printing what is wrong. The
+ * connection options are applied (cli_conn_apply) when it returns -1. Always call
  * stream_args_free() afterwards.
  */
 int stream_args_parse(stream_args_t *a, int argc, char **argv);
