@@ -46,16 +46,18 @@ static void on_poll(uv_poll_t *h, int status, int events)
     if (status < 0) {
         /* A poll error is a socket error: let the reader find it with recv(), or report it to
          * the writer if nobody reads. libuv has stopped the watcher before telling us (POLLERR,
-         * uv__poll_io): watch again, so that the error comes back until someone reads it. A
-         * reader may stop before recv() reaches it (a short read of the bytes that arrived
-         * with a reset means "drained" to the stream), and a stopped watcher would then never
-         * report the socket again: the stream would wait forever. */
+         * uv__poll_io). For a reader, watch again, so that the error comes back until a recv()
+         * reaches it: a reader may stop before that (a short read of the bytes that arrived
+         * with a reset means "drained" to the stream), and a stopped watcher would never
+         * report the socket again, leaving the stream waiting forever. The writer is told once;
+         * the watcher stays stopped until the next read_start or write re-arms it. */
         s->poll_active = false;
-        update_poll(s);
-        if (s->reading && s->on_read != NULL)
+        if (s->reading && s->on_read != NULL) {
+            update_poll(s);
             s->on_read(s);
-        else if (s->on_error != NULL)
+        } else if (s->on_error != NULL) {
             s->on_error(s, status);
+        }
         return;
     }
     if ((events & UV_WRITABLE) && s->wlen > s->woff) {
