@@ -528,6 +528,25 @@ static void route(gw_client_t *c, const uint8_t *rest, size_t rest_len)
         gw_metrics_respond(c);
         return;
     }
+    if (strcmp(path, "/entities") == 0) { /* the page's suggestions: the --allow list */
+        if (!request_authorized(c, query, true)) {
+            gw_http_error(c, 401, "unauthorized", NULL, "missing or wrong token");
+            return;
+        }
+        gwbuf_t b = {0};
+        gwbuf_puts(&b, "{\"entities\":[");
+        for (size_t i = 0; i < srv->cfg.nallow; i++) {
+            gwbuf_puts(&b, i > 0 ? "," : "");
+            gwbuf_json_cstr(&b, srv->cfg.allow[i]);
+        }
+        gwbuf_puts(&b, "]}\n");
+        if (b.failed)
+            gw_http_error(c, 500, "FW_ENOMEM", NULL, "out of memory");
+        else
+            respond(c, 200, "OK", "application/json", b.ptr, b.len, NULL);
+        gwbuf_free(&b);
+        return;
+    }
     if (strncmp(path, "/stream/", 8) == 0) {
         if (!request_authorized(c, query, true)) {
             gw_http_error(c, 401, "unauthorized", NULL, "missing or wrong token");
