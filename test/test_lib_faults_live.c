@@ -7,9 +7,9 @@
  *  - a reset (RST) and a close (FIN) of the server's side at many byte offsets of the reply:
  *    every row before the cut delivered, in order, none partial, then a clear "server closed
  *    the connection" / "connection reset" failure; never a hang. The offsets are every
- *    FW_FAULT_STRIDE-th byte (default 7) of the first FW_FAULT_SPAN bytes of the reply;
- *    FW_FAULT_SPAN defaults to a span per variant that keeps the binary near a minute (see
- *    docs/testing.md; FW_FAULT_SPAN=65536 is the issue's full sweep).
+ *    FW_FAULT_STRIDE-th byte of the first FW_FAULT_SPAN (65536) bytes of the reply, plus
+ *    FW_FAULT_LATER (8) random offsets further on; the default strides (multiples of 7, see
+ *    RESET_STRIDE) keep the binary near a minute, FW_FAULT_STRIDE=7 is the issue's sweep.
  *  - a stall with both sockets open: the idle timeout ends the stream in time; without one,
  *    fw_stream_free and the connection's close return at once.
  *  - a slow, bursty network: the result equals psql's, and no timeout fires.
@@ -427,12 +427,32 @@ static bool cut_error_is_clear(const got_t *g)
     return false;
 }
 
-static void cut_sweep(bool threaded, bool tls, fp_mode_t mode, long dflt_span)
+static void cut_sweep(bool threaded, bool tls, fp_mode_t mode, long dflt_stride)
 {
-    long stride = env_long("FW_FAULT_STRIDE", 7);
-    long span = env_long("FW_FAULT_SPAN", dflt_span);
+    /* Sanitizers make each case slower: half the cases. */
+    long stride = env_long("FW_FAULT_STRIDE", dflt_stride * (SLOW > 1 ? 2 : 1));
+    long span = env_long("FW_FAULT_SPAN", 65536);
+    long later = env_long("FW_FAULT_LATER", 8);
+    if (stride < 1)
+        stride = 1;
     if (span > 65536)
         span = 65536;
+    /* The offsets: every stride-th byte of the first span bytes, then `later` random offsets
+     * further into the reply (fixed seed: the same run every time). */
+    size_t n_off = (size_t)(span / stride) + (size_t)later;
+    long *offs = calloc(n_off, sizeof(long));
+    assert_non_null(offs);
+    size_t k = 0;
+    for (long off = stride; off <= span; off += stride)
+        offs[k++] = off;
+    uint32_t seed = 0x2545f491u ^ (uint32_t)mode ^ (threaded ? 0x100u : 0u) ^ (tls ? 0x200u : 0u);
+    for (long i = 0; i < later && reply_len > 65536 + 256; i++) {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        offs[k++] = 65536 + (long)(seed % (uint32_t)(reply_len - 65536 - 256));
+    }
+    n_off = k;
     const char *what = mode == FP_RESET ? "reset" : "close";
     sess_t S;
     sess_init(&S, threaded, tls);
@@ -441,7 +461,8 @@ static void cut_sweep(bool threaded, bool tls, fp_mode_t mode, long dflt_span)
     long cases = 0, bad = 0, hangs = 0;
     double worst = 0, t_connect = 0, t_stream = 0, t_close = 0;
     char first[512] = "";
-    for (long off = stride; off <= span; off += stride, cases++) {
+    for (size_t i = 0; i < n_off; i++, cases++) {
+        long off = offs[i];
         uint64_t t1 = uv_hrtime();
         sess_connect(&S);
         t_connect += secs_since(t1);
@@ -481,63 +502,74 @@ static void cut_sweep(bool threaded, bool tls, fp_mode_t mode, long dflt_span)
         t_close += secs_since(t1);
     }
     fw_query_free(q);
+    free(offs);
     sess_fini(&S);
-    printf("# %s %s: %ld cuts every %ld bytes up to %ld, %.1f s (connect %.1f, stream %.1f, "
-           "close %.1f), slowest end %.3f s\n",
-           S.name, what, cases, stride, span, secs_since(t0), t_connect, t_stream, t_close, worst);
+    printf("# %s %s: %ld cuts (every %ld bytes up to %ld, %ld later), %.1f s (connect %.1f, "
+           "stream %.1f, close %.1f), slowest end %.3f s\n",
+           S.name, what, cases, stride, span, later, secs_since(t0), t_connect, t_stream, t_close,
+           worst);
     if (bad > 0)
         fail_msg("%s %s: %ld of %ld cuts went wrong (%ld hung); the first at %s", S.name, what, bad,
                  cases, hangs, first);
 }
 
-/* Default spans: the plaintext threaded reset sweep covers the issue's 64 KB; the others a
- * smaller span each so that the binary stays near a minute (docs/testing.md). */
+/*
+ * The issue asks for every 7th byte of the first 64 KB: 9,362 cuts per variant, about ten
+ * minutes each here (a connection costs ~60 ms, most of it the server's backend start). The
+ * suite keeps every offset a multiple of 7 but takes every 658th byte for resets (99 cuts per
+ * variant) and every 1,638th for closes (40), plus 8 random later offsets each, so the binary
+ * stays near a minute; FW_FAULT_STRIDE=7 runs the full sweep (docs/testing.md). The code
+ * before the fix hung at ~1 in 6 of the reset offsets past the first 8 KiB.
+ */
+#define RESET_STRIDE (7 * 94)
+#define CLOSE_STRIDE (7 * 234)
+
 static void test_a_reset_at_every_7th_byte_fails_cleanly_threaded_plaintext(void **state)
 {
     (void)state;
-    cut_sweep(true, false, FP_RESET, 65536 / (long)SLOW);
+    cut_sweep(true, false, FP_RESET, RESET_STRIDE);
 }
 
 static void test_a_reset_at_every_7th_byte_fails_cleanly_embedded_plaintext(void **state)
 {
     (void)state;
-    cut_sweep(false, false, FP_RESET, 16384 / (long)SLOW);
+    cut_sweep(false, false, FP_RESET, RESET_STRIDE);
 }
 
 static void test_a_reset_at_every_7th_byte_fails_cleanly_threaded_tls(void **state)
 {
     (void)state;
-    cut_sweep(true, true, FP_RESET, 8192 / (long)SLOW);
+    cut_sweep(true, true, FP_RESET, RESET_STRIDE);
 }
 
 static void test_a_reset_at_every_7th_byte_fails_cleanly_embedded_tls(void **state)
 {
     (void)state;
-    cut_sweep(false, true, FP_RESET, 8192 / (long)SLOW);
+    cut_sweep(false, true, FP_RESET, RESET_STRIDE);
 }
 
 static void test_a_close_at_every_7th_byte_fails_cleanly_threaded_plaintext(void **state)
 {
     (void)state;
-    cut_sweep(true, false, FP_CLOSE, 16384 / (long)SLOW);
+    cut_sweep(true, false, FP_CLOSE, CLOSE_STRIDE);
 }
 
 static void test_a_close_at_every_7th_byte_fails_cleanly_embedded_plaintext(void **state)
 {
     (void)state;
-    cut_sweep(false, false, FP_CLOSE, 8192 / (long)SLOW);
+    cut_sweep(false, false, FP_CLOSE, CLOSE_STRIDE);
 }
 
 static void test_a_close_at_every_7th_byte_fails_cleanly_threaded_tls(void **state)
 {
     (void)state;
-    cut_sweep(true, true, FP_CLOSE, 4096 / (long)SLOW);
+    cut_sweep(true, true, FP_CLOSE, CLOSE_STRIDE);
 }
 
 static void test_a_close_at_every_7th_byte_fails_cleanly_embedded_tls(void **state)
 {
     (void)state;
-    cut_sweep(false, true, FP_CLOSE, 4096 / (long)SLOW);
+    cut_sweep(false, true, FP_CLOSE, CLOSE_STRIDE);
 }
 
 /* ---- a stall with the sockets open --------------------------------------------------------- */
