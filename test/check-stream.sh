@@ -3,7 +3,8 @@
 # `fwire stream` against the test cluster (run through test/with-pg.sh): its output compared
 # with psql's for the same query, byte for byte, for the fixture and bench views; --count, the
 # options that shape the query, SQL NULL rows, schema and mid-stream errors, `| head -1`,
-# --stats, --progress, stopping (the reader going away, SIGINT, SIGTERM, --idle-timeout), and
+# --stats, --progress (the planner's estimate, the summary line), flushing on a slow producer,
+# psql's connection options, stopping (the reader going away, SIGINT, SIGTERM, --idle-timeout), and
 # the exit codes of bad options and failed connections.
 #
 # psql prints each value with `-At -0`: every record ends with a NUL byte, so values that hold
@@ -379,12 +380,84 @@ for k, v in want.items():
     assert s[k] == v, (k, s[k])
 assert s["bytes_received"] > 0 and s["max_memory"] == 4 << 20
 EOF
+# --progress: the line is redrawn in place (\r ... erase to the end), and the last thing on
+# stderr is one summary line that stays: rows, MB, rows/s, seconds.
 fw --progress --where-sql 'pg_sleep(0.2) IS NOT NULL' --limit 3 v_fixture "$dsn"
-if [ "$rc" -eq 0 ] && grep -q 'rows/s' "$tmp/err" && [ "$(tail -c 4 "$tmp/err" | od -An -c | tr -d ' ')" = '\r033[K' ]; then
+if [ "$rc" -eq 0 ] && grep -q 'rows/s' "$tmp/err" &&
+  tail -n 1 "$tmp/err" | grep -qE $'(^|\033\\[K)fwire: 3 rows, [0-9.]+ MB, [0-9]+ rows/s, [0-9.]+ s$'; then
   ok
 else
-  no '--progress' "exit $rc, stderr: $(od -c "$tmp/err" | head)"
+  no '--progress ends with a summary line' "exit $rc, stderr: $(od -c "$tmp/err" | tail -n 8)"
 fi
+# the planner's estimate, marked as one (~), with a percentage and an ETA while the rows stay
+# under it (generate_series(1, 40): the planner knows it is 40 rows) ...
+fw --progress --no-progress --progress v_fixture_drip "$dsn"
+if [ "$rc" -eq 0 ] && grep -qE $'\rfwire: [0-9]+ rows of ~40 \(~[0-9]+%, ETA ~[0-9]+ s\)' "$tmp/err" &&
+  tail -n 1 "$tmp/err" | grep -qE 'fwire: 40 rows, '; then
+  ok
+else
+  no '--progress against the estimate' "exit $rc, stderr: $(tr '\r' '\n' <"$tmp/err" | head -n 8)"
+fi
+# ... and once the rows pass it, no percentage: only that the estimate was passed (the planner
+# guesses a third of the rows for this condition)
+fw --progress --where-sql "(data->>'i')::int > 0" v_fixture_drip "$dsn"
+if [ "$rc" -eq 0 ] && grep -qE $'\rfwire: [0-9]+ rows \(past the estimate of ~[0-9]+\)' "$tmp/err" &&
+  ! tr '\r' '\n' <"$tmp/err" | grep -E 'rows of ~' | awk '{print $2, $5}' | tr -d '~' |
+    awk '$1 > $2 {bad = 1} END {exit !bad}'; then
+  ok
+else
+  no '--progress past the estimate' "exit $rc, stderr: $(tr '\r' '\n' <"$tmp/err" | head -n 8)"
+fi
+
+# ---- a slow producer through a pipe: each row reaches the reader as soon as it arrives ----
+# v_fixture_drip makes a row every 25 ms, stamped with the server's clock; the reader (through a
+# pipe, where stdout would be block-buffered) notes when each line arrives. fwire flushes when no
+# row is ready, so the first line must be there within 100 ms of being made, as every other.
+# The reader starts fwire itself (its stdout a pipe), so that its own start-up time (python3
+# can take a second on a loaded machine) is not counted.
+python3 - "$fwire" "$dsn" 2>"$tmp/err" >"$tmp/lags" <<'EOF'
+import json, subprocess, sys, time
+p = subprocess.Popen([sys.argv[1], "stream", "v_fixture_drip", sys.argv[2]], stdout=subprocess.PIPE)
+lags = []
+for line in iter(p.stdout.readline, b""):  # readline returns each line as soon as it is whole
+    lags.append(time.time() - json.loads(line)["at"])
+rc = p.wait()
+print(rc, len(lags), round(lags[0] * 1e3) if lags else -1, round(max(lags) * 1e3) if lags else -1)
+EOF
+st=($? 0)
+read -r fwrc nlines first_ms max_ms <"$tmp/lags"
+st[1]=${fwrc:-1}
+if [ "${st[0]}" -eq 0 ] && [ "${st[1]}" -eq 0 ] && [ "$nlines" -eq 40 ] && [ "$first_ms" -lt 100 ]; then
+  ok
+  echo "drip: 40 lines, first ${first_ms} ms after it was made, worst ${max_ms} ms"
+else
+  no 'slow producer: first line within 100 ms' \
+    "exit ${st[*]}, lines $nlines, first line ${first_ms} ms, worst ${max_ms} ms, stderr: $(cat "$tmp/err")"
+fi
+
+# ---- psql's connection options: -h -p -U -d, CONNINFO over them, them over PG* ----
+fw -h "$FW_TEST_SOCKDIR" -p "$FW_TEST_PORT" -U "$FW_TEST_USER_TRUST" -d "$FW_TEST_DBNAME" --count v_fixture
+if [ "$rc" -eq 0 ] && [ "$(cat "$tmp/out")" = "$(sql_count v_fixture)" ]; then ok; else
+  no '-h -p -U -d' "exit $rc, out $(cat "$tmp/out"), stderr: $(cat "$tmp/err")"
+fi
+PGHOST=/nonexistent PGPORT=1 fw --host "$FW_TEST_SOCKDIR" --port="$FW_TEST_PORT" \
+  --username "$FW_TEST_USER_TRUST" --dbname="$FW_TEST_DBNAME" --count v_fixture
+if [ "$rc" -eq 0 ] && [ "$(cat "$tmp/out")" = "$(sql_count v_fixture)" ]; then ok; else
+  no 'long options over PG*' "exit $rc, out $(cat "$tmp/out"), stderr: $(cat "$tmp/err")"
+fi
+fw -p 1 -h /nonexistent --count v_fixture "$dsn"
+if [ "$rc" -eq 0 ] && [ "$(cat "$tmp/out")" = "$(sql_count v_fixture)" ]; then ok; else
+  no 'CONNINFO over -h -p' "exit $rc, out $(cat "$tmp/out"), stderr: $(cat "$tmp/err")"
+fi
+fw -d "$dsn" --count v_fixture
+if [ "$rc" -eq 0 ] && [ "$(cat "$tmp/out")" = "$(sql_count v_fixture)" ]; then ok; else
+  no '-d CONNINFO' "exit $rc, out $(cat "$tmp/out"), stderr: $(cat "$tmp/err")"
+fi
+fw --help
+if [ "$rc" -eq 0 ] && grep -q '^usage: fwire stream' "$tmp/out" && grep -q -- '-U, --username' "$tmp/out"; then
+  ok; else no '--help' "exit $rc"; fi
+fw '-?'
+if [ "$rc" -eq 0 ] && grep -q '^usage: fwire stream' "$tmp/out"; then ok; else no '-?' "exit $rc"; fi
 same '--no-progress' 'SELECT data::text FROM v_fixture' '' --no-progress v_fixture
 
 # ---- --print-sql: no connection ----
@@ -395,7 +468,7 @@ fi
 
 # ---- bad usage: exit 1 before connecting (the DSN points nowhere) ----
 nowhere='host=/nonexistent dbname=x user=x'
-expect 'no relation' 1 'usage' --limit 1
+expect 'no relation' 1 'which view\? give a RELATION' --limit 1
 expect 'only a CONNINFO' 1 'looks like a connection string' "$nowhere"
 expect 'only a URI' 1 'looks like a connection string' 'postgresql://x@nowhere/x'
 expect 'too many arguments' 1 'too many arguments' v_fixture "$nowhere" extra
@@ -427,6 +500,11 @@ expect 'desc first' 1 'must follow an --order-by' --desc --order-by x v_fixture 
 expect 'empty entity' 1 'invalid --entity' -e '' "$nowhere"
 expect 'empty relation part' 1 'invalid relation' 'fw_schema.' "$nowhere"
 expect 'bad conninfo' 1 'invalid connection option' v_fixture 'bogus=1'
+expect 'unknown short option' 1 "unknown option '-x'" -x v_fixture "$nowhere"
+expect 'flag with a value' 1 "option '--count' takes no value" --count=1 v_fixture "$nowhere"
+expect 'bad port' 1 "-p/--port wants a port number" -p 99999 v_fixture
+expect '-h needs a value' 1 "option '-h' needs a value" v_fixture -h
+expect '-d and CONNINFO' 1 'too many arguments' -d "$nowhere" v_fixture "$nowhere"
 # ---- the connection fails: exit 2 ----
 expect 'connection refused' 2 '\(connect\).*refused' v_fixture \
   "host=127.0.0.1 port=1 dbname=x user=x sslmode=disable"

@@ -185,3 +185,13 @@ CREATE OR REPLACE VIEW v_fixture_sleepy_wide AS
     SELECT jsonb_build_object('i', i, 'pad', repeat('x', 16384), 'slept', pg_sleep(0.1)::text)
            AS data
     FROM generate_series(1, 10) AS i;
+
+-- v_fixture_drip: a slow producer for `fwire stream | reader`: 40 rows, one every 25 ms, each
+-- stamped with the server's clock when it was made ("at", epoch seconds) and ~12 KiB long, past
+-- the server's 8 KiB output buffer, so each row leaves the server at the latest when the next
+-- one is made. How long a row takes from "at" to the reader is then fwire's doing.
+CREATE OR REPLACE VIEW v_fixture_drip AS
+    SELECT jsonb_build_object('i', i, 'at', extract(epoch FROM clock_timestamp()),
+                              'pad', repeat('x', 12288)) AS data
+    FROM generate_series(1, 40) AS i,
+         LATERAL (SELECT pg_sleep(0.025 + 0 * i)) AS z;
