@@ -19,18 +19,18 @@
 #define DEFAULT_MAX_STREAMS_PER_CONN 8
 /* A few addresses must not fill --max-connections: a browser opens about 6 connections to a
  * host, so 16 leaves room for a few tabs behind one NAT address. */
-#define DEFAULT_MAX_CONN_PER_ADDRESS 16
+#define DEFAULT_MAX_CONN_PER_ADDRESS       16
 #define DEFAULT_MAX_HANDSHAKES_PER_ADDRESS 8
-#define DEFAULT_MAX_CONCURRENT       32
-#define DEFAULT_MAX_QUERY_SECONDS    300
-#define DEFAULT_MAX_FRAME_BYTES      65536
-#define DEFAULT_BATCH_SIZE           100
-#define DEFAULT_PROGRESS_MS          500
-#define DEFAULT_POOL_SIZE            4
-#define DEFAULT_ABANDON_SECONDS      60
-#define DEFAULT_WS_PING_SECONDS      30
-#define DEFAULT_STREAM_BUDGET        (1024u * 1024u)
-#define DEFAULT_HIGH_WATERMARK       (1024u * 1024u)
+#define DEFAULT_MAX_CONCURRENT             32
+#define DEFAULT_MAX_QUERY_SECONDS          300
+#define DEFAULT_MAX_FRAME_BYTES            65536
+#define DEFAULT_BATCH_SIZE                 100
+#define DEFAULT_PROGRESS_MS                500
+#define DEFAULT_POOL_SIZE                  4
+#define DEFAULT_ABANDON_SECONDS            60
+#define DEFAULT_WS_PING_SECONDS            30
+#define DEFAULT_STREAM_BUDGET              (1024u * 1024u)
+#define DEFAULT_HIGH_WATERMARK             (1024u * 1024u)
 /* A config file line longer than this is refused: the file is the operator's, but a mistake
  * (a binary file) should be a clear error, not a silent truncation. */
 #define CONFIG_LINE_MAX 4096
@@ -262,8 +262,8 @@ static int config_set(gw_config_t *cfg, const char *key, const char *v, bool *lo
     if (strcmp(key, "tls-client-ca") == 0)
         return set_str(&cfg->tls_client_ca, v) < 0 ? bad("out of memory") : -1;
     if (strcmp(key, "insecure-listen") == 0) {
-        cfg->insecure_listen = strcmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
-                               strcmp(v, "yes") == 0;
+        cfg->insecure_listen =
+            strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0;
         return -1;
     }
     if (strcmp(key, "verbose") == 0) {

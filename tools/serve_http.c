@@ -29,8 +29,8 @@
 #define REQUEST_LINE_TIMEOUT_MS 3000
 /* Connections admitted over --max-connections or a per-address cap, for /healthz and /readyz
  * only: liveness probes keep working while idle or abusive connections fill the server. */
-#define PROBE_SLOTS 8
-#define REQUEST_MAX_BYTES  (16u * 1024u)
+#define PROBE_SLOTS       8
+#define REQUEST_MAX_BYTES (16u * 1024u)
 /* Above the high watermark by this much, the client's own input is not read either: its
  * pings and requests produce output it does not read. */
 #define READ_STOP_SLACK (256u * 1024u)
@@ -52,8 +52,8 @@ static char read_buffer[READ_BUFFER]; /* one loop thread: every read is handled 
 size_t gw_client_pending(const gw_client_t *c)
 {
     size_t n = c->inflight + c->wbuf.len;
-    if (c->ws != NULL)
-        n += wslay_event_get_queued_msg_length(c->ws);
+    if (c->ws.ctx != NULL)
+        n += wslay_event_get_queued_msg_length(c->ws.ctx);
     return n;
 }
 
@@ -112,7 +112,7 @@ void gw_client_check_watermarks(gw_client_t *c)
     if (c->reading && pending > cfg->high_watermark + READ_STOP_SLACK) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
-    } else if (!c->reading && !c->closing && !c->in_blocked && pending <= cfg->low_watermark &&
+    } else if (!c->reading && !c->closing && !c->ws.in_blocked && pending <= cfg->low_watermark &&
                c->mode != GW_CLIENT_RESPONSE) {
         gw_client_start_reading(c);
     }
@@ -180,7 +180,7 @@ static void on_write(uv_write_t *req, int status)
         gw_client_close(c);
         return;
     }
-    if (c->ws != NULL) {
+    if (c->ws.ctx != NULL) {
         gw_ws_flush(c);
         gw_ws_input_resume(c);
     }
@@ -197,7 +197,7 @@ bool gw_client_write(gw_client_t *c, const void *data, size_t len)
         return false;
     if (len == 0)
         return true;
-    if (c->ssl != NULL)
+    if (c->tls.ssl != NULL)
         return gw_tls_write(c, data, len);
     return gw_client_raw_write(c, data, len);
 }
@@ -647,12 +647,9 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 #define K(n, f, o)                                                  \
     {n, offsetof(gw_client_t, h_##f), offsetof(gw_client_t, l_##f), \
      sizeof(((gw_client_t *)0)->h_##f), o}
-            K("upgrade", upgrade, false),
-            K("connection", connection, false),
-            K("sec-websocket-key", key, true),
-            K("sec-websocket-version", version, true),
-            K("authorization", auth, true),
-            K("host", host, true),
+            K("upgrade", upgrade, false),      K("connection", connection, false),
+            K("sec-websocket-key", key, true), K("sec-websocket-version", version, true),
+            K("authorization", auth, true),    K("host", host, true),
             K("origin", origin, true),
 #undef K
         };
@@ -754,7 +751,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         gw_client_close(c);
         return;
     }
-    if (c->ssl != NULL)
+    if (c->tls.ssl != NULL)
         gw_tls_on_read(c, (const uint8_t *)buf->base, (size_t)nread);
     else
         gw_client_dispatch(c, (const uint8_t *)buf->base, (size_t)nread);

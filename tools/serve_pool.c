@@ -8,7 +8,6 @@
  * (closed, protocol error, a cancel that timed out) is closed and its slot reopened on demand.
  */
 #include "serve.h"
-#include "serve_stream.h"
 
 #include <inttypes.h>
 #include <stdio.h>

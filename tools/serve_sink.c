@@ -5,7 +5,6 @@
  * as an HTTP status before the first row or as a last line (and no final chunk) after.
  */
 #include "serve.h"
-#include "serve_stream.h"
 
 #include <openssl/rand.h>
 #include <stdio.h>

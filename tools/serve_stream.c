@@ -18,7 +18,6 @@
  * detached until fwire confirms the cancel, so the connection is known idle before reuse.
  */
 #include "serve.h"
-#include "serve_stream.h"
 
 #include <inttypes.h>
 #include <math.h>

@@ -110,39 +110,39 @@ int gw_tls_client_init(gw_client_t *c)
     BIO_set_mem_eof_return(out, -1);
     SSL_set_bio(ssl, in, out); /* the SSL owns both now */
     SSL_set_accept_state(ssl);
-    c->ssl = ssl;
-    c->tls_in = in;
-    c->tls_out = out;
+    c->tls.ssl = ssl;
+    c->tls.in = in;
+    c->tls.out = out;
     return 0;
 }
 
 void gw_tls_client_free(gw_client_t *c)
 {
-    SSL_free(c->ssl);
-    c->ssl = NULL;
-    c->tls_in = c->tls_out = NULL;
+    SSL_free(c->tls.ssl);
+    c->tls.ssl = NULL;
+    c->tls.in = c->tls.out = NULL;
 }
 
 /* Whatever OpenSSL has written (records, alerts, handshake messages) onto the socket. */
 static bool tls_flush(gw_client_t *c)
 {
-    size_t n = BIO_ctrl_pending(c->tls_out);
+    size_t n = BIO_ctrl_pending(c->tls.out);
     while (n > 0 && !c->closed) {
         char *p = NULL;
-        long have = BIO_get_mem_data(c->tls_out, &p);
+        long have = BIO_get_mem_data(c->tls.out, &p);
         if (have <= 0)
             break;
         if (!gw_client_raw_write(c, p, (size_t)have))
             return false;
-        (void)BIO_reset(c->tls_out);
-        n = BIO_ctrl_pending(c->tls_out);
+        (void)BIO_reset(c->tls.out);
+        n = BIO_ctrl_pending(c->tls.out);
     }
     return !c->closed;
 }
 
 bool gw_tls_write(gw_client_t *c, const void *data, size_t len)
 {
-    if (!SSL_is_init_finished(c->ssl)) {
+    if (!SSL_is_init_finished(c->tls.ssl)) {
         /* nothing to say to a client whose handshake is not done (an over-limit refusal,
          * a deadline): it is let go without a response */
         gw_client_close(c);
@@ -150,7 +150,7 @@ bool gw_tls_write(gw_client_t *c, const void *data, size_t len)
     }
     size_t done = 0;
     ERR_clear_error();
-    if (SSL_write_ex(c->ssl, data, len, &done) != 1 || done != len) {
+    if (SSL_write_ex(c->tls.ssl, data, len, &done) != 1 || done != len) {
         ERR_clear_error();
         gw_client_close(c);
         return false;
@@ -160,15 +160,15 @@ bool gw_tls_write(gw_client_t *c, const void *data, size_t len)
 
 void gw_tls_pump(gw_client_t *c)
 {
-    if (c->ssl == NULL || c->tls_pumping)
+    if (c->tls.ssl == NULL || c->tls.pumping)
         return; /* the outer pump goes on with whatever this call would have done */
-    c->tls_pumping = true;
+    c->tls.pumping = true;
     uint8_t plain[PLAIN_CHUNK];
     while (!c->closed) {
-        if (!SSL_is_init_finished(c->ssl)) {
+        if (!SSL_is_init_finished(c->tls.ssl)) {
             ERR_clear_error();
-            int r = SSL_do_handshake(c->ssl);
-            int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+            int r = SSL_do_handshake(c->tls.ssl);
+            int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->tls.ssl, r);
             if (!tls_flush(c))
                 break;
             if (r == 1)
@@ -187,8 +187,8 @@ void gw_tls_pump(gw_client_t *c)
             break; /* the layer above is not reading: the rest waits inside OpenSSL */
         size_t n = 0;
         ERR_clear_error();
-        int r = SSL_read_ex(c->ssl, plain, sizeof(plain), &n);
-        int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+        int r = SSL_read_ex(c->tls.ssl, plain, sizeof(plain), &n);
+        int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->tls.ssl, r);
         if (!tls_flush(c))
             break;
         if (r == 1) {
@@ -207,14 +207,14 @@ void gw_tls_pump(gw_client_t *c)
         gw_client_close(c);
         break;
     }
-    c->tls_pumping = false;
+    c->tls.pumping = false;
 }
 
 void gw_tls_on_read(gw_client_t *c, const uint8_t *data, size_t len)
 {
     /* at most one read (64 KiB) arrives while the layer above reads: the BIO never holds more
      * than that plus a partial record */
-    if (BIO_write(c->tls_in, data, (int)len) != (int)len) {
+    if (BIO_write(c->tls.in, data, (int)len) != (int)len) {
         gw_client_close(c);
         return;
     }
@@ -224,10 +224,10 @@ void gw_tls_on_read(gw_client_t *c, const uint8_t *data, size_t len)
 void gw_tls_shutdown(gw_client_t *c)
 {
     /* close_notify, so the client can tell the end of a response from a truncation */
-    if (c->ssl != NULL && SSL_is_init_finished(c->ssl) && !c->closed &&
-        (SSL_get_shutdown(c->ssl) & SSL_SENT_SHUTDOWN) == 0) {
+    if (c->tls.ssl != NULL && SSL_is_init_finished(c->tls.ssl) && !c->closed &&
+        (SSL_get_shutdown(c->tls.ssl) & SSL_SENT_SHUTDOWN) == 0) {
         ERR_clear_error();
-        (void)SSL_shutdown(c->ssl);
+        (void)SSL_shutdown(c->tls.ssl);
         ERR_clear_error();
         tls_flush(c);
     }

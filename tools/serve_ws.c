@@ -46,7 +46,7 @@ static size_t frame_header_size(const uint8_t *fh, size_t have)
 /* Checks one complete frame header; returns 0 or the close code that refuses it. */
 static uint16_t frame_header_check(gw_client_t *c)
 {
-    const uint8_t *fh = c->fh;
+    const uint8_t *fh = c->ws.fh;
     bool fin = (fh[0] & 0x80) != 0;
     uint8_t opcode = fh[0] & 0x0f;
     uint8_t len7 = fh[1] & 0x7f;
@@ -60,7 +60,7 @@ static uint16_t frame_header_check(gw_client_t *c)
         if (len >> 63)
             return 1002; /* the most significant bit must be 0 */
     }
-    c->f_left = len;
+    c->ws.f_left = len;
     if (opcode & 0x08) {
         /* control frames: at most 125 bytes, never fragmented; a close payload is empty or a
          * 2-byte code and a reason, so 1 byte is a protocol error (RFC 6455 5.5, 5.5.1) */
@@ -69,13 +69,13 @@ static uint16_t frame_header_check(gw_client_t *c)
         return 0;
     }
     if (opcode == 0x1 || opcode == 0x2)
-        c->f_msg_len = len;
+        c->ws.f_msg_len = len;
     else if (opcode == 0x0)
-        c->f_msg_len += len;
+        c->ws.f_msg_len += len;
     else
         return 0; /* reserved opcodes: wslay fails them with 1002 */
     /* refused on the header, before any payload is awaited or buffered */
-    if (c->f_msg_len > c->srv->cfg.max_frame_bytes)
+    if (c->ws.f_msg_len > c->srv->cfg.max_frame_bytes)
         return 1009;
     return 0;
 }
@@ -86,22 +86,22 @@ static size_t frames_scan(gw_client_t *c, const uint8_t *p, size_t n)
 {
     size_t i = 0, hstart = 0; /* a header begun in an earlier call starts at 0 here */
     while (i < n) {
-        if (c->f_left > 0) {
-            uint64_t skip = c->f_left < n - i ? c->f_left : n - i;
-            c->f_left -= skip;
+        if (c->ws.f_left > 0) {
+            uint64_t skip = c->ws.f_left < n - i ? c->ws.f_left : n - i;
+            c->ws.f_left -= skip;
             i += (size_t)skip;
             continue;
         }
-        if (c->fh_len == 0)
+        if (c->ws.fh_len == 0)
             hstart = i;
-        c->fh[c->fh_len++] = p[i++];
-        size_t need = frame_header_size(c->fh, c->fh_len);
-        if (need == 0 || c->fh_len < need)
+        c->ws.fh[c->ws.fh_len++] = p[i++];
+        size_t need = frame_header_size(c->ws.fh, c->ws.fh_len);
+        if (need == 0 || c->ws.fh_len < need)
             continue;
-        c->fh_len = 0;
+        c->ws.fh_len = 0;
         uint16_t code = frame_header_check(c);
         if (code != 0) {
-            c->f_fail = code;
+            c->ws.f_fail = code;
             return hstart;
         }
     }
@@ -112,20 +112,20 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 {
     (void)flags;
     gw_client_t *c = ud;
-    if (c->in_len == 0 || c->f_fail != 0 ||
+    if (c->ws.in_len == 0 || c->ws.f_fail != 0 ||
         wslay_event_get_queued_msg_count(ctx) >= WS_MAX_QUEUED_MSGS) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    size_t n = len < c->in_len ? len : c->in_len;
-    n = frames_scan(c, c->in, n);
+    size_t n = len < c->ws.in_len ? len : c->ws.in_len;
+    n = frames_scan(c, c->ws.in, n);
     if (n == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    memcpy(buf, c->in, n);
-    c->in += n;
-    c->in_len -= n;
+    memcpy(buf, c->ws.in, n);
+    c->ws.in += n;
+    c->ws.in_len -= n;
     return (ssize_t)n;
 }
 
@@ -228,9 +228,9 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 
 void gw_ws_flush(gw_client_t *c)
 {
-    if (c->closed || c->ws == NULL)
+    if (c->closed || c->ws.ctx == NULL)
         return;
-    int rc = wslay_event_send(c->ws);
+    int rc = wslay_event_send(c->ws.ctx);
     if (c->wbuf.len > 0) {
         bool ok = gw_client_write(c, c->wbuf.ptr, c->wbuf.len);
         gwbuf_reset(&c->wbuf);
@@ -242,10 +242,11 @@ void gw_ws_flush(gw_client_t *c)
         gw_client_close(c);
         return;
     }
-    if (c->close_pending && wslay_event_get_queued_msg_count(c->ws) == 0) {
-        c->close_pending = false;
-        if (wslay_event_queue_close(c->ws, c->close_code, (const uint8_t *)c->close_reason,
-                                    strlen(c->close_reason)) != 0) {
+    if (c->ws.close_pending && wslay_event_get_queued_msg_count(c->ws.ctx) == 0) {
+        c->ws.close_pending = false;
+        if (wslay_event_queue_close(c->ws.ctx, c->ws.close_code,
+                                    (const uint8_t *)c->ws.close_reason,
+                                    strlen(c->ws.close_reason)) != 0) {
             gw_client_close_when_flushed(c);
             return;
         }
@@ -254,16 +255,16 @@ void gw_ws_flush(gw_client_t *c)
     }
     /* Our close frame is out (after the peer's, or ours first): the TCP connection ends once it
      * is written; waiting for the peer's close could wait forever. */
-    if (wslay_event_get_close_sent(c->ws) && !wslay_event_want_write(c->ws))
+    if (wslay_event_get_close_sent(c->ws.ctx) && !wslay_event_want_write(c->ws.ctx))
         gw_client_close_when_flushed(c);
 }
 
 bool gw_ws_send(gw_client_t *c, const char *text, size_t len)
 {
-    if (c->closed || c->ws == NULL || c->closing || c->close_pending)
+    if (c->closed || c->ws.ctx == NULL || c->closing || c->ws.close_pending)
         return false;
     struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, len};
-    if (wslay_event_queue_msg(c->ws, &m) != 0)
+    if (wslay_event_queue_msg(c->ws.ctx, &m) != 0)
         return false;
     gw_ws_flush(c);
     gw_client_check_high(c); /* what the socket did not take waits in wslay's queue */
@@ -272,16 +273,16 @@ bool gw_ws_send(gw_client_t *c, const char *text, size_t len)
 
 void gw_ws_close(gw_client_t *c, uint16_t code, const char *reason)
 {
-    if (c->closed || c->close_pending)
+    if (c->closed || c->ws.close_pending)
         return;
-    if (c->ws == NULL) {
+    if (c->ws.ctx == NULL) {
         gw_client_close_when_flushed(c);
         return;
     }
     /* sent by gw_ws_flush once every message before it is out */
-    c->close_pending = true;
-    c->close_code = code;
-    snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+    c->ws.close_pending = true;
+    c->ws.close_code = code;
+    snprintf(c->ws.close_reason, sizeof(c->ws.close_reason), "%s", reason);
     gw_ws_flush(c);
 }
 
@@ -291,19 +292,19 @@ void gw_ws_close(gw_client_t *c, uint16_t code, const char *reason)
 static void ws_fail(gw_client_t *c)
 {
     gw_log(c->srv, "client %llu: frame header refused, closing with %u", (unsigned long long)c->id,
-           (unsigned)c->f_fail);
+           (unsigned)c->ws.f_fail);
     c->srv->c.bad_messages_total++;
-    free(c->held);
-    c->held = NULL;
-    c->held_len = 0;
-    wslay_event_shutdown_read(c->ws);
+    free(c->ws.held);
+    c->ws.held = NULL;
+    c->ws.held_len = 0;
+    wslay_event_shutdown_read(c->ws.ctx);
     if (c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
     }
-    const char *why = c->f_fail == 1009 ? "message too big" : "protocol error";
-    if (wslay_event_get_close_sent(c->ws) ||
-        wslay_event_queue_close(c->ws, c->f_fail, (const uint8_t *)why, strlen(why)) != 0) {
+    const char *why = c->ws.f_fail == 1009 ? "message too big" : "protocol error";
+    if (wslay_event_get_close_sent(c->ws.ctx) ||
+        wslay_event_queue_close(c->ws.ctx, c->ws.f_fail, (const uint8_t *)why, strlen(why)) != 0) {
         gw_client_close_when_flushed(c);
         return;
     }
@@ -314,26 +315,26 @@ static void ws_fail(gw_client_t *c)
 
 void gw_ws_on_read(gw_client_t *c, const uint8_t *data, size_t len)
 {
-    c->last_recv_ms = gw_now_ms(c->srv);
-    c->ping_sent = false;
-    c->in = data;
-    c->in_len = len;
-    int rc = wslay_event_recv(c->ws);
-    const uint8_t *rest = c->in;
-    size_t rest_len = c->in_len;
-    c->in = NULL;
-    c->in_len = 0;
+    c->ws.last_recv_ms = gw_now_ms(c->srv);
+    c->ws.ping_sent = false;
+    c->ws.in = data;
+    c->ws.in_len = len;
+    int rc = wslay_event_recv(c->ws.ctx);
+    const uint8_t *rest = c->ws.in;
+    size_t rest_len = c->ws.in_len;
+    c->ws.in = NULL;
+    c->ws.in_len = 0;
     if (c->closed)
         return;
     if (rc < 0) {
         gw_client_close(c);
         return;
     }
-    if (c->f_fail != 0) {
+    if (c->ws.f_fail != 0) {
         ws_fail(c);
         return;
     }
-    if (rest_len > 0 && wslay_event_want_read(c->ws)) {
+    if (rest_len > 0 && wslay_event_want_read(c->ws.ctx)) {
         /* the send queue is full of messages (pongs, most likely): keep the rest, read no
          * more until it drains (gw_ws_input_resume) */
         uint8_t *h = malloc(rest_len);
@@ -342,10 +343,10 @@ void gw_ws_on_read(gw_client_t *c, const uint8_t *data, size_t len)
             return;
         }
         memcpy(h, rest, rest_len);
-        free(c->held);
-        c->held = h;
-        c->held_len = rest_len;
-        c->in_blocked = true;
+        free(c->ws.held);
+        c->ws.held = h;
+        c->ws.held_len = rest_len;
+        c->ws.in_blocked = true;
         if (c->reading) {
             uv_read_stop((uv_stream_t *)&c->tcp);
             c->reading = false;
@@ -354,7 +355,7 @@ void gw_ws_on_read(gw_client_t *c, const uint8_t *data, size_t len)
     gw_ws_flush(c);
     if (c->closed)
         return;
-    if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
+    if (!wslay_event_want_read(c->ws.ctx) && !wslay_event_want_write(c->ws.ctx)) {
         gw_client_close_when_flushed(c);
         return;
     }
@@ -369,53 +370,53 @@ void gw_ws_on_read(gw_client_t *c, const uint8_t *data, size_t len)
 void gw_ws_tick(gw_client_t *c, uint64_t now)
 {
     uint32_t n = c->srv->cfg.ws_ping_seconds;
-    if (n == 0 || c->closed || c->ws == NULL)
+    if (n == 0 || c->closed || c->ws.ctx == NULL)
         return;
     if (!c->reading) {
-        c->last_recv_ms = now;
-        c->ping_sent = false;
+        c->ws.last_recv_ms = now;
+        c->ws.ping_sent = false;
         return;
     }
-    uint64_t idle = gw_elapsed(now, c->last_recv_ms);
+    uint64_t idle = gw_elapsed(now, c->ws.last_recv_ms);
     if (idle >= 2000ull * n) {
         gw_log(c->srv, "client %llu: no frame for %llu ms (pings unanswered), closed",
                (unsigned long long)c->id, (unsigned long long)idle);
         gw_client_close(c);
         return;
     }
-    if (idle >= 1000ull * n && !c->ping_sent && !c->closing && !c->close_pending) {
+    if (idle >= 1000ull * n && !c->ws.ping_sent && !c->closing && !c->ws.close_pending) {
         struct wslay_event_msg m = {WSLAY_PING, NULL, 0};
-        c->ping_sent = true;
-        if (wslay_event_queue_msg(c->ws, &m) == 0)
+        c->ws.ping_sent = true;
+        if (wslay_event_queue_msg(c->ws.ctx, &m) == 0)
             gw_ws_flush(c);
     }
 }
 
 void gw_ws_input_resume(gw_client_t *c)
 {
-    if (!c->in_blocked || c->closed || c->ws == NULL ||
-        wslay_event_get_queued_msg_count(c->ws) > WS_MAX_QUEUED_MSGS / 2)
+    if (!c->ws.in_blocked || c->closed || c->ws.ctx == NULL ||
+        wslay_event_get_queued_msg_count(c->ws.ctx) > WS_MAX_QUEUED_MSGS / 2)
         return;
-    uint8_t *h = c->held;
-    size_t n = c->held_len;
-    c->held = NULL;
-    c->held_len = 0;
-    c->in_blocked = false;
+    uint8_t *h = c->ws.held;
+    size_t n = c->ws.held_len;
+    c->ws.held = NULL;
+    c->ws.held_len = 0;
+    c->ws.in_blocked = false;
     if (h != NULL) {
         gw_ws_on_read(c, h, n); /* may hold a new copy of what it could not take */
         free(h);
     }
-    if (!c->closed && !c->in_blocked)
+    if (!c->closed && !c->ws.in_blocked)
         gw_client_check_watermarks(c); /* reads again unless the output is too far behind */
 }
 
 void gw_ws_free(gw_client_t *c)
 {
-    free(c->held);
-    c->held = NULL;
-    if (c->ws != NULL)
-        wslay_event_context_free(c->ws);
-    c->ws = NULL;
+    free(c->ws.held);
+    c->ws.held = NULL;
+    if (c->ws.ctx != NULL)
+        wslay_event_context_free(c->ws.ctx);
+    c->ws.ctx = NULL;
 }
 
 bool gw_header_has_token(const char *list, const char *token)
@@ -471,20 +472,20 @@ void gw_ws_accept(gw_client_t *c, const uint8_t *rest, size_t rest_len)
         .send_callback = send_cb,
         .on_msg_recv_callback = on_msg,
     };
-    if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
-        c->ws = NULL;
+    if (wslay_event_context_server_init(&c->ws.ctx, &cbs, c) != 0) {
+        c->ws.ctx = NULL;
         gw_http_error(c, 500, "FW_ENOMEM", NULL, "out of memory");
         return;
     }
     /* a message over the limit gets close code 1009 (message too big) from wslay */
-    wslay_event_config_set_max_recv_msg_length(c->ws, srv->cfg.max_frame_bytes);
+    wslay_event_config_set_max_recv_msg_length(c->ws.ctx, srv->cfg.max_frame_bytes);
     gwbuf_t h = {0};
     gwbuf_printf(&h,
                  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                  "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
                  accept);
     c->mode = GW_CLIENT_WS;
-    c->last_recv_ms = gw_now_ms(srv);
+    c->ws.last_recv_ms = gw_now_ms(srv);
     srv->c.ws_connections_total++;
     bool ok = !h.failed && gw_client_write(c, h.ptr, h.len);
     gwbuf_free(&h);
