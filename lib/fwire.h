@@ -473,7 +473,7 @@ FW_EXTERN int fw_query_offset(fw_query_t *q, int64_t n);
 FW_EXTERN int fw_query_chunk_size(fw_query_t *q, size_t rows);
 
 /*
- * Adaptive chunk sizes (DESIGN.md "Adaptive chunking"). At every socket read that queued rows,
+ * Adaptive chunk sizes (docs/streaming.md, "Adaptive chunk sizes"). At every socket read that queued rows,
  * fwire observes how full the queue of chunks is; over each window of observations, a high
  * average (the consumer is slow) grows the chunks by the growth factor, fewer and bigger; a
  * low one (the consumer keeps up) shrinks them, down to twice the rows a socket read brings
