@@ -321,8 +321,10 @@ static void *fp_main(void *arg)
     return NULL;
 }
 
-/* Starts a proxy to 127.0.0.1:up_port; p->port is where to connect. */
-static void fp_start(fp_t *p, uint16_t up_port)
+/* Starts a proxy to 127.0.0.1:up_port accepting on `lfd` (a listening socket, for instance one
+ * made inside a network namespace), or on a fresh 127.0.0.1 socket when lfd < 0; p->port is
+ * the port clients connect to. */
+static void fp_start_on(fp_t *p, uint16_t up_port, int lfd)
 {
     memset(p, 0, sizeof(*p));
     p->up_port = up_port;
@@ -330,16 +332,24 @@ static void fp_start(fp_t *p, uint16_t up_port)
     p->seed = 0x9e3779b9u;
     pthread_mutex_init(&p->mu, NULL);
     assert_int_equal(pipe(p->wake), 0);
-    p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(p->lfd >= 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(p->lfd, 64), 0);
+    p->lfd = lfd;
+    if (lfd < 0) {
+        p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(p->lfd >= 0);
+        assert_int_equal(bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(p->lfd, 64), 0);
+    }
     socklen_t len = sizeof(sa);
     assert_int_equal(getsockname(p->lfd, (struct sockaddr *)&sa, &len), 0);
     p->port = ntohs(sa.sin_port);
     assert_int_equal(pthread_create(&p->th, NULL, fp_main, p), 0);
+}
+
+static void fp_start(fp_t *p, uint16_t up_port)
+{
+    fp_start_on(p, up_port, -1);
 }
 
 /* Arms `mode` on the connection accepted last, `offset` bytes of server data from now.

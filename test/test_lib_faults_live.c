@@ -17,6 +17,7 @@
  *
  * FW_TEST_FILTER=pattern runs the matching cases only.
  */
+#define _GNU_SOURCE /* setns */
 #define OPENSSL_SUPPRESS_DEPRECATED
 
 #include <inttypes.h>
@@ -31,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -928,6 +930,202 @@ static void test_every_failing_allocation_ends_cleanly_threaded_tls(void **state
     oom_every_allocation(true, true);
 }
 
+/* ---- a black-holed peer in a network namespace --------------------------------------------- */
+
+/*
+ * The proxy listens inside a network namespace of the test's own, reached over a veth pair
+ * with a private /30 (10.213.x.y); the stream stalls mid-reply (the proxy holds it, its kernel
+ * still answers keepalive probes: the stream must live on), then the namespace's end of the
+ * veth goes down, so every packet to it vanishes. Keepalives, or tcp_user_timeout, must end
+ * the stream within their configured bounds. Needs root and iproute2: skipped otherwise.
+ */
+static char ns_name[32], ns_host_if[16], ns_peer_if[16], ns_host_ip[20], ns_peer_ip[20];
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+    char cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    char full[600];
+    snprintf(full, sizeof(full), "%s >/dev/null 2>&1", cmd);
+    return system(full);
+}
+
+static void ns_down(void)
+{
+    if (ns_name[0] != '\0') {
+        /* Deleting one end deletes the pair; the namespace alone could outlive the test while
+         * an orphaned socket in it retransmits into the black hole, keeping the veth. */
+        sh("ip link del %s", ns_host_if);
+        sh("ip netns del %s", ns_name);
+    }
+    ns_name[0] = '\0';
+}
+
+/* Makes the namespace and the veth pair; false (and a message) where that is not possible. */
+static bool ns_up(void)
+{
+    static unsigned seq; /* a fresh name and /30 each time: deleting a veth takes a moment */
+    unsigned id = ((unsigned)getpid() % 100000u) * 8u + (seq++ % 8u);
+    snprintf(ns_name, sizeof(ns_name), "fwfault%u", id);
+    snprintf(ns_host_if, sizeof(ns_host_if), "fwh%u", id);
+    snprintf(ns_peer_if, sizeof(ns_peer_if), "fwn%u", id);
+    unsigned net = (id % 16384u) * 4u; /* a /30 of 10.213.0.0/16 */
+    snprintf(ns_host_ip, sizeof(ns_host_ip), "10.213.%u.%u", net / 256, net % 256 + 1);
+    snprintf(ns_peer_ip, sizeof(ns_peer_ip), "10.213.%u.%u", net / 256, net % 256 + 2);
+    if (geteuid() != 0 || sh("ip netns add %s", ns_name) != 0) {
+        ns_name[0] = '\0';
+        return false;
+    }
+    if (sh("ip link add %s type veth peer name %s", ns_host_if, ns_peer_if) != 0 ||
+        sh("ip link set %s netns %s", ns_peer_if, ns_name) != 0 ||
+        sh("ip addr add %s/30 dev %s", ns_host_ip, ns_host_if) != 0 ||
+        sh("ip link set %s up", ns_host_if) != 0 ||
+        sh("ip -n %s addr add %s/30 dev %s", ns_name, ns_peer_ip, ns_peer_if) != 0 ||
+        sh("ip -n %s link set %s up", ns_name, ns_peer_if) != 0) {
+        ns_down();
+        return false;
+    }
+    return true;
+}
+
+/* A listening socket on the namespace's address: this thread enters the namespace to make it,
+ * then returns (the socket stays in the namespace). */
+static int ns_listen(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/var/run/netns/%s", ns_name);
+    int host = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int ns = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(host >= 0 && ns >= 0);
+    assert_int_equal(setns(ns, CLONE_NEWNET), 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    int ok = fd >= 0 && inet_pton(AF_INET, ns_peer_ip, &sa.sin_addr) == 1 &&
+             bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 16) == 0;
+    assert_int_equal(setns(host, CLONE_NEWNET), 0);
+    close(host);
+    close(ns);
+    assert_true(ok);
+    return fd;
+}
+
+static void black_hole(bool threaded, const char *tcp, double min_s, double max_s)
+{
+    if (!ns_up()) {
+        printf("# skipped: no network namespace (needs root, iproute2 and `ip netns add`)\n");
+        skip();
+    }
+    int fds0 = open_fds();
+    fp_t np;
+    fp_start_on(&np, (uint16_t)strtol(env("FW_TEST_PORT"), NULL, 10), ns_listen());
+    sess_t S;
+    sess_init(&S, threaded, false);
+    char ci[1024];
+    snprintf(ci, sizeof(ci),
+             "host=%s port=%u dbname=%s user=%s sslmode=disable connect_timeout=10 keepalives=1 "
+             "%s",
+             ns_peer_ip, np.port, env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"), tcp);
+    fw_conn_opts_t o;
+    fw_conn_opts_init(&o);
+    o.conninfo = ci;
+    o.use_environment = false;
+    if (threaded) {
+        if (fw_conn_connect_sync(S.rt, &o, &S.conn, &S.err) != 0)
+            fail_msg("connect through the namespace: %s", S.err.message);
+    } else {
+        assert_int_equal(fw_conn_new(&S.conn, &S.loop, &o, &S.err), 0);
+        assert_int_equal(fw_conn_connect(S.conn, on_connect, &S), 0);
+        uint64_t t0 = uv_hrtime();
+        while (S.connects == 0 && secs_since(t0) < 30 * SLOW)
+            uv_run(&S.loop, UV_RUN_ONCE);
+        if (S.connect_status != 0)
+            fail_msg("connect through the namespace: %s", S.err.message);
+    }
+    fp_arm(&np, FP_STALL, 40000, false);
+    fw_query_t *q = the_query(0);
+    fw_stream_t *s = NULL;
+    fw_error_t err;
+    assert_int_equal(fw_stream_start(S.conn, q, threaded ? NULL : on_ready, NULL, &s, &err), 0);
+    fw_query_free(q);
+    got_t g;
+    memset(&g, 0, sizeof(g));
+    res_init(&g.r);
+    /* Rows until the stall, then 2.5 s of stall with the peer alive: the stream must stay. */
+    uint64_t quiet = uv_hrtime(), t0 = 0;
+    bool holed = false;
+    int end = 0;
+    for (;;) {
+        fw_row_t row;
+        int k = threaded ? fw_stream_next(s, &row, 50) : fw_stream_try_next(s, &row);
+        if (k == FW_ROW) {
+            got_row(&g, &row);
+            quiet = uv_hrtime();
+            continue;
+        }
+        if (k != FW_AGAIN) {
+            end = k;
+            g.err = *fw_stream_error(s);
+            break;
+        }
+        if (!threaded)
+            uv_run(&S.loop, UV_RUN_ONCE);
+        if (!holed && secs_since(quiet) > 2.5) {
+            assert_true(fp_fired(&np));
+            assert_int_equal(sh("ip -n %s link set %s down", ns_name, ns_peer_if), 0);
+            holed = true;
+            t0 = uv_hrtime();
+        }
+        if (holed && secs_since(t0) > 30 * SLOW)
+            fail_msg("%s: the black-holed stream did not end in %.0f s", S.name, 30 * SLOW);
+    }
+    double secs = holed ? secs_since(t0) : 0;
+    printf("# %s %s: ended %.2f s after the black hole with %s (%s), %" PRIu64 " rows\n", S.name,
+           tcp, secs, code_name(end), g.err.message, g.rows);
+    if (!holed)
+        fail_msg("%s: the stream ended before the black hole (a live peer): %s", S.name,
+                 g.err.message);
+    assert_true(end == UV_ETIMEDOUT || end == UV_EHOSTUNREACH);
+    assert_true(g.rows > 0 && g.sums_ok == g.rows);
+    if (secs < min_s || secs > max_s * SLOW)
+        fail_msg("%s %s: ended %.2f s after the black hole, expected %.1f..%.1f s", S.name, tcp,
+                 secs, min_s, max_s * SLOW);
+    fw_stream_free(s);
+    sess_fini(&S);
+    fp_stop(&np); /* its sockets in the namespace never hear the client's close */
+    ns_down();
+    assert_int_equal(open_fds(), fds0);
+}
+
+static int ns_teardown(void **state)
+{
+    (void)state;
+    ns_down();
+    return 0;
+}
+
+/* Keepalives after 1 s idle, every 1 s, 3 unanswered probes: the dead peer is found in
+ * 1..(1 + 3) s plus scheduling, not in the OS's default two hours. */
+static void test_keepalives_end_a_stream_to_a_black_holed_peer_threaded(void **state)
+{
+    (void)state;
+    black_hole(true, "keepalives_idle=1 keepalives_interval=1 keepalives_count=3", 1.0, 6.0);
+}
+
+/* 1 s probes, 60 of them (a minute by keepalives alone), but tcp_user_timeout=2000: the kernel
+ * ends the connection once 2 s have passed since the last ACK (the last probe answered, up to
+ * 1 s before the black hole) with a probe unanswered: 1..3 s after it. */
+static void test_tcp_user_timeout_ends_a_stream_to_a_black_holed_peer_embedded(void **state)
+{
+    (void)state;
+    black_hole(false,
+               "keepalives_idle=1 keepalives_interval=1 keepalives_count=60 tcp_user_timeout=2000",
+               0.9, 6.0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -955,6 +1153,10 @@ int main(void)
         cmocka_unit_test(test_every_failing_allocation_ends_cleanly_embedded_tls),
         cmocka_unit_test(test_every_failing_allocation_ends_cleanly_threaded_plaintext),
         cmocka_unit_test(test_every_failing_allocation_ends_cleanly_threaded_tls),
+        cmocka_unit_test_teardown(test_keepalives_end_a_stream_to_a_black_holed_peer_threaded,
+                                  ns_teardown),
+        cmocka_unit_test_teardown(
+            test_tcp_user_timeout_ends_a_stream_to_a_black_holed_peer_embedded, ns_teardown),
     };
     const fw_allocator_t counting = {oom_malloc, oom_realloc, oom_free, NULL};
     if (fw_allocator_set(&counting) != 0)
