@@ -21,6 +21,11 @@ fwire=${1:?usage: check-browser.sh FWIRE PAGE_TEST CACHE_DIR LOG_DIR}
 page_test=${2:?usage: check-browser.sh FWIRE PAGE_TEST CACHE_DIR LOG_DIR}
 cache=${3:?usage: check-browser.sh FWIRE PAGE_TEST CACHE_DIR LOG_DIR}
 logdir=${4:?usage: check-browser.sh FWIRE PAGE_TEST CACHE_DIR LOG_DIR}
+# A fifth argument `wss`: the gateway serves TLS of its own (a throwaway CA and certificate made
+# here with openssl), the page is loaded over https:// and streams over wss://. Its screenshot and
+# log are browser-page-wss.png and browser-page-wss-serve.log.
+tls=${5:-}
+tag=browser-page${tls:+-$tls}
 chromium=${FW_CHROMIUM:-/usr/bin/chromium}
 readonly ALLOW=fixture,fixture_error_mid,bench_100k,bench_1m
 readonly MAX_PORT_TRIES=20
@@ -72,7 +77,7 @@ cleanup() {
     kill -KILL "$srv" 2>/dev/null
     wait "$srv" 2>/dev/null
   fi
-  [ -f "$tmp/serve.log" ] && cp "$tmp/serve.log" "$logdir/browser-page-serve.log" 2>/dev/null
+  [ -f "$tmp/serve.log" ] && cp "$tmp/serve.log" "$logdir/$tag-serve.log" 2>/dev/null
   if [ "${FW_BROWSER_KEEP:-}" = 1 ]; then printf 'kept %s\n' "$tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -90,6 +95,19 @@ q "SELECT data FROM v_bench_100k WHERE (data->>'id')::numeric < 100
 printf 'psql: v_fixture %s rows, v_bench_100k %s, v_bench_1m %s\n' "$n_fixture" "$n_100k" "$n_1m"
 
 # ---- the server ----
+tls_args=()
+scheme=http
+if [ "$tls" = wss ]; then
+  command -v openssl >/dev/null 2>&1 || die "openssl not found (needed for the wss run)"
+  printf '%s\n' '[req]' 'distinguished_name = dn' '[dn]' '[v3_server]' \
+    'basicConstraints = CA:false' 'extendedKeyUsage = serverAuth' \
+    'subjectAltName = DNS:localhost, IP:127.0.0.1' >"$tmp/openssl.cnf"
+  OPENSSL_CONF=$tmp/openssl.cnf openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+    -nodes -days 2 -subj /CN=localhost -extensions v3_server -keyout "$tmp/server.key" \
+    -out "$tmp/server.crt" 2>/dev/null || die "openssl could not make a certificate"
+  tls_args=(--tls-cert "$tmp/server.crt" --tls-key "$tmp/server.key")
+  scheme=https
+fi
 "$fwire" serve --help >"$tmp/help.txt" 2>&1 ||
   { sed 's/^/  /' "$tmp/help.txt"; die "\`fwire serve --help\` failed: no serve command?"; }
 
@@ -100,7 +118,7 @@ for _ in $(seq "$MAX_PORT_TRIES"); do
   p=$((20000 + (RANDOM * 32768 + RANDOM) % 40001))
   port_busy "$p" && continue
   "$fwire" serve --listen "127.0.0.1:$p" --dsn "$dsn" --allow "$ALLOW" --token "$token" \
-    --progress-ms 100 </dev/null >"$tmp/serve.log" 2>&1 &
+    --progress-ms 100 "${tls_args[@]}" </dev/null >"$tmp/serve.log" 2>&1 &
   srv=$!
   up=0
   for _ in $(seq 100); do
@@ -123,11 +141,11 @@ done
 printf 'fwire serve pid %s on 127.0.0.1:%s\n' "$srv" "$port"
 
 # ---- the page ----
-FW_BROWSER_BASE="http://127.0.0.1:$port" \
+FW_BROWSER_BASE="$scheme://127.0.0.1:$port" \
 FW_BROWSER_TOKEN="$token" \
 FW_BROWSER_PW="$pw" \
 FW_CHROMIUM="$chromium" \
-FW_BROWSER_SHOT="$logdir/browser-page.png" \
+FW_BROWSER_SHOT="$logdir/$tag.png" \
 FW_BROWSER_FIXTURE_ROWS="$tmp/fixture.txt" \
 FW_BROWSER_FILTERED_ROWS="$tmp/filtered.txt" \
 FW_BROWSER_N_FIXTURE="$n_fixture" \
@@ -161,7 +179,7 @@ else
 fi
 kill -0 "$srv" 2>/dev/null || srv=
 if [ "$rc" != 0 ]; then
-  printf 'last lines of the server log (%s):\n' "$logdir/browser-page-serve.log"
+  printf 'last lines of the server log (%s):\n' "$logdir/$tag-serve.log"
   tail -30 "$tmp/serve.log" | sed 's/^/  serve: /'
 fi
 exit "$rc"
