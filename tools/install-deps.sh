@@ -15,6 +15,9 @@ packages=(
   # libpq: the oracle of one conninfo test and the comparison benchmarks; never linked into fwire
   libpq-dev
   util-linux procps
+  # test/check-install.sh builds the README's consumer with its Makefile; dpkg-dev gives the
+  # packager build of test/run-all.sh Debian's CFLAGS (dpkg-buildflags)
+  make dpkg-dev
   # fwire serve: WebSocket framing (wslay) and HTTP request parsing (http-parser), both kept
   # Debian libraries; its tests: Python websockets, and headless Chromium driven by
   # playwright-core (from the npm registry, installed by test/gateway/) for the web page
