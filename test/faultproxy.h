@@ -75,6 +75,12 @@ typedef struct fp_s {
     uint32_t seed; /* FP_SLOW pieces and delays */
     int latency_us, jitter_us;
     uint64_t slow_pieces;
+    /* TLS alignment: the cut moves forward to the end of a TLS record (see fp_arm_tls) */
+    bool tls_align;
+    uint64_t sent; /* bytes forwarded since the arm */
+    uint64_t cut_at;
+    uint8_t tls_hdr[5];
+    size_t tls_have, tls_left;
 } fp_t;
 
 static void fp_sleep_us(long us)
@@ -141,6 +147,36 @@ static void fp_hold(fp_t *p, int cfd)
     }
 }
 
+/* With TLS alignment: how many of the n bytes at b go before the cut, which comes at the first
+ * end of a TLS record at or past cut_at (*cut set), or n when no cut falls in them. Under mu. */
+static size_t fp_tls_cut(fp_t *p, const uint8_t *b, size_t n, bool *cut)
+{
+    size_t i = 0;
+    *cut = false;
+    while (i < n) {
+        if (p->tls_left == 0) {
+            p->tls_hdr[p->tls_have++] = b[i++];
+            if (p->tls_have < 5)
+                continue;
+            p->tls_have = 0;
+            p->tls_left = (size_t)p->tls_hdr[3] << 8 | p->tls_hdr[4];
+            if (p->tls_left > 0)
+                continue;
+        } else {
+            size_t take = n - i < p->tls_left ? n - i : p->tls_left;
+            i += take;
+            p->tls_left -= take;
+            if (p->tls_left > 0)
+                continue;
+        }
+        if (p->sent + i >= p->cut_at) { /* a record ends at i */
+            *cut = true;
+            return i;
+        }
+    }
+    return n;
+}
+
 /* Server -> client bytes just read on connection `k`: forwards them, applying the fault.
  * Returns false when the connection is over (the fault has been applied, or a peer left). */
 static bool fp_down(fp_t *p, fp_conn_t *k, uint8_t *b, size_t n)
@@ -150,8 +186,15 @@ static bool fp_down(fp_t *p, fp_conn_t *k, uint8_t *b, size_t n)
     fp_mode_t mode = armed ? p->mode : FP_PASS;
     uint64_t rem = armed ? p->remaining : UINT64_MAX;
     size_t now = rem < n ? (size_t)rem : n;
+    if (armed && p->tls_align && mode != FP_SLOW && mode != FP_PASS) {
+        bool cut;
+        now = fp_tls_cut(p, b, n, &cut);
+        rem = cut ? now : UINT64_MAX; /* "at the cut" below when cut */
+    }
     if (armed) {
-        p->remaining -= now;
+        if (p->remaining != UINT64_MAX)
+            p->remaining -= p->tls_align ? 0 : now;
+        p->sent += now;
         if (p->record && p->rec_len + now <= p->rec_cap) {
             memcpy(p->rec + p->rec_len, b, now);
             p->rec_len += now;
@@ -361,6 +404,10 @@ static void fp_arm(fp_t *p, fp_mode_t mode, uint64_t offset, bool record)
     p->mode = mode;
     p->remaining = mode == FP_PASS || mode == FP_SLOW ? UINT64_MAX : offset;
     p->fired = false;
+    p->tls_align = false;
+    p->sent = 0;
+    p->cut_at = offset;
+    p->tls_have = p->tls_left = 0;
     p->record = record;
     p->rec_len = 0;
     if (record && p->rec == NULL) {
@@ -368,6 +415,18 @@ static void fp_arm(fp_t *p, fp_mode_t mode, uint64_t offset, bool record)
         p->rec = malloc(p->rec_cap);
         assert_non_null(p->rec);
     }
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* As fp_arm, but the cut comes at the end of the first TLS record that ends at or past
+ * `offset` (the stream from the arm on must be TLS records, as it is after the handshake): a
+ * cut on a record boundary leaves OpenSSL nothing partial, so the reader sees whole records,
+ * then the end. */
+static void fp_arm_tls(fp_t *p, fp_mode_t mode, uint64_t offset)
+{
+    fp_arm(p, mode, offset, false);
+    pthread_mutex_lock(&p->mu);
+    p->tls_align = true;
     pthread_mutex_unlock(&p->mu);
 }
 
