@@ -151,6 +151,7 @@ FW_BROWSER_FILTERED_ROWS="$tmp/filtered.txt" \
 FW_BROWSER_N_FIXTURE="$n_fixture" \
 FW_BROWSER_N_100K="$n_100k" \
 FW_BROWSER_N_1M="$n_1m" \
+FW_BROWSER_ALLOW="$ALLOW" \
   node "$page_test"
 rc=$?
 

@@ -20,7 +20,10 @@
 // more than 50 rows; a mid-stream SQL error and a refused entity show code, SQLSTATE and
 // message; bench_1m is paused (the counter stops), a second stream completes meanwhile, bench_1m
 // resumes, then is cancelled and its card says so; a closed socket offers Reconnect, which
-// works. The form is driven through its labels, so they must exist. A full-page screenshot is
+// works. The entity suggestions are the server's --allow list; the filter form (path, operator,
+// value) gives psql's rows as the JSON box does; a planner estimate that is passed turns the bar
+// indeterminate; Rows/s is live from the first batch. The form is driven through its labels,
+// so they must exist. A full-page screenshot is
 // saved at the end, pass or fail.
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
@@ -43,6 +46,7 @@ const shot = env('FW_BROWSER_SHOT');
 const nFixture = Number(env('FW_BROWSER_N_FIXTURE'));
 const n100k = Number(env('FW_BROWSER_N_100K'));
 const n1m = Number(env('FW_BROWSER_N_1M'));
+const allow = env('FW_BROWSER_ALLOW').split(',');   // the server's --allow list
 const readRows = (file) => readFileSync(file, 'utf8')
   .split('\n').filter((l) => l !== '').map((l) => JSON.parse(l));
 const fixtureRows = readRows(env('FW_BROWSER_FIXTURE_ROWS'));
@@ -271,6 +275,19 @@ async function run(page) {
   ok(display === 'flex', '/style.css is applied', `.topbar display ${display}`);
   ok(await page.locator('#global-error').isHidden(), 'no error banner once connected');
 
+  // The entity suggestions are the server's --allow list (GET /entities), nothing hard-coded.
+  const loaded = await page.waitForFunction(
+    () => document.getElementById('entity-list').dataset.loaded === 'true', null,
+    { timeout: 10_000 }).then(() => true, () => false);   // a datalist is never "visible"
+  ok(loaded, 'the entity suggestions were loaded from the server');
+  const suggested = await page.locator('#entity-list option').evaluateAll(
+    (os) => os.map((o) => o.value));
+  ok(isDeepStrictEqual(suggested, allow), 'the entity suggestions are the --allow list, in order',
+     `${JSON.stringify(suggested)} against ${JSON.stringify(allow)}`);
+  const firstValue = await page.getByLabel(/^Entity\b/).inputValue();
+  ok(firstValue === allow[0], 'the entity field starts with the first allowed entity',
+     `"${firstValue}"`);
+
   // 3. fixture to 100 %: the counter is psql's count and the rows shown are psql's rows.
   const fx = await startStream(page, 'fixture');
   await waitFinal(page, fx, 60_000);
@@ -296,12 +313,45 @@ async function run(page) {
   ok(await page.locator('#form-error').isVisible() && /JSON array/.test(formError),
      'a where that is not a JSON array is refused by the form', formError);
   await page.getByLabel(/^Where\b/).fill('');
+
+  // The same query through the small form (path, operator, value) instead of the JSON box.
+  const cond = page.locator('[data-testid="condition"]').first();
+  await cond.getByLabel('Path').fill('id');
+  await cond.getByLabel('Operator').selectOption('lt');
+  await cond.getByLabel('Value').fill('100');
+  const ff = await startStream(page, 'bench_100k', { limit: '30' });
+  await waitFinal(page, ff, 60_000);
+  await checkCompleted(page, ff, filteredRows.length, 'the form: bench_100k id < 100 desc limit 30');
+  ok(await showsRows(page, ff, filteredRows),
+     'the form: the rows shown are psql\'s for id < 100 desc limit 30, in order',
+     JSON.stringify(await shownRows(page, ff)).slice(0, 400));
+  const sentParams = await text(page, ff, 'params');
+  info(`the form's query as the card shows it: ${sentParams}`);
+  // a second condition line, then one with a path but no value: refused by the form
+  await page.getByRole('button', { name: 'Add condition' }).click();
+  ok(await page.locator('[data-testid="condition"]').count() === 2,
+     'Add condition adds a line to the form');
+  const second = page.locator('[data-testid="condition"]').nth(1);
+  await second.getByLabel('Path').fill('name');
+  await page.getByRole('button', { name: 'Start stream' }).click();
+  const condError = await page.locator('#form-error').textContent();
+  ok(await page.locator('#form-error').isVisible() && /needs a value/.test(condError),
+     'a condition without a value is refused by the form', condError);
+  // is null takes no value: the value box is disabled
+  await second.getByLabel('Operator').selectOption('is_null');
+  ok(await second.getByLabel('Value').isDisabled(), 'is null disables the value box');
+  await second.getByRole('button', { name: 'Remove this condition' }).click();
+  await cond.getByRole('button', { name: 'Remove this condition' }).click();
+  const left = page.locator('[data-testid="condition"]');
+  ok(await left.count() === 1 && (await left.first().getByLabel('Path').inputValue()) === '',
+     'removing every condition leaves one empty line');
   await page.getByLabel(/^Order by\b/).fill('');
   await page.getByLabel('Descending').uncheck();
 
   // 4. bench_100k to 100 %, watching the progress bar and the size of the rows box on the way.
   const b1 = await startStream(page, 'bench_100k', { batch: '1000' });
   const seen = new Set();
+  const rates = [];   // the Rows/s text whenever rows had arrived and the stream ran
   let maxLines = 0;
   const t0 = Date.now();
   for (;;) {
@@ -312,9 +362,12 @@ async function run(page) {
         state: el.dataset.state,
         pct: el.querySelector('[data-testid="progress"]').dataset.percent,
         lines: box.textContent === '' ? 0 : box.textContent.split('\n').length,
+        count: Number(el.querySelector('[data-testid="rows-count"]').dataset.value),
+        rate: el.querySelector('[data-testid="rate"]').textContent,
       };
     }, b1);
     if (s.pct !== undefined) seen.add(s.pct);
+    if (s.state === 'running' && s.count > 0) rates.push(s.rate);
     maxLines = Math.max(maxLines, s.lines);
     if (FINAL.includes(s.state) || Date.now() - t0 > 240_000) break;
     await sleep(50);
@@ -325,10 +378,61 @@ async function run(page) {
   await checkCompleted(page, b1, n100k, 'bench_100k');
   ok(maxLines > 0 && maxLines <= KEEP_ROWS,
      `bench_100k: the rows box never held more than ${KEEP_ROWS} rows`, `max ${maxLines}`);
+  const deadRates = rates.filter((r) => !(Number(r.replace(/,/g, '')) > 0));
+  ok(rates.length > 0 && deadRates.length === 0,
+     'bench_100k: Rows/s is a live figure above 0 from the first batch on',
+     `${rates.length} samples, not live: ${JSON.stringify(deadRates.slice(0, 5))}`);
   const last = await shownRows(page, b1);
   const lastNo = last.length ? last[last.length - 1].n : '-';
   ok(last.length === Math.min(KEEP_ROWS, n100k) && lastNo === n100k,
      `bench_100k: the box ends with row ${n100k}`, `lines ${last.length}, last #${lastNo}`);
+
+  // 4b. An estimate that is passed: for id >= 0 the planner guesses a third of bench_100k. The
+  // estimate is shown as one (~); under it the percentage is marked ~ too; past it the bar is
+  // indeterminate (no data-percent) and says so, never a "100 %" before the end.
+  await page.locator('#more-options').evaluate((d) => { d.open = true; });
+  await page.getByLabel(/^Where\b/).fill('[{"path":"id","op":"ge","value":0}]');
+  const ep = await startStream(page, 'bench_100k', { batch: '500' });
+  await page.getByLabel(/^Where\b/).fill('');
+  const obs = [];
+  const te = Date.now();
+  for (;;) {
+    const o = await page.evaluate((id) => {
+      const el = document.getElementById(id);
+      const bar = el.querySelector('[data-testid="progress"]');
+      return {
+        state: el.dataset.state,
+        count: Number(el.querySelector('[data-testid="rows-count"]').dataset.value),
+        estimated: el.querySelector('[data-testid="estimated"]').textContent,
+        percent: el.querySelector('[data-testid="percent"]').textContent,
+        pct: bar.dataset.percent,
+        passed: bar.dataset.estimatePassed,
+        indeterminate: bar.classList.contains('indeterminate'),
+      };
+    }, ep);
+    obs.push(o);
+    if (FINAL.includes(o.state) || Date.now() - te > 120_000) break;
+    await sleep(30);
+  }
+  await checkCompleted(page, ep, n100k, 'bench_100k id >= 0');
+  const running = obs.filter((o) => o.state === 'running' && o.count > 0);
+  const estNum = (o) => Number(o.estimated.replace(/[~,]|\s.*$/g, ''));
+  const withEst = running.filter((o) => /^~[\d,]+/.test(o.estimated));
+  ok(withEst.length > 0 && withEst.length === running.length,
+     'id >= 0: the estimate is shown as an estimate (~N)', JSON.stringify(running[0]));
+  const est = withEst.length ? estNum(withEst[0]) : NaN;
+  info(`id >= 0: the planner estimated ${est} rows of ${n100k}; ${running.length} samples`);
+  ok(est > 0 && est < n100k, 'id >= 0: the planner underestimates (the case under test)', `${est}`);
+  const under = running.filter((o) => o.count <= est);
+  const over = running.filter((o) => o.count > est);
+  ok(under.every((o) => o.pct !== undefined && /^~/.test(o.percent) && o.passed !== 'true'),
+     'under the estimate: a percentage marked ~', JSON.stringify(under.slice(-1)));
+  ok(over.length > 0, 'samples were taken past the estimate', `${over.length}`);
+  ok(over.every((o) => o.pct === undefined && o.indeterminate && o.passed === 'true' &&
+                       /past the estimate/.test(o.percent) && /\(passed\)/.test(o.estimated)),
+     'past the estimate: an indeterminate bar that says the estimate was passed',
+     JSON.stringify(over.find((o) => !(o.pct === undefined && o.indeterminate)) || over[0]));
+  ok(!running.some((o) => o.percent === '100 %'), 'no 100 % before the stream completed');
 
   // 5. Errors: a SQL error mid-stream (22012 after three rows), and an entity not allowed.
   const em = await startStream(page, 'fixture_error_mid');

@@ -12,10 +12,16 @@
  *   #conn-status [data-testid=conn-status]   data-state: connecting | open | closed
  *   #reconnect   [data-testid=reconnect]     shown only while the socket is closed
  *   #query-form  [data-testid=query-form]
- *   #entity      [data-testid=entity]        text input, datalist #entity-list
+ *   #entity      [data-testid=entity]        text input, datalist #entity-list: the server's
+ *                --allow list from GET /entities (data-loaded="true" once it arrived)
  *   #limit       [data-testid=limit]         optional, integer >= 0
  *   #batch-size  [data-testid=batch-size]    optional, integer >= 1
- *   #where       [data-testid=where]         optional JSON array of {path, op, value}
+ *   #cond-list   conditions, each [data-testid=condition] with [data-testid=cond-path],
+ *                [data-testid=cond-op] (select), [data-testid=cond-value], [data-testid=
+ *                cond-remove]; #add-cond [data-testid=add-cond] adds one. A line without a
+ *                path is ignored; the value is JSON when it parses as JSON, else text.
+ *   #where       [data-testid=where]         optional JSON array of {path, op, value}, added
+ *                to the conditions (for experts)
  *   #order-by    [data-testid=order-by]      optional path; #order-desc [data-testid=order-desc]
  *   #start       [data-testid=start]         submit; disabled while the socket is not open
  *   #form-error  [data-testid=form-error]    why the form was not sent
@@ -41,7 +47,10 @@
  *     number in the stream, padded, two spaces, its JSON; long rows cut at MAX_LINE chars),
  *     [data-testid=follow] (unchecked: the rows box stops updating so it can be read)
  *   A card is redrawn at once when its data-state changes, so the figures inside match the
- *   state; data-percent is 100.0 only once completed (an estimate can be exceeded).
+ *   state; data-percent is 100.0 only once completed (an estimate can be exceeded). The
+ *   planner's estimate is shown as one ("~"); once more rows than it arrived, the bar turns
+ *   indeterminate (no data-percent, data-estimate-passed="true") until the stream ends. Rows/s
+ *   is the rows received over the time since the query was sent, live from the first batch.
  *   window.fwirePage: {state(): a snapshot of the cards, socket(): the WebSocket}
  *
  * Page URL parameters: token=T (passed on to /ws and the /metrics link), entity=NAME (fills
@@ -67,6 +76,7 @@
     form: $('query-form'), entity: $('entity'), entityList: $('entity-list'),
     limit: $('limit'), batch: $('batch-size'), where: $('where'), orderBy: $('order-by'),
     orderDesc: $('order-desc'), start: $('start'), formError: $('form-error'),
+    condList: $('cond-list'), addCond: $('add-cond'), condTemplate: $('cond-template'),
     globalError: $('global-error'), globalErrorText: $('global-error-text'),
     globalErrorDismiss: $('global-error-dismiss'), streams: $('streams'), count: $('stream-count'),
     clear: $('clear-finished'), empty: $('empty-note'), template: $('card-template'),
@@ -492,23 +502,23 @@
       r.count.dataset.value = String(card.received);
     }
     put(card, 'batches', r.batches, fmtInt(card.batches));
-    put(card, 'estimated', r.estimated,
-      card.estimated !== null ? fmtInt(card.estimated) : 'unknown');
 
     // progress
-    // The server's percentage comes with each query_progress; the share of the estimate that
-    // has arrived moves with every batch. Both only grow: show the larger.
+    // Against the planner's estimate: the share of it that has arrived (or the server's
+    // percentage, the larger; both only grow), below 100 % until the stream completes. Past the
+    // estimate there is no share to show: the bar turns indeterminate, the figures say so.
+    const est = card.estimated;
+    const past = !done && est !== null && card.received > est;
     let pct = null;
     if (done) pct = 100;
-    else {
+    else if (!past) {
       if (card.serverPercent !== null) pct = card.serverPercent;
-      if (card.estimated !== null && card.estimated > 0) {
-        pct = Math.max(pct || 0, (card.received / card.estimated) * 100);
-      }
+      if (est !== null && est > 0) pct = Math.max(pct || 0, (card.received / est) * 100);
     }
     if (pct !== null) pct = Math.max(0, Math.min(100, pct));
     if (!done && pct !== null && pct >= 100) pct = 99.9;   // 100 % only once completed
-    const pctKey = (pct === null ? 'none' : pct.toFixed(1)) + (final ? '/final' : '');
+    const pctKey = (pct === null ? 'none' : pct.toFixed(1)) + (final ? '/final' : '') +
+      (past ? '/past' : '');
     if (card.shown.pct !== pctKey) {
       card.shown.pct = pctKey;
       if (pct === null) {
@@ -520,33 +530,35 @@
         r.progress.dataset.percent = pct.toFixed(1);
         r.fill.style.width = pct + '%';
       }
-      r.percent.textContent = pct === null ? (final ? '–' : '…') : fmtPercent(pct);
+      r.progress.dataset.estimatePassed = past ? 'true' : 'false';
+      r.percent.textContent = past ? 'past the estimate'
+        : pct === null ? (final ? '–' : '…') : (done ? '' : '~') + fmtPercent(pct);
     }
     r.progress.classList.toggle('indeterminate', pct === null && !final);
     r.progress.dataset.state = card.state;
+    put(card, 'estimated', r.estimated,
+      est === null ? 'unknown' : '~' + fmtInt(est) + (past ? ' (passed)' : ''));
 
     // rate, ETA, elapsed
+    // The rate is measured here, from the first batch on: the rows received over the time
+    // since the query was sent (the server's own figure lags a progress period behind).
     const elapsedSec = (now - card.sentAt) / 1000;
     let rate = null;   // rows per second
     if (done && card.execMs !== null && card.execMs > 0) {
       rate = card.totalRows / (card.execMs / 1000);
-    } else if (!final && card.serverRate !== null) {
-      rate = card.serverRate;
-    } else if (card.firstRowAt !== null && now > card.firstRowAt) {
+    } else if (card.received > 0 && elapsedSec > 0) {
       rate = card.received / elapsedSec;
     }
     if (card.state === 'paused') rate = null;
     put(card, 'rate', r.rate, rate === null ? '–' : fmtInt(rate));
     let eta = null;
     if (done) eta = 0;
-    else if (!final) {
-      if (card.serverEta !== null) eta = card.serverEta;
-      else if (card.estimated !== null && rate) {
-        eta = Math.max(0, card.estimated - card.received) / rate;
-      }
+    else if (!final && !past && est !== null && rate) {
+      eta = Math.max(0, est - card.received) / rate;
     }
     put(card, 'eta', r.eta,
-      done ? 'done' : card.state === 'paused' ? 'paused' : fmtDuration(eta, false));
+      done ? 'done' : card.state === 'paused' ? 'paused'
+        : eta === null ? '–' : '~' + fmtDuration(eta, false));
     const shownElapsed = done && card.execMs !== null ? card.execMs / 1000 : elapsedSec;
     put(card, 'elapsed', r.elapsed, fmtDuration(shownElapsed, true));
 
@@ -604,6 +616,84 @@
     return { value: Number(s) };
   }
 
+  // ---------------------------------------------------------------- conditions
+  // A value is JSON when it parses as JSON (10, true, "10", {"a":1}), else text (Bob Smith).
+  function condValue(text) {
+    try { return JSON.parse(text); } catch (e) { return text; }
+  }
+
+  function addCond(path, op, value) {
+    const row = ui.condTemplate.content.firstElementChild.cloneNode(true);
+    const opSel = row.querySelector('.cond-op');
+    const val = row.querySelector('.cond-value');
+    row.querySelector('.cond-path').value = path || '';
+    opSel.value = op || 'eq';
+    val.value = value || '';
+    const sync = () => {
+      const none = opSel.value === 'is_null' || opSel.value === 'is_not_null';
+      val.disabled = none;
+      val.placeholder = none ? '' : opSel.value === 'in' ? 'a, b, c' : 'value';
+    };
+    opSel.addEventListener('change', sync);
+    sync();
+    row.querySelector('.cond-remove').addEventListener('click', () => {
+      row.remove();
+      if (!ui.condList.firstElementChild) addCond();
+    });
+    ui.condList.appendChild(row);
+    return row;
+  }
+
+  // The conditions of the form as the where array of stream_query, or {error, focus}.
+  function condWhere() {
+    const where = [];
+    for (const row of ui.condList.querySelectorAll('[data-testid="condition"]')) {
+      const pathEl = row.querySelector('.cond-path');
+      const valEl = row.querySelector('.cond-value');
+      const path = pathEl.value.trim();
+      const op = row.querySelector('.cond-op').value;
+      const text = valEl.value.trim();
+      if (path === '') {
+        if (text !== '') return { error: 'A condition has a value but no path.', focus: pathEl };
+        continue;
+      }
+      const p = { path, op };
+      if (op === 'in') {
+        p.value = text === '' ? [] : text.split(',').map((v) => condValue(v.trim()));
+      } else if (op !== 'is_null' && op !== 'is_not_null') {
+        if (text === '') return { error: 'The condition on ' + path + ' needs a value.', focus: valEl };
+        p.value = op === 'like' || op === 'ilike' || op === 'has_key' ? text : condValue(text);
+      }
+      where.push(p);
+    }
+    return { where };
+  }
+
+  ui.addCond.addEventListener('click', () => addCond().querySelector('.cond-path').focus());
+  addCond();
+
+  // ---------------------------------------------------------------- entity suggestions
+  // The server's --allow list (GET /entities, which takes the same token as /ws).
+  function loadEntities() {
+    fetch('/entities' + tokenQuery, { cache: 'no-store' })
+      .then((res) => (res.ok ? res.json() : null))
+      .then((body) => {
+        if (!body || !Array.isArray(body.entities)) return;
+        ui.entityList.textContent = '';
+        for (const name of body.entities) {
+          const o = document.createElement('option');
+          o.value = String(name);
+          ui.entityList.appendChild(o);
+        }
+        ui.entityList.dataset.loaded = 'true';
+        if (ui.entity.value === '' && body.entities.length > 0) {
+          ui.entity.value = String(body.entities[0]);
+        }
+      })
+      .catch(() => {});   // no suggestions: the field still takes any name
+  }
+  loadEntities();
+
   ui.form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     formError('');
@@ -614,18 +704,27 @@
     const batch = intField(ui.batch, 1, 'Batch size');
     if (batch.error) { formError(batch.error); ui.batch.focus(); return; }
     const query = { type: 'stream_query', request_id: 'r' + nextRequest, entity };
+    const conds = condWhere();
+    if (conds.error) {
+      formError(conds.error);
+      document.getElementById('more-options').open = true;
+      if (conds.focus) conds.focus.focus();
+      return;
+    }
+    let where = conds.where;
     const whereText = ui.where.value.trim();
     if (whereText) {
-      let where;
-      try { where = JSON.parse(whereText); } catch (e) { where = null; }
-      if (!Array.isArray(where)) {
+      let extra;
+      try { extra = JSON.parse(whereText); } catch (e) { extra = null; }
+      if (!Array.isArray(extra)) {
         formError('Where must be a JSON array such as [{"path":"id","op":"gt","value":10}].');
         document.getElementById('more-options').open = true;
         ui.where.focus();
         return;
       }
-      query.where = where;
+      where = where.concat(extra);
     }
+    if (where.length > 0) query.where = where;
     const orderPath = ui.orderBy.value.trim();
     if (orderPath) query.order_by = { path: orderPath, desc: ui.orderDesc.checked };
     if (limit.value !== undefined) query.limit = limit.value;
