@@ -17,7 +17,7 @@
 #   FW_PG_CACHE_DIR  if set, a freshly loaded cluster (data + certs) is snapshotted
 #                    there; a later start with the same pgcluster.sh, test/fixtures.sql,
 #                    bench/setup.sql and server version copies the snapshot instead of
-#                    running initdb and the (~10 s) data load: start takes ~0.3 s
+#                    running initdb and the data load (docs/testing.md has the times)
 #   FW_PG_USER       server account when run as root (default: nobody)
 #
 # PostgreSQL refuses to run as root, so when we are root every server-side command
