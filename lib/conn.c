@@ -513,7 +513,7 @@ static void handle_startup(fw_conn_t *c, fw__su_result_t r)
 {
     int rc = fw__conn_flush_out(c);
     if (rc < 0) {
-        attempt_failed(c, rc, uv_strerror(rc));
+        attempt_failed(c, rc, fw_strerror(rc));
         return;
     }
     switch (r) {
@@ -887,7 +887,7 @@ static void on_connected(fw__sock_t *s, int status)
         if (rc == 0)
             rc = fw__conn_flush_out(c);
         if (rc < 0)
-            attempt_failed(c, rc, uv_strerror(rc));
+            attempt_failed(c, rc, fw_strerror(rc));
         return;
     }
     start_startup(c);
