@@ -3,8 +3,8 @@
 # Runs every test fwire has, the way CI does: builds with gcc and clang (-Dwerror=true: warnings
 # fail CI, never a user's build) and runs the whole suite (unit + integration against a throwaway
 # PostgreSQL 15 + build checks) in each; builds as packagers build (--buildtype=release and
-# --buildtype=plain with Debian's CFLAGS, gcc and clang, the default -Dwerror=false, every
-# optional part on) and fails them on any compiler warning, running the unit tests; again under
+# --buildtype=plain with Debian's CFLAGS, gcc and clang, the default -Dwerror=false; the plain
+# ones also build and run the unit tests) and fails them on any compiler warning; again under
 # ASan+UBSan (LeakSanitizer included); the unit tests under TSan and under valgrind; and each
 # fuzz target for FW_FUZZ_SECONDS (default 30); then `bench/run.sh --quick` on the gcc build as a
 # smoke check that the benchmark suite runs (one test: passed when every section ran and every
@@ -71,25 +71,34 @@ attempt() { # NAME command...: runs a stage, records its failure without stoppin
 gcc_stage() { setup gcc gcc -Dwerror=true -Dbench=true && run gcc; }
 clang_stage() { setup clang clang -Dwerror=true && run clang; }
 
-# packager NAME CC BUILDTYPE [CFLAGS]: a build as a distribution makes it, with the defaults
-# (-Dwerror=false) and benchmarks, tests and tools on; it must build, warn about nothing (a
-# warning is reported here, where CI sees it, not in a user's build) and pass the unit tests.
+# packager NAME CC BUILDTYPE TESTS [CFLAGS]: a build as a distribution makes it, with the
+# defaults (-Dwerror=false), benchmarks and tools on, the tests as TESTS says (enabled: built and
+# the unit suite run; disabled: the library, the command, the examples and the benchmarks only,
+# which keeps the four builds within a few minutes). It must build and warn about nothing: a
+# warning is reported here, where CI sees it, not in a user's build.
 packager() {
-  local name=$1 cc=$2 buildtype=$3 cflags=${4:-} dir="$out/$1" log="$out/$1.compile.log"
+  local name=$1 cc=$2 buildtype=$3 tests=$4 cflags=${5:-} dir="$out/$1" log="$out/$1.compile.log"
+  local result=OK t0=$SECONDS
   if [ ! -f "$dir/build.ninja" ]; then
     CC=$cc CFLAGS=$cflags meson setup "$dir" --buildtype="$buildtype" -Dbench=true \
-      -Dintegration=false >"$out/$name.setup.log" 2>&1 ||
-      { cat "$out/$name.setup.log"; build_failed+=("$name"); return 1; }
+      -Dtests="$tests" -Dintegration=false >"$out/$name.setup.log" 2>&1 ||
+      { cat "$out/$name.setup.log"; result=FAIL; }
   fi
-  meson compile -C "$dir" 2>&1 | tee "$log"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || { build_failed+=("$name"); return 1; }
-  if grep -q 'warning:' "$log"; then
+  if [ $result = OK ]; then
+    meson compile -C "$dir" 2>&1 | tee "$log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || result=FAIL
+  fi
+  if [ $result = OK ] && grep -q 'warning:' "$log"; then
     echo "$name: the compiler warned:"
     grep -A3 'warning:' "$log" | head -40
-    build_failed+=("$name")
-    return 1
+    result=FAIL
   fi
-  run "$name" --suite unit
+  # counted as one test in the summary: built, and without a warning
+  printf '{"name": "%s: builds without warnings", "result": "%s", "duration": %d}\n' \
+    "$name" "$result" $((SECONDS - t0)) >"$out/$name.build.testlog.json"
+  logs+=("$out/$name.build.testlog.json")
+  [ $result = OK ] || return 1
+  [ "$tests" = disabled ] || run "$name" --suite unit
 }
 # Debian's default build flags (dpkg-buildflags), which a packaged build adds to -O2.
 debian_cflags() {
@@ -98,15 +107,15 @@ debian_cflags() {
 }
 release_stage() {
   local rc=0
-  packager release-gcc gcc release || rc=1
-  packager release-clang clang release || rc=1
+  packager release-gcc gcc release disabled || rc=1
+  packager release-clang clang release disabled || rc=1
   return $rc
 }
 plain_stage() {
   local rc=0 flags
   flags="$(debian_cflags) -D_FORTIFY_SOURCE=2"
-  packager plain-gcc gcc plain "$flags" || rc=1
-  packager plain-clang clang plain "$flags" || rc=1
+  packager plain-gcc gcc plain enabled "$flags" || rc=1
+  packager plain-clang clang plain enabled "$flags" || rc=1
   return $rc
 }
 asan_stage() {
