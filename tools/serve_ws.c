@@ -31,60 +31,64 @@
  * WS_MAX_QUEUED_MSGS + 682 messages. */
 #define WS_MAX_QUEUED_MSGS 1024u
 
-/* RFC 6455 5.2: the payload length. Returns the header size once fh holds enough bytes to know
- * it, else 0. */
-static size_t frame_header_size(const uint8_t *fh, size_t have)
+/* RFC 6455 5.2: where the payload length field ends (2, 4 or 10 bytes into the header). */
+static size_t frame_len_end(const uint8_t *fh)
 {
-    if (have < 2)
-        return 0;
-    size_t n = 2 + ((fh[1] & 0x80) ? 4 : 0);
     uint8_t len7 = fh[1] & 0x7f;
-    n += len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
-    return n;
+    return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
 }
 
-/* Checks one complete frame header; returns 0 or the close code that refuses it. */
-static uint16_t frame_header_check(gw_client_t *c)
+/* The first two bytes of a header: the rules of control frames, which wslay itself checks on
+ * these two bytes already (so they must be decided before it sees the second). Returns 0 or the
+ * close code. */
+static uint16_t frame_check_start(const uint8_t *fh)
 {
-    const uint8_t *fh = c->ws.fh;
     bool fin = (fh[0] & 0x80) != 0;
     uint8_t opcode = fh[0] & 0x0f;
     uint8_t len7 = fh[1] & 0x7f;
-    uint64_t len = len7;
-    if (len7 == 126) {
-        len = ((uint64_t)fh[2] << 8) | fh[3];
-    } else if (len7 == 127) {
-        len = 0;
-        for (int i = 0; i < 8; i++)
-            len = (len << 8) | fh[2 + i];
-        if (len >> 63)
-            return 1002; /* the most significant bit must be 0 */
-    }
-    c->ws.f_left = len;
-    if (opcode & 0x08) {
-        /* control frames: at most 125 bytes, never fragmented; a close payload is empty or a
-         * 2-byte code and a reason, so 1 byte is a protocol error (RFC 6455 5.5, 5.5.1) */
-        if (len > 125 || !fin || (opcode == 0x8 && len == 1))
-            return 1002;
-        return 0;
-    }
-    if (opcode == 0x1 || opcode == 0x2)
-        c->ws.f_msg_len = len;
-    else if (opcode == 0x0)
-        c->ws.f_msg_len += len;
-    else
-        return 0; /* reserved opcodes: wslay fails them with 1002 */
-    /* refused on the header, before any payload is awaited or buffered */
-    if (c->ws.f_msg_len > c->srv->cfg.max_frame_bytes)
-        return 1009;
+    /* control frames: at most 125 bytes, never fragmented; a close payload is empty or a 2-byte
+     * code and a reason, so 1 byte is a protocol error (RFC 6455 5.5, 5.5.1) */
+    if ((opcode & 0x08) && (len7 > 125 || !fin || (opcode == 0x8 && len7 == 1)))
+        return 1002;
     return 0;
 }
 
-/* Walks the frame headers in the next n input bytes; returns how many of them may go to wslay
- * (all, or those before a refused header, whose close code is then in f_fail). */
+/* The payload length, once its last byte is in: the top bit must be 0, and a data message may
+ * not pass --max-frame-bytes. Refused here, on the header, before any payload is awaited or
+ * buffered. Returns 0 or the close code; the length goes to *len. */
+static uint16_t frame_check_length(gw_client_t *c, uint64_t *len)
+{
+    const uint8_t *fh = c->ws.fh;
+    uint8_t opcode = fh[0] & 0x0f;
+    uint8_t len7 = fh[1] & 0x7f;
+    uint64_t n = len7;
+    if (len7 == 126) {
+        n = ((uint64_t)fh[2] << 8) | fh[3];
+    } else if (len7 == 127) {
+        n = 0;
+        for (int i = 0; i < 8; i++)
+            n = (n << 8) | fh[2 + i];
+        if (n >> 63)
+            return 1002;
+    }
+    *len = n;
+    if (opcode == 0x1 || opcode == 0x2)
+        c->ws.f_msg_len = n;
+    else if (opcode == 0x0)
+        c->ws.f_msg_len += n;
+    else
+        return 0; /* control frames (checked above); reserved opcodes: wslay fails them (1002) */
+    return c->ws.f_msg_len > c->srv->cfg.max_frame_bytes ? 1009 : 0;
+}
+
+/* Walks the frame headers in the next n input bytes; returns how many of them may go to wslay:
+ * all, or (a header refused, its close code in f_fail) those before the byte that decided it,
+ * or before the header when it began in this call. Either way wslay never sees a header it would
+ * act on first: it drops the connection without a close frame on some of these. */
 static size_t frames_scan(gw_client_t *c, const uint8_t *p, size_t n)
 {
-    size_t i = 0, hstart = 0; /* a header begun in an earlier call starts at 0 here */
+    size_t i = 0, hstart = 0;
+    bool here = false; /* the current header began in this call */
     while (i < n) {
         if (c->ws.f_left > 0) {
             uint64_t skip = c->ws.f_left < n - i ? c->ws.f_left : n - i;
@@ -92,17 +96,30 @@ static size_t frames_scan(gw_client_t *c, const uint8_t *p, size_t n)
             i += (size_t)skip;
             continue;
         }
-        if (c->ws.fh_len == 0)
+        if (c->ws.fh_len == 0) {
             hstart = i;
-        c->ws.fh[c->ws.fh_len++] = p[i++];
-        size_t need = frame_header_size(c->ws.fh, c->ws.fh_len);
-        if (need == 0 || c->ws.fh_len < need)
+            here = true;
+        }
+        uint8_t *fh = c->ws.fh;
+        fh[c->ws.fh_len++] = p[i++];
+        size_t have = c->ws.fh_len;
+        if (have < 2)
             continue;
-        c->ws.fh_len = 0;
-        uint16_t code = frame_header_check(c);
+        uint16_t code = have == 2 ? frame_check_start(fh) : 0;
+        size_t lend = frame_len_end(fh);
+        uint64_t len = 0;
+        if (code == 0 && have == lend)
+            code = frame_check_length(c, &len);
         if (code != 0) {
             c->ws.f_fail = code;
-            return hstart;
+            return here ? hstart : i - 1;
+        }
+        if (have == lend)
+            c->ws.f_pending = len;
+        if (have == lend + ((fh[1] & 0x80) ? 4 : 0)) {
+            c->ws.f_left = c->ws.f_pending; /* the header is whole: its payload follows */
+            c->ws.fh_len = 0;
+            here = false;
         }
     }
     return n;

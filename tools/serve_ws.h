@@ -25,6 +25,7 @@ typedef struct gw_ws_s {
     /* the frame-header scanner (serve_ws.c): checks each header before wslay sees it */
     uint8_t fh[14];
     uint8_t fh_len;
+    uint64_t f_pending; /* the payload length of the header being read */
     uint64_t f_left;    /* payload bytes of the current frame not yet seen */
     uint64_t f_msg_len; /* bytes of the data message being received (fragments summed) */
     uint16_t f_fail;    /* a close code: a header was refused, nothing more goes to wslay */

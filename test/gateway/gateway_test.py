@@ -1639,7 +1639,7 @@ async def group_abuse():
 
 # ---- issue 20: strict parsing ----------------------------------------------------------------
 
-def ws_handshake_then(port, frames, version="1.1", wait=3.0):
+def ws_handshake_then(port, frames, version="1.1", wait=3.0, bytewise=False, watch_from=0):
     """A raw WebSocket handshake, then `frames`; returns (status line, what came back within
     `wait` seconds after the frames, seconds until the server closed or None)."""
     sock = connect(port, timeout=5)
@@ -1654,8 +1654,32 @@ def ws_handshake_then(port, frames, version="1.1", wait=3.0):
         head += c
     status = head.split(b"\r\n")[0]
     t0 = time.monotonic()
-    sock.sendall(frames)
-    got, closed_at = b"", None
+    early = b""
+    if bytewise:
+        # one byte a segment: every header split at every point on its way to the scanner
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        import select
+        for i in range(len(frames)):
+            if i == watch_from and i > 0:
+                time.sleep(0.3)  # the answer to what came before: read it first
+                while select.select([sock], [], [], 0)[0]:
+                    c = sock.recv(4096)
+                    if not c:
+                        break
+                    early += c
+            # the server may refuse a header on its decisive byte and close: stop sending then
+            # (more bytes to a closed socket would draw a reset that discards its close frame)
+            if i >= watch_from and select.select([sock], [], [], 0)[0]:
+                break
+            try:
+                sock.sendall(frames[i:i + 1])
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                break
+            time.sleep(0.002)
+        t0 = time.monotonic()
+    else:
+        sock.sendall(frames)
+    got, closed_at = early, None
     sock.settimeout(wait)
     try:
         while True:
@@ -1745,6 +1769,14 @@ async def group_strict():
             ok(b" 101 " in status and code == want and closed_at is not None and closed_at < 2.0,
                "%s: close %d at once, then the connection ends" % (what, want),
                "status %r code %r closed after %r: %r" % (status, code, closed_at, got[:60]))
+            if len(frames) < 100:
+                # the same bytes one at a time: a valid text message first, then the bad header
+                msg = ws_frame(json.dumps({"type": "cancel_query", "stream_id": "x"}))
+                status, got, closed_at = ws_handshake_then(gw.port, msg + frames, bytewise=True,
+                                                           watch_from=len(msg))
+                ok(b" 101 " in status and close_code(got) == want and b"not_found" in got,
+                   "%s, byte by byte after a message: that message answered, then close %d"
+                   % (what, want), "code %r: %r" % (close_code(got), got[:120]))
         # a 2-byte close still gets its echo (1000)
         status, got, closed_at = ws_handshake_then(
             gw.port, masked_header(0x8, 2) + bytes(b ^ m for b, m in zip(b"\x03\xe8", b"\x01\x02")))
