@@ -231,15 +231,20 @@ int cli_conn_apply(cli_conn_t *c, const char *cmd)
         c->conninfo = c->dbname;
         c->dbname = NULL;
     }
-    /* A port list ("5432,5433", one per host) as libpq takes it; anything else is a typo best
-     * reported now, naming the option, rather than as the library's "invalid port". */
+    /* A port list ("5432,5433", one per host; an empty entry is the default port) as libpq
+     * takes it; anything else is a typo best reported now, naming the option, rather than as
+     * the library's "invalid port". */
     if (c->port != NULL) {
         const char *s = c->port;
         uint64_t v;
         char one[8];
         while (*s != '\0') {
             size_t n = strcspn(s, ",");
-            if (n == 0 || n >= sizeof(one))
+            if (n == 0) {
+                s++;
+                continue;
+            }
+            if (n >= sizeof(one))
                 return cli_bad(cmd, "-p/--port wants a port number (1 to 65535), got '%s'",
                                c->port);
             memcpy(one, s, n);
