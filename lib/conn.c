@@ -102,8 +102,7 @@ static void trace_out(fw_conn_t *c)
         size_t hdr = untyped ? 0 : 1;
         if (c->out.len - off < hdr + 4)
             break;
-        size_t n = ((size_t)p[hdr] << 24) | ((size_t)p[hdr + 1] << 16) | ((size_t)p[hdr + 2] << 8) |
-                   p[hdr + 3];
+        size_t n = fw__be32(p + hdr);
         if (n < 4 || n > c->out.len - off - hdr)
             break;
         trace(c, '>', untyped ? 0 : p[0], n, p + hdr + 4);

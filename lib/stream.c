@@ -40,11 +40,6 @@ enum { PUMP_NEED, PUMP_STALL, PUMP_OVER };
 
 static void adapt_chunk_size(fw_stream_t *s, bool stalled);
 
-static inline uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
 /* ---- ending ---------------------------------------------------------------------------- */
 
 void fw__stream_unref(fw_stream_t *s)
@@ -546,7 +541,7 @@ static int parse(fw_stream_t *s)
         const uint8_t *p = d + pos;
         if (avail < 5)
             break;
-        uint32_t len = be32(p + 1);
+        uint32_t len = fw__be32(p + 1);
         if (p[0] == 'D') {
             /* The hot path, framed inline and checked by fw__pq_datarow_one_fast: 'D', int32
              * length, int16 1, int32 n, n bytes, and nothing else (exact consumption). */
@@ -662,7 +657,7 @@ static size_t pending_size(const fw_stream_t *s)
     const fw__slab_t *sl = s->slab;
     if (sl == NULL || sl->used - s->pos < 5 || s->skip > 0)
         return 0;
-    return (size_t)be32(sl->data + s->pos + 1) + 1;
+    return (size_t)fw__be32(sl->data + s->pos + 1) + 1;
 }
 
 /*
@@ -675,7 +670,7 @@ static int make_room(fw_stream_t *s)
     fw__slab_t *sl = s->slab;
     if (sl == NULL && s->parked > 0) {
         /* A tail parked in the scratch buffer while the budget was full (below). */
-        size_t need = s->parked >= 5 ? (size_t)be32(s->scratch + 1) + 1 : 0;
+        size_t need = s->parked >= 5 ? (size_t)fw__be32(s->scratch + 1) + 1 : 0;
         fw__slab_t *ns;
         int rc = fw__pipe_slab_get(&s->pipe, need, &ns);
         if (rc != FW__PIPE_OK)
