@@ -422,25 +422,12 @@ static void check_schema(fw_stream_t *s, const fw__pq_msg_t *m)
 
 static void server_error(fw_stream_t *s, const fw__pq_msg_t *m)
 {
-    fw__pq_error_fields_t f;
-    if (fw__pq_error_fields(m, &f) < 0)
-        memset(&f, 0, sizeof(f));
-    bool fatal = f.severity_nl.len >= 5 && memcmp(f.severity_nl.ptr, "FATAL", 5) == 0;
-    if (s->err.code != 0 && !fatal) {
-        s->discard = true;
-        return; /* our own failure (schema, too big) came first and stays the reported one */
-    }
-    fw_error_t *e = &s->err;
-    memset(e, 0, sizeof(*e));
-    e->code = FW_ESERVER;
-    e->phase = FW_PHASE_READY;
-    fw__escape_text(e->sqlstate, sizeof(e->sqlstate), f.sqlstate.ptr, f.sqlstate.len);
-    const fw_slice_t *sev = f.severity_nl.ptr != NULL ? &f.severity_nl : &f.severity;
-    fw__escape_text(e->severity, sizeof(e->severity), sev->ptr, sev->len);
-    fw__escape_text(e->message, sizeof(e->message), f.message.ptr, f.message.len);
-    fw__escape_text(e->detail, sizeof(e->detail), f.detail.ptr, f.detail.len);
-    fw__escape_text(e->hint, sizeof(e->hint), f.hint.ptr, f.hint.len);
+    fw_error_t e;
+    (void)fw__servermsg_error(m, FW_PHASE_READY, &e);
     s->discard = true;
+    if (s->err.code != 0 && !fw__servermsg_fatal(&e))
+        return; /* our own failure (schema, too big) came first and stays the reported one */
+    s->err = e;
 }
 
 /*
@@ -503,13 +490,7 @@ static int on_message(fw_stream_t *s, uint8_t type, const uint8_t *body, size_t 
     case 'S':
         return 0; /* a setting changed mid-query; fw_conn_parameter keeps the connect-time view */
     case 'A':
-        if (c->opts.notification_cb != NULL) {
-            char ch[256], payload[8192];
-            fw__escape_text(ch, sizeof(ch), m.u.notify.channel.ptr, m.u.notify.channel.len);
-            fw__escape_text(payload, sizeof(payload), m.u.notify.payload.ptr,
-                            m.u.notify.payload.len);
-            c->opts.notification_cb(c->opts.notification_ud, m.u.notify.pid, ch, payload);
-        }
+        fw__conn_notification(c, &m);
         return 0;
     default:
         return FW_EPROTO_UNEXPECTED;
