@@ -156,7 +156,7 @@ static void lm_end(fw_stream_t *s, int final)
     fw__stream_lm_sync(s, false);
 }
 
-/* The producer's reference goes when both of its handles (wake, nudge) have closed. */
+/* The producer's reference goes when its three handles (wake, nudge, ctl) have closed. */
 static void on_handle_closed(uv_handle_t *h)
 {
     fw_stream_t *s = h->data;
@@ -222,37 +222,40 @@ static void notify(fw_stream_t *s, bool now)
     }
 }
 
-/* Records the stream's failure (the first one wins) and drops the rows still to come. */
+/* A failure of ours the reply machine recorded (a result of the wrong shape, a row over a
+ * limit): counted, and the query cancelled. */
+static void failed(fw_stream_t *s)
+{
+    if (s->err.code == FW_ETOOBIG && s->lm.e != NULL)
+        fw__metric_inc(s->lm.e->mem_limit);
+    /* RELIABILITY decision 4: a failure of ours while the server still sends cancels the
+     * query, so the rest of a large result is not produced only to be dropped; the reply is
+     * then drained as usual. */
+    if (s->conn != NULL && s->reply.phase != FW__RP_DONE)
+        fw__stream_start_cancel(s, s->err.code, s->err.message);
+}
+
+/* Records a failure of the stream itself (the first one wins) and drops the rows still to
+ * come. */
 static void fail(fw_stream_t *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void fail(fw_stream_t *s, int code, const char *fmt, ...)
 {
-    s->discard = true;
+    s->reply.discard = true;
     if (s->err.code != 0)
         return;
     s->err.code = code;
     s->err.phase = FW_PHASE_READY;
-    if (code == FW_ETOOBIG && s->lm.e != NULL)
-        fw__metric_inc(s->lm.e->mem_limit);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->err.message, sizeof(s->err.message), fmt, ap);
     va_end(ap);
-    /* RELIABILITY decision 4: a failure of ours while the server still sends (a row over a
-     * limit, a result of the wrong shape) cancels the query, so the rest of a large result is
-     * not produced only to be dropped; the reply is then drained as usual. */
-    if ((code == FW_ETOOBIG || code == FW_ESCHEMA) && s->conn != NULL && s->phase != SP_DONE)
-        fw__stream_start_cancel(s, code, s->err.message);
 }
 
 /*
- * The query is over for the connection: publish the end, give the connection back, tell the
- * consumer, and close the wake handle (its close callback drops the producer's reference).
- * `rest` are bytes received after ReadyForQuery (asynchronous messages), for the idle reader.
- */
-/*
- * The end of the stream: publish it, close the producer's handles, tell the consumer. After a
- * cancel this waits for the cancel connection too (fw__stream_cancel_done).
+ * The end of the stream: publish it, close the producer's handles (their close callbacks drop
+ * the producer's reference), tell the consumer. After a cancel it runs only once the cancel
+ * connection has ended too (stream_ctl.c, on_cancel_done).
  */
 void fw__stream_finish(fw_stream_t *s)
 {
@@ -285,6 +288,11 @@ void fw__stream_finish(fw_stream_t *s)
     notify(s, true);
 }
 
+/*
+ * The query is over for the connection: give the connection back (the idle reader takes over,
+ * with `rest`, the bytes received after ReadyForQuery), hand over the rows not yet queued, and
+ * end the stream, or wait for the cancel connection first.
+ */
 static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
 {
     fw_conn_t *c = s->conn;
@@ -353,154 +361,42 @@ static void conn_failed(fw_stream_t *s, int code, const char *why)
 
 /* ---- messages -------------------------------------------------------------------------- */
 
-static const char *type_name(uint32_t oid)
+/* The reply machine's events that ask something of the stream or the connection. Returns 0,
+ * or PUMP_OVER when a callback closed the connection. */
+static int on_event(fw_stream_t *s, const fw__reply_event_t *ev)
 {
-    switch (oid) {
-    case 16:
-        return "boolean";
-    case 20:
-        return "bigint";
-    case 21:
-        return "smallint";
-    case 23:
-        return "integer";
-    case 25:
-        return "text";
-    case 114:
-        return "json";
-    case 700:
-        return "real";
-    case 701:
-        return "double precision";
-    case 1043:
-        return "character varying";
-    case 1700:
-        return "numeric";
-    case 3802:
-        return "jsonb";
-    default:
-        return NULL;
-    }
-}
-
-/* RowDescription: exactly one column named data, json or jsonb, text format. */
-static void check_schema(fw_stream_t *s, const fw__pq_msg_t *m)
-{
-    fw__pq_iter_t it;
-    fw__pq_field_t f;
-    fw__pq_rowdesc_iter_init(&it, m);
-    bool ok = m->u.rowdesc.nfields == 1;
-    char got[512] = "";
-    size_t at = 0;
-    for (unsigned i = 0; fw__pq_rowdesc_next(&it, &f) == 1; i++) {
-        if (s->explain) /* EXPLAIN (FORMAT JSON): one json column named "QUERY PLAN" */
-            ok = ok && f.name.len == 10 && memcmp(f.name.ptr, "QUERY PLAN", 10) == 0 &&
-                 f.format == 0 && f.type_oid == FW__PQ_OID_JSON;
-        else
-            ok = ok && f.name.len == 4 && memcmp(f.name.ptr, "data", 4) == 0 &&
-                 f.format == 0 && (f.type_oid == FW__PQ_OID_JSON || f.type_oid == FW__PQ_OID_JSONB);
-        if (i < 8 && at < sizeof(got) - 1) {
-            char name[80];
-            fw__escape_text(name, sizeof(name), f.name.ptr, f.name.len);
-            const char *tn = type_name(f.type_oid);
-            char oid[32];
-            snprintf(oid, sizeof(oid), "type oid %u", (unsigned)f.type_oid);
-            int k = snprintf(got + at, sizeof(got) - at, "%s\"%s\" (%s%s)", i ? ", " : "", name,
-                             tn ? tn : oid, f.format != 0 ? ", binary format" : "");
-            at += k > 0 ? (size_t)k : 0;
-            if (at >= sizeof(got))
-                at = sizeof(got) - 1;
-        }
-    }
-    if (!ok)
-        fail(s, FW_ESCHEMA,
-             "the query must return one column named \"data\" of type json or jsonb; it "
-             "returned %u column%s: %s%s",
-             (unsigned)m->u.rowdesc.nfields, m->u.rowdesc.nfields == 1 ? "" : "s", got,
-             m->u.rowdesc.nfields > 8 ? ", ..." : "");
-}
-
-static void server_error(fw_stream_t *s, const fw__pq_msg_t *m)
-{
-    fw_error_t e;
-    (void)fw__servermsg_error(m, FW_PHASE_READY, &e);
-    s->discard = true;
-    if (s->err.code != 0 && !fw__servermsg_fatal(&e))
-        return; /* our own failure (schema, too big) came first and stays the reported one */
-    s->err = e;
-}
-
-/*
- * Every message but DataRow. Returns 0, PUMP_OVER when the stream detached (ReadyForQuery or
- * a failure of the connection), or a negative protocol error.
- */
-static int on_message(fw_stream_t *s, uint8_t type, const uint8_t *body, size_t len,
-                      const uint8_t *rest, size_t rest_len)
-{
-    fw__pq_msg_t m;
-    int rc = fw__pq_parse(type, body, len, &m);
-    if (rc < 0)
-        return rc;
     fw_conn_t *c = s->conn;
-    fw__conn_trace_in(c, &m);
-    switch (type) {
-    case '1':
-        if (s->phase != SP_PRE_PARSE && s->phase != SP_PARSE)
-            return FW_EPROTO_UNEXPECTED;
-        s->phase = s->phase == SP_PRE_PARSE ? SP_PRE_BIND : SP_BIND;
-        return 0;
-    case '2':
-        if (s->phase != SP_PRE_BIND && s->phase != SP_BIND)
-            return FW_EPROTO_UNEXPECTED;
-        s->phase = s->phase == SP_PRE_BIND ? SP_PRE_ROWS : SP_DESC;
-        return 0;
-    case 'T':
-        if (s->phase != SP_DESC)
-            return FW_EPROTO_UNEXPECTED;
-        check_schema(s, &m);
+    switch (ev->kind) {
+    case FW__RE_DESCRIBED:
         if (s->lm.e != NULL)
             fw__lm_seconds(s->lm.e->startup_seconds, uv_hrtime() - s->lm.t_start);
-        s->phase = SP_ROWS;
-        return 0;
-    case 'n':
-        if (s->phase != SP_DESC)
-            return FW_EPROTO_UNEXPECTED;
-        fail(s, FW_ESCHEMA, "the query returns no rows at all (NoData): not a SELECT");
-        s->phase = SP_ROWS;
-        return 0;
-    case 'C':
-        if (s->phase != SP_PRE_ROWS && s->phase != SP_ROWS)
-            return FW_EPROTO_UNEXPECTED;
-        s->phase = s->phase == SP_PRE_ROWS ? SP_PARSE : SP_DONE;
-        return 0;
-    case 'E':
-        server_error(s, &m);
-        if (s->err.severity[0] == 'F' || s->err.severity[0] == 'P') /* FATAL, PANIC */
+        break;
+    case FW__RE_FAILED:
+        failed(s);
+        break;
+    case FW__RE_SERVER_ERROR:
+        if (ev->fatal)
             c->state = FW__CONN_BAD; /* the server closes next; EOF ends the stream */
-        s->phase = SP_DONE;
-        return 0;
-    case 'Z':
-        if (s->phase != SP_DONE)
-            return FW_EPROTO_UNEXPECTED;
-        detach(s, rest, rest_len);
-        return PUMP_OVER;
-    case 'N':
-        fw__conn_notice(c, &m);
-        return 0;
-    case 'S':
-        return 0; /* a setting changed mid-query; fw_conn_parameter keeps the connect-time view */
-    case 'A':
-        fw__conn_notification(c, &m);
-        return 0;
-    default:
-        return FW_EPROTO_UNEXPECTED;
+        break;
+    case FW__RE_NOTICE:
+        fw__conn_notice(c, &ev->msg);
+        break;
+    case FW__RE_NOTIFY:
+        fw__conn_notification(c, &ev->msg);
+        break;
+    case FW__RE_NONE:
+    case FW__RE_ROW:
+    case FW__RE_PARAM:
+    case FW__RE_READY:
+        break;
     }
+    return s->conn == NULL || s->conn->closing ? PUMP_OVER : 0;
 }
 
 /*
- * Handles every complete message in the slab from pos. PUMP_NEED when the rest is an
- * incomplete message (or nothing), PUMP_STALL when a row could not be queued (pos stays on
- * it), PUMP_OVER when the stream detached.
+ * Hands every complete message in the slab from pos to the reply machine and acts on what it
+ * says. PUMP_NEED when the rest is an incomplete message (or nothing), PUMP_STALL when a row
+ * could not be queued (pos stays on it), PUMP_OVER when the stream detached.
  */
 static int parse(fw_stream_t *s)
 {
@@ -512,117 +408,51 @@ static int parse(fw_stream_t *s)
     size_t pos = s->pos;
     int out = PUMP_NEED;
     while (pos < used) {
-        if (s->skip > 0) { /* the rest of an oversized DataRow, dropped as it arrives */
-            size_t k = used - pos < s->skip ? used - pos : s->skip;
-            pos += k;
-            s->skip -= k;
-            continue;
-        }
-        size_t avail = used - pos;
-        const uint8_t *p = d + pos;
-        if (avail < 5)
-            break;
-        uint32_t len = fw__be32(p + 1);
-        if (p[0] == 'D') {
-            /* The hot path, framed inline and checked by fw__pq_datarow_one_fast: 'D', int32
-             * length, int16 1, int32 n, n bytes, and nothing else (exact consumption). */
-            if (len < 4) {
-                s->pos = pos;
-                conn_failed(s, FW_EPROTO_SHORT, fw_strerror(FW_EPROTO_SHORT));
-                return PUMP_OVER;
-            }
-            if (len > s->row_cap) {
-                /* RELIABILITY decision 4: fail the stream, skip the bytes as they arrive. */
-                size_t total = (size_t)len + 1;
-                if (len > s->max_message)
-                    fail(s, FW_ETOOBIG,
-                         "a row arrived as a message of %zu bytes, over the connection's "
-                         "max_message of %zu bytes; raise max_message to read it",
-                         (size_t)len, s->max_message);
-                else
-                    fail(s, FW_ETOOBIG,
-                         "a row of %zu bytes does not fit the query's byte budget (max_memory "
-                         "%zu bytes); raise max_memory to read it",
-                         total - 11, s->pipe.o.max_memory);
-                size_t k = avail < total ? avail : total;
-                pos += k;
-                s->skip = total - k;
-                continue;
-            }
-            size_t total = (size_t)len + 1;
-            if (avail < total)
-                break;
-            if (s->phase != SP_ROWS) {
-                if (s->phase != SP_PRE_ROWS) {
-                    s->pos = pos;
-                    conn_failed(s, FW_EPROTO_UNEXPECTED, "a DataRow arrived out of place");
-                    return PUMP_OVER;
-                }
-                pos += total; /* the statement-timeout statement's one row */
-                continue;
-            }
-            if (s->discard) {
-                /* Rows after a failure of ours (schema, too big) or after the consumer left
-                 * are dropped unread: after a schema error they may well have two fields. */
-                pos += total;
-                continue;
-            }
-            fw__pq_col_t col;
-            int err = fw__pq_datarow_one_fast(p + 5, len - 4, &col);
-            if (err < 0) {
-                s->pos = pos;
-                conn_failed(s, err, fw_strerror(err));
-                return PUMP_OVER;
-            }
-            fw_row_t row = {(const char *)col.value.ptr, col.value.len, col.is_null};
-            if (s->pred != NULL && !s->pred(s->pred_ud, &row)) {
-                fw__pipe_note_filtered(&s->pipe);
-                s->rows_total++;
-                pos += total;
-                continue;
-            }
-            int rc = fw__pipe_add(&s->pipe, sl, row.json, row.len, row.is_null);
-            if (rc == FW__PIPE_FULL) {
-                out = PUMP_STALL;
-                break;
-            }
-            if (rc < 0) {
-                fail(s, FW_ENOMEM, "out of memory queueing a row");
-                pos += total;
-                continue;
-            }
-            s->pushed = true;
-            s->rows_total++;
-            pos += total;
-            continue;
-        }
-        /* Every other message: framed by proto/ with its per-type caps. */
-        fw__pq_frame_t f;
-        size_t need = 0;
-        long n = fw__pq_frame(p, avail, &s->lim, &f, &need);
+        fw__reply_event_t ev;
+        long n = fw__reply_next(&s->reply, d + pos, used - pos, &ev);
         if (n == 0)
             break;
         if (n < 0) {
             s->pos = pos;
-            conn_failed(s, (int)n, fw_strerror((int)n));
+            conn_failed(s, (int)n, s->reply.why != NULL ? s->reply.why : fw_strerror((int)n));
             return PUMP_OVER;
         }
-        if (f.type == 'Z') {
+        if (ev.kind == FW__RE_ROW) {
+            if (s->pred != NULL && !s->pred(s->pred_ud, &ev.row)) {
+                fw__pipe_note_filtered(&s->pipe);
+                s->rows_total++;
+                pos += (size_t)n;
+                continue;
+            }
+            int rc = fw__pipe_add(&s->pipe, sl, ev.row.json, ev.row.len, ev.row.is_null);
+            if (rc == FW__PIPE_FULL) {
+                out = PUMP_STALL; /* the same bytes give the same row again */
+                break;
+            }
+            if (rc < 0) {
+                fail(s, FW_ENOMEM, "out of memory queueing a row");
+            } else {
+                s->pushed = true;
+                s->rows_total++;
+            }
+            pos += (size_t)n;
+            continue;
+        }
+        if (ev.has_msg)
+            fw__conn_trace_in(s->conn, &ev.msg);
+        if (ev.kind == FW__RE_READY) {
             /* Everything before ReadyForQuery must reach the consumer before the end. */
             if (fw__pipe_flush(&s->pipe) == FW__PIPE_FULL) {
                 out = PUMP_STALL;
                 break;
             }
+            pos += (size_t)n;
+            s->pos = pos;
+            detach(s, d + pos, used - pos);
+            return PUMP_OVER;
         }
         s->pos = pos + (size_t)n;
-        int rc = on_message(s, f.type, f.body, f.len, d + pos + (size_t)n, used - pos - (size_t)n);
-        if (rc == PUMP_OVER)
-            return PUMP_OVER;
-        if (rc < 0) {
-            conn_failed(s, rc, fw_strerror(rc));
-            return PUMP_OVER;
-        }
-        if (s->conn == NULL || s->conn->closing)
+        if (on_event(s, &ev) == PUMP_OVER)
             return PUMP_OVER;
         pos += (size_t)n;
     }
@@ -636,7 +466,7 @@ static int parse(fw_stream_t *s)
 static size_t pending_size(const fw_stream_t *s)
 {
     const fw__slab_t *sl = s->slab;
-    if (sl == NULL || sl->used - s->pos < 5 || s->skip > 0)
+    if (sl == NULL || sl->used - s->pos < 5 || s->reply.skip > 0)
         return 0;
     return (size_t)fw__be32(sl->data + s->pos + 1) + 1;
 }
@@ -880,8 +710,8 @@ void fw__stream_pump(fw_stream_t *s)
             if (s->paused || s->conn == NULL)
                 break;
         }
-        if (atomic_load_explicit(&s->abandoned, memory_order_relaxed) && !s->discard) {
-            s->discard = true; /* the consumer left: read the rest of the reply and drop it */
+        if (atomic_load_explicit(&s->abandoned, memory_order_relaxed) && !s->reply.discard) {
+            s->reply.discard = true; /* the consumer left: read the rest of the reply and drop it */
             fw__pipe_reclaim(&s->pipe);
         }
         if (r == PUMP_STALL) {
@@ -955,16 +785,13 @@ void fw__stream_on_wake(uv_async_t *h)
 
 /* ---- starting -------------------------------------------------------------------------- */
 
-int fw__stream_begin(fw_stream_t *s, fw_conn_t *c)
+int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, bool preamble)
 {
     s->conn = c;
     s->scratch = c->plain;
-    s->max_message = c->opts.max_message != 0 ? c->opts.max_message : FW__PQ_DEFAULT_MAX_MESSAGE;
-    /* A row must fit the message limit and, as one buffer, the byte budget. */
-    size_t budget_cap = s->pipe.o.max_memory - 1;
-    s->row_cap = s->max_message < budget_cap ? s->max_message : budget_cap;
-    fw__pq_limits_init(&s->lim);
-    s->lim.max_message = s->max_message;
+    size_t max_message =
+        c->opts.max_message != 0 ? c->opts.max_message : FW__PQ_DEFAULT_MAX_MESSAGE;
+    fw__reply_init(&s->reply, preamble, s->explain, max_message, s->pipe.o.max_memory, &s->err);
     int rc = uv_async_init(c->loop, &s->wake, fw__stream_on_wake);
     if (rc < 0)
         return rc;

@@ -175,9 +175,8 @@ static void start_on_loop(void *arg)
     s->pause_timeout_ms = a->q->pause_timeout_ms;
     s->pause_action = a->q->pause_action;
     s->idle_timeout_ms = a->q->idle_timeout_ms;
-    s->phase = fw__query_preamble(a->q) ? SP_PRE_PARSE : SP_PARSE;
     s->sticky = 1; /* FW_ROW: nothing sticky yet */
-    rc = fw__stream_begin(s, c);
+    rc = fw__stream_begin(s, c, fw__query_preamble(a->q));
     if (rc < 0) {
         fw__pq_buf_reset(&c->out);
         fw__pipe_free(&s->pipe);

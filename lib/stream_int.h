@@ -11,21 +11,10 @@
 #include "lmetrics.h"
 #include "pipe.h"
 #include "query.h"
+#include "reply.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
-
-/* Where the producer is in the reply (one extended-protocol run, see fw__query_encode). */
-typedef enum fw__sphase_e {
-    SP_PRE_PARSE, /* the statement-timeout statement: ParseComplete */
-    SP_PRE_BIND,  /* BindComplete */
-    SP_PRE_ROWS,  /* its one DataRow and CommandComplete */
-    SP_PARSE,     /* the query: ParseComplete */
-    SP_BIND,      /* BindComplete */
-    SP_DESC,      /* RowDescription (checked) */
-    SP_ROWS,      /* DataRow... CommandComplete */
-    SP_DONE,      /* waiting for ReadyForQuery */
-} fw__sphase_t;
 
 /* fw_stream_s.final: 0 while running, then one of these (stored last, with release). */
 enum { FW__FINAL_NONE = 0, FW__FINAL_COMPLETED = 1, FW__FINAL_FAILED = 2, FW__FINAL_CANCELLED = 3 };
@@ -44,23 +33,18 @@ struct fw_stream_s {
 
     /* ---- producer (loop thread) ---- */
     fw_conn_t *conn; /* NULL once detached: the query is over for the connection */
-    fw__sphase_t phase;
-    bool discard;     /* drop rows: failed (schema, too big) or abandoned by the consumer */
+    fw__reply_t reply; /* the reply machine: phases, schema check, limits (reply.h) */
     bool stalled;     /* socket reading stopped for backpressure */
     bool in_pump;     /* re-entrancy guard */
     bool pushed;      /* chunks handed over since the last notification */
     fw__slab_t *slab; /* the receive slab: bytes [pos, slab->used) not yet parsed */
     size_t pos;
     size_t parked;  /* bytes of a message tail parked in scratch while the budget is full */
-    size_t skip;    /* bytes of an oversized DataRow still to skip as they arrive */
-    size_t row_cap; /* largest DataRow accepted (its length field); above it: FW_ETOOBIG */
-    size_t max_message;
     uint8_t *scratch; /* FW__STREAM_SLAB bytes (conn->plain): a message tail between slabs */
     fw_predicate_cb pred;
     void *pred_ud;
     fw_rows_ready_cb ready;
     void *ready_ud;
-    fw__pq_limits_t lim;
     uint64_t rows_total; /* rows seen (kept or filtered), for messages */
 
     /* ---- the end: producer writes err, then final (release); consumer reads after acquire */
@@ -68,18 +52,26 @@ struct fw_stream_s {
     fw__chunk_t *last_chunk; /* rows the ring had no room for at a failure */
     _Atomic int final;
 
-    /* ---- consumer -> producer ---- */
-    uv_async_t wake; /* loop thread handle; uv_async_send from any thread */
-    uv_timer_t ctl;  /* idle timeout, pause timeout, cancel timeout (stream_ctl.c) */
-    fw__ctl_mode_t ctl_mode;
-    /* ---- control (stream_ctl.c): requests from the consumer, applied on the loop ---- */
-    _Atomic bool want_pause;
+    /* ---- consumer -> producer: requests, and the handle that carries them to the loop ---- */
+    uv_async_t wake;         /* loop thread handle; uv_async_send from any thread */
+    pthread_mutex_t wake_mu; /* guards wake_alive against the handle's close */
+    bool wake_alive;
+    _Atomic bool want_pause;  /* applied on the loop by stream_ctl.c */
     _Atomic bool want_cancel;
+    _Atomic bool abandoned;   /* the consumer freed its handle */
+    _Atomic bool stall_flag;  /* the producer waits for releases */
+    _Atomic uint64_t wake_at; /* ...until the consumer has released this many chunks */
+
+    /* ---- statistics the producer writes and any thread reads (fw_stream_stats) ---- */
     _Atomic uint64_t st_pauses, st_pause_timeouts;
     _Atomic uint64_t st_chunk_grows, st_chunk_shrinks;
-    bool adaptive; /* the chunk size follows `chunker` (producer only) */
+
+    /* ---- producer only (loop thread): control, adaptive size, wakeups ---- */
+    uv_timer_t ctl; /* idle timeout, pause timeout, cancel timeout (stream_ctl.c) */
+    fw__ctl_mode_t ctl_mode;
+    bool adaptive; /* the chunk size follows `chunker` */
     fw__chunker_t chunker;
-    uint64_t read_rows; /* rows a read brings, smoothed (the chunker's batch hint) */
+    uint64_t read_rows;    /* rows a read brings, smoothed (the chunker's batch hint) */
     bool paused;           /* reading stopped at the consumer's request */
     bool reading;          /* the socket is being watched for reading */
     bool cancelling;       /* the query is being cancelled: rows are dropped */
@@ -92,17 +84,12 @@ struct fw_stream_s {
     fw_pause_action_t pause_action;
     uint64_t last_rx; /* loop time of the last bytes received (idle timeout) */
     uv_timer_t nudge; /* wakes a sleeping consumer for a small batch (stream.c) */
-    int open_handles; /* wake and nudge: the producer's reference goes with the last */
+    int open_handles; /* wake, nudge and ctl: the producer's reference goes with the last */
     bool nudge_armed;
     uint64_t signaled_rows;  /* rows pushed when the consumer was last signalled */
     uint64_t signaled_bytes; /* and JSON bytes pushed then */
     bool drained;            /* the last read emptied the socket (and OpenSSL) */
     bool sock_short;         /* TLS: the last socket read was short */
-    pthread_mutex_t wake_mu; /* guards wake_alive against the handle's close */
-    bool wake_alive;
-    _Atomic bool stall_flag;  /* the producer waits for releases */
-    _Atomic uint64_t wake_at; /* ...until the consumer has released this many chunks */
-    _Atomic bool abandoned;   /* the consumer freed its handle */
 
     /* ---- producer -> a sleeping consumer (threaded mode) ---- */
     pthread_mutex_t mu;
@@ -130,7 +117,7 @@ struct fw_stream_s {
 void fw__stream_readable(fw_stream_t *s);
 void fw__stream_on_wake(uv_async_t *h);
 void fw__stream_conn_gone(fw_stream_t *s, int code, const char *why);
-int fw__stream_begin(fw_stream_t *s, fw_conn_t *c);
+int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, bool preamble);
 void fw__stream_pump(fw_stream_t *s);
 void fw__stream_set_reading(fw_stream_t *s);
 void fw__stream_unstall(fw_stream_t *s);

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private to lib/: the reply machine of a streaming query, sans-I/O (STYLE 2, 12). It is fed the
+ * bytes the server sent in answer to one extended-protocol run (fw__query_encode: an optional
+ * statement-timeout statement, then Parse/Bind/Describe/Execute/Sync) and says, message by
+ * message, what happened: a row, a notice, the server's error, a failure of ours (the result is
+ * not one json/jsonb column named "data", a row over a limit), the end (ReadyForQuery), or a
+ * protocol violation. It owns the phases and the schema check; it never touches a socket, a
+ * clock, the pipe or the consumer, so it is unit-tested with byte vectors (test_lib_reply.c) and
+ * the stream (stream.c) only moves bytes in and acts on the events.
+ *
+ * The hot path (DataRow) is inline: one call per row, framed and checked in place, no copy.
+ */
+#ifndef FW_REPLY_H
+#define FW_REPLY_H
+
+#include "fw_util.h"
+#include "fwire.h"
+#include "proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Where the reply is. */
+typedef enum fw__reply_phase_e {
+    FW__RP_PRE_PARSE, /* the statement-timeout statement: ParseComplete */
+    FW__RP_PRE_BIND,  /* BindComplete */
+    FW__RP_PRE_ROWS,  /* its one DataRow and CommandComplete */
+    FW__RP_PARSE,     /* the query: ParseComplete */
+    FW__RP_BIND,      /* BindComplete */
+    FW__RP_DESC,      /* RowDescription (checked) */
+    FW__RP_ROWS,      /* DataRow... CommandComplete */
+    FW__RP_DONE,      /* waiting for ReadyForQuery */
+} fw__reply_phase_t;
+
+typedef enum fw__reply_event_kind_e {
+    FW__RE_NONE,         /* consumed; nothing for the stream (a phase moved, bytes skipped) */
+    FW__RE_ROW,          /* a row of the result: ev->row, borrowing from the input */
+    FW__RE_DESCRIBED,    /* the RowDescription was checked and accepted */
+    FW__RE_FAILED,       /* a failure of ours, now in *err (schema, a row over a limit): the
+                          * rows still coming are dropped; the stream cancels the query */
+    FW__RE_SERVER_ERROR, /* an ErrorResponse; *err holds it unless a failure of ours came first
+                          * and this one is not FATAL; ev->fatal: the session ends */
+    FW__RE_NOTICE,       /* a NoticeResponse: ev->msg */
+    FW__RE_NOTIFY,       /* a NotificationResponse: ev->msg */
+    FW__RE_PARAM,        /* a ParameterStatus: ev->msg */
+    FW__RE_READY,        /* ReadyForQuery: the reply is over. Not consumed into the state: the
+                          * same bytes give FW__RE_READY again, so the stream may take them
+                          * only once everything before has reached the consumer */
+} fw__reply_event_kind_t;
+
+typedef struct fw__reply_event_s {
+    fw__reply_event_kind_t kind;
+    bool has_msg;     /* msg is a parsed message (every kind but ROW and skipped bytes) */
+    bool fatal;       /* FW__RE_SERVER_ERROR: FATAL or PANIC */
+    fw_row_t row;     /* FW__RE_ROW */
+    fw__pq_msg_t msg; /* borrowing from the input */
+} fw__reply_event_t;
+
+typedef struct fw__reply_s {
+    fw__reply_phase_t phase;
+    bool explain;  /* the query is an EXPLAIN (FORMAT JSON): its one column is "QUERY PLAN" */
+    bool discard;  /* drop rows: a failure, or the consumer left (set by the stream too) */
+    size_t skip;   /* bytes of an oversized DataRow still to skip as they arrive */
+    size_t row_cap;     /* largest DataRow length field accepted; above it FW_ETOOBIG */
+    size_t max_message; /* the connection's message limit (for the error text) */
+    size_t max_memory;  /* the query's byte budget (for the error text) */
+    fw__pq_limits_t lim;
+    fw_error_t *err;    /* where failures go (the stream's error) */
+    const char *why;    /* with a negative return: what broke, for the error message */
+} fw__reply_t;
+
+/*
+ * Starts a reply. `preamble`: the run begins with the statement-timeout statement. `err` must
+ * outlive r and is where failures are written (the first one wins, but a FATAL server error
+ * overrides one of ours). The row cap is the smaller of max_message and max_memory - 1: a row
+ * must fit the message limit and, as one buffer, the byte budget.
+ */
+void fw__reply_init(fw__reply_t *r, bool preamble, bool explain, size_t max_message,
+                    size_t max_memory, fw_error_t *err);
+
+/* Every message but a DataRow, and a DataRow that is not a plain row (see fw__reply_next). */
+long fw__reply_other(fw__reply_t *r, const uint8_t *p, size_t avail, fw__reply_event_t *ev);
+
+/*
+ * Takes the next message from p[0..avail): returns the bytes it used (> 0) and fills *ev; 0
+ * when p holds no complete message (feed the same bytes again with more after them); or a
+ * negative FW_EPROTO_* code, with r->why, when the server broke the protocol: the connection is
+ * out of sync and must be closed. The bytes of an oversized row are consumed as they come (a
+ * return smaller than a message). A FW__RE_ROW may be refused by the caller (queue full): the
+ * state has not moved, so the same bytes give the same row again.
+ */
+static inline long fw__reply_next(fw__reply_t *r, const uint8_t *p, size_t avail,
+                                  fw__reply_event_t *ev)
+{
+    if (avail < 5 || r->skip > 0 || p[0] != 'D' || r->phase != FW__RP_ROWS || r->discard)
+        return fw__reply_other(r, p, avail, ev);
+    /* The hot path, framed inline and checked by fw__pq_datarow_one_fast: 'D', int32 length,
+     * int16 1, int32 n, n bytes, and nothing else (exact consumption). */
+    uint32_t len = fw__be32(p + 1);
+    if (len < 4 || len > r->row_cap)
+        return fw__reply_other(r, p, avail, ev);
+    size_t total = (size_t)len + 1;
+    if (avail < total)
+        return 0;
+    fw__pq_col_t col;
+    int err = fw__pq_datarow_one_fast(p + 5, len - 4, &col);
+    if (err < 0) {
+        r->why = NULL;
+        return err;
+    }
+    ev->kind = FW__RE_ROW;
+    ev->has_msg = false;
+    ev->row.json = (const char *)col.value.ptr;
+    ev->row.len = col.value.len;
+    ev->row.is_null = col.is_null;
+    return (long)total;
+}
+
+#endif /* FW_REPLY_H */
