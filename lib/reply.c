@@ -144,6 +144,19 @@ static long data_row(fw__reply_t *r, const uint8_t *p, size_t avail, fw__reply_e
         r->why = "a DataRow arrived out of place";
         return FW_EPROTO_UNEXPECTED;
     }
+    if (r->phase == FW__RP_ROWS && !r->discard) {
+        /* A row fw__reply_row did not take: a malformed one (or a caller that came here
+         * first). */
+        fw__pq_col_t col;
+        int err = fw__pq_datarow_one_fast(p + 5, len - 4, &col);
+        if (err < 0)
+            return err;
+        ev->kind = FW__RE_ROW;
+        ev->row.json = (const char *)col.value.ptr;
+        ev->row.len = col.value.len;
+        ev->row.is_null = col.is_null;
+        return (long)total;
+    }
     /* The statement-timeout statement's one row; or rows after a failure of ours (schema, too
      * big) or after the consumer left, dropped unread: after a schema error they may well have
      * two fields. */

@@ -80,8 +80,32 @@ typedef struct fw__reply_s {
 void fw__reply_init(fw__reply_t *r, bool preamble, bool explain, size_t max_message,
                     size_t max_memory, fw_error_t *err);
 
-/* Every message but a DataRow, and a DataRow that is not a plain row (see fw__reply_next). */
+/* Every message fw__reply_row does not take (see fw__reply_next). */
 long fw__reply_other(fw__reply_t *r, const uint8_t *p, size_t avail, fw__reply_event_t *ev);
+
+/*
+ * The hot path: when p starts with a complete DataRow that is a plain row of the result, returns
+ * its size and fills *row (borrowing from p); else 0, and fw__reply_other says what it is (an
+ * incomplete message, a row to drop, a malformed row, any other message). Inline, with the row
+ * in a local the compiler keeps in registers: one call per row, framed and checked in place by
+ * fw__pq_datarow_one_fast ('D', int32 length, int16 1, int32 n, n bytes, nothing else).
+ */
+static inline long fw__reply_row(const fw__reply_t *r, const uint8_t *p, size_t avail,
+                                 fw_row_t *row)
+{
+    if (avail < 5 || p[0] != 'D' || r->phase != FW__RP_ROWS || r->discard || r->skip > 0)
+        return 0;
+    uint32_t len = fw__be32(p + 1);
+    if (len < 4 || len > r->row_cap || avail < (size_t)len + 1)
+        return 0;
+    fw__pq_col_t col;
+    if (fw__pq_datarow_one_fast(p + 5, len - 4, &col) < 0)
+        return 0;
+    row->json = (const char *)col.value.ptr;
+    row->len = col.value.len;
+    row->is_null = col.is_null;
+    return (long)len + 1;
+}
 
 /*
  * Takes the next message from p[0..avail): returns the bytes it used (> 0) and fills *ev; 0
@@ -94,28 +118,14 @@ long fw__reply_other(fw__reply_t *r, const uint8_t *p, size_t avail, fw__reply_e
 static inline long fw__reply_next(fw__reply_t *r, const uint8_t *p, size_t avail,
                                   fw__reply_event_t *ev)
 {
-    if (avail < 5 || r->skip > 0 || p[0] != 'D' || r->phase != FW__RP_ROWS || r->discard)
-        return fw__reply_other(r, p, avail, ev);
-    /* The hot path, framed inline and checked by fw__pq_datarow_one_fast: 'D', int32 length,
-     * int16 1, int32 n, n bytes, and nothing else (exact consumption). */
-    uint32_t len = fw__be32(p + 1);
-    if (len < 4 || len > r->row_cap)
-        return fw__reply_other(r, p, avail, ev);
-    size_t total = (size_t)len + 1;
-    if (avail < total)
-        return 0;
-    fw__pq_col_t col;
-    int err = fw__pq_datarow_one_fast(p + 5, len - 4, &col);
-    if (err < 0) {
-        r->why = NULL;
-        return err;
+    long n = fw__reply_row(r, p, avail, &ev->row);
+    if (n > 0) {
+        ev->kind = FW__RE_ROW;
+        ev->has_msg = false;
+        ev->fatal = false;
+        return n;
     }
-    ev->kind = FW__RE_ROW;
-    ev->has_msg = false;
-    ev->row.json = (const char *)col.value.ptr;
-    ev->row.len = col.value.len;
-    ev->row.is_null = col.is_null;
-    return (long)total;
+    return fw__reply_other(r, p, avail, ev);
 }
 
 #endif /* FW_REPLY_H */

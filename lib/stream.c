@@ -408,36 +408,44 @@ static int parse(fw_stream_t *s)
     size_t pos = s->pos;
     int out = PUMP_NEED;
     while (pos < used) {
+        fw_row_t row;
         fw__reply_event_t ev;
-        long n = fw__reply_next(&s->reply, d + pos, used - pos, &ev);
-        if (n == 0)
-            break;
-        if (n < 0) {
-            s->pos = pos;
-            conn_failed(s, (int)n, s->reply.why != NULL ? s->reply.why : fw_strerror((int)n));
-            return PUMP_OVER;
-        }
-        if (ev.kind == FW__RE_ROW) {
-            if (s->pred != NULL && !s->pred(s->pred_ud, &ev.row)) {
-                fw__pipe_note_filtered(&s->pipe);
-                s->rows_total++;
-                pos += (size_t)n;
-                continue;
-            }
-            int rc = fw__pipe_add(&s->pipe, sl, ev.row.json, ev.row.len, ev.row.is_null);
-            if (rc == FW__PIPE_FULL) {
-                out = PUMP_STALL; /* the same bytes give the same row again */
+        long n = fw__reply_row(&s->reply, d + pos, used - pos, &row);
+        if (n == 0) {
+            /* Anything but a plain row: the reply machine's slow path. */
+            n = fw__reply_other(&s->reply, d + pos, used - pos, &ev);
+            if (n == 0)
                 break;
+            if (n < 0) {
+                s->pos = pos;
+                conn_failed(s, (int)n,
+                            s->reply.why != NULL ? s->reply.why : fw_strerror((int)n));
+                return PUMP_OVER;
             }
-            if (rc < 0) {
-                fail(s, FW_ENOMEM, "out of memory queueing a row");
-            } else {
-                s->pushed = true;
-                s->rows_total++;
-            }
+            if (ev.kind != FW__RE_ROW)
+                goto other;
+            row = ev.row;
+        }
+        if (s->pred != NULL && !s->pred(s->pred_ud, &row)) {
+            fw__pipe_note_filtered(&s->pipe);
+            s->rows_total++;
             pos += (size_t)n;
             continue;
         }
+        int rc = fw__pipe_add(&s->pipe, sl, row.json, row.len, row.is_null);
+        if (rc == FW__PIPE_FULL) {
+            out = PUMP_STALL; /* the same bytes give the same row again */
+            break;
+        }
+        if (rc < 0) {
+            fail(s, FW_ENOMEM, "out of memory queueing a row");
+        } else {
+            s->pushed = true;
+            s->rows_total++;
+        }
+        pos += (size_t)n;
+        continue;
+    other:
         if (ev.has_msg)
             fw__conn_trace_in(s->conn, &ev.msg);
         if (ev.kind == FW__RE_READY) {
