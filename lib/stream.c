@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The producer side of a stream, on the loop thread (DESIGN.md "The data path"):
+ * The producer side of a stream, on the loop thread (docs/architecture.md, "The data path"):
  *
- *   socket (or OpenSSL) --recv--> receive slab --frame in place--> DataRow (ptr, len)
+ *   socket (or OpenSSL) --recv--> receive slab --reply machine (reply.h)--> DataRow (ptr, len)
  *     --predicate--> open chunk --flush (full, or the end of every read)--> ring --> consumer
+ *
+ * This file reads, hands the bytes to the reply machine, acts on its events, applies
+ * backpressure and ends the stream; the consumer is woken by stream_wake.c, metrics are
+ * recorded by stream_lm.c, slabs are managed by stream/pipe.c.
  *
  * Nothing is copied except the tail of a message that straddles the end of a slab. When the
  * ring is full, no chunk is free or the byte budget is reached, socket reading stops (the
@@ -19,23 +23,9 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A slab with less room than this takes no more reads: the tail moves to a fresh slab. */
-#define MIN_ROOM ((size_t)4096)
 /* Reads per socket event, so one busy stream cannot starve other handles on the loop. The
  * poll is level-triggered: unread bytes bring us back at once. */
 #define MAX_READS 32
-/* Threaded mode: the longest a small batch of rows waits to be joined by more before a
- * sleeping consumer is woken for it (libuv timers count milliseconds). */
-#define NUDGE_MS 1
-/* Threaded mode: rows that wake a sleeping consumer at once (whatever the chunk size, so an
- * adaptive chunk size does not change how often it is woken, down to 32-row chunks; smaller
- * ones wake it at half the ring, see notify). A larger ring for small chunks was tried and
- * measured: it restored the wake cadence but its extra chunks (one page each) cost 1.4 MiB of
- * RSS with a slow consumer (bench/run.sh --only chunking). */
-#define WAKE_ROWS FW__STREAM_WAKE_ROWS
-/* ...or this part of the byte budget, so large rows never wait until the budget is full. */
-#define WAKE_BUDGET_PART 8
-
 enum { PUMP_NEED, PUMP_STALL, PUMP_OVER };
 
 static void adapt_chunk_size(fw_stream_t *s, bool stalled);
@@ -59,167 +49,12 @@ void fw__stream_unref(fw_stream_t *s)
     fw__ring_alloc.free_fn(NULL, s);
 }
 
-void fw__stream_lm_sync(fw_stream_t *s, bool final)
-{
-    if (s->lm.e == NULL)
-        return;
-    fw__pipe_stats_t p;
-    fw__pipe_stats(&s->pipe, &p);
-    uint64_t pushed = p.rows_buffered + p.rows_yielded;
-    fw__lm_sync(&s->lm, pushed + p.rows_filtered, p.rows_filtered, p.rows_yielded,
-                p.bytes_received, final ? 0 : p.rows_buffered, final ? 0 : p.bytes_held);
-}
-
-/* The consumer's per-chunk samples into the shared histograms. Thread: the consumer, or the
- * last owner. */
-void fw__stream_lm_merge_chunks(fw_stream_t *s)
-{
-    if (s->lm.e == NULL)
-        return;
-    fw__hist_merge(s->lm.e->chunk_rows, &s->lm.chunk_rows);
-    fw__hist_merge(s->lm.e->chunk_seconds, &s->lm.chunk_seconds);
-}
-
-/* The pipe's hook for every chunk the consumer gives back: its rows and, for the chunks a
- * sampled read filled (1 in 8: a clock read per chunk would cost more than the chunk), how
- * long it took from queued to released. Plain adds into the consumer's batches. */
-void fw__stream_lm_chunk(void *ud, const fw__chunk_t *c)
-{
-    fw_stream_t *s = ud;
-    const fw__lm_entity_t *e = s->lm.e;
-    /* The chunk-rows buckets are the powers of two (lmetrics.c): the bucket is the bit length
-     * of n - 1, no search. */
-    uint32_t n = c->n;
-    uint32_t i = n <= 1 ? 0 : 32 - (uint32_t)__builtin_clz(n - 1);
-    fw__lm_stream_t *m = &s->lm;
-    m->chunk_rows.buckets[i < FW__LM_CHUNK_ROWS_BOUNDS ? i : FW__LM_CHUNK_ROWS_BOUNDS]++;
-    m->chunk_rows.count++;
-    m->chunk_rows.sum += n;
-    if (c->stamp != 0)
-        fw__hist_batch_add(&s->lm.chunk_seconds, e->chunk_seconds,
-                           (double)(uv_hrtime() - c->stamp) / 1e9);
-    if ((++s->lm.chunks & 63) == 0)
-        fw__stream_lm_merge_chunks(s);
-}
-
-/* After rows were queued (producer): occupancy, the first row, and at most once per loop
- * millisecond the shared counters and histograms. */
-static void lm_after_push(fw_stream_t *s)
-{
-    fw__lm_entity_t *e = s->lm.e;
-    uint64_t yielded = atomic_load_explicit(&s->pipe.st_rows_yielded, memory_order_relaxed);
-    uint64_t queued = s->pipe.rows_pushed > yielded ? s->pipe.rows_pushed - yielded : 0;
-    fw__hist_batch_add(&s->lm.occupancy, e->occupancy, (double)queued);
-    if (!s->lm.first_row && s->pipe.rows_pushed > 0) {
-        s->lm.first_row = true;
-        fw__lm_seconds(e->first_row_seconds, uv_hrtime() - s->lm.t_start);
-    }
-    uint64_t now = uv_now(s->conn->loop);
-    if (now != s->lm.synced_ms) {
-        s->lm.synced_ms = now;
-        fw__hist_merge(e->occupancy, &s->lm.occupancy);
-        fw__stream_lm_sync(s, false);
-    }
-}
-
-/* The end of the query, for the metrics (producer, once). */
-static void lm_end(fw_stream_t *s, int final)
-{
-    fw__lm_entity_t *e = s->lm.e;
-    if (e == NULL || s->lm.ended)
-        return;
-    s->lm.ended = true;
-    fw__hist_merge(e->occupancy, &s->lm.occupancy);
-    uint64_t now = uv_hrtime();
-    fw__lm_seconds(e->query_seconds, now - s->lm.t_start);
-    fw__hist_observe(e->query_rows, (double)s->rows_total);
-    fw__hist_observe(e->query_bytes,
-                     (double)atomic_load_explicit(&s->pipe.st_bytes_received,
-                                                  memory_order_relaxed));
-    if (s->cancelling) {
-        fw__metric_inc(s->cancel_timed_out ? e->cancel_timeout : e->cancel_ok);
-        fw__lm_seconds(e->cancel_seconds, now - s->lm.t_cancel);
-    }
-    if (final == FW__FINAL_COMPLETED) {
-        fw__metric_inc(e->done_success);
-    } else if (final == FW__FINAL_CANCELLED) {
-        fw__metric_inc(e->done_cancelled);
-    } else {
-        fw__metric_inc(e->done_error);
-        fw__lm_query_error(e->name, s->err.code, s->err.sqlstate);
-    }
-    if (s->paused && s->lm.t_pause != 0)
-        fw__lm_seconds(e->pause_seconds, now - s->lm.t_pause);
-    if (s->stalled && s->lm.t_stall != 0)
-        fw__lm_seconds(e->read_stop_seconds, now - s->lm.t_stall);
-    fw__metric_gauge_add(e->streams_active, -1);
-    fw__stream_lm_sync(s, false);
-}
-
 /* The producer's reference goes when its three handles (wake, nudge, ctl) have closed. */
 static void on_handle_closed(uv_handle_t *h)
 {
     fw_stream_t *s = h->data;
     if (--s->open_handles == 0)
         fw__stream_unref(s);
-}
-
-/* Wakes a consumer sleeping in fw_stream_next (threaded mode). */
-static void signal_consumer(fw_stream_t *s)
-{
-    /* seq_cst fence: orders our ring push (or final store) before the load of `waiter`, against
-     * the consumer's store of `waiter` before its re-check of the ring (stream_api.c). One of
-     * the two sides sees the other's write, so a wakeup is never lost. */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&s->waiter, memory_order_relaxed)) {
-        pthread_mutex_lock(&s->mu);
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-    }
-}
-
-static void on_nudge(uv_timer_t *t)
-{
-    fw_stream_t *s = t->data;
-    s->signaled_rows = s->pipe.rows_pushed;
-    s->signaled_bytes = s->pipe.bytes_pushed;
-    signal_consumer(s);
-}
-
-/*
- * Tells the consumer that rows (or the end) are there. May run user code (embedded mode).
- *
- * Threaded mode batches the wakeups of a consumer that sleeps: the server flushes every 8 KiB,
- * so one wakeup per read would cost a futex call and two context switches per ~30 rows, more
- * than the rows themselves. The first rows, a full chunk's worth, a stall and the end wake it
- * at once; smaller batches wait at most NUDGE_MS for more rows to join them.
- */
-static void notify(fw_stream_t *s, bool now)
-{
-    s->pushed = false;
-    if (!s->threaded) {
-        if (s->ready != NULL && !atomic_load_explicit(&s->abandoned, memory_order_relaxed))
-            s->ready(s, s->ready_ud);
-        return;
-    }
-    uint64_t fresh = s->pipe.rows_pushed - s->signaled_rows;
-    uint64_t fresh_bytes = s->pipe.bytes_pushed - s->signaled_bytes;
-    /* Half the ring queued also wakes it: with small chunks (adaptive, fast consumer) a
-     * batch of WAKE_ROWS would fill the ring and stop the reads before the consumer woke. */
-    if (now || s->signaled_rows == 0 || fresh >= WAKE_ROWS ||
-        fresh_bytes >= s->pipe.o.max_memory / WAKE_BUDGET_PART ||
-        fw__ring_size(&s->pipe.full) >= fw__ring_capacity(&s->pipe.full) / 2) {
-        s->signaled_rows = s->pipe.rows_pushed;
-        s->signaled_bytes = s->pipe.bytes_pushed;
-        if (s->nudge_armed) {
-            uv_timer_stop(&s->nudge);
-            s->nudge_armed = false;
-        }
-        signal_consumer(s);
-    } else if (!s->nudge_armed && fresh > 0) {
-        s->nudge_armed = true;
-        uv_timer_start(&s->nudge, on_nudge, NUDGE_MS, 0);
-    }
 }
 
 /* A failure of ours the reply machine recorded (a result of the wrong shape, a row over a
@@ -275,7 +110,7 @@ void fw__stream_finish(fw_stream_t *s)
             snprintf(s->err.message, sizeof(s->err.message), "%s", s->cancel_why);
         final = s->cancel_code == FW_ECANCELED ? FW__FINAL_CANCELLED : FW__FINAL_FAILED;
     }
-    lm_end(s, final);
+    fw__stream_lm_end(s, final);
     /* release: the consumer that sees `final` sees err, last_chunk, every chunk pushed before,
      * and the pipe as we leave it: from here on the pipe is the consumer's alone. */
     atomic_store_explicit(&s->final, final, memory_order_release);
@@ -285,7 +120,7 @@ void fw__stream_finish(fw_stream_t *s)
     uv_close((uv_handle_t *)&s->wake, on_handle_closed);
     uv_close((uv_handle_t *)&s->nudge, on_handle_closed);
     uv_close((uv_handle_t *)&s->ctl, on_handle_closed);
-    notify(s, true);
+    fw__stream_notify(s, true);
 }
 
 /*
@@ -306,9 +141,9 @@ static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
     s->reading = false;
     if (rest_len > 0 && c->state == FW__CONN_READY && !c->closing)
         fw__conn_idle_bytes(c, rest, rest_len);
-    if (s->slab != NULL) {
-        fw__pipe_slab_unref(&s->pipe, s->slab);
-        s->slab = NULL;
+    if (s->rx.slab != NULL) {
+        fw__pipe_slab_unref(&s->pipe, s->rx.slab);
+        s->rx.slab = NULL;
     }
     /* Rows not yet handed over: through the ring if it has room, else (a failure while the
      * ring was full) as the last chunk the consumer takes once the ring is empty. */
@@ -400,12 +235,12 @@ static int on_event(fw_stream_t *s, const fw__reply_event_t *ev)
  */
 static int parse(fw_stream_t *s)
 {
-    fw__slab_t *sl = s->slab;
+    fw__slab_t *sl = s->rx.slab;
     if (sl == NULL)
         return PUMP_NEED;
     const uint8_t *d = sl->data;
     size_t used = sl->used;
-    size_t pos = s->pos;
+    size_t pos = s->rx.pos;
     int out = PUMP_NEED;
     while (pos < used) {
         fw_row_t row;
@@ -417,7 +252,7 @@ static int parse(fw_stream_t *s)
             if (n == 0)
                 break;
             if (n < 0) {
-                s->pos = pos;
+                s->rx.pos = pos;
                 conn_failed(s, (int)n,
                             s->reply.why != NULL ? s->reply.why : fw_strerror((int)n));
                 return PUMP_OVER;
@@ -455,97 +290,20 @@ static int parse(fw_stream_t *s)
                 break;
             }
             pos += (size_t)n;
-            s->pos = pos;
+            s->rx.pos = pos;
             detach(s, d + pos, used - pos);
             return PUMP_OVER;
         }
-        s->pos = pos + (size_t)n;
+        s->rx.pos = pos + (size_t)n;
         if (on_event(s, &ev) == PUMP_OVER)
             return PUMP_OVER;
         pos += (size_t)n;
     }
-    s->pos = pos;
+    s->rx.pos = pos;
     return out;
 }
 
 /* ---- receiving ------------------------------------------------------------------------- */
-
-/* Size of the incomplete message at pos once its header is there, else 0. */
-static size_t pending_size(const fw_stream_t *s)
-{
-    const fw__slab_t *sl = s->slab;
-    if (sl == NULL || sl->used - s->pos < 5 || s->reply.skip > 0)
-        return 0;
-    return (size_t)fw__be32(sl->data + s->pos + 1) + 1;
-}
-
-/*
- * Makes sure the current slab can take a read: FW__PIPE_OK, FW__PIPE_FULL (the budget is
- * reached: stall), or FW_ENOMEM. A message that does not fit what is left of the slab moves,
- * with its received part, to a fresh slab (or its own buffer when larger than a slab).
- */
-static int make_room(fw_stream_t *s)
-{
-    fw__slab_t *sl = s->slab;
-    if (sl == NULL && s->parked > 0) {
-        /* A tail parked in the scratch buffer while the budget was full (below). */
-        size_t need = s->parked >= 5 ? (size_t)fw__be32(s->scratch + 1) + 1 : 0;
-        fw__slab_t *ns;
-        int rc = fw__pipe_slab_get(&s->pipe, need, &ns);
-        if (rc != FW__PIPE_OK)
-            return rc;
-        memcpy(ns->data, s->scratch, s->parked);
-        ns->used = s->parked;
-        s->parked = 0;
-        s->slab = ns;
-        s->pos = 0;
-        return FW__PIPE_OK;
-    }
-    size_t need = pending_size(s);
-    if (sl != NULL) {
-        size_t room = sl->cap - sl->used;
-        if (room > 0 && (need > 0 ? s->pos + need <= sl->cap : room >= MIN_ROOM))
-            return FW__PIPE_OK;
-    }
-    size_t tail = sl != NULL ? sl->used - s->pos : 0;
-    size_t want = need; /* 0 or less than a slab: a standard slab */
-    /* The open chunk points into the old slab: it cannot take rows from the new one. */
-    if (sl != NULL && s->pipe.open != NULL && s->pipe.open->slab == sl) {
-        int rc = fw__pipe_flush(&s->pipe);
-        if (rc != FW__PIPE_OK)
-            return rc;
-    }
-    /* Chunks the consumer released may be all that still pins the old slab. */
-    fw__pipe_reclaim(&s->pipe);
-    fw__slab_t *ns;
-    if (sl != NULL && sl->refs == 1 && tail <= FW__STREAM_SLAB) {
-        /* No chunk points into the old slab: park the tail in the scratch buffer and give the
-         * slab back first, so the budget never has to hold the old and the new one together
-         * and a budget of one slab still makes progress. */
-        memcpy(s->scratch, sl->data + s->pos, tail);
-        fw__pipe_slab_unref(&s->pipe, sl);
-        s->slab = NULL;
-        s->pos = 0;
-        s->parked = tail;
-        int rc = fw__pipe_slab_get(&s->pipe, want, &ns);
-        if (rc != FW__PIPE_OK)
-            return rc; /* parked: restored at the top once the consumer has released */
-        memcpy(ns->data, s->scratch, tail);
-        s->parked = 0;
-    } else {
-        int rc = fw__pipe_slab_get(&s->pipe, want, &ns);
-        if (rc != FW__PIPE_OK)
-            return rc;
-        if (sl != NULL) {
-            memcpy(ns->data, sl->data + s->pos, tail);
-            fw__pipe_slab_unref(&s->pipe, sl);
-        }
-    }
-    ns->used = tail;
-    s->slab = ns;
-    s->pos = 0;
-    return FW__PIPE_OK;
-}
 
 /*
  * One read into the slab: bytes > 0, UV_EAGAIN, UV_EOF or another error. With TLS, plaintext
@@ -554,7 +312,7 @@ static int make_room(fw_stream_t *s)
 static ssize_t receive(fw_stream_t *s)
 {
     fw_conn_t *c = s->conn;
-    fw__slab_t *sl = s->slab;
+    fw__slab_t *sl = s->rx.slab;
     uint8_t *dst = sl->data + sl->used;
     size_t cap = sl->cap - sl->used;
     if (c->tls == NULL) {
@@ -591,7 +349,7 @@ static void stall(fw_stream_t *s)
 {
     fw_conn_t *c = s->conn;
     if (s->threaded)
-        notify(s, true); /* what is queued is what the consumer must drain for us to go on */
+        fw__stream_notify(s, true); /* what is queued is what the consumer must drain for us to go on */
     (void)c;
     if (s->adaptive)
         adapt_chunk_size(s, true);
@@ -708,10 +466,10 @@ void fw__stream_pump(fw_stream_t *s)
             if (r != PUMP_STALL && fw__pipe_flush(&s->pipe) == FW__PIPE_FULL)
                 r = PUMP_STALL;
             if (s->lm.e != NULL)
-                lm_after_push(s);
+                fw__stream_lm_after_push(s);
             if (s->adaptive)
                 adapt_chunk_size(s, false);
-            notify(s, r == PUMP_STALL);
+            fw__stream_notify(s, r == PUMP_STALL);
             if (s->conn == NULL || s->conn->closing)
                 break;
             fw__stream_control(s); /* the rows-ready callback may have paused or cancelled */
@@ -738,7 +496,7 @@ void fw__stream_pump(fw_stream_t *s)
                 uv_async_send(&s->wake);
             break;
         }
-        int rc = make_room(s);
+        int rc = fw__pipe_make_room(&s->pipe, &s->rx, s->reply.skip > 0);
         if (rc == FW__PIPE_FULL) {
             stall(s);
             break;
@@ -760,7 +518,7 @@ void fw__stream_pump(fw_stream_t *s)
             conn_failed(s, n == UV_EOF ? FW_ECLOSED : (int)n, why);
             break;
         }
-        s->slab->used += (size_t)n;
+        s->rx.slab->used += (size_t)n;
         fw__pipe_note_received(&s->pipe, (size_t)n);
         s->last_rx = uv_now(s->conn->loop);
     }
@@ -796,7 +554,8 @@ void fw__stream_on_wake(uv_async_t *h)
 int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, bool preamble)
 {
     s->conn = c;
-    s->scratch = c->plain;
+    s->rx.scratch = c->plain;
+    s->rx.scratch_cap = sizeof(c->plain);
     size_t max_message =
         c->opts.max_message != 0 ? c->opts.max_message : FW__PQ_DEFAULT_MAX_MESSAGE;
     fw__reply_init(&s->reply, preamble, s->explain, max_message, s->pipe.o.max_memory, &s->err);
@@ -815,8 +574,8 @@ int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, bool preamble)
     /* Bytes the idle reader holds (the start of an asynchronous message) come first. */
     fw__pq_reader_t *r = &c->reader;
     if (r->spill_len > 0 && r->spill_len <= FW__STREAM_SLAB) {
-        memcpy(s->scratch, r->spill, r->spill_len);
-        s->parked = r->spill_len;
+        memcpy(s->rx.scratch, r->spill, r->spill_len);
+        s->rx.parked = r->spill_len;
     }
     fw__pq_reader_free(r);
     fw__pq_reader_init(r, NULL, &fw__pq_alloc);

@@ -37,10 +37,8 @@ struct fw_stream_s {
     bool stalled;     /* socket reading stopped for backpressure */
     bool in_pump;     /* re-entrancy guard */
     bool pushed;      /* chunks handed over since the last notification */
-    fw__slab_t *slab; /* the receive slab: bytes [pos, slab->used) not yet parsed */
-    size_t pos;
-    size_t parked;  /* bytes of a message tail parked in scratch while the budget is full */
-    uint8_t *scratch; /* FW__STREAM_SLAB bytes (conn->plain): a message tail between slabs */
+    fw__rx_t rx; /* the receive slab and parse position (stream/pipe.h); its scratch is
+                  * conn->plain, FW__STREAM_SLAB bytes: a message tail between slabs */
     fw_predicate_cb pred;
     void *pred_ud;
     fw_rows_ready_cb ready;
@@ -113,6 +111,21 @@ struct fw_stream_s {
 /* Threaded mode: rows that wake a sleeping consumer at once (stream.c, notify). */
 #define FW__STREAM_WAKE_ROWS 1024
 
+/* stream_start.c: what fw_stream_start hands to the loop thread, and what it gets back. */
+typedef struct fw__stream_start_s {
+    fw_conn_t *conn;
+    const fw_query_t *q;
+    fw_rows_ready_cb ready;
+    void *ud;
+    fw_stream_t *s; /* out */
+    int rc;         /* out */
+    fw_error_t *err;
+} fw__stream_start_t;
+/* Loop thread (arg: fw__stream_start_t). */
+void fw__stream_start_on_loop(void *arg);
+/* Fills *err (when not NULL) with code, FW_PHASE_READY and msg. */
+void fw__stream_set_err(fw_error_t *err, int code, const char *msg);
+
 /* Producer (stream.c), loop thread. */
 void fw__stream_readable(fw_stream_t *s);
 void fw__stream_on_wake(uv_async_t *h);
@@ -129,6 +142,12 @@ void fw__stream_start_cancel(fw_stream_t *s, int code, const char *why);
 void fw__stream_cancel_conn_closing(fw_stream_t *s);
 void fw__stream_conn_closing(fw_stream_t *s);
 void fw__stream_unref(fw_stream_t *s);
+/* stream_wake.c, loop thread: tells the consumer rows (or the end) are there; `now` skips the
+ * threaded mode's batching. May run user code (embedded mode). */
+void fw__stream_notify(fw_stream_t *s, bool now);
+/* stream_lm.c: after rows were queued (producer), and the end of the query (producer, once). */
+void fw__stream_lm_after_push(fw_stream_t *s);
+void fw__stream_lm_end(fw_stream_t *s, int final);
 /* Brings the shared counters and gauges up to date with the stream's statistics; `final`
  * withdraws its share of the gauges (its last owner is leaving). Thread: the producer, or the
  * consumer once the producer has ended. */

@@ -5,6 +5,7 @@
  * those two rings carry every ordering the pair needs (ring.c explains them). The statistics
  * are relaxed atomics: each is exact on its own, and nothing is published through them.
  */
+#include "fw_util.h"
 #include "pipe.h"
 
 #include <string.h>
@@ -414,3 +415,78 @@ void fw__pipe_stats(const fw__pipe_t *p, fw__pipe_stats_t *out)
     out->read_stops = atomic_load_explicit(&p->st_read_stops, memory_order_relaxed);
     out->chunk_rows = atomic_load_explicit(&p->st_chunk_rows, memory_order_relaxed);
 }
+
+/* ---- receiving (producer) ---- */
+
+/* Size of the incomplete message at pos once its header is there, else 0. */
+static size_t pending_size(const fw__rx_t *rx, bool skipping)
+{
+    const fw__slab_t *sl = rx->slab;
+    if (sl == NULL || sl->used - rx->pos < 5 || skipping)
+        return 0;
+    return (size_t)fw__be32(sl->data + rx->pos + 1) + 1;
+}
+
+int fw__pipe_make_room(fw__pipe_t *p, fw__rx_t *rx, bool skipping)
+{
+    fw__slab_t *sl = rx->slab;
+    if (sl == NULL && rx->parked > 0) {
+        /* A tail parked in the scratch buffer while the budget was full (below). */
+        size_t need = rx->parked >= 5 ? (size_t)fw__be32(rx->scratch + 1) + 1 : 0;
+        fw__slab_t *ns;
+        int rc = fw__pipe_slab_get(p, need, &ns);
+        if (rc != FW__PIPE_OK)
+            return rc;
+        memcpy(ns->data, rx->scratch, rx->parked);
+        ns->used = rx->parked;
+        rx->parked = 0;
+        rx->slab = ns;
+        rx->pos = 0;
+        return FW__PIPE_OK;
+    }
+    size_t need = pending_size(rx, skipping);
+    if (sl != NULL) {
+        size_t room = sl->cap - sl->used;
+        if (room > 0 && (need > 0 ? rx->pos + need <= sl->cap : room >= FW__PIPE_MIN_ROOM))
+            return FW__PIPE_OK;
+    }
+    size_t tail = sl != NULL ? sl->used - rx->pos : 0;
+    size_t want = need; /* 0 or less than a slab: a standard slab */
+    /* The open chunk points into the old slab: it cannot take rows from the new one. */
+    if (sl != NULL && p->open != NULL && p->open->slab == sl) {
+        int rc = fw__pipe_flush(p);
+        if (rc != FW__PIPE_OK)
+            return rc;
+    }
+    /* Chunks the consumer released may be all that still pins the old slab. */
+    fw__pipe_reclaim(p);
+    fw__slab_t *ns;
+    if (sl != NULL && sl->refs == 1 && tail <= rx->scratch_cap) {
+        /* No chunk points into the old slab: park the tail in the scratch buffer and give the
+         * slab back first, so the budget never has to hold the old and the new one together
+         * and a budget of one slab still makes progress. */
+        memcpy(rx->scratch, sl->data + rx->pos, tail);
+        fw__pipe_slab_unref(p, sl);
+        rx->slab = NULL;
+        rx->pos = 0;
+        rx->parked = tail;
+        int rc = fw__pipe_slab_get(p, want, &ns);
+        if (rc != FW__PIPE_OK)
+            return rc; /* parked: restored at the top once the consumer has released */
+        memcpy(ns->data, rx->scratch, tail);
+        rx->parked = 0;
+    } else {
+        int rc = fw__pipe_slab_get(p, want, &ns);
+        if (rc != FW__PIPE_OK)
+            return rc;
+        if (sl != NULL) {
+            memcpy(ns->data, sl->data + rx->pos, tail);
+            fw__pipe_slab_unref(p, sl);
+        }
+    }
+    ns->used = tail;
+    rx->slab = ns;
+    rx->pos = 0;
+    return FW__PIPE_OK;
+}
+
