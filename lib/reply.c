@@ -121,6 +121,13 @@ static long data_row(fw__reply_t *r, const uint8_t *p, size_t avail, fw__reply_e
         r->why = NULL;
         return FW_EPROTO_SHORT;
     }
+    if (len > FW__REPLY_ROW_MESSAGE_MAX) {
+        /* No one-column row is this long (PostgreSQL caps a field at 1 GiB; 0xFFFFFFFF is a
+         * negative length): the stream is out of sync and cannot be skipped. Closing at once
+         * beats cancelling and waiting for a drain that a broken server may never send. */
+        r->why = "a DataRow longer than any one-column row can be (lost synchronization)";
+        return FW_EPROTO_TOO_LARGE;
+    }
     size_t total = (size_t)len + 1;
     if (len > r->row_cap) {
         /* RELIABILITY decision 4: fail the stream, skip the bytes as they arrive. */

@@ -22,6 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The longest length field a one-column DataRow can have: 4 (length) + 2 (field count) + 4
+ * (field length) + a field of at most 1 GiB, PostgreSQL's limit for any value. */
+#define FW__REPLY_ROW_MESSAGE_MAX ((size_t)10 + ((size_t)1 << 30))
+
 /* Where the reply is. */
 typedef enum fw__reply_phase_e {
     FW__RP_PRE_PARSE, /* the statement-timeout statement: ParseComplete */

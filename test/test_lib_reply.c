@@ -642,6 +642,25 @@ static void test_every_protocol_violation_is_an_error(void **state)
     put32(&b, 2);
     expect_violation(&b, FW_EPROTO_SHORT);
 
+    b.n = 0; /* a DataRow no one-column row can be: closed at once, not skipped */
+    head(&b);
+    row(&b, "1");
+    put8(&b, 'D');
+    put32(&b, 0xffffffffu);
+    expect_violation(&b, FW_EPROTO_TOO_LARGE);
+    b.n = 0;
+    head(&b);
+    put8(&b, 'D');
+    put32(&b, (uint32_t)(FW__REPLY_ROW_MESSAGE_MAX + 1));
+    expect_violation(&b, FW_EPROTO_TOO_LARGE);
+    b.n = 0; /* at the cap it is a row over the limits: skipped, the stream failed */
+    head(&b);
+    put8(&b, 'D');
+    put32(&b, (uint32_t)FW__REPLY_ROW_MESSAGE_MAX);
+    run_t big = check_all_ways(&plain, &b);
+    assert_string_equal(big.log, "DESC FAILED INCOMPLETE");
+    assert_int_equal(big.err.code, FW_ETOOBIG);
+
     b.n = 0; /* a short message type over its cap */
     head(&b);
     put8(&b, 'C');

@@ -1324,6 +1324,51 @@ static void test_eof_inside_or_between_messages_fails_with_eclosed_and_no_partia
     report_end(&rep);
 }
 
+/* A DataRow length no one-column row can have (0xFFFFFFFF, or past 1 GiB + 10) cannot be
+ * skipped: the stream is out of sync. It fails at once with a protocol error after the rows
+ * before it, with no CancelRequest and no wait for a drain (issue 17: at df12cbc it was taken
+ * for an oversized row, cancelled, and a silent server held the consumer for the whole cancel
+ * timeout). */
+static void test_an_impossible_row_length_closes_at_once_without_a_cancel(void **state)
+{
+    (void)state;
+    static const uint8_t lengths[][4] = {
+        {0xff, 0xff, 0xff, 0xff},
+        {0x80, 0x00, 0x00, 0x00},
+        {0x40, 0x00, 0x00, 0x0b}, /* 1 GiB + 11: one past the longest one-column row */
+    };
+    report_t rep = {0};
+    for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+        h_t *h = h_init();
+        bb_t r = {0};
+        reply_head(&r);
+        m_row(&r, "[1]");
+        m_row(&r, "[2]");
+        uint8_t hdr[5] = {'D', lengths[i][0], lengths[i][1], lengths[i][2], lengths[i][3]};
+        bb_bytes(&r, hdr, sizeof(hdr));
+        bb_bytes(&r, (const uint8_t *)"[3]", 3);
+        h->f.query_reply = r.p;
+        h->f.query_reply_len = r.len; /* then silent, the socket open */
+        h_connect(h);
+        uint64_t t0 = uv_hrtime();
+        int rc = h_run(h);
+        double secs = (double)(uv_hrtime() - t0) / 1e9;
+        CHECK(&rep, rc == FW_EPROTO_TOO_LARGE, "length %zu: %s (%s)", i, code_name(rc),
+              h->err.message);
+        static const char *const two[] = {"[1]", "[2]"};
+        const char *why = rows_differ(h, two, 2);
+        CHECK(&rep, why == NULL, "length %zu: %s", i, why);
+        CHECK(&rep, strstr(h->err.message, "lost synchronization") != NULL,
+              "length %zu: the message: %s", i, h->err.message);
+        CHECK(&rep, atomic_load(&h->f.ncancels) == 0, "length %zu: %d CancelRequests", i,
+              atomic_load(&h->f.ncancels));
+        CHECK(&rep, secs < 1.0 * time_scale(), "length %zu: took %.2f s", i, secs);
+        h_close(h);
+        bb_free(&r);
+    }
+    report_end(&rep);
+}
+
 /* ---- messages out of place, unknown, or framed wrong ---------------------------------------- */
 
 static void test_a_message_out_of_place_is_a_protocol_error(void **state)
@@ -2087,6 +2132,7 @@ int main(void)
         cmocka_unit_test(test_a_fatal_error_then_close_reports_the_fatal_and_breaks_the_connection),
         cmocka_unit_test(test_eof_inside_or_between_messages_fails_with_eclosed_and_no_partial_row),
         cmocka_unit_test(test_a_message_out_of_place_is_a_protocol_error),
+        cmocka_unit_test(test_an_impossible_row_length_closes_at_once_without_a_cancel),
         cmocka_unit_test(test_a_silent_server_never_hangs_a_consumer_that_leaves),
         cmocka_unit_test(test_the_client_sends_the_extended_protocol_and_the_timeout_preamble),
         cmocka_unit_test(test_rows_before_a_protocol_error_reach_a_consumer_whose_queue_is_full),
