@@ -248,10 +248,26 @@ long fw__reply_other(fw__reply_t *r, const uint8_t *p, size_t avail, fw__reply_e
     case 'A':
         ev->kind = FW__RE_NOTIFY;
         return n;
-    case 'S':
-        /* a setting changed mid-query; fw_conn_parameter keeps the connect-time view */
+    case 'S': {
+        /* a setting changed mid-query; fw_conn_parameter keeps the connect-time view. But the
+         * encoding is not a setting fwire can live with changing: the rows after it would not
+         * be UTF-8 (set_config('client_encoding', ...) inside the query does this). */
+        fw_slice_t name = m->u.param.name, value = m->u.param.value;
+        if (name.len == 15 && memcmp(name.ptr, "client_encoding", 15) == 0) {
+            char enc[64];
+            fw__escape_text(enc, sizeof(enc), value.ptr, value.len);
+            if (!fw__is_utf8_name(enc)) {
+                snprintf(r->why_buf, sizeof(r->why_buf),
+                         "server switched client_encoding to \"%s\" during the query; fwire "
+                         "needs UTF8 (the rows after it would not be UTF-8 JSON)",
+                         enc);
+                r->why = r->why_buf;
+                return FW_EPROTO_BAD_VALUE;
+            }
+        }
         ev->kind = FW__RE_PARAM;
         return n;
+    }
     default:
         break;
     }

@@ -73,6 +73,7 @@ typedef struct fw__reply_s {
     fw__pq_limits_t lim;
     fw_error_t *err;    /* where failures go (the stream's error) */
     const char *why;    /* with a negative return: what broke, for the error message */
+    char why_buf[192];  /* where `why` is built when it names something the server sent */
 } fw__reply_t;
 
 /*

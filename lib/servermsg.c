@@ -108,6 +108,24 @@ const char *fw__params_get(const fw__params_t *p, const char *name)
     return NULL;
 }
 
+bool fw__is_utf8_name(const char *name)
+{
+    static const char *const ok[] = {"utf8", "utf-8", "unicode"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        size_t k = 0;
+        for (; ok[i][k] != '\0' && name[k] != '\0'; k++) {
+            char c = name[k];
+            if (c >= 'A' && c <= 'Z')
+                c = (char)(c - 'A' + 'a');
+            if (c != ok[i][k])
+                break;
+        }
+        if (ok[i][k] == '\0' && name[k] == '\0')
+            return true;
+    }
+    return false;
+}
+
 int fw__params_set_msg(fw__params_t *p, const fw__pq_msg_t *m)
 {
     return fw__params_set(p, m->u.param.name, m->u.param.value);

@@ -64,6 +64,9 @@ int fw__params_set(fw__params_t *p, fw_slice_t name, fw_slice_t value);
 /* The value of a parameter, NUL-terminated and borrowed from p, or NULL. */
 const char *fw__params_get(const fw__params_t *p, const char *name);
 
+/* Whether an encoding name means UTF-8 as PostgreSQL spells it ("UTF8", any case; "UTF-8"). */
+bool fw__is_utf8_name(const char *name);
+
 /* Copies untrusted text (server messages, names) into dst: cap bytes, always NUL-terminated,
  * truncated at a character boundary; control characters and bytes that are not part of valid
  * UTF-8 become \xNN, so nothing a server sends can steer a terminal or a log. Returns dst. */

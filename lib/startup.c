@@ -357,6 +357,16 @@ static fw__su_result_t on_message(fw__startup_t *su, const fw__pq_msg_t *m)
             return fail(su, FW_EPROTO_UNEXPECTED,
                         "unexpected ReadyForQuery during "
                         "authentication");
+        {
+            /* fwire asked for UTF8: anything else would hand over rows that are not UTF-8
+             * JSON (a server or a pooler that overrides it, or ALTER ROLE ... SET). */
+            const char *enc = fw__params_get(&su->params, "client_encoding");
+            if (enc != NULL && !fw__is_utf8_name(enc))
+                return fail(su, FW_EPROTO_BAD_VALUE,
+                            "server reports client_encoding \"%s\"; fwire needs UTF8 (rows would "
+                            "not be UTF-8 JSON)",
+                            enc);
+        }
         su->state = FW__SU_S_READY;
         return FW__SU_READY;
     case 'v':

@@ -412,6 +412,22 @@ static void test_async_messages_between_rows(void **state)
     assert_int_equal(r.err.code, 0);
 }
 
+static void test_a_switch_of_client_encoding_mid_stream_is_refused(void **state)
+{
+    (void)state;
+    bytes_t b = {.n = 0};
+    head(&b);
+    row(&b, "1");
+    param(&b, "client_encoding", "UTF8"); /* the same: fine */
+    row(&b, "2");
+    param(&b, "client_encoding", "LATIN1");
+    row(&b, "3");
+    run_t r = check_all_ways(&plain, &b);
+    assert_string_equal(r.log, "DESC ROW:1 PARAM ROW:2 PROTO ");
+    assert_int_equal(r.rc, FW_EPROTO_BAD_VALUE);
+    assert_non_null(strstr(r.why, "switched client_encoding to \"LATIN1\""));
+}
+
 /* ---- the result's shape ---------------------------------------------------------------- */
 
 static void expect_schema_error(bytes_t *b, const char *needle)
@@ -755,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_rows_then_error_keep_every_field),
         cmocka_unit_test(test_fatal_error_is_flagged),
         cmocka_unit_test(test_async_messages_between_rows),
+        cmocka_unit_test(test_a_switch_of_client_encoding_mid_stream_is_refused),
         cmocka_unit_test(test_wrong_shapes_fail_with_what_came_back),
         cmocka_unit_test(test_our_failure_stays_unless_the_server_error_is_fatal),
         cmocka_unit_test(test_row_over_the_budget_is_skipped_as_it_arrives),

@@ -734,6 +734,34 @@ static void test_a_notice_mid_stream_reaches_the_hook_and_every_row_arrives(void
     }
 }
 
+/* ---- 3b. the server switches client_encoding mid-query ----------------------------------- */
+
+/* set_config('client_encoding', 'LATIN1') inside the query makes a real server report the new
+ * encoding mid-stream: every row before it arrives, then a protocol error naming the encoding,
+ * and the connection is closed (issue 17). */
+static void test_a_client_encoding_switch_fails_after_the_rows_before_it(void **state)
+{
+    (void)state;
+    const oracle_t *o = view_oracle("v_fixture", true);
+    for (int m = 0; m < 4; m++) {
+        sess_t S;
+        sess_open(&S, m < 2, m % 2 == 1);
+        fw_query_t *q = query("v_fixture", 0, 0);
+        assert_int_equal(
+            fw_query_where_sql(q, "set_config('client_encoding', 'LATIN1', false) <> ''"), 0);
+        res_t r;
+        sess_stream(&S, q, S.threaded ? CONSUME_MIX : CONSUME_TRY, &r);
+        fw_query_free(q);
+        if (r.code != FW_EPROTO_BAD_VALUE)
+            fail_msg("%s: ended with %s (%s) after %" PRIu64 " rows", S.name, fw_err_name(r.code),
+                     r.err.message, r.rows);
+        assert_int_equal(r.rows, o->rows);
+        assert_non_null(strstr(r.err.message, "client_encoding to \"LATIN1\""));
+        assert_int_equal(r.stats.state, FW_STREAM_FAILED);
+        sess_close(&S);
+    }
+}
+
 /* ---- 4. schema errors ------------------------------------------------------------------------ */
 
 static void test_schema_errors_fail_the_stream_and_the_connection_runs_the_next_query(void **state)
@@ -1530,6 +1558,7 @@ int main(void)
         cmocka_unit_test(test_every_view_arrives_exactly_as_the_server_has_it),
         cmocka_unit_test(test_rows_then_a_server_error_and_the_connection_runs_the_next_query),
         cmocka_unit_test(test_a_notice_mid_stream_reaches_the_hook_and_every_row_arrives),
+        cmocka_unit_test(test_a_client_encoding_switch_fails_after_the_rows_before_it),
         cmocka_unit_test(test_schema_errors_fail_the_stream_and_the_connection_runs_the_next_query),
         cmocka_unit_test(test_a_second_stream_is_refused_while_the_first_runs),
         cmocka_unit_test(test_a_slow_consumer_keeps_memory_within_the_budget),
