@@ -167,10 +167,12 @@ typedef struct fw_conn_opts_s {
     void (*trace_cb)(void *ud, const fw_trace_t *msg);
     void *trace_ud;
     /*
-     * The largest message accepted from the server, its length field included. A DataRow over
-     * it fails its stream with FW_ETOOBIG; the query is cancelled, its bytes are skipped as they
-     * arrive, never buffered, and the connection stays usable. Any other message over it is a
-     * protocol error that ends the connection. Default 256 MiB; 0 means the default; at most
+     * The largest message accepted from the server, its length field included: the maximum row
+     * size (a row's JSON is the message less 11 bytes). A DataRow over it fails its stream with
+     * FW_ETOOBIG; the query is cancelled, its bytes are skipped as they arrive, never buffered,
+     * and the connection stays usable. Any other message over it is a protocol error that ends
+     * the connection, and so is a DataRow longer than any one-column row can be (1 GiB + 10).
+     * Default 256 MiB (the largest jsonb PostgreSQL stores); 0 means the default; at most
      * INT32_MAX.
      */
     size_t max_message;
@@ -440,8 +442,10 @@ FW_EXTERN int fw_query_chunk_adaptive(fw_query_t *q, const fw_chunk_policy_t *p)
  * The byte budget of a stream: the receive memory holding rows not yet released by the
  * consumer, counted exactly (whole receive slabs). When it is reached, fwire stops reading the
  * socket until the consumer has released half of it; the server then waits in send. A single
- * row larger than the budget fails the stream with FW_ETOOBIG (the query is cancelled, its bytes
- * are skipped as they arrive, the connection stays usable). Default 4 MiB; at least 64 KiB.
+ * row larger than the budget is still delivered: once the rows ahead of it are released it is
+ * received alone into a buffer of its exact size, freed when the consumer moves past it, so
+ * memory peaks at the larger of the budget and that one row. Only the connection's max_message
+ * (fw_conn_opts_t) refuses a row. Default 4 MiB; at least 64 KiB.
  */
 FW_EXTERN int fw_query_max_memory(fw_query_t *q, size_t bytes);
 

@@ -105,8 +105,9 @@ void fw__reply_init(fw__reply_t *r, bool preamble, bool explain, size_t max_mess
     r->explain = explain;
     r->max_message = max_message;
     r->max_memory = max_memory;
-    size_t budget_cap = max_memory > 0 ? max_memory - 1 : 0;
-    r->row_cap = max_message < budget_cap ? max_message : budget_cap;
+    /* A row over the byte budget is still delivered (alone, in a buffer of its own: the
+     * pipe's oversize slab); only the row-size limit, max_message, refuses one. */
+    r->row_cap = max_message;
     fw__pq_limits_init(&r->lim);
     r->lim.max_message = max_message;
     r->err = err;
@@ -131,16 +132,10 @@ static long data_row(fw__reply_t *r, const uint8_t *p, size_t avail, fw__reply_e
     size_t total = (size_t)len + 1;
     if (len > r->row_cap) {
         /* RELIABILITY decision 4: fail the stream, skip the bytes as they arrive. */
-        if (len > r->max_message)
-            ev->kind = fail(r, FW_ETOOBIG,
-                            "a row arrived as a message of %zu bytes, over the connection's "
-                            "max_message of %zu bytes; raise max_message to read it",
-                            (size_t)len, r->max_message);
-        else
-            ev->kind = fail(r, FW_ETOOBIG,
-                            "a row of %zu bytes does not fit the query's byte budget "
-                            "(max_memory %zu bytes); raise max_memory to read it",
-                            total - 11, r->max_memory);
+        ev->kind = fail(r, FW_ETOOBIG,
+                        "a row arrived as a message of %zu bytes, over the connection's "
+                        "max_message of %zu bytes; raise max_message to read it",
+                        (size_t)len, r->max_message);
         size_t k = avail < total ? avail : total;
         r->skip = total - k;
         return (long)k;

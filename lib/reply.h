@@ -67,9 +67,10 @@ typedef struct fw__reply_s {
     bool explain;  /* the query is an EXPLAIN (FORMAT JSON): its one column is "QUERY PLAN" */
     bool discard;  /* drop rows: a failure, or the consumer left (set by the stream too) */
     size_t skip;   /* bytes of an oversized DataRow still to skip as they arrive */
-    size_t row_cap;     /* largest DataRow length field accepted; above it FW_ETOOBIG */
+    size_t row_cap;     /* largest DataRow length field accepted (max_message); above it
+                         * FW_ETOOBIG, the row skipped as it arrives */
     size_t max_message; /* the connection's message limit (for the error text) */
-    size_t max_memory;  /* the query's byte budget (for the error text) */
+    size_t max_memory;  /* the query's byte budget (a row over it is still delivered) */
     fw__pq_limits_t lim;
     fw_error_t *err;    /* where failures go (the stream's error) */
     const char *why;    /* with a negative return: what broke, for the error message */
@@ -79,8 +80,8 @@ typedef struct fw__reply_s {
 /*
  * Starts a reply. `preamble`: the run begins with the statement-timeout statement. `err` must
  * outlive r and is where failures are written (the first one wins, but a FATAL server error
- * overrides one of ours). The row cap is the smaller of max_message and max_memory - 1: a row
- * must fit the message limit and, as one buffer, the byte budget.
+ * overrides one of ours). The row cap is max_message: a row over the byte budget is delivered
+ * alone in a buffer of its own (stream/pipe.h, fw__pipe_slab_get_oversize).
  */
 void fw__reply_init(fw__reply_t *r, bool preamble, bool explain, size_t max_message,
                     size_t max_memory, fw_error_t *err);

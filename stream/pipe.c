@@ -144,6 +144,7 @@ int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
             return FW_ENOMEM;
         s->cap = size;
         s->big = big;
+        s->oversize = false;
         s->all_prev = NULL;
         s->all_next = p->all;
         if (p->all != NULL)
@@ -159,12 +160,64 @@ int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
     return FW__PIPE_OK;
 }
 
+/* The size fw__pipe_slab_get gives a slab for `need` bytes. */
+static size_t slab_size(const fw__pipe_t *p, size_t need)
+{
+    if (need <= p->o.slab_size)
+        return p->o.slab_size;
+    size_t k = need / p->o.slab_size + (need % p->o.slab_size != 0);
+    size_t size = k <= SIZE_MAX / p->o.slab_size ? k * p->o.slab_size : need;
+    return size > p->o.max_memory ? need : size;
+}
+
+bool fw__pipe_never_fits(const fw__pipe_t *p, size_t need)
+{
+    return over_budget(p, 0, slab_size(p, need));
+}
+
+int fw__pipe_slab_get_oversize(fw__pipe_t *p, size_t need, fw__slab_t **out)
+{
+    *out = NULL;
+    fw__pipe_reclaim(p);
+    if (p->held > 0)
+        return FW__PIPE_FULL;
+    /* Nothing is held: the cached slabs go first, so what the pipe owns is this row alone. */
+    while (p->big_pool != NULL)
+        slab_destroy(p, pop_free(p, &p->big_pool));
+    while (p->pool != NULL)
+        slab_destroy(p, pop_free(p, &p->pool));
+    if (need == 0 || need > SIZE_MAX - sizeof(fw__slab_t))
+        return FW_ENOMEM;
+    fw__slab_t *s = pipe_alloc(p, sizeof(fw__slab_t) + need);
+    if (s == NULL)
+        return FW_ENOMEM;
+    s->cap = need;
+    s->big = true;
+    s->oversize = true;
+    s->all_prev = NULL;
+    s->all_next = p->all;
+    if (p->all != NULL)
+        p->all->all_prev = s;
+    p->all = s;
+    s->next = NULL;
+    s->used = 0;
+    s->refs = 1;
+    p->held += s->cap;
+    publish_held(p);
+    *out = s;
+    return FW__PIPE_OK;
+}
+
 void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s)
 {
     if (--s->refs > 0)
         return;
     p->held -= s->cap;
     publish_held(p);
+    if (s->oversize) { /* beyond the budget: it goes back at once */
+        slab_destroy(p, s);
+        return;
+    }
     fw__slab_t **list = s->big ? &p->big_pool : &p->pool;
     s->next = *list;
     *list = s;
@@ -418,6 +471,18 @@ void fw__pipe_stats(const fw__pipe_t *p, fw__pipe_stats_t *out)
 
 /* ---- receiving (producer) ---- */
 
+/*
+ * A slab for the message at the start of the receive cursor: as fw__pipe_slab_get, but a message
+ * the budget can never hold gets a slab of its own once nothing else is held (RELIABILITY
+ * decision 4: a row over the budget but under the row-size limit is delivered, alone).
+ */
+static int get_for(fw__pipe_t *p, size_t need, fw__slab_t **out)
+{
+    if (need > p->o.slab_size && fw__pipe_never_fits(p, need))
+        return fw__pipe_slab_get_oversize(p, need, out);
+    return fw__pipe_slab_get(p, need, out);
+}
+
 /* Size of the incomplete message at pos once its header is there, else 0. */
 static size_t pending_size(const fw__rx_t *rx, bool skipping)
 {
@@ -434,7 +499,7 @@ int fw__pipe_make_room(fw__pipe_t *p, fw__rx_t *rx, bool skipping)
         /* A tail parked in the scratch buffer while the budget was full (below). */
         size_t need = rx->parked >= 5 ? (size_t)fw__be32(rx->scratch + 1) + 1 : 0;
         fw__slab_t *ns;
-        int rc = fw__pipe_slab_get(p, need, &ns);
+        int rc = get_for(p, need, &ns);
         if (rc != FW__PIPE_OK)
             return rc;
         memcpy(ns->data, rx->scratch, rx->parked);
@@ -470,13 +535,13 @@ int fw__pipe_make_room(fw__pipe_t *p, fw__rx_t *rx, bool skipping)
         rx->slab = NULL;
         rx->pos = 0;
         rx->parked = tail;
-        int rc = fw__pipe_slab_get(p, want, &ns);
+        int rc = get_for(p, want, &ns);
         if (rc != FW__PIPE_OK)
             return rc; /* parked: restored at the top once the consumer has released */
         memcpy(ns->data, rx->scratch, tail);
         rx->parked = 0;
     } else {
-        int rc = fw__pipe_slab_get(p, want, &ns);
+        int rc = get_for(p, want, &ns);
         if (rc != FW__PIPE_OK)
             return rc;
         if (sl != NULL) {

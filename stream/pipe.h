@@ -29,6 +29,7 @@ typedef struct fw__slab_s {
     size_t used;                            /* bytes received into data[] */
     uint32_t refs; /* chunks pointing in, plus one while the producer receives into it */
     bool big;
+    bool oversize; /* one row larger than the budget allows: freed, never pooled, on release */
     alignas(16) uint8_t data[];
 } fw__slab_t;
 
@@ -123,6 +124,19 @@ enum { FW__PIPE_OK = 0, FW__PIPE_FULL = 1 };
  * FW_ENOMEM. Allocated memory (held + pooled) never exceeds max_memory. Thread: producer.
  */
 int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out);
+
+/*
+ * A slab of exactly `need` bytes for one message that the budget can never hold (a row larger
+ * than max_memory allows, up to the row-size limit the caller enforces): only when nothing else
+ * is held, so memory peaks at the budget's worth of nothing plus this one row, and the row is
+ * delivered alone. Pooled slabs are freed first. FW__PIPE_FULL while anything is held (the
+ * consumer must release first), FW_ENOMEM. The slab is freed, not pooled, when released.
+ * Thread: producer.
+ */
+int fw__pipe_slab_get_oversize(fw__pipe_t *p, size_t need, fw__slab_t **out);
+
+/* Whether a slab for `need` bytes can never fit the budget, whatever is released. */
+bool fw__pipe_never_fits(const fw__pipe_t *p, size_t need);
 
 /* Drops one reference; at zero the slab returns to its pool. Thread: producer. */
 void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s);

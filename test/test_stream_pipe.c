@@ -1494,6 +1494,66 @@ static void test_pipe_make_room_parks_the_tail_while_the_budget_is_full(void **s
     fw__pipe_free(p);
 }
 
+/* ---- one row over the budget ------------------------------------------------------------ */
+
+static void test_pipe_an_oversize_slab_waits_until_nothing_is_held_and_is_freed_on_release(void **state)
+{
+    (void)state;
+    counting_alloc_t c = {0};
+    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw__pipe_t *p = pipe_new(1024, 4096, 1, 1, 8, &hook);
+    assert_false(fw__pipe_never_fits(p, 4096));
+    assert_true(fw__pipe_never_fits(p, 4097));
+    fw__slab_t *a = NULL, *big = NULL;
+    assert_int_equal(fw__pipe_slab_get(p, 10, &a), FW__PIPE_OK);
+    /* something is held: the row must wait */
+    assert_int_equal(fw__pipe_slab_get_oversize(p, 10000, &big), FW__PIPE_FULL);
+    assert_null(big);
+    fw__pipe_slab_unref(p, a); /* pooled */
+    assert_int_equal(fw__pipe_slab_get_oversize(p, 10000, &big), FW__PIPE_OK);
+    assert_int_equal(big->cap, 10000); /* exactly the row, not rounded */
+    assert_true(big->oversize);
+    assert_int_equal(p->pooled, 0); /* the cache went first */
+    assert_int_equal(stats(p).bytes_held, 10000);
+    assert_int_equal(slab_bytes_owned(p), 10000);
+    /* while it is held nothing else fits */
+    assert_int_equal(fw__pipe_slab_get(p, 10, &a), FW__PIPE_FULL);
+    fw__pipe_slab_unref(p, big); /* freed, not pooled */
+    assert_int_equal(stats(p).bytes_held, 0);
+    assert_int_equal(p->pooled, 0);
+    assert_int_equal(slab_bytes_owned(p), 0);
+    assert_int_equal(fw__pipe_slab_get(p, 10, &a), FW__PIPE_OK);
+    fw__pipe_slab_unref(p, a);
+    fw__pipe_free(p);
+    assert_int_equal(c.frees, c.ok);
+}
+
+static void test_pipe_make_room_gives_a_row_over_the_budget_a_slab_once_the_queue_drains(void **state)
+{
+    (void)state;
+    fw__pipe_t *p = pipe_new(1024, 2048, 1, 1, 8, NULL);
+    uint8_t scratch[1024];
+    fw__rx_t rx = {NULL, 0, 0, scratch, sizeof(scratch)};
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    assert_int_equal(add_text(p, rx.slab, "[1]"), FW__PIPE_OK); /* a queued row pins the slab */
+    assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
+    rx.pos = rx.slab->used;
+    put_partial(rx.slab, 5000, 20); /* a 5000-byte message: the budget is 2048 */
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_FULL);
+    expect_row(p, "[1]"); /* the consumer drains the queue */
+    fw_row_t row;
+    assert_false(fw__pipe_next(p, &row));
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    assert_true(rx.slab->oversize);
+    assert_int_equal(rx.slab->cap, 5000);
+    assert_int_equal(rx.slab->used, 25);
+    assert_int_equal(rx.pos, 0);
+    assert_int_equal(rx.slab->data[0], 'D');
+    fw__pipe_slab_unref(p, rx.slab);
+    assert_int_equal(stats(p).bytes_held, 0);
+    fw__pipe_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1521,6 +1581,8 @@ int main(void)
         cmocka_unit_test(test_pipe_make_room_moves_a_tail_that_does_not_fit),
         cmocka_unit_test(test_pipe_make_room_gives_a_big_message_a_slab_of_its_own),
         cmocka_unit_test(test_pipe_make_room_parks_the_tail_while_the_budget_is_full),
+        cmocka_unit_test(test_pipe_an_oversize_slab_waits_until_nothing_is_held_and_is_freed_on_release),
+        cmocka_unit_test(test_pipe_make_room_gives_a_row_over_the_budget_a_slab_once_the_queue_drains),
         cmocka_unit_test(test_pipe_survives_allocation_failure_at_every_point),
         cmocka_unit_test(test_pipe_two_threads_hand_two_million_rows_in_order_with_intact_bytes),
     };
