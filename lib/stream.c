@@ -513,7 +513,7 @@ void fw__stream_pump(fw_stream_t *s)
         if (n < 0) {
             const char *why = n == UV_EOF    ? "server closed the connection unexpectedly"
                               : n == FW_ETLS ? fw__tls_error(s->conn->tls)
-                                             : uv_strerror((int)n);
+                                             : fw_strerror((int)n);
             /* A FATAL ErrorResponse before the end is the reason worth reporting. */
             conn_failed(s, n == UV_EOF ? FW_ECLOSED : (int)n, why);
             break;

@@ -134,7 +134,7 @@ void fw__stream_start_on_loop(void *arg)
         fw__pipe_free(&s->pipe);
         fw__stream_unref(s);
         a->rc = rc;
-        fw__stream_set_err(a->err, rc, uv_strerror(rc));
+        fw__stream_set_err(a->err, rc, fw_strerror(rc));
         return;
     }
     atomic_store_explicit(&s->refs, 2, memory_order_relaxed); /* consumer + producer */

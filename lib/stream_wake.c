@@ -35,6 +35,10 @@ static void signal_consumer(fw_stream_t *s)
 static void on_nudge(uv_timer_t *t)
 {
     fw_stream_t *s = t->data;
+    /* The timer has fired: the next small batch arms it again. (Left set, as it was until this
+     * fix, every later small batch waited for WAKE_ROWS, half the ring or the end: a slow
+     * producer's rows reached a sleeping consumer only at its own timeout.) */
+    s->nudge_armed = false;
     s->signaled_rows = s->pipe.rows_pushed;
     s->signaled_bytes = s->pipe.bytes_pushed;
     signal_consumer(s);

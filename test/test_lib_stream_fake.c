@@ -2069,6 +2069,54 @@ static void test_threaded_silent_server_times_out_and_closes_clean(void **state)
  * closes the cancel connection and keeps streaming rows; fw_stream_cancel must give up after
  * the cancel timeout (300 ms), close the connection and report it, without hanging.
  */
+/* A slow producer (a row every 30 ms) and a threaded consumer asleep in fw_stream_next with no
+ * timeout of its own: every row wakes it within a few milliseconds. At the fix of on_nudge the
+ * first nudge left itself marked armed, so every later small batch waited for 1,024 rows, half
+ * the ring or the end (found through `fwire stream` on a slow view, issue 19). */
+static void test_threaded_rows_of_a_slow_producer_each_wake_the_consumer(void **state)
+{
+    (void)state;
+    enum { ROWS = 20 };
+    bb_t head = {0}, row = {0}, tail = {0};
+    reply_head(&head);
+    m_row(&row, "{\"drip\":1}");
+    m_complete(&tail, "SELECT 20");
+    m_ready(&tail);
+    static fakepg_piece_t pieces[ROWS + 2];
+    pieces[0] = (fakepg_piece_t){head.p, head.len, 0};
+    for (int i = 1; i <= ROWS; i++)
+        pieces[i] = (fakepg_piece_t){row.p, row.len, 30};
+    pieces[ROWS + 1] = (fakepg_piece_t){tail.p, tail.len, 0};
+    t_t *t = t_init();
+    t->f.query_pieces = pieces;
+    t->f.query_npieces = ROWS + 2;
+    t_connect(t);
+    fw_stream_t *s = t_stream(t, query()); /* takes the query */
+    fw_row_t r;
+    double worst = 0;
+    int n = 0, rc;
+    uint64_t last = uv_hrtime();
+    while ((rc = fw_stream_next(s, &r, -1)) == FW_ROW) {
+        uint64_t now = uv_hrtime();
+        double gap = (double)(now - last) / 1e6;
+        if (n > 0 && gap > worst)
+            worst = gap; /* the first row waits for the head and the first delay */
+        last = now;
+        n++;
+    }
+    fw_stream_free(s);
+    t_stop(t);
+    bb_free(&head);
+    bb_free(&row);
+    bb_free(&tail);
+    assert_int_equal(rc, FW_END);
+    assert_int_equal(n, ROWS);
+    /* 30 ms apart on the server; 1 ms of batching on ours; generous for a loaded machine */
+    if (worst > 200 * time_scale())
+        fail_msg("a row reached the consumer %.0f ms after the one before (sent 30 ms apart)",
+                 worst);
+}
+
 static void test_a_cancel_the_server_ignores_times_out_and_closes_the_connection(void **state)
 {
     (void)state;
@@ -2153,6 +2201,7 @@ int main(void)
             test_threaded_mode_delivers_rows_then_the_server_error_then_runs_the_next_query),
         cmocka_unit_test(test_threaded_slow_consumer_gets_every_row_sent_before_a_protocol_error),
         cmocka_unit_test(test_threaded_silent_server_times_out_and_closes_clean),
+        cmocka_unit_test(test_threaded_rows_of_a_slow_producer_each_wake_the_consumer),
         cmocka_unit_test(test_a_cancel_the_server_ignores_times_out_and_closes_the_connection),
     };
     return cmocka_run_group_tests_name("lib_stream_fake", tests, NULL, NULL);
