@@ -8,7 +8,8 @@
 #ifndef FW_AUTH_H
 #define FW_AUTH_H
 
-#include "fwire.h"
+#include "fwire_base.h"
+#include "fw_util.h" /* fw__wipe, fw__ct_equal */
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -31,12 +32,6 @@ long fw__b64_encode(char *dst, size_t cap, const uint8_t *src, size_t n);
  * Returns the decoded length, FW_EINVAL for malformed input, FW_ETOOBIG if cap is short.
  */
 long fw__b64_decode(uint8_t *dst, size_t cap, const char *src, size_t n);
-
-/* Constant-time equality of two n-byte buffers (time depends on n only). */
-bool fw__ct_equal(const void *a, const void *b, size_t n);
-
-/* Overwrites n bytes with zeros in a way the compiler may not elide. */
-void fw__wipe(void *p, size_t n);
 
 /* Length of an MD5 password answer: "md5" + 32 hex digits, NUL excluded. */
 #define FW__MD5_PASSWORD_LEN 35

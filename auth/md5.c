@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * MD5 password answers and the small secret-handling helpers every mechanism uses.
+ * MD5 password answers.
  * MD5 authentication is weak (the stored verifier is a password equivalent); fwire supports it
  * because servers still ask for it, and `require_auth` lets a user refuse it.
  */
@@ -9,17 +9,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <string.h>
-
-bool fw__ct_equal(const void *a, const void *b, size_t n)
-{
-    return CRYPTO_memcmp(a, b, n) == 0;
-}
-
-void fw__wipe(void *p, size_t n)
-{
-    if (p != NULL)
-        OPENSSL_cleanse(p, n);
-}
 
 static void hex32(char out[33], const uint8_t d[16])
 {

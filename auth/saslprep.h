@@ -10,7 +10,7 @@
 #ifndef FW_SASLPREP_H
 #define FW_SASLPREP_H
 
-#include "fwire.h"
+#include "fwire_base.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "pq_plain.h"
+#include "fwire.h"
 #include "proto.h"
 
 static const char *need_env(const char *name)

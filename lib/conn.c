@@ -102,8 +102,7 @@ static void trace_out(fw_conn_t *c)
         size_t hdr = untyped ? 0 : 1;
         if (c->out.len - off < hdr + 4)
             break;
-        size_t n = ((size_t)p[hdr] << 24) | ((size_t)p[hdr + 1] << 16) | ((size_t)p[hdr + 2] << 8) |
-                   p[hdr + 3];
+        size_t n = fw__be32(p + hdr);
         if (n < 4 || n > c->out.len - off - hdr)
             break;
         trace(c, '>', untyped ? 0 : p[0], n, p + hdr + 4);
@@ -553,11 +552,11 @@ static void handle_startup(fw_conn_t *c, fw__su_result_t r)
     /* Copy the server's fields; decide whether another host may do better. */
     fw__startup_t *su = c->su;
     if (su->have_server_error) {
-        const fw__server_error_t *e = &su->server_error;
+        const fw_error_t *e = &su->server_error;
         memcpy(c->err.sqlstate, e->sqlstate, sizeof(c->err.sqlstate));
-        snprintf(c->err.severity, sizeof(c->err.severity), "%s", e->severity);
-        snprintf(c->err.detail, sizeof(c->err.detail), "%s", e->detail);
-        snprintf(c->err.hint, sizeof(c->err.hint), "%s", e->hint);
+        memcpy(c->err.severity, e->severity, sizeof(c->err.severity));
+        memcpy(c->err.detail, e->detail, sizeof(c->err.detail));
+        memcpy(c->err.hint, e->hint, sizeof(c->err.hint));
     }
     char msg[512];
     snprintf(msg, sizeof(msg), "%s", fw__startup_error(su));
@@ -745,27 +744,15 @@ void fw__conn_idle_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
             if (c->closing)
                 return;
         } else if (m.type == 'E') {
-            fw__pq_error_fields_t f;
-            if (fw__pq_error_fields(&m, &f) == 0) {
-                fw__escape_text(c->err.sqlstate, sizeof(c->err.sqlstate), f.sqlstate.ptr,
-                                f.sqlstate.len);
-                fw__escape_text(c->err.message, sizeof(c->err.message), f.message.ptr,
-                                f.message.len);
-            }
-            c->err.code = FW_ESERVER;
+            /* Every field is kept (the idle path once kept only SQLSTATE and message). */
+            (void)fw__servermsg_error(&m, FW_PHASE_READY, &c->err);
             c->state = FW__CONN_BAD;
             fw__conn_log(c, FW_LOG_WARNING, "the server ended the idle connection: %s",
                          c->err.message);
         } else if (m.type == 'A') {
-            if (c->opts.notification_cb != NULL) {
-                char ch[256], payload[8192];
-                fw__escape_text(ch, sizeof(ch), m.u.notify.channel.ptr, m.u.notify.channel.len);
-                fw__escape_text(payload, sizeof(payload), m.u.notify.payload.ptr,
-                                m.u.notify.payload.len);
-                c->opts.notification_cb(c->opts.notification_ud, m.u.notify.pid, ch, payload);
-                if (c->closing)
-                    return;
-            }
+            fw__conn_notification(c, &m);
+            if (c->closing)
+                return;
         } else if (m.type != 'S') {
             c->state = FW__CONN_BAD; /* nothing else may arrive without a query */
             c->err.code = FW_EPROTO_UNEXPECTED;
@@ -1169,19 +1156,22 @@ void fw__conn_kick(uv_idle_t *h)
 void fw__conn_notice(void *ud, const fw__pq_msg_t *m)
 {
     fw_conn_t *c = ud;
-    fw__pq_error_fields_t f;
-    if (fw__pq_error_fields(m, &f) < 0)
+    fw__notice_buf_t buf;
+    fw_notice_t n;
+    if (fw__servermsg_notice(m, &buf, &n) < 0)
         return;
-    char sev[16], state[6], msg[512];
-    fw__escape_text(sev, sizeof(sev), f.severity_nl.ptr ? f.severity_nl.ptr : f.severity.ptr,
-                    f.severity_nl.ptr ? f.severity_nl.len : f.severity.len);
-    fw__lm_notice(sev);
-    if (c->opts.notice_cb == NULL)
+    fw__lm_notice(n.severity);
+    if (c->opts.notice_cb != NULL)
+        c->opts.notice_cb(c->opts.notice_ud, &n);
+}
+
+void fw__conn_notification(fw_conn_t *c, const fw__pq_msg_t *m)
+{
+    if (c->opts.notification_cb == NULL)
         return;
-    fw__escape_text(state, sizeof(state), f.sqlstate.ptr, f.sqlstate.len);
-    fw__escape_text(msg, sizeof(msg), f.message.ptr, f.message.len);
-    fw_notice_t n = {sev, state, msg};
-    c->opts.notice_cb(c->opts.notice_ud, &n);
+    fw__notify_buf_t buf;
+    fw__servermsg_notify(m, &buf);
+    c->opts.notification_cb(c->opts.notification_ud, buf.pid, buf.channel, buf.payload);
 }
 
 void fw_conn_close(fw_conn_t *c, fw_close_cb cb, void *ud)

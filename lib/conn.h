@@ -136,7 +136,10 @@ void fw__conn_idle_bytes(fw_conn_t *c, const uint8_t *p, size_t n);
 /* After a stream ends: plaintext already inside OpenSSL goes to the idle reader now (no
  * socket event would bring it). */
 void fw__conn_drain_tls_idle(fw_conn_t *c);
+/* A NoticeResponse (counted in the metrics, then to notice_cb) and a NotificationResponse (to
+ * notification_cb), decoded by servermsg.c. */
 void fw__conn_notice(void *ud, const fw__pq_msg_t *m);
+void fw__conn_notification(fw_conn_t *c, const fw__pq_msg_t *m);
 void fw__conn_trace_in(void *ud, const fw__pq_msg_t *m);
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))

@@ -11,7 +11,7 @@
  *  - threaded: a runtime owns a loop thread; your threads block in fw_stream_next().
  *
  * Conventions used by every function in this header:
- *  - Errors are negative ints. Library codes are listed in FW_ERRNO_MAP below and live in their
+ *  - Errors are negative ints. Library codes are listed in FW_ERRNO_MAP (fwire_base.h) and live in their
  *    own block (-30000 and below); libuv codes (negative errno values, UV_EOF, ...) pass through
  *    unchanged. Callers never read errno.
  *  - Thread rule: stated at each function ("any thread" means no shared mutable state).
@@ -23,6 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "fwire_base.h" /* error codes, fw_slice_t, fw_allocator_t */
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,57 +43,6 @@ extern "C" {
 #define FW_VERSION_HEX ((FW_VERSION_MAJOR << 16) | (FW_VERSION_MINOR << 8) | FW_VERSION_PATCH)
 
 struct uv_loop_s; /* libuv's loop; fwire never requires you to include uv.h */
-
-/*
- * A borrowed run of bytes. Whoever hands you a slice says how long `ptr` stays valid.
- * A slice is not NUL-terminated.
- */
-typedef struct fw_slice_s {
-    const uint8_t *ptr;
-    size_t len;
-} fw_slice_t;
-
-/*
- * The library's error codes: XX(name, value, message). Values are stable across releases;
- * new codes are only appended. The block starts at -30000 so it can never collide with
- * libuv's codes (negative errno values and UV_EOF = -4095).
- */
-#define FW_ERRNO_MAP(XX)                                                                         \
-    /* generic */                                                                                \
-    XX(EINVAL, -30001, "invalid argument")                                                       \
-    XX(ENOMEM, -30002, "out of memory")                                                          \
-    XX(ESTATE, -30003, "operation not allowed in the current state")                             \
-    XX(ETOOBIG, -30004, "value exceeds a configured or protocol limit")                          \
-    XX(EBUSY, -30005, "another query is running on this connection")                             \
-    /* protocol: the server's bytes broke the PostgreSQL v3 protocol; the connection is bad */   \
-    XX(EPROTO_SHORT, -30100, "protocol: message length below 4 (lost synchronization)")          \
-    XX(EPROTO_TOO_LARGE, -30101, "protocol: message length exceeds the limit for its type")      \
-    XX(EPROTO_UNKNOWN_TYPE, -30102, "protocol: unknown backend message type")                    \
-    XX(EPROTO_NEG_LENGTH, -30103, "protocol: negative field length other than -1 (NULL)")        \
-    XX(EPROTO_FIELD_COUNT, -30104, "protocol: field count disagrees with the message contents")  \
-    XX(EPROTO_UNTERMINATED, -30105, "protocol: string not terminated within its message")        \
-    XX(EPROTO_TRAILING, -30106, "protocol: trailing bytes after the message contents")           \
-    XX(EPROTO_TRUNCATED, -30107, "protocol: message contents end before a declared field")       \
-    XX(EPROTO_BAD_VALUE, -30108, "protocol: field holds a value the protocol does not allow")    \
-    XX(EPROTO_UNSUPPORTED, -30109, "protocol: message type is valid but not supported by fwire") \
-    XX(EPROTO_UNEXPECTED, -30110, "protocol: message not allowed in the current state")          \
-    /* connecting */                                                                             \
-    XX(EAUTH, -30200, "authentication failed or refused")                                        \
-    XX(ESERVER, -30201, "the server reported an error")                                          \
-    XX(ECONFIG, -30202, "invalid connection options")                                            \
-    XX(ETLS, -30203, "TLS negotiation or verification failed")                                   \
-    XX(ECLOSED, -30204, "the connection was closed")                                             \
-    XX(ETIMEDOUT, -30205, "timeout expired")                                                     \
-    /* streaming */                                                                              \
-    XX(ESCHEMA, -30300, "the result is not one json or jsonb column named data")                 \
-    XX(ECANCELED, -30301, "the stream was cancelled")
-
-/* The enum the map generates: FW_EINVAL, FW_EPROTO_SHORT, ... */
-typedef enum fw_errno_e {
-#define FW__ERR_ENUM(name, value, msg) FW_##name = (value),
-    FW_ERRNO_MAP(FW__ERR_ENUM)
-#undef FW__ERR_ENUM
-} fw_errno_t;
 
 /*
  * The symbolic name of an error code ("FW_EPROTO_SHORT", or libuv's "ECONNREFUSED").
@@ -113,20 +64,6 @@ FW_EXTERN unsigned int fw_version(void);
 FW_EXTERN const char *fw_version_string(void);
 
 /* ==== memory ============================================================================== */
-
-/*
- * Where fwire gets its memory: every allocation fwire itself makes (connections, receive slabs,
- * chunks, queries, streams) goes through these three functions, except the process-wide
- * metrics registry (see fw_metrics_render). libuv and OpenSSL keep their
- * own allocators. realloc_fn(ud, NULL, n) must behave as malloc; free_fn(ud, NULL) as a no-op.
- * The functions may be called from the loop thread and from consumer threads at once.
- */
-typedef struct fw_allocator_s {
-    void *(*malloc_fn)(void *ud, size_t size);
-    void *(*realloc_fn)(void *ud, void *ptr, size_t size);
-    void (*free_fn)(void *ud, void *ptr);
-    void *ud;
-} fw_allocator_t;
 
 /*
  * Installs `a` (copied) as fwire's allocator, or libc's malloc/realloc/free when `a` is NULL.
@@ -230,10 +167,12 @@ typedef struct fw_conn_opts_s {
     void (*trace_cb)(void *ud, const fw_trace_t *msg);
     void *trace_ud;
     /*
-     * The largest message accepted from the server, its length field included. A DataRow over
-     * it fails its stream with FW_ETOOBIG; the query is cancelled, its bytes are skipped as they
-     * arrive, never buffered, and the connection stays usable. Any other message over it is a
-     * protocol error that ends the connection. Default 256 MiB; 0 means the default; at most
+     * The largest message accepted from the server, its length field included: the maximum row
+     * size (a row's JSON is the message less 11 bytes). A DataRow over it fails its stream with
+     * FW_ETOOBIG; the query is cancelled, its bytes are skipped as they arrive, never buffered,
+     * and the connection stays usable. Any other message over it is a protocol error that ends
+     * the connection, and so is a DataRow longer than any one-column row can be (1 GiB + 10).
+     * Default 256 MiB (the largest jsonb PostgreSQL stores); 0 means the default; at most
      * INT32_MAX.
      */
     size_t max_message;
@@ -387,12 +326,7 @@ typedef enum fw_value_type_e {
     FW_VALUE_JSON
 } fw_value_type_t;
 
-/* A row of a stream. `json` is the text of the `data` column, not NUL-terminated. */
-typedef struct fw_row_s {
-    const char *json; /* NULL when is_null */
-    size_t len;
-    bool is_null; /* SQL NULL in `data`: delivered as such, never as the text "null" */
-} fw_row_t;
+/* fw_row_t, a row of a stream: see fwire_base.h. */
 
 /*
  * A client-side predicate: runs on the loop thread for every row before it is queued; return
@@ -508,8 +442,10 @@ FW_EXTERN int fw_query_chunk_adaptive(fw_query_t *q, const fw_chunk_policy_t *p)
  * The byte budget of a stream: the receive memory holding rows not yet released by the
  * consumer, counted exactly (whole receive slabs). When it is reached, fwire stops reading the
  * socket until the consumer has released half of it; the server then waits in send. A single
- * row larger than the budget fails the stream with FW_ETOOBIG (the query is cancelled, its bytes
- * are skipped as they arrive, the connection stays usable). Default 4 MiB; at least 64 KiB.
+ * row larger than the budget is still delivered: once the rows ahead of it are released it is
+ * received alone into a buffer of its exact size, freed when the consumer moves past it, so
+ * memory peaks at the larger of the budget and that one row. Only the connection's max_message
+ * (fw_conn_opts_t) refuses a row. Default 4 MiB; at least 64 KiB.
  */
 FW_EXTERN int fw_query_max_memory(fw_query_t *q, size_t bytes);
 

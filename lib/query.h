@@ -122,4 +122,9 @@ size_t fw__query_max_memory(const fw_query_t *q);
 /* The client-side predicate (NULL for none); *ud (when ud is not NULL) gets its user data. */
 fw_predicate_cb fw__query_predicate(const fw_query_t *q, void **ud);
 
+/* query_sql.c: "[schema.]prefix+rel" with both parts quoted as identifiers, in memory from
+ * fw__malloc (the caller frees it), or NULL when out of memory. Lengths are checked by callers. */
+char *fw__query_quote_source(const char *schema, size_t slen, const char *prefix, const char *rel,
+                             size_t rlen);
+
 #endif /* FW_LIB_QUERY_H */

@@ -5,6 +5,7 @@
  * sent is escaped first and only ever passed as an argument (CVE-2020-25696 class).
  */
 #include "alloc.h"
+#include "servermsg.h"
 #include "startup.h"
 
 #include "saslprep.h"
@@ -12,110 +13,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-/* ---- text helpers ---------------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when it is not one. */
-static size_t utf8_len(const uint8_t *p, size_t left)
-{
-    uint8_t c = p[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1fu;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0fu;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07u;
-    } else {
-        return 0;
-    }
-    if (left < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3fu);
-    }
-    /* overlong forms, surrogates and code points past U+10FFFF */
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-char *fw__escape_text(char *dst, size_t cap, const uint8_t *src, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    if (cap == 0)
-        return dst;
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_len(src + i, len - i);
-        bool printable = n > 1 || (n == 1 && src[i] >= 0x20 && src[i] != 0x7f);
-        size_t need = printable ? n : 4;
-        if (o + need >= cap)
-            break; /* truncate at a character boundary */
-        if (printable) {
-            memcpy(dst + o, src + i, n);
-            o += n;
-            i += n;
-        } else {
-            dst[o++] = '\\';
-            dst[o++] = 'x';
-            dst[o++] = hex[src[i] >> 4];
-            dst[o++] = hex[src[i] & 15];
-            i++;
-        }
-    }
-    dst[o] = '\0';
-    return dst;
-}
-
-/* ---- ParameterStatus storage ----------------------------------------------------------- */
-
-int fw__params_set(fw__params_t *p, fw_slice_t name, fw_slice_t value)
-{
-    /* Names and values are kept escaped: they are shown to users (fwire ping) and logged. An
-     * update appends a fresh copy; the old bytes are dead space inside the bounded arena. */
-    char n[128], v[512];
-    fw__escape_text(n, sizeof(n), name.ptr, name.len);
-    fw__escape_text(v, sizeof(v), value.ptr, value.len);
-    size_t nl = strlen(n) + 1, vl = strlen(v) + 1;
-    size_t slot = p->n;
-    for (size_t i = 0; i < p->n; i++) {
-        if (strcmp(p->bytes + p->name_at[i], n) == 0) {
-            slot = i;
-            break;
-        }
-    }
-    size_t need = vl + (slot == p->n ? nl : 0);
-    if ((slot == p->n && p->n == FW__PARAMS_MAX) || need > sizeof(p->bytes) - p->used)
-        return FW_ETOOBIG;
-    if (slot == p->n) {
-        memcpy(p->bytes + p->used, n, nl);
-        p->name_at[slot] = (uint16_t)p->used;
-        p->used += nl;
-        p->n++;
-    }
-    memcpy(p->bytes + p->used, v, vl);
-    p->value_at[slot] = (uint16_t)p->used;
-    p->used += vl;
-    return 0;
-}
-
-const char *fw__params_get(const fw__params_t *p, const char *name)
-{
-    for (size_t i = 0; i < p->n; i++)
-        if (strcmp(p->bytes + p->name_at[i], name) == 0)
-            return p->bytes + p->value_at[i];
-    return NULL;
-}
 
 /* ---- failure --------------------------------------------------------------------------- */
 
@@ -416,22 +313,11 @@ static fw__su_result_t on_auth(fw__startup_t *su, const fw__pq_msg_t *m)
 
 /* ---- the message loop ------------------------------------------------------------------ */
 
-static void copy_field(char *dst, size_t cap, fw_slice_t s)
-{
-    fw__escape_text(dst, cap, s.ptr, s.len);
-}
-
 static fw__su_result_t on_error(fw__startup_t *su, const fw__pq_msg_t *m)
 {
-    fw__pq_error_fields_t f;
-    fw__server_error_t *e = &su->server_error;
-    if (fw__pq_error_fields(m, &f) < 0)
+    fw_error_t *e = &su->server_error;
+    if (fw__servermsg_error(m, FW_PHASE_AUTH, e) < 0)
         return fail(su, FW_EPROTO_BAD_VALUE, "malformed ErrorResponse");
-    copy_field(e->severity, sizeof(e->severity), f.severity_nl.ptr ? f.severity_nl : f.severity);
-    copy_field(e->sqlstate, sizeof(e->sqlstate), f.sqlstate);
-    copy_field(e->message, sizeof(e->message), f.message);
-    copy_field(e->detail, sizeof(e->detail), f.detail);
-    copy_field(e->hint, sizeof(e->hint), f.hint);
     su->have_server_error = true;
     /* Class 28 is "invalid authorization specification": 28P01 wrong password, 28000 no
      * pg_hba.conf entry. */
@@ -453,7 +339,7 @@ static fw__su_result_t on_message(fw__startup_t *su, const fw__pq_msg_t *m)
     case 'A':
         return FW__SU_CONTINUE; /* nobody can be listening yet */
     case 'S':
-        if (fw__params_set(&su->params, m->u.param.name, m->u.param.value) < 0)
+        if (fw__params_set_msg(&su->params, m) < 0)
             return fail(su, FW_ETOOBIG,
                         "server sent more ParameterStatus than fwire keeps "
                         "(%d parameters, %d bytes)",
@@ -471,6 +357,16 @@ static fw__su_result_t on_message(fw__startup_t *su, const fw__pq_msg_t *m)
             return fail(su, FW_EPROTO_UNEXPECTED,
                         "unexpected ReadyForQuery during "
                         "authentication");
+        {
+            /* fwire asked for UTF8: anything else would hand over rows that are not UTF-8
+             * JSON (a server or a pooler that overrides it, or ALTER ROLE ... SET). */
+            const char *enc = fw__params_get(&su->params, "client_encoding");
+            if (enc != NULL && !fw__is_utf8_name(enc))
+                return fail(su, FW_EPROTO_BAD_VALUE,
+                            "server reports client_encoding \"%s\"; fwire needs UTF8 (rows would "
+                            "not be UTF-8 JSON)",
+                            enc);
+        }
         su->state = FW__SU_S_READY;
         return FW__SU_READY;
     case 'v':

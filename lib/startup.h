@@ -26,6 +26,7 @@
 #include "auth.h"
 #include "fwire.h"
 #include "proto.h"
+#include "servermsg.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -83,31 +84,6 @@ typedef enum fw__su_result_e {
     FW__SU_FAILED        /* see fw__startup_error */
 } fw__su_result_t;
 
-/* A server-sent error, copied out of the message (escaped, truncated to fit). */
-typedef struct fw__server_error_s {
-    char severity[16];
-    char sqlstate[6];
-    char message[512];
-    char detail[256];
-    char hint[256];
-} fw__server_error_t;
-
-/* Bounded storage for ParameterStatus: a hostile server cannot grow it without limit. */
-#define FW__PARAMS_MAX       64
-#define FW__PARAMS_BYTES_MAX 8192
-
-typedef struct fw__params_s {
-    size_t n;
-    size_t used;
-    uint16_t name_at[FW__PARAMS_MAX], value_at[FW__PARAMS_MAX];
-    char bytes[FW__PARAMS_BYTES_MAX];
-} fw__params_t;
-
-/* Records a ParameterStatus; a later value for the same name wins. Returns 0 or FW_ETOOBIG. */
-int fw__params_set(fw__params_t *p, fw_slice_t name, fw_slice_t value);
-/* The value of a parameter, NUL-terminated and borrowed from p, or NULL. */
-const char *fw__params_get(const fw__params_t *p, const char *name);
-
 typedef enum fw__su_state_e {
     FW__SU_S_INIT,
     FW__SU_S_AUTH,        /* StartupMessage sent: waiting for an authentication request */
@@ -138,7 +114,7 @@ typedef struct fw__startup_s {
     int err;
     char errmsg[512];
     bool have_server_error;
-    fw__server_error_t server_error;
+    fw_error_t server_error; /* code FW_ESERVER, phase FW_PHASE_AUTH */
 } fw__startup_t;
 
 /*
@@ -178,10 +154,5 @@ const char *fw__startup_error(const fw__startup_t *su);
 
 /* Wipes every secret and releases the reader. su may be reused after fw__startup_init. */
 void fw__startup_free(fw__startup_t *su);
-
-/* Copies untrusted text (server messages, names) into dst: cap bytes, always NUL-terminated,
- * truncated at a character boundary; control characters and bytes that are not part of valid
- * UTF-8 become \xNN, so nothing a server sends can steer a terminal or a log. Returns dst. */
-char *fw__escape_text(char *dst, size_t cap, const uint8_t *src, size_t len);
 
 #endif /* FW_STARTUP_H */

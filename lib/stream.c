@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The producer side of a stream, on the loop thread (DESIGN.md "The data path"):
+ * The producer side of a stream, on the loop thread (docs/architecture.md, "The data path"):
  *
- *   socket (or OpenSSL) --recv--> receive slab --frame in place--> DataRow (ptr, len)
+ *   socket (or OpenSSL) --recv--> receive slab --reply machine (reply.h)--> DataRow (ptr, len)
  *     --predicate--> open chunk --flush (full, or the end of every read)--> ring --> consumer
+ *
+ * This file reads, hands the bytes to the reply machine, acts on its events, applies
+ * backpressure and ends the stream; the consumer is woken by stream_wake.c, metrics are
+ * recorded by stream_lm.c, slabs are managed by stream/pipe.c.
  *
  * Nothing is copied except the tail of a message that straddles the end of a slab. When the
  * ring is full, no chunk is free or the byte budget is reached, socket reading stops (the
@@ -19,31 +23,12 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A slab with less room than this takes no more reads: the tail moves to a fresh slab. */
-#define MIN_ROOM ((size_t)4096)
 /* Reads per socket event, so one busy stream cannot starve other handles on the loop. The
  * poll is level-triggered: unread bytes bring us back at once. */
 #define MAX_READS 32
-/* Threaded mode: the longest a small batch of rows waits to be joined by more before a
- * sleeping consumer is woken for it (libuv timers count milliseconds). */
-#define NUDGE_MS 1
-/* Threaded mode: rows that wake a sleeping consumer at once (whatever the chunk size, so an
- * adaptive chunk size does not change how often it is woken, down to 32-row chunks; smaller
- * ones wake it at half the ring, see notify). A larger ring for small chunks was tried and
- * measured: it restored the wake cadence but its extra chunks (one page each) cost 1.4 MiB of
- * RSS with a slow consumer (bench/run.sh --only chunking). */
-#define WAKE_ROWS FW__STREAM_WAKE_ROWS
-/* ...or this part of the byte budget, so large rows never wait until the budget is full. */
-#define WAKE_BUDGET_PART 8
-
 enum { PUMP_NEED, PUMP_STALL, PUMP_OVER };
 
 static void adapt_chunk_size(fw_stream_t *s, bool stalled);
-
-static inline uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
 
 /* ---- ending ---------------------------------------------------------------------------- */
 
@@ -64,104 +49,7 @@ void fw__stream_unref(fw_stream_t *s)
     fw__ring_alloc.free_fn(NULL, s);
 }
 
-void fw__stream_lm_sync(fw_stream_t *s, bool final)
-{
-    if (s->lm.e == NULL)
-        return;
-    fw__pipe_stats_t p;
-    fw__pipe_stats(&s->pipe, &p);
-    uint64_t pushed = p.rows_buffered + p.rows_yielded;
-    fw__lm_sync(&s->lm, pushed + p.rows_filtered, p.rows_filtered, p.rows_yielded,
-                p.bytes_received, final ? 0 : p.rows_buffered, final ? 0 : p.bytes_held);
-}
-
-/* The consumer's per-chunk samples into the shared histograms. Thread: the consumer, or the
- * last owner. */
-void fw__stream_lm_merge_chunks(fw_stream_t *s)
-{
-    if (s->lm.e == NULL)
-        return;
-    fw__hist_merge(s->lm.e->chunk_rows, &s->lm.chunk_rows);
-    fw__hist_merge(s->lm.e->chunk_seconds, &s->lm.chunk_seconds);
-}
-
-/* The pipe's hook for every chunk the consumer gives back: its rows and, for the chunks a
- * sampled read filled (1 in 8: a clock read per chunk would cost more than the chunk), how
- * long it took from queued to released. Plain adds into the consumer's batches. */
-void fw__stream_lm_chunk(void *ud, const fw__chunk_t *c)
-{
-    fw_stream_t *s = ud;
-    const fw__lm_entity_t *e = s->lm.e;
-    /* The chunk-rows buckets are the powers of two (lmetrics.c): the bucket is the bit length
-     * of n - 1, no search. */
-    uint32_t n = c->n;
-    uint32_t i = n <= 1 ? 0 : 32 - (uint32_t)__builtin_clz(n - 1);
-    fw__lm_stream_t *m = &s->lm;
-    m->chunk_rows.buckets[i < FW__LM_CHUNK_ROWS_BOUNDS ? i : FW__LM_CHUNK_ROWS_BOUNDS]++;
-    m->chunk_rows.count++;
-    m->chunk_rows.sum += n;
-    if (c->stamp != 0)
-        fw__hist_batch_add(&s->lm.chunk_seconds, e->chunk_seconds,
-                           (double)(uv_hrtime() - c->stamp) / 1e9);
-    if ((++s->lm.chunks & 63) == 0)
-        fw__stream_lm_merge_chunks(s);
-}
-
-/* After rows were queued (producer): occupancy, the first row, and at most once per loop
- * millisecond the shared counters and histograms. */
-static void lm_after_push(fw_stream_t *s)
-{
-    fw__lm_entity_t *e = s->lm.e;
-    uint64_t yielded = atomic_load_explicit(&s->pipe.st_rows_yielded, memory_order_relaxed);
-    uint64_t queued = s->pipe.rows_pushed > yielded ? s->pipe.rows_pushed - yielded : 0;
-    fw__hist_batch_add(&s->lm.occupancy, e->occupancy, (double)queued);
-    if (!s->lm.first_row && s->pipe.rows_pushed > 0) {
-        s->lm.first_row = true;
-        fw__lm_seconds(e->first_row_seconds, uv_hrtime() - s->lm.t_start);
-    }
-    uint64_t now = uv_now(s->conn->loop);
-    if (now != s->lm.synced_ms) {
-        s->lm.synced_ms = now;
-        fw__hist_merge(e->occupancy, &s->lm.occupancy);
-        fw__stream_lm_sync(s, false);
-    }
-}
-
-/* The end of the query, for the metrics (producer, once). */
-static void lm_end(fw_stream_t *s, int final)
-{
-    fw__lm_entity_t *e = s->lm.e;
-    if (e == NULL || s->lm.ended)
-        return;
-    s->lm.ended = true;
-    fw__hist_merge(e->occupancy, &s->lm.occupancy);
-    uint64_t now = uv_hrtime();
-    fw__lm_seconds(e->query_seconds, now - s->lm.t_start);
-    fw__hist_observe(e->query_rows, (double)s->rows_total);
-    fw__hist_observe(e->query_bytes,
-                     (double)atomic_load_explicit(&s->pipe.st_bytes_received,
-                                                  memory_order_relaxed));
-    if (s->cancelling) {
-        fw__metric_inc(s->cancel_timed_out ? e->cancel_timeout : e->cancel_ok);
-        fw__lm_seconds(e->cancel_seconds, now - s->lm.t_cancel);
-    }
-    if (final == FW__FINAL_COMPLETED) {
-        fw__metric_inc(e->done_success);
-    } else if (final == FW__FINAL_CANCELLED) {
-        fw__metric_inc(e->done_cancelled);
-    } else {
-        fw__metric_inc(e->done_error);
-        fw__lm_query_error(e->name, s->err.code, s->err.sqlstate);
-    }
-    if (s->paused && s->lm.t_pause != 0)
-        fw__lm_seconds(e->pause_seconds, now - s->lm.t_pause);
-    if (s->stalled && s->lm.t_stall != 0)
-        fw__lm_seconds(e->read_stop_seconds, now - s->lm.t_stall);
-    fw__metric_gauge_add(e->streams_active, -1);
-    fw__stream_lm_sync(s, false);
-}
-
-/* The producer's reference goes when both of its handles (wake, nudge) have closed. */
+/* The producer's reference goes when its three handles (wake, nudge, ctl) have closed. */
 static void on_handle_closed(uv_handle_t *h)
 {
     fw_stream_t *s = h->data;
@@ -169,95 +57,40 @@ static void on_handle_closed(uv_handle_t *h)
         fw__stream_unref(s);
 }
 
-/* Wakes a consumer sleeping in fw_stream_next (threaded mode). */
-static void signal_consumer(fw_stream_t *s)
+/* A failure of ours the reply machine recorded (a result of the wrong shape, a row over a
+ * limit): counted, and the query cancelled. */
+static void failed(fw_stream_t *s)
 {
-    /* seq_cst fence: orders our ring push (or final store) before the load of `waiter`, against
-     * the consumer's store of `waiter` before its re-check of the ring (stream_api.c). One of
-     * the two sides sees the other's write, so a wakeup is never lost. */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&s->waiter, memory_order_relaxed)) {
-        pthread_mutex_lock(&s->mu);
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-    }
+    if (s->err.code == FW_ETOOBIG && s->lm.e != NULL)
+        fw__metric_inc(s->lm.e->mem_limit);
+    /* RELIABILITY decision 4: a failure of ours while the server still sends cancels the
+     * query, so the rest of a large result is not produced only to be dropped; the reply is
+     * then drained as usual. */
+    if (s->conn != NULL && s->reply.phase != FW__RP_DONE)
+        fw__stream_start_cancel(s, s->err.code, s->err.message);
 }
 
-static void on_nudge(uv_timer_t *t)
-{
-    fw_stream_t *s = t->data;
-    s->signaled_rows = s->pipe.rows_pushed;
-    s->signaled_bytes = s->pipe.bytes_pushed;
-    signal_consumer(s);
-}
-
-/*
- * Tells the consumer that rows (or the end) are there. May run user code (embedded mode).
- *
- * Threaded mode batches the wakeups of a consumer that sleeps: the server flushes every 8 KiB,
- * so one wakeup per read would cost a futex call and two context switches per ~30 rows, more
- * than the rows themselves. The first rows, a full chunk's worth, a stall and the end wake it
- * at once; smaller batches wait at most NUDGE_MS for more rows to join them.
- */
-static void notify(fw_stream_t *s, bool now)
-{
-    s->pushed = false;
-    if (!s->threaded) {
-        if (s->ready != NULL && !atomic_load_explicit(&s->abandoned, memory_order_relaxed))
-            s->ready(s, s->ready_ud);
-        return;
-    }
-    uint64_t fresh = s->pipe.rows_pushed - s->signaled_rows;
-    uint64_t fresh_bytes = s->pipe.bytes_pushed - s->signaled_bytes;
-    /* Half the ring queued also wakes it: with small chunks (adaptive, fast consumer) a
-     * batch of WAKE_ROWS would fill the ring and stop the reads before the consumer woke. */
-    if (now || s->signaled_rows == 0 || fresh >= WAKE_ROWS ||
-        fresh_bytes >= s->pipe.o.max_memory / WAKE_BUDGET_PART ||
-        fw__ring_size(&s->pipe.full) >= fw__ring_capacity(&s->pipe.full) / 2) {
-        s->signaled_rows = s->pipe.rows_pushed;
-        s->signaled_bytes = s->pipe.bytes_pushed;
-        if (s->nudge_armed) {
-            uv_timer_stop(&s->nudge);
-            s->nudge_armed = false;
-        }
-        signal_consumer(s);
-    } else if (!s->nudge_armed && fresh > 0) {
-        s->nudge_armed = true;
-        uv_timer_start(&s->nudge, on_nudge, NUDGE_MS, 0);
-    }
-}
-
-/* Records the stream's failure (the first one wins) and drops the rows still to come. */
+/* Records a failure of the stream itself (the first one wins) and drops the rows still to
+ * come. */
 static void fail(fw_stream_t *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void fail(fw_stream_t *s, int code, const char *fmt, ...)
 {
-    s->discard = true;
+    s->reply.discard = true;
     if (s->err.code != 0)
         return;
     s->err.code = code;
     s->err.phase = FW_PHASE_READY;
-    if (code == FW_ETOOBIG && s->lm.e != NULL)
-        fw__metric_inc(s->lm.e->mem_limit);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->err.message, sizeof(s->err.message), fmt, ap);
     va_end(ap);
-    /* RELIABILITY decision 4: a failure of ours while the server still sends (a row over a
-     * limit, a result of the wrong shape) cancels the query, so the rest of a large result is
-     * not produced only to be dropped; the reply is then drained as usual. */
-    if ((code == FW_ETOOBIG || code == FW_ESCHEMA) && s->conn != NULL && s->phase != SP_DONE)
-        fw__stream_start_cancel(s, code, s->err.message);
 }
 
 /*
- * The query is over for the connection: publish the end, give the connection back, tell the
- * consumer, and close the wake handle (its close callback drops the producer's reference).
- * `rest` are bytes received after ReadyForQuery (asynchronous messages), for the idle reader.
- */
-/*
- * The end of the stream: publish it, close the producer's handles, tell the consumer. After a
- * cancel this waits for the cancel connection too (fw__stream_cancel_done).
+ * The end of the stream: publish it, close the producer's handles (their close callbacks drop
+ * the producer's reference), tell the consumer. After a cancel it runs only once the cancel
+ * connection has ended too (stream_ctl.c, on_cancel_done).
  */
 void fw__stream_finish(fw_stream_t *s)
 {
@@ -277,7 +110,7 @@ void fw__stream_finish(fw_stream_t *s)
             snprintf(s->err.message, sizeof(s->err.message), "%s", s->cancel_why);
         final = s->cancel_code == FW_ECANCELED ? FW__FINAL_CANCELLED : FW__FINAL_FAILED;
     }
-    lm_end(s, final);
+    fw__stream_lm_end(s, final);
     /* release: the consumer that sees `final` sees err, last_chunk, every chunk pushed before,
      * and the pipe as we leave it: from here on the pipe is the consumer's alone. */
     atomic_store_explicit(&s->final, final, memory_order_release);
@@ -287,9 +120,14 @@ void fw__stream_finish(fw_stream_t *s)
     uv_close((uv_handle_t *)&s->wake, on_handle_closed);
     uv_close((uv_handle_t *)&s->nudge, on_handle_closed);
     uv_close((uv_handle_t *)&s->ctl, on_handle_closed);
-    notify(s, true);
+    fw__stream_notify(s, true);
 }
 
+/*
+ * The query is over for the connection: give the connection back (the idle reader takes over,
+ * with `rest`, the bytes received after ReadyForQuery), hand over the rows not yet queued, and
+ * end the stream, or wait for the cancel connection first.
+ */
 static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
 {
     fw_conn_t *c = s->conn;
@@ -303,9 +141,9 @@ static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
     s->reading = false;
     if (rest_len > 0 && c->state == FW__CONN_READY && !c->closing)
         fw__conn_idle_bytes(c, rest, rest_len);
-    if (s->slab != NULL) {
-        fw__pipe_slab_unref(&s->pipe, s->slab);
-        s->slab = NULL;
+    if (s->rx.slab != NULL) {
+        fw__pipe_slab_unref(&s->pipe, s->rx.slab);
+        s->rx.slab = NULL;
     }
     /* Rows not yet handed over: through the ring if it has room, else (a failure while the
      * ring was full) as the last chunk the consumer takes once the ring is empty. */
@@ -358,380 +196,114 @@ static void conn_failed(fw_stream_t *s, int code, const char *why)
 
 /* ---- messages -------------------------------------------------------------------------- */
 
-static const char *type_name(uint32_t oid)
+/* The reply machine's events that ask something of the stream or the connection. Returns 0,
+ * or PUMP_OVER when a callback closed the connection. */
+static int on_event(fw_stream_t *s, const fw__reply_event_t *ev)
 {
-    switch (oid) {
-    case 16:
-        return "boolean";
-    case 20:
-        return "bigint";
-    case 21:
-        return "smallint";
-    case 23:
-        return "integer";
-    case 25:
-        return "text";
-    case 114:
-        return "json";
-    case 700:
-        return "real";
-    case 701:
-        return "double precision";
-    case 1043:
-        return "character varying";
-    case 1700:
-        return "numeric";
-    case 3802:
-        return "jsonb";
-    default:
-        return NULL;
-    }
-}
-
-/* RowDescription: exactly one column named data, json or jsonb, text format. */
-static void check_schema(fw_stream_t *s, const fw__pq_msg_t *m)
-{
-    fw__pq_iter_t it;
-    fw__pq_field_t f;
-    fw__pq_rowdesc_iter_init(&it, m);
-    bool ok = m->u.rowdesc.nfields == 1;
-    char got[512] = "";
-    size_t at = 0;
-    for (unsigned i = 0; fw__pq_rowdesc_next(&it, &f) == 1; i++) {
-        if (s->explain) /* EXPLAIN (FORMAT JSON): one json column named "QUERY PLAN" */
-            ok = ok && f.name.len == 10 && memcmp(f.name.ptr, "QUERY PLAN", 10) == 0 &&
-                 f.format == 0 && f.type_oid == FW__PQ_OID_JSON;
-        else
-            ok = ok && f.name.len == 4 && memcmp(f.name.ptr, "data", 4) == 0 &&
-                 f.format == 0 && (f.type_oid == FW__PQ_OID_JSON || f.type_oid == FW__PQ_OID_JSONB);
-        if (i < 8 && at < sizeof(got) - 1) {
-            char name[80];
-            fw__escape_text(name, sizeof(name), f.name.ptr, f.name.len);
-            const char *tn = type_name(f.type_oid);
-            char oid[32];
-            snprintf(oid, sizeof(oid), "type oid %u", (unsigned)f.type_oid);
-            int k = snprintf(got + at, sizeof(got) - at, "%s\"%s\" (%s%s)", i ? ", " : "", name,
-                             tn ? tn : oid, f.format != 0 ? ", binary format" : "");
-            at += k > 0 ? (size_t)k : 0;
-            if (at >= sizeof(got))
-                at = sizeof(got) - 1;
-        }
-    }
-    if (!ok)
-        fail(s, FW_ESCHEMA,
-             "the query must return one column named \"data\" of type json or jsonb; it "
-             "returned %u column%s: %s%s",
-             (unsigned)m->u.rowdesc.nfields, m->u.rowdesc.nfields == 1 ? "" : "s", got,
-             m->u.rowdesc.nfields > 8 ? ", ..." : "");
-}
-
-static void server_error(fw_stream_t *s, const fw__pq_msg_t *m)
-{
-    fw__pq_error_fields_t f;
-    if (fw__pq_error_fields(m, &f) < 0)
-        memset(&f, 0, sizeof(f));
-    bool fatal = f.severity_nl.len >= 5 && memcmp(f.severity_nl.ptr, "FATAL", 5) == 0;
-    if (s->err.code != 0 && !fatal) {
-        s->discard = true;
-        return; /* our own failure (schema, too big) came first and stays the reported one */
-    }
-    fw_error_t *e = &s->err;
-    memset(e, 0, sizeof(*e));
-    e->code = FW_ESERVER;
-    e->phase = FW_PHASE_READY;
-    fw__escape_text(e->sqlstate, sizeof(e->sqlstate), f.sqlstate.ptr, f.sqlstate.len);
-    const fw_slice_t *sev = f.severity_nl.ptr != NULL ? &f.severity_nl : &f.severity;
-    fw__escape_text(e->severity, sizeof(e->severity), sev->ptr, sev->len);
-    fw__escape_text(e->message, sizeof(e->message), f.message.ptr, f.message.len);
-    fw__escape_text(e->detail, sizeof(e->detail), f.detail.ptr, f.detail.len);
-    fw__escape_text(e->hint, sizeof(e->hint), f.hint.ptr, f.hint.len);
-    s->discard = true;
-}
-
-/*
- * Every message but DataRow. Returns 0, PUMP_OVER when the stream detached (ReadyForQuery or
- * a failure of the connection), or a negative protocol error.
- */
-static int on_message(fw_stream_t *s, uint8_t type, const uint8_t *body, size_t len,
-                      const uint8_t *rest, size_t rest_len)
-{
-    fw__pq_msg_t m;
-    int rc = fw__pq_parse(type, body, len, &m);
-    if (rc < 0)
-        return rc;
     fw_conn_t *c = s->conn;
-    fw__conn_trace_in(c, &m);
-    switch (type) {
-    case '1':
-        if (s->phase != SP_PRE_PARSE && s->phase != SP_PARSE)
-            return FW_EPROTO_UNEXPECTED;
-        s->phase = s->phase == SP_PRE_PARSE ? SP_PRE_BIND : SP_BIND;
-        return 0;
-    case '2':
-        if (s->phase != SP_PRE_BIND && s->phase != SP_BIND)
-            return FW_EPROTO_UNEXPECTED;
-        s->phase = s->phase == SP_PRE_BIND ? SP_PRE_ROWS : SP_DESC;
-        return 0;
-    case 'T':
-        if (s->phase != SP_DESC)
-            return FW_EPROTO_UNEXPECTED;
-        check_schema(s, &m);
+    switch (ev->kind) {
+    case FW__RE_DESCRIBED:
         if (s->lm.e != NULL)
             fw__lm_seconds(s->lm.e->startup_seconds, uv_hrtime() - s->lm.t_start);
-        s->phase = SP_ROWS;
-        return 0;
-    case 'n':
-        if (s->phase != SP_DESC)
-            return FW_EPROTO_UNEXPECTED;
-        fail(s, FW_ESCHEMA, "the query returns no rows at all (NoData): not a SELECT");
-        s->phase = SP_ROWS;
-        return 0;
-    case 'C':
-        if (s->phase != SP_PRE_ROWS && s->phase != SP_ROWS)
-            return FW_EPROTO_UNEXPECTED;
-        s->phase = s->phase == SP_PRE_ROWS ? SP_PARSE : SP_DONE;
-        return 0;
-    case 'E':
-        server_error(s, &m);
-        if (s->err.severity[0] == 'F' || s->err.severity[0] == 'P') /* FATAL, PANIC */
+        break;
+    case FW__RE_FAILED:
+        failed(s);
+        break;
+    case FW__RE_SERVER_ERROR:
+        if (ev->fatal)
             c->state = FW__CONN_BAD; /* the server closes next; EOF ends the stream */
-        s->phase = SP_DONE;
-        return 0;
-    case 'Z':
-        if (s->phase != SP_DONE)
-            return FW_EPROTO_UNEXPECTED;
-        detach(s, rest, rest_len);
-        return PUMP_OVER;
-    case 'N':
-        fw__conn_notice(c, &m);
-        return 0;
-    case 'S':
-        return 0; /* a setting changed mid-query; fw_conn_parameter keeps the connect-time view */
-    case 'A':
-        if (c->opts.notification_cb != NULL) {
-            char ch[256], payload[8192];
-            fw__escape_text(ch, sizeof(ch), m.u.notify.channel.ptr, m.u.notify.channel.len);
-            fw__escape_text(payload, sizeof(payload), m.u.notify.payload.ptr,
-                            m.u.notify.payload.len);
-            c->opts.notification_cb(c->opts.notification_ud, m.u.notify.pid, ch, payload);
-        }
-        return 0;
-    default:
-        return FW_EPROTO_UNEXPECTED;
+        break;
+    case FW__RE_NOTICE:
+        fw__conn_notice(c, &ev->msg);
+        break;
+    case FW__RE_NOTIFY:
+        fw__conn_notification(c, &ev->msg);
+        break;
+    case FW__RE_NONE:
+    case FW__RE_ROW:
+    case FW__RE_PARAM:
+    case FW__RE_READY:
+        break;
     }
+    return s->conn == NULL || s->conn->closing ? PUMP_OVER : 0;
 }
 
 /*
- * Handles every complete message in the slab from pos. PUMP_NEED when the rest is an
- * incomplete message (or nothing), PUMP_STALL when a row could not be queued (pos stays on
- * it), PUMP_OVER when the stream detached.
+ * Hands every complete message in the slab from pos to the reply machine and acts on what it
+ * says. PUMP_NEED when the rest is an incomplete message (or nothing), PUMP_STALL when a row
+ * could not be queued (pos stays on it), PUMP_OVER when the stream detached.
  */
 static int parse(fw_stream_t *s)
 {
-    fw__slab_t *sl = s->slab;
+    fw__slab_t *sl = s->rx.slab;
     if (sl == NULL)
         return PUMP_NEED;
     const uint8_t *d = sl->data;
     size_t used = sl->used;
-    size_t pos = s->pos;
+    size_t pos = s->rx.pos;
     int out = PUMP_NEED;
     while (pos < used) {
-        if (s->skip > 0) { /* the rest of an oversized DataRow, dropped as it arrives */
-            size_t k = used - pos < s->skip ? used - pos : s->skip;
-            pos += k;
-            s->skip -= k;
+        fw_row_t row;
+        fw__reply_event_t ev;
+        long n = fw__reply_row(&s->reply, d + pos, used - pos, &row);
+        if (n == 0) {
+            /* Anything but a plain row: the reply machine's slow path. */
+            n = fw__reply_other(&s->reply, d + pos, used - pos, &ev);
+            if (n == 0)
+                break;
+            if (n < 0) {
+                s->rx.pos = pos;
+                conn_failed(s, (int)n,
+                            s->reply.why != NULL ? s->reply.why : fw_strerror((int)n));
+                return PUMP_OVER;
+            }
+            if (ev.kind != FW__RE_ROW)
+                goto other;
+            row = ev.row;
+        }
+        if (s->pred != NULL && !s->pred(s->pred_ud, &row)) {
+            fw__pipe_note_filtered(&s->pipe);
+            s->rows_total++;
+            pos += (size_t)n;
             continue;
         }
-        size_t avail = used - pos;
-        const uint8_t *p = d + pos;
-        if (avail < 5)
+        int rc = fw__pipe_add(&s->pipe, sl, row.json, row.len, row.is_null);
+        if (rc == FW__PIPE_FULL) {
+            out = PUMP_STALL; /* the same bytes give the same row again */
             break;
-        uint32_t len = be32(p + 1);
-        if (p[0] == 'D') {
-            /* The hot path, framed inline and checked by fw__pq_datarow_one_fast: 'D', int32
-             * length, int16 1, int32 n, n bytes, and nothing else (exact consumption). */
-            if (len < 4) {
-                s->pos = pos;
-                conn_failed(s, FW_EPROTO_SHORT, fw_strerror(FW_EPROTO_SHORT));
-                return PUMP_OVER;
-            }
-            if (len > s->row_cap) {
-                /* RELIABILITY decision 4: fail the stream, skip the bytes as they arrive. */
-                size_t total = (size_t)len + 1;
-                if (len > s->max_message)
-                    fail(s, FW_ETOOBIG,
-                         "a row arrived as a message of %zu bytes, over the connection's "
-                         "max_message of %zu bytes; raise max_message to read it",
-                         (size_t)len, s->max_message);
-                else
-                    fail(s, FW_ETOOBIG,
-                         "a row of %zu bytes does not fit the query's byte budget (max_memory "
-                         "%zu bytes); raise max_memory to read it",
-                         total - 11, s->pipe.o.max_memory);
-                size_t k = avail < total ? avail : total;
-                pos += k;
-                s->skip = total - k;
-                continue;
-            }
-            size_t total = (size_t)len + 1;
-            if (avail < total)
-                break;
-            if (s->phase != SP_ROWS) {
-                if (s->phase != SP_PRE_ROWS) {
-                    s->pos = pos;
-                    conn_failed(s, FW_EPROTO_UNEXPECTED, "a DataRow arrived out of place");
-                    return PUMP_OVER;
-                }
-                pos += total; /* the statement-timeout statement's one row */
-                continue;
-            }
-            if (s->discard) {
-                /* Rows after a failure of ours (schema, too big) or after the consumer left
-                 * are dropped unread: after a schema error they may well have two fields. */
-                pos += total;
-                continue;
-            }
-            fw__pq_col_t col;
-            int err = fw__pq_datarow_one_fast(p + 5, len - 4, &col);
-            if (err < 0) {
-                s->pos = pos;
-                conn_failed(s, err, fw_strerror(err));
-                return PUMP_OVER;
-            }
-            fw_row_t row = {(const char *)col.value.ptr, col.value.len, col.is_null};
-            if (s->pred != NULL && !s->pred(s->pred_ud, &row)) {
-                fw__pipe_note_filtered(&s->pipe);
-                s->rows_total++;
-                pos += total;
-                continue;
-            }
-            int rc = fw__pipe_add(&s->pipe, sl, row.json, row.len, row.is_null);
-            if (rc == FW__PIPE_FULL) {
-                out = PUMP_STALL;
-                break;
-            }
-            if (rc < 0) {
-                fail(s, FW_ENOMEM, "out of memory queueing a row");
-                pos += total;
-                continue;
-            }
+        }
+        if (rc < 0) {
+            fail(s, FW_ENOMEM, "out of memory queueing a row");
+        } else {
             s->pushed = true;
             s->rows_total++;
-            pos += total;
-            continue;
         }
-        /* Every other message: framed by proto/ with its per-type caps. */
-        fw__pq_frame_t f;
-        size_t need = 0;
-        long n = fw__pq_frame(p, avail, &s->lim, &f, &need);
-        if (n == 0)
-            break;
-        if (n < 0) {
-            s->pos = pos;
-            conn_failed(s, (int)n, fw_strerror((int)n));
-            return PUMP_OVER;
-        }
-        if (f.type == 'Z') {
+        pos += (size_t)n;
+        continue;
+    other:
+        if (ev.has_msg)
+            fw__conn_trace_in(s->conn, &ev.msg);
+        if (ev.kind == FW__RE_READY) {
             /* Everything before ReadyForQuery must reach the consumer before the end. */
             if (fw__pipe_flush(&s->pipe) == FW__PIPE_FULL) {
                 out = PUMP_STALL;
                 break;
             }
-        }
-        s->pos = pos + (size_t)n;
-        int rc = on_message(s, f.type, f.body, f.len, d + pos + (size_t)n, used - pos - (size_t)n);
-        if (rc == PUMP_OVER)
-            return PUMP_OVER;
-        if (rc < 0) {
-            conn_failed(s, rc, fw_strerror(rc));
+            pos += (size_t)n;
+            s->rx.pos = pos;
+            detach(s, d + pos, used - pos);
             return PUMP_OVER;
         }
-        if (s->conn == NULL || s->conn->closing)
+        s->rx.pos = pos + (size_t)n;
+        if (on_event(s, &ev) == PUMP_OVER)
             return PUMP_OVER;
         pos += (size_t)n;
     }
-    s->pos = pos;
+    s->rx.pos = pos;
     return out;
 }
 
 /* ---- receiving ------------------------------------------------------------------------- */
-
-/* Size of the incomplete message at pos once its header is there, else 0. */
-static size_t pending_size(const fw_stream_t *s)
-{
-    const fw__slab_t *sl = s->slab;
-    if (sl == NULL || sl->used - s->pos < 5 || s->skip > 0)
-        return 0;
-    return (size_t)be32(sl->data + s->pos + 1) + 1;
-}
-
-/*
- * Makes sure the current slab can take a read: FW__PIPE_OK, FW__PIPE_FULL (the budget is
- * reached: stall), or FW_ENOMEM. A message that does not fit what is left of the slab moves,
- * with its received part, to a fresh slab (or its own buffer when larger than a slab).
- */
-static int make_room(fw_stream_t *s)
-{
-    fw__slab_t *sl = s->slab;
-    if (sl == NULL && s->parked > 0) {
-        /* A tail parked in the scratch buffer while the budget was full (below). */
-        size_t need = s->parked >= 5 ? (size_t)be32(s->scratch + 1) + 1 : 0;
-        fw__slab_t *ns;
-        int rc = fw__pipe_slab_get(&s->pipe, need, &ns);
-        if (rc != FW__PIPE_OK)
-            return rc;
-        memcpy(ns->data, s->scratch, s->parked);
-        ns->used = s->parked;
-        s->parked = 0;
-        s->slab = ns;
-        s->pos = 0;
-        return FW__PIPE_OK;
-    }
-    size_t need = pending_size(s);
-    if (sl != NULL) {
-        size_t room = sl->cap - sl->used;
-        if (room > 0 && (need > 0 ? s->pos + need <= sl->cap : room >= MIN_ROOM))
-            return FW__PIPE_OK;
-    }
-    size_t tail = sl != NULL ? sl->used - s->pos : 0;
-    size_t want = need; /* 0 or less than a slab: a standard slab */
-    /* The open chunk points into the old slab: it cannot take rows from the new one. */
-    if (sl != NULL && s->pipe.open != NULL && s->pipe.open->slab == sl) {
-        int rc = fw__pipe_flush(&s->pipe);
-        if (rc != FW__PIPE_OK)
-            return rc;
-    }
-    /* Chunks the consumer released may be all that still pins the old slab. */
-    fw__pipe_reclaim(&s->pipe);
-    fw__slab_t *ns;
-    if (sl != NULL && sl->refs == 1 && tail <= FW__STREAM_SLAB) {
-        /* No chunk points into the old slab: park the tail in the scratch buffer and give the
-         * slab back first, so the budget never has to hold the old and the new one together
-         * and a budget of one slab still makes progress. */
-        memcpy(s->scratch, sl->data + s->pos, tail);
-        fw__pipe_slab_unref(&s->pipe, sl);
-        s->slab = NULL;
-        s->pos = 0;
-        s->parked = tail;
-        int rc = fw__pipe_slab_get(&s->pipe, want, &ns);
-        if (rc != FW__PIPE_OK)
-            return rc; /* parked: restored at the top once the consumer has released */
-        memcpy(ns->data, s->scratch, tail);
-        s->parked = 0;
-    } else {
-        int rc = fw__pipe_slab_get(&s->pipe, want, &ns);
-        if (rc != FW__PIPE_OK)
-            return rc;
-        if (sl != NULL) {
-            memcpy(ns->data, sl->data + s->pos, tail);
-            fw__pipe_slab_unref(&s->pipe, sl);
-        }
-    }
-    ns->used = tail;
-    s->slab = ns;
-    s->pos = 0;
-    return FW__PIPE_OK;
-}
 
 /*
  * One read into the slab: bytes > 0, UV_EAGAIN, UV_EOF or another error. With TLS, plaintext
@@ -740,7 +312,7 @@ static int make_room(fw_stream_t *s)
 static ssize_t receive(fw_stream_t *s)
 {
     fw_conn_t *c = s->conn;
-    fw__slab_t *sl = s->slab;
+    fw__slab_t *sl = s->rx.slab;
     uint8_t *dst = sl->data + sl->used;
     size_t cap = sl->cap - sl->used;
     if (c->tls == NULL) {
@@ -777,7 +349,7 @@ static void stall(fw_stream_t *s)
 {
     fw_conn_t *c = s->conn;
     if (s->threaded)
-        notify(s, true); /* what is queued is what the consumer must drain for us to go on */
+        fw__stream_notify(s, true); /* what is queued is what the consumer must drain for us to go on */
     (void)c;
     if (s->adaptive)
         adapt_chunk_size(s, true);
@@ -894,18 +466,18 @@ void fw__stream_pump(fw_stream_t *s)
             if (r != PUMP_STALL && fw__pipe_flush(&s->pipe) == FW__PIPE_FULL)
                 r = PUMP_STALL;
             if (s->lm.e != NULL)
-                lm_after_push(s);
+                fw__stream_lm_after_push(s);
             if (s->adaptive)
                 adapt_chunk_size(s, false);
-            notify(s, r == PUMP_STALL);
+            fw__stream_notify(s, r == PUMP_STALL);
             if (s->conn == NULL || s->conn->closing)
                 break;
             fw__stream_control(s); /* the rows-ready callback may have paused or cancelled */
             if (s->paused || s->conn == NULL)
                 break;
         }
-        if (atomic_load_explicit(&s->abandoned, memory_order_relaxed) && !s->discard) {
-            s->discard = true; /* the consumer left: read the rest of the reply and drop it */
+        if (atomic_load_explicit(&s->abandoned, memory_order_relaxed) && !s->reply.discard) {
+            s->reply.discard = true; /* the consumer left: read the rest of the reply and drop it */
             fw__pipe_reclaim(&s->pipe);
         }
         if (r == PUMP_STALL) {
@@ -924,7 +496,7 @@ void fw__stream_pump(fw_stream_t *s)
                 uv_async_send(&s->wake);
             break;
         }
-        int rc = make_room(s);
+        int rc = fw__pipe_make_room(&s->pipe, &s->rx, s->reply.skip > 0);
         if (rc == FW__PIPE_FULL) {
             stall(s);
             break;
@@ -941,12 +513,12 @@ void fw__stream_pump(fw_stream_t *s)
         if (n < 0) {
             const char *why = n == UV_EOF    ? "server closed the connection unexpectedly"
                               : n == FW_ETLS ? fw__tls_error(s->conn->tls)
-                                             : uv_strerror((int)n);
+                                             : fw_strerror((int)n);
             /* A FATAL ErrorResponse before the end is the reason worth reporting. */
             conn_failed(s, n == UV_EOF ? FW_ECLOSED : (int)n, why);
             break;
         }
-        s->slab->used += (size_t)n;
+        s->rx.slab->used += (size_t)n;
         fw__pipe_note_received(&s->pipe, (size_t)n);
         s->last_rx = uv_now(s->conn->loop);
     }
@@ -979,16 +551,14 @@ void fw__stream_on_wake(uv_async_t *h)
 
 /* ---- starting -------------------------------------------------------------------------- */
 
-int fw__stream_begin(fw_stream_t *s, fw_conn_t *c)
+int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, bool preamble)
 {
     s->conn = c;
-    s->scratch = c->plain;
-    s->max_message = c->opts.max_message != 0 ? c->opts.max_message : FW__PQ_DEFAULT_MAX_MESSAGE;
-    /* A row must fit the message limit and, as one buffer, the byte budget. */
-    size_t budget_cap = s->pipe.o.max_memory - 1;
-    s->row_cap = s->max_message < budget_cap ? s->max_message : budget_cap;
-    fw__pq_limits_init(&s->lim);
-    s->lim.max_message = s->max_message;
+    s->rx.scratch = c->plain;
+    s->rx.scratch_cap = sizeof(c->plain);
+    size_t max_message =
+        c->opts.max_message != 0 ? c->opts.max_message : FW__PQ_DEFAULT_MAX_MESSAGE;
+    fw__reply_init(&s->reply, preamble, s->explain, max_message, s->pipe.o.max_memory, &s->err);
     int rc = uv_async_init(c->loop, &s->wake, fw__stream_on_wake);
     if (rc < 0)
         return rc;
@@ -1004,8 +574,8 @@ int fw__stream_begin(fw_stream_t *s, fw_conn_t *c)
     /* Bytes the idle reader holds (the start of an asynchronous message) come first. */
     fw__pq_reader_t *r = &c->reader;
     if (r->spill_len > 0 && r->spill_len <= FW__STREAM_SLAB) {
-        memcpy(s->scratch, r->spill, r->spill_len);
-        s->parked = r->spill_len;
+        memcpy(s->rx.scratch, r->spill, r->spill_len);
+        s->rx.parked = r->spill_len;
     }
     fw__pq_reader_free(r);
     fw__pq_reader_init(r, NULL, &fw__pq_alloc);

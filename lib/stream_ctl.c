@@ -67,7 +67,7 @@ void fw__stream_start_cancel(fw_stream_t *s, int code, const char *why)
     if (s->cancelling || c == NULL)
         return;
     s->cancelling = true;
-    s->discard = true; /* rows still coming are dropped unread */
+    s->reply.discard = true; /* rows still coming are dropped unread */
     s->cancel_code = code;
     s->lm.t_cancel = uv_hrtime();
     snprintf(s->cancel_why, sizeof(s->cancel_why), "%s", why);

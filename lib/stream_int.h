@@ -11,21 +11,10 @@
 #include "lmetrics.h"
 #include "pipe.h"
 #include "query.h"
+#include "reply.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
-
-/* Where the producer is in the reply (one extended-protocol run, see fw__query_encode). */
-typedef enum fw__sphase_e {
-    SP_PRE_PARSE, /* the statement-timeout statement: ParseComplete */
-    SP_PRE_BIND,  /* BindComplete */
-    SP_PRE_ROWS,  /* its one DataRow and CommandComplete */
-    SP_PARSE,     /* the query: ParseComplete */
-    SP_BIND,      /* BindComplete */
-    SP_DESC,      /* RowDescription (checked) */
-    SP_ROWS,      /* DataRow... CommandComplete */
-    SP_DONE,      /* waiting for ReadyForQuery */
-} fw__sphase_t;
 
 /* fw_stream_s.final: 0 while running, then one of these (stored last, with release). */
 enum { FW__FINAL_NONE = 0, FW__FINAL_COMPLETED = 1, FW__FINAL_FAILED = 2, FW__FINAL_CANCELLED = 3 };
@@ -44,23 +33,16 @@ struct fw_stream_s {
 
     /* ---- producer (loop thread) ---- */
     fw_conn_t *conn; /* NULL once detached: the query is over for the connection */
-    fw__sphase_t phase;
-    bool discard;     /* drop rows: failed (schema, too big) or abandoned by the consumer */
+    fw__reply_t reply; /* the reply machine: phases, schema check, limits (reply.h) */
     bool stalled;     /* socket reading stopped for backpressure */
     bool in_pump;     /* re-entrancy guard */
     bool pushed;      /* chunks handed over since the last notification */
-    fw__slab_t *slab; /* the receive slab: bytes [pos, slab->used) not yet parsed */
-    size_t pos;
-    size_t parked;  /* bytes of a message tail parked in scratch while the budget is full */
-    size_t skip;    /* bytes of an oversized DataRow still to skip as they arrive */
-    size_t row_cap; /* largest DataRow accepted (its length field); above it: FW_ETOOBIG */
-    size_t max_message;
-    uint8_t *scratch; /* FW__STREAM_SLAB bytes (conn->plain): a message tail between slabs */
+    fw__rx_t rx; /* the receive slab and parse position (stream/pipe.h); its scratch is
+                  * conn->plain, FW__STREAM_SLAB bytes: a message tail between slabs */
     fw_predicate_cb pred;
     void *pred_ud;
     fw_rows_ready_cb ready;
     void *ready_ud;
-    fw__pq_limits_t lim;
     uint64_t rows_total; /* rows seen (kept or filtered), for messages */
 
     /* ---- the end: producer writes err, then final (release); consumer reads after acquire */
@@ -68,18 +50,26 @@ struct fw_stream_s {
     fw__chunk_t *last_chunk; /* rows the ring had no room for at a failure */
     _Atomic int final;
 
-    /* ---- consumer -> producer ---- */
-    uv_async_t wake; /* loop thread handle; uv_async_send from any thread */
-    uv_timer_t ctl;  /* idle timeout, pause timeout, cancel timeout (stream_ctl.c) */
-    fw__ctl_mode_t ctl_mode;
-    /* ---- control (stream_ctl.c): requests from the consumer, applied on the loop ---- */
-    _Atomic bool want_pause;
+    /* ---- consumer -> producer: requests, and the handle that carries them to the loop ---- */
+    uv_async_t wake;         /* loop thread handle; uv_async_send from any thread */
+    pthread_mutex_t wake_mu; /* guards wake_alive against the handle's close */
+    bool wake_alive;
+    _Atomic bool want_pause;  /* applied on the loop by stream_ctl.c */
     _Atomic bool want_cancel;
+    _Atomic bool abandoned;   /* the consumer freed its handle */
+    _Atomic bool stall_flag;  /* the producer waits for releases */
+    _Atomic uint64_t wake_at; /* ...until the consumer has released this many chunks */
+
+    /* ---- statistics the producer writes and any thread reads (fw_stream_stats) ---- */
     _Atomic uint64_t st_pauses, st_pause_timeouts;
     _Atomic uint64_t st_chunk_grows, st_chunk_shrinks;
-    bool adaptive; /* the chunk size follows `chunker` (producer only) */
+
+    /* ---- producer only (loop thread): control, adaptive size, wakeups ---- */
+    uv_timer_t ctl; /* idle timeout, pause timeout, cancel timeout (stream_ctl.c) */
+    fw__ctl_mode_t ctl_mode;
+    bool adaptive; /* the chunk size follows `chunker` */
     fw__chunker_t chunker;
-    uint64_t read_rows; /* rows a read brings, smoothed (the chunker's batch hint) */
+    uint64_t read_rows;    /* rows a read brings, smoothed (the chunker's batch hint) */
     bool paused;           /* reading stopped at the consumer's request */
     bool reading;          /* the socket is being watched for reading */
     bool cancelling;       /* the query is being cancelled: rows are dropped */
@@ -92,17 +82,12 @@ struct fw_stream_s {
     fw_pause_action_t pause_action;
     uint64_t last_rx; /* loop time of the last bytes received (idle timeout) */
     uv_timer_t nudge; /* wakes a sleeping consumer for a small batch (stream.c) */
-    int open_handles; /* wake and nudge: the producer's reference goes with the last */
+    int open_handles; /* wake, nudge and ctl: the producer's reference goes with the last */
     bool nudge_armed;
     uint64_t signaled_rows;  /* rows pushed when the consumer was last signalled */
     uint64_t signaled_bytes; /* and JSON bytes pushed then */
     bool drained;            /* the last read emptied the socket (and OpenSSL) */
     bool sock_short;         /* TLS: the last socket read was short */
-    pthread_mutex_t wake_mu; /* guards wake_alive against the handle's close */
-    bool wake_alive;
-    _Atomic bool stall_flag;  /* the producer waits for releases */
-    _Atomic uint64_t wake_at; /* ...until the consumer has released this many chunks */
-    _Atomic bool abandoned;   /* the consumer freed its handle */
 
     /* ---- producer -> a sleeping consumer (threaded mode) ---- */
     pthread_mutex_t mu;
@@ -126,11 +111,26 @@ struct fw_stream_s {
 /* Threaded mode: rows that wake a sleeping consumer at once (stream.c, notify). */
 #define FW__STREAM_WAKE_ROWS 1024
 
+/* stream_start.c: what fw_stream_start hands to the loop thread, and what it gets back. */
+typedef struct fw__stream_start_s {
+    fw_conn_t *conn;
+    const fw_query_t *q;
+    fw_rows_ready_cb ready;
+    void *ud;
+    fw_stream_t *s; /* out */
+    int rc;         /* out */
+    fw_error_t *err;
+} fw__stream_start_t;
+/* Loop thread (arg: fw__stream_start_t). */
+void fw__stream_start_on_loop(void *arg);
+/* Fills *err (when not NULL) with code, FW_PHASE_READY and msg. */
+void fw__stream_set_err(fw_error_t *err, int code, const char *msg);
+
 /* Producer (stream.c), loop thread. */
 void fw__stream_readable(fw_stream_t *s);
 void fw__stream_on_wake(uv_async_t *h);
 void fw__stream_conn_gone(fw_stream_t *s, int code, const char *why);
-int fw__stream_begin(fw_stream_t *s, fw_conn_t *c);
+int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, bool preamble);
 void fw__stream_pump(fw_stream_t *s);
 void fw__stream_set_reading(fw_stream_t *s);
 void fw__stream_unstall(fw_stream_t *s);
@@ -142,6 +142,12 @@ void fw__stream_start_cancel(fw_stream_t *s, int code, const char *why);
 void fw__stream_cancel_conn_closing(fw_stream_t *s);
 void fw__stream_conn_closing(fw_stream_t *s);
 void fw__stream_unref(fw_stream_t *s);
+/* stream_wake.c, loop thread: tells the consumer rows (or the end) are there; `now` skips the
+ * threaded mode's batching. May run user code (embedded mode). */
+void fw__stream_notify(fw_stream_t *s, bool now);
+/* stream_lm.c: after rows were queued (producer), and the end of the query (producer, once). */
+void fw__stream_lm_after_push(fw_stream_t *s);
+void fw__stream_lm_end(fw_stream_t *s, int final);
 /* Brings the shared counters and gauges up to date with the stream's statistics; `final`
  * withdraws its share of the gauges (its last owner is leaving). Thread: the producer, or the
  * consumer once the producer has ended. */

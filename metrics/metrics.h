@@ -10,7 +10,7 @@
 #ifndef FW_METRICS_H
 #define FW_METRICS_H
 
-#include "fwire.h"
+#include "fwire_base.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -12,7 +12,7 @@
 
 static uint32_t rd_u32(const uint8_t *p)
 {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+    return fw__be32(p);
 }
 
 static int32_t rd_i32(const uint8_t *p)
@@ -24,7 +24,7 @@ static int32_t rd_i32(const uint8_t *p)
 
 static uint16_t rd_u16(const uint8_t *p)
 {
-    return (uint16_t)(((unsigned)p[0] << 8) | (unsigned)p[1]);
+    return fw__be16(p);
 }
 
 static int16_t rd_i16(const uint8_t *p)

@@ -17,7 +17,8 @@
 #ifndef FW_PROTO_H
 #define FW_PROTO_H
 
-#include "fwire.h"
+#include "fw_util.h"
+#include "fwire_base.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -214,8 +215,7 @@ static inline int fw__pq_datarow_one_fast(const uint8_t *body, size_t len, fw__p
         return len < 2 ? FW_EPROTO_TRUNCATED : FW_EPROTO_FIELD_COUNT;
     if (body[0] != 0 || body[1] != 1)
         return FW_EPROTO_FIELD_COUNT;
-    uint32_t u = (uint32_t)body[2] << 24 | (uint32_t)body[3] << 16 | (uint32_t)body[4] << 8 |
-                 (uint32_t)body[5];
+    uint32_t u = fw__be32(body + 2);
     if (u == UINT32_MAX) { /* -1: SQL NULL */
         if (len != 6)
             return FW_EPROTO_TRAILING;

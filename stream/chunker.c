@@ -2,7 +2,7 @@
 /* The adaptive chunk-size policy (see chunker.h). */
 #include "chunker.h"
 
-#include "fwire.h"
+#include "fwire_base.h"
 
 void fw__chunker_opts_init(fw__chunker_opts_t *o)
 {

@@ -5,6 +5,7 @@
  * those two rings carry every ordering the pair needs (ring.c explains them). The statistics
  * are relaxed atomics: each is exact on its own, and nothing is published through them.
  */
+#include "fw_util.h"
 #include "pipe.h"
 
 #include <string.h>
@@ -143,6 +144,7 @@ int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
             return FW_ENOMEM;
         s->cap = size;
         s->big = big;
+        s->oversize = false;
         s->all_prev = NULL;
         s->all_next = p->all;
         if (p->all != NULL)
@@ -158,12 +160,64 @@ int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
     return FW__PIPE_OK;
 }
 
+/* The size fw__pipe_slab_get gives a slab for `need` bytes. */
+static size_t slab_size(const fw__pipe_t *p, size_t need)
+{
+    if (need <= p->o.slab_size)
+        return p->o.slab_size;
+    size_t k = need / p->o.slab_size + (need % p->o.slab_size != 0);
+    size_t size = k <= SIZE_MAX / p->o.slab_size ? k * p->o.slab_size : need;
+    return size > p->o.max_memory ? need : size;
+}
+
+bool fw__pipe_never_fits(const fw__pipe_t *p, size_t need)
+{
+    return over_budget(p, 0, slab_size(p, need));
+}
+
+int fw__pipe_slab_get_oversize(fw__pipe_t *p, size_t need, fw__slab_t **out)
+{
+    *out = NULL;
+    fw__pipe_reclaim(p);
+    if (p->held > 0)
+        return FW__PIPE_FULL;
+    /* Nothing is held: the cached slabs go first, so what the pipe owns is this row alone. */
+    while (p->big_pool != NULL)
+        slab_destroy(p, pop_free(p, &p->big_pool));
+    while (p->pool != NULL)
+        slab_destroy(p, pop_free(p, &p->pool));
+    if (need == 0 || need > SIZE_MAX - sizeof(fw__slab_t))
+        return FW_ENOMEM;
+    fw__slab_t *s = pipe_alloc(p, sizeof(fw__slab_t) + need);
+    if (s == NULL)
+        return FW_ENOMEM;
+    s->cap = need;
+    s->big = true;
+    s->oversize = true;
+    s->all_prev = NULL;
+    s->all_next = p->all;
+    if (p->all != NULL)
+        p->all->all_prev = s;
+    p->all = s;
+    s->next = NULL;
+    s->used = 0;
+    s->refs = 1;
+    p->held += s->cap;
+    publish_held(p);
+    *out = s;
+    return FW__PIPE_OK;
+}
+
 void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s)
 {
     if (--s->refs > 0)
         return;
     p->held -= s->cap;
     publish_held(p);
+    if (s->oversize) { /* beyond the budget: it goes back at once */
+        slab_destroy(p, s);
+        return;
+    }
     fw__slab_t **list = s->big ? &p->big_pool : &p->pool;
     s->next = *list;
     *list = s;
@@ -414,3 +468,90 @@ void fw__pipe_stats(const fw__pipe_t *p, fw__pipe_stats_t *out)
     out->read_stops = atomic_load_explicit(&p->st_read_stops, memory_order_relaxed);
     out->chunk_rows = atomic_load_explicit(&p->st_chunk_rows, memory_order_relaxed);
 }
+
+/* ---- receiving (producer) ---- */
+
+/*
+ * A slab for the message at the start of the receive cursor: as fw__pipe_slab_get, but a message
+ * the budget can never hold gets a slab of its own once nothing else is held (RELIABILITY
+ * decision 4: a row over the budget but under the row-size limit is delivered, alone).
+ */
+static int get_for(fw__pipe_t *p, size_t need, fw__slab_t **out)
+{
+    if (need > p->o.slab_size && fw__pipe_never_fits(p, need))
+        return fw__pipe_slab_get_oversize(p, need, out);
+    return fw__pipe_slab_get(p, need, out);
+}
+
+/* Size of the incomplete message at pos once its header is there, else 0. */
+static size_t pending_size(const fw__rx_t *rx, bool skipping)
+{
+    const fw__slab_t *sl = rx->slab;
+    if (sl == NULL || sl->used - rx->pos < 5 || skipping)
+        return 0;
+    return (size_t)fw__be32(sl->data + rx->pos + 1) + 1;
+}
+
+int fw__pipe_make_room(fw__pipe_t *p, fw__rx_t *rx, bool skipping)
+{
+    fw__slab_t *sl = rx->slab;
+    if (sl == NULL && rx->parked > 0) {
+        /* A tail parked in the scratch buffer while the budget was full (below). */
+        size_t need = rx->parked >= 5 ? (size_t)fw__be32(rx->scratch + 1) + 1 : 0;
+        fw__slab_t *ns;
+        int rc = get_for(p, need, &ns);
+        if (rc != FW__PIPE_OK)
+            return rc;
+        memcpy(ns->data, rx->scratch, rx->parked);
+        ns->used = rx->parked;
+        rx->parked = 0;
+        rx->slab = ns;
+        rx->pos = 0;
+        return FW__PIPE_OK;
+    }
+    size_t need = pending_size(rx, skipping);
+    if (sl != NULL) {
+        size_t room = sl->cap - sl->used;
+        if (room > 0 && (need > 0 ? rx->pos + need <= sl->cap : room >= FW__PIPE_MIN_ROOM))
+            return FW__PIPE_OK;
+    }
+    size_t tail = sl != NULL ? sl->used - rx->pos : 0;
+    size_t want = need; /* 0 or less than a slab: a standard slab */
+    /* The open chunk points into the old slab: it cannot take rows from the new one. */
+    if (sl != NULL && p->open != NULL && p->open->slab == sl) {
+        int rc = fw__pipe_flush(p);
+        if (rc != FW__PIPE_OK)
+            return rc;
+    }
+    /* Chunks the consumer released may be all that still pins the old slab. */
+    fw__pipe_reclaim(p);
+    fw__slab_t *ns;
+    if (sl != NULL && sl->refs == 1 && tail <= rx->scratch_cap) {
+        /* No chunk points into the old slab: park the tail in the scratch buffer and give the
+         * slab back first, so the budget never has to hold the old and the new one together
+         * and a budget of one slab still makes progress. */
+        memcpy(rx->scratch, sl->data + rx->pos, tail);
+        fw__pipe_slab_unref(p, sl);
+        rx->slab = NULL;
+        rx->pos = 0;
+        rx->parked = tail;
+        int rc = get_for(p, want, &ns);
+        if (rc != FW__PIPE_OK)
+            return rc; /* parked: restored at the top once the consumer has released */
+        memcpy(ns->data, rx->scratch, tail);
+        rx->parked = 0;
+    } else {
+        int rc = get_for(p, want, &ns);
+        if (rc != FW__PIPE_OK)
+            return rc;
+        if (sl != NULL) {
+            memcpy(ns->data, sl->data + rx->pos, tail);
+            fw__pipe_slab_unref(p, sl);
+        }
+    }
+    ns->used = tail;
+    rx->slab = ns;
+    rx->pos = 0;
+    return FW__PIPE_OK;
+}
+

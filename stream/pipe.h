@@ -29,6 +29,7 @@ typedef struct fw__slab_s {
     size_t used;                            /* bytes received into data[] */
     uint32_t refs; /* chunks pointing in, plus one while the producer receives into it */
     bool big;
+    bool oversize; /* one row larger than the budget allows: freed, never pooled, on release */
     alignas(16) uint8_t data[];
 } fw__slab_t;
 
@@ -124,8 +125,47 @@ enum { FW__PIPE_OK = 0, FW__PIPE_FULL = 1 };
  */
 int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out);
 
+/*
+ * A slab of exactly `need` bytes for one message that the budget can never hold (a row larger
+ * than max_memory allows, up to the row-size limit the caller enforces): only when nothing else
+ * is held, so memory peaks at the budget's worth of nothing plus this one row, and the row is
+ * delivered alone. Pooled slabs are freed first. FW__PIPE_FULL while anything is held (the
+ * consumer must release first), FW_ENOMEM. The slab is freed, not pooled, when released.
+ * Thread: producer.
+ */
+int fw__pipe_slab_get_oversize(fw__pipe_t *p, size_t need, fw__slab_t **out);
+
+/* Whether a slab for `need` bytes can never fit the budget, whatever is released. */
+bool fw__pipe_never_fits(const fw__pipe_t *p, size_t need);
+
 /* Drops one reference; at zero the slab returns to its pool. Thread: producer. */
 void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s);
+
+/*
+ * The producer's receive position: the slab being read into, where parsing stands in it (bytes
+ * [pos, slab->used) are not parsed yet), and the tail of a message parked in `scratch` while the
+ * budget is full. `scratch` (scratch_cap bytes, at least slab_size) is the caller's.
+ */
+typedef struct fw__rx_s {
+    fw__slab_t *slab; /* NULL before the first read, or while a tail is parked */
+    size_t pos;
+    size_t parked; /* bytes of a message tail in scratch */
+    uint8_t *scratch;
+    size_t scratch_cap;
+} fw__rx_t;
+
+/* A slab with less room than this takes no more reads: the tail moves to a fresh slab. */
+#define FW__PIPE_MIN_ROOM ((size_t)4096)
+
+/*
+ * Makes sure rx->slab can take a read: FW__PIPE_OK, FW__PIPE_FULL (the budget is reached: the
+ * producer stalls and calls again once the consumer has released), or FW_ENOMEM. An incomplete
+ * message at pos (its size known from the 5-byte header, unless `skipping`: its bytes are being
+ * dropped as they arrive) that does not fit the rest of the slab moves, with its received part,
+ * to a fresh slab, or to one of its own when larger than a slab. The open chunk is flushed first
+ * when it points into the old slab. Thread: producer.
+ */
+int fw__pipe_make_room(fw__pipe_t *p, fw__rx_t *rx, bool skipping);
 
 /*
  * Appends a row that lies in `slab` to the open chunk (json NULL for SQL NULL). Flushes first

@@ -9,7 +9,7 @@
 #ifndef FW_STREAM_H
 #define FW_STREAM_H
 
-#include "fwire.h"
+#include "fwire_base.h"
 
 #include <stdalign.h>
 #include <stdatomic.h>

@@ -13,6 +13,11 @@ for leaf in "${leaves[@]}"; do
        "$leaf"/*.[ch]; then
     echo "LAYERING: $leaf/ includes I/O headers (only lib/ may)"; status=1
   fi
+  # The shared vocabulary is common/fwire_base.h: a leaf that includes the public API (or any
+  # lib/ header) points up into lib/.
+  if grep -nE '#include *"(fwire\.h|\.\./lib/)' "$leaf"/*.[ch]; then
+    echo "LAYERING: $leaf/ includes lib/ (use common/fwire_base.h)"; status=1
+  fi
   for other in "${leaves[@]}"; do
     [ "$other" = "$leaf" ] && continue
     if grep -nE "#include *\"($other\.h|\.\./$other/)" "$leaf"/*.[ch]; then

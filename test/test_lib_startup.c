@@ -563,6 +563,39 @@ static void test_server_error_keeps_sqlstate_and_escapes_text(void **state)
                         "FATAL:  password authentication failed for user \"alice\"\\x07");
 }
 
+static void test_a_client_encoding_other_than_utf8_fails_before_ready(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        bool ok;
+    } cases[] = {{"UTF8", true},   {"utf8", true},  {"UTF-8", true},
+                 {"LATIN1", false}, {"SQL_ASCII", false}, {"UTF8X", false}, {"", false}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tb_t t = {.len = 0};
+        begin();
+        auth_req(&t, 0);
+        tb_begin(&t, 'S');
+        tb_str(&t, "client_encoding");
+        tb_str(&t, cases[i].value);
+        tb_end(&t);
+        tb_begin(&t, 'Z');
+        tb_u8(&t, 'I');
+        tb_end(&t);
+        fw__su_result_t r = feed(&t);
+        if (cases[i].ok) {
+            assert_int_equal(r, FW__SU_READY);
+            continue;
+        }
+        assert_int_equal(r, FW__SU_FAILED);
+        assert_int_equal(su.err, FW_EPROTO_BAD_VALUE);
+        char want[128];
+        snprintf(want, sizeof(want), "server reports client_encoding \"%s\"", cases[i].value);
+        if (strstr(fw__startup_error(&su), want) == NULL)
+            fail_msg("\"%s\" not in \"%s\"", want, fw__startup_error(&su));
+    }
+}
+
 static void test_unsupported_and_out_of_place_messages_fail(void **state)
 {
     (void)state;
@@ -679,6 +712,7 @@ int main(void)
         T(test_cancelled_derivation_fails_the_attempt_without_sending_a_proof),
         T(test_scram_iteration_cap_refuses_before_any_work),
         T(test_server_error_keeps_sqlstate_and_escapes_text),
+        T(test_a_client_encoding_other_than_utf8_fails_before_ready),
         T(test_unsupported_and_out_of_place_messages_fail),
         T(test_parameter_storage_is_bounded),
         T(test_escape_text_keeps_utf8_and_escapes_controls_and_bad_bytes),

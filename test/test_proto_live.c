@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "pq_plain.h"
+#include "fwire.h"
 #include "proto.h"
 
 typedef struct conn_s {

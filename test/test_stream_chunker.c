@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "chunker.h"
-#include "fwire.h"
+#include "fwire_base.h"
 
 static fw__chunker_t start_default(void)
 {

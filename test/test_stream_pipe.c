@@ -1376,6 +1376,184 @@ static void test_pipe_two_threads_hand_two_million_rows_in_order_with_intact_byt
     fw__pipe_free(&st->pipe);
 }
 
+
+/* ---- receiving: room for the next read ------------------------------------------------- */
+
+/* Writes a message header (type, length of `total` bytes overall) plus `have` body bytes. */
+static void put_partial(fw__slab_t *sl, size_t total, size_t have)
+{
+    uint8_t *d = sl->data + sl->used;
+    uint32_t len = (uint32_t)(total - 1);
+    d[0] = 'D';
+    d[1] = (uint8_t)(len >> 24);
+    d[2] = (uint8_t)(len >> 16);
+    d[3] = (uint8_t)(len >> 8);
+    d[4] = (uint8_t)len;
+    for (size_t i = 0; i < have; i++)
+        d[5 + i] = (uint8_t)('a' + i % 26);
+    sl->used += 5 + have;
+}
+
+static void test_pipe_make_room_keeps_a_slab_with_room(void **state)
+{
+    (void)state;
+    fw__pipe_t *p = pipe_new(1024, 8192, 4, 4, 8, NULL);
+    uint8_t scratch[1024];
+    fw__rx_t rx = {NULL, 0, 0, scratch, sizeof(scratch)};
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK); /* the first slab */
+    assert_non_null(rx.slab);
+    fw__slab_t *first = rx.slab;
+    rx.slab->used = 100;
+    rx.pos = 100;
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    assert_ptr_equal(rx.slab, first); /* 924 bytes left: no move */
+    fw__pipe_slab_unref(p, rx.slab);
+    fw__pipe_free(p);
+}
+
+static void test_pipe_make_room_moves_a_tail_that_does_not_fit(void **state)
+{
+    (void)state;
+    fw__pipe_t *p = pipe_new(1024, 8192, 4, 4, 8, NULL);
+    uint8_t scratch[1024];
+    fw__rx_t rx = {NULL, 0, 0, scratch, sizeof(scratch)};
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    fw__slab_t *first = rx.slab;
+    first->used = 900;
+    rx.pos = 900;
+    put_partial(first, 300, 50); /* 300-byte message, 55 bytes here: ends past the slab */
+    uint8_t copy[55];
+    memcpy(copy, first->data + 900, sizeof(copy));
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    assert_ptr_not_equal(rx.slab, NULL);
+    assert_int_equal(rx.pos, 0);
+    assert_int_equal(rx.slab->used, 55);
+    assert_memory_equal(rx.slab->data, copy, sizeof(copy));
+    assert_true(rx.slab->cap >= 300);
+    /* while skipping an oversized row, the header means nothing: a slab with room is kept */
+    fw__slab_t *second = rx.slab;
+    assert_int_equal(fw__pipe_make_room(p, &rx, true), FW__PIPE_OK);
+    assert_ptr_equal(rx.slab, second);
+    fw__pipe_slab_unref(p, rx.slab);
+    fw__pipe_free(p);
+}
+
+static void test_pipe_make_room_gives_a_big_message_a_slab_of_its_own(void **state)
+{
+    (void)state;
+    fw__pipe_t *p = pipe_new(1024, 16384, 4, 4, 8, NULL);
+    uint8_t scratch[1024];
+    fw__rx_t rx = {NULL, 0, 0, scratch, sizeof(scratch)};
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    put_partial(rx.slab, 5000, 100);
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    assert_true(rx.slab->big);
+    assert_true(rx.slab->cap >= 5000);
+    assert_int_equal(rx.slab->used, 105);
+    assert_int_equal(rx.slab->data[0], 'D');
+    fw__pipe_slab_unref(p, rx.slab);
+    fw__pipe_free(p);
+}
+
+static void test_pipe_make_room_parks_the_tail_while_the_budget_is_full(void **state)
+{
+    (void)state;
+    /* a budget of two slabs: one held by a queued row, one being read into */
+    fw__pipe_t *p = pipe_new(1024, 2048, 1, 1, 8, NULL);
+    uint8_t scratch[1024];
+    fw__rx_t rx = {NULL, 0, 0, scratch, sizeof(scratch)};
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    fw__slab_t *a = rx.slab;
+    assert_int_equal(add_text(p, a, "[1]"), FW__PIPE_OK); /* pins slab a */
+    assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
+    a->used = 1000;
+    rx.pos = 1000;
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK); /* b; a stays pinned */
+    fw__slab_t *b = rx.slab;
+    assert_ptr_not_equal(a, b);
+    assert_int_equal(add_text(p, b, "[2]"), FW__PIPE_OK); /* pins slab b too */
+    assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
+    b->used = 1000;
+    rx.pos = 1000;
+    put_partial(b, 400, 10); /* a 15-byte tail of a 400-byte message */
+    /* b is pinned by its row and the budget holds a and b: no new slab, the tail is not
+     * parked (b cannot be given back) */
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_FULL);
+    assert_ptr_equal(rx.slab, b);
+    /* the consumer takes and releases [1] and [2]: b is pinned by the producer only now */
+    expect_row(p, "[1]");
+    expect_row(p, "[2]");
+    fw_row_t row;
+    assert_false(fw__pipe_next(p, &row));
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    assert_int_equal(rx.pos, 0);
+    assert_int_equal(rx.parked, 0);
+    assert_int_equal(rx.slab->used, 15);
+    assert_int_equal(rx.slab->data[0], 'D');
+    fw__pipe_slab_unref(p, rx.slab);
+    fw__pipe_free(p);
+}
+
+/* ---- one row over the budget ------------------------------------------------------------ */
+
+static void test_pipe_an_oversize_slab_waits_until_nothing_is_held_and_is_freed_on_release(void **state)
+{
+    (void)state;
+    counting_alloc_t c = {0};
+    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw__pipe_t *p = pipe_new(1024, 4096, 1, 1, 8, &hook);
+    assert_false(fw__pipe_never_fits(p, 4096));
+    assert_true(fw__pipe_never_fits(p, 4097));
+    fw__slab_t *a = NULL, *big = NULL;
+    assert_int_equal(fw__pipe_slab_get(p, 10, &a), FW__PIPE_OK);
+    /* something is held: the row must wait */
+    assert_int_equal(fw__pipe_slab_get_oversize(p, 10000, &big), FW__PIPE_FULL);
+    assert_null(big);
+    fw__pipe_slab_unref(p, a); /* pooled */
+    assert_int_equal(fw__pipe_slab_get_oversize(p, 10000, &big), FW__PIPE_OK);
+    assert_int_equal(big->cap, 10000); /* exactly the row, not rounded */
+    assert_true(big->oversize);
+    assert_int_equal(p->pooled, 0); /* the cache went first */
+    assert_int_equal(stats(p).bytes_held, 10000);
+    assert_int_equal(slab_bytes_owned(p), 10000);
+    /* while it is held nothing else fits */
+    assert_int_equal(fw__pipe_slab_get(p, 10, &a), FW__PIPE_FULL);
+    fw__pipe_slab_unref(p, big); /* freed, not pooled */
+    assert_int_equal(stats(p).bytes_held, 0);
+    assert_int_equal(p->pooled, 0);
+    assert_int_equal(slab_bytes_owned(p), 0);
+    assert_int_equal(fw__pipe_slab_get(p, 10, &a), FW__PIPE_OK);
+    fw__pipe_slab_unref(p, a);
+    fw__pipe_free(p);
+    assert_int_equal(c.frees, c.ok);
+}
+
+static void test_pipe_make_room_gives_a_row_over_the_budget_a_slab_once_the_queue_drains(void **state)
+{
+    (void)state;
+    fw__pipe_t *p = pipe_new(1024, 2048, 1, 1, 8, NULL);
+    uint8_t scratch[1024];
+    fw__rx_t rx = {NULL, 0, 0, scratch, sizeof(scratch)};
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    assert_int_equal(add_text(p, rx.slab, "[1]"), FW__PIPE_OK); /* a queued row pins the slab */
+    assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
+    rx.pos = rx.slab->used;
+    put_partial(rx.slab, 5000, 20); /* a 5000-byte message: the budget is 2048 */
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_FULL);
+    expect_row(p, "[1]"); /* the consumer drains the queue */
+    fw_row_t row;
+    assert_false(fw__pipe_next(p, &row));
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    assert_true(rx.slab->oversize);
+    assert_int_equal(rx.slab->cap, 5000);
+    assert_int_equal(rx.slab->used, 25);
+    assert_int_equal(rx.pos, 0);
+    assert_int_equal(rx.slab->data[0], 'D');
+    fw__pipe_slab_unref(p, rx.slab);
+    assert_int_equal(stats(p).bytes_held, 0);
+    fw__pipe_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1399,6 +1577,12 @@ int main(void)
         cmocka_unit_test(test_pipe_drain_and_reclaim_return_every_slab_to_the_pool),
         cmocka_unit_test(test_pipe_stats_are_exact_at_every_step),
         cmocka_unit_test(test_pipe_set_chunk_rows_clamps_to_1_and_chunk_cap),
+        cmocka_unit_test(test_pipe_make_room_keeps_a_slab_with_room),
+        cmocka_unit_test(test_pipe_make_room_moves_a_tail_that_does_not_fit),
+        cmocka_unit_test(test_pipe_make_room_gives_a_big_message_a_slab_of_its_own),
+        cmocka_unit_test(test_pipe_make_room_parks_the_tail_while_the_budget_is_full),
+        cmocka_unit_test(test_pipe_an_oversize_slab_waits_until_nothing_is_held_and_is_freed_on_release),
+        cmocka_unit_test(test_pipe_make_room_gives_a_row_over_the_budget_a_slab_once_the_queue_drains),
         cmocka_unit_test(test_pipe_survives_allocation_failure_at_every_point),
         cmocka_unit_test(test_pipe_two_threads_hand_two_million_rows_in_order_with_intact_bytes),
     };

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Starting a query on the loop thread: the connection's state is checked, the stream and its
+ * pipe are made with the query's budget and chunk policy, the extended-protocol run is encoded
+ * and sent, and the stream takes over the connection's reading (fw__stream_begin).
+ */
+#include "alloc.h"
+#include "stream_int.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+void fw__stream_set_err(fw_error_t *err, int code, const char *msg)
+{
+    if (err == NULL)
+        return;
+    memset(err, 0, sizeof(*err));
+    err->code = code;
+    err->phase = FW_PHASE_READY;
+    snprintf(err->message, sizeof(err->message), "%s", msg);
+}
+
+static fw_stream_t *stream_alloc(void)
+{
+    fw_stream_t *s = fw__ring_alloc.alloc_fn(NULL, sizeof(*s), alignof(fw_stream_t));
+    if (s == NULL)
+        return NULL;
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->wake_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&s->refs, 1);
+    atomic_init(&s->final, FW__FINAL_NONE);
+    atomic_init(&s->waiter, false);
+    atomic_init(&s->stall_flag, false);
+    atomic_init(&s->abandoned, false);
+    atomic_init(&s->wake_at, 0);
+    atomic_init(&s->want_pause, false);
+    atomic_init(&s->want_cancel, false);
+    atomic_init(&s->st_pauses, 0);
+    atomic_init(&s->st_pause_timeouts, 0);
+    atomic_init(&s->st_chunk_grows, 0);
+    atomic_init(&s->st_chunk_shrinks, 0);
+    return s;
+}
+
+void fw__stream_start_on_loop(void *arg)
+{
+    fw__stream_start_t *a = arg;
+    fw_conn_t *c = a->conn;
+    if (c->closing || c->state != FW__CONN_READY) {
+        a->rc = FW_ESTATE;
+        fw__stream_set_err(a->err, FW_ESTATE,
+                c->state == FW__CONN_BAD ? "the connection is broken; close it and connect again"
+                                         : "the connection is not connected");
+        return;
+    }
+    if (c->stream == NULL && c->cancel_stream != NULL) {
+        a->rc = FW_EBUSY;
+        fw__stream_set_err(a->err, FW_EBUSY,
+                "the previous query on this connection was cancelled and the server has not "
+                "yet closed the cancel connection; try again in a moment");
+        return;
+    }
+    if (c->stream != NULL) {
+        a->rc = FW_EBUSY;
+        fw__stream_set_err(a->err, FW_EBUSY,
+                "another query is running on this connection; a connection runs one query at a "
+                "time (read its stream to the end or free it first)");
+        return;
+    }
+    fw_stream_t *s = stream_alloc();
+    if (s == NULL) {
+        a->rc = FW_ENOMEM;
+        fw__stream_set_err(a->err, FW_ENOMEM, "out of memory");
+        return;
+    }
+    size_t chunk = fw__query_chunk_size(a->q);
+    size_t budget = fw__query_max_memory(a->q);
+    fw__pipe_opts_t o = {
+        .slab_size = budget / 4 < FW__STREAM_SLAB ? budget / 4 : FW__STREAM_SLAB,
+        .max_memory = budget,
+        .chunk_rows = (uint32_t)chunk,
+        .chunk_cap = (uint32_t)chunk,
+        .ring_cap = FW__STREAM_RING,
+    };
+    if (a->q->adaptive) {
+        /* Chunks are allocated at the ceiling so the size can move without reallocating. */
+        (void)fw__chunker_init(&s->chunker, &a->q->chunk_policy); /* checked by the setter */
+        s->adaptive = true;
+        o.chunk_rows = s->chunker.size;
+        o.chunk_cap = a->q->chunk_policy.ceiling;
+
+    }
+    /* Metrics: the entity's series, looked up once here (lmetrics.h); none when off. */
+    s->lm.e = fw__lm_entity(a->q->label[0] != '\0' ? a->q->label : NULL);
+    if (s->lm.e != NULL) {
+        o.on_release = fw__stream_lm_chunk;
+        o.hook_ud = s;
+    }
+    int rc = fw__pipe_init(&s->pipe, &o, &fw__ring_alloc);
+    if (rc == 0) {
+        fw__pq_buf_reset(&c->out);
+        rc = fw__query_encode(a->q, &c->out);
+    }
+    if (rc < 0) {
+        fw__pq_buf_reset(&c->out);
+        fw__pipe_free(&s->pipe);
+        atomic_store(&s->refs, 1);
+        fw__stream_unref(s);
+        a->rc = rc;
+        fw__stream_set_err(a->err, rc, rc == FW_ENOMEM ? "out of memory" : fw_strerror(rc));
+        return;
+    }
+    s->threaded = c->runtime_link != NULL;
+    s->explain = a->q->explain;
+    s->ready = a->ready;
+    s->ready_ud = a->ud;
+    s->pred = fw__query_predicate(a->q, &s->pred_ud);
+    s->cancel_timeout_ms = a->q->cancel_timeout_ms != 0 ? a->q->cancel_timeout_ms
+                                                        : FW__QUERY_DEFAULT_CANCEL_TIMEOUT_MS;
+    s->pause_timeout_ms = a->q->pause_timeout_ms;
+    s->pause_action = a->q->pause_action;
+    s->idle_timeout_ms = a->q->idle_timeout_ms;
+    s->sticky = 1; /* FW_ROW: nothing sticky yet */
+    rc = fw__stream_begin(s, c, fw__query_preamble(a->q));
+    if (rc < 0) {
+        fw__pq_buf_reset(&c->out);
+        fw__pipe_free(&s->pipe);
+        fw__stream_unref(s);
+        a->rc = rc;
+        fw__stream_set_err(a->err, rc, fw_strerror(rc));
+        return;
+    }
+    atomic_store_explicit(&s->refs, 2, memory_order_relaxed); /* consumer + producer */
+    if (s->lm.e != NULL) {
+        s->lm.t_start = uv_hrtime();
+        fw__lm_query_submitted(s->lm.e->name, a->q->nconds > 0, s->pred != NULL,
+                               a->q->norders > 0);
+        fw__metric_gauge_add(s->lm.e->streams_active, 1);
+        fw__metric_gauge_set(s->lm.e->chunk_size, (int64_t)o.chunk_rows);
+    }
+    fw__stream_ctl_begin(s);
+    rc = fw__conn_flush_out(c);
+    if (rc < 0) {
+        /* The stream exists now: it ends through the normal path, failed. */
+        c->state = FW__CONN_BAD;
+        fw__stream_conn_gone(s, rc, "could not send the query");
+    }
+    a->s = s;
+    a->rc = 0;
+}

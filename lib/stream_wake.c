@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Telling the consumer that rows (or the end) are there: the rows-ready callback in embedded
+ * mode; in threaded mode a condition variable, signalled only when the consumer says it sleeps,
+ * and batched so a fast stream does not pay a futex call and two context switches per read.
+ */
+#include "stream_int.h"
+
+/* Threaded mode: the longest a small batch of rows waits to be joined by more before a
+ * sleeping consumer is woken for it (libuv timers count milliseconds). */
+#define NUDGE_MS 1
+/* Threaded mode: rows that wake a sleeping consumer at once (whatever the chunk size, so an
+ * adaptive chunk size does not change how often it is woken, down to 32-row chunks; smaller
+ * ones wake it at half the ring, see notify). A larger ring for small chunks was tried and
+ * measured: it restored the wake cadence but its extra chunks (one page each) cost 1.4 MiB of
+ * RSS with a slow consumer (bench/run.sh --only chunking). */
+#define WAKE_ROWS FW__STREAM_WAKE_ROWS
+/* ...or this part of the byte budget, so large rows never wait until the budget is full. */
+#define WAKE_BUDGET_PART 8
+
+/* Wakes a consumer sleeping in fw_stream_next (threaded mode). */
+static void signal_consumer(fw_stream_t *s)
+{
+    /* seq_cst fence: orders our ring push (or final store) before the load of `waiter`, against
+     * the consumer's store of `waiter` before its re-check of the ring (stream_api.c). One of
+     * the two sides sees the other's write, so a wakeup is never lost. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&s->waiter, memory_order_relaxed)) {
+        pthread_mutex_lock(&s->mu);
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static void on_nudge(uv_timer_t *t)
+{
+    fw_stream_t *s = t->data;
+    /* The timer has fired: the next small batch arms it again. (Left set, as it was until this
+     * fix, every later small batch waited for WAKE_ROWS, half the ring or the end: a slow
+     * producer's rows reached a sleeping consumer only at its own timeout.) */
+    s->nudge_armed = false;
+    s->signaled_rows = s->pipe.rows_pushed;
+    s->signaled_bytes = s->pipe.bytes_pushed;
+    signal_consumer(s);
+}
+
+/*
+ * Tells the consumer that rows (or the end) are there. May run user code (embedded mode).
+ *
+ * Threaded mode batches the wakeups of a consumer that sleeps: the server flushes every 8 KiB,
+ * so one wakeup per read would cost a futex call and two context switches per ~30 rows, more
+ * than the rows themselves. The first rows, a full chunk's worth, a stall and the end wake it
+ * at once; smaller batches wait at most NUDGE_MS for more rows to join them.
+ */
+void fw__stream_notify(fw_stream_t *s, bool now)
+{
+    s->pushed = false;
+    if (!s->threaded) {
+        if (s->ready != NULL && !atomic_load_explicit(&s->abandoned, memory_order_relaxed))
+            s->ready(s, s->ready_ud);
+        return;
+    }
+    uint64_t fresh = s->pipe.rows_pushed - s->signaled_rows;
+    uint64_t fresh_bytes = s->pipe.bytes_pushed - s->signaled_bytes;
+    /* Half the ring queued also wakes it: with small chunks (adaptive, fast consumer) a
+     * batch of WAKE_ROWS would fill the ring and stop the reads before the consumer woke. */
+    if (now || s->signaled_rows == 0 || fresh >= WAKE_ROWS ||
+        fresh_bytes >= s->pipe.o.max_memory / WAKE_BUDGET_PART ||
+        fw__ring_size(&s->pipe.full) >= fw__ring_capacity(&s->pipe.full) / 2) {
+        s->signaled_rows = s->pipe.rows_pushed;
+        s->signaled_bytes = s->pipe.bytes_pushed;
+        if (s->nudge_armed) {
+            uv_timer_stop(&s->nudge);
+            s->nudge_armed = false;
+        }
+        signal_consumer(s);
+    } else if (!s->nudge_armed && fresh > 0) {
+        s->nudge_armed = true;
+        uv_timer_start(&s->nudge, on_nudge, NUDGE_MS, 0);
+    }
+}
