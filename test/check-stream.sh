@@ -243,8 +243,13 @@ expect 'missing view' 3 'FW_ESERVER.*v_no_such_view' v_no_such_view "$dsn"
 stderr_has 'missing view: SQLSTATE 42P01' 'SQLSTATE 42P01'
 expect 'bad json value (server-side)' 3 'SQLSTATE 22P02' --where 'nested eq json:{bad' v_fixture \
   "$dsn"
-expect 'a row over --max-memory' 3 'query failed \(FW_ETOOBIG\)' --max-memory 1M \
-  v_fixture_big_row "$dsn"
+# A row over the budget is delivered, alone (issue 17); only --max-row-size refuses one.
+same 'a 2 MiB row over --max-memory 1M is delivered' 'SELECT data::text FROM v_fixture_big_row' '' \
+  --max-memory 1M v_fixture_big_row
+expect 'a row over --max-row-size' 3 'query failed \(FW_ETOOBIG\).*max_message' \
+  --max-row-size 1M v_fixture_big_row "$dsn"
+expect 'max row size too large' 1 'max-row-size' --max-row-size 2G v_fixture "$dsn"
+expect 'max row size bad' 1 'max-row-size' --max-row-size 0 v_fixture "$dsn"
 expect '--timeout' 3 'SQLSTATE 57014' --timeout 100 --where-sql 'pg_sleep(0.3) IS NOT NULL' \
   v_fixture "$dsn"
 fw v_fixture_error_mid "$dsn"

@@ -387,6 +387,7 @@ static int run(const stream_args_t *a)
     fw_conn_opts_t copts;
     fw_conn_opts_init(&copts);
     copts.conninfo = a->conninfo;
+    copts.max_message = a->max_row_size;
     if (a->verbose)
         copts.log_cb = cli_on_log;
     if (a->tracing)

@@ -55,7 +55,10 @@ static void usage(FILE *f)
           "  --adaptive                the chunk size follows the consumer (16..1024, from\n"
           "                            256): the default; undoes an earlier --chunk-size\n"
           "  --max-memory SIZE         receive memory budget: bytes or with K, M, G suffix\n"
-          "                            (default 4M, at least 64K)\n"
+          "                            (default 4M, at least 64K); a larger row is still\n"
+          "                            delivered, alone\n"
+          "  --max-row-size SIZE       the largest row accepted (default 256M, at most 1G);\n"
+          "                            a larger one fails the query (exit 3, FW_ETOOBIG)\n"
           "  --timeout MS              statement timeout of this query (0: the server's)\n"
           "  --idle-timeout MS         cancel the query and fail (exit 3, FW_ETIMEDOUT) when\n"
           "                            no byte arrives for MS milliseconds (0: never, default)\n"
@@ -318,6 +321,7 @@ enum {
     OPT_COUNT,
     OPT_STATS,
     OPT_METRICS_OUT,
+    OPT_MAX_ROW_SIZE,
     OPT_PROGRESS,
     OPT_NO_PROGRESS,
     OPT_PRINT_SQL,
@@ -341,6 +345,7 @@ static const cli_opt_t stream_opts[] = {
     {"chunk-size", 0, true, OPT_CHUNK_SIZE},
     {"adaptive", 0, false, OPT_ADAPTIVE},
     {"max-memory", 0, true, OPT_MAX_MEMORY},
+    {"max-row-size", 0, true, OPT_MAX_ROW_SIZE},
     {"timeout", 0, true, OPT_TIMEOUT},
     {"idle-timeout", 0, true, OPT_IDLE_TIMEOUT},
     {"cancel-timeout", 0, true, OPT_CANCEL_TIMEOUT},
@@ -417,6 +422,14 @@ static int one_option(stream_args_t *a, int c, const char *arg, order_key_t *key
     case OPT_MAX_MEMORY:
         if (!cli_parse_size(arg, &v) || v > SIZE_MAX || (rc = fw_query_max_memory(q, (size_t)v)) < 0)
             return bad("--max-memory wants bytes, at least 64K (suffixes K, M, G), got '%s'", arg);
+        return -1;
+    case OPT_MAX_ROW_SIZE:
+        /* A row's JSON plus the 11 bytes of its DataRow header is one message: max_message. A
+         * field is at most 1 GiB in PostgreSQL, so nothing larger can ever arrive. */
+        if (!cli_parse_size(arg, &v) || v < 1 || v > ((uint64_t)1 << 30))
+            return bad("--max-row-size wants bytes from 1 to 1G (suffixes K, M, G), got '%s'",
+                       arg);
+        a->max_row_size = (size_t)v + 11;
         return -1;
     case OPT_TIMEOUT:
         if (!cli_parse_uint(arg, UINT32_MAX, &v))

@@ -29,6 +29,7 @@ typedef struct stream_args_s {
     bool tracing;
     int progress; /* -1: when stderr is a terminal; 0 off; 1 on */
     const char *metrics_out; /* --metrics-out FILE, borrowed from argv; NULL: none */
+    size_t max_row_size;     /* --max-row-size: the connection's max_message; 0: the default */
 } stream_args_t;
 
 /*
