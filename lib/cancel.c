@@ -252,7 +252,7 @@ int fw__cancel_start(fw_conn_t *c, uint32_t timeout_ms, fw__cancel_cb cb, void *
     if (k == NULL)
         return FW_ENOMEM;
     k->loop = c->loop;
-    k->tcp = !c->is_unix;
+    k->tcp = !fw__dial_is_unix(&c->dial);
     fw__conn_tuning(c, &k->tuning); /* keepalives on the cancel connection too (decision 9) */
     k->pid = c->backend_pid;
     k->secret = c->backend_secret;

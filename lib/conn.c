@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A connection: hosts and addresses tried in order, the SSLRequest exchange, TLS, the startup
- * state machine, timers, and the public embedded-mode API. Everything here runs on the loop
- * thread. The decisions live in the sans-I/O units (conninfo, tls, startup); this file moves
- * bytes between them and the socket and keeps time.
+ * A connection: a socket to each address the dialer (dialer.c) hands out, the SSLRequest
+ * exchange, TLS, the startup state machine, timers, and the public embedded-mode API. Everything
+ * here runs on the loop thread. The decisions live in the sans-I/O units (conninfo, tls,
+ * startup); this file moves bytes between them and the socket and keeps time.
  *
  * Lifetime: user callbacks may call fw_conn_close(); every path that calls one out checks
  * `closing` afterwards and touches nothing else. Memory is released only after the last libuv
@@ -13,12 +13,10 @@
 #include "conn.h"
 #include "stream_int.h"
 
-#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
@@ -115,7 +113,7 @@ static void trace_out(fw_conn_t *c)
 
 static const char *lm_transport(const fw_conn_t *c)
 {
-    return c->is_unix ? "unix" : "tcp";
+    return fw__dial_is_unix(&c->dial) ? "unix" : "tcp";
 }
 
 /* Records how this attempt's authentication ended (once): reason NULL for success. A server
@@ -157,15 +155,9 @@ static void note_attempt(fw_conn_t *c, int code, const char *what)
     if (c->phase == FW_PHASE_AUTH)
         lm_auth(c, lm_auth_reason(c, code));
     fw__lm_protocol_error(code);
-    const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
-    if (c->is_unix)
-        note(c, "connection to server on socket \"%s\" failed: %s", c->address, what);
-    else if (c->address[0] != '\0' && strcmp(c->address, h->host) != 0 && h->host[0] != '\0')
-        note(c, "connection to server at \"%s\" (%s), port %u failed: %s", h->host, c->address,
-             (unsigned)h->port_num, what);
-    else
-        note(c, "connection to server at \"%s\", port %u failed: %s",
-             c->address[0] ? c->address : h->host, (unsigned)h->port_num, what);
+    char where[sizeof(c->err.message)];
+    fw__dial_describe(&c->dial, where, sizeof(where));
+    note(c, "%s failed: %s", where, what);
     c->err.code = code;
     c->err.phase = c->phase;
     /* the line just noted, for the log */
@@ -174,8 +166,6 @@ static void note_attempt(fw_conn_t *c, int code, const char *what)
 }
 
 /* ---- handle bookkeeping ---------------------------------------------------------------- */
-
-static void free_addrs(fw_conn_t *c);
 
 /* Releases this attempt's startup state, unless a derivation job still works on it (then the
  * job frees it when it ends). */
@@ -197,7 +187,7 @@ static void free_startup(fw_conn_t *c)
 
 static void maybe_free(fw_conn_t *c)
 {
-    if (!c->closing || c->pending > 0)
+    if (!c->closing || c->pending > 0 || fw__dial_pending(&c->dial) > 0)
         return;
     fw_close_cb cb = c->close_cb;
     void *ud = c->close_ud;
@@ -207,8 +197,8 @@ static void maybe_free(fw_conn_t *c)
     fw__pq_reader_free(&c->reader);
     fw__pq_buf_free(&c->out);
     fw__tls_free(c->tls);
+    fw__dial_free(&c->dial);
     fw__conninfo_free(c->ci);
-    free_addrs(c);
     fw__wipe_conn_secrets(c);
     fw__free(c);
 }
@@ -226,16 +216,17 @@ static void on_sock_closed(fw__sock_t *s)
     c->sock_open = false;
     c->pending--;
     if (c->sock_closed_then != NULL) {
-        void (*then)(fw_conn_t *) = c->sock_closed_then;
+        void (*then)(fw__dialer_t *) = c->sock_closed_then;
         c->sock_closed_then = NULL;
         if (!c->closing)
-            then(c);
+            then(&c->dial);
     }
     maybe_free(c);
 }
 
-/* Closes the current socket (if any) and runs `then` once it is gone. */
-static void drop_socket(fw_conn_t *c, void (*then)(fw_conn_t *))
+/* Closes the current socket (if any) and runs `then` (fw__dial_next_address, fw__dial_next_host,
+ * fw__dial_retry or NULL) once it is gone. */
+static void drop_socket(fw_conn_t *c, void (*then)(fw__dialer_t *))
 {
     fw__tls_free(c->tls);
     c->tls = NULL;
@@ -243,7 +234,7 @@ static void drop_socket(fw_conn_t *c, void (*then)(fw_conn_t *))
         c->sock_closed_then = then;
         fw__sock_close(&c->sock, on_sock_closed);
     } else if (then != NULL && !c->closing) {
-        then(c);
+        then(&c->dial);
     }
 }
 
@@ -275,81 +266,11 @@ static void finish(fw_conn_t *c, int status)
         cb(c, status, status < 0 ? &c->err : NULL, c->connect_ud);
 }
 
-static void try_host(fw_conn_t *c);
-static void try_address(fw_conn_t *c);
-
-/* The address list is libuv's (getaddrinfo) or our own one-entry list for a numeric host. */
-static void free_addrs(fw_conn_t *c)
-{
-    if (c->ai_list != NULL) {
-        if (c->ai_own)
-            fw__free(c->ai_list);
-        else
-            uv_freeaddrinfo(c->ai_list);
-    }
-    c->ai_list = c->ai_cur = NULL;
-    c->ai_own = false;
-}
-
-/*
- * A numeric IPv4/IPv6 host needs no resolver: building the address here saves a round trip
- * through the thread pool (a wake-up and an extra loop iteration, about 16 us of CPU per
- * connect, measured by bench/bench_connect against libpq). NULL when `node` is not numeric.
- */
-static struct addrinfo *numeric_addr(const char *node, unsigned port)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    int family;
-    if (uv_inet_pton(AF_INET, node, buf) == 0)
-        family = AF_INET;
-    else if (uv_inet_pton(AF_INET6, node, buf) == 0)
-        family = AF_INET6;
-    else
-        return NULL;
-    struct {
-        struct addrinfo ai;
-        struct sockaddr_storage ss;
-    } *a = fw__calloc(1, sizeof(*a));
-    if (a == NULL)
-        return NULL;
-    int rc;
-    if (family == AF_INET) {
-        rc = uv_ip4_addr(node, (int)port, (struct sockaddr_in *)&a->ss);
-        a->ai.ai_addrlen = sizeof(struct sockaddr_in);
-    } else {
-        rc = uv_ip6_addr(node, (int)port, (struct sockaddr_in6 *)&a->ss);
-        a->ai.ai_addrlen = sizeof(struct sockaddr_in6);
-    }
-    if (rc != 0) {
-        fw__free(a);
-        return NULL;
-    }
-    a->ai.ai_family = family;
-    a->ai.ai_socktype = SOCK_STREAM;
-    a->ai.ai_protocol = IPPROTO_TCP;
-    a->ai.ai_addr = (struct sockaddr *)&a->ss;
-    return &a->ai;
-}
-
-static void next_host(fw_conn_t *c)
-{
-    free_addrs(c);
-    c->host_i++;
-    try_host(c);
-}
-
-static void next_address(fw_conn_t *c)
-{
-    if (c->ai_cur != NULL)
-        c->ai_cur = c->ai_cur->ai_next;
-    try_address(c);
-}
-
 /* A transport-level failure: this address is done; try the next address, then host. */
 static void attempt_failed(fw_conn_t *c, int code, const char *what)
 {
     note_attempt(c, code, what);
-    drop_socket(c, c->ai_cur != NULL ? next_address : next_host);
+    drop_socket(c, fw__dial_next_address);
 }
 
 /* A failure that ends the whole connect (authentication, policy): libpq stops here too. */
@@ -371,15 +292,9 @@ static void on_timeout(uv_timer_t *t)
     /* libpq moves on to the next host after a timeout. */
     note_attempt(c, FW_ETIMEDOUT, what);
     free_startup(c); /* a running PBKDF2 is cancelled; its job is freed in after_derive */
-    if (c->gai_active) {
-        /* The resolver request cannot be reused until its callback ran: that callback moves
-         * on to the next host. */
-        uv_cancel((uv_req_t *)&c->gai);
-        c->gai_stale = true;
-        return;
-    }
-    c->ai_cur = NULL;
-    drop_socket(c, next_host);
+    if (fw__dial_timeout(&c->dial))
+        return; /* a lookup was in flight: the dialer moves on once it ends */
+    drop_socket(c, fw__dial_next_host);
 }
 
 static void arm_timer(fw_conn_t *c)
@@ -503,8 +418,9 @@ static void on_ready(fw_conn_t *c)
     c->err.message[0] = '\0';
     static const char *const methods[] = {"no authentication", "a cleartext password", "md5",
                                           "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"};
-    fw__conn_log(c, FW_LOG_INFO, "connected to %s (backend %d) with %s in %.1f ms", c->address,
-                 (int)c->backend_pid, methods[c->method], c->connect_seconds * 1e3);
+    fw__conn_log(c, FW_LOG_INFO, "connected to %s (backend %d) with %s in %.1f ms",
+                 fw__dial_address(&c->dial), (int)c->backend_pid, methods[c->method],
+                 c->connect_seconds * 1e3);
     finish(c, 0);
 }
 
@@ -574,15 +490,15 @@ static void handle_startup(fw_conn_t *c, fw__su_result_t r)
         note_attempt(c, code, msg);
         c->retried_plain = true;
         c->want_tls = false;
-        drop_socket(c, try_address);
+        drop_socket(c, fw__dial_retry);
         return;
     }
-    if (server_error && !c->retried_plain && c->tls == NULL && !c->is_unix &&
+    if (server_error && !c->retried_plain && c->tls == NULL && !fw__dial_is_unix(&c->dial) &&
         c->ci->sslmode == FW__SSLMODE_ALLOW) {
         note_attempt(c, code, msg);
         c->retried_plain = true;
         c->want_tls = true;
-        drop_socket(c, try_address);
+        drop_socket(c, fw__dial_retry);
         return;
     }
     connect_failed(c, code, msg);
@@ -590,7 +506,7 @@ static void handle_startup(fw_conn_t *c, fw__su_result_t r)
 
 static void start_startup(fw_conn_t *c)
 {
-    const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
+    const fw__conninfo_host_t *h = fw__dial_host(&c->dial);
     fw__startup_opts_t o;
     memset(&o, 0, sizeof(o));
     o.user = fw__conninfo_get(c->ci, "user");
@@ -684,7 +600,7 @@ static void on_tls_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
                 note_attempt(c, FW_ETLS, fw__tls_error(c->tls));
                 c->retried_plain = true;
                 c->want_tls = false;
-                drop_socket(c, try_address);
+                drop_socket(c, fw__dial_retry);
                 return;
             }
             attempt_failed(c, FW_ETLS, fw__tls_error(c->tls));
@@ -817,7 +733,7 @@ void fw__conn_drain_tls_idle(fw_conn_t *c)
 
 void fw__conn_tls_config(const fw_conn_t *c, fw__tls_config_t *cfg)
 {
-    const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
+    const fw__conninfo_host_t *h = fw__dial_host(&c->dial);
     fw__tls_config_init(cfg);
     cfg->mode = c->tls_mode;
     cfg->host = h->host[0] != '\0' ? h->host : h->hostaddr;
@@ -857,7 +773,7 @@ static void on_connected(fw__sock_t *s, int status)
     }
     fw__sock_read_start(s, fw__conn_readable);
     /* No TLS over unix sockets (libpq: the kernel already protects them). */
-    if (c->want_tls && !c->is_unix) {
+    if (c->want_tls && !fw__dial_is_unix(&c->dial)) {
         char why[256];
         fw__tls_config_t cfg;
         fw__conn_tls_config(c, &cfg);
@@ -880,12 +796,39 @@ static void on_connected(fw__sock_t *s, int status)
     start_startup(c);
 }
 
-static void connect_to(fw_conn_t *c, const struct sockaddr *sa, socklen_t len)
+/* ---- the dialer's callbacks (dialer.h) ------------------------------------------------ */
+
+/* Every new socket is judged from scratch (CVE-2018-10915): no TLS, startup or reader state of
+ * an earlier attempt survives. Also when a host begins or none is left, so that a key
+ * derivation of the attempt before never outlives it. */
+static void reset_attempt(fw_conn_t *c)
 {
-    fw__conn_log(c, FW_LOG_DEBUG, "connecting to %s%s%s (port %u)", c->address,
-                 c->want_tls && !c->is_unix ? ", asking for TLS" : "",
-                 c->retried_plain ? ", second try" : "",
-                 (unsigned)c->ci->hosts[c->host_i].port_num);
+    free_startup(c);
+    fw__pq_buf_reset(&c->out);
+}
+
+static void dial_on_host(fw__dialer_t *d)
+{
+    fw_conn_t *c = d->data;
+    reset_attempt(c);
+    c->retried_plain = false;
+    c->want_tls = c->ci->sslmode != FW__SSLMODE_DISABLE && c->ci->sslmode != FW__SSLMODE_ALLOW;
+    arm_timer(c);
+}
+
+static void dial_on_lookup(fw__dialer_t *d)
+{
+    fw_conn_t *c = d->data;
+    c->phase = FW_PHASE_DNS;
+}
+
+static void dial_on_address(fw__dialer_t *d, const struct sockaddr *sa, socklen_t len)
+{
+    fw_conn_t *c = d->data;
+    reset_attempt(c);
+    fw__conn_log(c, FW_LOG_DEBUG, "connecting to %s%s%s (port %u)", fw__dial_address(d),
+                 c->want_tls && !fw__dial_is_unix(d) ? ", asking for TLS" : "",
+                 c->retried_plain ? ", second try" : "", (unsigned)fw__dial_host(d)->port_num);
     c->phase = FW_PHASE_CONNECT;
     c->tls_up = false;
     c->sock.data = c;
@@ -904,125 +847,27 @@ static void connect_to(fw_conn_t *c, const struct sockaddr *sa, socklen_t len)
     c->pending++;
 }
 
-static void try_address(fw_conn_t *c)
+/* A resolver failure or an unusable unix path: noted; the dialer moves on by itself. */
+static void dial_on_error(fw__dialer_t *d, int code, const char *what)
 {
-    if (c->closing)
-        return;
-    const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
-    /* Every new socket is judged from scratch (CVE-2018-10915): no TLS, startup or reader
-     * state of an earlier attempt survives. */
-    free_startup(c);
-    fw__pq_buf_reset(&c->out);
-    if (h->type == FW__HOST_UNIX) {
-        struct sockaddr_un sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sun_family = AF_UNIX;
-        int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%u", h->host,
-                         (unsigned)h->port_num);
-        snprintf(c->address, sizeof(c->address), "%s", sa.sun_path);
-        c->is_unix = true;
-        if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
-            attempt_failed(c, FW_ECONFIG, "unix socket path is too long");
-            return;
-        }
-        connect_to(c, (const struct sockaddr *)&sa, sizeof(sa));
-        return;
-    }
-    c->is_unix = false;
-    if (c->ai_cur == NULL) {
-        next_host(c);
-        return;
-    }
-    const struct sockaddr *sa = c->ai_cur->ai_addr;
-    char ip[64] = "";
-    /* getaddrinfo's addresses are suitably aligned, but copy to say so to the compiler. */
-    if (sa->sa_family == AF_INET) {
-        struct sockaddr_in in4;
-        memcpy(&in4, sa, sizeof(in4));
-        uv_ip4_name(&in4, ip, sizeof(ip));
-    } else if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 in6;
-        memcpy(&in6, sa, sizeof(in6));
-        uv_ip6_name(&in6, ip, sizeof(ip));
-    }
-    snprintf(c->address, sizeof(c->address), "%s", ip);
-    connect_to(c, sa, (socklen_t)c->ai_cur->ai_addrlen);
+    note_attempt(d->data, code, what);
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+static void dial_on_exhausted(fw__dialer_t *d)
 {
-    fw_conn_t *c = req->data;
-    c->gai_active = false;
-    c->pending--;
-    if (c->closing) {
-        if (res != NULL)
-            uv_freeaddrinfo(res);
-        maybe_free(c);
-        return;
-    }
-    if (c->gai_stale) { /* timed out meanwhile (already noted): on to the next host */
-        c->gai_stale = false;
-        if (res != NULL)
-            uv_freeaddrinfo(res);
-        next_host(c);
-        return;
-    }
-    if (status < 0) {
-        note_attempt(c, status, "could not translate host name");
-        next_host(c);
-        return;
-    }
-    c->ai_list = c->ai_cur = res;
-    try_address(c);
+    fw_conn_t *c = d->data;
+    reset_attempt(c);
+    finish(c, c->err.code != 0 ? c->err.code : FW_ECLOSED);
 }
 
-static void try_host(fw_conn_t *c)
+/* The dialer's lookup ended after fw_conn_close: perhaps the last thing the memory waited for. */
+static void dial_on_released(fw__dialer_t *d)
 {
-    if (c->closing)
-        return;
-    if (c->host_i >= c->ci->nhosts) {
-        finish(c, c->err.code != 0 ? c->err.code : FW_ECLOSED);
-        return;
-    }
-    const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
-    c->retried_plain = false;
-    c->address[0] = '\0';
-    c->want_tls = c->ci->sslmode != FW__SSLMODE_DISABLE && c->ci->sslmode != FW__SSLMODE_ALLOW;
-    arm_timer(c);
-    if (h->type == FW__HOST_UNIX) {
-        try_address(c);
-        return;
-    }
-    char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)h->port_num);
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    const char *node = h->host;
-    if (h->type == FW__HOST_ADDRESS) {
-        hints.ai_flags = AI_NUMERICHOST; /* hostaddr skips DNS; host stays for TLS, pgpass */
-        node = h->hostaddr;
-    }
-    struct addrinfo *num = numeric_addr(node, h->port_num);
-    if (num != NULL) {
-        c->ai_list = c->ai_cur = num;
-        c->ai_own = true;
-        try_address(c);
-        return;
-    }
-    c->phase = FW_PHASE_DNS;
-    c->gai.data = c;
-    int rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, node, port, &hints);
-    if (rc < 0) {
-        note_attempt(c, rc, uv_strerror(rc));
-        next_host(c);
-        return;
-    }
-    c->gai_active = true;
-    c->pending++;
+    maybe_free(d->data);
 }
+
+static const fw__dial_cbs_t dial_cbs = {dial_on_host,  dial_on_lookup,    dial_on_address,
+                                        dial_on_error, dial_on_exhausted, dial_on_released};
 
 /* ---- public ---------------------------------------------------------------------------- */
 
@@ -1117,6 +962,7 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
     c->keepalives_idle = c->ci->keepalives_idle >= 0 ? c->ci->keepalives_idle : 30;
     c->keepalives_interval = c->ci->keepalives_interval >= 0 ? c->ci->keepalives_interval : 10;
     c->keepalives_count = c->ci->keepalives_count >= 0 ? c->ci->keepalives_count : 3;
+    fw__dial_init(&c->dial, loop, c->ci, &dial_cbs, c);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     c->state = FW__CONN_NEW;
@@ -1134,7 +980,6 @@ int fw_conn_connect(fw_conn_t *c, fw_connect_cb cb, void *ud)
     c->connect_cb = cb;
     c->connect_ud = ud;
     c->t_start = uv_hrtime();
-    c->host_i = 0;
     if (c->passfile_warning[0] != '\0')
         fw__conn_log(c, FW_LOG_WARNING, "%s", c->passfile_warning);
     /* Start from the loop, so the callback can never run inside this call. */
@@ -1150,7 +995,7 @@ void fw__conn_kick(uv_idle_t *h)
     fw_conn_t *c = h->data;
     uv_idle_stop(h);
     if (!c->closing)
-        try_host(c);
+        fw__dial_start(&c->dial);
 }
 
 void fw__conn_notice(void *ud, const fw__pq_msg_t *m)
@@ -1213,8 +1058,7 @@ void fw_conn_close(fw_conn_t *c, fw_close_cb cb, void *ud)
     c->state = FW__CONN_CLOSED;
     c->phase = FW_PHASE_CLOSED;
     free_startup(c);
-    if (c->gai_active)
-        uv_cancel((uv_req_t *)&c->gai);
+    fw__dial_close(&c->dial);
     if (c->sock_open) {
         c->sock_closed_then = NULL;
         fw__sock_close(&c->sock, on_sock_closed);
@@ -1239,15 +1083,15 @@ int fw_conn_info(const fw_conn_t *c, fw_conn_info_t *info)
         return FW_ESTATE;
     if (c->backend_pid == 0 && c->server_version[0] == '\0')
         return FW_ESTATE;
-    const fw__conninfo_host_t *h = &c->ci->hosts[c->host_i];
+    const fw__conninfo_host_t *h = fw__dial_host(&c->dial);
     info->server_version = c->server_version_num;
     info->server_version_str = c->server_version;
     info->user = fw__conninfo_get(c->ci, "user");
     info->database = fw__conninfo_get(c->ci, "dbname");
     info->host = h->host[0] != '\0' ? h->host : h->hostaddr;
-    info->address = c->address;
+    info->address = fw__dial_address(&c->dial);
     info->port = h->port_num;
-    info->transport = c->is_unix ? "unix" : "tcp";
+    info->transport = fw__dial_is_unix(&c->dial) ? "unix" : "tcp";
     info->tls_version = c->tls_version[0] ? c->tls_version : NULL;
     info->tls_cipher = c->tls_cipher[0] ? c->tls_cipher : NULL;
     info->auth_method = methods[c->method];

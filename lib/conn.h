@@ -5,6 +5,7 @@
 
 #include "auth.h"
 #include "conninfo.h"
+#include "dialer.h"
 #include "fwire.h"
 #include "proto.h"
 #include "sock.h"
@@ -50,16 +51,9 @@ struct fw_conn_s {
     fw__conn_state_t state;
     fw_phase_t phase;
     bool closing;
-    int pending; /* libuv handles, requests and jobs still to finish before the memory goes */
+    int pending; /* handles and jobs still to finish before the memory goes (+ fw__dial_pending) */
 
-    /* where we are in the host/address lists */
-    size_t host_i;
-    struct addrinfo *ai_list, *ai_cur;
-    bool ai_own; /* ai_list is our own numeric-host entry, not getaddrinfo's */
-    uv_getaddrinfo_t gai;
-    bool gai_active, gai_stale;
-    bool is_unix;
-    char address[128];
+    fw__dialer_t dial; /* which host and address this attempt uses (dialer.h) */
 
     uv_timer_t timer; /* connect_timeout, per host as in libpq */
     uv_idle_t kick;   /* starts the connect from the loop */
@@ -67,7 +61,7 @@ struct fw_conn_s {
 
     fw__sock_t sock;
     bool sock_open;
-    void (*sock_closed_then)(fw_conn_t *c);
+    void (*sock_closed_then)(fw__dialer_t *d); /* the dialer's next step once it is gone */
 
     fw__tls_mode_t tls_mode;
     bool want_tls;
