@@ -2,8 +2,8 @@
 /*
  * fwire's shared vocabulary: the error codes, the borrowed-bytes slice and the allocator type.
  * Every layer speaks it: the pure leaves (proto/, auth/, stream/, metrics/) include this header
- * and never the public API above them; lib/fwire.h includes it, so users see one API.
- * Installed beside fwire.h; include fwire.h, not this file.
+ * and never the public API above them; lib/fwire.h includes it, so users see one API. Not
+ * installed itself: the installed fwire.h has it inlined (lib/install/single_header.py).
  */
 #ifndef FWIRE_BASE_H
 #define FWIRE_BASE_H
