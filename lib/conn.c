@@ -965,6 +965,8 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
     fw__dial_init(&c->dial, loop, c->ci, &dial_cbs, c);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
+    uv_timer_init(loop, &c->idle_timer);
+    c->idle_timer.data = c;
     c->state = FW__CONN_NEW;
     *out = c;
     return 0;
@@ -987,6 +989,51 @@ int fw_conn_connect(fw_conn_t *c, fw_connect_cb cb, void *ud)
     uv_idle_init(c->loop, &c->kick);
     c->kick_open = true;
     uv_idle_start(&c->kick, fw__conn_kick);
+    return 0;
+}
+
+/* Whether a query can start on c now (what fw_stream_start checks on the loop). */
+static int idle_status(const fw_conn_t *c)
+{
+    if (c->closing)
+        return FW_ECLOSED;
+    if (c->state != FW__CONN_READY)
+        return FW_ESTATE;
+    if (c->stream != NULL || c->cancel_stream != NULL)
+        return 1; /* not yet */
+    return 0;
+}
+
+static void on_idle_timer(uv_timer_t *t)
+{
+    fw_conn_t *c = t->data;
+    if (c->idle_cb == NULL)
+        return;
+    int st = idle_status(c);
+    if (st == 1)
+        return; /* still busy: the end of the query or of its cancel checks again */
+    fw_idle_cb cb = c->idle_cb;
+    c->idle_cb = NULL;
+    cb(c, st, c->idle_ud);
+}
+
+void fw__conn_idle_check(fw_conn_t *c)
+{
+    if (c->idle_cb != NULL && !c->closing)
+        uv_timer_start(&c->idle_timer, on_idle_timer, 0, 0);
+}
+
+int fw_conn_when_idle(fw_conn_t *c, fw_idle_cb cb, void *ud)
+{
+    if (c == NULL || cb == NULL || c->runtime_link != NULL)
+        return FW_EINVAL;
+    if (c->idle_cb != NULL)
+        return FW_EBUSY;
+    if (c->closing)
+        return FW_ESTATE; /* its handles are closing: nothing could call back */
+    c->idle_cb = cb;
+    c->idle_ud = ud;
+    uv_timer_start(&c->idle_timer, on_idle_timer, 0, 0);
     return 0;
 }
 
@@ -1063,8 +1110,15 @@ void fw_conn_close(fw_conn_t *c, fw_close_cb cb, void *ud)
         c->sock_closed_then = NULL;
         fw__sock_close(&c->sock, on_sock_closed);
     }
+    if (c->idle_cb != NULL) {
+        fw_idle_cb icb = c->idle_cb;
+        c->idle_cb = NULL;
+        icb(c, FW_ECLOSED, c->idle_ud);
+    }
     c->pending++;
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    c->pending++;
+    uv_close((uv_handle_t *)&c->idle_timer, on_handle_closed);
     if (c->kick_open) {
         c->pending++;
         c->kick_open = false;

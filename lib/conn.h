@@ -107,6 +107,12 @@ struct fw_conn_s {
      * start until that ends (a late cancel would hit it). */
     struct fw_stream_s *cancel_stream;
 
+    /* fw_conn_when_idle: the waiting callback, checked from a zero timer (never inside the
+     * call that made the connection idle, so user code runs from a clean stack) */
+    fw_idle_cb idle_cb;
+    void *idle_ud;
+    uv_timer_t idle_timer;
+
     void *runtime_link;         /* threaded mode: the runtime's bookkeeping */
     struct fw_stream_s *stream; /* the query running now, or NULL (loop thread) */
 
@@ -115,6 +121,9 @@ struct fw_conn_s {
 };
 
 void fw__conn_kick(uv_idle_t *h);
+/* A query or its cancel connection ended on c: a waiting fw_conn_when_idle callback is checked
+ * (from the loop, a zero timer). Loop thread. */
+void fw__conn_idle_check(fw_conn_t *c);
 /* The TLS settings and TCP tuning of the connection (the cancel connection uses the same). */
 void fw__conn_tls_config(const fw_conn_t *c, fw__tls_config_t *cfg);
 void fw__conn_tuning(const fw_conn_t *c, fw__sock_tuning_t *t);

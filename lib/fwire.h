@@ -218,6 +218,25 @@ FW_EXTERN int fw_conn_connect(fw_conn_t *conn, fw_connect_cb cb, void *ud);
  */
 FW_EXTERN void fw_conn_close(fw_conn_t *conn, fw_close_cb cb, void *ud);
 
+/* fw_conn_when_idle's callback: status 0 when the connection can take the next query, else
+ * FW_ESTATE (it broke: close it) or FW_ECLOSED (it was closed first). */
+typedef void (*fw_idle_cb)(fw_conn_t *conn, int status, void *ud);
+
+/*
+ * Embedded mode: tells you when `conn` can take the next query, so you never poll on
+ * FW_EBUSY. After a stream ends on its own the connection is idle at once; after one is
+ * cancelled or freed mid-way (fw_stream_cancel, fw_stream_free) the rest of its reply is drained
+ * and the server must close the cancel connection first (a late cancel could otherwise hit the
+ * next query). `cb` runs exactly once, later, on the loop thread (never inside this call): with
+ * 0 once fw_stream_start will not say FW_EBUSY; with FW_ESTATE if the connection broke
+ * meanwhile; with FW_ECLOSED, from inside fw_conn_close, if it is closed first. Any fwire call is
+ * legal inside it, fw_stream_start included.
+ * Returns 0, FW_EINVAL (conn or cb NULL, or a threaded-mode connection: fw_stream_start there
+ * is a blocking call on your thread), FW_EBUSY (a callback is already waiting) or FW_ESTATE
+ * (fw_conn_close was called); then cb never runs. Thread: the loop's thread.
+ */
+FW_EXTERN int fw_conn_when_idle(fw_conn_t *conn, fw_idle_cb cb, void *ud);
+
 /* Facts about a connected connection. Strings are borrowed until the connection is closed. */
 typedef struct fw_conn_info_s {
     int server_version; /* server_version_num, e.g. 150018 */

@@ -167,6 +167,7 @@ static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
         s->cancel = NULL;
     }
     fw__stream_finish(s);
+    fw__conn_idle_check(c); /* fw_conn_when_idle */
 }
 
 void fw__stream_conn_gone(fw_stream_t *s, int code, const char *why)

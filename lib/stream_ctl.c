@@ -48,8 +48,12 @@ static void on_cancel_done(fw__cancel_t *k, int status, const char *why, void *u
     fw_conn_t *c = s->conn != NULL ? s->conn : s->cconn;
     if (status < 0 && c != NULL)
         fw__conn_log(c, FW_LOG_WARNING, "the cancel request failed: %s", why ? why : "");
-    if (s->conn == NULL) /* the reply had already ended: this was all we waited for */
+    if (s->conn == NULL) { /* the reply had already ended: this was all we waited for */
+        fw_conn_t *cc = s->cconn;
         fw__stream_finish(s);
+        if (cc != NULL)
+            fw__conn_idle_check(cc); /* the connection may take the next query now */
+    }
 }
 
 /* A pause ended (resumed, or cancelled while paused): its duration. */
@@ -119,6 +123,7 @@ static void cancel_timed_out(fw_stream_t *s)
         if (c != NULL) {
             fw__conn_log(c, FW_LOG_WARNING, "%s", msg);
             fw__conn_abort(c);
+            fw__conn_idle_check(c); /* a waiting fw_conn_when_idle hears FW_ESTATE */
         }
     }
 }
