@@ -93,26 +93,12 @@ static int bad(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+/* Numbers and sizes go through the one parser of the fwire command (cli.c): digits only, no
+ * sign or space (a leading space once slipped through strtoull), sizes with K, M or G. */
 static bool parse_u64(const char *s, uint64_t max, uint64_t *out, bool size_suffix)
 {
-    if (*s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0)
-        return false;
-    if (size_suffix && *end != '\0' && end[1] == '\0') {
-        unsigned long long mul = *end == 'K' || *end == 'k'   ? 1024ull
-                                 : *end == 'M' || *end == 'm' ? 1024ull * 1024
-                                 : *end == 'G' || *end == 'g' ? 1024ull * 1024 * 1024
-                                                              : 0;
-        if (mul == 0 || v > UINT64_MAX / mul)
-            return false;
-        v *= mul;
-        end++;
-    }
-    if (*end != '\0' || v > max)
+    uint64_t v;
+    if (!(size_suffix ? cli_parse_size(s, &v) : cli_parse_uint(s, max, &v)) || v > max)
         return false;
     *out = v;
     return true;
@@ -348,6 +334,41 @@ void gw_config_free(gw_config_t *cfg)
     memset(cfg, 0, sizeof(*cfg));
 }
 
+/* Every flag of fwire serve for the command's one option parser (cli.h); the id of a flag is
+ * its index here. The --config file takes the same names without the dashes. */
+enum { OPT_CONFIG = 0, OPT_VERBOSE, OPT_INSECURE_LISTEN };
+static const cli_opt_t serve_opts[] = {
+    {"config", 0, true, OPT_CONFIG},
+    {"verbose", 'v', false, OPT_VERBOSE},
+    {"insecure-listen", 0, false, OPT_INSECURE_LISTEN},
+    {"listen", 0, true, 3},
+    {"dsn", 0, true, 4},
+    {"token", 0, true, 5},
+    {"allow", 0, true, 6},
+    {"allow-origin", 0, true, 7},
+    {"allow-host", 0, true, 8},
+    {"tls-cert", 0, true, 9},
+    {"tls-key", 0, true, 10},
+    {"tls-client-ca", 0, true, 11},
+    {"max-connections", 0, true, 12},
+    {"max-connections-per-address", 0, true, 13},
+    {"max-handshakes-per-address", 0, true, 14},
+    {"max-pool-per-connection", 0, true, 15},
+    {"max-streams-per-connection", 0, true, 16},
+    {"max-concurrent-streams", 0, true, 17},
+    {"max-query-seconds", 0, true, 18},
+    {"max-frame-bytes", 0, true, 19},
+    {"batch-size", 0, true, 20},
+    {"progress-ms", 0, true, 21},
+    {"pool-size", 0, true, 22},
+    {"abandon-seconds", 0, true, 23},
+    {"ws-ping-seconds", 0, true, 24},
+    {"stream-budget", 0, true, 25},
+    {"high-watermark", 0, true, 26},
+    {"low-watermark", 0, true, 27},
+    {NULL, 0, false, 0},
+};
+
 int gw_config_load(gw_config_t *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -372,45 +393,35 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv)
     int code = -1;
     /* --config first, wherever it is, so the flags override the file */
     for (int i = 1; code < 0 && i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            gw_config_usage(stdout);
-            return EXIT_OK;
-        }
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             code = load_file(cfg, argv[++i], &low_set);
         else if (strncmp(argv[i], "--config=", 9) == 0)
             code = load_file(cfg, argv[i] + 9, &low_set);
     }
-    for (int i = 1; code < 0 && i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+    cli_parser_t p;
+    cli_init(&p, "serve", serve_opts, argc, argv);
+    const char *val;
+    int id;
+    while (code < 0 && (id = cli_next(&p, &val)) != CLI_DONE) {
+        if (id == CLI_ERROR)
+            return EXIT_USAGE; /* named by the parser */
+        if (id == CLI_HELP) {
+            gw_config_usage(stdout);
+            return EXIT_OK;
+        }
+        if (id == CLI_ARG)
+            return bad("unexpected argument '%s' (fwire serve --help)", val);
+        if (id == OPT_VERBOSE) {
             cfg->verbose = true;
             continue;
         }
-        if (strcmp(a, "--insecure-listen") == 0) {
+        if (id == OPT_INSECURE_LISTEN) {
             cfg->insecure_listen = true;
             continue;
         }
-        if (strncmp(a, "--", 2) != 0)
-            return bad("unexpected argument '%s' (fwire serve --help)", a);
-        char key[64];
-        const char *val;
-        const char *eq = strchr(a + 2, '=');
-        size_t kl = eq != NULL ? (size_t)(eq - (a + 2)) : strlen(a + 2);
-        if (kl >= sizeof(key))
-            return bad("unknown option '%s'", a);
-        memcpy(key, a + 2, kl);
-        key[kl] = '\0';
-        if (eq != NULL) {
-            val = eq + 1;
-        } else {
-            if (i + 1 >= argc)
-                return bad("option '%s' needs a value", a);
-            val = argv[++i];
-        }
-        if (strcmp(key, "config") == 0)
-            continue;
-        code = config_set(cfg, key, val, &low_set);
+        if (id == OPT_CONFIG)
+            continue; /* read first, above */
+        code = config_set(cfg, serve_opts[id].name, val, &low_set);
     }
     if (code >= 0)
         return code;

@@ -1129,6 +1129,15 @@ async def group_auth():
     r = subprocess.run([FWIRE, "serve", "--allow", "x", "--max-connections", "zero"],
                        capture_output=True)
     ok(r.returncode == 1 and b"max-connections" in r.stderr, "bad number: exit 1")
+    # the command's one option parser (tools/cli.c): every bad option names itself, exit 1
+    for args, needle in ((["--bogus"], b"'--bogus'"), (["-h"], b"'-h'"),
+                         (["--pool-size"], b"--pool-size"), (["--batch-size", " 5"], b"batch-size"),
+                         (["--stream-budget", "1X"], b"stream-budget"), (["stray"], b"'stray'")):
+        r = subprocess.run([FWIRE, "serve", "--allow", "x"] + args, capture_output=True)
+        ok(r.returncode == 1 and needle in r.stderr, "serve %r: exit 1 naming it" % args,
+           repr((r.returncode, r.stderr[:200])))
+    r = subprocess.run([FWIRE, "serve", "-?"], capture_output=True)
+    ok(r.returncode == 0 and b"usage: fwire serve" in r.stdout, "serve -?: the help, exit 0")
     cfg = "/tmp/fwire-gw-test-%d.conf" % os.getpid()
     with open(cfg, "w") as f:
         f.write("# test\nallow = fixture\nlisten = 127.0.0.1:0\nbatch-size = 2\n"
