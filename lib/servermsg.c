@@ -2,6 +2,7 @@
 /* Server messages that may arrive at any time, decoded once (see servermsg.h). */
 #include "servermsg.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* ---- text ---------------------------------------------------------------------- */
@@ -162,13 +163,14 @@ bool fw__servermsg_fatal(const fw_error_t *e)
 
 int fw__servermsg_notice(const fw__pq_msg_t *m, fw__notice_buf_t *buf, fw_notice_t *n)
 {
-    fw__pq_error_fields_t f;
-    int rc = fw__pq_error_fields(m, &f);
+    /* A NoticeResponse has the ErrorResponse's fields: one decoder for both. */
+    fw_error_t e;
+    int rc = fw__servermsg_error(m, FW_PHASE_READY, &e);
     if (rc < 0)
         return rc;
-    copy_field(buf->severity, sizeof(buf->severity), f.severity_nl.ptr ? f.severity_nl : f.severity);
-    copy_field(buf->sqlstate, sizeof(buf->sqlstate), f.sqlstate);
-    copy_field(buf->message, sizeof(buf->message), f.message);
+    memcpy(buf->severity, e.severity, sizeof(buf->severity));
+    memcpy(buf->sqlstate, e.sqlstate, sizeof(buf->sqlstate));
+    memcpy(buf->message, e.message, sizeof(buf->message));
     n->severity = buf->severity;
     n->sqlstate = buf->sqlstate;
     n->message = buf->message;

@@ -32,7 +32,7 @@ bool fw__servermsg_fatal(const fw_error_t *e);
 typedef struct fw__notice_buf_s {
     char severity[16];
     char sqlstate[6];
-    char message[512];
+    char message[sizeof(((fw_error_t *)0)->message)];
 } fw__notice_buf_t;
 /* Returns 0 and fills *n (pointing into *buf), or FW_EPROTO_* for malformed fields. */
 int fw__servermsg_notice(const fw__pq_msg_t *m, fw__notice_buf_t *buf, fw_notice_t *n);

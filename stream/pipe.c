@@ -105,6 +105,35 @@ static fw__slab_t *take_big(fw__pipe_t *p, size_t need)
     return pop_free(p, best);
 }
 
+/* A new slab of `size` bytes, on the pipe's list of every slab; NULL when out of memory. */
+static fw__slab_t *slab_new(fw__pipe_t *p, size_t size, bool big, bool oversize)
+{
+    if (size > SIZE_MAX - sizeof(fw__slab_t))
+        return NULL;
+    fw__slab_t *s = pipe_alloc(p, sizeof(fw__slab_t) + size);
+    if (s == NULL)
+        return NULL;
+    s->cap = size;
+    s->big = big;
+    s->oversize = oversize;
+    s->all_prev = NULL;
+    s->all_next = p->all;
+    if (p->all != NULL)
+        p->all->all_prev = s;
+    p->all = s;
+    return s;
+}
+
+/* The producer takes s: one reference, empty, counted as held. */
+static void hold(fw__pipe_t *p, fw__slab_t *s)
+{
+    s->next = NULL;
+    s->used = 0;
+    s->refs = 1;
+    p->held += s->cap;
+    publish_held(p);
+}
+
 int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
 {
     *out = NULL;
@@ -137,25 +166,11 @@ int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
             fw__slab_t *f = p->big_pool != NULL ? pop_free(p, &p->big_pool) : pop_free(p, &p->pool);
             slab_destroy(p, f);
         }
-        if (size > SIZE_MAX - sizeof(fw__slab_t))
-            return FW_ENOMEM;
-        s = pipe_alloc(p, sizeof(fw__slab_t) + size);
+        s = slab_new(p, size, big, false);
         if (s == NULL)
             return FW_ENOMEM;
-        s->cap = size;
-        s->big = big;
-        s->oversize = false;
-        s->all_prev = NULL;
-        s->all_next = p->all;
-        if (p->all != NULL)
-            p->all->all_prev = s;
-        p->all = s;
     }
-    s->next = NULL;
-    s->used = 0;
-    s->refs = 1;
-    p->held += s->cap;
-    publish_held(p);
+    hold(p, s);
     *out = s;
     return FW__PIPE_OK;
 }
@@ -186,24 +201,10 @@ int fw__pipe_slab_get_oversize(fw__pipe_t *p, size_t need, fw__slab_t **out)
         slab_destroy(p, pop_free(p, &p->big_pool));
     while (p->pool != NULL)
         slab_destroy(p, pop_free(p, &p->pool));
-    if (need == 0 || need > SIZE_MAX - sizeof(fw__slab_t))
-        return FW_ENOMEM;
-    fw__slab_t *s = pipe_alloc(p, sizeof(fw__slab_t) + need);
+    fw__slab_t *s = need > 0 ? slab_new(p, need, true, true) : NULL;
     if (s == NULL)
         return FW_ENOMEM;
-    s->cap = need;
-    s->big = true;
-    s->oversize = true;
-    s->all_prev = NULL;
-    s->all_next = p->all;
-    if (p->all != NULL)
-        p->all->all_prev = s;
-    p->all = s;
-    s->next = NULL;
-    s->used = 0;
-    s->refs = 1;
-    p->held += s->cap;
-    publish_held(p);
+    hold(p, s);
     *out = s;
     return FW__PIPE_OK;
 }

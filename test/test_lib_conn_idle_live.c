@@ -47,17 +47,24 @@ static void on_connect(fw_conn_t *c, int status, const fw_error_t *err, void *ud
     h->connected = status == 0 ? 1 : -1;
 }
 
-static void h_open(h_t *h)
+/* Options for the trust user over the cluster's unix socket; ci holds the string. */
+static fw_conn_opts_t trust_opts(char *ci, size_t cap)
 {
-    memset(h, 0, sizeof(*h));
-    assert_int_equal(uv_loop_init(&h->loop), 0);
-    char ci[512];
-    snprintf(ci, sizeof(ci), "host=%s port=%s dbname=%s user=%s", env("FW_TEST_SOCKDIR"),
+    snprintf(ci, cap, "host=%s port=%s dbname=%s user=%s", env("FW_TEST_SOCKDIR"),
              env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
     fw_conn_opts_t o;
     fw_conn_opts_init(&o);
     o.conninfo = ci;
     o.use_environment = false;
+    return o;
+}
+
+static void h_open(h_t *h)
+{
+    memset(h, 0, sizeof(*h));
+    assert_int_equal(uv_loop_init(&h->loop), 0);
+    char ci[512];
+    fw_conn_opts_t o = trust_opts(ci, sizeof(ci));
     fw_error_t err;
     assert_int_equal(fw_conn_new(&h->conn, &h->loop, &o, &err), 0);
     assert_int_equal(fw_conn_connect(h->conn, on_connect, h), 0);
@@ -222,12 +229,7 @@ static void test_bad_arguments_are_refused(void **state)
     fw_runtime_t *rt;
     assert_int_equal(fw_runtime_new(&rt), 0);
     char ci[512];
-    snprintf(ci, sizeof(ci), "host=%s port=%s dbname=%s user=%s", env("FW_TEST_SOCKDIR"),
-             env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
-    fw_conn_opts_t o;
-    fw_conn_opts_init(&o);
-    o.conninfo = ci;
-    o.use_environment = false;
+    fw_conn_opts_t o = trust_opts(ci, sizeof(ci));
     fw_conn_t *c;
     fw_error_t err;
     assert_int_equal(fw_conn_connect_sync(rt, &o, &c, &err), 0);
