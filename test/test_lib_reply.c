@@ -169,7 +169,7 @@ static void head(bytes_t *b)
 typedef struct run_s {
     char log[8192]; /* the events, one word each */
     int rc;         /* 0, or the protocol error that ended the run */
-    const char *why;
+    char why[256];  /* its text, copied: the machine's why may point into the machine */
     fw_error_t err;
     int events;
 } run_t;
@@ -216,7 +216,7 @@ static void drive(const cfg_t *c, const bytes_t *in, size_t first, size_t step, 
                 break;
             if (n < 0) {
                 r->rc = (int)n;
-                r->why = rp.why;
+                snprintf(r->why, sizeof(r->why), "%s", rp.why != NULL ? rp.why : "");
                 logf_(r, "PROTO ");
                 return;
             }
