@@ -9,17 +9,32 @@
 #ifndef FW_CANCEL_H
 #define FW_CANCEL_H
 
-#include "conn.h"
+#include "channel.h"
+
+#include <stdint.h>
 
 typedef struct fw__cancel_s fw__cancel_t;
+
+/* Where and how to cancel: filled by the connection (fw__conn_cancel_target); borrowed for the
+ * fw__cancel_start call only. */
+typedef struct fw__cancel_target_s {
+    uv_loop_t *loop;
+    const struct sockaddr *peer; /* the exact address the query's connection uses */
+    socklen_t peer_len;
+    bool tcp;
+    fw__sock_tuning_t tuning;    /* keepalives on the cancel connection too (decision 9) */
+    const fw__tls_config_t *tls; /* NULL: the query's connection has no TLS */
+    int32_t pid, secret;         /* BackendKeyData */
+} fw__cancel_target_t;
 
 /* Runs once on the loop thread, never inside fw__cancel_start: status 0 when the server closed
  * the cancel connection, else an error (FW_ETIMEDOUT, FW_ETLS, a libuv code) with `why`. */
 typedef void (*fw__cancel_cb)(fw__cancel_t *k, int status, const char *why, void *ud);
 
-/* Starts cancelling c's running query. Returns 0, or an error (then cb never runs). */
-int fw__cancel_start(fw_conn_t *c, uint32_t timeout_ms, fw__cancel_cb cb, void *ud,
-                     fw__cancel_t **out);
+/* Starts cancelling the query running on the backend `t` names. Returns 0, or an error (then
+ * cb never runs). */
+int fw__cancel_start(const fw__cancel_target_t *t, uint32_t timeout_ms, fw__cancel_cb cb,
+                     void *ud, fw__cancel_t **out);
 
 /* Lets the cancel finish on its own (its connection closing, or its timer): cb never runs, and
  * it frees itself. For a connection that closes while its query's cancel is in flight: the

@@ -4,6 +4,8 @@
 #define FW_CONN_H
 
 #include "auth.h"
+#include "cancel.h"
+#include "channel.h"
 #include "conninfo.h"
 #include "dialer.h"
 #include "fwire.h"
@@ -44,6 +46,20 @@ typedef struct fw__derive_job_s {
     _Atomic bool cancel;
 } fw__derive_job_t;
 
+/*
+ * What the connection tells the query that holds it: conn->stream (a running query) or
+ * conn->cancel_stream (a query whose reply is over while its cancel connection is still out).
+ * The stream files set conn->hooks when a query begins.
+ */
+typedef struct fw__conn_hooks_s {
+    /* A write failed under the running query: the connection is bad. */
+    void (*failed)(struct fw_stream_s *s, int code, const char *why);
+    /* fw_conn_close while the query runs: apply what is pending, then end it. */
+    void (*closing)(struct fw_stream_s *s);
+    /* fw_conn_close while the query waits for its cancel connection: end it now. */
+    void (*cancel_closing)(struct fw_stream_s *s);
+} fw__conn_hooks_t;
+
 struct fw_conn_s {
     uv_loop_t *loop;
     fw_conn_opts_t opts; /* conninfo not kept (parsed into ci) */
@@ -59,15 +75,12 @@ struct fw_conn_s {
     uv_idle_t kick;   /* starts the connect from the loop */
     bool kick_open;
 
-    fw__sock_t sock;
-    bool sock_open;
+    fw__chan_t chan; /* the socket and TLS of this attempt, then of the connection */
     void (*sock_closed_then)(fw__dialer_t *d); /* the dialer's next step once it is gone */
 
     fw__tls_mode_t tls_mode;
     bool want_tls;
     bool retried_plain; /* prefer/allow: the one retry with the other transport was used */
-    fw__tls_t *tls;
-    bool tls_up;
     uint8_t cb_data[64];
     size_t cb_data_len;
 
@@ -106,6 +119,9 @@ struct fw_conn_s {
     /* A stream whose reply ended while its cancel connection still runs: no new query may
      * start until that ends (a late cancel would hit it). */
     struct fw_stream_s *cancel_stream;
+    /* How the connection tells stream and cancel_stream what happens to it (set by the stream
+     * files; conn.c calls nothing else of theirs). */
+    const fw__conn_hooks_t *hooks;
 
     /* fw_conn_when_idle: the waiting callback, checked from a zero timer (never inside the
      * call that made the connection idle, so user code runs from a clean stack) */
@@ -116,8 +132,10 @@ struct fw_conn_s {
     void *runtime_link;         /* threaded mode: the runtime's bookkeeping */
     struct fw_stream_s *stream; /* the query running now, or NULL (loop thread) */
 
-    uint8_t rbuf[64 * 1024];  /* socket reads */
-    uint8_t plain[64 * 1024]; /* TLS plaintext */
+    uint8_t rbuf[64 * 1024]; /* the channel's raw socket reads */
+    /* Plaintext of the attempt and the idle reader; lent to a running stream as the scratch
+     * where a message split across receive slabs is joined (conn->stream owns it then). */
+    uint8_t plain[64 * 1024];
 };
 
 void fw__conn_kick(uv_idle_t *h);
@@ -127,18 +145,34 @@ void fw__conn_idle_check(fw_conn_t *c);
 /* The TLS settings and TCP tuning of the connection (the cancel connection uses the same). */
 void fw__conn_tls_config(const fw_conn_t *c, fw__tls_config_t *cfg);
 void fw__conn_tuning(const fw_conn_t *c, fw__sock_tuning_t *t);
+/* Where and how to cancel the running query: *t (and *cfg, which t->tls points to when the
+ * connection has TLS; its strings are borrowed from c). */
+void fw__conn_cancel_target(const fw_conn_t *c, fw__cancel_target_t *t, fw__tls_config_t *cfg);
 /* Gives the connection up (a cancel that did not finish): bad, socket closed. */
 void fw__conn_abort(fw_conn_t *c);
-/* Sends c->out (through TLS when on) / the TLS engine's pending output. 0 or an error. */
+/* Sends c->out (through TLS when on). 0 or an error. */
 int fw__conn_flush_out(fw_conn_t *c);
-int fw__conn_flush_tls(fw_conn_t *c);
-/* The socket's read callback; a running stream takes the bytes, else the idle reader. */
-void fw__conn_readable(fw__sock_t *s);
-/* Plaintext received while no query runs: notices, notifications, an asynchronous FATAL. */
-void fw__conn_idle_bytes(fw_conn_t *c, const uint8_t *p, size_t n);
-/* After a stream ends: plaintext already inside OpenSSL goes to the idle reader now (no
- * socket event would bring it). */
-void fw__conn_drain_tls_idle(fw_conn_t *c);
+/*
+ * The idle reader takes the channel (back) over: at ReadyForQuery of the startup, and when a
+ * query ends. `rest` (borrowed for the call) is what the query's reader received after its
+ * ReadyForQuery; plaintext already inside OpenSSL is read now (no socket event would bring it).
+ * Nothing happens on a connection that is not READY or is closing.
+ */
+void fw__conn_resume_idle(fw_conn_t *c, const uint8_t *rest, size_t rest_len);
+/* A query begins: the start of a message the idle reader holds is copied to dst (cap bytes)
+ * and the idle reader is emptied. Returns the bytes copied. */
+size_t fw__conn_take_idle_bytes(fw_conn_t *c, uint8_t *dst, size_t cap);
+
+/* Between conn.c and conn_attempt.c. */
+extern const fw__dial_cbs_t fw__conn_dial_cbs;
+/* This address failed: noted; the next address, then host. */
+void fw__conn_attempt_failed(fw_conn_t *c, int code, const char *what);
+/* Closes the channel (if open) and runs `then` (a dialer step, or NULL) once it is gone. */
+void fw__conn_drop_socket(fw_conn_t *c, void (*then)(fw__dialer_t *));
+/* Releases the attempt's startup state (a running key derivation is cancelled). */
+void fw__conn_free_startup(fw_conn_t *c);
+/* Frees c once it is closing and nothing is pending. */
+void fw__conn_maybe_free(fw_conn_t *c);
 /* A NoticeResponse (counted in the metrics, then to notice_cb) and a NotificationResponse (to
  * notification_cb), decoded by servermsg.c. */
 void fw__conn_notice(void *ud, const fw__pq_msg_t *m);

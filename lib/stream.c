@@ -29,6 +29,7 @@
 enum { PUMP_NEED, PUMP_STALL, PUMP_OVER };
 
 static void adapt_chunk_size(fw_stream_t *s, bool stalled);
+static void on_readable(fw__chan_t *ch);
 
 /* ---- ending ---------------------------------------------------------------------------- */
 
@@ -136,11 +137,11 @@ static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
     s->stalled = false;
     s->paused = false;
     atomic_store_explicit(&s->stall_flag, false, memory_order_relaxed);
-    if (!s->reading && c->state == FW__CONN_READY && !c->closing)
-        fw__sock_read_start(&c->sock, fw__conn_readable); /* the idle reader takes over */
     s->reading = false;
-    if (rest_len > 0 && c->state == FW__CONN_READY && !c->closing)
-        fw__conn_idle_bytes(c, rest, rest_len);
+    /* The idle reader takes over, with what came after ReadyForQuery and what OpenSSL holds:
+     * before the consumer hears of the end, since its callback may start the next query,
+     * whose bytes must not go to the idle reader. */
+    fw__conn_resume_idle(c, rest, rest_len);
     if (s->rx.slab != NULL) {
         fw__pipe_slab_unref(&s->pipe, s->rx.slab);
         s->rx.slab = NULL;
@@ -151,10 +152,6 @@ static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
         s->last_chunk = s->pipe.open;
         s->pipe.open = NULL;
     }
-    /* Before the consumer hears of the end: its callback may start the next query, whose
-     * bytes must not go to the idle reader. */
-    if (!c->closing)
-        fw__conn_drain_tls_idle(c);
     if (s->cancel != NULL && !c->closing) {
         /* The reply is over but the cancel connection is not: no query may start on this
          * connection until the server has closed it (a late cancel would hit that query). */
@@ -189,7 +186,7 @@ static void conn_failed(fw_stream_t *s, int code, const char *why)
     c->err.code = code;
     if (s->lm.e != NULL)
         fw__lm_protocol_error(code);
-    fw__sock_read_stop(&c->sock);
+    fw__chan_read_stop(&c->chan);
     s->reading = false;
     fw__conn_log(c, FW_LOG_WARNING, "the connection failed during a query: %s", why);
     fw__stream_conn_gone(s, code, why);
@@ -308,40 +305,14 @@ static int parse(fw_stream_t *s)
 
 /*
  * One read into the slab: bytes > 0, UV_EAGAIN, UV_EOF or another error. With TLS, plaintext
- * OpenSSL already holds comes first, then one socket read is fed to it.
+ * OpenSSL already holds comes first (channel.c).
  */
 static ssize_t receive(fw_stream_t *s)
 {
-    fw_conn_t *c = s->conn;
     fw__slab_t *sl = s->rx.slab;
-    uint8_t *dst = sl->data + sl->used;
-    size_t cap = sl->cap - sl->used;
-    if (c->tls == NULL) {
-        ssize_t n = fw__sock_recv(&c->sock, dst, cap);
-        s->drained = n > 0 && (size_t)n < cap;
-        return n;
-    }
-    for (;;) {
-        long k = fw__tls_read(c->tls, dst, cap);
-        if (k > 0) {
-            s->drained = s->sock_short && !fw__tls_has_buffered(c->tls);
-            return k;
-        }
-        if (k == FW__TLS_CLOSED)
-            return UV_EOF;
-        if (k < 0)
-            return k;
-        ssize_t n = fw__sock_recv(&c->sock, c->rbuf, sizeof(c->rbuf));
-        if (n <= 0)
-            return n;
-        /* Drained once OpenSSL has handed out all of this short read (pump checks). */
-        s->sock_short = (size_t)n < sizeof(c->rbuf);
-        if (fw__tls_feed(c->tls, c->rbuf, (size_t)n) < 0)
-            return FW_ENOMEM;
-        /* OpenSSL may answer (a key update, a ticket acknowledgement). */
-        if (fw__conn_flush_tls(c) < 0)
-            return UV_EPIPE;
-    }
+    ssize_t n = fw__chan_read(&s->conn->chan, sl->data + sl->used, sl->cap - sl->used);
+    s->drained = s->conn->chan.drained;
+    return n;
 }
 
 /* ---- backpressure ---------------------------------------------------------------------- */
@@ -381,14 +352,14 @@ void fw__stream_set_reading(fw_stream_t *s)
 {
     fw_conn_t *c = s->conn;
     bool want = c != NULL && !s->stalled && !s->paused && c->state == FW__CONN_READY &&
-                !c->closing && c->sock_open;
+                !c->closing && c->chan.open;
     if (want == s->reading)
         return;
     s->reading = want;
     if (want)
-        fw__sock_read_start(&c->sock, fw__conn_readable);
-    else if (c != NULL && c->sock_open)
-        fw__sock_read_stop(&c->sock);
+        fw__chan_read_start(&c->chan, on_readable, s);
+    else if (c != NULL)
+        fw__chan_read_stop(&c->chan);
 }
 
 void fw__stream_unstall(fw_stream_t *s)
@@ -493,7 +464,7 @@ void fw__stream_pump(fw_stream_t *s)
         }
         if (reads >= MAX_READS) {
             /* Plaintext inside OpenSSL raises no socket event: come back for it. */
-            if (s->conn->tls != NULL && fw__tls_has_buffered(s->conn->tls))
+            if (fw__chan_has_buffered(&s->conn->chan))
                 uv_async_send(&s->wake);
             break;
         }
@@ -513,7 +484,7 @@ void fw__stream_pump(fw_stream_t *s)
         }
         if (n < 0) {
             const char *why = n == UV_EOF    ? "server closed the connection unexpectedly"
-                              : n == FW_ETLS ? fw__tls_error(s->conn->tls)
+                              : n == FW_ETLS ? fw__chan_tls_error(&s->conn->chan)
                                              : fw_strerror((int)n);
             /* A FATAL ErrorResponse before the end is the reason worth reporting. */
             conn_failed(s, n == UV_EOF ? FW_ECLOSED : (int)n, why);
@@ -526,9 +497,9 @@ void fw__stream_pump(fw_stream_t *s)
     s->in_pump = false;
 }
 
-void fw__stream_readable(fw_stream_t *s)
+static void on_readable(fw__chan_t *ch)
 {
-    fw__stream_pump(s);
+    fw__stream_pump(ch->reader);
 }
 
 void fw__stream_on_wake(uv_async_t *h)
@@ -573,13 +544,9 @@ int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, bool preamble)
     s->last_rx = uv_now(c->loop);
     s->wake_alive = true;
     /* Bytes the idle reader holds (the start of an asynchronous message) come first. */
-    fw__pq_reader_t *r = &c->reader;
-    if (r->spill_len > 0 && r->spill_len <= FW__STREAM_SLAB) {
-        memcpy(s->rx.scratch, r->spill, r->spill_len);
-        s->rx.parked = r->spill_len;
-    }
-    fw__pq_reader_free(r);
-    fw__pq_reader_init(r, NULL, &fw__pq_alloc);
+    s->rx.parked = fw__conn_take_idle_bytes(c, s->rx.scratch, s->rx.scratch_cap);
     c->stream = s;
+    c->hooks = &fw__stream_conn_hooks;
+    fw__chan_read_start(&c->chan, on_readable, s);
     return 0;
 }

@@ -80,7 +80,10 @@ void fw__stream_start_cancel(fw_stream_t *s, int code, const char *why)
         lm_pause_over(s);
     }
     fw__stream_unstall(s); /* nothing is queued any more: never wait for the consumer */
-    int rc = fw__cancel_start(c, s->cancel_timeout_ms, on_cancel_done, s, &s->cancel);
+    fw__cancel_target_t target;
+    fw__tls_config_t tls;
+    fw__conn_cancel_target(c, &target, &tls);
+    int rc = fw__cancel_start(&target, s->cancel_timeout_ms, on_cancel_done, s, &s->cancel);
     if (rc < 0) {
         s->cancel = NULL;
         fw__conn_log(c, FW_LOG_WARNING,
@@ -214,7 +217,23 @@ void fw__stream_control(fw_stream_t *s)
     }
 }
 
-void fw__stream_cancel_conn_closing(fw_stream_t *s)
+/* ---- what the connection tells the stream (conn.h, fw__conn_hooks_t) ------------------- */
+
+static void on_conn_failed(fw_stream_t *s, int code, const char *why)
+{
+    fw__stream_conn_gone(s, code, why);
+}
+
+static void on_conn_closing(fw_stream_t *s)
+{
+    /* A cancel the consumer asked for (fw_stream_cancel, fw_stream_free) but the loop has not
+     * applied yet is sent now, before the connection goes. */
+    fw__stream_control(s);
+    if (s->conn != NULL)
+        fw__stream_conn_gone(s, FW_ECLOSED, "the connection was closed while the query was running");
+}
+
+static void on_conn_closing_cancel(fw_stream_t *s)
 {
     /* The connection closes while the stream waits for its cancel connection: that one runs
      * to its end on its own. */
@@ -225,9 +244,5 @@ void fw__stream_cancel_conn_closing(fw_stream_t *s)
     fw__stream_finish(s);
 }
 
-void fw__stream_conn_closing(fw_stream_t *s)
-{
-    /* A cancel the consumer asked for (fw_stream_cancel, fw_stream_free) but the loop has not
-     * applied yet is sent now, before the connection goes. */
-    fw__stream_control(s);
-}
+const fw__conn_hooks_t fw__stream_conn_hooks = {on_conn_failed, on_conn_closing,
+                                                on_conn_closing_cancel};

@@ -87,7 +87,6 @@ struct fw_stream_s {
     uint64_t signaled_rows;  /* rows pushed when the consumer was last signalled */
     uint64_t signaled_bytes; /* and JSON bytes pushed then */
     bool drained;            /* the last read emptied the socket (and OpenSSL) */
-    bool sock_short;         /* TLS: the last socket read was short */
 
     /* ---- producer -> a sleeping consumer (threaded mode) ---- */
     pthread_mutex_t mu;
@@ -127,7 +126,6 @@ void fw__stream_start_on_loop(void *arg);
 void fw__stream_set_err(fw_error_t *err, int code, const char *msg);
 
 /* Producer (stream.c), loop thread. */
-void fw__stream_readable(fw_stream_t *s);
 void fw__stream_on_wake(uv_async_t *h);
 void fw__stream_conn_gone(fw_stream_t *s, int code, const char *why);
 int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, bool preamble);
@@ -139,8 +137,8 @@ void fw__stream_finish(fw_stream_t *s);
 void fw__stream_control(fw_stream_t *s);
 void fw__stream_ctl_begin(fw_stream_t *s);
 void fw__stream_start_cancel(fw_stream_t *s, int code, const char *why);
-void fw__stream_cancel_conn_closing(fw_stream_t *s);
-void fw__stream_conn_closing(fw_stream_t *s);
+/* What the connection calls when it fails or closes under a query (conn.h). */
+extern const fw__conn_hooks_t fw__stream_conn_hooks;
 void fw__stream_unref(fw_stream_t *s);
 /* stream_wake.c, loop thread: tells the consumer rows (or the end) are there; `now` skips the
  * threaded mode's batching. May run user code (embedded mode). */
