@@ -4,11 +4,11 @@
 
 #include "fw_util.h"
 
-#include <stddef.h>
 
+/* The socket's owner pointer is its channel (set in fw__chan_connect). */
 static fw__chan_t *chan_of(fw__sock_t *s)
 {
-    return (fw__chan_t *)((char *)s - offsetof(fw__chan_t, sock));
+    return s->data;
 }
 
 static void on_sock_error(fw__sock_t *s, int err)
