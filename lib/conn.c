@@ -226,7 +226,9 @@ static void idle_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
             fw__conn_notification(c, &m);
             if (c->closing)
                 return;
-        } else if (m.type != 'S') {
+        } else if (m.type == 'S') {
+            fw__conn_param(c, &m);
+        } else {
             c->state = FW__CONN_BAD; /* nothing else may arrive without a query */
             c->err.code = FW_EPROTO_UNEXPECTED;
         }
@@ -418,6 +420,8 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
     c->keepalives_idle = c->ci->keepalives_idle >= 0 ? c->ci->keepalives_idle : 30;
     c->keepalives_interval = c->ci->keepalives_interval >= 0 ? c->ci->keepalives_interval : 10;
     c->keepalives_count = c->ci->keepalives_count >= 0 ? c->ci->keepalives_count : 3;
+    if (c->ci->load_balance_hosts == FW__LB_RANDOM)
+        fw__dial_shuffle_hosts(c->ci->hosts, c->ci->nhosts);
     fw__dial_init(&c->dial, loop, c->ci, &fw__conn_dial_cbs, c);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
@@ -604,7 +608,62 @@ int fw_conn_info(const fw_conn_t *c, fw_conn_info_t *info)
     info->channel_binding = c->method == FW__AUTH_SCRAM_PLUS;
     info->backend_pid = c->backend_pid;
     info->connect_seconds = c->connect_seconds;
+    info->role = c->role_at_connect;
+    info->read_only = c->read_only_at_connect;
     return 0;
+}
+
+const char *fw_server_role_name(fw_server_role_t role)
+{
+    switch (role) {
+    case FW_ROLE_PRIMARY:
+        return "primary";
+    case FW_ROLE_STANDBY:
+        return "standby";
+    case FW_ROLE_UNKNOWN:
+        break;
+    }
+    return "unknown";
+}
+
+fw_server_role_t fw_conn_role(const fw_conn_t *c)
+{
+    if (c == NULL)
+        return FW_ROLE_UNKNOWN;
+    return (fw_server_role_t)atomic_load_explicit(&c->role, memory_order_relaxed);
+}
+
+bool fw_conn_read_only(const fw_conn_t *c)
+{
+    return c != NULL && atomic_load_explicit(&c->read_only, memory_order_relaxed);
+}
+
+void fw__conn_set_role(fw_conn_t *c)
+{
+    fw_server_role_t role = fw__route_role(&c->facts);
+    bool ro = fw__route_read_only(&c->facts);
+    atomic_store_explicit(&c->role, (int)role, memory_order_relaxed);
+    atomic_store_explicit(&c->read_only, ro, memory_order_relaxed);
+}
+
+void fw__conn_param(fw_conn_t *c, const fw__pq_msg_t *m)
+{
+    fw_server_role_t before = fw__route_role(&c->facts);
+    if (!fw__route_facts_update(&c->facts, (const char *)m->u.param.name.ptr, m->u.param.name.len,
+                                (const char *)m->u.param.value.ptr, m->u.param.value.len))
+        return;
+    fw__conn_set_role(c);
+    fw_server_role_t now = fw__route_role(&c->facts);
+    if (now != before)
+        fw__conn_log(c, FW_LOG_WARNING, "the server at %s is now a %s (it was a %s)",
+                     fw__dial_address(&c->dial), fw_server_role_name(now),
+                     fw_server_role_name(before));
+}
+
+void fw__conn_saw_read_only(fw_conn_t *c)
+{
+    c->facts.session_read_only = FW__TRI_YES;
+    atomic_store_explicit(&c->read_only, true, memory_order_relaxed);
 }
 
 const char *fw_conn_parameter(const fw_conn_t *c, const char *name)

@@ -10,6 +10,7 @@
 #include "dialer.h"
 #include "fwire.h"
 #include "proto.h"
+#include "route.h"
 #include "sock.h"
 #include "startup.h"
 #include "tls.h"
@@ -84,6 +85,16 @@ struct fw_conn_s {
     uint8_t cb_data[64];
     size_t cb_data_len;
 
+    /* routing (route.h): what this attempt's server says it is; the target check's query */
+    fw__route_facts_t facts;
+    bool pass2;     /* prefer-standby found no standby: the second pass takes any server */
+    bool checking;  /* the target check's query is out; its reply goes to `reader` */
+    bool check_got; /* ... and its one row came */
+    bool check_null;
+    char check_value[16];
+    size_t check_len;
+    const char *check_query;
+
     fw__startup_t *su;      /* this attempt's startup exchange */
     fw__derive_job_t *job;  /* its key derivation, while one runs */
     fw__pq_buf_t out;       /* messages to send */
@@ -114,6 +125,12 @@ struct fw_conn_s {
     int32_t backend_pid;
     int32_t backend_secret; /* BackendKeyData, for CancelRequest */
     double connect_seconds;
+    fw_server_role_t role_at_connect;
+    bool read_only_at_connect;
+    /* now: updated by the loop thread when the server reports a change (or 25006), read from
+     * any thread (fw_conn_role, fw_conn_read_only) */
+    _Atomic int role;
+    _Atomic bool read_only;
     struct sockaddr_storage peer; /* the address connected to (TCP or unix) */
     socklen_t peer_len;
     /* A stream whose reply ended while its cancel connection still runs: no new query may
@@ -177,6 +194,13 @@ void fw__conn_maybe_free(fw_conn_t *c);
  * notification_cb), decoded by servermsg.c. */
 void fw__conn_notice(void *ud, const fw__pq_msg_t *m);
 void fw__conn_notification(fw_conn_t *c, const fw__pq_msg_t *m);
+/* A ParameterStatus after the connect (idle or during a query): a change of in_hot_standby or
+ * default_transaction_read_only updates the role (logged). */
+void fw__conn_param(fw_conn_t *c, const fw__pq_msg_t *m);
+/* A query failed with SQLSTATE 25006: the session is read-only from now on. */
+void fw__conn_saw_read_only(fw_conn_t *c);
+/* The facts say what the server is now (after the connect or a change). */
+void fw__conn_set_role(fw_conn_t *c);
 void fw__conn_trace_in(void *ud, const fw__pq_msg_t *m);
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))

@@ -135,12 +135,12 @@ static void on_timeout(uv_timer_t *t)
     char what[160];
     snprintf(what, sizeof(what), "timeout expired during the %s phase (connect_timeout=%d s)",
              fw_phase_name(c->phase), c->ci->connect_timeout);
-    /* libpq moves on to the next host after a timeout. */
+    /* libpq gives up on this address after a timeout and tries the next one. */
     note_attempt(c, FW_ETIMEDOUT, what);
     fw__conn_free_startup(c); /* a running PBKDF2 is cancelled; its job is freed in after_derive */
     if (fw__dial_timeout(&c->dial))
         return; /* a lookup was in flight: the dialer moves on once it ends */
-    fw__conn_drop_socket(c, fw__dial_next_host);
+    fw__conn_drop_socket(c, fw__dial_next_address);
 }
 
 static void arm_timer(fw_conn_t *c)
@@ -178,6 +178,126 @@ static void after_derive(uv_work_t *w, int status)
     handle_startup(c, fw__startup_derived(c->su, rc));
 }
 
+/* ---- the target check (target_session_attrs, route.h) ---------------------------------- */
+
+/* The server is of the kind wanted: the connection is made. */
+static void accept_server(fw_conn_t *c)
+{
+    c->checking = false;
+    fw__conn_set_role(c);
+    c->role_at_connect = fw__route_role(&c->facts);
+    c->read_only_at_connect = fw__route_read_only(&c->facts);
+    c->connect_seconds = (double)(uv_hrtime() - c->t_start) / 1e9;
+    c->err.message[0] = '\0';
+    static const char *const methods[] = {"no authentication", "a cleartext password", "md5",
+                                          "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"};
+    fw__conn_log(c, FW_LOG_INFO, "connected to %s (backend %d, %s) with %s in %.1f ms",
+                 fw__dial_address(&c->dial), (int)c->backend_pid,
+                 fw_server_role_name(c->role_at_connect), methods[c->method],
+                 c->connect_seconds * 1e3);
+    finish(c, 0);
+}
+
+/* The server is not of the kind wanted: closed politely (Terminate, as libpq does), and the
+ * next host is tried; `why` is libpq's sentence. */
+static void refuse_server(fw_conn_t *c, const char *why)
+{
+    c->checking = false;
+    note_attempt(c, FW_EROUTE, why);
+    fw__pq_buf_reset(&c->out);
+    if (fw__pq_put_terminate(&c->out) == 0)
+        (void)fw__conn_flush_out(c);
+    fw__chan_shutdown(&c->chan);
+    fw__pq_buf_reset(&c->out);
+    fw__conn_drop_socket(c, fw__dial_next_host);
+}
+
+static void check_target(fw_conn_t *c)
+{
+    fw__tsa_t target = c->pass2 ? FW__TSA_ANY : c->ci->target_session_attrs;
+    const char *query = NULL, *why = NULL;
+    switch (fw__route_judge(target, &c->facts, &query, &why)) {
+    case FW__ROUTE_OK:
+        accept_server(c);
+        return;
+    case FW__ROUTE_WRONG:
+        refuse_server(c, why);
+        return;
+    case FW__ROUTE_ASK:
+        break;
+    }
+    /* A server that does not report what decides (before PostgreSQL 14): ask it, as libpq. */
+    c->checking = true;
+    c->check_got = false;
+    c->check_query = query;
+    fw__pq_buf_reset(&c->out);
+    int rc = fw__pq_put_query(&c->out, query);
+    if (rc == 0)
+        rc = fw__conn_flush_out(c);
+    if (rc < 0)
+        fw__conn_attempt_failed(c, rc, fw_strerror(rc));
+}
+
+/* The reply to the check query: one row of one column, then ReadyForQuery. */
+static void check_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
+{
+    fw__pq_msg_t m;
+    int rc = fw__pq_reader_feed(&c->reader, p, n);
+    while (rc >= 0 && (rc = fw__pq_reader_next(&c->reader, &m)) == 1) {
+        fw__conn_trace_in(c, &m);
+        switch (m.type) {
+        case 'T':
+        case 'C':
+            break;
+        case 'S':
+            (void)fw__route_facts_update(&c->facts, (const char *)m.u.param.name.ptr,
+                                         m.u.param.name.len, (const char *)m.u.param.value.ptr,
+                                         m.u.param.value.len);
+            break;
+        case 'N':
+            fw__conn_notice(c, &m);
+            if (c->closing)
+                return;
+            break;
+        case 'D': {
+            fw__pq_col_t col;
+            if (c->check_got || fw__pq_datarow_one(&m, &col) < 0) {
+                rc = FW_EPROTO_UNEXPECTED;
+                break;
+            }
+            c->check_got = true;
+            c->check_null = col.is_null;
+            c->check_len = col.value.len < sizeof(c->check_value) ? col.value.len : 0;
+            if (c->check_len > 0)
+                memcpy(c->check_value, col.value.ptr, c->check_len);
+            break;
+        }
+        case 'E':
+            /* The answer is missing: this server cannot be judged (libpq moves on too). */
+            c->check_got = false;
+            break;
+        case 'Z': {
+            fw__tsa_t target = c->pass2 ? FW__TSA_ANY : c->ci->target_session_attrs;
+            const char *why = NULL;
+            const char *v = c->check_got && !c->check_null ? c->check_value : NULL;
+            if (fw__route_answer(target, &c->facts, v, v != NULL ? c->check_len : 0, &why) ==
+                FW__ROUTE_OK)
+                accept_server(c);
+            else
+                refuse_server(c, why);
+            return;
+        }
+        default:
+            rc = FW_EPROTO_UNEXPECTED;
+            break;
+        }
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0)
+        fw__conn_attempt_failed(c, rc, fw_strerror(rc));
+}
+
 static void on_ready(fw_conn_t *c)
 {
     /* Snapshot what fw_conn_info reports: it must not change under another thread. */
@@ -200,7 +320,8 @@ static void on_ready(fw_conn_t *c)
     c->method = c->su->method;
     c->backend_pid = c->su->pid;
     c->backend_secret = c->su->secret;
-    c->connect_seconds = (double)(uv_hrtime() - c->t_start) / 1e9;
+    fw__route_facts_from_params(&c->params, &c->facts);
+    c->facts.server_version_num = c->server_version_num;
     /* The connection keeps reading while idle, so an asynchronous FATAL shows up at once;
      * the startup reader (with any bytes after ReadyForQuery) is handed over. */
     fw__pq_reader_free(&c->reader);
@@ -208,13 +329,7 @@ static void on_ready(fw_conn_t *c)
     fw__pq_reader_set_startup(&c->reader, false);
     fw__pq_reader_init(&c->su->reader, NULL, &fw__pq_alloc);
     fw__conn_free_startup(c);
-    c->err.message[0] = '\0';
-    static const char *const methods[] = {"no authentication", "a cleartext password", "md5",
-                                          "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"};
-    fw__conn_log(c, FW_LOG_INFO, "connected to %s (backend %d) with %s in %.1f ms",
-                 fw__dial_address(&c->dial), (int)c->backend_pid, methods[c->method],
-                 c->connect_seconds * 1e3);
-    finish(c, 0);
+    check_target(c);
 }
 
 static void handle_startup(fw_conn_t *c, fw__su_result_t r)
@@ -430,6 +545,8 @@ static void attempt_readable(fw__chan_t *ch)
             on_ssl_response(c, p, (size_t)n);
         else if (raw)
             on_handshake_bytes(c, p, (size_t)n);
+        else if (c->checking)
+            check_bytes(c, p, (size_t)n);
         else
             handle_startup(c, fw__startup_feed(c->su, p, (size_t)n));
     }
@@ -486,6 +603,13 @@ static void reset_attempt(fw_conn_t *c)
 {
     fw__conn_free_startup(c);
     fw__pq_buf_reset(&c->out);
+    memset(&c->facts, 0, sizeof(c->facts));
+    c->facts.in_hot_standby = c->facts.default_read_only = FW__TRI_UNKNOWN;
+    c->facts.session_read_only = FW__TRI_UNKNOWN;
+    c->checking = false;
+    c->check_got = false;
+    fw__pq_reader_free(&c->reader); /* a target check's reply of the attempt before */
+    fw__pq_reader_init(&c->reader, NULL, &fw__pq_alloc);
 }
 
 static void dial_on_host(fw__dialer_t *d)
@@ -511,6 +635,7 @@ static void dial_on_address(fw__dialer_t *d, const struct sockaddr *sa, socklen_
                  c->want_tls && !fw__dial_is_unix(d) ? ", asking for TLS" : "",
                  c->retried_plain ? ", second try" : "", (unsigned)fw__dial_host(d)->port_num);
     c->phase = FW_PHASE_CONNECT;
+    arm_timer(c); /* connect_timeout starts again for every address (libpq) */
     /* Kept for the cancel connection, which must reach exactly this address. */
     if ((size_t)len <= sizeof(c->peer)) {
         memcpy(&c->peer, sa, (size_t)len);
@@ -534,6 +659,13 @@ static void dial_on_exhausted(fw__dialer_t *d)
 {
     fw_conn_t *c = d->data;
     reset_attempt(c);
+    if (c->ci->target_session_attrs == FW__TSA_PREFER_STANDBY && !c->pass2) {
+        /* No standby anywhere: a second pass over every host takes any server (libpq). */
+        c->pass2 = true;
+        fw__conn_log(c, FW_LOG_INFO, "no standby found; trying every host again for any server");
+        fw__dial_start(d);
+        return;
+    }
     finish(c, c->err.code != 0 ? c->err.code : FW_ECLOSED);
 }
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The dialer: hosts in the order given, and for each host its addresses in the order the
- * resolver returns them, one at a time. It knows nothing of sockets, TLS or the protocol; the
+ * resolver returns them, one at a time; with load_balance_hosts=random, both orders shuffled
+ * (PostgreSQL 16's rule: the hosts once per connection, each host's addresses once resolved). It knows nothing of sockets, TLS or the protocol; the
  * connection reports back when an address is done (dialer.h).
  *
  * Lifetime: every callback may close the owner; each path that calls one out checks `closed`
@@ -11,12 +12,88 @@
 
 #include "alloc.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 static void try_host(fw__dialer_t *d);
 static void try_address(fw__dialer_t *d);
+
+/* ---- load_balance_hosts=random ---------------------------------------------------------- */
+
+/*
+ * One random source per process: a counter seeded once from the kernel (uv_random), each draw
+ * a fetch-add of the golden ratio finished by splitmix64's mixer. Lock-free, so connections on
+ * any number of loop threads draw from it at once; not for secrets (nothing here is one).
+ */
+static _Atomic uint64_t lb_counter;
+static pthread_once_t lb_once = PTHREAD_ONCE_INIT;
+
+static void lb_seed(void)
+{
+    uint64_t seed = 0;
+    if (uv_random(NULL, NULL, &seed, sizeof(seed), 0, NULL) != 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+               ((uint64_t)getpid() << 32);
+    }
+    atomic_store(&lb_counter, seed);
+}
+
+static uint64_t lb_next(void)
+{
+    (void)pthread_once(&lb_once, lb_seed);
+    uint64_t z = atomic_fetch_add_explicit(&lb_counter, UINT64_C(0x9E3779B97F4A7C15),
+                                           memory_order_relaxed) +
+                 UINT64_C(0x9E3779B97F4A7C15);
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* A uniform index below n (n > 0): the high bits of a 64x32 multiply (n is small; the bias of
+ * at most n / 2^32 is far below anything a test or a load balancer could see). */
+static size_t lb_below(size_t n)
+{
+    return (size_t)(((lb_next() >> 32) * (uint64_t)n) >> 32);
+}
+
+void fw__dial_shuffle_hosts(fw__conninfo_host_t *hosts, size_t n)
+{
+    for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
+        size_t j = lb_below(i);
+        fw__conninfo_host_t t = hosts[i - 1];
+        hosts[i - 1] = hosts[j];
+        hosts[j] = t;
+    }
+}
+
+/* The resolver's list of one host, shuffled in place (its nodes relinked). */
+static struct addrinfo *shuffle_addrs(struct addrinfo *list)
+{
+    struct addrinfo *a[64];
+    size_t n = 0;
+    for (struct addrinfo *p = list; p != NULL && n < 64; p = p->ai_next)
+        a[n++] = p;
+    if (n < 2)
+        return list;
+    struct addrinfo *rest = a[n - 1]->ai_next; /* beyond 64 addresses: kept in order, last */
+    for (size_t i = n; i > 1; i--) {
+        size_t j = lb_below(i);
+        struct addrinfo *t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+    for (size_t i = 0; i + 1 < n; i++)
+        a[i]->ai_next = a[i + 1];
+    a[n - 1]->ai_next = rest;
+    return a[0];
+}
 
 void fw__dial_init(fw__dialer_t *d, uv_loop_t *loop, const fw__conninfo_t *ci,
                    const fw__dial_cbs_t *cbs, void *data)
@@ -158,7 +235,6 @@ bool fw__dial_timeout(fw__dialer_t *d)
         d->gai_stale = true;
         return true;
     }
-    d->ai_cur = NULL;
     return false;
 }
 
@@ -233,6 +309,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         fw__dial_next_host(d);
         return;
     }
+    if (d->ci->load_balance_hosts == FW__LB_RANDOM)
+        res = shuffle_addrs(res);
     d->ai_list = d->ai_cur = res;
     try_address(d);
 }

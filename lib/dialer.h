@@ -64,8 +64,11 @@ struct fw__dialer_s {
 /* Caller-owned storage; `ci` and `cbs` must outlive the dialer. Starts nothing. */
 void fw__dial_init(fw__dialer_t *d, uv_loop_t *loop, const fw__conninfo_t *ci,
                    const fw__dial_cbs_t *cbs, void *data);
-/* The first host. */
+/* The first host (again: prefer-standby's second pass starts over). */
 void fw__dial_start(fw__dialer_t *d);
+/* load_balance_hosts=random: shuffles the hosts in place (call once per connection, before
+ * the dialer starts). Any thread: the random source is one per process, lock-free. */
+void fw__dial_shuffle_hosts(fw__conninfo_host_t *hosts, size_t n);
 /* The current address is done: the host's next address, or the next host after the last. */
 void fw__dial_next_address(fw__dialer_t *d);
 /* The current host is done: the next host (its addresses not tried are skipped). */
@@ -75,7 +78,7 @@ void fw__dial_retry(fw__dialer_t *d);
 /*
  * connect_timeout fired for this host. True when a lookup was in flight: it is cancelled and the
  * dialer moves to the next host once its callback has run. False otherwise: the owner closes
- * its socket and then calls fw__dial_next_host.
+ * its socket and then calls fw__dial_next_address (libpq: the timer is per address).
  */
 bool fw__dial_timeout(fw__dialer_t *d);
 /* The owner is closing: no callback but on_released runs from now on; a lookup in flight is

@@ -237,6 +237,36 @@ typedef void (*fw_idle_cb)(fw_conn_t *conn, int status, void *ud);
  */
 FW_EXTERN int fw_conn_when_idle(fw_conn_t *conn, fw_idle_cb cb, void *ud);
 
+/*
+ * The kind of server a connection is on. PostgreSQL 14 and later report in_hot_standby at
+ * start-up and again when it changes (a promotion); for an older server the role is known only
+ * when target_session_attrs made fwire ask (SELECT pg_is_in_recovery()).
+ */
+typedef enum fw_server_role_e {
+    FW_ROLE_UNKNOWN = 0,
+    FW_ROLE_PRIMARY = 1, /* not in recovery: accepts writes unless sessions are read-only */
+    FW_ROLE_STANDBY = 2  /* a hot standby: read-only */
+} fw_server_role_t;
+
+/* "unknown", "primary" or "standby". Static. Thread: any. */
+FW_EXTERN const char *fw_server_role_name(fw_server_role_t role);
+
+/*
+ * The role of the server `conn` is on now: it changes when the server reports a new
+ * in_hot_standby (a standby promoted while connected). A pool compares it with the role at
+ * connect (fw_conn_info_t.role) to retire a connection whose server changed. FW_ROLE_UNKNOWN
+ * for NULL or a connection never connected. Thread: any (an atomic read).
+ */
+FW_EXTERN fw_server_role_t fw_conn_role(const fw_conn_t *conn);
+
+/*
+ * Whether a session on `conn` is read-only now: the server is a hot standby, its
+ * default_transaction_read_only is on, or a query failed with SQLSTATE 25006 (read-only SQL
+ * transaction; the error itself reaches the stream as FW_ESERVER with that SQLSTATE). false for
+ * NULL. Thread: any (an atomic read).
+ */
+FW_EXTERN bool fw_conn_read_only(const fw_conn_t *conn);
+
 /* Facts about a connected connection. Strings are borrowed until the connection is closed. */
 typedef struct fw_conn_info_s {
     int server_version; /* server_version_num, e.g. 150018 */
@@ -254,7 +284,10 @@ typedef struct fw_conn_info_s {
     bool channel_binding;    /* SCRAM-SHA-256-PLUS was used */
     int32_t backend_pid;
     double connect_seconds; /* from fw_conn_connect to the first ReadyForQuery */
-    void *reserved[8];
+    fw_server_role_t role;  /* at connect (fw_conn_role: now) */
+    bool read_only;         /* at connect (fw_conn_read_only: now) */
+    /* Room for later fields without changing the size on LP64 (the two above took one). */
+    void *reserved[7];
 } fw_conn_info_t;
 
 /*

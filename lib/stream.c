@@ -210,6 +210,8 @@ static int on_event(fw_stream_t *s, const fw__reply_event_t *ev)
     case FW__RE_SERVER_ERROR:
         if (ev->fatal)
             c->state = FW__CONN_BAD; /* the server closes next; EOF ends the stream */
+        if (strcmp(s->err.sqlstate, "25006") == 0)
+            fw__conn_saw_read_only(c); /* read-only SQL transaction: a pool retires it */
         break;
     case FW__RE_NOTICE:
         fw__conn_notice(c, &ev->msg);
@@ -220,6 +222,8 @@ static int on_event(fw_stream_t *s, const fw__reply_event_t *ev)
     case FW__RE_NONE:
     case FW__RE_ROW:
     case FW__RE_PARAM:
+        fw__conn_param(c, &ev->msg); /* a promotion says in_hot_standby=off */
+        break;
     case FW__RE_READY:
         break;
     }
