@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The allocator hook (fw_allocator_set) and the internal wrappers every lib/ file uses. */
+/* The allocator hook (fw_allocator_set), the internal wrappers every lib/ file uses, and the
+ * hook as one fw_allocator_t for the leaves. */
 #include "alloc.h"
 
 #include <stdint.h>
@@ -74,40 +75,23 @@ char *fw__strdup(const char *s)
     return d;
 }
 
-static void *pq_realloc(void *ud, void *ptr, size_t size)
+/* Each call reads the hook installed at that moment, as the fw__ functions above do. */
+static void *route_malloc(void *ud, size_t size)
+{
+    (void)ud;
+    return fw__malloc(size);
+}
+
+static void *route_realloc(void *ud, void *ptr, size_t size)
 {
     (void)ud;
     return fw__realloc(ptr, size);
 }
 
-static void pq_free(void *ud, void *ptr)
+static void route_free(void *ud, void *ptr)
 {
     (void)ud;
     fw__free(ptr);
 }
 
-const fw__pq_alloc_t fw__pq_alloc = {pq_realloc, pq_free, NULL};
-
-/* The ring wants aligned memory: over-allocate and keep the original pointer just before the
- * aligned block. */
-static void *ring_alloc(void *ud, size_t size, size_t align)
-{
-    (void)ud;
-    if (size > SIZE_MAX - align - sizeof(void *))
-        return NULL;
-    uint8_t *raw = fw__malloc(size + align + sizeof(void *));
-    if (raw == NULL)
-        return NULL;
-    uintptr_t p = ((uintptr_t)raw + sizeof(void *) + align - 1) & ~(uintptr_t)(align - 1);
-    ((void **)p)[-1] = raw;
-    return (void *)p;
-}
-
-static void ring_free(void *ud, void *p)
-{
-    (void)ud;
-    if (p != NULL)
-        fw__free(((void **)p)[-1]);
-}
-
-const fw__ring_alloc_t fw__ring_alloc = {ring_alloc, ring_free, NULL};
+const fw_allocator_t fw__alloc = {route_malloc, route_realloc, route_free, NULL};

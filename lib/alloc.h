@@ -2,14 +2,12 @@
 /*
  * Private to lib/: every allocation fwire makes goes through the hook of fw_allocator_set(), so
  * an embedder can account for it (and a test can count calls on the hot path). The leaves take
- * the same hook through their own allocator structs, built here.
+ * the same hook as fw__alloc.
  */
 #ifndef FW_ALLOC_H
 #define FW_ALLOC_H
 
 #include "fwire.h"
-#include "proto.h"
-#include "stream.h"
 
 #include <stddef.h>
 
@@ -19,8 +17,11 @@ void *fw__realloc(void *ptr, size_t size);
 void fw__free(void *ptr);
 char *fw__strdup(const char *s);
 
-/* The hook in the shape proto/ and stream/ take it. */
-extern const fw__pq_alloc_t fw__pq_alloc;
-extern const fw__ring_alloc_t fw__ring_alloc;
+/*
+ * The hook for proto/ and stream/, which take the public fw_allocator_t: its functions call
+ * fw__malloc/fw__realloc/fw__free, so they reach whatever fw_allocator_set() installed. Memory
+ * aligned past malloc's comes from stream/'s fw__aligned_alloc() on top of it.
+ */
+extern const fw_allocator_t fw__alloc;
 
 #endif /* FW_ALLOC_H */

@@ -95,7 +95,7 @@ static void on_write_error(fw__chan_t *ch, int err)
 static void send_request(fw__cancel_t *k)
 {
     fw__pq_buf_t b;
-    fw__pq_buf_init(&b, &fw__pq_alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
     int rc = fw__pq_put_cancel_request(&b, k->pid, k->secret);
     if (rc == 0)
         rc = fw__chan_write(&k->chan, b.data, b.len);
@@ -184,7 +184,7 @@ static void on_connected(fw__chan_t *ch, int status)
     }
     k->state = K_SSL_RESPONSE;
     fw__pq_buf_t b;
-    fw__pq_buf_init(&b, &fw__pq_alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
     int rc = fw__pq_put_ssl_request(&b);
     if (rc == 0)
         rc = fw__chan_write(ch, b.data, b.len);

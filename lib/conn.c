@@ -278,7 +278,7 @@ size_t fw__conn_take_idle_bytes(fw_conn_t *c, uint8_t *dst, size_t cap)
         n = r->spill_len;
     }
     fw__pq_reader_free(r);
-    fw__pq_reader_init(r, NULL, &fw__pq_alloc);
+    fw__pq_reader_init(r, NULL, &fw__alloc);
     return n;
 }
 
@@ -359,8 +359,8 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
     c->opts.conninfo = NULL; /* borrowed: parsed below, never kept */
     c->loop = loop;
     fw__chan_init(&c->chan, c->rbuf, sizeof(c->rbuf), c, on_write_error);
-    fw__pq_buf_init(&c->out, &fw__pq_alloc);
-    fw__pq_reader_init(&c->reader, NULL, &fw__pq_alloc);
+    fw__pq_buf_init(&c->out, &fw__alloc);
+    fw__pq_reader_init(&c->reader, NULL, &fw__alloc);
 
     char msg[512] = "";
     fw__conninfo_sysenv_t sys;

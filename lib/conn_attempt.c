@@ -327,7 +327,7 @@ static void on_ready(fw_conn_t *c)
     fw__pq_reader_free(&c->reader);
     c->reader = c->su->reader;
     fw__pq_reader_set_startup(&c->reader, false);
-    fw__pq_reader_init(&c->su->reader, NULL, &fw__pq_alloc);
+    fw__pq_reader_init(&c->su->reader, NULL, &fw__alloc);
     fw__conn_free_startup(c);
     check_target(c);
 }

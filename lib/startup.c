@@ -418,7 +418,7 @@ int fw__startup_init(fw__startup_t *su, const fw__startup_opts_t *o, fw__pq_buf_
     if (o->max_message != 0)
         lim.max_message = o->max_message;
     lim.startup = true;
-    fw__pq_reader_init(&su->reader, &lim, &fw__pq_alloc);
+    fw__pq_reader_init(&su->reader, &lim, &fw__alloc);
     su->state = FW__SU_S_INIT;
     return 0;
 }

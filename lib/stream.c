@@ -47,7 +47,7 @@ void fw__stream_unref(fw_stream_t *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->wake_mu);
-    fw__ring_alloc.free_fn(NULL, s);
+    fw__aligned_free(&fw__alloc, s);
 }
 
 /* The producer's reference goes when its three handles (wake, nudge, ctl) have closed. */

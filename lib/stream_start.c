@@ -23,7 +23,8 @@ void fw__stream_set_err(fw_error_t *err, int code, const char *msg)
 
 static fw_stream_t *stream_alloc(void)
 {
-    fw_stream_t *s = fw__ring_alloc.alloc_fn(NULL, sizeof(*s), alignof(fw_stream_t));
+    /* Cache-line aligned (the pipe's rings): stream/'s helper, on the user's hook. */
+    fw_stream_t *s = fw__aligned_alloc(&fw__alloc, sizeof(*s), alignof(fw_stream_t));
     if (s == NULL)
         return NULL;
     memset(s, 0, sizeof(*s));
@@ -103,7 +104,7 @@ void fw__stream_start_on_loop(void *arg)
         o.on_release = fw__stream_lm_chunk;
         o.hook_ud = s;
     }
-    int rc = fw__pipe_init(&s->pipe, &o, &fw__ring_alloc);
+    int rc = fw__pipe_init(&s->pipe, &o, &fw__alloc);
     if (rc == 0) {
         fw__pq_buf_reset(&c->out);
         rc = fw__query_encode(a->q, &c->out);

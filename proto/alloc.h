@@ -5,7 +5,8 @@
 
 #include "proto.h"
 
-/* Copies *src, or installs libc's realloc/free when src is NULL or incomplete. */
-void fw__pq_alloc_set(fw__pq_alloc_t *dst, const fw__pq_alloc_t *src);
+/* Copies *src, or installs libc's realloc/free (and a NULL malloc_fn, which proto/ never calls)
+ * when src is NULL or lacks realloc_fn or free_fn. */
+void fw__pq_alloc_set(fw_allocator_t *dst, const fw_allocator_t *src);
 
 #endif

@@ -15,7 +15,7 @@
 #define SSL_REQUEST_CODE    80877103u /* 1234 << 16 | 5679 */
 #define CANCEL_REQUEST_CODE 80877102u
 
-void fw__pq_buf_init(fw__pq_buf_t *b, const fw__pq_alloc_t *alloc)
+void fw__pq_buf_init(fw__pq_buf_t *b, const fw_allocator_t *alloc)
 {
     memset(b, 0, sizeof(*b));
     b->max_msg = FW__PQ_FRONTEND_MAX;

@@ -57,12 +57,11 @@ void fw__pq_limits_init(fw__pq_limits_t *lim);
 
 /* ---- allocator ------------------------------------------------------------------------- */
 
-/* How proto/ gets memory (reader spill buffer, encoder buffer). NULL means libc. */
-typedef struct fw__pq_alloc_s {
-    void *(*realloc_fn)(void *ud, void *ptr, size_t size); /* size > 0 always */
-    void (*free_fn)(void *ud, void *ptr);                  /* ptr may be NULL */
-    void *ud;
-} fw__pq_alloc_t;
+/*
+ * proto/ gets memory (reader spill buffer, encoder buffer) through the public fw_allocator_t,
+ * calling only its realloc_fn (size > 0 always) and free_fn (ptr may be NULL); malloc_fn may be
+ * NULL. A NULL hook, or one missing either function, means libc.
+ */
 
 /* ---- framing --------------------------------------------------------------------------- */
 
@@ -276,7 +275,7 @@ uint32_t fw__pq_paramdesc_oid(const fw__pq_msg_t *msg, uint16_t i);
 
 typedef struct fw__pq_reader_s {
     fw__pq_limits_t lim;
-    fw__pq_alloc_t alloc;
+    fw_allocator_t alloc; /* copied at init; see "allocator" above */
     const uint8_t *in; /* the current input chunk, borrowed until the next feed */
     size_t in_len;
     uint8_t *spill; /* a message that straddles chunks, assembled as bytes arrive */
@@ -288,7 +287,7 @@ typedef struct fw__pq_reader_s {
 
 /* Initialises a reader; `lim` and `alloc` are copied (either may be NULL for defaults). */
 void fw__pq_reader_init(fw__pq_reader_t *r, const fw__pq_limits_t *lim,
-                        const fw__pq_alloc_t *alloc);
+                        const fw_allocator_t *alloc);
 /* Releases the spill buffer. The reader may be initialised again afterwards. */
 void fw__pq_reader_free(fw__pq_reader_t *r);
 /* Switches startup rules on or off (see fw__pq_limits_t.startup). */
@@ -327,10 +326,11 @@ typedef struct fw__pq_buf_s {
     size_t len_at;    /* where its length field starts */
     size_t max_msg;   /* cap on one message's length field; default FW__PQ_FRONTEND_MAX */
     int err;
-    fw__pq_alloc_t alloc;
+    fw_allocator_t alloc; /* copied at init; see "allocator" above */
 } fw__pq_buf_t;
 
-void fw__pq_buf_init(fw__pq_buf_t *b, const fw__pq_alloc_t *alloc);
+/* Initialises an empty buffer; `alloc` is copied (NULL for libc, see "allocator" above). */
+void fw__pq_buf_init(fw__pq_buf_t *b, const fw_allocator_t *alloc);
 void fw__pq_buf_free(fw__pq_buf_t *b);
 /* Empties the buffer (keeping its memory) and clears the sticky error. */
 void fw__pq_buf_reset(fw__pq_buf_t *b);

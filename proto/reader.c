@@ -24,18 +24,19 @@ static void libc_free(void *ud, void *ptr)
     free(ptr);
 }
 
-void fw__pq_alloc_set(fw__pq_alloc_t *dst, const fw__pq_alloc_t *src)
+void fw__pq_alloc_set(fw_allocator_t *dst, const fw_allocator_t *src)
 {
     if (src != NULL && src->realloc_fn != NULL && src->free_fn != NULL) {
         *dst = *src;
     } else {
+        dst->malloc_fn = NULL; /* proto/ never calls it */
         dst->realloc_fn = libc_realloc;
         dst->free_fn = libc_free;
         dst->ud = NULL;
     }
 }
 
-void fw__pq_reader_init(fw__pq_reader_t *r, const fw__pq_limits_t *lim, const fw__pq_alloc_t *alloc)
+void fw__pq_reader_init(fw__pq_reader_t *r, const fw__pq_limits_t *lim, const fw_allocator_t *alloc)
 {
     memset(r, 0, sizeof(*r));
     if (lim != NULL)

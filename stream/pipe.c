@@ -10,12 +10,13 @@
 
 #include <string.h>
 
+/* 16 bytes: fw__slab_t's data[] is alignas(16), and chunks take the same for simplicity. */
 static void *pipe_alloc(fw__pipe_t *p, size_t size)
 {
-    return p->alloc.alloc_fn(p->alloc.ud, size, 16);
+    return fw__aligned_alloc(&p->alloc, size, 16);
 }
 
-int fw__pipe_init(fw__pipe_t *p, const fw__pipe_opts_t *o, const fw__ring_alloc_t *alloc)
+int fw__pipe_init(fw__pipe_t *p, const fw__pipe_opts_t *o, const fw_allocator_t *alloc)
 {
     if (p == NULL || ((uintptr_t)p & (alignof(fw__pipe_t) - 1)) != 0)
         return FW_EINVAL;
@@ -44,12 +45,12 @@ void fw__pipe_free(fw__pipe_t *p)
         return;
     for (fw__slab_t *s = p->all; s != NULL;) {
         fw__slab_t *next = s->all_next;
-        p->alloc.free_fn(p->alloc.ud, s);
+        fw__aligned_free(&p->alloc, s);
         s = next;
     }
     for (fw__chunk_t *c = p->chunk_all; c != NULL;) {
         fw__chunk_t *next = c->all_next;
-        p->alloc.free_fn(p->alloc.ud, c);
+        fw__aligned_free(&p->alloc, c);
         c = next;
     }
     p->all = NULL;
@@ -81,7 +82,7 @@ static void slab_destroy(fw__pipe_t *p, fw__slab_t *s)
         p->all = s->all_next;
     if (s->all_next != NULL)
         s->all_next->all_prev = s->all_prev;
-    p->alloc.free_fn(p->alloc.ud, s);
+    fw__aligned_free(&p->alloc, s);
 }
 
 /* Pops the first slab of a free list. */

@@ -66,7 +66,7 @@ typedef struct fw__pipe_s {
     fw__ring_t empty; /* released chunks, consumer -> producer */
 
     /* ---- producer only ---- */
-    fw__ring_alloc_t alloc;
+    fw_allocator_t alloc; /* the rings' hook, copied: slabs and chunks come from it too */
     fw__pipe_opts_t o;
     size_t held;          /* bytes of slabs with refs > 0: what the budget bounds */
     size_t pooled;        /* bytes of free slabs kept for reuse (both pools) */
@@ -102,11 +102,12 @@ typedef struct fw__pipe_s {
 } fw__pipe_t;
 
 /*
- * Initialises the pipe (aligned like fw__ring_t). `alloc` as for the ring (NULL: libc).
+ * Initialises the pipe (aligned like fw__ring_t). `alloc` as for the ring (NULL: libc; else
+ * malloc_fn and free_fn are required): the rings, slabs and chunks all come from it.
  * Returns 0, FW_EINVAL (sizes of 0, chunk_rows > chunk_cap) or FW_ENOMEM. After a failure the
  * pipe may be passed to fw__pipe_free(). Thread: before either side uses it.
  */
-int fw__pipe_init(fw__pipe_t *p, const fw__pipe_opts_t *o, const fw__ring_alloc_t *alloc);
+int fw__pipe_init(fw__pipe_t *p, const fw__pipe_opts_t *o, const fw_allocator_t *alloc);
 
 /* Frees every slab and chunk, wherever it is. Thread: after both sides have stopped. */
 void fw__pipe_free(fw__pipe_t *p);

@@ -16,11 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *libc_alloc(void *ud, size_t size, size_t align)
+static void *libc_malloc(void *ud, size_t size)
 {
     (void)ud;
-    /* C11 wants the size to be a multiple of the alignment; align is a power of two. */
-    return aligned_alloc(align, (size + align - 1) & ~(align - 1));
+    return malloc(size);
 }
 
 static void libc_free(void *ud, void *p)
@@ -29,9 +28,52 @@ static void libc_free(void *ud, void *p)
     free(p);
 }
 
-static const fw__ring_alloc_t libc_hook = {libc_alloc, libc_free, NULL};
+/* realloc_fn stays NULL: stream/ never resizes a block. */
+static const fw_allocator_t libc_hook = {libc_malloc, NULL, libc_free, NULL};
 
-int fw__ring_init(fw__ring_t *r, size_t capacity, const fw__ring_alloc_t *alloc)
+/* ---- aligned memory on any hook -------------------------------------------------------- */
+
+/*
+ * Why not aligned_alloc(): the memory must come from the embedder's hook (fw_allocator_set
+ * accounts for every byte fwire takes), and the hook has no alignment argument. The price is
+ * FW__ALIGNED_EXTRA(align) bytes a block: 71 for a ring's slot array, 23 for a slab or a chunk,
+ * both noise beside the block. Nothing is assumed of the pointer malloc_fn returns, not even
+ * pointer alignment: the back pointer sits just below an `align`-aligned address and align is
+ * at least sizeof(void *), so it is aligned whatever the block's start.
+ */
+void *fw__aligned_alloc(const fw_allocator_t *a, size_t size, size_t align)
+{
+    if (align < sizeof(void *))
+        align = sizeof(void *);
+    /* A hostile or buggy size near SIZE_MAX must not wrap into a small block that the caller
+     * then writes `size` bytes into. */
+    if ((align & (align - 1)) != 0 || size > SIZE_MAX - FW__ALIGNED_EXTRA(align))
+        return NULL;
+    unsigned char *raw = a->malloc_fn(a->ud, size + FW__ALIGNED_EXTRA(align));
+    if (raw == NULL)
+        return NULL;
+    /* At most sizeof(void *) + align - 1 bytes in, so `size` bytes still fit the block. The
+     * offset is added to `raw` rather than the integer cast back, to keep the pointer's
+     * provenance. */
+    uintptr_t start = (uintptr_t)raw;
+    uintptr_t aligned = (start + sizeof(void *) + align - 1) & ~(uintptr_t)(align - 1);
+    unsigned char *p = raw + (aligned - start);
+    memcpy(p - sizeof(void *), &raw, sizeof(raw));
+    return p;
+}
+
+void fw__aligned_free(const fw_allocator_t *a, void *p)
+{
+    if (p == NULL)
+        return;
+    void *raw;
+    memcpy(&raw, (unsigned char *)p - sizeof(void *), sizeof(raw));
+    a->free_fn(a->ud, raw);
+}
+
+/* ---- init and free --------------------------------------------------------------------- */
+
+int fw__ring_init(fw__ring_t *r, size_t capacity, const fw_allocator_t *alloc)
 {
     /* A misaligned ring would still work on x86, but it is undefined behaviour and could put
      * head and tail on one line again: refuse it where it is cheap to notice. */
@@ -45,7 +87,7 @@ int fw__ring_init(fw__ring_t *r, size_t capacity, const fw__ring_alloc_t *alloc)
         return FW_EINVAL;
     if (alloc == NULL)
         alloc = &libc_hook;
-    else if (alloc->alloc_fn == NULL || alloc->free_fn == NULL)
+    else if (alloc->malloc_fn == NULL || alloc->free_fn == NULL)
         return FW_EINVAL;
     if (capacity > FW__RING_MAX_CAPACITY)
         return FW_ENOMEM;
@@ -55,8 +97,10 @@ int fw__ring_init(fw__ring_t *r, size_t capacity, const fw__ring_alloc_t *alloc)
     size_t cap = 2;
     while (cap < capacity)
         cap <<= 1;
-    /* Line-aligned so the first slots never share a line with whatever the heap put before. */
-    void **slots = alloc->alloc_fn(alloc->ud, cap * sizeof(void *), FW__CACHE_LINE);
+    /* Line-aligned so the first slots never share a line with whatever the heap put before.
+     * cap * sizeof(void *) plus the extra cannot wrap (FW__RING_MAX_CAPACITY); the helper checks
+     * all the same. */
+    void **slots = fw__aligned_alloc(alloc, cap * sizeof(void *), FW__CACHE_LINE);
     if (slots == NULL)
         return FW_ENOMEM;
     r->slots = slots;
@@ -69,7 +113,7 @@ void fw__ring_free(fw__ring_t *r)
 {
     if (r == NULL || r->slots == NULL)
         return;
-    r->alloc.free_fn(r->alloc.ud, r->slots);
+    fw__aligned_free(&r->alloc, r->slots);
     r->slots = NULL;
     r->mask = 0;
 }

@@ -26,19 +26,26 @@
 #define FW__CACHE_LINE 64
 
 /* The largest capacity fw__ring_init() accepts (2^60 on 64-bit): the largest power of two whose
- * slot array's size in bytes still fits a size_t. */
+ * slot array's size in bytes still fits a size_t, with room left for FW__ALIGNED_EXTRA. */
 #define FW__RING_MAX_CAPACITY ((SIZE_MAX / sizeof(void *) / 2) + 1)
 
 /*
- * How the ring gets its slot array. alloc_fn returns `size` bytes aligned to `align` (a power of
- * two, at least sizeof(void *)), or NULL; free_fn releases what alloc_fn returned. NULL for the
- * whole hook means libc's aligned_alloc()/free().
+ * Memory aligned beyond what an allocator hook promises, built on its malloc_fn and free_fn
+ * (stream/ takes the public fw_allocator_t and nothing else). The ring's slot array wants a
+ * cache line and a slab's data 16 bytes, while fw_allocator_t promises no alignment: malloc's
+ * 16 bytes is usual, but an embedder's hook may hand out less. So fw__aligned_alloc() asks
+ * malloc_fn for `size` plus FW__ALIGNED_EXTRA(align) bytes, returns the first `align`-aligned
+ * address at least one pointer past the block's start, and keeps the block's own address in the
+ * pointer just below the one it returns, where fw__aligned_free() finds it for free_fn.
+ *
+ * fw__aligned_alloc: `align` is a power of two (below sizeof(void *) it is raised to that);
+ * returns NULL, without calling the hook, for any other `align` or when `size` plus the extra
+ * would not fit a size_t, and NULL when malloc_fn does. fw__aligned_free: `p` is NULL or from
+ * fw__aligned_alloc() with the same hook. Thread: whatever the hook allows.
  */
-typedef struct fw__ring_alloc_s {
-    void *(*alloc_fn)(void *ud, size_t size, size_t align);
-    void (*free_fn)(void *ud, void *p);
-    void *ud;
-} fw__ring_alloc_t;
+#define FW__ALIGNED_EXTRA(align) (sizeof(void *) - 1 + (align))
+void *fw__aligned_alloc(const fw_allocator_t *a, size_t size, size_t align);
+void fw__aligned_free(const fw_allocator_t *a, void *p);
 
 /*
  * A single-producer single-consumer queue of `void *`. One thread pushes, one thread pops; they
@@ -69,21 +76,22 @@ typedef struct fw__ring_s {
 
     /* Read-only after init, so both sides may cache this line for good. */
     alignas(FW__CACHE_LINE) void **slots;
-    size_t mask; /* capacity - 1 */
-    fw__ring_alloc_t alloc;
+    size_t mask;          /* capacity - 1 */
+    fw_allocator_t alloc; /* the slot array's hook (malloc_fn and free_fn), copied at init */
 } fw__ring_t;
 
 /*
  * Initialises an empty ring holding at least `capacity` items: the capacity is rounded up to a
- * power of two, minimum 2. `alloc` is copied (NULL for libc; both functions are required
- * otherwise). Returns 0; FW_EINVAL for a NULL or misaligned `r`, a capacity of 0 or a hook missing
- * a function; FW_ENOMEM when the allocation fails or the capacity exceeds FW__RING_MAX_CAPACITY
+ * power of two, minimum 2. `alloc` is copied (NULL for libc); the ring calls its malloc_fn and
+ * free_fn, through fw__aligned_alloc(), so both are required and realloc_fn may be NULL.
+ * Returns 0; FW_EINVAL for a NULL or misaligned `r`, a capacity of 0 or a hook missing one of
+ * those two; FW_ENOMEM when the allocation fails or the capacity exceeds FW__RING_MAX_CAPACITY
  * (as calloc() does when the size cannot be represented). After any failure but a NULL or
  * misaligned `r`, the ring is safe to pass to fw__ring_free().
  * Thread: before either side uses the ring; the thread start (or another synchronising handover)
  * that gives the ring to the other side publishes the initialised fields.
  */
-int fw__ring_init(fw__ring_t *r, size_t capacity, const fw__ring_alloc_t *alloc);
+int fw__ring_init(fw__ring_t *r, size_t capacity, const fw_allocator_t *alloc);
 
 /*
  * Releases the slot array. Items still queued are not touched: drain them first if they own

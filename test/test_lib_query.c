@@ -292,7 +292,7 @@ static void test_sql_and_encode_refuse_a_query_without_source(void **state)
     char buf[8];
     assert_int_equal(fw_query_sql(q, buf, sizeof(buf)), FW_EINVAL);
     fw__pq_buf_t b;
-    fw__pq_buf_init(&b, &fw__pq_alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
     assert_int_equal(fw__query_encode(q, &b), FW_EINVAL);
     assert_int_equal(b.len, 0);
     fw__pq_buf_free(&b);
@@ -478,7 +478,7 @@ static void test_parameters_are_numbered_in_the_order_of_the_text(void **state)
     assert_int_equal(q->nparams, 9);
 
     fw__pq_buf_t b;
-    fw__pq_buf_init(&b, &fw__pq_alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
     assert_int_equal(fw__query_encode(q, &b), 0);
     fmsg_t m[8];
     assert_int_equal(split(b.data, b.len, m, 8), 5);
@@ -496,7 +496,7 @@ static void test_encoded_run_matches_hand_built_bytes(void **state)
     (void)state;
     fw_query_t *q = on_entity("u");
     fw__pq_buf_t b;
-    fw__pq_buf_init(&b, &fw__pq_alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
     assert_int_equal(fw__query_encode(q, &b), 0);
     static const char sql[] = "SELECT \"data\" FROM \"v_u\"";
     uint8_t want[128];
@@ -531,7 +531,7 @@ static void test_encoded_run_is_parse_bind_describe_execute_sync(void **state)
     assert_int_equal(fw_query_where(q, "", FW_OP_HAS_KEY, FW_VALUE_TEXT, ""), 0);
     assert_int_equal(fw_query_limit(q, 9223372036854775807), 0);
     fw__pq_buf_t b;
-    fw__pq_buf_init(&b, &fw__pq_alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
     assert_int_equal(fw__pq_put_flush(&b), 0); /* encode appends after what is there */
     size_t before = b.len;
     assert_int_equal(fw__query_encode(q, &b), 0);
@@ -560,7 +560,7 @@ static void test_statement_timeout_sends_set_config_first_in_the_same_sync(void 
     /* fw_query_sql shows the main statement only */
     assert_string_equal(sql_of(q), FROM_T " OFFSET $1::bigint");
     fw__pq_buf_t b;
-    fw__pq_buf_init(&b, &fw__pq_alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
     assert_int_equal(fw__query_encode(q, &b), 0);
     fmsg_t m[10];
     assert_int_equal(split(b.data, b.len, m, 10), 8);
@@ -591,7 +591,7 @@ static void test_encode_returns_the_buffer_sticky_error_and_the_query_error(void
     (void)state;
     fw_query_t *q = on_entity("t");
     fw__pq_buf_t b;
-    fw__pq_buf_init(&b, &fw__pq_alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
     b.err = FW_ETOOBIG;
     assert_int_equal(fw__query_encode(q, &b), FW_ETOOBIG);
     assert_int_equal(b.len, 0);
@@ -733,7 +733,7 @@ static void test_first_error_is_sticky_and_later_setters_do_nothing(void **state
     assert_int_equal(fw_query_sql(q, buf, sizeof(buf)), FW_EINVAL);
     assert_string_equal(buf, "untouched");
     fw__pq_buf_t b;
-    fw__pq_buf_init(&b, &fw__pq_alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
     assert_int_equal(fw__query_encode(q, &b), FW_EINVAL);
     assert_int_equal(b.len, 0);
     fw__pq_buf_free(&b);
@@ -780,7 +780,7 @@ static void test_statement_timeout_defaults_to_none_and_takes_up_to_int32_max(vo
     assert_int_equal(fw__query_preamble(q), 1);
     assert_int_equal(fw_query_statement_timeout(q, INT32_MAX), 0);
     fw__pq_buf_t b;
-    fw__pq_buf_init(&b, &fw__pq_alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
     assert_int_equal(fw__query_encode(q, &b), 0);
     fmsg_t m[10];
     assert_int_equal(split(b.data, b.len, m, 10), 8);
@@ -881,7 +881,7 @@ static void test_encode_binds_all_65535_parameters(void **state)
     assert_int_equal(fw_query_where_in(q, NULL, FW_VALUE_NUMBER, many_values(65534), 65534), 0);
     assert_int_equal(fw_query_limit(q, 42), 0);
     fw__pq_buf_t b;
-    fw__pq_buf_init(&b, &fw__pq_alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
     int rc = fw__query_encode(q, &b);
     if (rc == FW_EINVAL) {
         /* proto/encode.c caps Parse and Bind counts at INT16_MAX, while the server reads them
@@ -954,7 +954,7 @@ static void test_strings_are_copied(void **state)
     memset(inv, 'X', 1);
     assert_string_equal(sql_of(q), before);
     fw__pq_buf_t b;
-    fw__pq_buf_init(&b, &fw__pq_alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
     assert_int_equal(fw__query_encode(q, &b), 0);
     fmsg_t m[6];
     assert_int_equal(split(b.data, b.len, m, 6), 5);
@@ -1054,7 +1054,7 @@ static int build_everything(void)
         char sql[16];
         assert_true(fw_query_sql(q, sql, sizeof(sql)) > 0);
         fw__pq_buf_t b;
-        fw__pq_buf_init(&b, &fw__pq_alloc);
+        fw__pq_buf_init(&b, &fw__alloc);
         rc = fw__query_encode(q, &b);
         if (rc == 0)
             assert_true(b.len > 0);

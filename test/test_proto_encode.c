@@ -240,7 +240,7 @@ static void plain_free(void *ud, void *ptr)
 static void test_allocation_failure_is_reported_and_leaves_no_partial_message(void **state)
 {
     (void)state;
-    fw__pq_alloc_t a = {failing_realloc, plain_free, NULL};
+    fw_allocator_t a = {NULL, failing_realloc, plain_free, NULL};
     fw__pq_buf_t b;
     fail_after = 0;
     fw__pq_buf_init(&b, &a);

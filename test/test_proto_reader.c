@@ -249,7 +249,7 @@ static void plain_free(void *ud, void *ptr)
 static void test_reader_reports_allocation_failure_through_the_hook(void **state)
 {
     (void)state;
-    fw__pq_alloc_t a = {maybe_realloc, plain_free, NULL};
+    fw_allocator_t a = {NULL, maybe_realloc, plain_free, NULL};
     fw__pq_reader_t r;
     fw__pq_msg_t m;
     fail_next = 1;

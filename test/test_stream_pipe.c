@@ -25,6 +25,13 @@
 
 /* ---- an allocator hook that counts, and fails the k-th call on request ------------------ */
 
+/*
+ * The hook hands out memory HOOK_SKEW bytes past what malloc returned, so every block is 8 bytes
+ * off malloc's 16-byte alignment: the pipe must align its slabs, chunks and rings itself
+ * (fw__aligned_alloc), and UBSan's alignment check sees any access that relies on more.
+ */
+#define HOOK_SKEW 8
+
 typedef struct counting_alloc_s {
     int allocs;  /* calls, failed ones included */
     int ok;      /* calls that returned memory */
@@ -34,25 +41,27 @@ typedef struct counting_alloc_s {
     size_t last_size;
 } counting_alloc_t;
 
-static void *counting_alloc_fn(void *ud, size_t size, size_t align)
+static void *counting_malloc_fn(void *ud, size_t size)
 {
     counting_alloc_t *c = ud;
     c->allocs++;
     c->last_size = size;
-    if (c->fail_all || c->allocs == c->fail_at)
+    if (c->fail_all || c->allocs == c->fail_at || size > SIZE_MAX - HOOK_SKEW)
         return NULL;
-    void *p = aligned_alloc(align, (size + align - 1) & ~(align - 1));
-    if (p != NULL)
-        c->ok++;
-    return p;
+    unsigned char *p = malloc(size + HOOK_SKEW);
+    if (p == NULL)
+        return NULL;
+    c->ok++;
+    return p + HOOK_SKEW;
 }
 
 static void counting_free_fn(void *ud, void *p)
 {
     counting_alloc_t *c = ud;
-    if (p != NULL)
-        c->frees++;
-    free(p);
+    if (p == NULL)
+        return;
+    c->frees++;
+    free((unsigned char *)p - HOOK_SKEW);
 }
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -73,7 +82,7 @@ static fw__pipe_opts_t opts(size_t slab, size_t max, uint32_t rows, uint32_t cap
 }
 
 static fw__pipe_t *pipe_new(size_t slab, size_t max, uint32_t rows, uint32_t cap, size_t ring,
-                            const fw__ring_alloc_t *hook)
+                            const fw_allocator_t *hook)
 {
     fw__pipe_opts_t o = opts(slab, max, rows, cap, ring);
     assert_int_equal(fw__pipe_init(&g_pipe, &o, hook), 0);
@@ -147,7 +156,7 @@ static void test_pipe_init_refuses_invalid_options(void **state)
         {"chunk_cap UINT32_MAX", 4 * KIB, 64 * KIB, 4, UINT32_MAX, 8},
     };
     counting_alloc_t c = {0};
-    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fw__pipe_opts_t o =
             opts(cases[i].slab, cases[i].max, cases[i].rows, cases[i].cap, cases[i].ring);
@@ -163,10 +172,10 @@ static void test_pipe_init_refuses_invalid_options(void **state)
     assert_int_equal(fw__pipe_init(&g_pipe, NULL, &hook), FW_EINVAL);
     fw__pipe_free(&g_pipe);
     assert_int_equal(fw__pipe_init(NULL, &o, &hook), FW_EINVAL);
-    fw__ring_alloc_t half = {counting_alloc_fn, NULL, &c};
+    fw_allocator_t half = {counting_malloc_fn, NULL, NULL, &c};
     assert_int_equal(fw__pipe_init(&g_pipe, &o, &half), FW_EINVAL);
     fw__pipe_free(&g_pipe);
-    half = (fw__ring_alloc_t){NULL, counting_free_fn, &c};
+    half = (fw_allocator_t){NULL, NULL, counting_free_fn, &c};
     assert_int_equal(fw__pipe_init(&g_pipe, &o, &half), FW_EINVAL);
     fw__pipe_free(&g_pipe);
     assert_int_equal(c.allocs, 0);
@@ -190,7 +199,7 @@ static void test_pipe_init_reports_ring_allocation_failures(void **state)
     /* The full ring, then the empty ring: either failing gives FW_ENOMEM and leaks nothing. */
     for (int k = 1; k <= 2; k++) {
         counting_alloc_t c = {.fail_at = k};
-        fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+        fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
         assert_int_equal(fw__pipe_init(&g_pipe, &o, &hook), FW_ENOMEM);
         assert_int_equal(c.allocs, k);
         fw__pipe_free(&g_pipe);
@@ -198,7 +207,7 @@ static void test_pipe_init_reports_ring_allocation_failures(void **state)
     }
     /* A ring too large to represent. */
     counting_alloc_t c = {0};
-    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
     o.ring_cap = SIZE_MAX;
     assert_int_equal(fw__pipe_init(&g_pipe, &o, &hook), FW_ENOMEM);
     fw__pipe_free(&g_pipe);
@@ -213,7 +222,7 @@ static void test_pipe_init_sizes_the_rings_so_a_release_never_fails(void **state
     } cases[] = {{1, 2}, {2, 2}, {3, 4}, {8, 8}, {9, 16}, {64, 64}, {100, 128}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         counting_alloc_t c = {0};
-        fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+        fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
         fw__pipe_t *p = pipe_new(4 * KIB, 64 * KIB, 4, 8, cases[i].asked, &hook);
         assert_int_equal(c.allocs, 2); /* the two rings, nothing else up front */
         assert_int_equal(fw__ring_capacity(&p->full), cases[i].full);
@@ -238,7 +247,7 @@ static void test_pipe_standard_slabs_return_to_the_pool_and_are_reused(void **st
 {
     (void)state;
     counting_alloc_t c = {0};
-    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
     fw__pipe_t *p = pipe_new(4 * KIB, 64 * KIB, 4, 4, 8, &hook);
     fw__slab_t *a = NULL, *b = NULL;
     /* Any need up to the slab size gives a standard slab. */
@@ -314,7 +323,7 @@ static void test_pipe_big_slab_is_rounded_to_whole_slabs_and_reused(void **state
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         counting_alloc_t c = {0};
-        fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+        fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
         fw__pipe_t *p = pipe_new(cases[i].slab, cases[i].max, 4, 4, 8, &hook);
         fw__slab_t *s = NULL, *again = NULL;
         assert_int_equal(fw__pipe_slab_get(p, cases[i].need, &s), FW__PIPE_OK);
@@ -322,7 +331,8 @@ static void test_pipe_big_slab_is_rounded_to_whole_slabs_and_reused(void **state
         assert_int_equal(s->cap, cases[i].cap);
         assert_int_equal(s->refs, 1);
         assert_int_equal(s->used, 0);
-        assert_int_equal(c.last_size, sizeof(fw__slab_t) + cases[i].cap);
+        assert_int_equal(c.last_size, sizeof(fw__slab_t) + cases[i].cap + FW__ALIGNED_EXTRA(16));
+        assert_int_equal((uintptr_t)s->data % 16, 0); /* though the hook's block is not */
         assert_int_equal(stats(p).bytes_held, cases[i].cap);
         memset(s->data, 0xee, s->cap); /* all of it is ours (ASan checks) */
         s->refs++;                     /* a chunk points in */
@@ -352,7 +362,7 @@ static void test_pipe_cached_big_slabs_are_reused_best_fit(void **state)
 {
     (void)state;
     counting_alloc_t c = {0};
-    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
     fw__pipe_t *p = pipe_new(4 * KIB, 64 * KIB, 4, 4, 8, &hook);
     fw__slab_t *b8, *b12, *b20, *s;
     assert_int_equal(fw__pipe_slab_get(p, 20 * KIB, &b20), FW__PIPE_OK);
@@ -415,7 +425,7 @@ static void test_pipe_budget_is_full_exactly_when_held_plus_size_exceeds_it(void
                    {1000, 3500},        {4 * KIB, 4 * KIB},         {64, 64 * KIB}};
     for (size_t b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++) {
         counting_alloc_t c = {0};
-        fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+        fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
         size_t slab = budgets[b].slab, max = budgets[b].max;
         fw__pipe_t *p = pipe_new(slab, max, 4, 4, 8, &hook);
         fw__slab_t *live[256];
@@ -487,7 +497,7 @@ static void test_pipe_budget_check_does_not_wrap_for_a_huge_need(void **state)
 {
     (void)state;
     counting_alloc_t c = {0};
-    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
     fw__pipe_t *p = pipe_new(4 * KIB, 64 * KIB, 4, 4, 8, &hook);
     fw__slab_t *held = NULL, *s = NULL;
     assert_int_equal(fw__pipe_slab_get(p, 1, &held), FW__PIPE_OK);
@@ -519,7 +529,7 @@ static void test_pipe_pooled_slabs_are_freed_to_make_room(void **state)
 {
     (void)state;
     counting_alloc_t c = {0};
-    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
     fw__pipe_t *p = pipe_new(4 * KIB, 16 * KIB, 4, 4, 8, &hook);
     fw__slab_t *s[4], *big = NULL, *again = NULL, *more = NULL;
     for (int i = 0; i < 4; i++)
@@ -716,7 +726,7 @@ static void test_pipe_add_is_full_when_every_chunk_is_in_use(void **state)
 {
     (void)state;
     counting_alloc_t c = {0};
-    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
     /* Ring of 2: at most 2 * 2 + 1 = 5 chunks exist. */
     fw__pipe_t *p = pipe_new(4 * KIB, 64 * KIB, 1, 1, 2, &hook);
     assert_int_equal(p->max_chunks, 5);
@@ -898,7 +908,7 @@ static void test_pipe_drain_and_reclaim_return_every_slab_to_the_pool(void **sta
 {
     (void)state;
     counting_alloc_t c = {0};
-    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
     fw__pipe_t *p = pipe_new(256, 4 * KIB, 2, 2, 16, &hook);
     fw__slab_t *big;
     /* Rows in three standard slabs and one big one; one chunk current, some queued. */
@@ -1061,7 +1071,7 @@ static void test_pipe_set_chunk_rows_clamps_to_1_and_chunk_cap(void **state)
  */
 static int oom_scenario(counting_alloc_t *c)
 {
-    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, c};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, c};
     fw__pipe_opts_t o = opts(512, 8 * KIB, 2, 4, 16);
     int enomem = 0;
     int rc = fw__pipe_init(&g_pipe, &o, &hook);
@@ -1500,7 +1510,7 @@ static void test_pipe_an_oversize_slab_waits_until_nothing_is_held_and_is_freed_
 {
     (void)state;
     counting_alloc_t c = {0};
-    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
     fw__pipe_t *p = pipe_new(1024, 4096, 1, 1, 8, &hook);
     assert_false(fw__pipe_never_fits(p, 4096));
     assert_true(fw__pipe_never_fits(p, 4097));

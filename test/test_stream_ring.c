@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The SPSC ring: capacity rules, full/empty edges, FIFO order across wrap-around, batches,
- * argument and allocation failures (STYLE 25), and two threads handing over two million items,
- * which is the case ThreadSanitizer must find clean (STYLE 18, 29).
+ * argument and allocation failures (STYLE 25), a line-aligned slot array on a hook that hands out
+ * misaligned blocks (and the aligned helper's size check), and two threads handing over two
+ * million items, which is the case ThreadSanitizer must find clean (STYLE 18, 29).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -30,18 +31,16 @@ typedef struct counting_alloc_s {
     int frees;
     bool fail;
     size_t last_size;
-    size_t last_align;
 } counting_alloc_t;
 
-static void *counting_alloc_fn(void *ud, size_t size, size_t align)
+static void *counting_malloc_fn(void *ud, size_t size)
 {
     counting_alloc_t *c = ud;
     c->allocs++;
     c->last_size = size;
-    c->last_align = align;
     if (c->fail)
         return NULL;
-    return aligned_alloc(align, (size + align - 1) & ~(align - 1));
+    return malloc(size);
 }
 
 static void counting_free_fn(void *ud, void *p)
@@ -49,6 +48,38 @@ static void counting_free_fn(void *ud, void *p)
     counting_alloc_t *c = ud;
     c->frees++;
     free(p);
+}
+
+/*
+ * A hook whose blocks start `skew` bytes past a malloc'd block (so 8 is a pointer-aligned
+ * address off malloc's 16): the ring must align the slot array itself. It remembers the block it
+ * handed out, to check that the slots lie inside it and that free gets that block back.
+ */
+typedef struct skewed_alloc_s {
+    size_t skew;
+    unsigned char *block; /* what malloc_fn returned last, NULL once freed */
+    size_t size;
+    int frees;
+} skewed_alloc_t;
+
+static void *skewed_malloc_fn(void *ud, size_t size)
+{
+    skewed_alloc_t *k = ud;
+    unsigned char *raw = malloc(size + k->skew);
+    if (raw == NULL)
+        return NULL;
+    k->block = raw + k->skew;
+    k->size = size;
+    return k->block;
+}
+
+static void skewed_free_fn(void *ud, void *p)
+{
+    skewed_alloc_t *k = ud;
+    assert_ptr_equal(p, k->block);
+    k->frees++;
+    k->block = NULL;
+    free((unsigned char *)p - k->skew);
 }
 
 /* ---- single-thread behaviour ----------------------------------------------------------- */
@@ -268,9 +299,9 @@ static void test_ring_refuses_invalid_arguments(void **state)
     fw__ring_free(&r);
 
     /* A hook with one function missing is a bug in the caller, not a request for libc. */
-    fw__ring_alloc_t half = {counting_alloc_fn, NULL, &c};
+    fw_allocator_t half = {counting_malloc_fn, NULL, NULL, &c};
     assert_int_equal(fw__ring_init(&r, 8, &half), FW_EINVAL);
-    half = (fw__ring_alloc_t){NULL, counting_free_fn, &c};
+    half = (fw_allocator_t){NULL, NULL, counting_free_fn, &c};
     assert_int_equal(fw__ring_init(&r, 8, &half), FW_EINVAL);
     assert_int_equal(c.allocs, 0);
 
@@ -284,7 +315,7 @@ static void test_ring_refuses_capacities_that_would_overflow(void **state)
 {
     (void)state;
     counting_alloc_t c = {.fail = true};
-    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
     fw__ring_t r;
 
     /* Past the limit: refused before any allocation, including values whose rounding up to a
@@ -296,16 +327,20 @@ static void test_ring_refuses_capacities_that_would_overflow(void **state)
     }
     assert_int_equal(c.allocs, 0);
 
-    /* At the limit: the request reaches the allocator with an exact, unwrapped size. */
+    /* At the limit: the request reaches the allocator with an exact, unwrapped size (the slot
+     * array plus the alignment extra). */
+    const size_t at_limit =
+        FW__RING_MAX_CAPACITY * sizeof(void *) + FW__ALIGNED_EXTRA(FW__CACHE_LINE);
     assert_int_equal(fw__ring_init(&r, FW__RING_MAX_CAPACITY, &hook), FW_ENOMEM);
     assert_int_equal(c.allocs, 1);
-    assert_int_equal(c.last_size, FW__RING_MAX_CAPACITY * sizeof(void *));
-    assert_int_equal(c.last_size / sizeof(void *), FW__RING_MAX_CAPACITY);
+    assert_int_equal(c.last_size, at_limit);
+    assert_int_equal((c.last_size - FW__ALIGNED_EXTRA(FW__CACHE_LINE)) / sizeof(void *),
+                     FW__RING_MAX_CAPACITY);
 
     /* One above half the limit rounds up to the limit itself, not past it. */
     assert_int_equal(fw__ring_init(&r, FW__RING_MAX_CAPACITY / 2 + 1, &hook), FW_ENOMEM);
     assert_int_equal(c.allocs, 2);
-    assert_int_equal(c.last_size, FW__RING_MAX_CAPACITY * sizeof(void *));
+    assert_int_equal(c.last_size, at_limit);
     assert_int_equal(c.frees, 0);
     fw__ring_free(&r);
     assert_int_equal(c.frees, 0);
@@ -315,7 +350,7 @@ static void test_ring_reports_allocation_failure_through_the_hook(void **state)
 {
     (void)state;
     counting_alloc_t c = {.fail = true};
-    fw__ring_alloc_t hook = {counting_alloc_fn, counting_free_fn, &c};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
     fw__ring_t r;
     assert_int_equal(fw__ring_init(&r, 100, &hook), FW_ENOMEM);
     assert_int_equal(c.allocs, 1);
@@ -326,11 +361,85 @@ static void test_ring_reports_allocation_failure_through_the_hook(void **state)
     c.fail = false;
     assert_int_equal(fw__ring_init(&r, 100, &hook), 0);
     assert_int_equal(c.allocs, 2);
-    assert_int_equal(c.last_size, 128 * sizeof(void *));
-    assert_int_equal(c.last_align, FW__CACHE_LINE);
+    assert_int_equal(c.last_size, 128 * sizeof(void *) + FW__ALIGNED_EXTRA(FW__CACHE_LINE));
+    assert_int_equal((uintptr_t)r.slots % FW__CACHE_LINE, 0);
     assert_true(fw__ring_push(&r, ITEM(1)));
     fw__ring_free(&r);
     fw__ring_free(&r);
+    assert_int_equal(c.frees, 1);
+}
+
+/* The slot array is line-aligned whatever the hook's blocks are aligned to: at malloc's 16, 8
+ * past it, and every other byte offset within a line. */
+static void test_ring_aligns_the_slot_array_on_a_hook_that_returns_misaligned_blocks(void **state)
+{
+    (void)state;
+    for (size_t skew = 0; skew < FW__CACHE_LINE; skew++) {
+        skewed_alloc_t k = {.skew = skew};
+        fw_allocator_t hook = {skewed_malloc_fn, NULL, skewed_free_fn, &k};
+        fw__ring_t r;
+        assert_int_equal(fw__ring_init(&r, 16, &hook), 0);
+        const size_t bytes = 16 * sizeof(void *);
+        assert_int_equal(k.size, bytes + FW__ALIGNED_EXTRA(FW__CACHE_LINE));
+        if (((uintptr_t)r.slots % FW__CACHE_LINE) != 0)
+            fail_msg("skew %zu: slots at %p", skew, (void *)r.slots);
+        /* Inside the block, with room for the back pointer below. */
+        unsigned char *slots = (unsigned char *)r.slots;
+        assert_true(slots >= k.block + sizeof(void *));
+        assert_true(slots + bytes <= k.block + k.size);
+        /* Every slot written and read back (ASan checks the bounds), twice around. */
+        for (uintptr_t i = 1; i <= 32; i++) {
+            assert_true(fw__ring_push(&r, ITEM(i)));
+            void *p;
+            assert_true(fw__ring_pop(&r, &p));
+            assert_int_equal(VALUE(p), i);
+        }
+        fw__ring_free(&r); /* skewed_free_fn checks it gets the block it handed out */
+        assert_int_equal(k.frees, 1);
+        assert_null(k.block);
+    }
+}
+
+/* The helper under the ring, on its own: the size check four ways, and the alignment rules. */
+static void test_aligned_alloc_refuses_sizes_that_would_wrap_before_calling_the_hook(void **state)
+{
+    (void)state;
+    counting_alloc_t c = {.fail = true};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
+    const size_t aligns[] = {16, FW__CACHE_LINE, 4096};
+    for (size_t i = 0; i < sizeof(aligns) / sizeof(aligns[0]); i++) {
+        const size_t align = aligns[i];
+        const size_t limit = SIZE_MAX - FW__ALIGNED_EXTRA(align);
+        c = (counting_alloc_t){.fail = true};
+        /* At the limit: the hook is asked for SIZE_MAX exactly (and refuses here). */
+        assert_null(fw__aligned_alloc(&hook, limit, align));
+        assert_int_equal(c.allocs, 1);
+        assert_int_equal(c.last_size, SIZE_MAX);
+        /* One past, and far past: refused before the hook, so it never sees a wrapped size. */
+        assert_null(fw__aligned_alloc(&hook, limit + 1, align));
+        assert_null(fw__aligned_alloc(&hook, SIZE_MAX, align));
+        assert_int_equal(c.allocs, 1);
+        /* An ordinary size: the size plus the extra, aligned, and freed through the hook. */
+        c.fail = false;
+        void *p = fw__aligned_alloc(&hook, 100, align);
+        assert_non_null(p);
+        assert_int_equal(c.last_size, 100 + FW__ALIGNED_EXTRA(align));
+        assert_int_equal((uintptr_t)p % align, 0);
+        memset(p, 0xab, 100);
+        fw__aligned_free(&hook, p);
+        assert_int_equal(c.frees, 1);
+    }
+    /* An alignment that is not a power of two is refused without calling the hook; one below a
+     * pointer's size is raised to it; NULL frees nothing. */
+    c = (counting_alloc_t){0};
+    assert_null(fw__aligned_alloc(&hook, 8, 24));
+    assert_int_equal(c.allocs, 0);
+    void *p = fw__aligned_alloc(&hook, 3, 1);
+    assert_non_null(p);
+    assert_int_equal(c.last_size, 3 + FW__ALIGNED_EXTRA(sizeof(void *)));
+    assert_int_equal((uintptr_t)p % sizeof(void *), 0);
+    fw__aligned_free(&hook, p);
+    fw__aligned_free(&hook, NULL);
     assert_int_equal(c.frees, 1);
 }
 
@@ -474,6 +583,8 @@ int main(void)
         cmocka_unit_test(test_ring_refuses_invalid_arguments),
         cmocka_unit_test(test_ring_refuses_capacities_that_would_overflow),
         cmocka_unit_test(test_ring_reports_allocation_failure_through_the_hook),
+        cmocka_unit_test(test_ring_aligns_the_slot_array_on_a_hook_that_returns_misaligned_blocks),
+        cmocka_unit_test(test_aligned_alloc_refuses_sizes_that_would_wrap_before_calling_the_hook),
         cmocka_unit_test(test_ring_hands_two_million_items_between_threads_in_order),
         cmocka_unit_test(test_ring_batches_hand_two_million_items_between_threads_in_order),
     };
