@@ -609,7 +609,7 @@ static void reset_attempt(fw_conn_t *c)
     c->checking = false;
     c->check_got = false;
     fw__pq_reader_free(&c->reader); /* a target check's reply of the attempt before */
-    fw__pq_reader_init(&c->reader, NULL, &fw__pq_alloc);
+    fw__pq_reader_init(&c->reader, NULL, &fw__alloc);
 }
 
 static void dial_on_host(fw__dialer_t *d)
