@@ -46,6 +46,8 @@ const char *fw_phase_name(fw_phase_t phase)
         return "ready";
     case FW_PHASE_CLOSED:
         return "closed";
+    case FW_PHASE_ROUTE:
+        return "target_session_attrs check";
     }
     return "unknown";
 }

@@ -329,6 +329,7 @@ static void on_ready(fw_conn_t *c)
     fw__pq_reader_set_startup(&c->reader, false);
     fw__pq_reader_init(&c->su->reader, NULL, &fw__alloc);
     fw__conn_free_startup(c);
+    c->phase = FW_PHASE_ROUTE;
     check_target(c);
 }
 

@@ -89,7 +89,8 @@ typedef enum fw_phase_e {
     FW_PHASE_AUTH,          /* startup message sent, authenticating */
     FW_PHASE_STARTUP,       /* authenticated, waiting for the first ReadyForQuery */
     FW_PHASE_READY,         /* connected */
-    FW_PHASE_CLOSED         /* the connection ended */
+    FW_PHASE_CLOSED,        /* the connection ended */
+    FW_PHASE_ROUTE          /* connected, checking the server against target_session_attrs */
 } fw_phase_t;
 
 /* "DNS lookup", "TLS handshake", ...: a static string. Thread: any thread. */

@@ -466,6 +466,7 @@ void fw__lm_conn_failed(const char *transport, fw_phase_t phase)
         [FW_PHASE_SSL_RESPONSE] = "ssl_response", [FW_PHASE_TLS_HANDSHAKE] = "tls_handshake",
         [FW_PHASE_AUTH] = "auth",           [FW_PHASE_STARTUP] = "startup",
         [FW_PHASE_READY] = "ready",         [FW_PHASE_CLOSED] = "closed",
+        [FW_PHASE_ROUTE] = "route",
     };
     const char *v[] = {transport, (unsigned)phase < N(names) ? names[phase] : "none"};
     inc(F_CONN_FAILED, v);
