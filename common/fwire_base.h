@@ -63,6 +63,8 @@ typedef struct fw_row_s {
     XX(ETLS, -30203, "TLS negotiation or verification failed")                                   \
     XX(ECLOSED, -30204, "the connection was closed")                                             \
     XX(ETIMEDOUT, -30205, "timeout expired")                                                     \
+    XX(EPROTOCOL_VERSION, -30206,                                                                \
+       "the server does not offer the protocol version required (min_protocol_version)")         \
     /* streaming */                                                                              \
     XX(ESCHEMA, -30300, "the result is not one json or jsonb column named data")                 \
     XX(ECANCELED, -30301, "the stream was cancelled")

@@ -16,8 +16,8 @@ struct fw__cancel_s {
     fw__tls_t *tls;
     fw__tls_mode_t mode;
     kstate_t state;
-    int open; /* handles still to close */
-    int32_t pid, secret;
+    int open;                /* handles still to close */
+    fw__pq_cancel_key_t key; /* the connection's BackendKeyData: pid and 4..256 key bytes */
     bool tcp;
     fw__sock_tuning_t tuning;
     fw__cancel_cb cb;
@@ -29,7 +29,7 @@ static void maybe_free(fw__cancel_t *k)
 {
     if (k->open == 0) {
         fw__tls_free(k->tls);
-        fw__wipe(&k->secret, sizeof(k->secret));
+        fw__wipe(&k->key, sizeof(k->key));
         fw__free(k);
     }
 }
@@ -106,7 +106,7 @@ static void send_request(fw__cancel_t *k)
 {
     fw__pq_buf_t b;
     fw__pq_buf_init(&b, &fw__pq_alloc);
-    int rc = fw__pq_put_cancel_request(&b, k->pid, k->secret);
+    int rc = fw__pq_put_cancel_request(&b, &k->key); /* the whole key, 12 + len bytes */
     if (rc == 0) {
         if (k->tls != NULL) {
             long w = fw__tls_write(k->tls, b.data, b.len);
@@ -246,16 +246,15 @@ int fw__cancel_start(fw_conn_t *c, uint32_t timeout_ms, fw__cancel_cb cb, void *
                      fw__cancel_t **out)
 {
     *out = NULL;
-    if (c->peer_len == 0)
-        return FW_ESTATE;
+    if (c->peer_len == 0 || c->backend_key.len == 0)
+        return FW_ESTATE; /* no address, or no BackendKeyData to cancel with */
     fw__cancel_t *k = fw__calloc(1, sizeof(*k));
     if (k == NULL)
         return FW_ENOMEM;
     k->loop = c->loop;
     k->tcp = !fw__dial_is_unix(&c->dial);
     fw__conn_tuning(c, &k->tuning); /* keepalives on the cancel connection too (decision 9) */
-    k->pid = c->backend_pid;
-    k->secret = c->backend_secret;
+    k->key = c->backend_key;
     k->cb = cb;
     k->ud = ud;
     if (c->tls != NULL) {

@@ -142,8 +142,9 @@ static const char *lm_auth_reason(const fw_conn_t *c, int code)
         return "server_error";
     if (code == FW_ETIMEDOUT)
         return "timeout";
-    if (code == FW_EAUTH)
-        return "client_refused"; /* require_auth, channel binding, a bad server signature */
+    if (code == FW_EAUTH || code == FW_EPROTOCOL_VERSION)
+        return "client_refused"; /* require_auth, channel binding, a bad server signature, a
+                                    protocol version below min_protocol_version */
     if (code <= FW_EPROTO_SHORT && code > FW_EPROTO_SHORT - 100)
         return "protocol";
     return "connection_lost";
@@ -405,8 +406,8 @@ static void on_ready(fw_conn_t *c)
     }
     lm_auth(c, NULL);
     c->method = c->su->method;
-    c->backend_pid = c->su->pid;
-    c->backend_secret = c->su->secret;
+    c->protocol = c->su->protocol;
+    c->backend_key = c->su->key;
     c->connect_seconds = (double)(uv_hrtime() - c->t_start) / 1e9;
     /* The connection keeps reading while idle, so an asynchronous FATAL shows up at once;
      * the startup reader (with any bytes after ReadyForQuery) is handed over. */
@@ -418,8 +419,9 @@ static void on_ready(fw_conn_t *c)
     c->err.message[0] = '\0';
     static const char *const methods[] = {"no authentication", "a cleartext password", "md5",
                                           "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"};
-    fw__conn_log(c, FW_LOG_INFO, "connected to %s (backend %d) with %s in %.1f ms",
-                 fw__dial_address(&c->dial), (int)c->backend_pid, methods[c->method],
+    fw__conn_log(c, FW_LOG_INFO, "connected to %s (backend %d) with %s, protocol %u.%u, in %.1f ms",
+                 fw__dial_address(&c->dial), (int)c->backend_key.pid, methods[c->method],
+                 FW__PQ_VERSION_MAJOR(c->protocol), FW__PQ_VERSION_MINOR(c->protocol),
                  c->connect_seconds * 1e3);
     finish(c, 0);
 }
@@ -535,6 +537,8 @@ static void start_startup(fw_conn_t *c)
     o.auth_required = c->ci->auth_required;
     o.allowed = c->ci->allowed_auth;
     o.scram_max_iterations = c->opts.scram_max_iterations;
+    o.min_protocol = c->ci->min_protocol;
+    o.max_protocol = c->ci->max_protocol;
     o.notice_fn = fw__conn_notice; /* counted in fraiseql_notices_total even without notice_cb */
     o.notice_ud = c;
     o.msg_fn = c->opts.trace_cb != NULL ? fw__conn_trace_in : NULL;
@@ -1126,6 +1130,12 @@ void fw_conn_close(fw_conn_t *c, fw_close_cb cb, void *ud)
     }
 }
 
+/* protocol_version took one reserved pointer's place: the struct must keep its size, or a
+ * program built against the older header would be written past its end. */
+_Static_assert(sizeof(fw_conn_info_t) ==
+                   offsetof(fw_conn_info_t, protocol_version) + 8 * sizeof(void *),
+               "fw_conn_info_t changed size");
+
 int fw_conn_info(const fw_conn_t *c, fw_conn_info_t *info)
 {
     static const char *const methods[] = {"trust", "password", "md5", "SCRAM-SHA-256",
@@ -1135,8 +1145,8 @@ int fw_conn_info(const fw_conn_t *c, fw_conn_info_t *info)
     memset(info, 0, sizeof(*info));
     if (c->state != FW__CONN_READY && c->state != FW__CONN_BAD)
         return FW_ESTATE;
-    if (c->backend_pid == 0 && c->server_version[0] == '\0')
-        return FW_ESTATE;
+    if (c->protocol == 0)
+        return FW_ESTATE; /* never reached ReadyForQuery */
     const fw__conninfo_host_t *h = fw__dial_host(&c->dial);
     info->server_version = c->server_version_num;
     info->server_version_str = c->server_version;
@@ -1150,8 +1160,10 @@ int fw_conn_info(const fw_conn_t *c, fw_conn_info_t *info)
     info->tls_cipher = c->tls_cipher[0] ? c->tls_cipher : NULL;
     info->auth_method = methods[c->method];
     info->channel_binding = c->method == FW__AUTH_SCRAM_PLUS;
-    info->backend_pid = c->backend_pid;
+    info->backend_pid = c->backend_key.pid;
     info->connect_seconds = c->connect_seconds;
+    info->protocol_version =
+        (int)(FW__PQ_VERSION_MAJOR(c->protocol) * 10000 + FW__PQ_VERSION_MINOR(c->protocol));
     return 0;
 }
 
@@ -1167,5 +1179,5 @@ void fw__wipe_conn_secrets(fw_conn_t *c)
     /* rbuf and plain hold what the server sent (never a secret of ours); what we sent went
      * through `out`, which fw__pq_buf_free zeroes. */
     fw__wipe(c->cb_data, sizeof(c->cb_data));
-    fw__wipe(&c->backend_secret, sizeof(c->backend_secret));
+    fw__wipe(&c->backend_key, sizeof(c->backend_key));
 }

@@ -205,8 +205,10 @@ FW_EXTERN int fw_conn_new(fw_conn_t **out, struct uv_loop_s *loop, const fw_conn
  * once, later, on the loop thread (never inside this call), also when the connection is closed
  * before it finished (status FW_ECLOSED). Errors: FW_EAUTH (refused or failed authentication,
  * SQLSTATE in err when the server sent one), FW_ESERVER, FW_ETLS, FW_ETIMEDOUT (err->phase names
- * where), FW_EPROTO_*, libuv codes such as UV_ECONNREFUSED or UV_ENOENT. Returns 0, or FW_ESTATE
- * when already started (then cb never runs). Thread: the loop's thread.
+ * where), FW_EPROTOCOL_VERSION (the server offers a protocol version below the connection
+ * string's min_protocol_version), FW_EPROTO_*, libuv codes such as UV_ECONNREFUSED or
+ * UV_ENOENT. Returns 0, or FW_ESTATE when already started (then cb never runs).
+ * Thread: the loop's thread.
  */
 FW_EXTERN int fw_conn_connect(fw_conn_t *conn, fw_connect_cb cb, void *ud);
 
@@ -254,7 +256,13 @@ typedef struct fw_conn_info_s {
     bool channel_binding;    /* SCRAM-SHA-256-PLUS was used */
     int32_t backend_pid;
     double connect_seconds; /* from fw_conn_connect to the first ReadyForQuery */
-    void *reserved[8];
+    /* The protocol version in use, major * 10000 + minor, as libpq's PQfullProtocolVersion:
+     * 30000 (3.0) or 30002 (3.2). What the StartupMessage asks for is max_protocol_version of
+     * the connection string (default 3.0); a server that offers less says so
+     * (NegotiateProtocolVersion) and the connection goes on at its version, unless that is
+     * below min_protocol_version. Added in place of one reserved slot: the size is unchanged. */
+    int protocol_version;
+    void *reserved[7];
 } fw_conn_info_t;
 
 /*
