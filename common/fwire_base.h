@@ -64,6 +64,8 @@ typedef struct fw_row_s {
     XX(ECLOSED, -30204, "the connection was closed")                                             \
     XX(ETIMEDOUT, -30205, "timeout expired")                                                     \
     XX(EROUTE, -30206, "no server of the kind target_session_attrs asks for")                    \
+    XX(EPROTOCOL_VERSION, -30207,                                                                \
+       "the server does not offer the protocol version required (min_protocol_version)")         \
     /* streaming */                                                                              \
     XX(ESCHEMA, -30300, "the result is not one json or jsonb column named data")                 \
     XX(ECANCELED, -30301, "the stream was cancelled")

@@ -17,8 +17,8 @@ struct fw__cancel_s {
     uv_timer_t timer;
     fw__tls_mode_t mode;
     kstate_t state;
-    int open; /* handles still to close */
-    int32_t pid, secret;
+    int open;                /* handles still to close */
+    fw__pq_cancel_key_t key; /* the connection's BackendKeyData: pid and 4..256 key bytes */
     bool tcp;
     fw__sock_tuning_t tuning;
     fw__cancel_cb cb;
@@ -31,7 +31,7 @@ static void maybe_free(fw__cancel_t *k)
 {
     if (k->open == 0) {
         fw__chan_drop_tls(&k->chan);
-        fw__wipe(&k->secret, sizeof(k->secret));
+        fw__wipe(&k->key, sizeof(k->key));
         fw__free(k);
     }
 }
@@ -96,7 +96,7 @@ static void send_request(fw__cancel_t *k)
 {
     fw__pq_buf_t b;
     fw__pq_buf_init(&b, &fw__alloc);
-    int rc = fw__pq_put_cancel_request(&b, k->pid, k->secret);
+    int rc = fw__pq_put_cancel_request(&b, &k->key); /* the whole key, 12 + len bytes */
     if (rc == 0)
         rc = fw__chan_write(&k->chan, b.data, b.len);
     fw__pq_buf_free(&b); /* zeroes the secret */
@@ -203,16 +203,15 @@ int fw__cancel_start(const fw__cancel_target_t *t, uint32_t timeout_ms, fw__canc
                      void *ud, fw__cancel_t **out)
 {
     *out = NULL;
-    if (t->peer_len == 0)
-        return FW_ESTATE;
+    if (t->peer_len == 0 || t->key.len == 0)
+        return FW_ESTATE; /* no address, or no BackendKeyData to cancel with */
     fw__cancel_t *k = fw__calloc(1, sizeof(*k));
     if (k == NULL)
         return FW_ENOMEM;
     k->loop = t->loop;
     k->tcp = t->tcp;
     k->tuning = t->tuning;
-    k->pid = t->pid;
-    k->secret = t->secret;
+    k->key = t->key;
     k->cb = cb;
     k->ud = ud;
     fw__chan_init(&k->chan, k->rbuf, sizeof(k->rbuf), k, on_write_error);

@@ -10,6 +10,7 @@
 #define FW_CANCEL_H
 
 #include "channel.h"
+#include "proto.h"
 
 #include <stdint.h>
 
@@ -24,7 +25,7 @@ typedef struct fw__cancel_target_s {
     bool tcp;
     fw__sock_tuning_t tuning;    /* keepalives on the cancel connection too (decision 9) */
     const fw__tls_config_t *tls; /* NULL: the query's connection has no TLS */
-    int32_t pid, secret;         /* BackendKeyData */
+    fw__pq_cancel_key_t key;     /* BackendKeyData: pid and 4..256 key bytes */
 } fw__cancel_target_t;
 
 /* Runs once on the loop thread, never inside fw__cancel_start: status 0 when the server closed

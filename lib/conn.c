@@ -324,8 +324,7 @@ void fw__conn_cancel_target(const fw_conn_t *c, fw__cancel_target_t *t, fw__tls_
         fw__conn_tls_config(c, cfg);
         t->tls = cfg;
     }
-    t->pid = c->backend_pid;
-    t->secret = c->backend_secret;
+    t->key = c->backend_key;
 }
 
 /* ---- public ---------------------------------------------------------------------------- */
@@ -584,6 +583,12 @@ void fw_conn_close(fw_conn_t *c, fw_close_cb cb, void *ud)
     }
 }
 
+/* protocol_version took one reserved pointer's place: the struct must keep its size, or a
+ * program built against the older header would be written past its end. */
+_Static_assert(sizeof(fw_conn_info_t) ==
+                   offsetof(fw_conn_info_t, role) + 8 * sizeof(void *),
+               "fw_conn_info_t changed size");
+
 int fw_conn_info(const fw_conn_t *c, fw_conn_info_t *info)
 {
     static const char *const methods[] = {"trust", "password", "md5", "SCRAM-SHA-256",
@@ -593,8 +598,8 @@ int fw_conn_info(const fw_conn_t *c, fw_conn_info_t *info)
     memset(info, 0, sizeof(*info));
     if (c->state != FW__CONN_READY && c->state != FW__CONN_BAD)
         return FW_ESTATE;
-    if (c->backend_pid == 0 && c->server_version[0] == '\0')
-        return FW_ESTATE;
+    if (c->protocol == 0)
+        return FW_ESTATE; /* never reached ReadyForQuery */
     const fw__conninfo_host_t *h = fw__dial_host(&c->dial);
     info->server_version = c->server_version_num;
     info->server_version_str = c->server_version;
@@ -608,7 +613,7 @@ int fw_conn_info(const fw_conn_t *c, fw_conn_info_t *info)
     info->tls_cipher = c->tls_cipher[0] ? c->tls_cipher : NULL;
     info->auth_method = methods[c->method];
     info->channel_binding = c->method == FW__AUTH_SCRAM_PLUS;
-    info->backend_pid = c->backend_pid;
+    info->backend_pid = c->backend_key.pid;
     info->connect_seconds = c->connect_seconds;
     info->role = c->role_at_connect;
     info->read_only = c->read_only_at_connect;
@@ -680,6 +685,6 @@ void fw__wipe_conn_secrets(fw_conn_t *c)
     /* rbuf and plain hold what the server sent (never a secret of ours); what we sent went
      * through `out`, which fw__pq_buf_free zeroes. */
     fw__wipe(c->cb_data, sizeof(c->cb_data));
-    fw__wipe(&c->backend_secret, sizeof(c->backend_secret));
+    fw__wipe(&c->backend_key, sizeof(c->backend_key));
 }
 

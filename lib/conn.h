@@ -122,8 +122,8 @@ struct fw_conn_s {
     char tls_version[32];
     char tls_cipher[64];
     fw__auth_method_t method;
-    int32_t backend_pid;
-    int32_t backend_secret; /* BackendKeyData, for CancelRequest */
+    uint32_t protocol;               /* as negotiated: FW__PQ_PROTOCOL_3_0 or _3_2 */
+    fw__pq_cancel_key_t backend_key; /* BackendKeyData (pid and key), for CancelRequest */
     double connect_seconds;
     fw_server_role_t role_at_connect;
     bool read_only_at_connect;

@@ -68,8 +68,9 @@ static const char *lm_auth_reason(const fw_conn_t *c, int code)
         return "server_error";
     if (code == FW_ETIMEDOUT)
         return "timeout";
-    if (code == FW_EAUTH)
-        return "client_refused"; /* require_auth, channel binding, a bad server signature */
+    if (code == FW_EAUTH || code == FW_EPROTOCOL_VERSION)
+        return "client_refused"; /* require_auth, channel binding, a bad server signature, a
+                                    protocol version below min_protocol_version */
     if (code <= FW_EPROTO_SHORT && code > FW_EPROTO_SHORT - 100)
         return "protocol";
     return "connection_lost";
@@ -191,9 +192,11 @@ static void accept_server(fw_conn_t *c)
     c->err.message[0] = '\0';
     static const char *const methods[] = {"no authentication", "a cleartext password", "md5",
                                           "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"};
-    fw__conn_log(c, FW_LOG_INFO, "connected to %s (backend %d, %s) with %s in %.1f ms",
-                 fw__dial_address(&c->dial), (int)c->backend_pid,
+    fw__conn_log(c, FW_LOG_INFO,
+                 "connected to %s (backend %d, %s) with %s, protocol %u.%u, in %.1f ms",
+                 fw__dial_address(&c->dial), (int)c->backend_key.pid,
                  fw_server_role_name(c->role_at_connect), methods[c->method],
+                 FW__PQ_VERSION_MAJOR(c->protocol), FW__PQ_VERSION_MINOR(c->protocol),
                  c->connect_seconds * 1e3);
     finish(c, 0);
 }
@@ -318,8 +321,8 @@ static void on_ready(fw_conn_t *c)
     }
     lm_auth(c, NULL);
     c->method = c->su->method;
-    c->backend_pid = c->su->pid;
-    c->backend_secret = c->su->secret;
+    c->protocol = c->su->protocol;
+    c->backend_key = c->su->key;
     fw__route_facts_from_params(&c->params, &c->facts);
     c->facts.server_version_num = c->server_version_num;
     /* The connection keeps reading while idle, so an asynchronous FATAL shows up at once;
@@ -444,6 +447,8 @@ static void start_startup(fw_conn_t *c)
     o.auth_required = c->ci->auth_required;
     o.allowed = c->ci->allowed_auth;
     o.scram_max_iterations = c->opts.scram_max_iterations;
+    o.min_protocol = c->ci->min_protocol;
+    o.max_protocol = c->ci->max_protocol;
     o.notice_fn = fw__conn_notice; /* counted in fraiseql_notices_total even without notice_cb */
     o.notice_ud = c;
     o.msg_fn = c->opts.trace_cb != NULL ? fw__conn_trace_in : NULL;

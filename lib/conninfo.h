@@ -75,7 +75,9 @@
     XX(GSSENCMODE, "gssencmode", "PGGSSENCMODE", "disable")                                        \
     XX(TARGET_SESSION_ATTRS, "target_session_attrs", "PGTARGETSESSIONATTRS", "any")                \
     XX(REQUIRE_AUTH, "require_auth", "PGREQUIREAUTH", NULL)                                        \
-    XX(LOAD_BALANCE_HOSTS, "load_balance_hosts", "PGLOADBALANCEHOSTS", "disable")
+    XX(LOAD_BALANCE_HOSTS, "load_balance_hosts", "PGLOADBALANCEHOSTS", "disable")                  \
+    XX(MIN_PROTOCOL_VERSION, "min_protocol_version", "PGMINPROTOCOLVERSION", NULL)                 \
+    XX(MAX_PROTOCOL_VERSION, "max_protocol_version", "PGMAXPROTOCOLVERSION", NULL)
 
 typedef enum fw__ci_key_e {
 #define FW__CI_KEY_ENUM(id, kw, env, def) FW__CI_##id,
@@ -176,6 +178,10 @@ typedef struct fw__conninfo_s {
     bool keepalives;                  /* default true */
     int keepalives_idle, keepalives_interval, keepalives_count; /* -1 = not set */
     int tcp_user_timeout;                                       /* ms; -1 = not set */
+    /* PG18 min/max_protocol_version as 3 << 16 | minor (FW__PQ_PROTOCOL_3_0 or _3_2). The
+     * minimum defaults to 3.0; the maximum to 3.0 too, unless the minimum is higher, then to
+     * the latest (libpq 18). max_protocol is what the StartupMessage asks for. */
+    uint32_t min_protocol, max_protocol;
 } fw__conninfo_t;
 
 /* The environment, injected so tests are hermetic. */

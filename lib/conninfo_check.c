@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "conninfo.h"
 #include "conninfo_int.h"
+#include "proto.h"
 
 #include <arpa/inet.h>
 #include <pwd.h>
@@ -431,6 +432,55 @@ static int check_tls(fw__conninfo_t *ci, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * PG18's min_protocol_version and max_protocol_version, with libpq 18's values ("3.0", "3.2",
+ * "latest"; exact spelling, no "3.1": that version never existed) and defaults: the minimum is
+ * 3.0; the maximum is 3.0 as well, so a pooler or an old server that does not know
+ * NegotiateProtocolVersion still works, unless the minimum asks for more, when it is the latest.
+ * libpq checks these when it connects; here a bad value fails before any socket, and the
+ * message lists what is accepted.
+ */
+static int protocol_version(const fw__conninfo_t *ci, fw__ci_key_t k, uint32_t *out, char *err,
+                            size_t errlen)
+{
+    static const char *const names[] = {"3.0", "3.2", "latest", NULL};
+    static const uint32_t versions[] = {FW__PQ_PROTOCOL_3_0, FW__PQ_PROTOCOL_3_2,
+                                        FW__PQ_PROTOCOL_LATEST};
+    char qb[FW__CI_QBUF];
+    int i = pick(ci->val[k], names);
+    if (i < 0) {
+        fw__ci_err_set(err, errlen, "invalid %s value: \"%s\" (accepted: 3.0, 3.2, latest)",
+                       fw__ci_keys[k].kw, fw__ci_quote(qb, ci->val[k]));
+        return FW_EINVAL;
+    }
+    *out = versions[i];
+    return 0;
+}
+
+static int check_protocol(fw__conninfo_t *ci, char *err, size_t errlen)
+{
+    ci->min_protocol = FW__PQ_PROTOCOL_3_0;
+    if (ci->val[FW__CI_MIN_PROTOCOL_VERSION] != NULL &&
+        protocol_version(ci, FW__CI_MIN_PROTOCOL_VERSION, &ci->min_protocol, err, errlen) != 0)
+        return FW_EINVAL;
+    if (ci->val[FW__CI_MAX_PROTOCOL_VERSION] != NULL) {
+        if (protocol_version(ci, FW__CI_MAX_PROTOCOL_VERSION, &ci->max_protocol, err, errlen) != 0)
+            return FW_EINVAL;
+    } else {
+        ci->max_protocol =
+            ci->min_protocol > FW__PQ_PROTOCOL_3_0 ? FW__PQ_PROTOCOL_LATEST : FW__PQ_PROTOCOL_3_0;
+    }
+    if (ci->min_protocol > ci->max_protocol) {
+        char qa[FW__CI_QBUF], qb[FW__CI_QBUF];
+        fw__ci_err_set(err, errlen,
+                       "min_protocol_version \"%s\" is greater than max_protocol_version \"%s\"",
+                       fw__ci_quote(qa, ci->val[FW__CI_MIN_PROTOCOL_VERSION]),
+                       fw__ci_quote(qb, ci->val[FW__CI_MAX_PROTOCOL_VERSION]));
+        return FW_EINVAL;
+    }
+    return 0;
+}
+
 /* fwire speaks UTF8 only. The server folds case and drops non-alphanumerics in encoding names,
  * and knows UTF8 as "utf8" and "unicode"; "auto" (the locale's) is refused. */
 static bool utf8_name(const char *s)
@@ -564,7 +614,8 @@ int fw__conninfo_finish(fw__conninfo_t *ci, char *err, size_t errlen)
                        fw__ci_quote(qb, ci->val[FW__CI_SSLMODE]));
         goto out;
     }
-    if (check_tls(ci, err, errlen) != 0 || check_misc(ci, err, errlen) != 0)
+    if (check_tls(ci, err, errlen) != 0 || check_misc(ci, err, errlen) != 0 ||
+        check_protocol(ci, err, errlen) != 0)
         goto out;
     if (enum_opt(ci, FW__CI_TARGET_SESSION_ATTRS, tsas, FW__TSA_ANY, &e, err, errlen) != 0)
         goto out;

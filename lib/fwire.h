@@ -206,8 +206,10 @@ FW_EXTERN int fw_conn_new(fw_conn_t **out, struct uv_loop_s *loop, const fw_conn
  * once, later, on the loop thread (never inside this call), also when the connection is closed
  * before it finished (status FW_ECLOSED). Errors: FW_EAUTH (refused or failed authentication,
  * SQLSTATE in err when the server sent one), FW_ESERVER, FW_ETLS, FW_ETIMEDOUT (err->phase names
- * where), FW_EPROTO_*, libuv codes such as UV_ECONNREFUSED or UV_ENOENT. Returns 0, or FW_ESTATE
- * when already started (then cb never runs). Thread: the loop's thread.
+ * where), FW_EPROTOCOL_VERSION (the server offers a protocol version below the connection
+ * string's min_protocol_version), FW_EPROTO_*, libuv codes such as UV_ECONNREFUSED or
+ * UV_ENOENT. Returns 0, or FW_ESTATE when already started (then cb never runs).
+ * Thread: the loop's thread.
  */
 FW_EXTERN int fw_conn_connect(fw_conn_t *conn, fw_connect_cb cb, void *ud);
 
@@ -287,8 +289,14 @@ typedef struct fw_conn_info_s {
     double connect_seconds; /* from fw_conn_connect to the first ReadyForQuery */
     fw_server_role_t role;  /* at connect (fw_conn_role: now) */
     bool read_only;         /* at connect (fw_conn_read_only: now) */
-    /* Room for later fields without changing the size on LP64 (the two above took one). */
-    void *reserved[7];
+    /* The protocol version in use, major * 10000 + minor, as libpq's PQfullProtocolVersion:
+     * 30000 (3.0) or 30002 (3.2). What the StartupMessage asks for is max_protocol_version of
+     * the connection string (default 3.0); a server that offers less says so
+     * (NegotiateProtocolVersion) and the connection goes on at its version, unless that is
+     * below min_protocol_version. Added in place of one reserved slot: the size is unchanged. */
+    int protocol_version;
+    /* Room for later fields: the three above took two of the eight reserved slots (LP64). */
+    void *reserved[6];
 } fw_conn_info_t;
 
 /*

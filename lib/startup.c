@@ -311,6 +311,88 @@ static fw__su_result_t on_auth(fw__startup_t *su, const fw__pq_msg_t *m)
     }
 }
 
+/* ---- protocol version ------------------------------------------------------------------ */
+
+#define VERSION_ARGS(v) FW__PQ_VERSION_MAJOR(v), FW__PQ_VERSION_MINOR(v)
+
+/*
+ * NegotiateProtocolVersion: the server cannot give us the version we asked for, or does not know
+ * some `_pq_.` options. The rules are libpq 18's (pqGetNegotiateProtocolVersion3), plus one:
+ * the server sends it while reading our StartupMessage, before anything else, so fwire takes it
+ * only as the first message (libpq takes it any time before AuthenticationOk). Every other
+ * shape is a server that does not follow the protocol, and nothing it says can be trusted.
+ */
+static fw__su_result_t on_negotiate(fw__startup_t *su, const fw__pq_msg_t *m)
+{
+    static const char bad[] = "received invalid protocol negotiation message";
+    uint32_t v = m->u.negotiate.version;
+    if (su->negotiated)
+        return fail(su, FW_EPROTO_UNEXPECTED, "%s: server sent it twice", bad);
+    if (su->nmsgs != 1 || su->state != FW__SU_S_AUTH)
+        return fail(su, FW_EPROTO_UNEXPECTED,
+                    "%s: it arrived after the server had begun authentication (it may only "
+                    "answer the StartupMessage)",
+                    bad);
+    if (v > su->protocol)
+        return fail(su, FW_EPROTO_BAD_VALUE,
+                    "%s: server requested downgrade to a higher-numbered version (%u.%u; fwire "
+                    "asked for %u.%u)",
+                    bad, VERSION_ARGS(v), VERSION_ARGS(su->protocol));
+    if (v < FW__PQ_PROTOCOL_3_0)
+        return fail(su, FW_EPROTO_BAD_VALUE,
+                    "%s: server requested downgrade to pre-3.0 protocol version (%u.%u)", bad,
+                    VERSION_ARGS(v));
+    if (v == FW__PQ_VERSION(3, 1))
+        return fail(su, FW_EPROTO_BAD_VALUE,
+                    "%s: server requested downgrade to non-existent 3.1 protocol version", bad);
+    if (m->u.negotiate.nopts > 0) {
+        /* fwire sends no protocol options: the server cannot have failed to know one. */
+        fw__pq_iter_t it;
+        fw_slice_t name;
+        char esc[128];
+        fw__pq_negotiate_iter_init(&it, m);
+        if (fw__pq_strlist_next(&it, &name) != 1) /* the parse walked the list: cannot fail */
+            return fail(su, FW_EPROTO_BAD_VALUE, "%s: malformed option list", bad);
+        fw__escape_text(esc, sizeof(esc), name.ptr, name.len);
+        if (name.len < 5 || memcmp(name.ptr, "_pq_.", 5) != 0)
+            return fail(su, FW_EPROTO_BAD_VALUE,
+                        "%s: server reported unsupported parameter name without a \"_pq_.\" "
+                        "prefix (\"%s\")",
+                        bad, esc);
+        return fail(su, FW_EPROTO_BAD_VALUE,
+                    "%s: server reported an unsupported parameter that was not requested "
+                    "(\"%s\")",
+                    bad, esc);
+    }
+    if (v == su->protocol)
+        return fail(su, FW_EPROTO_BAD_VALUE, "%s: server negotiated but asks for no changes", bad);
+    if (v < su->o.min_protocol)
+        return fail(su, FW_EPROTOCOL_VERSION,
+                    "server only supports protocol version %u.%u, but min_protocol_version was "
+                    "set to %u.%u",
+                    VERSION_ARGS(v), VERSION_ARGS(su->o.min_protocol));
+    su->protocol = v;
+    su->negotiated = true;
+    return FW__SU_CONTINUE;
+}
+
+/* BackendKeyData: the key's length must be the one of the version in force (libpq 18). */
+static fw__su_result_t on_key(fw__startup_t *su, const fw__pq_msg_t *m)
+{
+    if (su->state != FW__SU_S_AUTH_OK || su->key.len != 0)
+        return fail(su, FW_EPROTO_UNEXPECTED, "unexpected BackendKeyData");
+    size_t n = m->u.key.secret.len; /* 4..256: the parse checked */
+    if (su->protocol == FW__PQ_PROTOCOL_3_0 && n != 4)
+        return fail(su, FW_EPROTO_BAD_VALUE,
+                    "received invalid BackendKeyData message: cancel key with length %zu not "
+                    "allowed in protocol version 3.0 (must be 4 bytes)",
+                    n);
+    su->key.pid = m->u.key.pid;
+    memcpy(su->key.secret, m->u.key.secret.ptr, n);
+    su->key.len = (uint16_t)n;
+    return FW__SU_CONTINUE;
+}
+
 /* ---- the message loop ------------------------------------------------------------------ */
 
 static fw__su_result_t on_error(fw__startup_t *su, const fw__pq_msg_t *m)
@@ -346,12 +428,7 @@ static fw__su_result_t on_message(fw__startup_t *su, const fw__pq_msg_t *m)
                         FW__PARAMS_MAX, FW__PARAMS_BYTES_MAX);
         return FW__SU_CONTINUE;
     case 'K':
-        if (su->state != FW__SU_S_AUTH_OK || su->have_key)
-            return fail(su, FW_EPROTO_UNEXPECTED, "unexpected BackendKeyData");
-        su->pid = m->u.key.pid;
-        su->secret = m->u.key.secret;
-        su->have_key = true;
-        return FW__SU_CONTINUE;
+        return on_key(su, m);
     case 'Z':
         if (su->state != FW__SU_S_AUTH_OK)
             return fail(su, FW_EPROTO_UNEXPECTED,
@@ -370,12 +447,23 @@ static fw__su_result_t on_message(fw__startup_t *su, const fw__pq_msg_t *m)
         su->state = FW__SU_S_READY;
         return FW__SU_READY;
     case 'v':
-        return fail(su, FW_EPROTO_UNEXPECTED,
-                    "server sent NegotiateProtocolVersion, but fwire "
-                    "asked for protocol 3.0 without options");
+        return on_negotiate(su, m);
     default:
         return fail(su, FW_EPROTO_UNEXPECTED, "unexpected message type 0x%02x during startup",
                     m->type);
+    }
+}
+
+/* A message the reader could not frame or parse; the two of protocol 3.2 are named. */
+static fw__su_result_t reader_failed(fw__startup_t *su, int rc)
+{
+    switch (su->reader.err_type) {
+    case 'v':
+        return fail(su, rc, "received invalid protocol negotiation message: %s", fw_strerror(rc));
+    case 'K':
+        return fail(su, rc, "received invalid BackendKeyData message: %s", fw_strerror(rc));
+    default:
+        return fail(su, rc, "protocol violation during startup: %s", fw_strerror(rc));
     }
 }
 
@@ -390,13 +478,14 @@ static fw__su_result_t run(fw__startup_t *su)
      * ReadyForQuery (an asynchronous notice or FATAL) are still handled here; the connection
      * takes over the reader afterwards. */
     while ((rc = fw__pq_reader_next(&su->reader, &m)) == 1) {
+        su->nmsgs++;
         if (su->o.msg_fn != NULL)
             su->o.msg_fn(su->o.msg_ud, &m);
         if (on_message(su, &m) == FW__SU_FAILED)
             return FW__SU_FAILED;
     }
     if (rc < 0)
-        return fail(su, rc, "protocol violation during startup: %s", fw_strerror(rc));
+        return reader_failed(su, rc);
     if (su->state == FW__SU_S_READY)
         return FW__SU_READY;
     if (su->state == FW__SU_S_SASL_DERIVE)
@@ -411,7 +500,15 @@ int fw__startup_init(fw__startup_t *su, const fw__startup_opts_t *o, fw__pq_buf_
     memset(su, 0, sizeof(*su));
     if (o == NULL || out == NULL || o->user == NULL || o->user[0] == '\0' || o->database == NULL)
         return FW_EINVAL;
+    uint32_t lo = o->min_protocol != 0 ? o->min_protocol : FW__PQ_PROTOCOL_3_0;
+    uint32_t hi = o->max_protocol != 0 ? o->max_protocol : FW__PQ_PROTOCOL_3_0;
+    if ((lo != FW__PQ_PROTOCOL_3_0 && lo != FW__PQ_PROTOCOL_3_2) ||
+        (hi != FW__PQ_PROTOCOL_3_0 && hi != FW__PQ_PROTOCOL_3_2) || lo > hi)
+        return FW_EINVAL; /* conninfo refuses these before a connection gets here */
     su->o = *o;
+    su->o.min_protocol = lo;
+    su->o.max_protocol = hi;
+    su->protocol = hi;
     su->out = out;
     fw__pq_limits_t lim;
     fw__pq_limits_init(&lim);
@@ -445,7 +542,7 @@ fw__su_result_t fw__startup_begin(fw__startup_t *su)
         kv[n++] = su->o.options;
     }
     kv[n] = NULL;
-    int rc = fw__pq_put_startup(su->out, kv);
+    int rc = fw__pq_put_startup_version(su->out, su->protocol, kv);
     if (rc < 0)
         return fail(su, rc == FW_ETOOBIG ? FW_ECONFIG : rc,
                     "could not build the startup message: %s", fw_strerror(rc));
@@ -500,5 +597,6 @@ const char *fw__startup_error(const fw__startup_t *su)
 void fw__startup_free(fw__startup_t *su)
 {
     fw__scram_free(&su->scram);
+    fw__wipe(&su->key, sizeof(su->key));
     fw__pq_reader_free(&su->reader);
 }

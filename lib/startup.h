@@ -17,8 +17,13 @@
  *     usable binding data ends the attempt before a password is sent; AuthenticationOk after
  *     an exchange without binding is refused.
  *   - SCRAM: the server signature must be verified (SASLFinal) before AuthenticationOk.
- *   - GSS, SSPI, Kerberos and SCM are refused as unsupported; NegotiateProtocolVersion is a
- *     protocol error (fwire asks for 3.0 with no protocol options).
+ *   - GSS, SSPI, Kerberos and SCM are refused as unsupported.
+ *   - Protocol version (PG18, libpq 18's rules): the StartupMessage asks for max_protocol and no
+ *     `_pq_.` options. NegotiateProtocolVersion is accepted only as the server's first message,
+ *     once, naming a version from 3.0 up to the one asked for (never 3.1) with no options
+ *     (we asked for none) and some change; a version below min_protocol ends the attempt
+ *     (FW_EPROTOCOL_VERSION). Anything else about it is a protocol error: a hostile or broken
+ *     server. BackendKeyData's key must be exactly 4 bytes under 3.0, 4 to 256 under 3.2.
  */
 #ifndef FW_STARTUP_H
 #define FW_STARTUP_H
@@ -68,7 +73,10 @@ typedef struct fw__startup_opts_s {
     bool auth_required;
     uint32_t allowed;
     uint32_t scram_max_iterations; /* 0: FW__SCRAM_MAX_ITERATIONS_DEFAULT */
-    size_t max_message;            /* 0: proto's default */
+    /* Protocol versions (FW__PQ_PROTOCOL_3_0, FW__PQ_PROTOCOL_3_2): the StartupMessage asks for
+     * max_protocol, and the server may not settle below min_protocol. 0 means 3.0. */
+    uint32_t min_protocol, max_protocol;
+    size_t max_message; /* 0: proto's default */
     /* NoticeResponse during startup, handed over parsed; NULL to drop them. */
     void (*notice_fn)(void *ud, const fw__pq_msg_t *notice);
     void *notice_ud;
@@ -106,8 +114,10 @@ typedef struct fw__startup_s {
     bool scram_used;
     bool password_sent; /* any secret (password, md5 hash, SCRAM proof) left this client */
     fw__auth_method_t method;
-    int32_t pid, secret;
-    bool have_key;
+    uint32_t protocol;       /* asked for, then as the server negotiated it */
+    bool negotiated;         /* a NegotiateProtocolVersion arrived */
+    unsigned long nmsgs;     /* messages received so far */
+    fw__pq_cancel_key_t key; /* BackendKeyData; key.len 0 until it arrives */
     fw__params_t params;
     /* The failure: an FW_E* / libuv code, a message, and the server's fields when it sent an
      * ErrorResponse. */
@@ -152,7 +162,8 @@ fw__su_result_t fw__startup_derived(fw__startup_t *su, int rc);
 /* The failure message (empty while none), NUL-terminated, borrowed from su. */
 const char *fw__startup_error(const fw__startup_t *su);
 
-/* Wipes every secret and releases the reader. su may be reused after fw__startup_init. */
+/* Wipes every secret (the cancel key too) and releases the reader. su may be reused after
+ * fw__startup_init. */
 void fw__startup_free(fw__startup_t *su);
 
 #endif /* FW_STARTUP_H */

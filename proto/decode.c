@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Backend message framing and parsing (protocol 3.0). Every byte here comes from a server we may
- * not trust yet: each length is checked against the bytes present before it is used, each count
- * against what the remaining bytes can hold, and nothing is allocated (STYLE 12-15).
+ * Backend message framing and parsing (protocols 3.0 and 3.2). Every byte here comes from a server
+ * we may not trust yet: each length is checked against the bytes present before it is used, each
+ * count against what the remaining bytes can hold, and nothing is allocated (STYLE 12-15).
  */
 #include "proto.h"
 
@@ -322,19 +322,19 @@ static int parse_notice(cur_t *c, fw__pq_msg_t *m)
 
 static int parse_negotiate(cur_t *c, fw__pq_msg_t *m)
 {
-    int32_t minor, n;
-    int rc = take_i32(c, &minor);
+    int32_t version, n;
+    int rc = take_i32(c, &version);
     if (rc == 0)
         rc = take_i32(c, &n);
     if (rc < 0)
         return rc;
-    if (minor < 0 || n < 0)
+    if (version < 0 || n < 0)
         return FW_EPROTO_BAD_VALUE;
     /* Each option needs at least its NUL: a count the bytes cannot hold is refused before any
      * loop runs on it (the pgx OOM from an untrusted option count). */
     if ((size_t)n > left(c))
         return FW_EPROTO_FIELD_COUNT;
-    m->u.negotiate.newest_minor = minor;
+    m->u.negotiate.version = (uint32_t)version;
     m->u.negotiate.nopts = (uint32_t)n;
     m->u.negotiate.opts = rest(c);
     for (int32_t i = 0; i < n; i++) {
@@ -384,11 +384,18 @@ int fw__pq_parse(uint8_t type, const uint8_t *body, size_t len, fw__pq_msg_t *m)
     case 'R':
         return parse_auth(&c, m);
     case 'K':
-        /* Protocol 3.0 keys are exactly pid + secret (PG18 libpq enforces the same). */
+        /* pid, then the secret key: the rest of the message. 3.0 keys are exactly 4 bytes, 3.2
+         * keys 4 to 256; only the caller knows the version, so here the bounds of both. A key
+         * is copied into fixed storage later: never more than 256 bytes, whatever the frame. */
         rc = take_i32(&c, &m->u.key.pid);
-        if (rc == 0)
-            rc = take_i32(&c, &m->u.key.secret);
-        return rc < 0 ? rc : done(&c);
+        if (rc < 0)
+            return rc;
+        if (left(&c) < FW__PQ_CANCEL_KEY_MIN)
+            return FW_EPROTO_TRUNCATED;
+        if (left(&c) > FW__PQ_CANCEL_KEY_MAX)
+            return FW_EPROTO_TOO_LARGE;
+        m->u.key.secret = rest(&c);
+        return 0;
     case 'S':
         rc = take_str(&c, &m->u.param.name);
         if (rc == 0)

@@ -11,9 +11,8 @@
 
 #include <string.h>
 
-#define PROTOCOL_3_0        196608u   /* 3 << 16 */
 #define SSL_REQUEST_CODE    80877103u /* 1234 << 16 | 5679 */
-#define CANCEL_REQUEST_CODE 80877102u
+#define CANCEL_REQUEST_CODE 80877102u /* 1234 << 16 | 5678 */
 
 void fw__pq_buf_init(fw__pq_buf_t *b, const fw_allocator_t *alloc)
 {
@@ -25,7 +24,8 @@ void fw__pq_buf_init(fw__pq_buf_t *b, const fw_allocator_t *alloc)
 void fw__pq_buf_free(fw__pq_buf_t *b)
 {
     if (b->data != NULL) {
-        /* Password and SASL messages pass through here: leave no secret in freed memory. */
+        /* Password, SASL and CancelRequest messages pass through here: leave no secret in
+         * freed memory. */
         volatile uint8_t *p = b->data;
         for (size_t i = 0; i < b->cap; i++)
             p[i] = 0;
@@ -145,12 +145,15 @@ static int end(fw__pq_buf_t *b, int rc)
     return 0;
 }
 
-int fw__pq_put_startup(fw__pq_buf_t *b, const char *const *kv)
+int fw__pq_put_startup_version(fw__pq_buf_t *b, uint32_t version, const char *const *kv)
 {
     int rc = begin(b, 0);
     if (rc < 0)
         return rc;
-    rc = put_u32(b, PROTOCOL_3_0);
+    /* Only major 3 is a StartupMessage: 1234.5679 and 1234.5678 are the SSL and cancel codes. */
+    if (FW__PQ_VERSION_MAJOR(version) != 3)
+        return end(b, FW_EINVAL);
+    rc = put_u32(b, version);
     for (size_t i = 0; rc == 0 && kv != NULL && kv[i] != NULL; i += 2) {
         if (kv[i + 1] == NULL || kv[i][0] == '\0') {
             rc = FW_EINVAL; /* an odd list or an empty name would end the packet early */
@@ -167,22 +170,31 @@ int fw__pq_put_startup(fw__pq_buf_t *b, const char *const *kv)
     return end(b, rc);
 }
 
+int fw__pq_put_startup(fw__pq_buf_t *b, const char *const *kv)
+{
+    return fw__pq_put_startup_version(b, FW__PQ_PROTOCOL_3_0, kv);
+}
+
 int fw__pq_put_ssl_request(fw__pq_buf_t *b)
 {
     int rc = begin(b, 0);
     return rc < 0 ? rc : end(b, put_u32(b, SSL_REQUEST_CODE));
 }
 
-int fw__pq_put_cancel_request(fw__pq_buf_t *b, int32_t pid, int32_t secret)
+int fw__pq_put_cancel_request(fw__pq_buf_t *b, const fw__pq_cancel_key_t *key)
 {
     int rc = begin(b, 0);
     if (rc < 0)
         return rc;
+    /* The key goes out whole: a 3.2 server compares every byte it handed out, so a cut key
+     * would cancel nothing (and the server's limit is 256). */
+    if (key == NULL || key->len < FW__PQ_CANCEL_KEY_MIN || key->len > FW__PQ_CANCEL_KEY_MAX)
+        return end(b, FW_EINVAL);
     rc = put_u32(b, CANCEL_REQUEST_CODE);
     if (rc == 0)
-        rc = put_i32(b, pid);
+        rc = put_i32(b, key->pid);
     if (rc == 0)
-        rc = put_i32(b, secret);
+        rc = put_raw(b, key->secret, key->len);
     return end(b, rc);
 }
 

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * proto/: the PostgreSQL frontend/backend protocol 3.0, encode and decode. Sans-I/O: no sockets,
- * no clocks, no globals. Every function is safe to call from any thread on distinct objects.
+ * proto/: the PostgreSQL frontend/backend protocol 3.0 and 3.2, encode and decode. Sans-I/O: no
+ * sockets, no clocks, no globals. Every function is safe to call from any thread on distinct
+ * objects. The two versions differ on the wire only in BackendKeyData and CancelRequest, whose
+ * secret key is exactly 4 bytes in 3.0 and 4 to 256 bytes in 3.2; deciding which version is in
+ * force (NegotiateProtocolVersion) is the caller's business (lib/startup.c).
  *
  * Decoding has three levels, each usable alone:
  *   fw__pq_frame()     finds one message in a byte range: "complete", "need more" or an error,
@@ -40,6 +43,28 @@
 #define FW__PQ_FRONTEND_MAX ((size_t)0x3fffffff)
 /* The server reads at most 10000 bytes of StartupMessage (MAX_STARTUP_PACKET_LENGTH). */
 #define FW__PQ_STARTUP_PACKET_MAX 10000u
+
+/* Protocol versions as StartupMessage and NegotiateProtocolVersion carry them: the major version
+ * in the high 16 bits, the minor in the low. There never was a 3.1 (PostgreSQL 18 went from 3.0
+ * to 3.2). */
+#define FW__PQ_VERSION(major, minor) (((uint32_t)(major) << 16) | (uint32_t)(minor))
+#define FW__PQ_PROTOCOL_3_0          FW__PQ_VERSION(3, 0) /* 196608 */
+#define FW__PQ_PROTOCOL_3_2          FW__PQ_VERSION(3, 2) /* 196610 */
+#define FW__PQ_PROTOCOL_LATEST       FW__PQ_PROTOCOL_3_2
+#define FW__PQ_VERSION_MAJOR(v)      ((uint32_t)(v) >> 16)
+#define FW__PQ_VERSION_MINOR(v)      ((uint32_t)((v)&0xffffu))
+
+/* The secret key of BackendKeyData and CancelRequest: exactly 4 bytes in 3.0; 4 to 256 in 3.2
+ * (the server's limit, which libpq 18 enforces too). */
+#define FW__PQ_CANCEL_KEY_MIN 4u
+#define FW__PQ_CANCEL_KEY_MAX 256u
+
+/* A backend's cancel key, kept from BackendKeyData for a later CancelRequest. */
+typedef struct fw__pq_cancel_key_s {
+    int32_t pid;
+    uint16_t len; /* bytes of `secret` in use: 0 while none was received, else 4..256 */
+    uint8_t secret[FW__PQ_CANCEL_KEY_MAX];
+} fw__pq_cancel_key_t;
 
 typedef struct fw__pq_limits_s {
     /* Cap on the whole length field (which counts itself) of long messages: T D d V E N A.
@@ -82,7 +107,7 @@ typedef struct fw__pq_frame_s {
 long fw__pq_frame(const uint8_t *buf, size_t len, const fw__pq_limits_t *lim, fw__pq_frame_t *out,
                   size_t *need);
 
-/* True for the type bytes of the backend messages of protocol 3.0. */
+/* True for the type bytes of the backend messages of protocol 3.0 (3.2 adds none). */
 bool fw__pq_is_backend_type(uint8_t type);
 
 /* ---- typed messages -------------------------------------------------------------------- */
@@ -118,8 +143,8 @@ typedef struct fw__pq_msg_s {
         } auth;
         struct {
             int32_t pid;
-            int32_t secret;
-        } key; /* 'K' BackendKeyData */
+            fw_slice_t secret; /* 4..256 bytes; the caller checks it against the version */
+        } key;                 /* 'K' BackendKeyData */
         struct {
             fw_slice_t name, value; /* without the terminating NULs */
         } param;                    /* 'S' ParameterStatus */
@@ -149,7 +174,10 @@ typedef struct fw__pq_msg_s {
             fw_slice_t oids; /* nparams big-endian uint32 */
         } paramdesc;         /* 't' */
         struct {
-            int32_t newest_minor;
+            /* The newest version the server offers for the major version asked for, as the
+             * server sends it: FW__PQ_VERSION(3, minor) (196608 for 3.0), not the bare minor
+             * that the protocol documentation's wording suggests. Never negative. */
+            uint32_t version;
             uint32_t nopts;
             fw_slice_t opts; /* nopts NUL-terminated names; iterate with fw__pq_strlist_* */
         } negotiate;         /* 'v' */
@@ -163,7 +191,8 @@ typedef struct fw__pq_msg_s {
 /*
  * Parses one framed message into *out; every slice borrows from `body`.
  * Returns 0 or a negative error: FW_EPROTO_TRUNCATED, FW_EPROTO_TRAILING, FW_EPROTO_UNTERMINATED,
- * FW_EPROTO_NEG_LENGTH, FW_EPROTO_FIELD_COUNT, FW_EPROTO_BAD_VALUE, FW_EPROTO_UNKNOWN_TYPE, and
+ * FW_EPROTO_NEG_LENGTH, FW_EPROTO_FIELD_COUNT, FW_EPROTO_BAD_VALUE, FW_EPROTO_UNKNOWN_TYPE,
+ * FW_EPROTO_TOO_LARGE (a BackendKeyData key over 256 bytes), and
  * FW_EPROTO_UNSUPPORTED for the Copy messages (G H W d c), which fwire recognises and refuses
  * (out->type is still set). A successful parse has checked every length and count, so the
  * iterators below cannot fail on its slices.
@@ -281,8 +310,9 @@ typedef struct fw__pq_reader_s {
     uint8_t *spill; /* a message that straddles chunks, assembled as bytes arrive */
     size_t spill_len;
     size_t spill_cap;
-    bool spill_out; /* the last message returned lives in spill: drop it on the next call */
-    int err;        /* sticky */
+    bool spill_out;   /* the last message returned lives in spill: drop it on the next call */
+    int err;          /* sticky */
+    uint8_t err_type; /* the type byte of the message that failed to parse; 0 for a framing error */
 } fw__pq_reader_t;
 
 /* Initialises a reader; `lim` and `alloc` are copied (either may be NULL for defaults). */
@@ -342,10 +372,15 @@ typedef struct fw__pq_param_s {
     bool is_null;
 } fw__pq_param_t;
 
-/* StartupMessage for protocol 3.0. `kv` is name, value, name, value, ..., NULL. */
+/* StartupMessage asking for protocol `version` (FW__PQ_VERSION(3, minor): FW__PQ_PROTOCOL_3_0 or
+ * FW__PQ_PROTOCOL_3_2; another major is FW_EINVAL). `kv` is name, value, name, value, ..., NULL. */
+int fw__pq_put_startup_version(fw__pq_buf_t *b, uint32_t version, const char *const *kv);
+/* fw__pq_put_startup_version(b, FW__PQ_PROTOCOL_3_0, kv). */
 int fw__pq_put_startup(fw__pq_buf_t *b, const char *const *kv);
 int fw__pq_put_ssl_request(fw__pq_buf_t *b);
-int fw__pq_put_cancel_request(fw__pq_buf_t *b, int32_t pid, int32_t secret);
+/* CancelRequest: length 12 + key->len, the code, the pid, then the whole secret key. A key of
+ * fewer than 4 or more than 256 bytes (none received) is FW_EINVAL. */
+int fw__pq_put_cancel_request(fw__pq_buf_t *b, const fw__pq_cancel_key_t *key);
 /* PasswordMessage: cleartext password or "md5..." hash, as a NUL-terminated string. */
 int fw__pq_put_password(fw__pq_buf_t *b, const char *password);
 /* SASLInitialResponse; data NULL sends length -1 (no initial response). */

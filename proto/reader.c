@@ -106,7 +106,11 @@ int fw__pq_reader_feed(fw__pq_reader_t *r, const uint8_t *buf, size_t len)
 static int deliver(fw__pq_reader_t *r, const fw__pq_frame_t *f, fw__pq_msg_t *msg)
 {
     int rc = fw__pq_parse(f->type, f->body, f->len, msg);
-    return rc < 0 ? fail(r, rc) : 1;
+    if (rc < 0) {
+        r->err_type = f->type; /* so the error can name the message ("invalid BackendKeyData") */
+        return fail(r, rc);
+    }
+    return 1;
 }
 
 int fw__pq_reader_next(fw__pq_reader_t *r, fw__pq_msg_t *msg)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # `fwire ping` against the test cluster (run through test/with-pg.sh): every auth method over
-# unix, TCP and TCP+TLS, the certificate user, and the failure exit codes and messages; psql's
-# connection options (-h -p -U -d and the long forms) in libpq's order of precedence; help and
-# every kind of bad option.
+# unix, TCP and TCP+TLS, the certificate user, the protocol version settings, and the failure
+# exit codes and messages; psql's connection options (-h -p -U -d and the long forms) in libpq's
+# order of precedence; help and every kind of bad option.
 set -uo pipefail
 fwire=${1:?usage: check-ping.sh FWIRE_BINARY}
 pass=0
@@ -48,6 +48,13 @@ expect 2 '\(TLS handshake\).*does not match host name "db.invalid"' \
   "hostaddr=127.0.0.1 host=db.invalid $base user=$FW_TEST_USER_SCRAM password=x $tls"
 expect 2 'channel binding required' "host=127.0.0.1 $base user=$FW_TEST_USER_SCRAM password=$FW_TEST_PASS_SCRAM sslmode=disable channel_binding=require"
 expect 2 '\(connect\).*refused'   "host=127.0.0.1 port=1 dbname=x user=x sslmode=disable"
+# protocol versions (PG18 keywords): PostgreSQL 15 negotiates a request for 3.2 down to 3.0;
+# a minimum of 3.2, from the string or PGMINPROTOCOLVERSION, fails; a bad value is refused
+expect 0 'binding not used, protocol 3.0, connected' "host=$sock $base user=$FW_TEST_USER_TRUST max_protocol_version=3.2"
+expect 2 'min_protocol_version was set to 3.2' "host=$sock $base user=$FW_TEST_USER_TRUST min_protocol_version=3.2"
+PGMINPROTOCOLVERSION=latest \
+  expect 2 'server only supports protocol version 3.0' "host=$sock $base user=$FW_TEST_USER_TRUST"
+expect 1 'accepted: 3.0, 3.2, latest' "host=$sock $base user=$FW_TEST_USER_TRUST max_protocol_version=3.1"
 expect 2 'no such file'           "host=/nonexistent $base user=x"
 expect 1 'invalid connection option "bogus"' "bogus=1"
 # psql's connection options, alone and in long form

@@ -12,10 +12,11 @@
  *   4. record every byte the client sends after that (for "no password was sent" checks);
  *   5. stay silent until the client closes (or `close_after` says to hang up at once).
  * With `accept_cancels` or `ignore_cancels`, a second thread also accepts every further
- * connection on the listening socket as a cancel connection: it reads the 16-byte
- * CancelRequest (length 16, code 80877102, pid, secret), records it, then closes the
- * connection (accept_cancels: the server acted on it) or keeps it open, silent, until
- * fakepg_stop (ignore_cancels: a server that never answers).
+ * connection on the listening socket as a cancel connection: it reads the CancelRequest
+ * (length 12 + key length, code 80877102, pid, then a key of 4 bytes under protocol 3.0 or 4
+ * to 256 under 3.2), records it, then closes the connection (accept_cancels: the server acted
+ * on it) or keeps it open, silent, until fakepg_stop (ignore_cancels: a server that never
+ * answers).
  */
 #ifndef FW_TEST_FAKEPG_H
 #define FW_TEST_FAKEPG_H
@@ -95,13 +96,16 @@ typedef struct fakepg_s {
     size_t got_len;
     bool got_ssl_request;
     bool got_startup;
+    uint32_t startup_version;  /* the protocol version the StartupMessage asked for */
     fakepg_query_t queries[2]; /* the query phase: what the client sent for each query */
     int nqueries;              /* queries answered */
     /* Cancel connections: how many sent a well-formed CancelRequest (read any time), the
-     * last one's pid and secret (read after fakepg_stop), and connections that sent
-     * anything else. */
+     * last one's pid, key (cancel_secret: its first 4 bytes, the whole key of protocol 3.0)
+     * and key length (read after fakepg_stop), and connections that sent anything else. */
     atomic_int ncancels;
     int32_t cancel_pid, cancel_secret;
+    uint8_t cancel_key[256];
+    size_t cancel_key_len;
     int cancel_bad;
     /* internals */
     int lfd;
@@ -244,11 +248,17 @@ static inline void *fakepg_cancel_main(void *arg)
             continue;
         struct timeval tv = {2, 0}; /* a client that connects and sends nothing */
         (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        uint8_t req[16];
-        if (fakepg_read_n(fd, req, sizeof(req)) == 0 && fakepg_be32(req) == 16 &&
+        /* length, code, pid, key: 16 bytes (3.0) up to 12 + 256 (3.2), as the server reads */
+        uint8_t req[12 + 256];
+        uint32_t n = 0;
+        if (fakepg_read_n(fd, req, 4) == 0)
+            n = fakepg_be32(req);
+        if (n >= 16 && n <= sizeof(req) && fakepg_read_n(fd, req + 4, n - 4) == 0 &&
             fakepg_be32(req + 4) == 80877102u) {
             f->cancel_pid = (int32_t)fakepg_be32(req + 8);
             f->cancel_secret = (int32_t)fakepg_be32(req + 12);
+            f->cancel_key_len = n - 12;
+            memcpy(f->cancel_key, req + 12, n - 12);
             atomic_fetch_add(&f->ncancels, 1);
         } else {
             f->cancel_bad++;
@@ -341,6 +351,7 @@ static inline void *fakepg_main(void *arg)
                          ((uint32_t)buf[2] << 8) | buf[3];
             if (n >= 8 && n <= sizeof(buf) && fakepg_read_n(fd, buf + 4, n - 4) == 0) {
                 f->got_startup = true;
+                f->startup_version = fakepg_be32(buf + 4);
                 (void)send(fd, f->startup_reply, f->startup_reply_len, MSG_NOSIGNAL);
                 if (f->late_reply != NULL) {
                     usleep(100000);

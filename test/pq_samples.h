@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Test helper: a tiny builder for backend messages and a set of valid samples covering every
- * backend message type of protocol 3.0. Used by the decoder and reader tests and to seed the
- * fuzz corpus.
+ * backend message type of protocol 3.0, plus the shapes 3.2 adds (a 32-byte cancel key, and
+ * NegotiateProtocolVersion as PostgreSQL 15 sends it). Used by the decoder and reader tests and
+ * to seed the fuzz corpus.
  */
 #ifndef FW_TEST_PQ_SAMPLES_H
 #define FW_TEST_PQ_SAMPLES_H
@@ -71,6 +72,9 @@ static inline int tb_valid_stream(tb_t *t)
     tb_begin(t, 'R'); tb_u32(t, 0); tb_end(t); n++;
     tb_begin(t, 'S'); tb_str(t, "server_version"); tb_str(t, "15.18"); tb_end(t); n++;
     tb_begin(t, 'K'); tb_u32(t, 4242); tb_u32(t, 0xdeadbeef); tb_end(t); n++;
+    /* protocol 3.2: a 32-byte key */
+    tb_begin(t, 'K'); tb_u32(t, 4243); tb_mem(t, "0123456789abcdef0123456789ABCDEF", 32); tb_end(t);
+    n++;
     tb_begin(t, 'N'); tb_u8(t, 'S'); tb_str(t, "NOTICE"); tb_u8(t, 'C'); tb_str(t, "00000");
     tb_u8(t, 'M'); tb_str(t, "hello"); tb_u8(t, 0); tb_end(t); n++;
     tb_begin(t, 'Z'); tb_u8(t, 'I'); tb_end(t); n++;
@@ -92,6 +96,8 @@ static inline int tb_valid_stream(tb_t *t)
     tb_begin(t, 'V'); tb_u32(t, 2); tb_mem(t, "ok", 2); tb_end(t); n++;
     tb_begin(t, 'V'); tb_u32(t, 0xffffffff); tb_end(t); n++;
     tb_begin(t, 'v'); tb_u32(t, 0); tb_u32(t, 1); tb_str(t, "_pq_.x"); tb_end(t); n++;
+    /* what PostgreSQL 15 answers a StartupMessage for 3.2: "3.0, no options" */
+    tb_begin(t, 'v'); tb_u32(t, 196608); tb_u32(t, 0); tb_end(t); n++;
     tb_begin(t, 'E'); tb_u8(t, 'S'); tb_str(t, "ERROR"); tb_u8(t, 'V'); tb_str(t, "ERROR");
     tb_u8(t, 'C'); tb_str(t, "42P01"); tb_u8(t, 'M'); tb_str(t, "relation does not exist");
     tb_u8(t, 'P'); tb_str(t, "15"); tb_u8(t, 'X'); tb_str(t, "unknown code is skipped");

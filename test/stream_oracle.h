@@ -24,7 +24,7 @@ static double secs_since(uint64_t t0)
     return (double)(uv_hrtime() - t0) / 1e9;
 }
 
-static void sleep_ms(long ms)
+static inline void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);

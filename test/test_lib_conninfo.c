@@ -12,7 +12,8 @@
 #include "conninfo.h"
 
 /* The oracle cannot check these rows (it still runs them through fwire): */
-#define ORA_PG16   1u /* PG16 keywords or semantics: libpq 15 rejects or ignores them */
+#define ORA_PG16   1u       /* PG16 keywords or semantics: libpq 15 rejects or ignores them */
+#define ORA_PG18   ORA_PG16 /* PG18 keywords (min/max_protocol_version): likewise */
 #define ORA_FWIRE  2u /* fwire refuses on purpose what libpq 15 accepts (docs: "Differences") */
 #define ORA_NOTEXT 4u /* same decision, different text (a withheld secret, a fwire-only check) */
 
@@ -219,6 +220,38 @@ static const ci_case_t ci_cases[] = {
     {"client_encoding=LATIN1", "client_encoding \"LATIN1\" is not supported", {NULL}, 0},
     {"client_encoding=auto", "client_encoding \"auto\" is not supported", {NULL}, 0},
 
+    /* ---- min/max_protocol_version (PG18: 3.0, 3.2, latest; libpq 18's defaults) ---- */
+    {"", NULL, {"min_protocol_version", NULL, "max_protocol_version", NULL}, ORA_PG18},
+    {"max_protocol_version=3.2", NULL, {"max_protocol_version", "3.2"}, ORA_PG18},
+    {"max_protocol_version=latest min_protocol_version=3.0",
+     NULL,
+     {"max_protocol_version", "latest", "min_protocol_version", "3.0"},
+     ORA_PG18},
+    {"min_protocol_version=3.2", NULL, {"min_protocol_version", "3.2"}, ORA_PG18},
+    {"min_protocol_version=latest max_protocol_version=3.2", NULL, {NULL}, ORA_PG18},
+    {"postgresql://h/db?max_protocol_version=3.2", NULL, {"max_protocol_version", "3.2"}, ORA_PG18},
+    {"max_protocol_version=3.1",
+     "invalid max_protocol_version value: \"3.1\" (accepted: 3.0, 3.2, latest)",
+     {NULL},
+     ORA_PG18},
+    {"min_protocol_version=3", "invalid min_protocol_version value: \"3\"", {NULL}, ORA_PG18},
+    {"min_protocol_version=Latest",
+     "invalid min_protocol_version value: \"Latest\"",
+     {NULL},
+     ORA_PG18},
+    {"max_protocol_version=''",
+     "invalid max_protocol_version value: \"\" (accepted: 3.0, 3.2, latest)",
+     {NULL},
+     ORA_PG18},
+    {"min_protocol_version=3.2 max_protocol_version=3.0",
+     "min_protocol_version \"3.2\" is greater than max_protocol_version \"3.0\"",
+     {NULL},
+     ORA_PG18},
+    {"min_protocol_version=latest max_protocol_version=3.0",
+     "min_protocol_version \"latest\" is greater than max_protocol_version \"3.0\"",
+     {NULL},
+     ORA_PG18},
+
     /* ---- require_auth (PG16 grammar and messages) ---- */
     {"require_auth=password,md5", NULL, {"require_auth", "password,md5"}, ORA_PG16},
     {"require_auth=!password,!md5", NULL, {"require_auth", "!password,!md5"}, ORA_PG16},
@@ -299,6 +332,7 @@ static const ci_case_t ci_cases[] = {
 #include <cmocka.h>
 
 #include "guard.h"
+#include "proto.h"
 
 /* ---- hermetic environment ---- */
 
@@ -482,6 +516,61 @@ static void test_enums_integers_and_auth_bits_are_derived(void **state)
     assert_int_equal(ci->connect_timeout, 0);
     assert_int_equal(ci->tcp_user_timeout, -1);
     fw__conninfo_free(ci);
+}
+
+/* libpq 18's defaults: minimum 3.0; maximum 3.0, or the latest when the minimum is above 3.0. */
+static void test_protocol_versions_take_libpq_18_defaults(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *str;
+        uint32_t min, max;
+    } rows[] = {
+        {"", FW__PQ_PROTOCOL_3_0, FW__PQ_PROTOCOL_3_0},
+        {"max_protocol_version=3.2", FW__PQ_PROTOCOL_3_0, FW__PQ_PROTOCOL_3_2},
+        {"max_protocol_version=latest", FW__PQ_PROTOCOL_3_0, FW__PQ_PROTOCOL_LATEST},
+        {"max_protocol_version=3.0", FW__PQ_PROTOCOL_3_0, FW__PQ_PROTOCOL_3_0},
+        {"min_protocol_version=3.0", FW__PQ_PROTOCOL_3_0, FW__PQ_PROTOCOL_3_0},
+        {"min_protocol_version=3.2", FW__PQ_PROTOCOL_3_2, FW__PQ_PROTOCOL_LATEST},
+        {"min_protocol_version=latest", FW__PQ_PROTOCOL_LATEST, FW__PQ_PROTOCOL_LATEST},
+        {"min_protocol_version=3.2 max_protocol_version=3.2", FW__PQ_PROTOCOL_3_2,
+         FW__PQ_PROTOCOL_3_2},
+    };
+    fake_env_t fe = {{NULL}};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        fw__conninfo_t *ci = must_parse(rows[i].str, &fe);
+        if (ci->min_protocol != rows[i].min || ci->max_protocol != rows[i].max)
+            fail_msg("\"%s\": min 0x%x max 0x%x, expected 0x%x 0x%x", rows[i].str,
+                     (unsigned)ci->min_protocol, (unsigned)ci->max_protocol, (unsigned)rows[i].min,
+                     (unsigned)rows[i].max);
+        fw__conninfo_free(ci);
+    }
+    assert_int_equal(FW__PQ_PROTOCOL_LATEST, FW__PQ_PROTOCOL_3_2);
+}
+
+/* PGMINPROTOCOLVERSION and PGMAXPROTOCOLVERSION (libpq 18): below the string, validated alike,
+ * and the derived default of the maximum follows a minimum from the environment. */
+static void test_protocol_versions_come_from_the_environment(void **state)
+{
+    (void)state;
+    fake_env_t fe = {{"PGMINPROTOCOLVERSION=3.2"}};
+    fw__conninfo_t *ci = must_parse("", &fe);
+    assert_int_equal(ci->src[FW__CI_MIN_PROTOCOL_VERSION], FW__CI_SRC_ENV);
+    assert_int_equal(ci->min_protocol, FW__PQ_PROTOCOL_3_2);
+    assert_int_equal(ci->max_protocol, FW__PQ_PROTOCOL_3_2);
+    fw__conninfo_free(ci);
+    fake_env_t both = {{"PGMINPROTOCOLVERSION=3.2", "PGMAXPROTOCOLVERSION=latest"}};
+    ci = must_parse("min_protocol_version=3.0 max_protocol_version=3.0", &both);
+    assert_int_equal(ci->min_protocol, FW__PQ_PROTOCOL_3_0); /* the string wins */
+    assert_int_equal(ci->max_protocol, FW__PQ_PROTOCOL_3_0);
+    fw__conninfo_free(ci);
+    fake_env_t bad = {{"PGMAXPROTOCOLVERSION=3.1"}};
+    expect_error("", &bad,
+                 "invalid max_protocol_version value: \"3.1\" (accepted: 3.0, 3.2, "
+                 "latest)");
+    fake_env_t crossed = {{"PGMAXPROTOCOLVERSION=3.0"}};
+    expect_error("min_protocol_version=3.2", &crossed,
+                 "min_protocol_version \"3.2\" is greater than max_protocol_version \"3.0\"");
 }
 
 /* ---- environment and precedence ---- */
@@ -762,6 +851,8 @@ int main(void)
         cmocka_unit_test(test_corpus_reads_nothing_past_the_terminating_nul),
         cmocka_unit_test(test_host_list_yields_one_entry_per_host_with_types_and_ports),
         cmocka_unit_test(test_enums_integers_and_auth_bits_are_derived),
+        cmocka_unit_test(test_protocol_versions_take_libpq_18_defaults),
+        cmocka_unit_test(test_protocol_versions_come_from_the_environment),
         cmocka_unit_test(test_string_beats_environment_beats_defaults),
         cmocka_unit_test(test_environment_values_are_validated_like_string_values),
         cmocka_unit_test(test_pgrequiressl_means_require_unless_sslmode_is_set),

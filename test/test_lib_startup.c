@@ -96,9 +96,10 @@ static void test_trust_reaches_ready_and_keeps_parameters_and_key(void **state)
     assert_int_equal(su.method, FW__AUTH_NONE);
     assert_int_equal(out.len, 0);
     assert_false(su.password_sent);
-    assert_true(su.have_key);
-    assert_int_equal(su.pid, 1234);
-    assert_int_equal(su.secret, 0xcafe);
+    assert_int_equal(su.key.len, 4);
+    assert_int_equal(su.key.pid, 1234);
+    assert_memory_equal(su.key.secret, "\0\0\xca\xfe", 4);
+    assert_int_equal(su.protocol, FW__PQ_PROTOCOL_3_0);
     assert_string_equal(fw__params_get(&su.params, "server_version"), "15.18");
     /* a server-sent escape sequence is kept as data, escaped */
     assert_string_equal(fw__params_get(&su.params, "application_name"), "x\\x1b[31m");
@@ -622,7 +623,7 @@ static void test_unsupported_and_out_of_place_messages_fail(void **state)
     tb_u32(&t, 0);
     tb_end(&t);
     assert_int_equal(feed(&t), FW__SU_FAILED);
-    assert_non_null(strstr(fw__startup_error(&su), "NegotiateProtocolVersion"));
+    assert_non_null(strstr(fw__startup_error(&su), "invalid protocol negotiation message"));
     fw__startup_free(&su);
     t.len = 0;
     begin();

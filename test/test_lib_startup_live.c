@@ -2,7 +2,8 @@
 /*
  * The startup state machine against the real PostgreSQL 15 of the test harness, over a plain
  * blocking socket (the libuv transport is separate): every password method the cluster has,
- * a wrong password, and require_auth refusing a method the server asks for.
+ * a wrong password, require_auth refusing a method the server asks for, and protocol 3.2 asked
+ * of a server that has 3.0 only.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -76,8 +77,10 @@ static void connect_ok(const char *user_var, const char *pass_var, fw__auth_meth
     if (r != FW__SU_READY)
         fail_msg("%s: %s", o.user, fw__startup_error(&su));
     assert_int_equal(su.method, method);
-    assert_true(su.have_key);
-    assert_true(su.pid > 0);
+    assert_int_equal(su.key.len, 4);
+    assert_true(su.key.pid > 0);
+    assert_int_equal(su.protocol, FW__PQ_PROTOCOL_3_0);
+    assert_false(su.negotiated);
     assert_non_null(fw__params_get(&su.params, "server_version"));
     assert_string_equal(fw__params_get(&su.params, "client_encoding"), "UTF8");
     assert_string_equal(fw__params_get(&su.params, "application_name"), "fwire-startup-live");
@@ -159,6 +162,48 @@ static void test_channel_binding_require_fails_without_tls(void **state)
     close(fd);
 }
 
+/* PostgreSQL 15 asked for 3.2: it negotiates down to 3.0 before authentication, and the
+ * machine goes on at 3.0 (with a 4-byte key) through trust and through SCRAM. */
+static void test_max_protocol_3_2_settles_on_3_0_with_postgresql_15(void **state)
+{
+    (void)state;
+    const char *users[][2] = {{"FW_TEST_USER_TRUST", NULL},
+                              {"FW_TEST_USER_SCRAM", "FW_TEST_PASS_SCRAM"}};
+    for (int i = 0; i < 2; i++) {
+        fw__startup_t su;
+        fw__startup_opts_t o = opts_for(users[i][0], users[i][1]);
+        o.max_protocol = FW__PQ_PROTOCOL_3_2;
+        int fd = unix_fd();
+        fw__su_result_t r = run_startup(fd, &su, &o);
+        if (r != FW__SU_READY)
+            fail_msg("%s: %s", o.user, fw__startup_error(&su));
+        assert_true(su.negotiated);
+        assert_int_equal(su.protocol, FW__PQ_PROTOCOL_3_0);
+        assert_int_equal(su.key.len, 4);
+        fw__startup_free(&su);
+        close(fd);
+    }
+}
+
+/* min_protocol_version=3.2 against a server that has 3.0 only: a clear failure, and the
+ * attempt ends before any password is sent (negotiation comes first). */
+static void test_min_protocol_3_2_fails_with_postgresql_15_before_any_password(void **state)
+{
+    (void)state;
+    fw__startup_t su;
+    fw__startup_opts_t o = opts_for("FW_TEST_USER_SCRAM", "FW_TEST_PASS_SCRAM");
+    o.min_protocol = FW__PQ_PROTOCOL_3_2;
+    o.max_protocol = FW__PQ_PROTOCOL_3_2;
+    int fd = unix_fd();
+    assert_int_equal(run_startup(fd, &su, &o), FW__SU_FAILED);
+    assert_int_equal(su.err, FW_EPROTOCOL_VERSION);
+    assert_false(su.password_sent);
+    assert_string_equal(fw__startup_error(&su), "server only supports protocol version 3.0, but "
+                                                "min_protocol_version was set to 3.2");
+    fw__startup_free(&su);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +214,8 @@ int main(void)
         cmocka_unit_test(test_wrong_password_gives_28p01),
         cmocka_unit_test(test_require_auth_scram_refuses_the_md5_user_without_sending_a_password),
         cmocka_unit_test(test_channel_binding_require_fails_without_tls),
+        cmocka_unit_test(test_max_protocol_3_2_settles_on_3_0_with_postgresql_15),
+        cmocka_unit_test(test_min_protocol_3_2_fails_with_postgresql_15_before_any_password),
     };
     return cmocka_run_group_tests_name("lib_startup_live", tests, NULL, NULL);
 }

@@ -1873,6 +1873,7 @@ typedef struct t_s {
     fakepg_t f;
     fw_runtime_t *rt;
     fw_conn_t *conn;
+    const char *dsn_extra; /* more keywords for the connection string, or NULL */
 } t_t;
 
 static t_t g_t;
@@ -1910,11 +1911,11 @@ static void t_connect(t_t *t)
 {
     assert_int_equal(fakepg_start(&t->f), 0);
     assert_int_equal(fw_runtime_new(&t->rt), 0);
-    char dsn[128];
+    char dsn[256];
     snprintf(dsn, sizeof(dsn),
              "host=127.0.0.1 port=%d user=u dbname=d sslmode=disable "
-             "connect_timeout=10",
-             t->f.port);
+             "connect_timeout=10 %s",
+             t->f.port, t->dsn_extra != NULL ? t->dsn_extra : "");
     fw_conn_opts_t o;
     fw_conn_opts_init(&o);
     o.conninfo = dsn;
@@ -2169,6 +2170,82 @@ static void test_a_cancel_the_server_ignores_times_out_and_closes_the_connection
     assert_int_equal(start, FW_ESTATE);
 }
 
+/*
+ * Protocol 3.2 (PostgreSQL 18): asked for it (max_protocol_version=3.2), the fake server takes
+ * it without a NegotiateProtocolVersion and hands a 32-byte cancel key. Cancelling the running
+ * query must send a CancelRequest of 12 + 32 bytes carrying every byte of that key (a server
+ * compares all of them: a cut key cancels nothing), and the connection then runs the next query.
+ */
+static void test_a_3_2_server_gets_the_whole_32_byte_key_in_the_cancel_request(void **state)
+{
+    (void)state;
+    enum { PIECES = 50 }; /* a row every 10 ms, then the server's answer to the cancel */
+    uint8_t key[32];
+    for (size_t i = 0; i < sizeof(key); i++)
+        key[i] = (uint8_t)(i * 37 + 3);
+    key[5] = 0; /* a NUL and a 0xff inside: the key is bytes, not a string */
+    key[6] = 0xff;
+    bb_t startup = {0}, head = {0}, row = {0}, tail = {0}, r2 = {0};
+    m_raw(&startup, 'R', "\0\0\0\0", 4);
+    uint8_t kd[4 + sizeof(key)] = {0, 0, 0, 7};
+    memcpy(kd + 4, key, sizeof(key));
+    m_raw(&startup, 'K', kd, sizeof(kd));
+    m_ready(&startup);
+    reply_head(&head);
+    m_row(&row, "{\"long\":\"query\"}");
+    m_error(&tail, 'E', "ERROR", "57014", "canceling statement due to user request", NULL, NULL);
+    m_ready(&tail);
+    reply_rows(&r2, ONE_ROW, 1);
+    static fakepg_piece_t pieces[PIECES + 2];
+    pieces[0] = (fakepg_piece_t){head.p, head.len, 0};
+    for (int i = 1; i <= PIECES; i++)
+        pieces[i] = (fakepg_piece_t){row.p, row.len, 10};
+    pieces[PIECES + 1] = (fakepg_piece_t){tail.p, tail.len, 0};
+    t_t *t = t_init();
+    t->f.startup_reply = startup.p;
+    t->f.startup_reply_len = startup.len;
+    t->f.query_pieces = pieces;
+    t->f.query_npieces = PIECES + 2;
+    t->f.query_reply2 = r2.p;
+    t->f.query_reply2_len = r2.len;
+    t->dsn_extra = "max_protocol_version=3.2";
+    t_connect(t);
+    fw_conn_info_t info;
+    assert_int_equal(fw_conn_info(t->conn, &info), 0);
+    int protocol = info.protocol_version;
+    fw_stream_t *s = t_stream(t, query());
+    fw_row_t r;
+    int first = fw_stream_next(s, &r, (int)(5000 * time_scale()));
+    int rc = fw_stream_cancel(s);
+    int next = fw_stream_next(s, &r, 0);
+    fw_stream_free(s);
+    /* the connection is usable: the next query runs once the cancel is complete */
+    s = t_stream(t, query());
+    size_t n = 0;
+    int end;
+    while ((end = fw_stream_next(s, &r, (int)(5000 * time_scale()))) == FW_ROW)
+        n++;
+    fw_stream_free(s);
+    t_stop(t);
+    bb_free(&startup);
+    bb_free(&head);
+    bb_free(&row);
+    bb_free(&tail);
+    bb_free(&r2);
+    assert_int_equal(t->f.startup_version, 196610); /* the StartupMessage asked for 3.2 */
+    assert_int_equal(protocol, 30002);
+    assert_int_equal(first, FW_ROW);
+    assert_int_equal(rc, 0);
+    assert_int_equal(next, FW_ECANCELED);
+    assert_int_equal(end, FW_END);
+    assert_int_equal(n, 1);
+    assert_int_equal(atomic_load(&t->f.ncancels), 1);
+    assert_int_equal(t->f.cancel_bad, 0);
+    assert_int_equal(t->f.cancel_pid, 7);
+    assert_int_equal(t->f.cancel_key_len, 32);
+    assert_memory_equal(t->f.cancel_key, key, 32);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2203,6 +2280,7 @@ int main(void)
         cmocka_unit_test(test_threaded_silent_server_times_out_and_closes_clean),
         cmocka_unit_test(test_threaded_rows_of_a_slow_producer_each_wake_the_consumer),
         cmocka_unit_test(test_a_cancel_the_server_ignores_times_out_and_closes_the_connection),
+        cmocka_unit_test(test_a_3_2_server_gets_the_whole_32_byte_key_in_the_cancel_request),
     };
     return cmocka_run_group_tests_name("lib_stream_fake", tests, NULL, NULL);
 }

@@ -140,21 +140,51 @@ static void test_authentication_codes_check_exact_lengths(void **state)
     assert_memory_equal(m.u.auth.data.ptr, "\xff\x00\x01\x80", 4);
 }
 
-static void test_backend_key_data_must_be_exactly_eight_bytes(void **state)
+/* BackendKeyData: pid, then a key of 4 bytes (3.0) to 256 (3.2); the version check is the
+ * startup machine's, the bounds of both versions are the parser's. */
+static void test_backend_key_data_takes_keys_of_4_to_256_bytes(void **state)
 {
     (void)state;
     tb_t t = {.len = 0};
     fw__pq_msg_t m;
+    uint8_t key[300];
+    for (size_t i = 0; i < sizeof(key); i++)
+        key[i] = (uint8_t)(0xa5 ^ i);
     tb_begin(&t, 'K'); tb_u32(&t, 0x80000000u); tb_u32(&t, 7); tb_end(&t);
     assert_int_equal(frame_and_parse(&t, &m), 0);
     assert_int_equal(m.u.key.pid, INT32_MIN);
-    assert_int_equal(m.u.key.secret, 7);
+    assert_int_equal(m.u.key.secret.len, 4);
+    assert_memory_equal(m.u.key.secret.ptr, "\0\0\0\7", 4);
+    /* 32 (what PostgreSQL 18 sends) and 256 (the most): whole, in place */
+    const size_t ok[] = {4, 5, 32, 255, 256};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        t.len = 0;
+        tb_begin(&t, 'K'); tb_u32(&t, 42); tb_mem(&t, key, ok[i]); tb_end(&t);
+        assert_int_equal(frame_and_parse(&t, &m), 0);
+        assert_int_equal(m.u.key.pid, 42);
+        assert_int_equal(m.u.key.secret.len, ok[i]);
+        assert_memory_equal(m.u.key.secret.ptr, key, ok[i]);
+    }
+    /* 257 bytes: more than any server may send (and than fwire stores) */
     t.len = 0;
-    tb_begin(&t, 'K'); tb_u32(&t, 1); tb_u16(&t, 2); tb_end(&t);
+    tb_begin(&t, 'K'); tb_u32(&t, 42); tb_mem(&t, key, 257); tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_TOO_LARGE);
+    t.len = 0;
+    tb_begin(&t, 'K'); tb_u32(&t, 42); tb_mem(&t, key, 300); tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_TOO_LARGE);
+    /* 0 and 3 bytes of key, and no room for the pid */
+    t.len = 0;
+    tb_begin(&t, 'K'); tb_u32(&t, 42); tb_end(&t);
     assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_TRUNCATED);
     t.len = 0;
-    tb_begin(&t, 'K'); tb_u32(&t, 1); tb_u32(&t, 2); tb_u32(&t, 3); tb_end(&t);
-    assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_TRAILING);
+    tb_begin(&t, 'K'); tb_u32(&t, 42); tb_mem(&t, key, 3); tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_TRUNCATED);
+    t.len = 0;
+    tb_begin(&t, 'K'); tb_u16(&t, 2); tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_TRUNCATED);
+    t.len = 0;
+    tb_begin(&t, 'K'); tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_TRUNCATED);
 }
 
 static void test_parameter_status_needs_two_terminated_strings(void **state)
@@ -504,6 +534,49 @@ static void test_negotiate_protocol_version_checks_count_before_walking(void **s
     assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_TRUNCATED);
 }
 
+/* The version field holds what the server sends (PostgreSQL: major << 16 | minor), so the
+ * caller can compare it with what it asked for; malformed shapes never reach the caller. */
+static void test_negotiate_protocol_version_gives_the_version_and_refuses_malformed(void **state)
+{
+    (void)state;
+    tb_t t = {.len = 0};
+    fw__pq_msg_t m;
+    /* PostgreSQL 15's answer to a StartupMessage for 3.2 */
+    tb_begin(&t, 'v'); tb_u32(&t, 196608); tb_u32(&t, 0); tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), 0);
+    assert_int_equal(m.u.negotiate.version, FW__PQ_PROTOCOL_3_0);
+    assert_int_equal(m.u.negotiate.nopts, 0);
+    assert_int_equal(m.u.negotiate.opts.len, 0);
+    /* one unrecognised option, listed */
+    t.len = 0;
+    tb_begin(&t, 'v'); tb_u32(&t, 196610); tb_u32(&t, 1); tb_str(&t, "_pq_.protocol_managed_params");
+    tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), 0);
+    assert_int_equal(m.u.negotiate.version, FW__PQ_PROTOCOL_3_2);
+    assert_int_equal(m.u.negotiate.nopts, 1);
+    /* a negative version */
+    t.len = 0;
+    tb_begin(&t, 'v'); tb_u32(&t, 0x80000000u); tb_u32(&t, 0); tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_BAD_VALUE);
+    /* fewer options than counted; an option without its NUL; bytes after the last option */
+    t.len = 0;
+    tb_begin(&t, 'v'); tb_u32(&t, 196608); tb_u32(&t, 2); tb_str(&t, "_pq_.a"); tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_UNTERMINATED);
+    t.len = 0;
+    tb_begin(&t, 'v'); tb_u32(&t, 196608); tb_u32(&t, 1); tb_mem(&t, "_pq_.a", 6); tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_UNTERMINATED);
+    t.len = 0;
+    tb_begin(&t, 'v'); tb_u32(&t, 196608); tb_u32(&t, 0); tb_u8(&t, 0); tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_TRAILING);
+    /* no count at all; an empty body */
+    t.len = 0;
+    tb_begin(&t, 'v'); tb_u32(&t, 196608); tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_TRUNCATED);
+    t.len = 0;
+    tb_begin(&t, 'v'); tb_end(&t);
+    assert_int_equal(frame_and_parse(&t, &m), FW_EPROTO_TRUNCATED);
+}
+
 static void test_function_call_response_null_and_value(void **state)
 {
     (void)state;
@@ -670,7 +743,7 @@ int main(void)
         cmocka_unit_test(test_authentication_sasl_lists_mechanisms_in_order),
         cmocka_unit_test(test_authentication_sasl_without_list_terminator_is_unterminated),
         cmocka_unit_test(test_authentication_codes_check_exact_lengths),
-        cmocka_unit_test(test_backend_key_data_must_be_exactly_eight_bytes),
+        cmocka_unit_test(test_backend_key_data_takes_keys_of_4_to_256_bytes),
         cmocka_unit_test(test_parameter_status_needs_two_terminated_strings),
         cmocka_unit_test(test_ready_for_query_accepts_only_i_t_e),
         cmocka_unit_test(test_row_description_iterates_every_field),
@@ -686,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_empty_messages_refuse_any_body),
         cmocka_unit_test(test_parameter_description_count_must_match),
         cmocka_unit_test(test_negotiate_protocol_version_checks_count_before_walking),
+        cmocka_unit_test(test_negotiate_protocol_version_gives_the_version_and_refuses_malformed),
         cmocka_unit_test(test_function_call_response_null_and_value),
         cmocka_unit_test(test_copy_messages_are_recognised_and_unsupported),
         cmocka_unit_test(test_frame_rejects_length_below_4),

@@ -44,6 +44,26 @@ static void test_startup_message_matches_golden_bytes(void **state)
            'a', 's', 'e', 0, 'd', 0, 0);
 }
 
+static void test_startup_message_carries_the_requested_protocol_version(void **state)
+{
+    (void)state;
+    const char *kv[] = {"user", "u", NULL};
+    /* 3.2 is 196610: 00 03 00 02 */
+    assert_int_equal(fw__pq_put_startup_version(&buf, FW__PQ_PROTOCOL_3_2, kv), 0);
+    GOLDEN(&buf, 0, 0, 0, 16, 0, 3, 0, 2, 'u', 's', 'e', 'r', 0, 'u', 0, 0);
+    assert_int_equal(FW__PQ_PROTOCOL_3_2, 196610);
+    fw__pq_buf_reset(&buf);
+    assert_int_equal(fw__pq_put_startup_version(&buf, FW__PQ_PROTOCOL_3_0, kv), 0);
+    GOLDEN(&buf, 0, 0, 0, 16, 0, 3, 0, 0, 'u', 's', 'e', 'r', 0, 'u', 0, 0);
+    /* another major would be a different request (1234.5679 is SSLRequest): refused */
+    fw__pq_buf_reset(&buf);
+    assert_int_equal(fw__pq_put_startup_version(&buf, FW__PQ_VERSION(1234, 5679), kv), FW_EINVAL);
+    assert_int_equal(buf.len, 0);
+    fw__pq_buf_reset(&buf);
+    assert_int_equal(fw__pq_put_startup_version(&buf, FW__PQ_VERSION(2, 0), kv), FW_EINVAL);
+    assert_int_equal(buf.len, 0);
+}
+
 static void test_startup_message_refuses_odd_list_and_empty_name(void **state)
 {
     (void)state;
@@ -80,8 +100,41 @@ static void test_ssl_request_matches_golden_bytes(void **state)
 static void test_cancel_request_matches_golden_bytes(void **state)
 {
     (void)state;
-    assert_int_equal(fw__pq_put_cancel_request(&buf, 0x01020304, -1), 0);
+    fw__pq_cancel_key_t key = {.pid = 0x01020304, .len = 4, .secret = {0xff, 0xff, 0xff, 0xff}};
+    assert_int_equal(fw__pq_put_cancel_request(&buf, &key), 0);
     GOLDEN(&buf, 0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 1, 2, 3, 4, 0xff, 0xff, 0xff, 0xff);
+}
+
+/* Protocol 3.2: the length is 12 + the key's, and every key byte goes out (4, 32, 256). */
+static void test_cancel_request_carries_a_3_2_key_whole(void **state)
+{
+    (void)state;
+    fw__pq_cancel_key_t key = {.pid = 7};
+    for (size_t i = 0; i < FW__PQ_CANCEL_KEY_MAX; i++)
+        key.secret[i] = (uint8_t)(i * 7 + 1);
+    const uint16_t lens[] = {4, 32, 256};
+    for (size_t j = 0; j < 3; j++) {
+        fw__pq_buf_reset(&buf);
+        key.len = lens[j];
+        assert_int_equal(fw__pq_put_cancel_request(&buf, &key), 0);
+        size_t total = 12u + key.len;
+        assert_int_equal(buf.len, total);
+        const uint8_t head[] = {(uint8_t)(total >> 24), (uint8_t)(total >> 16),
+                                (uint8_t)(total >> 8),  (uint8_t)total,
+                                0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 7};
+        assert_memory_equal(buf.data, head, sizeof(head));
+        assert_memory_equal(buf.data + 12, key.secret, key.len);
+    }
+    /* no key (0 bytes: BackendKeyData never came), 3 bytes, 257 bytes: nothing is written */
+    const uint16_t bad[] = {0, 3, 257};
+    for (size_t j = 0; j < 3; j++) {
+        fw__pq_buf_reset(&buf);
+        key.len = bad[j];
+        assert_int_equal(fw__pq_put_cancel_request(&buf, &key), FW_EINVAL);
+        assert_int_equal(buf.len, 0);
+    }
+    fw__pq_buf_reset(&buf);
+    assert_int_equal(fw__pq_put_cancel_request(&buf, NULL), FW_EINVAL);
 }
 
 static void test_password_message_matches_golden_bytes(void **state)
@@ -289,10 +342,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
         T(test_startup_message_matches_golden_bytes),
+        T(test_startup_message_carries_the_requested_protocol_version),
         T(test_startup_message_refuses_odd_list_and_empty_name),
         T(test_startup_message_refuses_more_than_the_server_reads),
         T(test_ssl_request_matches_golden_bytes),
         T(test_cancel_request_matches_golden_bytes),
+        T(test_cancel_request_carries_a_3_2_key_whole),
         T(test_password_message_matches_golden_bytes),
         T(test_sasl_initial_response_matches_golden_bytes),
         T(test_sasl_initial_response_without_data_sends_minus_one),

@@ -25,7 +25,9 @@ typedef struct conn_s {
     fw__pq_buf_t out;
     uint8_t *in;      /* receive buffer */
     size_t chunk;     /* bytes asked of each recv(): small values force straddling */
-    int32_t pid, secret;
+    int32_t pid;
+    size_t key_len;      /* BackendKeyData's key */
+    uint32_t negotiated; /* the version of a NegotiateProtocolVersion, 0 without one */
     int params_seen;
 } conn_t;
 
@@ -74,7 +76,8 @@ static void next_msg(conn_t *c, fw__pq_msg_t *m)
     }
 }
 
-static void conn_open(conn_t *c, int fd, const char *user, size_t chunk)
+/* Opens a session asking for protocol `version`; PostgreSQL 15 knows 3.0 only. */
+static void conn_open_version(conn_t *c, int fd, const char *user, size_t chunk, uint32_t version)
 {
     fw__pq_msg_t m;
     memset(c, 0, sizeof(*c));
@@ -88,10 +91,15 @@ static void conn_open(conn_t *c, int fd, const char *user, size_t chunk)
 
     const char *kv[] = {"user", user, "database", env_or_fail("FW_TEST_DBNAME"),
                         "application_name", "fwire-proto-live", "client_encoding", "UTF8", NULL};
-    assert_int_equal(fw__pq_put_startup(&c->out, kv), 0);
+    assert_int_equal(fw__pq_put_startup_version(&c->out, version, kv), 0);
     send_out(c);
 
     next_msg(c, &m);
+    if (m.type == 'v') {
+        c->negotiated = m.u.negotiate.version;
+        assert_int_equal(m.u.negotiate.nopts, 0);
+        next_msg(c, &m);
+    }
     if (m.type == 'E') {
         fw__pq_error_fields_t f;
         assert_int_equal(fw__pq_error_fields(&m, &f), 0);
@@ -105,7 +113,7 @@ static void conn_open(conn_t *c, int fd, const char *user, size_t chunk)
             c->params_seen++;
         } else if (m.type == 'K') {
             c->pid = m.u.key.pid;
-            c->secret = m.u.key.secret;
+            c->key_len = m.u.key.secret.len;
         } else if (m.type == 'Z') {
             assert_int_equal(m.u.ready.status, 'I');
             break;
@@ -115,7 +123,14 @@ static void conn_open(conn_t *c, int fd, const char *user, size_t chunk)
     }
     fw__pq_reader_set_startup(&c->reader, false);
     assert_true(c->pid > 0);
+    assert_int_equal(c->key_len, 4); /* a 3.0 session */
     assert_true(c->params_seen >= 10); /* server_version, client_encoding, DateStyle, ... */
+}
+
+static void conn_open(conn_t *c, int fd, const char *user, size_t chunk)
+{
+    conn_open_version(c, fd, user, chunk, FW__PQ_PROTOCOL_3_0);
+    assert_int_equal(c->negotiated, 0); /* asked for what it has: nothing to negotiate */
 }
 
 static void conn_close(conn_t *c)
@@ -243,6 +258,25 @@ static void test_startup_over_loopback_tcp(void **state)
     conn_close(&c);
 }
 
+/*
+ * What PostgreSQL 15 really answers a StartupMessage for protocol 3.2, byte for byte as fwire's
+ * startup machine relies on: NegotiateProtocolVersion first, carrying the whole version number
+ * 196608 (3 << 16 | 0, not a bare minor 0) and no options, then the session goes on at 3.0
+ * with a 4-byte cancel key.
+ */
+static void test_a_3_2_startup_is_answered_with_negotiate_protocol_version_3_0(void **state)
+{
+    (void)state;
+    conn_t c;
+    result_t r;
+    conn_open_version(&c, open_unix(), env_or_fail("FW_TEST_USER_TRUST"), 65536,
+                      FW__PQ_PROTOCOL_3_2);
+    assert_int_equal(c.negotiated, 196608);
+    simple_query(&c, "SELECT to_json(32)", &r, "32");
+    assert_int_equal(r.rows, 1);
+    conn_close(&c);
+}
+
 static void test_extended_protocol_with_a_bind_parameter(void **state)
 {
     (void)state;
@@ -343,6 +377,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_startup_and_simple_query_over_the_unix_socket),
         cmocka_unit_test(test_startup_over_loopback_tcp),
+        cmocka_unit_test(test_a_3_2_startup_is_answered_with_negotiate_protocol_version_3_0),
         cmocka_unit_test(test_extended_protocol_with_a_bind_parameter),
         cmocka_unit_test(test_server_error_carries_sqlstate_and_the_connection_stays_usable),
         cmocka_unit_test(test_bench_view_read_in_small_chunks_matches_large_chunks),

@@ -73,11 +73,12 @@ static void on_connected(fw_conn_t *conn, int status, const fw_error_t *err, voi
             snprintf(tls, sizeof(tls), "none");
         snprintf(p->line, sizeof(p->line),
                  "server %s, role %s%s, host %s, user %s, database %s, %s %s port %d, tls %s, auth "
-                 "%s, channel binding %s, connected in %.1f ms",
+                 "%s, channel binding %s, protocol %d.%d, connected in %.1f ms",
                  i->server_version_str, fw_server_role_name(i->role),
                  i->read_only && i->role != FW_ROLE_STANDBY ? ", read-only" : "", i->host,
                  i->user, i->database, i->transport, i->address, i->port, tls, i->auth_method,
-                 i->channel_binding ? "used" : "not used", i->connect_seconds * 1e3);
+                 i->channel_binding ? "used" : "not used", i->protocol_version / 10000,
+                 i->protocol_version % 10000, i->connect_seconds * 1e3);
     }
     fw_conn_close(conn, on_closed, NULL);
 }

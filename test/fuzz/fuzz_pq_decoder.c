@@ -57,8 +57,14 @@ static void walk(const fw__pq_msg_t *m)
                 sink += s.len;
         }
         break;
+    case 'K': /* 4..256 key bytes (3.0 or 3.2): every one must be readable */
+        for (size_t i = 0; i < m->u.key.secret.len; i++)
+            sink += m->u.key.secret.ptr[i];
+        sink += (size_t)m->u.key.pid;
+        break;
     case 'v': {
         fw_slice_t s;
+        sink += m->u.negotiate.version;
         fw__pq_negotiate_iter_init(&it, m);
         while (fw__pq_strlist_next(&it, &s) == 1)
             sink += s.len;

@@ -49,6 +49,16 @@ hostile auth-odd          'R\x00\x00\x00\x09\x00\x00\x00\x00\x01'
 hostile sasl-no-end       'R\x00\x00\x00\x0d\x00\x00\x00\x0aSCRAM'
 hostile error-no-end      'E\x00\x00\x00\x0aMoops\x00'
 hostile negotiate-count   'v\x00\x00\x00\x0e\x00\x00\x00\x00\x7f\xff\xff\xffx\x00'
+# protocol 3.2: NegotiateProtocolVersion as PostgreSQL 15 sends it, with an option, with a
+# negative version; BackendKeyData with a 32-byte key (PostgreSQL 18), 256, 257, 0 and 3 bytes
+hostile negotiate-3-0     'v\x00\x00\x00\x0c\x00\x03\x00\x00\x00\x00\x00\x00'
+hostile negotiate-option  'v\x00\x00\x00\x13\x00\x03\x00\x00\x00\x00\x00\x01_pq_.x\x00'
+hostile negotiate-neg     'v\x00\x00\x00\x0c\xff\xff\xff\xfe\x00\x00\x00\x00'
+hostile key-32            "K\x00\x00\x00\x28\x00\x00\x00\x07$(printf 'k%.0s' $(seq 32))"
+hostile key-256           "K\x00\x00\x01\x08\x00\x00\x00\x07$(printf 'k%.0s' $(seq 256))"
+hostile key-257           "K\x00\x00\x01\x09\x00\x00\x00\x07$(printf 'k%.0s' $(seq 257))"
+hostile key-0             'K\x00\x00\x00\x08\x00\x00\x00\x07'
+hostile key-3             'K\x00\x00\x00\x0b\x00\x00\x00\x07abc'
 hostile rowdesc-count     'T\x00\x00\x00\x06\x00\x05'
 hostile unknown-type      'Q\x00\x00\x00\x04'
 hostile copy-out          'H\x00\x00\x00\x07\x00\x00\x00'
