@@ -615,6 +615,8 @@ int fw_conn_info(const fw_conn_t *c, fw_conn_info_t *info)
     info->channel_binding = c->method == FW__AUTH_SCRAM_PLUS;
     info->backend_pid = c->backend_key.pid;
     info->connect_seconds = c->connect_seconds;
+    info->protocol_version =
+        (int)(FW__PQ_VERSION_MAJOR(c->protocol) * 10000 + FW__PQ_VERSION_MINOR(c->protocol));
     info->role = c->role_at_connect;
     info->read_only = c->read_only_at_connect;
     return 0;
