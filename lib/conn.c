@@ -657,6 +657,21 @@ void fw__conn_set_role(fw_conn_t *c)
 
 void fw__conn_param(fw_conn_t *c, const fw__pq_msg_t *m)
 {
+    fw_slice_t name = m->u.param.name, value = m->u.param.value;
+    if (name.len == 15 && memcmp(name.ptr, "client_encoding", 15) == 0) {
+        char enc[64];
+        fw__escape_text(enc, sizeof(enc), value.ptr, value.len);
+        if (!fw__is_utf8_name(enc)) {
+            /* Text after this would not be UTF-8 JSON: the connection is unusable (a running
+             * query fails on its own, in the reply machine, after the rows before it). */
+            c->state = FW__CONN_BAD;
+            c->err.code = FW_EPROTO_BAD_VALUE;
+            snprintf(c->err.message, sizeof(c->err.message),
+                     "the server switched client_encoding to \"%s\"; fwire needs UTF8", enc);
+            fw__conn_log(c, FW_LOG_WARNING, "%s", c->err.message);
+            return;
+        }
+    }
     fw_server_role_t before = fw__route_role(&c->facts);
     if (!fw__route_facts_update(&c->facts, (const char *)m->u.param.name.ptr, m->u.param.name.len,
                                 (const char *)m->u.param.value.ptr, m->u.param.value.len))

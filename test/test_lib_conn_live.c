@@ -719,6 +719,79 @@ static void test_a_notification_while_idle_reaches_the_hook(void **state)
     fakepg_stop(&f);
 }
 
+static void idle_status_cb(fw_conn_t *c, int status, void *ud)
+{
+    (void)c;
+    int *st = ud;
+    *st = status;
+}
+
+static void encoding_log(void *ud, fw_log_level_t level, const char *line)
+{
+    if (level == FW_LOG_WARNING && strstr(line, "client_encoding") != NULL)
+        snprintf(ud, 256, "%s", line);
+}
+
+/* A ParameterStatus switching client_encoding away from UTF8 while the connection is idle
+ * breaks it at once (issue 17): the next query would read text that is not UTF-8 JSON. A
+ * change to another spelling of UTF-8 is harmless. */
+static void test_client_encoding_change_while_idle_breaks_the_connection(void **state)
+{
+    (void)state;
+    static const uint8_t ready[] = {'R', 0, 0, 0, 8, 0, 0, 0, 0,   'K', 0, 0, 0, 12,
+                                    0,   0, 0, 7, 0, 0, 0, 9, 'Z', 0,   0, 0, 5, 'I'};
+    static const uint8_t latin1[] = {'S', 0,   0,   0,   27,  'c', 'l', 'i', 'e', 'n',
+                                     't', '_', 'e', 'n', 'c', 'o', 'd', 'i', 'n', 'g',
+                                     0,   'L', 'A', 'T', 'I', 'N', '1', 0};
+    static const uint8_t utf8[] = {'S', 0,   0,   0,   25,  'c', 'l', 'i', 'e', 'n',
+                                   't', '_', 'e', 'n', 'c', 'o', 'd', 'i', 'n', 'g',
+                                   0,   'u', 't', 'f', '8', 0};
+    for (int round = 0; round < 2; round++) {
+        fakepg_t f;
+        uv_loop_t loop;
+        fw_conn_t *c;
+        fw_conn_opts_t o;
+        idle_notify_t n;
+        char d[256], warning[256] = "";
+        memset(&f, 0, sizeof(f));
+        memset(&n, 0, sizeof(n));
+        f.startup_reply = ready;
+        f.startup_reply_len = sizeof(ready);
+        f.late_reply = round == 0 ? latin1 : utf8;
+        f.late_reply_len = round == 0 ? sizeof(latin1) : sizeof(utf8);
+        assert_int_equal(fakepg_start(&f), 0);
+        assert_int_equal(uv_loop_init(&loop), 0);
+        fw_conn_opts_init(&o);
+        o.use_environment = false;
+        o.log_cb = encoding_log;
+        o.log_ud = warning;
+        o.conninfo =
+            dsn(d, sizeof(d), "host=127.0.0.1 port=%d dbname=x user=u sslmode=disable", f.port);
+        assert_int_equal(fw_conn_new(&c, &loop, &o, NULL), 0);
+        assert_int_equal(fw_conn_connect(c, notify_connected, &n), 0);
+        uint64_t t0 = uv_hrtime();
+        while (uv_hrtime() - t0 < 400000000ull) /* the late reply comes 100 ms after */
+            uv_run(&loop, UV_RUN_NOWAIT);
+        assert_true(n.connected);
+        int st = 1;
+        assert_int_equal(fw_conn_when_idle(c, idle_status_cb, &st), 0);
+        t0 = uv_hrtime();
+        while (st == 1 && uv_hrtime() - t0 < 5000000000ull)
+            uv_run(&loop, UV_RUN_NOWAIT); /* ONCE would block in the poll after the timer */
+        if (round == 0) {
+            assert_int_equal(st, FW_ESTATE);
+            assert_non_null(strstr(warning, "\"LATIN1\""));
+        } else {
+            assert_int_equal(st, 0);
+            assert_string_equal(warning, "");
+        }
+        fw_conn_close(c, NULL, NULL);
+        assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        assert_int_equal(uv_loop_close(&loop), 0);
+        fakepg_stop(&f);
+    }
+}
+
 /* A server that accepts and then says nothing: connect_timeout names the phase. */
 static void test_silent_server_times_out_naming_the_phase(void **state)
 {
@@ -923,6 +996,7 @@ int main(void)
         cmocka_unit_test(test_cleartext_request_under_require_auth_sends_no_password),
         cmocka_unit_test(test_a_notice_during_startup_reaches_the_hook),
         cmocka_unit_test(test_a_notification_while_idle_reaches_the_hook),
+        cmocka_unit_test(test_client_encoding_change_while_idle_breaks_the_connection),
         cmocka_unit_test(test_hostile_scram_servers_are_refused),
         cmocka_unit_test(test_md5_request_under_require_auth_sends_no_password),
         cmocka_unit_test(test_silent_server_times_out_naming_the_phase),
