@@ -87,9 +87,10 @@ struct fw_conn_s {
 
     /* routing (route.h): what this attempt's server says it is; the target check's query */
     fw__route_facts_t facts;
-    bool pass2;     /* prefer-standby found no standby: the second pass takes any server */
-    bool checking;  /* the target check's query is out; its reply goes to `reader` */
-    bool check_got; /* ... and its one row came */
+    bool pass2;       /* prefer-standby found no standby: the second pass takes any server */
+    bool checking;    /* the target check's query is out; its reply goes to `reader` */
+    bool check_got;   /* ... and its one row came */
+    bool check_extra; /* ... and another row after it: the answer proves nothing */
     bool check_null;
     char check_value[16];
     size_t check_len;

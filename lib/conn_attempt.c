@@ -232,6 +232,7 @@ static void check_target(fw_conn_t *c)
     /* A server that does not report what decides (before PostgreSQL 14): ask it, as libpq. */
     c->checking = true;
     c->check_got = false;
+    c->check_extra = false;
     c->check_query = query;
     fw__pq_buf_reset(&c->out);
     int rc = fw__pq_put_query(&c->out, query);
@@ -264,7 +265,13 @@ static void check_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
             break;
         case 'D': {
             fw__pq_col_t col;
-            if (c->check_got || fw__pq_datarow_one(&m, &col) < 0) {
+            if (c->check_got) {
+                /* A second row is legal protocol but no answer: refused with libpq's sentence
+                 * (libpq wants exactly one row), not as a protocol error. */
+                c->check_extra = true;
+                break;
+            }
+            if (fw__pq_datarow_one(&m, &col) < 0) {
                 rc = FW_EPROTO_UNEXPECTED;
                 break;
             }
@@ -282,7 +289,8 @@ static void check_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
         case 'Z': {
             fw__tsa_t target = c->pass2 ? FW__TSA_ANY : c->ci->target_session_attrs;
             const char *why = NULL;
-            const char *v = c->check_got && !c->check_null ? c->check_value : NULL;
+            const char *v =
+                c->check_got && !c->check_extra && !c->check_null ? c->check_value : NULL;
             if (fw__route_answer(target, &c->facts, v, v != NULL ? c->check_len : 0, &why) ==
                 FW__ROUTE_OK)
                 accept_server(c);
@@ -614,14 +622,28 @@ static void reset_attempt(fw_conn_t *c)
     c->facts.session_read_only = FW__TRI_UNKNOWN;
     c->checking = false;
     c->check_got = false;
+    c->check_extra = false;
     fw__pq_reader_free(&c->reader); /* a target check's reply of the attempt before */
     fw__pq_reader_init(&c->reader, NULL, &fw__alloc);
+}
+
+/* A new host or address: the server fields of the error (SQLSTATE, severity, detail, hint)
+ * belong to the attempt that failed last, so an earlier host's FATAL (57P03) never labels a
+ * later failure of another kind (the message keeps every attempt's line). Not when no host is
+ * left: the last attempt's fields are the connect's. */
+static void forget_server_error(fw_conn_t *c)
+{
+    c->err.sqlstate[0] = '\0';
+    c->err.severity[0] = '\0';
+    c->err.detail[0] = '\0';
+    c->err.hint[0] = '\0';
 }
 
 static void dial_on_host(fw__dialer_t *d)
 {
     fw_conn_t *c = d->data;
     reset_attempt(c);
+    forget_server_error(c);
     c->retried_plain = false;
     c->want_tls = c->ci->sslmode != FW__SSLMODE_DISABLE && c->ci->sslmode != FW__SSLMODE_ALLOW;
     arm_timer(c);
@@ -637,6 +659,7 @@ static void dial_on_address(fw__dialer_t *d, const struct sockaddr *sa, socklen_
 {
     fw_conn_t *c = d->data;
     reset_attempt(c);
+    forget_server_error(c);
     fw__conn_log(c, FW_LOG_DEBUG, "connecting to %s%s%s (port %u)", fw__dial_address(d),
                  c->want_tls && !fw__dial_is_unix(d) ? ", asking for TLS" : "",
                  c->retried_plain ? ", second try" : "", (unsigned)fw__dial_host(d)->port_num);

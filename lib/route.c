@@ -124,8 +124,9 @@ fw__route_verdict_t fw__route_answer(fw__tsa_t target, fw__route_facts_t *f, con
                       : value != NULL && len == 1 && value[0] == 'f' ? FW__TRI_NO
                                                                       : FW__TRI_UNKNOWN;
         if (t == FW__TRI_UNKNOWN) {
+            /* libpq names the query without the schema it sends it with. */
             if (why != NULL)
-                *why = "\"SELECT pg_catalog.pg_is_in_recovery()\" failed";
+                *why = "\"SELECT pg_is_in_recovery()\" failed";
             return FW__ROUTE_WRONG;
         }
         f->in_hot_standby = t;

@@ -17,6 +17,9 @@
  * to 256 under 3.2), records it, then closes the connection (accept_cancels: the server acted
  * on it) or keeps it open, silent, until fakepg_stop (ignore_cancels: a server that never
  * answers).
+ * With `conns` > 1 (not with the cancel options), the script runs again for each of that
+ * many connections, one after another (a host that a client tries twice).
+ * With nothing scripted, the server accepts, records what the client sends and never answers.
  */
 #ifndef FW_TEST_FAKEPG_H
 #define FW_TEST_FAKEPG_H
@@ -64,6 +67,9 @@ typedef struct fakepg_s {
      * client's first message with AuthenticationOk instead of SASLContinue. */
     bool scram_foreign_nonce;
     bool scram_ok_early;
+    /* With scram_iterations: answer the client's first message with a SASLContinue whose body
+     * is garbage (no r=, s=, i= attributes, bytes that are not even text). */
+    bool scram_garbage;
     /* Sent 100 ms after startup_reply (for messages that must arrive in a later read). */
     const uint8_t *late_reply;
     size_t late_reply_len;
@@ -83,6 +89,11 @@ typedef struct fakepg_s {
     bool query_close;
     const uint8_t *query_reply2;
     size_t query_reply2_len;
+    /* The client's query is one simple Query ('Q'), which has no Sync after it (libpq's and
+     * fwire's target_session_attrs check): the query phase reads up to the first 'Q'. */
+    bool query_simple;
+    /* How many connections to serve one after another, each with the whole script (0: one). */
+    unsigned conns;
     /* When > 0: give up waiting for the client (accept, reads, writes) after this long, so a
      * broken test ends instead of hanging. */
     unsigned io_timeout_ms;
@@ -92,13 +103,22 @@ typedef struct fakepg_s {
     bool ignore_cancels;
     /* results */
     int port;
-    uint8_t got[4096]; /* bytes received after the scripted replies */
+    uint8_t got[4096]; /* bytes received after the scripted replies (every connection's) */
     size_t got_len;
     bool got_ssl_request;
     bool got_startup;
     uint32_t startup_version;  /* the protocol version the StartupMessage asked for */
     fakepg_query_t queries[2]; /* the query phase: what the client sent for each query */
     int nqueries;              /* queries answered */
+    /* Connections accepted so far (read any time); where each one's bytes end in got, and
+     * whether the client ended it with an orderly close (EOF, not an error or io_timeout_ms):
+     * read after fakepg_stop. queries[] and nqueries are the first connection's. */
+    atomic_int accepted;
+    size_t conn_got_end[8];
+    bool conn_eof[8];
+    /* With scram_iterations: the client's SASLInitialResponse, whole (type, length, body). */
+    uint8_t sasl_initial[512];
+    size_t sasl_initial_len;
     /* Cancel connections: how many sent a well-formed CancelRequest (read any time), the
      * last one's pid, key (cancel_secret: its first 4 bytes, the whole key of protocol 3.0)
      * and key length (read after fakepg_stop), and connections that sent anything else. */
@@ -113,7 +133,8 @@ typedef struct fakepg_s {
     pthread_t cancel_thread;
     bool cancel_thread_started;
     atomic_bool stopping;
-    int cancel_fds[16]; /* ignore_cancels: the connections kept open */
+    atomic_bool no_more; /* fakepg_stop began: accept only a connection already waiting */
+    int cancel_fds[16];  /* ignore_cancels: the connections kept open */
     int ncancel_fds;
 } fakepg_t;
 
@@ -149,10 +170,10 @@ static inline bool fakepg_send_all(int fd, const uint8_t *p, size_t n)
 }
 
 /*
- * Reads frontend messages into q until a Sync. Returns 0 at the Sync, -1 when the client sent
- * Terminate, closed, or sent something that is no message.
+ * Reads frontend messages into q until a Sync (simple: until a simple Query). Returns 0 there,
+ * -1 when the client sent Terminate, closed, or sent something that is no message.
  */
-static inline int fakepg_read_query(int fd, fakepg_query_t *q)
+static inline int fakepg_read_query(int fd, fakepg_query_t *q, bool simple)
 {
     uint8_t hdr[5], body[4096];
     size_t ntypes = 0;
@@ -182,7 +203,7 @@ static inline int fakepg_read_query(int fd, fakepg_query_t *q)
         }
         if (hdr[0] == 'X')
             return -1;
-        if (hdr[0] == 'S') {
+        if (hdr[0] == 'S' || (simple && hdr[0] == 'Q')) {
             q->synced = true;
             return 0;
         }
@@ -211,21 +232,27 @@ static inline void fakepg_send_reply(const fakepg_t *f, int fd)
     }
 }
 
-/* The query phase; returns true when the script hung up (nothing more to do). */
-static inline bool fakepg_query_phase(fakepg_t *f, int fd)
+/* The query phase; returns true when the script hung up (nothing more to do). Only the first
+ * connection's queries are recorded. */
+static inline bool fakepg_query_phase(fakepg_t *f, int fd, bool record)
 {
     /* Pieces must leave as they are cut, not coalesced by Nagle's algorithm. */
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (fakepg_read_query(fd, &f->queries[0]) != 0)
+    fakepg_query_t scratch[2];
+    fakepg_query_t *qs = record ? f->queries : scratch;
+    memset(scratch, 0, sizeof(scratch));
+    if (fakepg_read_query(fd, &qs[0], f->query_simple) != 0)
         return false;
     fakepg_send_reply(f, fd);
-    f->nqueries = 1;
+    if (record)
+        f->nqueries = 1;
     if (f->query_close)
         return true;
-    if (f->query_reply2 != NULL && fakepg_read_query(fd, &f->queries[1]) == 0) {
+    if (f->query_reply2 != NULL && fakepg_read_query(fd, &qs[1], f->query_simple) == 0) {
         (void)fakepg_send_all(fd, f->query_reply2, f->query_reply2_len);
-        f->nqueries = 2;
+        if (record)
+            f->nqueries = 2;
     }
     return false;
 }
@@ -272,21 +299,29 @@ static inline void *fakepg_cancel_main(void *arg)
     return NULL;
 }
 
-static inline void *fakepg_main(void *arg)
+/*
+ * Waits for the next connection. Polls, so that once fakepg_stop began a server that no client
+ * (or no further client) reaches ends at once; a connection already waiting is still taken.
+ * Returns the socket, or -1 (stopped, or io_timeout_ms passed).
+ */
+static inline int fakepg_accept(fakepg_t *f)
 {
-    fakepg_t *f = arg;
-    if (f->io_timeout_ms > 0) {
+    unsigned waited = 0;
+    for (;;) {
         struct pollfd pfd = {f->lfd, POLLIN, 0};
-        if (poll(&pfd, 1, (int)f->io_timeout_ms) != 1)
-            return NULL;
+        if (poll(&pfd, 1, 20) == 1)
+            return accept(f->lfd, NULL, NULL);
+        if (atomic_load(&f->no_more))
+            return -1;
+        waited += 20;
+        if (f->io_timeout_ms > 0 && waited >= f->io_timeout_ms)
+            return -1;
     }
-    int fd = accept(f->lfd, NULL, NULL);
-    if (fd < 0)
-        return NULL;
-    /* Only now: the first connection is the query's, every later one a cancel connection. */
-    if ((f->accept_cancels || f->ignore_cancels) &&
-        pthread_create(&f->cancel_thread, NULL, fakepg_cancel_main, f) == 0)
-        f->cancel_thread_started = true;
+}
+
+/* One connection through the whole script (steps 1 to 5 at the top); conn is its index. */
+static inline void fakepg_serve(fakepg_t *f, int fd, unsigned conn)
+{
     if (f->io_timeout_ms > 0) {
         struct timeval tv = {(time_t)(f->io_timeout_ms / 1000),
                              (suseconds_t)(f->io_timeout_ms % 1000) * 1000};
@@ -317,6 +352,11 @@ static inline void *fakepg_main(void *arg)
             uint32_t n = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) |
                          ((uint32_t)hdr[3] << 8) | hdr[4];
             if (n >= 4 && n - 4 < sizeof(buf) - 1 && fakepg_read_n(fd, buf, n - 4) == 0) {
+                if (5 + (size_t)n - 4 <= sizeof(f->sasl_initial)) {
+                    memcpy(f->sasl_initial, hdr, 5);
+                    memcpy(f->sasl_initial + 5, buf, n - 4);
+                    f->sasl_initial_len = 5 + (size_t)n - 4;
+                }
                 buf[n - 4] = 0;
                 const char *r = strstr((const char *)buf + strlen((const char *)buf) + 5, "r=");
                 char msg[256];
@@ -325,6 +365,8 @@ static inline void *fakepg_main(void *arg)
                                    : r != NULL            ? r + 2
                                                           : "",
                                    f->scram_iterations);
+                if (f->scram_garbage)
+                    len = snprintf(msg, sizeof(msg), "%s", "\x01\xfegarbage=,,\x7f");
                 if (f->scram_ok_early) {
                     static const uint8_t ok[] = {'R', 0, 0, 0, 8, 0, 0, 0, 0, 'Z', 0, 0, 0, 5, 'I'};
                     (void)send(fd, ok, sizeof(ok), MSG_NOSIGNAL);
@@ -360,22 +402,42 @@ static inline void *fakepg_main(void *arg)
             }
         }
     }
-    if ((f->query_reply != NULL || f->query_pieces != NULL) && fakepg_query_phase(f, fd)) {
-        close(fd);
-        return NULL;
-    }
+    if ((f->query_reply != NULL || f->query_pieces != NULL) && fakepg_query_phase(f, fd, conn == 0))
+        return;
     if (!f->close_after) {
         for (;;) {
             ssize_t k = recv(fd, buf, sizeof(buf), 0);
-            if (k <= 0)
+            if (k <= 0) {
+                if (k == 0 && conn < sizeof(f->conn_eof) / sizeof(f->conn_eof[0]))
+                    f->conn_eof[conn] = true;
                 break;
+            }
             size_t room = sizeof(f->got) - f->got_len;
             size_t take = (size_t)k < room ? (size_t)k : room;
             memcpy(f->got + f->got_len, buf, take);
             f->got_len += take;
         }
     }
-    close(fd);
+}
+
+static inline void *fakepg_main(void *arg)
+{
+    fakepg_t *f = arg;
+    unsigned n = f->conns > 0 ? f->conns : 1;
+    for (unsigned i = 0; i < n; i++) {
+        int fd = fakepg_accept(f);
+        if (fd < 0)
+            return NULL;
+        atomic_fetch_add(&f->accepted, 1);
+        /* Only now: the first connection is the query's, every later one a cancel connection. */
+        if (i == 0 && (f->accept_cancels || f->ignore_cancels) &&
+            pthread_create(&f->cancel_thread, NULL, fakepg_cancel_main, f) == 0)
+            f->cancel_thread_started = true;
+        fakepg_serve(f, fd, i);
+        close(fd);
+        if (i < sizeof(f->conn_got_end) / sizeof(f->conn_got_end[0]))
+            f->conn_got_end[i] = f->got_len;
+    }
     return NULL;
 }
 
@@ -395,10 +457,12 @@ static inline int fakepg_start(fakepg_t *f)
     return pthread_create(&f->thread, NULL, fakepg_main, f) == 0 ? 0 : -1;
 }
 
-/* Waits for the server thread (it ends when the client closes), stops accepting cancel
- * connections, closes those kept open and the listener. */
+/* Waits for the server thread (it ends when the client closes; while it waits for a
+ * connection, at once), stops accepting cancel connections, closes those kept open and the
+ * listener. */
 static inline void fakepg_stop(fakepg_t *f)
 {
+    atomic_store(&f->no_more, true);
     pthread_join(f->thread, NULL);
     atomic_store(&f->stopping, true);
     if (f->cancel_thread_started)
@@ -408,6 +472,19 @@ static inline void fakepg_stop(fakepg_t *f)
         close(f->cancel_fds[i]);
     f->ncancel_fds = 0;
     close(f->lfd);
+}
+
+/* The bytes connection `conn` sent after its script (*len of them); after fakepg_stop. */
+static inline const uint8_t *fakepg_conn_got(const fakepg_t *f, unsigned conn, size_t *len)
+{
+    size_t cap = sizeof(f->conn_got_end) / sizeof(f->conn_got_end[0]);
+    if (conn >= cap || (int)conn >= atomic_load(&f->accepted)) {
+        *len = 0;
+        return f->got;
+    }
+    size_t from = conn == 0 ? 0 : f->conn_got_end[conn - 1];
+    *len = f->conn_got_end[conn] - from;
+    return f->got + from;
 }
 
 /* True when the bytes the client sent after the script hold a message of type `type`. */

@@ -137,9 +137,9 @@ static void test_answers(void **state)
         {FW__TSA_READ_WRITE, "", "\"SHOW transaction_read_only\" failed"},
         {FW__TSA_READ_WRITE, "yes", "\"SHOW transaction_read_only\" failed"},
         {FW__TSA_READ_WRITE, "onn", "\"SHOW transaction_read_only\" failed"},
-        {FW__TSA_STANDBY, NULL, "\"SELECT pg_catalog.pg_is_in_recovery()\" failed"},
-        {FW__TSA_STANDBY, "true", "\"SELECT pg_catalog.pg_is_in_recovery()\" failed"},
-        {FW__TSA_PRIMARY, "", "\"SELECT pg_catalog.pg_is_in_recovery()\" failed"},
+        {FW__TSA_STANDBY, NULL, "\"SELECT pg_is_in_recovery()\" failed"},
+        {FW__TSA_STANDBY, "true", "\"SELECT pg_is_in_recovery()\" failed"},
+        {FW__TSA_PRIMARY, "", "\"SELECT pg_is_in_recovery()\" failed"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         f = facts(U, U, 130000);
