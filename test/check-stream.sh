@@ -270,7 +270,7 @@ app_active() { # APPNAME: backends of that application_name still running a quer
 }
 cancelled_in_log() { # STDERR_FILE: the backend fwire -v named logged a 57014 cancel
   local pid
-  pid=$(sed -n 's/.*(backend \([0-9]*\)).*/\1/p' "$1" | head -1)
+  pid=$(sed -n 's/.*(backend \([0-9]*\)[,)].*/\1/p' "$1" | head -1)
   [ -n "$pid" ] && [ -n "${FW_TEST_SERVER_LOG:-}" ] &&
     grep -q "\[$pid\] ERROR:  canceling statement due to user request" "$FW_TEST_SERVER_LOG"
 }
