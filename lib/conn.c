@@ -421,8 +421,6 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
     c->keepalives_idle = c->ci->keepalives_idle >= 0 ? c->ci->keepalives_idle : 30;
     c->keepalives_interval = c->ci->keepalives_interval >= 0 ? c->ci->keepalives_interval : 10;
     c->keepalives_count = c->ci->keepalives_count >= 0 ? c->ci->keepalives_count : 3;
-    if (c->ci->load_balance_hosts == FW__LB_RANDOM)
-        fw__dial_shuffle_hosts(c->ci->hosts, c->ci->nhosts);
     fw__dial_init(&c->dial, loop, c->ci, &fw__conn_dial_cbs, c);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
@@ -433,6 +431,31 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
     return 0;
 }
 
+int fw__conn_pin_host(fw_conn_t *c, size_t i)
+{
+    if (c->state != FW__CONN_NEW || i >= c->ci->nhosts)
+        return FW_EINVAL;
+    fw__dial_pin(&c->dial, i);
+    c->ci->target_session_attrs = FW__TSA_ANY; /* the pool judges the server itself */
+    return 0;
+}
+
+bool fw__conn_usable(const fw_conn_t *c)
+{
+    return c->state == FW__CONN_READY && !c->closing && c->stream == NULL &&
+           c->cancel_stream == NULL;
+}
+
+size_t fw__conn_nhosts(const fw_conn_t *c)
+{
+    return c->ci->nhosts;
+}
+
+const fw__conninfo_host_t *fw__conn_host(const fw_conn_t *c, size_t i)
+{
+    return i < c->ci->nhosts ? &c->ci->hosts[i] : NULL;
+}
+
 int fw_conn_connect(fw_conn_t *c, fw_connect_cb cb, void *ud)
 {
     if (c == NULL || cb == NULL)
@@ -440,6 +463,8 @@ int fw_conn_connect(fw_conn_t *c, fw_connect_cb cb, void *ud)
     if (c->state != FW__CONN_NEW || c->closing)
         return FW_ESTATE;
     c->state = FW__CONN_CONNECTING;
+    if (c->ci->load_balance_hosts == FW__LB_RANDOM && !c->dial.pinned)
+        fw__dial_shuffle_hosts(c->ci->hosts, c->ci->nhosts);
     c->connect_cb = cb;
     c->connect_ud = ud;
     c->t_start = uv_hrtime();
@@ -620,74 +645,6 @@ int fw_conn_info(const fw_conn_t *c, fw_conn_info_t *info)
     info->role = c->role_at_connect;
     info->read_only = c->read_only_at_connect;
     return 0;
-}
-
-const char *fw_server_role_name(fw_server_role_t role)
-{
-    switch (role) {
-    case FW_ROLE_PRIMARY:
-        return "primary";
-    case FW_ROLE_STANDBY:
-        return "standby";
-    case FW_ROLE_UNKNOWN:
-        break;
-    }
-    return "unknown";
-}
-
-fw_server_role_t fw_conn_role(const fw_conn_t *c)
-{
-    if (c == NULL)
-        return FW_ROLE_UNKNOWN;
-    return (fw_server_role_t)atomic_load_explicit(&c->role, memory_order_relaxed);
-}
-
-bool fw_conn_read_only(const fw_conn_t *c)
-{
-    return c != NULL && atomic_load_explicit(&c->read_only, memory_order_relaxed);
-}
-
-void fw__conn_set_role(fw_conn_t *c)
-{
-    fw_server_role_t role = fw__route_role(&c->facts);
-    bool ro = fw__route_read_only(&c->facts);
-    atomic_store_explicit(&c->role, (int)role, memory_order_relaxed);
-    atomic_store_explicit(&c->read_only, ro, memory_order_relaxed);
-}
-
-void fw__conn_param(fw_conn_t *c, const fw__pq_msg_t *m)
-{
-    fw_slice_t name = m->u.param.name, value = m->u.param.value;
-    if (name.len == 15 && memcmp(name.ptr, "client_encoding", 15) == 0) {
-        char enc[64];
-        fw__escape_text(enc, sizeof(enc), value.ptr, value.len);
-        if (!fw__is_utf8_name(enc)) {
-            /* Text after this would not be UTF-8 JSON: the connection is unusable (a running
-             * query fails on its own, in the reply machine, after the rows before it). */
-            c->state = FW__CONN_BAD;
-            c->err.code = FW_EPROTO_BAD_VALUE;
-            snprintf(c->err.message, sizeof(c->err.message),
-                     "the server switched client_encoding to \"%s\"; fwire needs UTF8", enc);
-            fw__conn_log(c, FW_LOG_WARNING, "%s", c->err.message);
-            return;
-        }
-    }
-    fw_server_role_t before = fw__route_role(&c->facts);
-    if (!fw__route_facts_update(&c->facts, (const char *)m->u.param.name.ptr, m->u.param.name.len,
-                                (const char *)m->u.param.value.ptr, m->u.param.value.len))
-        return;
-    fw__conn_set_role(c);
-    fw_server_role_t now = fw__route_role(&c->facts);
-    if (now != before)
-        fw__conn_log(c, FW_LOG_WARNING, "the server at %s is now a %s (it was a %s)",
-                     fw__dial_address(&c->dial), fw_server_role_name(now),
-                     fw_server_role_name(before));
-}
-
-void fw__conn_saw_read_only(fw_conn_t *c)
-{
-    c->facts.session_read_only = FW__TRI_YES;
-    atomic_store_explicit(&c->read_only, true, memory_order_relaxed);
 }
 
 const char *fw_conn_parameter(const fw_conn_t *c, const char *name)

@@ -181,6 +181,15 @@ void fw__conn_resume_idle(fw_conn_t *c, const uint8_t *rest, size_t rest_len);
  * and the idle reader is emptied. Returns the bytes copied. */
 size_t fw__conn_take_idle_bytes(fw_conn_t *c, uint8_t *dst, size_t cap);
 
+/* For the pool (pool.c): before fw_conn_connect, only host i of the list is tried and every
+ * server is accepted (target_session_attrs any: the pool routes by role itself). 0 or
+ * FW_EINVAL. The hosts, in the order of the connection string (no shuffle when pinned). */
+int fw__conn_pin_host(fw_conn_t *c, size_t i);
+size_t fw__conn_nhosts(const fw_conn_t *c);
+/* READY, not closing, no query on it: what an idle pooled connection must be. */
+bool fw__conn_usable(const fw_conn_t *c);
+const fw__conninfo_host_t *fw__conn_host(const fw_conn_t *c, size_t i);
+
 /* Between conn.c and conn_attempt.c. */
 extern const fw__dial_cbs_t fw__conn_dial_cbs;
 /* This address failed: noted; the next address, then host. */

@@ -220,9 +220,15 @@ void fw__dial_retry(fw__dialer_t *d)
     try_address(d);
 }
 
+void fw__dial_pin(fw__dialer_t *d, size_t i)
+{
+    d->pinned = true;
+    d->pin = i;
+}
+
 void fw__dial_start(fw__dialer_t *d)
 {
-    d->host_i = 0;
+    d->host_i = d->pinned ? d->pin : 0;
     try_host(d);
 }
 
@@ -319,7 +325,7 @@ static void try_host(fw__dialer_t *d)
 {
     if (d->closed)
         return;
-    if (d->host_i >= d->ci->nhosts) {
+    if (d->host_i >= d->ci->nhosts || (d->pinned && d->host_i != d->pin)) {
         d->cbs->on_exhausted(d);
         return;
     }

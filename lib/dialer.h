@@ -58,12 +58,16 @@ struct fw__dialer_s {
     uv_getaddrinfo_t gai;
     bool gai_active, gai_stale;
     bool is_unix;
+    bool pinned; /* fw__dial_pin: only host `pin` is tried */
+    size_t pin;
     char address[128];
 };
 
 /* Caller-owned storage; `ci` and `cbs` must outlive the dialer. Starts nothing. */
 void fw__dial_init(fw__dialer_t *d, uv_loop_t *loop, const fw__conninfo_t *ci,
                    const fw__dial_cbs_t *cbs, void *data);
+/* Only host i (an index into the connection string's list) is tried (a pool's choice). */
+void fw__dial_pin(fw__dialer_t *d, size_t i);
 /* The first host (again: prefer-standby's second pass starts over). */
 void fw__dial_start(fw__dialer_t *d);
 /* load_balance_hosts=random: shuffles the hosts in place (call once per connection, before

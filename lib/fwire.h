@@ -312,6 +312,129 @@ FW_EXTERN int fw_conn_info(const fw_conn_t *conn, fw_conn_info_t *info);
  */
 FW_EXTERN const char *fw_conn_parameter(const fw_conn_t *conn, const char *name);
 
+/* ---- connection pool (embedded mode) ------------------------------------------------------
+ *
+ * A pool of connections to the servers of one connection string (a host list welcome), on
+ * your loop. It knows each server's role (primary or standby, from in_hot_standby), hands out
+ * connections by what the caller wants to do, retires a connection whose server changed role,
+ * and keeps a failing host from costing every request a timeout: per host, exponential
+ * back-off with jitter after a failed connect and a circuit breaker (open after
+ * `breaker_threshold` failures in a row; after `breaker_cooldown_ms` one probe connect decides
+ * whether it closes again). target_session_attrs and load_balance_hosts of the connection
+ * string are not used: the pool routes each request itself.
+ * Thread: everything on the loop's thread (threaded mode is not offered yet).
+ */
+typedef struct fw_pool_s fw_pool_t;
+
+/* What an acquire wants. */
+typedef enum fw_pool_want_e {
+    FW_POOL_WRITE = 0,       /* a primary whose sessions are not read-only */
+    FW_POOL_READ = 1,        /* a standby when one is usable, else the primary */
+    FW_POOL_READ_STANDBY = 2 /* a standby only */
+} fw_pool_want_t;
+
+typedef struct fw_pool_opts_s {
+    const char *conninfo;         /* borrowed for fw_pool_new */
+    bool use_environment;         /* PG* variables and the passfile, as fw_conn_opts_t (true) */
+    unsigned max_size;            /* connections open or opening at most (10) */
+    unsigned acquire_timeout_ms;  /* an acquire waits this long at most (5,000) */
+    unsigned max_lifetime_ms;     /* a connection is retired at release after this (1,800,000;
+                                     0: never) */
+    unsigned lifetime_jitter_ms;  /* minus up to this much, at random per connection (so a
+                                     pool's connections do not all expire at once; 60,000) */
+    unsigned idle_timeout_ms;     /* an idle connection is closed after this (600,000; 0: never) */
+    unsigned breaker_threshold;   /* failed connects in a row that open a host's breaker (3) */
+    unsigned breaker_cooldown_ms; /* how long it stays open before one probe (5,000) */
+    unsigned backoff_base_ms;     /* first back-off after a failed connect, doubled each time
+                                     up to the cooldown, with +-50 % jitter (100) */
+    /* Called once per new connection before it is handed out (SET ..., LISTEN ...: run
+     * nothing that leaves a query running). Loop thread. */
+    void (*after_connect)(fw_pool_t *pool, fw_conn_t *conn, void *ud);
+    void *after_connect_ud;
+    /* Hooks every connection gets (as fw_conn_opts_t; may be NULL). */
+    void (*log_cb)(void *ud, fw_log_level_t level, const char *line);
+    void *log_ud;
+} fw_pool_opts_t;
+
+/* Fills *o with the defaults above. */
+FW_EXTERN void fw_pool_opts_init(fw_pool_opts_t *o);
+
+/*
+ * Creates a pool on `loop` (nothing connects until the first acquire). Returns 0, FW_EINVAL,
+ * FW_ENOMEM or FW_ECONFIG (the connection string is bad: *err says why). Free with
+ * fw_pool_close.
+ */
+FW_EXTERN int fw_pool_new(fw_pool_t **out, struct uv_loop_s *loop, const fw_pool_opts_t *opts,
+                          fw_error_t *err);
+
+/*
+ * Called once with a connection that is READY and idle (status 0; it is yours until
+ * fw_pool_release), or without one (conn NULL): FW_ETIMEDOUT (acquire_timeout_ms passed),
+ * FW_EROUTE (no server of the kind wanted is usable: every candidate host's breaker is open
+ * and nothing is coming back), FW_ECLOSED (the pool is closing). err is borrowed for the call.
+ */
+typedef void (*fw_pool_acquire_cb)(fw_pool_t *pool, fw_conn_t *conn, int status,
+                                   const fw_error_t *err, void *ud);
+
+/*
+ * Asks for a connection; `cb` runs later on the loop thread, never inside this call. Returns 0
+ * (cb will run exactly once), FW_EINVAL or FW_ESTATE (the pool is closing; cb never runs).
+ */
+FW_EXTERN int fw_pool_acquire(fw_pool_t *pool, fw_pool_want_t want, fw_pool_acquire_cb cb,
+                              void *ud);
+
+/*
+ * Gives a connection back. Free its stream first (fw_stream_free); a stream cancelled or freed
+ * mid-way is drained before the connection is reused (fw_conn_when_idle). A connection that is
+ * broken, past its lifetime, or whose server changed role since it was opened (a promotion
+ * or demotion, or SQLSTATE 25006 on a primary) is closed instead. Loop thread.
+ */
+FW_EXTERN void fw_pool_release(fw_pool_t *pool, fw_conn_t *conn);
+
+/* Counters and gauges of a pool. */
+typedef struct fw_pool_stats_s {
+    unsigned size;    /* open or opening */
+    unsigned idle;    /* ready in the pool */
+    unsigned in_use;  /* handed out */
+    unsigned opening; /* connecting */
+    unsigned waiting; /* acquires waiting */
+    uint64_t acquires, acquire_timeouts, acquire_refused;
+    double acquire_wait_seconds; /* total time acquires waited (÷ acquires: the mean) */
+    double acquire_wait_max_seconds;
+    uint64_t opened, connect_failures;
+    /* closed, by reason */
+    uint64_t closed_lifetime, closed_idle, closed_role, closed_error, closed_pool;
+    uint64_t reserved[8];
+} fw_pool_stats_t;
+
+/* Fills *st. Returns 0 or FW_EINVAL. Loop thread. */
+FW_EXTERN int fw_pool_stats(const fw_pool_t *pool, fw_pool_stats_t *st);
+
+/* One host of the pool's list, as the pool sees it. Strings borrowed until fw_pool_close. */
+typedef struct fw_pool_host_s {
+    const char *host; /* as in the connection string */
+    int port;
+    fw_server_role_t role; /* as last connected (FW_ROLE_UNKNOWN before) */
+    const char *breaker;   /* "closed", "open" or "half-open" */
+    unsigned failures;     /* failed connects in a row */
+    unsigned connections;  /* open or opening to this host */
+    uint64_t connects, probes;
+} fw_pool_host_t;
+
+/* Host i (0-based, in the order of the connection string). 0, or FW_EINVAL past the end. */
+FW_EXTERN int fw_pool_host(const fw_pool_t *pool, size_t i, fw_pool_host_t *out);
+
+/* Called once when the pool is gone (its memory is freed right after). */
+typedef void (*fw_pool_close_cb)(fw_pool_t *pool, void *ud);
+
+/*
+ * Drains and closes: every waiting acquire gets FW_ECLOSED, idle connections close now, a
+ * connection still handed out closes when it is released. `cb` (may be NULL) runs once when
+ * every connection is closed. Later calls on the pool are FW_ESTATE, except fw_pool_release.
+ * Loop thread.
+ */
+FW_EXTERN void fw_pool_close(fw_pool_t *pool, fw_pool_close_cb cb, void *ud);
+
 /*
  * Threaded mode: a runtime owns one loop thread that serves many connections. SIGPIPE is
  * blocked on that thread. Returns 0 or FW_ENOMEM / a libuv code. Thread: any thread.

@@ -1,0 +1,625 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The connection pool (fwire.h, "connection pool"). Embedded mode: everything on the caller's
+ * loop thread. Each connection is pinned to one host of the list (fw__conn_pin_host), so the
+ * pool knows which host every failure belongs to and routes by the role each host showed.
+ *
+ *   acquire -> a waiter (FIFO) -> pump: an idle connection that fits, else a new connection to
+ *   the best usable host, else wait (or fail at once when nothing could ever come)
+ *   release -> fw_conn_when_idle (a cancelled stream drains first) -> retire or idle -> pump
+ *
+ * Hosts: a failed connect backs the host off (base * 2^(failures-1), at most the cooldown,
+ * +-50 % jitter); `breaker_threshold` failures in a row open its breaker; after the cooldown
+ * one probe connect (half-open) closes it again or re-opens it. A dead host thus costs one
+ * connect attempt per cooldown, whatever the request rate.
+ *
+ * Memory: the pool and its slots are the library's (fw_allocator_set); fw_pool_close frees
+ * everything once the last connection has closed.
+ */
+#include "alloc.h"
+#include "pool_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void pump(fw_pool_t *p);
+static void maybe_free(fw_pool_t *p);
+static void on_wait_timer(uv_timer_t *t);
+static void on_retry_timer(uv_timer_t *t);
+
+void fw_pool_opts_init(fw_pool_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->use_environment = true;
+    o->max_size = 10;
+    o->acquire_timeout_ms = 5000;
+    o->max_lifetime_ms = 30u * 60u * 1000u;
+    o->lifetime_jitter_ms = 60u * 1000u;
+    o->idle_timeout_ms = 10u * 60u * 1000u;
+    o->breaker_threshold = 3;
+    o->breaker_cooldown_ms = 5000;
+    o->backoff_base_ms = 100;
+}
+
+/* ---- connections ------------------------------------------------------------------------ */
+
+static void unlink_conn(fw_pool_t *p, pconn_t *pc)
+{
+    if (pc->prev != NULL)
+        pc->prev->next = pc->next;
+    else
+        p->conns = pc->next;
+    if (pc->next != NULL)
+        pc->next->prev = pc->prev;
+}
+
+static void on_conn_closed(fw_conn_t *c, void *ud)
+{
+    (void)c;
+    pconn_t *pc = ud;
+    fw_pool_t *p = pc->pool;
+    unlink_conn(p, pc);
+    fw__free(pc);
+    if (p->closing)
+        maybe_free(p);
+    else
+        pump(p); /* room for a new connection */
+}
+
+/* Closes a connection for `reason` (a counter of st). */
+static void retire(fw_pool_t *p, pconn_t *pc, uint64_t *reason, const char *why)
+{
+    if (pc->state == PC_CLOSING)
+        return;
+    pc->state = PC_CLOSING;
+    pc->host->conns--;
+    (*reason)++;
+    fw__pool_log(p, FW_LOG_INFO, "pool: closing a connection to %s:%d (%s)", pc->host->name,
+             pc->host->port, why);
+    fw_conn_close(pc->c, on_conn_closed, pc);
+}
+
+static void on_connected(fw_conn_t *c, int status, const fw_error_t *err, void *ud)
+{
+    pconn_t *pc = ud;
+    fw_pool_t *p = pc->pool;
+    if (pc->state == PC_CLOSING)
+        return; /* closed by the pool itself (fw_pool_close) while connecting */
+    if (status < 0) {
+        fw__pool_log(p, FW_LOG_WARNING, "pool: connect to %s:%d failed: %s", pc->host->name,
+                 pc->host->port, err != NULL ? err->message : fw_strerror(status));
+        fw__pool_host_failed(p, pc->host);
+        retire(p, pc, &p->st.closed_error, "connect failed");
+        (void)c;
+        return;
+    }
+    pc->role = fw_conn_role(c);
+    pc->read_only = fw_conn_read_only(c);
+    fw__pool_host_ok(p, pc->host, pc->role);
+    p->st.opened++;
+    uint64_t now = uv_now(p->loop);
+    if (p->o.max_lifetime_ms > 0) {
+        uint64_t jitter = p->o.lifetime_jitter_ms > 0 && p->o.lifetime_jitter_ms < p->o.max_lifetime_ms
+                              ? fw__pool_rnd(p) % (p->o.lifetime_jitter_ms + 1)
+                              : 0;
+        pc->expires = now + p->o.max_lifetime_ms - jitter;
+    }
+    pc->state = PC_IDLE;
+    pc->idle_since = now;
+    if (p->o.after_connect != NULL)
+        p->o.after_connect(p, c, p->o.after_connect_ud);
+    if (p->closing) {
+        retire(p, pc, &p->st.closed_pool, "the pool is closing");
+        return;
+    }
+    pump(p);
+}
+
+static int open_conn(fw_pool_t *p, phost_t *h)
+{
+    pconn_t *pc = fw__calloc(1, sizeof(*pc));
+    if (pc == NULL)
+        return FW_ENOMEM;
+    fw_conn_opts_t o;
+    fw_conn_opts_init(&o);
+    o.conninfo = p->conninfo;
+    o.use_environment = p->o.use_environment;
+    o.log_cb = p->o.log_cb;
+    o.log_ud = p->o.log_ud;
+    int rc = fw_conn_new(&pc->c, p->loop, &o, NULL);
+    if (rc == 0)
+        rc = fw__conn_pin_host(pc->c, h->index);
+    if (rc == 0)
+        rc = fw_conn_connect(pc->c, on_connected, pc);
+    if (rc < 0) {
+        if (pc->c != NULL)
+            fw_conn_close(pc->c, NULL, NULL);
+        fw__free(pc);
+        return rc;
+    }
+    pc->pool = p;
+    pc->host = h;
+    pc->state = PC_OPENING;
+    pc->next = p->conns;
+    if (p->conns != NULL)
+        p->conns->prev = pc;
+    p->conns = pc;
+    h->conns++;
+    h->connects++;
+    if (h->breaker == BR_OPEN) { /* the cooldown is over: this connect is the probe */
+        h->breaker = BR_HALF_OPEN;
+        h->probing = true;
+        h->probes++;
+        fw__pool_log(p, FW_LOG_INFO, "pool: %s:%d breaker half-open: one probe", h->name, h->port);
+    }
+    return 0;
+}
+
+static pconn_t *find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only)
+{
+    pconn_t *fallback = NULL;
+    for (pconn_t *pc = p->conns, *next; pc != NULL; pc = next) {
+        next = pc->next;
+        if (pc->state != PC_IDLE)
+            continue;
+        /* The idle reader has seen the server's FATAL or its close (a shutdown, a
+         * failover): never hand that out. */
+        if (!fw__conn_usable(pc->c)) {
+            retire(p, pc, &p->st.closed_error, "the server ended the connection");
+            continue;
+        }
+        if (fw_conn_role(pc->c) != pc->role) {
+            retire(p, pc, &p->st.closed_role, "the server changed role");
+            continue;
+        }
+        if (!fw__pool_role_fits(want, pc->role, pc->read_only))
+            continue;
+        if (want == FW_POOL_READ && pc->role != FW_ROLE_STANDBY) {
+            if (!standby_only && fallback == NULL)
+                fallback = pc;
+            continue;
+        }
+        return pc;
+    }
+    return fallback;
+}
+
+static unsigned count_opening(const fw_pool_t *p)
+{
+    unsigned n = 0;
+    for (const pconn_t *pc = p->conns; pc != NULL; pc = pc->next)
+        n += pc->state == PC_OPENING;
+    return n;
+}
+
+static unsigned count_waiting(const fw_pool_t *p)
+{
+    unsigned n = 0;
+    for (const waiter_t *w = p->wait_head; w != NULL; w = w->next)
+        n++;
+    return n;
+}
+
+static unsigned count_live(const fw_pool_t *p)
+{
+    unsigned n = 0;
+    for (const pconn_t *pc = p->conns; pc != NULL; pc = pc->next)
+        n += pc->state != PC_CLOSING;
+    return n;
+}
+
+/* Whether some connection that fits `want` is open or opening (it may come back). */
+static bool fitting_conn_exists(const fw_pool_t *p, fw_pool_want_t want)
+{
+    for (const pconn_t *pc = p->conns; pc != NULL; pc = pc->next) {
+        if (pc->state == PC_CLOSING)
+            continue;
+        if (pc->state == PC_OPENING || fw__pool_role_fits(want, pc->role, pc->read_only))
+            return true;
+    }
+    return false;
+}
+
+/* ---- waiters ---------------------------------------------------------------------------- */
+
+static void arm_wait_timer(fw_pool_t *p)
+{
+    if (p->wait_head == NULL) {
+        uv_timer_stop(&p->wait_timer);
+        return;
+    }
+    uint64_t now = uv_now(p->loop);
+    uint64_t d = p->wait_head->deadline;
+    uv_timer_start(&p->wait_timer, on_wait_timer, d > now ? d - now : 0, 0);
+}
+
+static waiter_t *pop_waiter(fw_pool_t *p)
+{
+    waiter_t *w = p->wait_head;
+    if (w != NULL) {
+        p->wait_head = w->next;
+        if (p->wait_head == NULL)
+            p->wait_tail = NULL;
+    }
+    return w;
+}
+
+static void finish_waiter(fw_pool_t *p, waiter_t *w, fw_conn_t *c, int status, const char *why)
+{
+    double waited = (double)(uv_hrtime() - w->since_ns) / 1e9;
+    p->st.acquire_wait_seconds += waited;
+    if (waited > p->st.acquire_wait_max_seconds)
+        p->st.acquire_wait_max_seconds = waited;
+    fw_error_t err;
+    memset(&err, 0, sizeof(err));
+    if (status < 0) {
+        err.code = status;
+        err.phase = FW_PHASE_NONE;
+        snprintf(err.message, sizeof(err.message), "%s", why);
+    }
+    fw_pool_acquire_cb cb = w->cb;
+    void *ud = w->ud;
+    fw__free(w);
+    cb(p, c, status, status < 0 ? &err : NULL, ud);
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+    fw_pool_t *p = t->data;
+    uint64_t now = uv_now(p->loop);
+    while (p->wait_head != NULL && p->wait_head->deadline <= now) {
+        waiter_t *w = pop_waiter(p);
+        p->st.acquire_timeouts++;
+        char why[160];
+        snprintf(why, sizeof(why), "no connection became available within %u ms",
+                 p->o.acquire_timeout_ms);
+        finish_waiter(p, w, NULL, FW_ETIMEDOUT, why);
+    }
+    arm_wait_timer(p);
+}
+
+/* Hands out connections while waiters and fitting connections exist, opens new ones when
+ * there is room, and refuses at once what nothing could ever serve. */
+static void pump(fw_pool_t *p)
+{
+    if (p->closing)
+        return;
+    while (p->wait_head != NULL) {
+        waiter_t *w = p->wait_head;
+        bool standby_known = false;
+        if (w->want == FW_POOL_READ) {
+            /* a standby preferred: an idle primary is the fallback only when no standby host
+             * is usable and no standby connection is coming */
+            for (size_t i = 0; i < p->nhosts; i++)
+                if (p->hosts[i].role == FW_ROLE_STANDBY && p->hosts[i].breaker == BR_CLOSED)
+                    standby_known = true;
+        }
+        pconn_t *pc = find_idle(p, w->want, standby_known);
+        if (pc == NULL && w->want == FW_POOL_READ && standby_known &&
+            count_live(p) >= p->o.max_size)
+            pc = find_idle(p, w->want, false); /* no room to open a standby: take what is idle */
+        if (pc != NULL) {
+            pop_waiter(p);
+            pc->state = PC_IN_USE;
+            p->st.acquires++;
+            finish_waiter(p, w, pc->c, 0, NULL);
+            continue;
+        }
+        bool candidate = false;
+        phost_t *h = fw__pool_pick_host(p, w->want, 1, &candidate);
+        if (h != NULL && count_live(p) < p->o.max_size && count_opening(p) < count_waiting(p) &&
+            open_conn(p, h) == 0)
+            continue; /* one connection opening per waiter; its callback pumps again */
+        if (!candidate && !fitting_conn_exists(p, w->want)) {
+            pop_waiter(p);
+            p->st.acquire_refused++;
+            finish_waiter(p, w, NULL, FW_EROUTE,
+                          w->want == FW_POOL_WRITE
+                              ? "no primary is usable: every host is a standby or failing"
+                              : "no standby is usable: every host is a primary or failing");
+            continue;
+        }
+        bool all_open = true;
+        uint64_t retry = 0;
+        for (size_t i = 0; i < p->nhosts; i++) {
+            const phost_t *hh = &p->hosts[i];
+            if (fw__pool_host_rank(w->want, hh) == 0)
+                continue;
+            if (hh->breaker != BR_OPEN)
+                all_open = false;
+            if (retry == 0 || hh->retry_at < retry)
+                retry = hh->retry_at;
+        }
+        if (all_open && count_opening(p) == 0 && !fitting_conn_exists(p, w->want)) {
+            /* every fitting host's breaker is open: fail now rather than make every request
+             * wait for its timeout (the breaker's point); the next probe comes after the
+             * cooldown, from a later acquire */
+            pop_waiter(p);
+            p->st.acquire_refused++;
+            finish_waiter(p, w, NULL, FW_EROUTE,
+                          "every server that could serve this is failing (circuit breaker open "
+                          "or backing off)");
+            continue;
+        }
+        /* a host backing off: come back when its back-off ends (the sweep is too slow) */
+        uint64_t now = uv_now(p->loop);
+        if (count_opening(p) == 0 && retry > now)
+            uv_timer_start(&p->retry_timer, on_retry_timer, retry - now, 0);
+        break;
+    }
+    arm_wait_timer(p);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    pump(t->data);
+}
+
+static void on_kick(uv_idle_t *h)
+{
+    fw_pool_t *p = h->data;
+    uv_idle_stop(h);
+    pump(p);
+}
+
+static void kick(fw_pool_t *p)
+{
+    uv_idle_start(&p->kick, on_kick);
+}
+
+/* ---- the sweep: idle timeouts, back-off ends -------------------------------------------- */
+
+static void on_sweep(uv_timer_t *t)
+{
+    fw_pool_t *p = t->data;
+    uint64_t now = uv_now(p->loop);
+    for (pconn_t *pc = p->conns, *next; pc != NULL; pc = next) {
+        next = pc->next;
+        if (pc->state != PC_IDLE)
+            continue;
+        if (p->o.idle_timeout_ms > 0 && now - pc->idle_since >= p->o.idle_timeout_ms)
+            retire(p, pc, &p->st.closed_idle, "idle timeout");
+        else if (pc->expires != 0 && now >= pc->expires)
+            retire(p, pc, &p->st.closed_lifetime, "lifetime");
+        else if (!fw__conn_usable(pc->c))
+            retire(p, pc, &p->st.closed_error, "the server ended the connection");
+        else if (fw_conn_role(pc->c) != pc->role)
+            retire(p, pc, &p->st.closed_role, "the server changed role");
+    }
+    if (p->wait_head != NULL)
+        pump(p); /* a back-off may have ended */
+}
+
+/* ---- public ----------------------------------------------------------------------------- */
+
+int fw_pool_new(fw_pool_t **out, uv_loop_t *loop, const fw_pool_opts_t *opts, fw_error_t *err)
+{
+    if (err != NULL)
+        memset(err, 0, sizeof(*err));
+    if (out == NULL || loop == NULL || opts == NULL || opts->max_size == 0)
+        return FW_EINVAL;
+    *out = NULL;
+    /* Parse once through a connection that never connects: the hosts, and any error. */
+    fw_conn_opts_t co;
+    fw_conn_opts_init(&co);
+    co.conninfo = opts->conninfo;
+    co.use_environment = opts->use_environment;
+    fw_conn_t *probe = NULL;
+    int rc = fw_conn_new(&probe, loop, &co, err);
+    if (rc < 0)
+        return rc;
+    fw_pool_t *p = fw__calloc(1, sizeof(*p));
+    size_t n = fw__conn_nhosts(probe);
+    if (p != NULL) {
+        p->hosts = fw__calloc(n, sizeof(*p->hosts));
+        p->conninfo = fw__malloc(strlen(opts->conninfo != NULL ? opts->conninfo : "") + 1);
+    }
+    if (p == NULL || p->hosts == NULL || p->conninfo == NULL) {
+        if (p != NULL) {
+            fw__free(p->hosts);
+            fw__free(p->conninfo);
+            fw__free(p);
+        }
+        fw_conn_close(probe, NULL, NULL);
+        return FW_ENOMEM;
+    }
+    strcpy(p->conninfo, opts->conninfo != NULL ? opts->conninfo : "");
+    p->nhosts = n;
+    for (size_t i = 0; i < n; i++) {
+        const fw__conninfo_host_t *h = fw__conn_host(probe, i);
+        p->hosts[i].index = i;
+        snprintf(p->hosts[i].name, sizeof(p->hosts[i].name), "%s",
+                 h->host[0] != '\0' ? h->host : (h->hostaddr != NULL ? h->hostaddr : ""));
+        p->hosts[i].port = h->port_num;
+    }
+    fw_conn_close(probe, NULL, NULL);
+    p->loop = loop;
+    p->o = *opts;
+    p->o.conninfo = NULL;
+    p->rng = uv_hrtime() | 1;
+    uv_timer_init(loop, &p->wait_timer);
+    p->wait_timer.data = p;
+    uv_timer_init(loop, &p->sweep);
+    p->sweep.data = p;
+    uv_timer_start(&p->sweep, on_sweep, 1000, 1000);
+    uv_unref((uv_handle_t *)&p->sweep); /* the pool alone does not keep the loop running */
+    uv_idle_init(loop, &p->kick);
+    p->kick.data = p;
+    uv_timer_init(loop, &p->retry_timer);
+    p->retry_timer.data = p;
+    p->handles = 4;
+    *out = p;
+    return 0;
+}
+
+int fw_pool_acquire(fw_pool_t *p, fw_pool_want_t want, fw_pool_acquire_cb cb, void *ud)
+{
+    if (p == NULL || cb == NULL || (unsigned)want > FW_POOL_READ_STANDBY)
+        return FW_EINVAL;
+    if (p->closing)
+        return FW_ESTATE;
+    waiter_t *w = fw__calloc(1, sizeof(*w));
+    if (w == NULL)
+        return FW_ENOMEM;
+    w->want = want;
+    w->cb = cb;
+    w->ud = ud;
+    /* The loop's clock is cached: after a long callback (or before the first uv_run) it is
+     * behind, and the deadline would come early. */
+    uv_update_time(p->loop);
+    w->since = uv_now(p->loop);
+    w->since_ns = uv_hrtime();
+    w->deadline = w->since + p->o.acquire_timeout_ms;
+    if (p->wait_tail != NULL)
+        p->wait_tail->next = w;
+    else
+        p->wait_head = w;
+    p->wait_tail = w;
+    kick(p); /* from the loop: cb never runs inside this call */
+    return 0;
+}
+
+static pconn_t *find_conn(fw_pool_t *p, const fw_conn_t *c)
+{
+    for (pconn_t *pc = p->conns; pc != NULL; pc = pc->next)
+        if (pc->c == c)
+            return pc;
+    return NULL;
+}
+
+static void on_released_idle(fw_conn_t *c, int status, void *ud)
+{
+    pconn_t *pc = ud;
+    fw_pool_t *p = pc->pool;
+    (void)c;
+    if (pc->state != PC_CHECKING)
+        return;
+    pc->state = PC_IN_USE; /* retire() expects a live slot */
+    if (p->closing) {
+        retire(p, pc, &p->st.closed_pool, "the pool is closing");
+        return;
+    }
+    if (status < 0) {
+        retire(p, pc, &p->st.closed_error, "the connection broke");
+        return;
+    }
+    fw_server_role_t role = fw_conn_role(pc->c);
+    bool ro = fw_conn_read_only(pc->c);
+    if (role != pc->role || (pc->role == FW_ROLE_PRIMARY && ro && !pc->read_only)) {
+        if (role != FW_ROLE_UNKNOWN)
+            pc->host->role = role; /* what the server says it is now */
+        retire(p, pc, &p->st.closed_role, "the server changed role");
+        pump(p);
+        return;
+    }
+    uint64_t now = uv_now(p->loop);
+    if (pc->expires != 0 && now >= pc->expires) {
+        retire(p, pc, &p->st.closed_lifetime, "lifetime");
+        return;
+    }
+    pc->state = PC_IDLE;
+    pc->idle_since = now;
+    pump(p);
+}
+
+void fw_pool_release(fw_pool_t *p, fw_conn_t *c)
+{
+    if (p == NULL || c == NULL)
+        return;
+    pconn_t *pc = find_conn(p, c);
+    if (pc == NULL || pc->state != PC_IN_USE)
+        return;
+    pc->state = PC_CHECKING;
+    /* A stream cancelled or freed mid-way drains first; a broken connection says so. */
+    if (fw_conn_when_idle(c, on_released_idle, pc) < 0) {
+        pc->state = PC_IN_USE;
+        retire(p, pc, &p->st.closed_error, "the connection cannot be reused");
+    }
+}
+
+int fw_pool_stats(const fw_pool_t *p, fw_pool_stats_t *st)
+{
+    if (p == NULL || st == NULL)
+        return FW_EINVAL;
+    *st = p->st;
+    st->size = st->idle = st->in_use = st->opening = st->waiting = 0;
+    for (const pconn_t *pc = p->conns; pc != NULL; pc = pc->next) {
+        if (pc->state == PC_CLOSING)
+            continue;
+        st->size++;
+        st->idle += pc->state == PC_IDLE;
+        st->in_use += pc->state == PC_IN_USE || pc->state == PC_CHECKING;
+        st->opening += pc->state == PC_OPENING;
+    }
+    for (const waiter_t *w = p->wait_head; w != NULL; w = w->next)
+        st->waiting++;
+    return 0;
+}
+
+int fw_pool_host(const fw_pool_t *p, size_t i, fw_pool_host_t *out)
+{
+    if (p == NULL || out == NULL || i >= p->nhosts)
+        return FW_EINVAL;
+    const phost_t *h = &p->hosts[i];
+    memset(out, 0, sizeof(*out));
+    out->host = h->name;
+    out->port = h->port;
+    out->role = h->role;
+    out->breaker = fw__pool_breaker_name(h->breaker);
+    out->failures = h->failures;
+    out->connections = h->conns;
+    out->connects = h->connects;
+    out->probes = h->probes;
+    return 0;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    fw_pool_t *p = h->data;
+    p->handles--;
+    maybe_free(p);
+}
+
+static void maybe_free(fw_pool_t *p)
+{
+    if (!p->closing || p->conns != NULL)
+        return;
+    if (p->handles == 4) {
+        uv_close((uv_handle_t *)&p->retry_timer, on_handle_closed);
+        uv_close((uv_handle_t *)&p->wait_timer, on_handle_closed);
+        uv_close((uv_handle_t *)&p->sweep, on_handle_closed);
+        uv_close((uv_handle_t *)&p->kick, on_handle_closed);
+        return;
+    }
+    if (p->handles > 0)
+        return;
+    fw_pool_close_cb cb = p->close_cb;
+    void *ud = p->close_ud;
+    p->close_cb = NULL;
+    if (cb != NULL)
+        cb(p, ud);
+    fw__free(p->hosts);
+    fw__wipe(p->conninfo, strlen(p->conninfo)); /* it may hold a password */
+    fw__free(p->conninfo);
+    fw__free(p);
+}
+
+void fw_pool_close(fw_pool_t *p, fw_pool_close_cb cb, void *ud)
+{
+    if (p == NULL || p->closing)
+        return;
+    p->closing = true;
+    p->close_cb = cb;
+    p->close_ud = ud;
+    waiter_t *w;
+    while ((w = pop_waiter(p)) != NULL)
+        finish_waiter(p, w, NULL, FW_ECLOSED, "the pool is closing");
+    for (pconn_t *pc = p->conns, *next; pc != NULL; pc = next) {
+        next = pc->next;
+        if (pc->state == PC_IDLE || pc->state == PC_OPENING)
+            retire(p, pc, &p->st.closed_pool, "the pool is closing");
+    }
+    maybe_free(p);
+}

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to lib/: the pool's state (pool.c) and its hosts, back-off and breaker (pool_host.c). */
+#ifndef FW_POOL_INT_H
+#define FW_POOL_INT_H
+
+#include "conn.h"
+
+typedef enum { PC_OPENING, PC_IDLE, PC_IN_USE, PC_CHECKING, PC_CLOSING } pc_state_t;
+typedef enum { BR_CLOSED, BR_OPEN, BR_HALF_OPEN } breaker_t;
+
+typedef struct phost_s {
+    size_t index;
+    char name[256];
+    int port;
+    fw_server_role_t role;
+    breaker_t breaker;
+    unsigned failures;
+    uint64_t retry_at; /* uv_now: no connect before this */
+    bool probing;
+    unsigned conns;
+    uint64_t connects, probes;
+} phost_t;
+
+typedef struct pconn_s {
+    struct pconn_s *next, *prev;
+    fw_pool_t *pool;
+    fw_conn_t *c;
+    phost_t *host;
+    pc_state_t state;
+    fw_server_role_t role; /* at connect */
+    bool read_only;
+    uint64_t expires; /* uv_now, 0 = never */
+    uint64_t idle_since;
+} pconn_t;
+
+typedef struct waiter_s {
+    struct waiter_s *next;
+    fw_pool_want_t want;
+    fw_pool_acquire_cb cb;
+    void *ud;
+    uint64_t since, deadline; /* uv_now */
+    uint64_t since_ns;        /* uv_hrtime, for the wait statistics */
+} waiter_t;
+
+struct fw_pool_s {
+    uv_loop_t *loop;
+    fw_pool_opts_t o;
+    char *conninfo;
+    phost_t *hosts;
+    size_t nhosts;
+    pconn_t *conns; /* every connection, any state */
+    waiter_t *wait_head, *wait_tail;
+    uv_timer_t wait_timer; /* the head waiter's deadline */
+    uv_timer_t sweep;       /* idle timeouts, lifetimes: every second */
+    uv_timer_t retry_timer; /* the end of a back-off, while an acquire waits */
+    uv_idle_t kick;        /* runs the pump from the loop, never inside a call */
+    int handles;
+    bool closing;
+    fw_pool_close_cb close_cb;
+    void *close_ud;
+    fw_pool_stats_t st;
+    uint64_t rng;
+};
+
+
+uint64_t fw__pool_rnd(fw_pool_t *p);
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+void fw__pool_log(fw_pool_t *p, fw_log_level_t level, const char *fmt, ...);
+const char *fw__pool_breaker_name(breaker_t b);
+/* A failed connect to h: back-off with jitter; the breaker opens after the threshold (or at
+ * once for a failed probe). */
+void fw__pool_host_failed(fw_pool_t *p, phost_t *h);
+/* A connect to h succeeded: its breaker closes, its role is what the server said. */
+void fw__pool_host_ok(fw_pool_t *p, phost_t *h, fw_server_role_t role);
+/* Whether a connection of this role fits a want. */
+bool fw__pool_role_fits(fw_pool_want_t want, fw_server_role_t role, bool read_only);
+/* Whether h may be dialled now (its back-off over, no probe running). */
+bool fw__pool_host_usable(fw_pool_t *p, const phost_t *h);
+/* How well h fits a want (0: not at all). */
+int fw__pool_host_rank(fw_pool_want_t want, const phost_t *h);
+/* The host to open a connection to for `want`, or NULL; *any_candidate: some host could. */
+phost_t *fw__pool_pick_host(fw_pool_t *p, fw_pool_want_t want, int min_rank, bool *any_candidate);
+
+#endif /* FW_POOL_INT_H */
