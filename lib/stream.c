@@ -230,6 +230,14 @@ static int on_event(fw_stream_t *s, const fw__reply_event_t *ev)
     return s->conn == NULL || s->conn->closing ? PUMP_OVER : 0;
 }
 
+/* The client-side predicate, on a copy of the row: `row` in parse never has its address taken,
+ * so the compiler keeps it in registers from the reply machine to fw__pipe_add (one call per
+ * row; a row in memory costs a store and a load per field). */
+static bool keep(fw_stream_t *s, fw_row_t row)
+{
+    return s->pred(s->pred_ud, &row);
+}
+
 /*
  * Hands every complete message in the slab from pos to the reply machine and acts on what it
  * says. PUMP_NEED when the rest is an incomplete message (or nothing), PUMP_STALL when a row
@@ -263,7 +271,7 @@ static int parse(fw_stream_t *s)
                 goto other;
             row = ev.row;
         }
-        if (s->pred != NULL && !s->pred(s->pred_ud, &row)) {
+        if (s->pred != NULL && !keep(s, row)) {
             fw__pipe_note_filtered(&s->pipe);
             s->rows_total++;
             pos += (size_t)n;
