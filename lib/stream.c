@@ -219,11 +219,11 @@ static int on_event(fw_stream_t *s, const fw__reply_event_t *ev)
     case FW__RE_NOTIFY:
         fw__conn_notification(c, &ev->msg);
         break;
-    case FW__RE_NONE:
-    case FW__RE_ROW:
     case FW__RE_PARAM:
         fw__conn_param(c, &ev->msg); /* a promotion says in_hot_standby=off */
         break;
+    case FW__RE_NONE: /* ev->msg is not a ParameterStatus, or not parsed at all (has_msg) */
+    case FW__RE_ROW:
     case FW__RE_READY:
         break;
     }
