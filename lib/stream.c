@@ -394,8 +394,8 @@ void fw__stream_unstall(fw_stream_t *s)
 static void adapt_chunk_size(fw_stream_t *s, bool stalled)
 {
     /* A consumer asleep waiting for rows keeps up, whatever is queued: threaded mode lets a
-     * few chunks gather before it wakes one (notify), which would otherwise read as a slow
-     * consumer. */
+     * few chunks gather before it wakes one (fw__stream_notify), which would otherwise read as
+     * a slow consumer. */
     bool waiting = s->threaded && atomic_load_explicit(&s->waiter, memory_order_relaxed);
     size_t queued = waiting ? 0 : fw__ring_size(&s->pipe.full);
     size_t cap = fw__ring_capacity(&s->pipe.full);
