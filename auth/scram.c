@@ -523,7 +523,7 @@ static int salted_password(fw__scram_t *s, const _Atomic bool *cancel)
          * Relaxed is enough: the flag publishes nothing, it only asks the loop to stop, and
          * any store becomes visible to this load in bounded time (coherence). Whoever set it
          * throws the state away; handing the state back to its owner is ordered by something
-         * else (libuv's work queue in lib/conn.c), never by this flag.
+         * else (libuv's work queue in lib/conn_attempt.c), never by this flag.
          */
         if ((i & (CANCEL_EVERY - 1)) == 0 && cancel != NULL &&
             atomic_load_explicit(cancel, memory_order_relaxed)) {

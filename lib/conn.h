@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Private to lib/: the connection object (conn.c) and what the runtime (runtime.c) needs. */
+/* Private to lib/: the connection object (made by conn_attempt.c, run by conn.c) and what the
+ * runtime (runtime.c) needs. */
 #ifndef FW_CONN_H
 #define FW_CONN_H
 
@@ -138,7 +139,7 @@ struct fw_conn_s {
      * start until that ends (a late cancel would hit it). */
     struct fw_stream_s *cancel_stream;
     /* How the connection tells stream and cancel_stream what happens to it (set by the stream
-     * files; conn.c calls nothing else of theirs). */
+     * files; conn.c and conn_attempt.c call nothing else of theirs: check-layering.sh). */
     const fw__conn_hooks_t *hooks;
 
     /* fw_conn_when_idle: the waiting callback, checked from a zero timer (never inside the

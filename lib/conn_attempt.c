@@ -3,8 +3,9 @@
  * A connection attempt: for each address the dialer (dialer.c) hands out, a socket through the
  * channel (channel.c), the SSLRequest exchange, the TLS handshake, the startup state machine
  * (startup.c) and its key derivation on the thread pool, the connect_timeout timer, and the
- * account of every host tried. It ends in fw__conn_ready (conn.c takes the connection over)
- * or in the connect callback's error. Everything here runs on the loop thread; the decisions
+ * account of every host tried, and the target_session_attrs check (route.c judges). It ends in
+ * finish(): made, the idle reader (conn.c, fw__conn_resume_idle) takes the channel over; failed,
+ * the connect callback hears why. Everything here runs on the loop thread; the decisions
  * live in the sans-I/O units (conninfo, tls, startup); this file moves bytes and keeps time.
  *
  * Lifetime: as in conn.c. Every path that calls the user checks `closing` afterwards.

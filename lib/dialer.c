@@ -2,8 +2,9 @@
 /*
  * The dialer: hosts in the order given, and for each host its addresses in the order the
  * resolver returns them, one at a time; with load_balance_hosts=random, both orders shuffled
- * (PostgreSQL 16's rule: the hosts once per connection, each host's addresses once resolved). It knows nothing of sockets, TLS or the protocol; the
- * connection reports back when an address is done (dialer.h).
+ * (PostgreSQL 16's rule: the hosts once per connection, each host's addresses once resolved).
+ * It knows nothing of sockets, TLS or the protocol; the connection attempt reports back when an
+ * address is done (dialer.h).
  *
  * Lifetime: every callback may close the owner; each path that calls one out checks `closed`
  * before it goes on (try_host, try_address).

@@ -2,11 +2,13 @@
 /*
  * Private to lib/: the dialer, which walks the conninfo's hosts and, for each host, its addresses
  * (a unix socket path, a numeric address, or what getaddrinfo returns), in order, as libpq does.
- * It decides which address comes next; the connection (conn.c) owns the socket, TLS, startup and
- * the connect_timeout timer, and tells the dialer when an address is done.
+ * It decides which address comes next; the connection attempt (conn_attempt.c) owns the channel
+ * (socket and TLS), startup and the connect_timeout timer, and tells the dialer when an address
+ * is done, or that the server was the wrong kind and the next host is wanted (the judging of a
+ * server's role is route.c's).
  *
- * The dialer talks to the connection only through fw__dial_cbs_t, so host and address order (and
- * later the choice of a server by role) can change here without touching conn.c.
+ * The dialer talks to the connection only through fw__dial_cbs_t, so host and address order can
+ * change here without touching conn_attempt.c.
  *
  * Thread: loop thread only, like the connection that embeds it.
  */

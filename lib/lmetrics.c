@@ -26,7 +26,7 @@ static const double OCCUPANCY[] = {0,   1,    4,    16,   64,   128,   256,   51
 static const double CHUNK_ROWS[] = {1,   2,   4,    8,    16,   32,   64,   128,
                                     256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
 _Static_assert(sizeof(CHUNK_ROWS) / sizeof(CHUNK_ROWS[0]) == FW__LM_CHUNK_ROWS_BOUNDS,
-               "stream.c indexes these buckets directly");
+               "fw__stream_lm_chunk indexes these buckets directly");
 static const double QUERY_ROWS[] = {0, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
 static const double QUERY_BYTES[] = {1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11};
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The transport below a connection: one non-blocking socket (TCP or unix) watched by a libuv
- * poll handle. fwire does its own recv()/send() instead of using uv_tcp_t streams for two
+ * The transport below a channel (channel.h): one non-blocking socket (TCP or unix) watched by a
+ * libuv poll handle. fwire does its own recv()/send() instead of using uv_tcp_t streams for two
  * reasons:
  *   - every send() carries MSG_NOSIGNAL, so a peer that vanished can never raise SIGPIPE in the
  *     host program, whatever its signal disposition (libuv's stream writes use write()/writev(),

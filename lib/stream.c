@@ -219,15 +219,23 @@ static int on_event(fw_stream_t *s, const fw__reply_event_t *ev)
     case FW__RE_NOTIFY:
         fw__conn_notification(c, &ev->msg);
         break;
-    case FW__RE_NONE:
-    case FW__RE_ROW:
     case FW__RE_PARAM:
         fw__conn_param(c, &ev->msg); /* a promotion says in_hot_standby=off */
         break;
+    case FW__RE_NONE: /* ev->msg is not a ParameterStatus, or not parsed at all (has_msg) */
+    case FW__RE_ROW:
     case FW__RE_READY:
         break;
     }
     return s->conn == NULL || s->conn->closing ? PUMP_OVER : 0;
+}
+
+/* The client-side predicate, on a copy of the row: `row` in parse never has its address taken,
+ * so the compiler keeps it in registers from the reply machine to fw__pipe_add (one call per
+ * row; a row in memory costs a store and a load per field). */
+static bool keep(fw_stream_t *s, fw_row_t row)
+{
+    return s->pred(s->pred_ud, &row);
 }
 
 /*
@@ -263,7 +271,7 @@ static int parse(fw_stream_t *s)
                 goto other;
             row = ev.row;
         }
-        if (s->pred != NULL && !s->pred(s->pred_ud, &row)) {
+        if (s->pred != NULL && !keep(s, row)) {
             fw__pipe_note_filtered(&s->pipe);
             s->rows_total++;
             pos += (size_t)n;
@@ -386,8 +394,8 @@ void fw__stream_unstall(fw_stream_t *s)
 static void adapt_chunk_size(fw_stream_t *s, bool stalled)
 {
     /* A consumer asleep waiting for rows keeps up, whatever is queued: threaded mode lets a
-     * few chunks gather before it wakes one (notify), which would otherwise read as a slow
-     * consumer. */
+     * few chunks gather before it wakes one (fw__stream_notify), which would otherwise read as
+     * a slow consumer. */
     bool waiting = s->threaded && atomic_load_explicit(&s->waiter, memory_order_relaxed);
     size_t queued = waiting ? 0 : fw__ring_size(&s->pipe.full);
     size_t cap = fw__ring_capacity(&s->pipe.full);

@@ -214,7 +214,7 @@ static int wait_for(fw_stream_t *s, int timeout_ms, int (*poll)(fw_stream_t *, v
     if (timeout_ms > 0)
         deadline_after(&deadline, timeout_ms);
     pthread_mutex_lock(&s->mu);
-    /* seq_cst: pairs with the producer's fence after its push (stream.c signal_consumer). */
+    /* seq_cst: pairs with the producer's fence after its push (stream_wake.c, signal_consumer). */
     atomic_store_explicit(&s->waiter, true, memory_order_seq_cst);
     for (;;) {
         if ((r = poll(s, arg)) != FW_AGAIN)

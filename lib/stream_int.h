@@ -81,7 +81,7 @@ struct fw_stream_s {
     uint32_t cancel_timeout_ms, pause_timeout_ms, idle_timeout_ms;
     fw_pause_action_t pause_action;
     uint64_t last_rx; /* loop time of the last bytes received (idle timeout) */
-    uv_timer_t nudge; /* wakes a sleeping consumer for a small batch (stream.c) */
+    uv_timer_t nudge; /* wakes a sleeping consumer for a small batch (stream_wake.c) */
     int open_handles; /* wake, nudge and ctl: the producer's reference goes with the last */
     bool nudge_armed;
     uint64_t signaled_rows;  /* rows pushed when the consumer was last signalled */
@@ -107,7 +107,7 @@ struct fw_stream_s {
 #define FW__STREAM_SLAB ((size_t)64 * 1024)
 /* Chunks in flight: 64 chunks of up to one slab each cover a 4 MiB budget. */
 #define FW__STREAM_RING 64
-/* Threaded mode: rows that wake a sleeping consumer at once (stream.c, notify). */
+/* Threaded mode: rows that wake a sleeping consumer at once (stream_wake.c, fw__stream_notify). */
 #define FW__STREAM_WAKE_ROWS 1024
 
 /* stream_start.c: what fw_stream_start hands to the loop thread, and what it gets back. */

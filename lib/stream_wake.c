@@ -11,9 +11,9 @@
 #define NUDGE_MS 1
 /* Threaded mode: rows that wake a sleeping consumer at once (whatever the chunk size, so an
  * adaptive chunk size does not change how often it is woken, down to 32-row chunks; smaller
- * ones wake it at half the ring, see notify). A larger ring for small chunks was tried and
- * measured: it restored the wake cadence but its extra chunks (one page each) cost 1.4 MiB of
- * RSS with a slow consumer (bench/run.sh --only chunking). */
+ * ones wake it at half the ring, see fw__stream_notify). A larger ring for small chunks was
+ * tried and measured: it restored the wake cadence but its extra chunks (one page each) cost
+ * 1.4 MiB of RSS with a slow consumer (bench/run.sh --only chunking). */
 #define WAKE_ROWS FW__STREAM_WAKE_ROWS
 /* ...or this part of the byte budget, so large rows never wait until the budget is full. */
 #define WAKE_BUDGET_PART 8

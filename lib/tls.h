@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * TLS for one connection attempt, sans-I/O (STYLE 2): an OpenSSL 3 client on two memory BIOs.
- * The transport moves the bytes; this unit never touches a socket, a clock or a global.
+ * The channel (channel.c, the only caller of the record functions) moves the bytes; this unit
+ * never touches a socket, a clock or a global.
  *
  *   fw__tls_new (all files loaded: configuration errors come before any socket)
  *   -> SSLRequest sent, answer judged by fw__tls_ssl_response
@@ -47,8 +48,9 @@
  * OUTPUT: every call may queue ciphertext (handshake messages, alerts, key-update answers,
  * close_notify). After each call, write what fw__tls_out shows to the socket.
  *
- * Thread rule: one engine per connection attempt, used by one thread at a time (the loop
- * thread). Different engines share nothing.
+ * Thread rule: one engine per channel (a connection attempt, kept by the connection it becomes,
+ * or a cancel connection), used by one thread at a time (the loop thread). Different engines
+ * share nothing.
  */
 #ifndef FW_TLS_H
 #define FW_TLS_H

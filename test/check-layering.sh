@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# The leaves (proto/ auth/ stream/ metrics/) are pure (DESIGN.md "Layers"): no libuv, no socket
-# headers, no OpenSSL SSL, and no leaf includes another leaf. Fails naming every offending line.
+# The leaves (proto/ auth/ stream/ metrics/) are pure (docs/architecture.md "Layers"): no libuv,
+# no socket headers, no OpenSSL SSL, and no leaf includes another leaf. Then lib/'s seams (below).
+# Fails naming every offending line.
 set -euo pipefail
 src=${1:?usage: check-layering.sh SOURCE_ROOT}
 cd "$src"

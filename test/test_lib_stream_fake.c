@@ -918,6 +918,47 @@ static void test_notices_parameter_changes_and_notifications_mid_stream_change_n
     bb_free(&r);
 }
 
+/* Only a ParameterStatus moves the role mid-query: a CommandComplete whose tag is a parameter's
+ * name (its message's fields read as a ParameterStatus would give in_hot_standby no value) and
+ * the messages that carry nothing for the stream change nothing. */
+static void test_only_a_parameter_status_changes_the_role_mid_stream(void **state)
+{
+    (void)state;
+    h_t *h = h_init();
+    bb_t startup = {0}, r = {0}, r2 = {0};
+    m_raw(&startup, 'R', "\0\0\0\0", 4);
+    m_raw(&startup, 'K', "\0\0\0\7\0\0\0\11", 8);
+    m_param(&startup, "in_hot_standby", "off");
+    m_ready(&startup);
+    h->f.startup_reply = startup.p;
+    h->f.startup_reply_len = startup.len;
+    reply_head(&r);
+    m_row(&r, "[1]");
+    m_complete(&r, "in_hot_standby");
+    m_ready(&r);
+    reply_head(&r2);
+    m_param(&r2, "in_hot_standby", "on"); /* promoted the other way: a switchover */
+    m_row(&r2, "[2]");
+    m_complete(&r2, "SELECT 1");
+    m_ready(&r2);
+    h->f.query_reply = r.p;
+    h->f.query_reply_len = r.len;
+    h->f.query_reply2 = r2.p;
+    h->f.query_reply2_len = r2.len;
+    h_connect(h);
+    assert_int_equal(fw_conn_role(h->conn), FW_ROLE_PRIMARY);
+    assert_int_equal(h_run(h), FW_END);
+    assert_int_equal(fw_conn_role(h->conn), FW_ROLE_PRIMARY);
+    h_free_stream(h);
+    assert_int_equal(h_run(h), FW_END);
+    assert_int_equal(fw_conn_role(h->conn), FW_ROLE_STANDBY);
+    assert_true(fw_conn_read_only(h->conn));
+    h_close(h);
+    bb_free(&startup);
+    bb_free(&r);
+    bb_free(&r2);
+}
+
 /* ---- the result is not one json column ----------------------------------------------------- */
 
 static void test_a_result_that_is_not_one_json_column_fails_with_eschema(void **state)
@@ -2256,6 +2297,7 @@ int main(void)
         cmocka_unit_test(test_a_json_column_streams_like_jsonb),
         cmocka_unit_test(
             test_notices_parameter_changes_and_notifications_mid_stream_change_nothing),
+        cmocka_unit_test(test_only_a_parameter_status_changes_the_role_mid_stream),
         cmocka_unit_test(test_a_result_that_is_not_one_json_column_fails_with_eschema),
         cmocka_unit_test(
             test_a_malformed_datarow_fails_after_the_rows_before_and_breaks_the_connection),
