@@ -38,7 +38,11 @@ static int node_port(int n)
     return atoi(env(name));
 }
 
-static int sh(const char *fmt, ...)
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int
+sh(const char *fmt, ...)
 {
     char cmd[2048];
     va_list ap;

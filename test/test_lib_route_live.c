@@ -239,7 +239,11 @@ static void test_load_balance(void **state)
 
 /* ---- a password refused by the first host: the second is never contacted ----------------- */
 
-static int sh(const char *fmt, ...)
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int
+sh(const char *fmt, ...)
 {
     char cmd[2048];
     va_list ap;
