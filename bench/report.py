@@ -438,6 +438,34 @@ if con:
                 md.append(f"| {c['case']} | {k} | {s['median_ms']:.3f} | {s['p10_ms']:.3f} | {s['p90_ms']:.3f} | "
                           f"{s['min_ms']:.3f} | {s['cpu_ms_per_connect']:.3f} | {rr} |")
     md.append("")
+rt = load("routing.json")
+R["routing"] = rt
+if rt:
+    md.append(f"### Connect time with routing ({rt.get('count', '?')} connects per case and client, "
+              "target_session_attrs=read-write, every round over every case)\n")
+    md.append("| case | client | median ms | p10 | p90 | min | max | CPU ms/connect | fwire ÷ libpq |\n"
+              "|---|---|---|---|---|---|---|---|---|")
+    byname = {c["case"]: c for c in rt["cases"]}
+    for c in rt["cases"]:
+        for k in ("fwire", "libpq"):
+            if k in c:
+                s = c[k]
+                rr = f"{c.get('ratio_median', 0):.2f}" if k == "libpq" else ""
+                md.append(f"| {c['case']} | {k} | {s['median_ms']:.3f} | {s['p10_ms']:.3f} | {s['p90_ms']:.3f} | "
+                          f"{s['min_ms']:.3f} | {s.get('max_ms', 0):.3f} | {s['cpu_ms_per_connect']:.3f} | {rr} |")
+    md.append("")
+    extra = [(c, byname[c["baseline"]]) for c in rt["cases"] if c.get("baseline") in byname]
+    if extra:
+        md.append("The two standbys' cost (routed − primary, medians):\n")
+        md.append("| cases | fwire ms | libpq ms |\n|---|---|---|")
+        for c, b in extra:
+            cell = [f"{c[k]['median_ms'] - b[k]['median_ms']:.3f}" if k in c and k in b else "—"
+                    for k in ("fwire", "libpq")]
+            md.append(f"| {c['case']} − {b['case']} | {cell[0]} | {cell[1]} |")
+        md.append("")
+        port = rt["cases"][0].get("landed_port")
+        if port:
+            md.append(f"Every connect of both clients landed on node 0 (port {port}, the primary).\n")
 
 # ---- targets table first -----------------------------------------------------------------------
 tmd = ["## Targets (ratios from one run, side by side)\n",

@@ -12,14 +12,20 @@
 #             socket or IPv4: the null client speaks nothing else). Default: the throwaway test
 #             cluster of test/with-pg.sh, started for the run and stopped after it. The connect
 #             benchmark and the replay recording need that cluster (FW_TEST_* variables): with
-#             --dsn alone they are skipped.
+#             --dsn alone they are skipped, and so is the routing benchmark (it starts a cluster
+#             of its own, test/with-repl.sh, and --dsn means: start no server).
 #   --out     results folder (default bench/results/YYYYMMDD-HHMMSS, git-ignored): results.json,
 #             results.md, *.svg and *.png plots, raw/ (every program's own JSON and output)
 #   --build   a configured meson build dir to (re)build and use (default build/bench,
 #             configured here with the project's default buildtype, debugoptimized)
 #   --runs    counted runs per case (default 5, at least 5 for results meant to be quoted)
 #   --only    run some sections: micro, decode, stream, firstrow, chunking, rss, predicate,
-#             metrics, allocs, stability, replay, connect, callgrind, perfstat
+#             metrics, allocs, stability, replay, connect, routing, callgrind, perfstat
+#
+# The routing section (connect time through a three-host list whose first two hosts are
+# standbys, target_session_attrs=read-write) starts a replicated cluster of its own through
+# test/with-repl.sh for that section only (about 15 s) and removes it afterwards; it is in
+# both modes, with 20 / 200 connects per case and client.
 #
 # Every section interleaves its variants (A B C A B C ...) after one warm-up round and reports
 # median, min and max; ratios are only quoted between variants of one section of one run.
@@ -43,7 +49,7 @@ while [ $# -gt 0 ]; do
     --build) build=$2; shift ;;
     --runs) runs=$2; shift ;;
     --only) only=,$2,; shift ;;
-    -h | --help) sed -n '3,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '3,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -217,6 +223,20 @@ connect_section() {
     "$B/bench_connect" --count "$connect_count" --json "$raw/connect.json"
 }
 section connect connect_section
+
+# ---- connect time with routing (issue 14) -------------------------------------------------------
+# A replicated cluster (a primary, node 0, and two streaming standbys) for this section only:
+# test/with-repl.sh starts it around bench_connect --routing and removes it however that ends.
+routing_section() {
+    [ -n "${FW_TEST_SOCKDIR:-}" ] || { echo "skipped: --dsn given, no throwaway cluster is started"; return 0; }
+    [ -x "$B/bench_connect" ] || { echo "skipped: bench_connect not built"; return 0; }
+    local rc=0
+    FW_REPL_STATE=${FW_REPL_STATE:-$build/bench/replstate} bash "$root/test/with-repl.sh" \
+        "$B/bench_connect" --routing --count "$connect_count" --json "$raw/routing.json" || rc=$?
+    [ $rc -ne 77 ] || { echo "skipped: no replicated cluster (FW_TEST_NO_PG=1)"; return 0; }
+    return $rc
+}
+section routing routing_section
 
 # ---- callgrind instruction counts ---------------------------------------------------------------
 # Instructions of the whole client process (callgrind), on a small and a big view: the slope
