@@ -24,8 +24,8 @@
 #
 # The routing section (connect time through a three-host list whose first two hosts are
 # standbys, target_session_attrs=read-write) starts a replicated cluster of its own through
-# test/with-repl.sh for that section only (about 15 s) and removes it afterwards; it is in
-# both modes, with 20 / 200 connects per case and client.
+# test/with-repl.sh for that section only and removes it afterwards; it is in both modes,
+# with 20 / 200 connects per case and client (about 30 s / 100 s on an idle machine).
 #
 # Every section interleaves its variants (A B C A B C ...) after one warm-up round and reports
 # median, min and max; ratios are only quoted between variants of one section of one run.
