@@ -20,7 +20,8 @@
 #             configured here with the project's default buildtype, debugoptimized)
 #   --runs    counted runs per case (default 5, at least 5 for results meant to be quoted)
 #   --only    run some sections: micro, decode, stream, firstrow, chunking, rss, predicate,
-#             metrics, allocs, stability, replay, connect, routing, callgrind, perfstat
+#             metrics, allocs, stability, replay, connect, routing, callgrind, perfstat,
+#             syscalls
 #
 # The routing section (connect time through a three-host list whose first two hosts are
 # standbys, target_session_attrs=read-write) starts a replicated cluster of its own through
@@ -133,6 +134,7 @@ if [ "$mode" = quick ]; then
     connect_count=20
     stab_clients=fwire-embedded/rss=20,fwire-threaded/rss=20
     v_cg=v_bench_100k            # callgrind: per-row instructions between v_bench_1k and this
+    v_sc=v_bench_100k            # syscalls: system calls per MB
 else
     views_main=v_bench_1k,v_bench_100k,v_bench_1m,v_bench_large,v_bench_complex
     v_big=v_bench_1m
@@ -143,6 +145,7 @@ else
     connect_count=200
     stab_clients=null,fwire-embedded/rss=100,fwire-threaded/rss=100
     v_cg=v_bench_1m
+    v_sc=v_bench_1m
 fi
 
 echo "bench/run.sh --$mode: results in $out"
@@ -158,8 +161,15 @@ clients_all=null,libpq-single,libpq-exec,fwire-threaded,fwire-embedded,fwire-cli
 section stream stream stream --views "$views_main" --clients "$clients_all" --fwire "$FWIRE"
 # time to first row: libpq with the extended protocol too (fwire's protocol), to tell the
 # protocol's cost on the server from the client's
-section firstrow stream firstrow --views "${views_main%%,v_bench_large*}" \
-    --clients null,libpq-single,libpq-single/ext,fwire-embedded,fwire-threaded
+firstrow_section() {
+    stream firstrow --views "${views_main%%,v_bench_large*}" \
+        --clients null,libpq-single,libpq-single/ext,fwire-embedded,fwire-threaded || return 1
+    # a slow producer (test/fixtures.sql: 40 rows of 12 KiB, 25 ms apart): reading in bulk
+    # (coalesced reads) must not delay its rows
+    [ -n "${FW_TEST_SOCKDIR:-}" ] || { echo "drip skipped: v_fixture_drip is in the test cluster"; return 0; }
+    stream firstrow-drip --views v_fixture_drip --clients null,libpq-single,fwire-embedded,fwire-threaded
+}
+section firstrow firstrow_section
 # fixed against adaptive chunks, fast and slow consumer (threaded mode: the hand-off is where
 # chunks matter; the slow consumer spins $slow ns on every row)
 chunk_clients=null
@@ -289,6 +299,57 @@ perfstat_section() {
     return $rc
 }
 section perfstat perfstat_section
+
+# ---- system calls per MB (perf stat on the raw_syscalls tracepoint, else strace -c -f) ----------
+# What an event loop pays that a blocking reader does not (issue 18): every client, whole process,
+# interleaved, --runs rounds (at most 3: the counts barely move). One line per run in
+# raw/syscalls.tsv: client, view, round, bytes of JSON, then name=count of the calls that matter.
+syscalls_section() {
+    local how=
+    if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1; then
+        how=perf
+    elif command -v strace >/dev/null; then
+        how=strace
+    else
+        echo "skipped: neither perf (raw_syscalls) nor strace can count system calls here"; return 0
+    fi
+    local ev=raw_syscalls:sys_enter sc
+    for sc in recvfrom read epoll_wait epoll_pwait epoll_ctl futex write sendto; do
+        ev+=,syscalls:sys_enter_$sc
+    done
+    local spec round v=$v_sc rc=0 f=$raw/syscalls.tmp o=$raw/syscalls.out bytes counts
+    local -a cmd
+    : >"$raw/syscalls.tsv"
+    for round in $(seq 1 $((runs < 3 ? runs : 3))); do
+        for spec in null libpq-single fwire-embedded fwire-threaded fwire-cli; do
+            if [ "$spec" = fwire-cli ]; then
+                cmd=("$FWIRE" stream --count "$v" "$dsn")
+            else
+                cmd=("$B/bench_stream" --client "$spec" --view "$v" --dsn "$dsn")
+            fi
+            if [ "$how" = perf ]; then
+                perf stat -x, -o "$f" -e "$ev" "${cmd[@]}" >"$o" 2>&1 || rc=1
+                counts=$(awk -F, '$3 ~ /sys_enter/ {n=$3; sub(/.*sys_enter_?/, "", n); if (n == "") n = "total";
+                                  printf "%s=%s ", n, $1}' "$f")
+            else
+                strace -f -c -o "$f" "${cmd[@]}" >"$o" 2>&1 || rc=1
+                # strace -c: "% time  seconds  usecs/call  calls  [errors]  syscall"
+                counts=$(awk '$NF ~ /^[a-z_0-9]+$/ && $(NF-1) ~ /^[0-9]+$/ {
+                                  printf "%s=%s ", $NF, NF == 6 ? $(NF-2) : $(NF-1)}' "$f")
+            fi
+            if [ "$spec" = fwire-cli ]; then
+                bytes=$(awk 'NR == 1 {print $2}' "$o")
+            else
+                bytes=$(sed -n 's/.* bytes=\([0-9]*\).*/\1/p' "$o")
+            fi
+            printf '%s\t%s\t%s\t%s\t%s%s\n' "$spec" "$v" "$round" "${bytes:-0}" "$counts" "how=$how" \
+                | tee -a "$raw/syscalls.tsv"
+        done
+    done
+    rm -f "$f" "$o"
+    return $rc
+}
+section syscalls syscalls_section
 
 # ---- report -------------------------------------------------------------------------------------
 t_end=$(date +%s)

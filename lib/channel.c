@@ -93,6 +93,12 @@ void fw__chan_read_stop(fw__chan_t *ch)
         (void)fw__sock_read_stop(&ch->sock);
 }
 
+void fw__chan_read_defer(fw__chan_t *ch, bool defer)
+{
+    if (ch->open)
+        fw__sock_read_defer(&ch->sock, defer);
+}
+
 ssize_t fw__chan_recv_raw(fw__chan_t *ch)
 {
     return fw__sock_recv(&ch->sock, ch->rbuf, ch->rcap);

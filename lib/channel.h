@@ -77,6 +77,9 @@ int fw__chan_tune(fw__chan_t *ch, const fw__sock_tuning_t *t);
  * and a stream hand the channel to each other this way); `reader` is kept in ch->reader. */
 void fw__chan_read_start(fw__chan_t *ch, fw__chan_read_cb cb, void *reader);
 void fw__chan_read_stop(fw__chan_t *ch);
+/* Reading, but not woken by readable bytes while `defer` (fw__sock_read_defer): the reader
+ * reads on a timer of its own so that bytes gather in the kernel between reads. */
+void fw__chan_read_defer(fw__chan_t *ch, bool defer);
 
 /*
  * One socket read into rbuf, below TLS: the answer to SSLRequest and the handshake's bytes.

@@ -96,16 +96,22 @@ static void update_poll(fw__sock_t *s)
     int ev = 0;
     if (s->connecting || s->wlen > s->woff)
         ev |= UV_WRITABLE;
-    if (s->reading)
+    /* Deferred: not watched at all for reading (the owner's timer finds a reset or EOF with
+     * its next recv()); changing the events of a poll costs libuv an EPOLL_CTL_DEL and an ADD,
+     * stopping it only the DEL. */
+    if (s->reading && !s->deferred)
         ev |= UV_READABLE | UV_DISCONNECT;
     if (ev == 0) {
         if (s->poll_active)
             uv_poll_stop(&s->poll);
         s->poll_active = false;
-    } else {
+    } else if (!s->poll_active || ev != s->poll_events) {
+        /* Every uv_poll_start costs an epoll_ctl at the loop's next turn, even for the same
+         * events: only when something changes. */
         uv_poll_start(&s->poll, ev, on_poll);
         s->poll_active = true;
     }
+    s->poll_events = ev;
 }
 
 int fw__sock_connect(fw__sock_t *s, uv_loop_t *loop, const struct sockaddr *sa, socklen_t salen,
@@ -180,8 +186,17 @@ int fw__sock_read_start(fw__sock_t *s, fw__sock_read_cb cb)
         return UV_EINVAL;
     s->on_read = cb;
     s->reading = true;
+    s->deferred = false;
     update_poll(s);
     return 0;
+}
+
+void fw__sock_read_defer(fw__sock_t *s, bool defer)
+{
+    if (s->deferred == defer)
+        return;
+    s->deferred = defer;
+    update_poll(s);
 }
 
 int fw__sock_read_stop(fw__sock_t *s)

@@ -41,6 +41,8 @@ struct fw__sock_s {
     bool poll_active;
     bool closing;
     bool is_unix;
+    bool deferred;   /* reading, but not watched for readable: the owner reads on a timer */
+    int poll_events; /* what the poll watches now (uv_poll_start only when this changes) */
     int connect_err; /* errno of a connect() that failed at once, reported from the loop */
     /* Bytes accepted by fw__sock_write that the kernel did not take yet. */
     uint8_t *wbuf;
@@ -75,6 +77,12 @@ int fw__sock_tune(fw__sock_t *s, const fw__sock_tuning_t *t);
 
 /* Watches for readability (`cb` on each readable event) or stops watching. */
 int fw__sock_read_start(fw__sock_t *s, fw__sock_read_cb cb);
+/* While reading: `defer` stops watching the socket (its owner's next recv() finds a reset or
+ * EOF); the owner reads on its own schedule (a timer) to let bytes gather
+ * in the kernel, so that one recv() takes many of the server's 8 KiB pieces. read_start and
+ * `defer` false watch it again. */
+void fw__sock_read_defer(fw__sock_t *s, bool defer);
+
 int fw__sock_read_stop(fw__sock_t *s);
 
 /* Reads up to cap bytes: > 0 bytes read, UV_EAGAIN when nothing is ready, UV_EOF at the

@@ -26,10 +26,32 @@
 /* Reads per socket event, so one busy stream cannot starve other handles on the loop. The
  * poll is level-triggered: unread bytes bring us back at once. */
 #define MAX_READS 32
+/*
+ * Coalescing (issue 18). PostgreSQL writes in 8 KiB pieces; an event loop that wakes for each
+ * pays epoll_wait + recv per piece where a blocking reader pays one read. While the server
+ * sends fast, the socket is not watched at all: a timer reads it every COAL_MS to COAL_MAX_MS
+ * (the interval follows the rate so that a cycle brings COAL_LOW..COAL_HIGH bytes, less than
+ * the server's socket buffer), in 64 KiB recv()s back to back. Only after COAL_AFTER bytes
+ * (the first rows and small results are read at once) and while the bytes come at COAL_RATE
+ * or more per millisecond; COAL_IDLE_MS of cycles that bring less than COAL_KEEP, one of the
+ * server's pieces (a slow producer), go back to reading as soon as bytes arrive; the end
+ * of the reply (ReadyForQuery) waits at most one interval. A unix socket's poll ignores
+ * SO_RCVLOWAT, so a timer is the one way that works for both transports.
+ */
+#define COAL_MS 1
+#define COAL_AFTER ((uint64_t)1024 * 1024)
+#define COAL_WINDOW_MS 2
+#define COAL_RATE ((uint64_t)16 * 1024)
+#define COAL_KEEP ((uint64_t)8 * 1024)
+#define COAL_IDLE_MS 8
+#define COAL_MAX_MS 4
+#define COAL_LOW ((uint64_t)64 * 1024)
+#define COAL_HIGH ((uint64_t)128 * 1024)
 enum { PUMP_NEED, PUMP_STALL, PUMP_OVER };
 
 static void adapt_chunk_size(fw_stream_t *s, bool stalled);
 static void on_readable(fw__chan_t *ch);
+static void coal_leave(fw_stream_t *s);
 
 /* ---- ending ---------------------------------------------------------------------------- */
 
@@ -121,6 +143,7 @@ void fw__stream_finish(fw_stream_t *s)
     uv_close((uv_handle_t *)&s->wake, on_handle_closed);
     uv_close((uv_handle_t *)&s->nudge, on_handle_closed);
     uv_close((uv_handle_t *)&s->ctl, on_handle_closed);
+    uv_close((uv_handle_t *)&s->coal, on_handle_closed);
     fw__stream_notify(s, true);
 }
 
@@ -138,6 +161,7 @@ static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
     s->paused = false;
     atomic_store_explicit(&s->stall_flag, false, memory_order_relaxed);
     s->reading = false;
+    coal_leave(s);
     /* The idle reader takes over, with what came after ReadyForQuery and what OpenSSL holds:
      * before the consumer hears of the end, since its callback may start the next query,
      * whose bytes must not go to the idle reader. */
@@ -367,6 +391,7 @@ void fw__stream_set_reading(fw_stream_t *s)
                 !c->closing && c->chan.open;
     if (want == s->reading)
         return;
+    coal_leave(s);
     s->reading = want;
     if (want)
         fw__chan_read_start(&c->chan, on_readable, s);
@@ -411,6 +436,82 @@ static void adapt_chunk_size(fw_stream_t *s, bool stalled)
     fw__pipe_set_chunk_rows(&s->pipe, size);
     atomic_store_explicit(&s->st_chunk_grows, s->chunker.grows, memory_order_relaxed);
     atomic_store_explicit(&s->st_chunk_shrinks, s->chunker.shrinks, memory_order_relaxed);
+}
+
+/* ---- coalescing reads in bulk --------------------------------------------------------- */
+
+static void coal_leave(fw_stream_t *s)
+{
+    if (s->coal_armed) {
+        uv_timer_stop(&s->coal);
+        s->coal_armed = false;
+    }
+    if (!s->coalescing)
+        return;
+    s->coalescing = false;
+    fw__stream_wake_pending(s);
+    s->win_t = uv_hrtime();
+    s->win_bytes = 0;
+    if (s->conn != NULL && s->reading)
+        fw__chan_read_defer(&s->conn->chan, false);
+}
+
+static void on_coal(uv_timer_t *t)
+{
+    fw_stream_t *s = t->data;
+    s->coal_armed = false;
+    if (s->coalescing && s->conn != NULL)
+        fw__stream_pump(s);
+}
+
+/*
+ * The socket is empty: read again when it becomes readable, or (coalescing) in COAL_MS. Turns
+ * coalescing on after COAL_AFTER bytes, and keeps it, while the bytes come at COAL_RATE per
+ * millisecond or more (measured on the monotonic clock: a libuv timer of 1 ms may fire after
+ * anything from a fraction of a millisecond to two).
+ */
+static void coalesce_next(fw_stream_t *s)
+{
+    uint64_t got = s->cycle_bytes;
+    s->cycle_bytes = 0;
+    if (s->rx_total < COAL_AFTER)
+        return;
+    if (s->coalescing) {
+        /* COAL_IDLE_MS without a whole piece of the server's: it has slowed down. (Not at
+         * the first empty cycle: on a busy machine the server often misses a few
+         * milliseconds, and every change of what epoll watches is a system call.) */
+        s->coal_idle = got < COAL_KEEP ? s->coal_idle + (int)s->coal_ms : 0;
+        if (s->coal_idle >= COAL_IDLE_MS) {
+            coal_leave(s);
+            return;
+        }
+        /* The interval follows the rate: a cycle should bring COAL_LOW..COAL_HIGH bytes, many
+         * pieces, but less than the server's socket buffer (about 200 KB on a unix socket:
+         * past it the server waits in send). An empty cycle lengthens it too. */
+        if (got < COAL_LOW && s->coal_ms < COAL_MAX_MS)
+            s->coal_ms++;
+        else if (got > COAL_HIGH && s->coal_ms > COAL_MS)
+            s->coal_ms--;
+        s->coal_armed = true;
+        uv_timer_start(&s->coal, on_coal, s->coal_ms, 0);
+        return;
+    }
+    uint64_t now = uv_hrtime();
+    uint64_t ns = now - s->win_t;
+    if (ns < (uint64_t)COAL_WINDOW_MS * 1000000)
+        return;
+    /* bytes per ms >= COAL_RATE, i.e. bytes * 1e6 >= COAL_RATE * ns */
+    bool fast = s->win_bytes * 1000000 >= COAL_RATE * ns;
+    s->win_t = now;
+    s->win_bytes = 0;
+    if (!fast)
+        return;
+    s->coalescing = true;
+    s->coal_idle = 0;
+    s->coal_ms = COAL_MS;
+    fw__chan_read_defer(&s->conn->chan, true);
+    s->coal_armed = true;
+    uv_timer_start(&s->coal, on_coal, COAL_MS, 0);
 }
 
 /*
@@ -470,8 +571,10 @@ void fw__stream_pump(fw_stream_t *s)
         }
         if (s->drained) {
             /* The last read emptied the socket: back to the loop, which polls it again
-             * (level-triggered) instead of a recv() that would say EAGAIN. */
+             * (level-triggered) instead of a recv() that would say EAGAIN, or reads it on
+             * the coalescing timer. */
             s->drained = false;
+            coalesce_next(s);
             break;
         }
         if (reads >= MAX_READS) {
@@ -492,6 +595,8 @@ void fw__stream_pump(fw_stream_t *s)
         ssize_t n = receive(s);
         if (n == UV_EAGAIN) {
             fw__stream_unstall(s);
+            if (s->conn != NULL && s->reading)
+                coalesce_next(s);
             break;
         }
         if (n < 0) {
@@ -503,9 +608,16 @@ void fw__stream_pump(fw_stream_t *s)
             break;
         }
         s->rx.slab->used += (size_t)n;
+        s->rx_total += (uint64_t)n;
+        s->cycle_bytes += (uint64_t)n;
+        s->win_bytes += (uint64_t)n;
         fw__pipe_note_received(&s->pipe, (size_t)n);
         s->last_rx = uv_now(s->conn->loop);
     }
+    /* Left for another reason than an empty socket (the read limit, a stall, the end):
+     * whatever comes next must not wait for a timer nobody armed. */
+    if (s->coalescing && !s->coal_armed)
+        coal_leave(s);
     s->in_pump = false;
 }
 
@@ -551,7 +663,13 @@ int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, bool preamble)
     s->nudge.data = s;
     uv_timer_init(c->loop, &s->ctl);
     s->ctl.data = s;
-    s->open_handles = 3;
+    uv_timer_init(c->loop, &s->coal);
+    s->coal.data = s;
+    s->coalescing = false;
+    s->coal_armed = false;
+    s->rx_total = s->cycle_bytes = s->win_bytes = 0;
+    s->win_t = uv_hrtime();
+    s->open_handles = 4;
     s->reading = true; /* the connection reads while idle: the stream inherits that */
     s->last_rx = uv_now(c->loop);
     s->wake_alive = true;

@@ -87,6 +87,17 @@ struct fw_stream_s {
     uint64_t signaled_rows;  /* rows pushed when the consumer was last signalled */
     uint64_t signaled_bytes; /* and JSON bytes pushed then */
     bool drained;            /* the last read emptied the socket (and OpenSSL) */
+    /* Coalesced reads in bulk (stream.c, coalesce_next): while the server sends fast, the
+     * socket is not watched for readable and `coal` reads it every millisecond instead. */
+    uv_timer_t coal;
+    bool coalescing;
+    bool coal_armed;
+    int coal_idle;        /* ms of coalescing cycles in a row that brought (almost) nothing */
+    uint64_t coal_ms;     /* the coalescing interval now */
+    uint64_t rx_total;    /* bytes received by this stream */
+    uint64_t cycle_bytes; /* ...since the socket was last emptied */
+    uint64_t win_bytes;   /* ...since win_t (uv_hrtime): the rate that turns coalescing on */
+    uint64_t win_t;
 
     /* ---- producer -> a sleeping consumer (threaded mode) ---- */
     pthread_mutex_t mu;
@@ -142,6 +153,7 @@ extern const fw__conn_hooks_t fw__stream_conn_hooks;
 void fw__stream_unref(fw_stream_t *s);
 /* stream_wake.c, loop thread: tells the consumer rows (or the end) are there; `now` skips the
  * threaded mode's batching. May run user code (embedded mode). */
+void fw__stream_wake_pending(fw_stream_t *s);
 void fw__stream_notify(fw_stream_t *s, bool now);
 /* stream_lm.c: after rows were queued (producer), and the end of the query (producer, once). */
 void fw__stream_lm_after_push(fw_stream_t *s);

@@ -74,8 +74,22 @@ void fw__stream_notify(fw_stream_t *s, bool now)
             s->nudge_armed = false;
         }
         signal_consumer(s);
+    } else if (s->coalescing) {
+        /* Coalescing: the next read is at most a millisecond away and brings more rows; the
+         * batch grows to WAKE_ROWS there, or coal_leave wakes the consumer for what is left
+         * (fw__stream_wake_pending). No nudge timer: it would only wake the loop once more. */
     } else if (!s->nudge_armed && fresh > 0) {
         s->nudge_armed = true;
         uv_timer_start(&s->nudge, on_nudge, NUDGE_MS, 0);
     }
+}
+
+/* Rows pushed but not yet signalled to a sleeping consumer (threaded mode): arm the nudge for
+ * them. Coalescing batches without one (notify); when it ends, this picks the batch up. */
+void fw__stream_wake_pending(fw_stream_t *s)
+{
+    if (!s->threaded || s->nudge_armed || s->pipe.rows_pushed == s->signaled_rows)
+        return;
+    s->nudge_armed = true;
+    uv_timer_start(&s->nudge, on_nudge, NUDGE_MS, 0);
 }
