@@ -195,6 +195,16 @@ const fw__conninfo_host_t *fw__conn_host(const fw_conn_t *c, size_t i);
 extern const fw__dial_cbs_t fw__conn_dial_cbs;
 /* This address failed: noted; the next address, then host. */
 void fw__conn_attempt_failed(fw_conn_t *c, int code, const char *what);
+/* Notes one failed attempt in libpq's words ("connection to server at ... failed: what"),
+ * with its code and phase, and logs it. */
+void fw__conn_note_attempt(fw_conn_t *c, int code, const char *what);
+/* The end of the connect: made (status 0: the idle reader takes the channel over) or failed;
+ * the connect callback runs once. */
+void fw__conn_finish(fw_conn_t *c, int status);
+/* conn_check.c: the target_session_attrs check once the server is ready, and the bytes of the
+ * check query's reply (a server that does not report in_hot_standby). */
+void fw__conn_check_target(fw_conn_t *c);
+void fw__conn_check_bytes(fw_conn_t *c, const uint8_t *p, size_t n);
 /* Closes the channel (if open) and runs `then` (a dialer step, or NULL) once it is gone. */
 void fw__conn_drop_socket(fw_conn_t *c, void (*then)(fw__dialer_t *));
 /* Releases the attempt's startup state (a running key derivation is cancelled). */

@@ -3,10 +3,11 @@
  * A connection attempt: for each address the dialer (dialer.c) hands out, a socket through the
  * channel (channel.c), the SSLRequest exchange, the TLS handshake, the startup state machine
  * (startup.c) and its key derivation on the thread pool, the connect_timeout timer, and the
- * account of every host tried, and the target_session_attrs check (route.c judges). It ends in
- * finish(): made, the idle reader (conn.c, fw__conn_resume_idle) takes the channel over; failed,
- * the connect callback hears why. Everything here runs on the loop thread; the decisions
- * live in the sans-I/O units (conninfo, tls, startup); this file moves bytes and keeps time.
+ * account of every host tried; the target_session_attrs check is conn_check.c. It ends in
+ * fw__conn_finish(): made, the idle reader (conn.c, fw__conn_resume_idle) takes the channel
+ * over; failed, the connect callback hears why. Everything here runs on the loop thread; the
+ * decisions live in the sans-I/O units (conninfo, tls, startup); this file moves bytes and keeps
+ * time.
  *
  * Lifetime: as in conn.c. Every path that calls the user checks `closing` afterwards.
  */
@@ -78,7 +79,7 @@ static const char *lm_auth_reason(const fw_conn_t *c, int code)
 }
 
 /* "connection to server at "db1" (10.0.0.1), port 5432 failed: " as libpq words it. */
-static void note_attempt(fw_conn_t *c, int code, const char *what)
+void fw__conn_note_attempt(fw_conn_t *c, int code, const char *what)
 {
     if (c->phase == FW_PHASE_AUTH)
         lm_auth(c, lm_auth_reason(c, code));
@@ -95,7 +96,7 @@ static void note_attempt(fw_conn_t *c, int code, const char *what)
 
 /* ---- the end of an attempt ------------------------------------------------------------- */
 
-static void finish(fw_conn_t *c, int status)
+void fw__conn_finish(fw_conn_t *c, int status)
 {
     fw_connect_cb cb = c->connect_cb;
     c->connect_cb = NULL;
@@ -117,16 +118,16 @@ static void finish(fw_conn_t *c, int status)
 /* A transport-level failure: this address is done; try the next address, then host. */
 void fw__conn_attempt_failed(fw_conn_t *c, int code, const char *what)
 {
-    note_attempt(c, code, what);
+    fw__conn_note_attempt(c, code, what);
     fw__conn_drop_socket(c, fw__dial_next_address);
 }
 
 /* A failure that ends the whole connect (authentication, policy): libpq stops here too. */
 static void connect_failed(fw_conn_t *c, int code, const char *what)
 {
-    note_attempt(c, code, what);
+    fw__conn_note_attempt(c, code, what);
     fw__conn_drop_socket(c, NULL);
-    finish(c, code);
+    fw__conn_finish(c, code);
 }
 
 /* ---- timers ---------------------------------------------------------------------------- */
@@ -138,7 +139,7 @@ static void on_timeout(uv_timer_t *t)
     snprintf(what, sizeof(what), "timeout expired during the %s phase (connect_timeout=%d s)",
              fw_phase_name(c->phase), c->ci->connect_timeout);
     /* libpq gives up on this address after a timeout and tries the next one. */
-    note_attempt(c, FW_ETIMEDOUT, what);
+    fw__conn_note_attempt(c, FW_ETIMEDOUT, what);
     fw__conn_free_startup(c); /* a running PBKDF2 is cancelled; its job is freed in after_derive */
     if (fw__dial_timeout(&c->dial))
         return; /* a lookup was in flight: the dialer moves on once it ends */
@@ -180,136 +181,6 @@ static void after_derive(uv_work_t *w, int status)
     handle_startup(c, fw__startup_derived(c->su, rc));
 }
 
-/* ---- the target check (target_session_attrs, route.h) ---------------------------------- */
-
-/* The server is of the kind wanted: the connection is made. */
-static void accept_server(fw_conn_t *c)
-{
-    c->checking = false;
-    fw__conn_set_role(c);
-    c->role_at_connect = fw__route_role(&c->facts);
-    c->read_only_at_connect = fw__route_read_only(&c->facts);
-    c->connect_seconds = (double)(uv_hrtime() - c->t_start) / 1e9;
-    c->err.message[0] = '\0';
-    static const char *const methods[] = {"no authentication", "a cleartext password", "md5",
-                                          "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"};
-    fw__conn_log(c, FW_LOG_INFO,
-                 "connected to %s (backend %d, %s) with %s, protocol %u.%u, in %.1f ms",
-                 fw__dial_address(&c->dial), (int)c->backend_key.pid,
-                 fw_server_role_name(c->role_at_connect), methods[c->method],
-                 FW__PQ_VERSION_MAJOR(c->protocol), FW__PQ_VERSION_MINOR(c->protocol),
-                 c->connect_seconds * 1e3);
-    finish(c, 0);
-}
-
-/* The server is not of the kind wanted: closed politely (Terminate, as libpq does), and the
- * next host is tried; `why` is libpq's sentence. */
-static void refuse_server(fw_conn_t *c, const char *why)
-{
-    c->checking = false;
-    note_attempt(c, FW_EROUTE, why);
-    fw__pq_buf_reset(&c->out);
-    if (fw__pq_put_terminate(&c->out) == 0)
-        (void)fw__conn_flush_out(c);
-    fw__chan_shutdown(&c->chan);
-    fw__pq_buf_reset(&c->out);
-    fw__conn_drop_socket(c, fw__dial_next_host);
-}
-
-static void check_target(fw_conn_t *c)
-{
-    fw__tsa_t target = c->pass2 ? FW__TSA_ANY : c->ci->target_session_attrs;
-    const char *query = NULL, *why = NULL;
-    switch (fw__route_judge(target, &c->facts, &query, &why)) {
-    case FW__ROUTE_OK:
-        accept_server(c);
-        return;
-    case FW__ROUTE_WRONG:
-        refuse_server(c, why);
-        return;
-    case FW__ROUTE_ASK:
-        break;
-    }
-    /* A server that does not report what decides (before PostgreSQL 14): ask it, as libpq. */
-    c->checking = true;
-    c->check_got = false;
-    c->check_extra = false;
-    c->check_query = query;
-    fw__pq_buf_reset(&c->out);
-    int rc = fw__pq_put_query(&c->out, query);
-    if (rc == 0)
-        rc = fw__conn_flush_out(c);
-    if (rc < 0)
-        fw__conn_attempt_failed(c, rc, fw_strerror(rc));
-}
-
-/* The reply to the check query: one row of one column, then ReadyForQuery. */
-static void check_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
-{
-    fw__pq_msg_t m;
-    int rc = fw__pq_reader_feed(&c->reader, p, n);
-    while (rc >= 0 && (rc = fw__pq_reader_next(&c->reader, &m)) == 1) {
-        fw__conn_trace_in(c, &m);
-        switch (m.type) {
-        case 'T':
-        case 'C':
-            break;
-        case 'S':
-            (void)fw__route_facts_update(&c->facts, (const char *)m.u.param.name.ptr,
-                                         m.u.param.name.len, (const char *)m.u.param.value.ptr,
-                                         m.u.param.value.len);
-            break;
-        case 'N':
-            fw__conn_notice(c, &m);
-            if (c->closing)
-                return;
-            break;
-        case 'D': {
-            fw__pq_col_t col;
-            if (c->check_got) {
-                /* A second row is legal protocol but no answer: refused with libpq's sentence
-                 * (libpq wants exactly one row), not as a protocol error. */
-                c->check_extra = true;
-                break;
-            }
-            if (fw__pq_datarow_one(&m, &col) < 0) {
-                rc = FW_EPROTO_UNEXPECTED;
-                break;
-            }
-            c->check_got = true;
-            c->check_null = col.is_null;
-            c->check_len = col.value.len < sizeof(c->check_value) ? col.value.len : 0;
-            if (c->check_len > 0)
-                memcpy(c->check_value, col.value.ptr, c->check_len);
-            break;
-        }
-        case 'E':
-            /* The answer is missing: this server cannot be judged (libpq moves on too). */
-            c->check_got = false;
-            break;
-        case 'Z': {
-            fw__tsa_t target = c->pass2 ? FW__TSA_ANY : c->ci->target_session_attrs;
-            const char *why = NULL;
-            const char *v =
-                c->check_got && !c->check_extra && !c->check_null ? c->check_value : NULL;
-            if (fw__route_answer(target, &c->facts, v, v != NULL ? c->check_len : 0, &why) ==
-                FW__ROUTE_OK)
-                accept_server(c);
-            else
-                refuse_server(c, why);
-            return;
-        }
-        default:
-            rc = FW_EPROTO_UNEXPECTED;
-            break;
-        }
-        if (rc < 0)
-            break;
-    }
-    if (rc < 0)
-        fw__conn_attempt_failed(c, rc, fw_strerror(rc));
-}
-
 static void on_ready(fw_conn_t *c)
 {
     /* Snapshot what fw_conn_info reports: it must not change under another thread. */
@@ -342,7 +213,7 @@ static void on_ready(fw_conn_t *c)
     fw__pq_reader_init(&c->su->reader, NULL, &fw__alloc);
     fw__conn_free_startup(c);
     c->phase = FW_PHASE_ROUTE;
-    check_target(c);
+    fw__conn_check_target(c);
 }
 
 static void handle_startup(fw_conn_t *c, fw__su_result_t r)
@@ -408,7 +279,7 @@ static void handle_startup(fw_conn_t *c, fw__su_result_t r)
      * policy failure of ours, and never when a secret already went out. */
     if (server_error && !c->retried_plain && c->chan.tls != NULL &&
         c->ci->sslmode == FW__SSLMODE_PREFER) {
-        note_attempt(c, code, msg);
+        fw__conn_note_attempt(c, code, msg);
         c->retried_plain = true;
         c->want_tls = false;
         fw__conn_drop_socket(c, fw__dial_retry);
@@ -416,7 +287,7 @@ static void handle_startup(fw_conn_t *c, fw__su_result_t r)
     }
     if (server_error && !c->retried_plain && c->chan.tls == NULL && !fw__dial_is_unix(&c->dial) &&
         c->ci->sslmode == FW__SSLMODE_ALLOW) {
-        note_attempt(c, code, msg);
+        fw__conn_note_attempt(c, code, msg);
         c->retried_plain = true;
         c->want_tls = true;
         fw__conn_drop_socket(c, fw__dial_retry);
@@ -445,7 +316,8 @@ static void start_startup(fw_conn_t *c)
                                                                         : FW__CB_DISABLE;
     if (c->chan.tls != NULL && o.channel_binding != FW__CB_DISABLE) {
         const char *why = NULL;
-        if (fw__tls_cb_data(c->chan.tls, c->cb_data, sizeof(c->cb_data), &c->cb_data_len, &why) == 0) {
+        if (fw__tls_cb_data(c->chan.tls, c->cb_data, sizeof(c->cb_data), &c->cb_data_len, &why) ==
+            0) {
             o.cb_data = c->cb_data;
             o.cb_data_len = c->cb_data_len;
         } else {
@@ -509,7 +381,7 @@ static void on_handshake_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
         /* sslmode=prefer: a failed handshake retries in plaintext on a new connection; never
          * for verify-* or require. */
         if (c->ci->sslmode == FW__SSLMODE_PREFER && !c->retried_plain) {
-            note_attempt(c, FW_ETLS, fw__chan_tls_error(&c->chan));
+            fw__conn_note_attempt(c, FW_ETLS, fw__chan_tls_error(&c->chan));
             c->retried_plain = true;
             c->want_tls = false;
             fw__conn_drop_socket(c, fw__dial_retry);
@@ -519,9 +391,8 @@ static void on_handshake_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
         return;
     }
     if (hs < 0) {
-        fw__conn_attempt_failed(c, hs,
-                                hs == FW_ENOMEM ? "out of memory"
-                                                : "could not send the TLS handshake");
+        fw__conn_attempt_failed(
+            c, hs, hs == FW_ENOMEM ? "out of memory" : "could not send the TLS handshake");
         return;
     }
     if (hs == FW__TLS_CONTINUE)
@@ -561,7 +432,7 @@ static void attempt_readable(fw__chan_t *ch)
         else if (raw)
             on_handshake_bytes(c, p, (size_t)n);
         else if (c->checking)
-            check_bytes(c, p, (size_t)n);
+            fw__conn_check_bytes(c, p, (size_t)n);
         else
             handle_startup(c, fw__startup_feed(c->su, p, (size_t)n));
     }
@@ -682,7 +553,7 @@ static void dial_on_address(fw__dialer_t *d, const struct sockaddr *sa, socklen_
 /* A resolver failure or an unusable unix path: noted; the dialer moves on by itself. */
 static void dial_on_error(fw__dialer_t *d, int code, const char *what)
 {
-    note_attempt(d->data, code, what);
+    fw__conn_note_attempt(d->data, code, what);
 }
 
 static void dial_on_exhausted(fw__dialer_t *d)
@@ -696,7 +567,7 @@ static void dial_on_exhausted(fw__dialer_t *d)
         fw__dial_start(d);
         return;
     }
-    finish(c, c->err.code != 0 ? c->err.code : FW_ECLOSED);
+    fw__conn_finish(c, c->err.code != 0 ? c->err.code : FW_ECLOSED);
 }
 
 /* The dialer's lookup ended after fw_conn_close: perhaps the last thing the memory waited for. */
@@ -706,6 +577,4 @@ static void dial_on_released(fw__dialer_t *d)
 }
 
 const fw__dial_cbs_t fw__conn_dial_cbs = {dial_on_host,  dial_on_lookup,    dial_on_address,
-                                        dial_on_error, dial_on_exhausted, dial_on_released};
-
-
+                                          dial_on_error, dial_on_exhausted, dial_on_released};

@@ -32,7 +32,7 @@ if grep -nE 'fw__tls_(feed|read|write|out|out_consumed|shutdown|has_buffered)\('
      grep -vE '^lib/(channel|tls)\.c:'; then
   echo "LAYERING: TLS records handled outside lib/channel.c"; status=1
 fi
-if grep -nE '#include *"stream_int\.h"|fw__stream_[a-z_]*\(' lib/conn.c lib/conn_attempt.c \
+if grep -nE '#include *"stream_int\.h"|fw__stream_[a-z_]*\(' lib/conn.c lib/conn_attempt.c lib/conn_check.c \
      lib/channel.c lib/cancel.c lib/dialer.c; then
   echo "LAYERING: the connection calls into the stream (use conn->hooks)"; status=1
 fi
