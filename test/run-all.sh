@@ -9,7 +9,7 @@
 # --buildtype=plain with Debian's CFLAGS, gcc and clang, the default -Dwerror=false; the plain
 # ones also build and run the unit tests) and fails them on any compiler warning; again under
 # ASan+UBSan (LeakSanitizer included); the unit tests under TSan and under valgrind; and each
-# fuzz target for FW_FUZZ_SECONDS (default 20); then `bench/run.sh --quick` on the gcc build as a
+# fuzz target for FW_FUZZ_SECONDS (default 10); then `bench/run.sh --quick` on the gcc build as a
 # smoke check that the benchmark suite runs (one test: passed when every section ran and every
 # client got the server's answer; timings are not judged). Ends with one line "N passed,
 # N failed" counted from meson's test logs and the smoke. Exit status 0 only if nothing failed.
@@ -22,7 +22,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out=${FW_BUILD_ROOT:-$root/build}
-fuzz_seconds=${FW_FUZZ_SECONDS:-20}
+fuzz_seconds=${FW_FUZZ_SECONDS:-10}
 skip=" ${FW_SKIP:-} "
 mkdir -p "$out"
 # One loaded cluster snapshot serves every build's integration tests (pgcluster.sh keys it by a
