@@ -35,9 +35,8 @@ int gw_pool_init(gw_server_t *srv, char *errbuf, size_t errlen)
     fw_pool_opts_t o;
     fw_pool_opts_init(&o);
     o.conninfo = srv->cfg.dsn;
-    /* --pool-size for the streams, one more for the readiness probe, so that a pool busy with
-     * long streams still gets its probe through (and the probe never delays a stream) */
-    o.max_size = srv->cfg.pool_size + 1;
+    /* the probe takes one of these too, for a round trip, when the streams leave one free */
+    o.max_size = srv->cfg.pool_size;
     o.acquire_timeout_ms = ACQUIRE_TIMEOUT_MS;
     fw_error_t err;
     memset(&err, 0, sizeof(err));
@@ -188,7 +187,8 @@ void gw_pool_dispatch(gw_server_t *srv)
     if (srv->fwpool == NULL || srv->pool_closed || srv->stopping)
         return;
     uint32_t want = eligible_count(srv);
-    while (srv->pg_pending < want && srv->pg_held + srv->pg_pending < srv->cfg.pool_size) {
+    while (srv->pg_pending < want &&
+           srv->pg_held + srv->pg_pending + (srv->probe_busy ? 1u : 0u) < srv->cfg.pool_size) {
         int rc = fw_pool_acquire(srv->fwpool, want_of(srv), on_acquired, srv);
         if (rc < 0) {
             gw_stream_t *s = first_eligible(srv);
@@ -301,6 +301,7 @@ static void probe_end(gw_server_t *srv, bool ok, const char *why)
         ready_ok(srv);
     else if (why != NULL)
         ready_fail(srv, why);
+    gw_pool_dispatch(srv); /* a stream may have waited for the probe's slot */
     gw_maybe_finish_stop(srv);
 }
 
@@ -329,6 +330,14 @@ void gw_pool_tick(gw_server_t *srv, uint64_t now)
         return;
     if (srv->probe_ms != 0 && gw_elapsed(now, srv->probe_ms) < PROBE_EVERY_MS)
         return;
+    if (srv->pg_held + srv->pg_pending >= srv->cfg.pool_size) {
+        /* every connection is busy with a stream, or about to be: no room for a probe. A
+         * connection that broke would have failed its stream (and so this proof); while none
+         * did, the servers that hold them are answering. */
+        if (srv->pg_held > 0 && !srv->ready_failed)
+            ready_ok(srv);
+        return;
+    }
     srv->probe_ms = now;
     if (fw_pool_acquire(srv->fwpool, want_of(srv), on_probe_conn, srv) == 0)
         srv->probe_busy = true;
