@@ -57,8 +57,8 @@ typedef struct gw_counters_s {
     uint64_t messages_received_total;
     uint64_t bad_messages_total;
     uint64_t auth_failures_total;
-    uint64_t pg_connects_total;
-    uint64_t pg_connect_failures_total;
+    uint64_t pg_acquires_total;
+    uint64_t pg_acquire_failures_total;
 } gw_counters_t;
 
 struct gw_server_s {

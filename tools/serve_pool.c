@@ -66,6 +66,8 @@ static fw_pool_want_t want_of(const gw_server_t *srv)
 
 static void ready_ok(gw_server_t *srv)
 {
+    if (srv->ready_failed)
+        fprintf(stderr, "fwire serve: ready again: PostgreSQL answers\n");
     srv->ready_ok_ms = gw_now_ms(srv);
     srv->ready_failed = false;
 }
@@ -149,7 +151,7 @@ static void on_acquired(fw_pool_t *pool, fw_conn_t *conn, int status, const fw_e
                  fw_err_name(status));
         if (status == FW_ECLOSED)
             return; /* the pool is closing (graceful stop): the streams are ending anyway */
-        srv->c.pg_connect_failures_total++;
+        srv->c.pg_acquire_failures_total++;
         ready_fail(srv, why);
         gw_log(srv, "%s", why);
         /* the first waiting query learns why, so a dead database fails requests quickly
@@ -161,7 +163,7 @@ static void on_acquired(fw_pool_t *pool, fw_conn_t *conn, int status, const fw_e
         return;
     }
     ready_ok(srv);
-    srv->c.pg_connects_total++;
+    srv->c.pg_acquires_total++;
     gw_stream_t *s = srv->stopping ? NULL : first_eligible(srv);
     gw_pg_t *pg = s != NULL ? calloc(1, sizeof(*pg)) : NULL;
     if (pg == NULL) {
@@ -504,10 +506,10 @@ void gw_streams_metrics(const gw_server_t *srv, gwbuf_t *b)
     counter(b, "fraiseql_gateway_pool_connect_failures_total",
             "PostgreSQL connection attempts that failed.", ps.connect_failures);
     counter(b, "fraiseql_gateway_pool_acquires_total", "Connections handed to streams.",
-            c->pg_connects_total);
+            c->pg_acquires_total);
     counter(b, "fraiseql_gateway_pool_acquire_failures_total",
             "Acquires that failed (every server failing, or a timeout).",
-            c->pg_connect_failures_total);
+            c->pg_acquire_failures_total);
     metric(b, "fraiseql_gateway_pool_host_up", "gauge",
            "Per PostgreSQL host of --dsn: 1 when its circuit breaker is closed (it connected "
            "last time, or was never tried), 0 while it is open or half-open.");

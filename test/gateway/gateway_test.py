@@ -1132,10 +1132,27 @@ async def group_auth():
     # the command's one option parser (tools/cli.c): every bad option names itself, exit 1
     for args, needle in ((["--bogus"], b"'--bogus'"), (["-h"], b"'-h'"),
                          (["--pool-size"], b"--pool-size"), (["--batch-size", " 5"], b"batch-size"),
-                         (["--stream-budget", "1X"], b"stream-budget"), (["stray"], b"'stray'")):
+                         (["--stream-budget", "1X"], b"stream-budget"), (["stray"], b"'stray'"),
+                         # issue 15
+                         (["--drain-seconds", "-1"], b"--drain-seconds"),
+                         (["--drain-seconds", "86401"], b"--drain-seconds"),
+                         (["--read-from-primary", "yes"], b"'yes'"),
+                         (["--dsn", "host=a,b,c port=1,2"], b"invalid connection options"),
+                         (["--dsn", "host=a target_session_attrs=bogus"],
+                          b"invalid connection options")):
         r = subprocess.run([FWIRE, "serve", "--allow", "x"] + args, capture_output=True)
         ok(r.returncode == 1 and needle in r.stderr, "serve %r: exit 1 naming it" % args,
            repr((r.returncode, r.stderr[:200])))
+    bad_cfg = "/tmp/fwire-gw-test-bad-%d.conf" % os.getpid()
+    with open(bad_cfg, "w") as f:
+        f.write("allow = fixture\nread-from-primary = maybe\n")
+    try:
+        r = subprocess.run([FWIRE, "serve", "--config", bad_cfg], capture_output=True)
+        ok(r.returncode == 1 and b"--read-from-primary wants true or false" in r.stderr
+           and b"line 2" in r.stderr, "--config: read-from-primary = maybe refused, line named",
+           repr((r.returncode, r.stderr[:300])))
+    finally:
+        os.unlink(bad_cfg)
     r = subprocess.run([FWIRE, "serve", "-?"], capture_output=True)
     ok(r.returncode == 0 and b"usage: fwire serve" in r.stdout, "serve -?: the help, exit 0")
     cfg = "/tmp/fwire-gw-test-%d.conf" % os.getpid()
