@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fwire serve: the PostgreSQL pool and the gateway's metrics.
+ * fwire serve: PostgreSQL connections for the streams, readiness, and the gateway's metrics.
  *
- * --pool-size connections, opened when a query needs one and kept for the next; a query that
- * finds every connection busy waits in a FIFO queue, bounded because every stream, waiting or
- * not, counts against --max-concurrent-streams. A connection that fwire reports as unusable
- * (closed, protocol error, a cancel that timed out) is closed and its slot reopened on demand.
+ * The connections come from fwire's pool (fw_pool_t, docs/pool.md) on the gateway's loop: it
+ * knows the hosts of --dsn and their roles, routes (a standby for reads, or the primary with
+ * --read-from-primary), backs failing hosts off, drains a released connection before reusing it
+ * and closes one that broke. The gateway keeps its own FIFO of waiting streams, bounded because
+ * every stream, waiting or not, counts against --max-concurrent-streams, and its fair share per
+ * client (--max-pool-per-connection); it asks the pool for a connection only when a waiting
+ * stream may take one and it holds fewer than --pool-size, and hands the connection to the first
+ * such stream when it arrives (or back to the pool when none is left).
  */
 #include "serve.h"
 
