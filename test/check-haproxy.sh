@@ -121,6 +121,35 @@ check "10 streams of bench_1k through HAProxy, each with every row ($want_1k): $
     '[[ $good == 10 ]]' "$good"
 check "spread over both gateways (gw1 $d1, gw2 $d2)" '((d1 > 0 && d2 > 0 && d1 + d2 == 10))' "$d1 $d2"
 
+# a WebSocket through HAProxy (the upgrade, then a tunnel): one stream_query to the end
+wspy=
+for py in /usr/bin/python3 python3; do
+    if "$py" -c 'import websockets' 2>/dev/null; then wspy=$py; break; fi
+done
+if [[ -n $wspy ]]; then
+    got=$("$wspy" - "ws://127.0.0.1:$front/ws" <<'PY' 2>&1
+import asyncio, json, sys
+import websockets
+async def main():
+    async with websockets.connect(sys.argv[1]) as ws:
+        await ws.send(json.dumps({"type": "stream_query", "entity": "bench_1k", "batch_size": 100}))
+        rows = 0
+        while True:
+            m = json.loads(await ws.recv())
+            if m["type"] == "query_batch":
+                rows += len(m["rows"])
+            elif m["type"] in ("query_completed", "query_error", "query_cancelled"):
+                print(m["type"], rows, m.get("total_rows"))
+                return
+asyncio.run(main())
+PY
+)
+    check "a WebSocket stream through HAProxy completes with every row ($got)" \
+        '[[ $got == "query_completed $want_1k $want_1k" ]]' "$got"
+else
+    echo "# no python3 websockets module: the WebSocket check is skipped"
+fi
+
 echo "# drain: SIGTERM to the gateway running a slow stream"
 # a slow stream (10 rows, ~1 s) on each gateway (leastconn alternates), so one runs on gw1
 curl -s -N "$url/stream/fixture_sleepy" >"$tmp/slow1.out" &
