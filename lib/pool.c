@@ -291,9 +291,12 @@ static void pump(fw_pool_t *p)
         bool standby_known = false;
         if (w->want == FW_POOL_READ) {
             /* a standby preferred: an idle primary is the fallback only when no standby host
-             * is usable and no standby connection is coming */
+             * is usable and no standby connection is coming; a host not connected to yet may
+             * be one (as in fw__pool_host_rank), else a fresh pool whose first connection
+             * went to the primary would send every read there */
             for (size_t i = 0; i < p->nhosts; i++)
-                if (p->hosts[i].role == FW_ROLE_STANDBY && p->hosts[i].breaker == BR_CLOSED)
+                if ((p->hosts[i].role == FW_ROLE_STANDBY || p->hosts[i].role == FW_ROLE_UNKNOWN) &&
+                    p->hosts[i].breaker == BR_CLOSED)
                     standby_known = true;
         }
         pconn_t *pc = find_idle(p, w->want, standby_known);

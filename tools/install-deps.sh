@@ -24,6 +24,9 @@ packages=(
   libwslay-dev libhttp-parser-dev python3 python3-websockets chromium nodejs
   # the benchmark runner's plots
   gnuplot-nox
+  # test-only: PgBouncer 1.18 in front of the test server (test/with-pgbouncer.sh) and HAProxy
+  # in front of two gateways (test/check-haproxy.sh, docs/haproxy.md); never linked
+  pgbouncer haproxy
 )
 
 sudo=()

@@ -4,9 +4,13 @@
  *
  * One libuv loop runs everything: the listener, every client, the PostgreSQL pool (fwire in
  * embedded mode), one tick timer (progress, batch linger, deadlines) and the signal handlers.
- * SIGINT or SIGTERM stops accepting, cancels every stream, closes every WebSocket with 1001
- * and, once the streams have ended (or after STOP_GRACE_MS), closes the pool; the loop then
- * runs out of handles and the process exits 0. A second signal exits at once.
+ * SIGINT (and SIGTERM with --drain-seconds 0, the default) stops: no new work, every stream
+ * cancelled, every WebSocket closed with 1001 and, once the streams have ended (or after
+ * STOP_GRACE_MS), the pool closed; the loop then runs out of handles and the process exits 0.
+ * SIGTERM with --drain-seconds N drains first: /readyz answers 503 at once, new streams and
+ * WebSockets are refused, idle WebSockets are closed with 1001, running streams may finish for
+ * N seconds, and then the stop above cancels whatever is left. A signal during a drain stops at
+ * once; a signal during a stop exits at once.
  */
 #include "cli.h"
 #include "serve.h"
@@ -27,6 +31,11 @@
 /* The tick: batch linger and deadline resolution. Progress messages are due every
  * --progress-ms and so arrive within one tick of it. */
 #define TICK_MS 25
+/* After the grace period the pool is closed; a connection whose drain fwire has not finished
+ * by then (its cancel timeout is 5 s) holds the pool open. This long after the grace period the
+ * loop is stopped whatever is left: an exit that hangs is worse than one that leaks a socket
+ * the kernel closes anyway. */
+#define POOL_CLOSE_MAX_MS 8000
 
 uint64_t gw_now_ms(const gw_server_t *srv)
 {
@@ -55,6 +64,8 @@ void gw_log(const gw_server_t *srv, const char *fmt, ...)
     fprintf(stderr, "fwire serve: %s\n", line);
 }
 
+static void begin_stop(gw_server_t *srv, const char *why);
+
 static void on_tick(uv_timer_t *t)
 {
     gw_server_t *srv = t->data;
@@ -62,12 +73,27 @@ static void on_tick(uv_timer_t *t)
     gw_http_tick(srv, now);
     gw_streams_tick(srv, now);
     gw_streams_reap(srv);
+    gw_pool_tick(srv, now);
+    if (srv->draining && !srv->stopping &&
+        (srv->nstreams == 0 || now >= srv->drain_deadline_ms)) {
+        if (srv->nstreams > 0)
+            fprintf(stderr, "fwire serve: drain: --drain-seconds passed, %u streams left\n",
+                    srv->nstreams);
+        begin_stop(srv, "drain over");
+    }
     if (srv->stopping) {
         if (now >= srv->stop_deadline_ms) {
             /* out of patience: close whatever is left */
             while (srv->clients != NULL)
                 gw_client_close(srv->clients);
             gw_pool_close(srv);
+        }
+        if (now >= srv->stop_deadline_ms + POOL_CLOSE_MAX_MS && !gw_pool_closed(srv)) {
+            fprintf(stderr, "fwire serve: the pool did not close within %d ms of the grace "
+                            "period, exiting anyway\n",
+                    POOL_CLOSE_MAX_MS);
+            uv_stop(srv->loop);
+            return;
         }
         gw_maybe_finish_stop(srv);
     }
@@ -105,15 +131,11 @@ static void on_sighup(uv_signal_t *h, int sig)
                         "stays\n");
 }
 
-static void on_signal(uv_signal_t *h, int sig)
+/* The stop: no new work, every stream cancelled (query_error shutdown), every WebSocket closed
+ * with 1001; the pool is closed once the streams have ended (gw_maybe_finish_stop). */
+static void begin_stop(gw_server_t *srv, const char *why)
 {
-    gw_server_t *srv = h->data;
-    if (srv->stopping) {
-        fprintf(stderr, "fwire serve: second signal, exiting now\n");
-        _exit(128 + sig);
-    }
-    fprintf(stderr, "fwire serve: %s, stopping (cancelling %u streams)\n",
-            sig == SIGINT ? "SIGINT" : "SIGTERM", srv->nstreams);
+    fprintf(stderr, "fwire serve: %s, stopping (cancelling %u streams)\n", why, srv->nstreams);
     srv->stopping = true;
     srv->stop_deadline_ms = gw_now_ms(srv) + STOP_GRACE_MS;
     gw_http_stop_listening(srv);
@@ -129,6 +151,43 @@ static void on_signal(uv_signal_t *h, int sig)
             gw_client_close_when_flushed(c);
     }
     gw_maybe_finish_stop(srv);
+}
+
+void gw_drain_client_done(gw_client_t *c)
+{
+    if (!c->closed && c->mode == GW_CLIENT_WS)
+        gw_ws_close(c, 1001, "server shutting down");
+}
+
+/* The drain: /readyz is 503 from now on (a balancer takes this gateway out), new streams are
+ * refused with `shutdown`, WebSockets without a running stream are closed with 1001 (their
+ * clients reconnect, through the balancer, to another gateway); the listener stays open so
+ * probes get their 503 rather than a refused connection. */
+static void begin_drain(gw_server_t *srv)
+{
+    fprintf(stderr, "fwire serve: SIGTERM, draining (%u streams running, at most %u s)\n",
+            srv->nstreams, srv->cfg.drain_seconds);
+    srv->draining = true;
+    srv->drain_deadline_ms = gw_now_ms(srv) + srv->cfg.drain_seconds * 1000ull;
+    for (gw_client_t *c = srv->clients, *next; c != NULL; c = next) {
+        next = c->next;
+        if (c->mode == GW_CLIENT_WS && c->nstreams == 0)
+            gw_ws_close(c, 1001, "server shutting down");
+    }
+}
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+    gw_server_t *srv = h->data;
+    if (srv->stopping) {
+        fprintf(stderr, "fwire serve: second signal, exiting now\n");
+        _exit(128 + sig);
+    }
+    if (sig == SIGTERM && srv->cfg.drain_seconds > 0 && !srv->draining) {
+        begin_drain(srv);
+        return;
+    }
+    begin_stop(srv, sig == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
 int cli_serve(int argc, char **argv)
@@ -162,26 +221,14 @@ int cli_serve(int argc, char **argv)
     }
     srv->loop = &loop;
     code = EXIT_OK;
-    if (gw_pool_init(srv) < 0) {
-        fputs("fwire serve: out of memory\n", stderr);
+    /* the connection options are checked now (fw_pool_new parses them), so a bad --dsn fails
+     * here, not at a query */
+    char why[300];
+    if ((rc = gw_pool_init(srv, why, sizeof(why))) < 0) {
+        fprintf(stderr, "fwire serve: invalid connection options: %s\n", why);
         code = EXIT_USAGE;
         goto out;
     }
-    /* the connection options are checked now, so a bad --dsn fails here, not at a query */
-    fw_conn_opts_t copts;
-    fw_conn_opts_init(&copts);
-    copts.conninfo = cfg->dsn;
-    fw_error_t err;
-    memset(&err, 0, sizeof(err));
-    fw_conn_t *probe = NULL;
-    rc = fw_conn_new(&probe, &loop, &copts, &err);
-    if (rc < 0) {
-        fprintf(stderr, "fwire serve: invalid connection options: %s\n",
-                err.message[0] ? err.message : fw_strerror(rc));
-        code = EXIT_USAGE;
-        goto out;
-    }
-    fw_conn_close(probe, NULL, NULL);
     if (gw_tls_load(srv) < 0) {
         code = EXIT_USAGE;
         goto out;
@@ -215,13 +262,14 @@ out:
     if (code != EXIT_OK) {
         /* close whatever was opened before the failure */
         gw_http_stop_listening(srv);
+        if (srv->fwpool != NULL)
+            gw_pool_close(srv);
         uv_run(&loop, UV_RUN_DEFAULT);
     }
     gw_streams_reap(srv);
     rc = uv_loop_close(&loop);
     if (rc != 0)
         fprintf(stderr, "fwire serve: warning: handles left open at exit\n");
-    free(srv->pool);
     gw_tls_unload(srv);
     gw_config_free(cfg);
     free(srv);

@@ -11,7 +11,8 @@
  *   serve_stream.c  the registry of streams, batches, progress, cancel, pause, timeouts,
  *                   backpressure
  *   serve_sink.c    where a stream's messages go: WebSocket JSON or chunked NDJSON
- *   serve_pool.c    the PostgreSQL pool and the gateway's /metrics lines
+ *   serve_pool.c    connections from fw_pool_t for the streams, the readiness probe
+ *                   (/readyz) and the gateway's /metrics lines
  *   serve_tls.c     TLS of its own (--tls-cert): OpenSSL memory BIOs under HTTP/WebSocket
  *   serve_req.c     client messages validated into queries (pure); serve_json.c the JSON parser
  * Each file has its header (serve_X.h for serve_X.c) with the struct it owns: gw_config_t,
@@ -56,8 +57,8 @@ typedef struct gw_counters_s {
     uint64_t messages_received_total;
     uint64_t bad_messages_total;
     uint64_t auth_failures_total;
-    uint64_t pg_connects_total;
-    uint64_t pg_connect_failures_total;
+    uint64_t pg_acquires_total;
+    uint64_t pg_acquire_failures_total;
 } gw_counters_t;
 
 struct gw_server_s {
@@ -71,17 +72,30 @@ struct gw_server_s {
     gw_client_t *clients;
     uint32_t nclients;
     uint32_t nprobe; /* clients in probe slots (counted in nclients too) */
-    bool pg_down;    /* the last PostgreSQL connection attempt failed (/readyz) */
     uint64_t next_client_id;
     gw_stream_t *streams;
     uint32_t nstreams;
     gw_stream_t *queue_head, *queue_tail;
     gw_stream_t *graveyard; /* ended streams, freed by gw_streams_reap */
     uint32_t nqueued;
-    gw_pg_t *pool;
+    fw_pool_t *fwpool;    /* NULL once closed */
+    uint32_t pg_held;     /* connections held by streams */
+    uint32_t pg_pending;  /* acquires asked for streams, not yet answered */
+    /* readiness (serve_pool.c): the last proof that PostgreSQL answers, and whether an
+     * acquire or the probe failed since */
+    uint64_t ready_ok_ms;
+    bool ready_failed;
+    char ready_reason[320];
+    bool probe_busy;
+    uint64_t probe_ms; /* when the last probe started */
+    fw_conn_t *probe_conn;
+    fw_stream_t *probe_fs;
+    /* SIGTERM with --drain-seconds: no new streams, running ones may finish until then */
+    bool draining;
+    uint64_t drain_deadline_ms;
     bool stopping;
     uint64_t stop_deadline_ms;
-    bool pool_closed;
+    bool pool_closed; /* fw_pool_close was called */
     gw_counters_t c;
     uint8_t token_hash[32];
 };
@@ -98,5 +112,7 @@ double gw_now_seconds(void);
 void gw_log(const gw_server_t *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Checks whether a graceful stop has finished, and ends the loop's handles if so. */
 void gw_maybe_finish_stop(gw_server_t *srv);
+/* Draining: a client whose last stream ended is closed (1001 for a WebSocket). */
+void gw_drain_client_done(gw_client_t *c);
 
 #endif /* FWIRE_SERVE_H */

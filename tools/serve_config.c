@@ -31,6 +31,9 @@
 #define DEFAULT_WS_PING_SECONDS            30
 #define DEFAULT_STREAM_BUDGET              (1024u * 1024u)
 #define DEFAULT_HIGH_WATERMARK             (1024u * 1024u)
+/* SIGTERM stops at once by default, as before draining existed; behind a balancer set it to
+ * the longest stream worth waiting for (docs/gateway.md, Signals). */
+#define DEFAULT_DRAIN_SECONDS 0
 /* A config file line longer than this is refused: the file is the operator's, but a mistake
  * (a binary file) should be a clear error, not a silent truncation. */
 #define CONFIG_LINE_MAX 4096
@@ -67,6 +70,12 @@ void gw_config_usage(FILE *f)
             "  --batch-size N                 rows per batch, default 100\n"
             "  --progress-ms N                progress interval, default 500\n"
             "  --pool-size N                  PostgreSQL connections, default 4\n"
+            "  --read-from-primary            run every query on the primary (default: on a\n"
+            "                                 standby of the --dsn host list when one is\n"
+            "                                 usable, else on the primary)\n"
+            "  --drain-seconds N              on SIGTERM, let running streams finish for up to\n"
+            "                                 N s (/readyz is 503 at once); default 0: cancel\n"
+            "                                 them at once"
             "  --stream-budget BYTES          receive memory per stream, default 1M\n"
             "  --abandon-seconds N            a stream paused this long in all is cancelled,\n"
             "                                 default 60\n"
@@ -135,6 +144,19 @@ static int add_list(char ***list, size_t *n, const char *csv)
     return 0;
 }
 
+/* A switch in the config file: "true", "1", "yes" or "false", "0", "no"; anything else is an
+ * error (a typo must not silently mean false). */
+static bool parse_bool(const char *v, bool *out)
+{
+    if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0)
+        *out = true;
+    else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0 || strcmp(v, "no") == 0)
+        *out = false;
+    else
+        return false;
+    return true;
+}
+
 static int set_str(char **dst, const char *v)
 {
     char *s = strdup(v);
@@ -191,6 +213,7 @@ static const struct {
     {"pool-size", offsetof(gw_config_t, pool_size), 1, 1000},
     {"abandon-seconds", offsetof(gw_config_t, abandon_seconds), 1, 86400},
     {"ws-ping-seconds", offsetof(gw_config_t, ws_ping_seconds), 0, 3600},
+    {"drain-seconds", offsetof(gw_config_t, drain_seconds), 0, 86400},
 };
 
 static const struct {
@@ -252,6 +275,11 @@ static int config_set(gw_config_t *cfg, const char *key, const char *v, bool *lo
     if (strcmp(key, "insecure-listen") == 0) {
         cfg->insecure_listen =
             strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0;
+        return -1;
+    }
+    if (strcmp(key, "read-from-primary") == 0) {
+        if (!parse_bool(v, &cfg->read_from_primary))
+            return bad("--read-from-primary wants true or false, got '%s'", v);
         return -1;
     }
     if (strcmp(key, "verbose") == 0) {
@@ -336,7 +364,7 @@ void gw_config_free(gw_config_t *cfg)
 
 /* Every flag of fwire serve for the command's one option parser (cli.h); the id of a flag is
  * its index here. The --config file takes the same names without the dashes. */
-enum { OPT_CONFIG = 0, OPT_VERBOSE, OPT_INSECURE_LISTEN };
+enum { OPT_CONFIG = 0, OPT_VERBOSE, OPT_INSECURE_LISTEN, OPT_READ_FROM_PRIMARY = 28 };
 static const cli_opt_t serve_opts[] = {
     {"config", 0, true, OPT_CONFIG},
     {"verbose", 'v', false, OPT_VERBOSE},
@@ -366,6 +394,8 @@ static const cli_opt_t serve_opts[] = {
     {"stream-budget", 0, true, 25},
     {"high-watermark", 0, true, 26},
     {"low-watermark", 0, true, 27},
+    {"read-from-primary", 0, false, OPT_READ_FROM_PRIMARY},
+    {"drain-seconds", 0, true, 29},
     {NULL, 0, false, 0},
 };
 
@@ -387,6 +417,7 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv)
     cfg->ws_ping_seconds = DEFAULT_WS_PING_SECONDS;
     cfg->stream_budget = DEFAULT_STREAM_BUDGET;
     cfg->high_watermark = DEFAULT_HIGH_WATERMARK;
+    cfg->drain_seconds = DEFAULT_DRAIN_SECONDS;
     if ((cfg->listen_host = strdup("127.0.0.1")) == NULL)
         return bad("out of memory");
     bool low_set = false;
@@ -417,6 +448,10 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv)
         }
         if (id == OPT_INSECURE_LISTEN) {
             cfg->insecure_listen = true;
+            continue;
+        }
+        if (id == OPT_READ_FROM_PRIMARY) {
+            cfg->read_from_primary = true;
             continue;
         }
         if (id == OPT_CONFIG)

@@ -39,6 +39,8 @@ typedef struct gw_config_s {
     char *tls_key;
     char *tls_client_ca;  /* require client certificates signed by these CAs */
     bool insecure_listen; /* a token over plaintext off loopback, knowingly */
+    bool read_from_primary; /* every query on the primary (FW_POOL_WRITE), not a standby */
+    uint32_t drain_seconds; /* SIGTERM: running streams may finish for this long (0: at once) */
     bool verbose;
 } gw_config_t;
 

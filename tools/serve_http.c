@@ -461,12 +461,13 @@ static void route(gw_client_t *c, const uint8_t *rest, size_t rest_len)
         return;
     }
     if (strcmp(path, "/readyz") == 0) {
-        /* ready: accepting, and PostgreSQL reachable as far as the pool last saw */
-        if (srv->stopping) {
+        /* ready: not stopping or draining, and PostgreSQL answered lately (serve_pool.c: an
+         * acquire, or the probe's round trip, within the last 3 s, and no failure since) */
+        char why[320];
+        if (srv->stopping || srv->draining) {
             gw_http_error(c, 503, "shutdown", NULL, "the server is stopping");
-        } else if (srv->pg_down) {
-            gw_http_error(c, 503, "unavailable", NULL,
-                          "the last PostgreSQL connection attempt failed");
+        } else if (!gw_ready(srv, why, sizeof(why))) {
+            gw_http_error(c, 503, "unavailable", NULL, why);
         } else {
             const char ok[] = "{\"status\":\"ready\"}\n";
             respond(c, 200, "OK", "application/json", ok, sizeof(ok) - 1, NULL);
@@ -514,6 +515,11 @@ static void route(gw_client_t *c, const uint8_t *rest, size_t rest_len)
         if (!origin_allowed(c)) {
             gw_http_error(c, 403, "forbidden", NULL,
                           "cross-origin WebSocket refused (see --allow-origin)");
+            return;
+        }
+        if (srv->draining) {
+            /* a balancer retries a 503 on another gateway (docs/haproxy.md) */
+            gw_http_error(c, 503, "shutdown", NULL, "the server is shutting down");
             return;
         }
         gw_ws_accept(c, rest, rest_len);

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fwire serve: the PostgreSQL pool and the gateway's metrics.
+ * fwire serve: PostgreSQL connections for the streams, readiness, and the gateway's metrics.
  *
- * --pool-size connections, opened when a query needs one and kept for the next; a query that
- * finds every connection busy waits in a FIFO queue, bounded because every stream, waiting or
- * not, counts against --max-concurrent-streams. A connection that fwire reports as unusable
- * (closed, protocol error, a cancel that timed out) is closed and its slot reopened on demand.
+ * The connections come from fwire's pool (fw_pool_t, docs/pool.md) on the gateway's loop: it
+ * knows the hosts of --dsn and their roles, routes (a standby for reads, or the primary with
+ * --read-from-primary), backs failing hosts off, drains a released connection before reusing it
+ * and closes one that broke. The gateway keeps its own FIFO of waiting streams, bounded because
+ * every stream, waiting or not, counts against --max-concurrent-streams, and its fair share per
+ * client (--max-pool-per-connection); it asks the pool for a connection only when a waiting
+ * stream may take one and it holds fewer than --pool-size, and hands the connection to the first
+ * such stream when it arrives (or back to the pool when none is left).
  */
 #include "serve.h"
 
@@ -14,13 +18,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-int gw_pool_init(gw_server_t *srv)
+/* An acquire waits this long at most. The gateway asks only when it has room under
+ * --pool-size, so the wait is the connect itself (TCP, TLS, authentication) or the drain of a
+ * connection just released: longer than this means the servers are in trouble, and the stream
+ * at the head of the queue hears so (FW_ETIMEDOUT) instead of waiting until --max-query-seconds. */
+#define ACQUIRE_TIMEOUT_MS 10000
+/* The readiness probe: a round trip (the first allowed view with LIMIT 0) every PROBE_EVERY_MS
+ * while nothing else proved PostgreSQL reachable; /readyz is 503 once the last proof is older
+ * than READY_STALE_MS, or when an acquire or a probe failed after it. A probe that takes longer
+ * than PROBE_TIMEOUT_MS is abandoned (its connection is drained or closed by the pool) and
+ * counts as a failure: a server that does not answer in seconds is not one to send work to. */
+#define PROBE_EVERY_MS   1000
+#define READY_STALE_MS   3000
+#define PROBE_TIMEOUT_MS 2500
+
+static void probe_end(gw_server_t *srv, bool ok, const char *why);
+
+int gw_pool_init(gw_server_t *srv, char *errbuf, size_t errlen)
 {
-    srv->pool = calloc(srv->cfg.pool_size, sizeof(*srv->pool));
-    if (srv->pool == NULL)
-        return -1;
-    for (uint32_t i = 0; i < srv->cfg.pool_size; i++)
-        srv->pool[i].srv = srv;
+    fw_pool_opts_t o;
+    fw_pool_opts_init(&o);
+    o.conninfo = srv->cfg.dsn;
+    /* the probe takes one of these too, for a round trip, when the streams leave one free */
+    o.max_size = srv->cfg.pool_size;
+    o.acquire_timeout_ms = ACQUIRE_TIMEOUT_MS;
+    fw_error_t err;
+    memset(&err, 0, sizeof(err));
+    int rc = fw_pool_new(&srv->fwpool, srv->loop, &o, &err);
+    if (rc < 0) {
+        snprintf(errbuf, errlen, "%s", err.message[0] ? err.message : fw_strerror(rc));
+        return rc;
+    }
+    snprintf(srv->ready_reason, sizeof(srv->ready_reason), "no PostgreSQL server checked yet");
     return 0;
 }
 
@@ -32,173 +61,316 @@ bool gw_entity_allowed(const gw_server_t *srv, const char *entity)
     return false;
 }
 
-static void on_pg_closed(fw_conn_t *conn, void *ud)
+static fw_pool_want_t want_of(const gw_server_t *srv)
 {
-    (void)conn;
-    gw_pg_t *pg = ud;
-    gw_server_t *srv = pg->srv;
-    pg->conn = NULL;
-    pg->state = GW_PG_EMPTY;
-    /* The slot is free: a stream may be waiting for exactly this one (a pool of one whose
-     * connection died while idle, found out when a query tried to use it). */
-    if (!srv->stopping)
-        gw_pool_dispatch(srv);
-    gw_maybe_finish_stop(srv);
+    return srv->cfg.read_from_primary ? FW_POOL_WRITE : FW_POOL_READ;
 }
 
-void gw_pg_discard(gw_pg_t *pg)
+/* ---- readiness ---- */
+
+static void ready_ok(gw_server_t *srv)
 {
-    pg->stream = NULL;
-    if (pg->conn == NULL || pg->state == GW_PG_CLOSING) {
-        if (pg->conn == NULL)
-            pg->state = GW_PG_EMPTY;
-        return;
-    }
-    pg->state = GW_PG_CLOSING;
-    fw_conn_close(pg->conn, on_pg_closed, pg);
+    if (srv->ready_failed)
+        fprintf(stderr, "fwire serve: ready again: PostgreSQL answers\n");
+    srv->ready_ok_ms = gw_now_ms(srv);
+    srv->ready_failed = false;
 }
 
-void gw_pg_release(gw_pg_t *pg, bool usable)
+static void ready_fail(gw_server_t *srv, const char *why)
 {
-    pg->stream = NULL;
-    if (!usable || pg->srv->stopping) {
-        gw_pg_discard(pg);
-        return;
-    }
-    pg->state = GW_PG_IDLE;
+    if (!srv->ready_failed)
+        fprintf(stderr, "fwire serve: not ready: %s\n", why);
+    srv->ready_failed = true;
+    snprintf(srv->ready_reason, sizeof(srv->ready_reason), "%s", why);
 }
 
-static void on_pg_connected(fw_conn_t *conn, int status, const fw_error_t *err, void *ud)
+bool gw_ready(const gw_server_t *srv, char *why, size_t len)
 {
-    (void)conn;
-    gw_pg_t *pg = ud;
-    gw_server_t *srv = pg->srv;
-    if (pg->state == GW_PG_CLOSING)
-        return; /* closed by the pool while connecting: on_pg_closed follows */
-    if (status < 0) {
-        srv->c.pg_connect_failures_total++;
-        srv->pg_down = true;
-        fprintf(stderr, "fwire serve: PostgreSQL connection failed: %s\n",
-                err != NULL && err->message[0] ? err->message : fw_strerror(status));
-        gw_pg_discard(pg);
-        /* the first waiting query learns why, so a dead database fails requests quickly
-         * instead of queueing them until their timeout */
-        gw_stream_t *s = srv->queue_head;
-        if (s != NULL && !srv->stopping)
-            gw_stream_fail_queued(s, status, err);
-        gw_pool_dispatch(srv);
-        return;
+    if (srv->stopping || srv->draining) {
+        snprintf(why, len, "the server is stopping");
+        return false;
     }
-    fw_conn_info_t info;
-    if (fw_conn_info(conn, &info) == 0)
-        gw_log(srv, "PostgreSQL connection open: pid %d, %s %s", (int)info.backend_pid,
-               info.transport, info.address);
-    pg->state = GW_PG_IDLE;
-    srv->pg_down = false;
-    gw_pool_dispatch(srv);
+    if (srv->ready_failed || srv->ready_ok_ms == 0) {
+        snprintf(why, len, "%s", srv->ready_reason);
+        return false;
+    }
+    uint64_t age = gw_elapsed(gw_now_ms(srv), srv->ready_ok_ms);
+    if (age > READY_STALE_MS) {
+        snprintf(why, len, "no PostgreSQL server answered for %llu ms",
+                 (unsigned long long)age);
+        return false;
+    }
+    return true;
 }
 
-static int pg_connect(gw_pg_t *pg)
-{
-    gw_server_t *srv = pg->srv;
-    fw_conn_opts_t opts;
-    fw_conn_opts_init(&opts);
-    opts.conninfo = srv->cfg.dsn;
-    fw_error_t err;
-    memset(&err, 0, sizeof(err));
-    srv->c.pg_connects_total++;
-    int rc = fw_conn_new(&pg->conn, srv->loop, &opts, &err);
-    if (rc == 0) {
-        pg->state = GW_PG_CONNECTING;
-        rc = fw_conn_connect(pg->conn, on_pg_connected, pg);
-        if (rc < 0) {
-            fw_conn_close(pg->conn, NULL, NULL);
-            pg->conn = NULL;
-        }
-    }
-    if (rc < 0) {
-        pg->conn = NULL;
-        pg->state = GW_PG_EMPTY;
-        srv->c.pg_connect_failures_total++;
-        if (srv->queue_head != NULL)
-            gw_stream_fail_queued(srv->queue_head, rc, &err);
-        return -1;
-    }
-    return 0;
-}
+/* ---- connections for streams ---- */
 
 /* Fair sharing: a client holds at most --max-pool-per-connection connections (by default
  * half the pool), so one client's paused or slow streams cannot hold the whole pool while
  * another client's stream waits; its further streams wait in the queue without blocking the
- * streams behind them. A stream whose client left holds on only until its cancel is confirmed. */
-static bool may_take(const gw_server_t *srv, const gw_stream_t *s)
+ * streams behind them. A stream whose client left holds on only until its cancel is confirmed.
+ * `extra`: connections already promised to this client in the current count. */
+static bool may_take(const gw_server_t *srv, const gw_stream_t *s, uint32_t extra)
 {
     const gw_client_t *c = s->client;
     if (c == NULL)
         return true;
-    uint32_t held = 0;
+    uint32_t held = extra;
     for (const gw_stream_t *o = c->streams; o != NULL; o = o->cnext)
         held += o->pg != NULL;
     return held < srv->cfg.max_pool_per_connection;
 }
 
+/* Queued streams that could take a connection now, each client counted up to its share. */
+static uint32_t eligible_count(const gw_server_t *srv)
+{
+    uint32_t n = 0;
+    for (const gw_stream_t *s = srv->queue_head; s != NULL; s = s->qnext) {
+        uint32_t before = 0; /* earlier queued streams of the same client already counted */
+        for (const gw_stream_t *o = srv->queue_head; o != s; o = o->qnext)
+            before += o->client != NULL && o->client == s->client;
+        if (may_take(srv, s, before))
+            n++;
+    }
+    return n;
+}
+
+static gw_stream_t *first_eligible(const gw_server_t *srv)
+{
+    for (gw_stream_t *s = srv->queue_head; s != NULL; s = s->qnext)
+        if (may_take(srv, s, 0))
+            return s;
+    return NULL;
+}
+
+static void on_acquired(fw_pool_t *pool, fw_conn_t *conn, int status, const fw_error_t *err,
+                        void *ud)
+{
+    gw_server_t *srv = ud;
+    srv->pg_pending--;
+    if (status < 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "no PostgreSQL connection: %.200s (%s)",
+                 err != NULL && err->message[0] ? err->message : fw_strerror(status),
+                 fw_err_name(status));
+        if (status == FW_ECLOSED)
+            return; /* the pool is closing (graceful stop): the streams are ending anyway */
+        srv->c.pg_acquire_failures_total++;
+        ready_fail(srv, why);
+        gw_log(srv, "%s", why);
+        /* the first waiting query learns why, so a dead database fails requests quickly
+         * instead of queueing them until their timeout */
+        gw_stream_t *s = first_eligible(srv);
+        if (s != NULL)
+            gw_stream_fail_queued(s, status, err);
+        gw_pool_dispatch(srv);
+        return;
+    }
+    ready_ok(srv);
+    srv->c.pg_acquires_total++;
+    gw_stream_t *s = srv->stopping ? NULL : first_eligible(srv);
+    gw_pg_t *pg = s != NULL ? calloc(1, sizeof(*pg)) : NULL;
+    if (pg == NULL) {
+        /* nobody wants it any more (a stream cancelled while it waited): back to the pool */
+        fw_pool_release(pool, conn);
+        gw_pool_dispatch(srv);
+        return;
+    }
+    pg->srv = srv;
+    pg->conn = conn;
+    srv->pg_held++;
+    fw_conn_info_t info;
+    if (srv->cfg.verbose && fw_conn_info(conn, &info) == 0)
+        gw_log(srv, "PostgreSQL connection: pid %d, %s %s:%d (%s)", (int)info.backend_pid,
+               info.transport, info.address, info.port,
+               info.role == FW_ROLE_STANDBY ? "standby" : "primary");
+    gw_stream_assign(s, pg);
+    gw_pool_dispatch(srv);
+}
+
 void gw_pool_dispatch(gw_server_t *srv)
 {
-    while (srv->queue_head != NULL && !srv->stopping) {
-        gw_stream_t *first = NULL;
-        uint32_t eligible = 0;
-        for (gw_stream_t *s = srv->queue_head; s != NULL; s = s->qnext) {
-            if (may_take(srv, s)) {
-                eligible++;
-                if (first == NULL)
-                    first = s;
-            }
+    if (srv->fwpool == NULL || srv->pool_closed || srv->stopping)
+        return;
+    uint32_t want = eligible_count(srv);
+    while (srv->pg_pending < want &&
+           srv->pg_held + srv->pg_pending + (srv->probe_busy ? 1u : 0u) < srv->cfg.pool_size) {
+        int rc = fw_pool_acquire(srv->fwpool, want_of(srv), on_acquired, srv);
+        if (rc < 0) {
+            gw_stream_t *s = first_eligible(srv);
+            if (s == NULL)
+                return;
+            gw_stream_fail_queued(s, rc, NULL); /* dispatches again */
+            return;
         }
-        if (first == NULL)
-            break;
-        gw_pg_t *idle = NULL, *empty = NULL;
-        uint32_t connecting = 0;
-        for (uint32_t i = 0; i < srv->cfg.pool_size; i++) {
-            gw_pg_t *pg = &srv->pool[i];
-            if (pg->state == GW_PG_IDLE && idle == NULL)
-                idle = pg;
-            else if (pg->state == GW_PG_EMPTY && empty == NULL)
-                empty = pg;
-            else if (pg->state == GW_PG_CONNECTING)
-                connecting++;
-        }
-        if (idle != NULL) {
-            gw_stream_assign(first, idle);
-            continue;
-        }
-        if (empty != NULL && connecting < eligible) {
-            pg_connect(empty); /* on failure the head was failed: the loop goes on */
-            continue;
-        }
-        break;
+        srv->pg_pending++;
     }
+}
+
+void gw_pg_release(gw_pg_t *pg, bool usable)
+{
+    /* The pool drains a connection whose stream was cancelled or freed mid-way before reusing
+     * it, and closes one that broke; `usable` is what the gateway saw, and the connection
+     * itself knows the same (fwire marks it BAD on every error the gateway calls unusable). */
+    (void)usable;
+    gw_server_t *srv = pg->srv;
+    srv->pg_held--;
+    if (srv->fwpool != NULL)
+        fw_pool_release(srv->fwpool, pg->conn);
+    free(pg);
+    gw_pool_dispatch(srv);
+}
+
+void gw_pg_discard(gw_pg_t *pg)
+{
+    gw_pg_release(pg, false);
+}
+
+/* ---- the readiness probe ---- */
+
+static void probe_rows(fw_stream_t *fs, void *ud)
+{
+    gw_server_t *srv = ud;
+    fw_row_t row;
+    int rc;
+    while ((rc = fw_stream_try_next(fs, &row)) == FW_ROW)
+        ;
+    if (rc == FW_AGAIN || rc == FW_PAUSED)
+        return;
+    const fw_error_t *e = fw_stream_error(fs);
+    int code = rc == FW_END ? 0 : (e->code != 0 ? e->code : rc);
+    /* a server error (a view missing on this server, say) is still an answer: the server is
+     * reachable; what the view lacks, the streams report to their clients */
+    if (code == 0 || code == FW_ESERVER || code == FW_ESCHEMA) {
+        probe_end(srv, true, NULL);
+    } else {
+        char why[300];
+        snprintf(why, sizeof(why), "the readiness query failed: %.200s (%s)",
+                 e->message[0] ? e->message : fw_strerror(code), fw_err_name(code));
+        probe_end(srv, false, why);
+    }
+}
+
+static void on_probe_conn(fw_pool_t *pool, fw_conn_t *conn, int status, const fw_error_t *err,
+                          void *ud)
+{
+    gw_server_t *srv = ud;
+    if (!srv->probe_busy || srv->probe_conn != NULL) {
+        if (conn != NULL) /* the probe was abandoned meanwhile */
+            fw_pool_release(pool, conn);
+        return;
+    }
+    if (status < 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "no PostgreSQL connection: %.200s (%s)",
+                 err != NULL && err->message[0] ? err->message : fw_strerror(status),
+                 fw_err_name(status));
+        probe_end(srv, false, status == FW_ECLOSED ? NULL : why);
+        return;
+    }
+    srv->probe_conn = conn;
+    fw_query_t *q = NULL;
+    fw_error_t e;
+    memset(&e, 0, sizeof(e));
+    int rc = fw_query_new(&q);
+    if (rc == 0)
+        rc = fw_query_entity(q, srv->cfg.allow[0]);
+    if (rc == 0)
+        rc = fw_query_limit(q, 0);
+    if (rc == 0)
+        rc = fw_stream_start(conn, q, probe_rows, srv, &srv->probe_fs, &e);
+    fw_query_free(q);
+    if (rc < 0) {
+        srv->probe_fs = NULL;
+        char why[300];
+        snprintf(why, sizeof(why), "the readiness query could not start: %.200s (%s)",
+                 e.message[0] ? e.message : fw_strerror(rc), fw_err_name(rc));
+        probe_end(srv, false, why);
+    }
+}
+
+/* Ends the probe: its stream freed, its connection back to the pool, the verdict recorded
+ * (why NULL and !ok: no verdict, the probe was just stopped). */
+static void probe_end(gw_server_t *srv, bool ok, const char *why)
+{
+    if (srv->probe_fs != NULL) {
+        fw_stream_free(srv->probe_fs);
+        srv->probe_fs = NULL;
+    }
+    if (srv->probe_conn != NULL) {
+        if (srv->fwpool != NULL)
+            fw_pool_release(srv->fwpool, srv->probe_conn);
+        srv->probe_conn = NULL;
+    }
+    srv->probe_busy = false;
+    if (ok)
+        ready_ok(srv);
+    else if (why != NULL)
+        ready_fail(srv, why);
+    gw_pool_dispatch(srv); /* a stream may have waited for the probe's slot */
+    gw_maybe_finish_stop(srv);
+}
+
+void gw_pool_tick(gw_server_t *srv, uint64_t now)
+{
+    if (srv->fwpool == NULL || srv->pool_closed)
+        return;
+    if (srv->stopping || srv->draining) {
+        if (srv->probe_busy)
+            probe_end(srv, false, NULL);
+        return;
+    }
+    if (srv->probe_busy) {
+        if (gw_elapsed(now, srv->probe_ms) > PROBE_TIMEOUT_MS) {
+            char why[160];
+            snprintf(why, sizeof(why), "the readiness query took longer than %d ms",
+                     PROBE_TIMEOUT_MS);
+            probe_end(srv, false, why);
+        }
+        return;
+    }
+    /* a recent acquire or probe is proof enough; otherwise ask (also while failing: that is
+     * how the gateway finds out the servers are back) */
+    if (!srv->ready_failed && srv->ready_ok_ms != 0 &&
+        gw_elapsed(now, srv->ready_ok_ms) < PROBE_EVERY_MS)
+        return;
+    if (srv->probe_ms != 0 && gw_elapsed(now, srv->probe_ms) < PROBE_EVERY_MS)
+        return;
+    if (srv->pg_held + srv->pg_pending >= srv->cfg.pool_size) {
+        /* every connection is busy with a stream, or about to be: no room for a probe. A
+         * connection that broke would have failed its stream (and so this proof); while none
+         * did, the servers that hold them are answering. */
+        if (srv->pg_held > 0 && !srv->ready_failed)
+            ready_ok(srv);
+        return;
+    }
+    srv->probe_ms = now;
+    if (fw_pool_acquire(srv->fwpool, want_of(srv), on_probe_conn, srv) == 0)
+        srv->probe_busy = true;
+}
+
+static void on_pool_closed(fw_pool_t *pool, void *ud)
+{
+    (void)pool;
+    gw_server_t *srv = ud;
+    srv->fwpool = NULL;
+    gw_maybe_finish_stop(srv);
 }
 
 void gw_pool_close(gw_server_t *srv)
 {
+    if (srv->pool_closed)
+        return;
     srv->pool_closed = true;
-    for (uint32_t i = 0; i < srv->cfg.pool_size; i++) {
-        gw_pg_t *pg = &srv->pool[i];
-        if (pg->conn != NULL && pg->state != GW_PG_CLOSING) {
-            pg->state = GW_PG_CLOSING;
-            fw_conn_close(pg->conn, on_pg_closed, pg);
-        }
-    }
+    if (srv->probe_busy)
+        probe_end(srv, false, NULL);
+    if (srv->fwpool != NULL)
+        fw_pool_close(srv->fwpool, on_pool_closed, srv);
 }
 
 bool gw_pool_closed(const gw_server_t *srv)
 {
-    if (!srv->pool_closed)
-        return false;
-    for (uint32_t i = 0; i < srv->cfg.pool_size; i++)
-        if (srv->pool[i].state != GW_PG_EMPTY)
-            return false;
-    return true;
+    return srv->pool_closed && srv->fwpool == NULL;
 }
 
 /* ---- /metrics: the gateway's own lines, after the library's fraiseql_* text ---- */
@@ -218,6 +390,20 @@ static void gauge(gwbuf_t *b, const char *name, const char *help, uint64_t v)
 {
     metric(b, name, "gauge", help);
     gwbuf_printf(b, "%s %" PRIu64 "\n", name, v);
+}
+
+/* A label value as the exposition format wants it: backslash, double quote and newline
+ * escaped (a host name comes from the operator's --dsn, but is still not trusted to be tidy). */
+static void label_value(gwbuf_t *b, const char *v)
+{
+    for (; *v != '\0'; v++) {
+        if (*v == '\\' || *v == '"')
+            gwbuf_append(b, "\\", 1);
+        if (*v == '\n')
+            gwbuf_append(b, "\\n", 2);
+        else
+            gwbuf_append(b, v, 1);
+    }
 }
 
 void gw_streams_metrics(const gw_server_t *srv, gwbuf_t *b)
@@ -251,16 +437,11 @@ void gw_streams_metrics(const gw_server_t *srv, gwbuf_t *b)
         bp_clients += cl->bp_paused;
         ws += cl->mode == GW_CLIENT_WS;
     }
-    uint64_t pool[3] = {0};
-    for (uint32_t i = 0; i < srv->cfg.pool_size; i++) {
-        gw_pg_state_t ps = srv->pool[i].state;
-        if (ps == GW_PG_IDLE)
-            pool[0]++;
-        else if (ps == GW_PG_BUSY)
-            pool[1]++;
-        else if (ps == GW_PG_CONNECTING)
-            pool[2]++;
-    }
+    fw_pool_stats_t ps;
+    memset(&ps, 0, sizeof(ps));
+    if (srv->fwpool != NULL)
+        fw_pool_stats(srv->fwpool, &ps);
+    uint64_t pool[3] = {ps.idle, ps.in_use, ps.opening};
     gauge(b, "fraiseql_gateway_open_connections", "Open client connections (HTTP and WebSocket).",
           srv->nclients);
     gauge(b, "fraiseql_gateway_open_websockets", "Open WebSocket connections.", ws);
@@ -323,8 +504,31 @@ void gw_streams_metrics(const gw_server_t *srv, gwbuf_t *b)
                  "fraiseql_gateway_pool_connections{state=\"busy\"} %" PRIu64 "\n"
                  "fraiseql_gateway_pool_connections{state=\"connecting\"} %" PRIu64 "\n",
                  pool[0], pool[1], pool[2]);
-    counter(b, "fraiseql_gateway_pool_connects_total", "PostgreSQL connection attempts.",
-            c->pg_connects_total);
+    counter(b, "fraiseql_gateway_pool_connects_total",
+            "PostgreSQL connection attempts of the pool (fw_pool_stats: opened + failed).",
+            ps.opened + ps.connect_failures);
     counter(b, "fraiseql_gateway_pool_connect_failures_total",
-            "PostgreSQL connection attempts that failed.", c->pg_connect_failures_total);
+            "PostgreSQL connection attempts that failed.", ps.connect_failures);
+    counter(b, "fraiseql_gateway_pool_acquires_total", "Connections handed to streams.",
+            c->pg_acquires_total);
+    counter(b, "fraiseql_gateway_pool_acquire_failures_total",
+            "Acquires that failed (every server failing, or a timeout).",
+            c->pg_acquire_failures_total);
+    metric(b, "fraiseql_gateway_pool_host_up", "gauge",
+           "Per PostgreSQL host of --dsn: 1 when its circuit breaker is closed (it connected "
+           "last time, or was never tried), 0 while it is open or half-open.");
+    for (size_t i = 0; srv->fwpool != NULL; i++) {
+        fw_pool_host_t h;
+        if (fw_pool_host(srv->fwpool, i, &h) != 0)
+            break;
+        gwbuf_puts(b, "fraiseql_gateway_pool_host_up{host=\"");
+        label_value(b, h.host);
+        gwbuf_printf(b, ":%d\",role=\"%s\"} %d\n", h.port,
+                     h.role == FW_ROLE_PRIMARY   ? "primary"
+                     : h.role == FW_ROLE_STANDBY ? "standby"
+                                                 : "unknown",
+                     strcmp(h.breaker, "closed") == 0 ? 1 : 0);
+    }
+    char why[8];
+    gauge(b, "fraiseql_gateway_ready", "1 when /readyz answers 200.", gw_ready(srv, why, sizeof(why)));
 }

@@ -14,34 +14,32 @@ typedef struct gw_client_s gw_client_t;
 typedef struct gw_stream_s gw_stream_t;
 typedef struct gw_pg_s gw_pg_t;
 
-typedef enum gw_pg_state_e {
-    GW_PG_EMPTY = 0,
-    GW_PG_CONNECTING,
-    GW_PG_IDLE,
-    GW_PG_BUSY,
-    GW_PG_CLOSING
-} gw_pg_state_t;
-
+/* A PostgreSQL connection of fw_pool_t held by one stream (from the acquire to the release). */
 struct gw_pg_s {
     gw_server_t *srv;
     fw_conn_t *conn;
-    gw_pg_state_t state;
-    gw_stream_t *stream; /* BUSY: the stream using it */
 };
 
-int gw_pool_init(gw_server_t *srv);
-/* serve_stream.c */
-/* Closes every pooled connection (end of a graceful stop). */
+/* Creates the fw_pool_t of --dsn (nothing connects yet). Returns 0, or a negative fwire code
+ * with the reason in errbuf (a bad --dsn). */
+int gw_pool_init(gw_server_t *srv, char *errbuf, size_t errlen);
+/* Closes the pool (end of a graceful stop): connections still held close when released. */
 void gw_pool_close(gw_server_t *srv);
+/* The pool is gone (fw_pool_close's callback ran). */
 bool gw_pool_closed(const gw_server_t *srv);
+/* The readiness probe, from the tick timer. */
+void gw_pool_tick(gw_server_t *srv, uint64_t now);
+/* /readyz: whether PostgreSQL answered recently; else false and the reason in why. */
+bool gw_ready(const gw_server_t *srv, char *why, size_t len);
 /* Appends the gateway's metric lines. */
 void gw_streams_metrics(const gw_server_t *srv, gwbuf_t *b);
 bool gw_entity_allowed(const gw_server_t *srv, const char *entity);
-/* Hands idle connections to waiting streams, opening connections as needed. */
+/* Asks the pool for connections for the streams that wait and may take one. */
 void gw_pool_dispatch(gw_server_t *srv);
-/* A stream is done with its connection: idle again when `usable`, else closed. */
+/* A stream is done with its connection: back to the pool, which drains it first when its
+ * stream was cancelled and closes it when it broke (`usable`: what the stream saw). Frees pg. */
 void gw_pg_release(gw_pg_t *pg, bool usable);
-/* Closes a connection whatever its state; its slot reopens on demand. */
+/* The same for a connection found unusable before its stream started. */
 void gw_pg_discard(gw_pg_t *pg);
 
 #endif /* FWIRE_SERVE_POOL_H */

@@ -104,6 +104,7 @@ static void stream_free(gw_stream_t *s, int code)
         s->pg = NULL;
     }
     queue_remove(s);
+    s->client_at_end = s->client;
     client_unlink(s);
     if (s->sprev != NULL)
         s->sprev->snext = s->snext;
@@ -117,6 +118,10 @@ static void stream_free(gw_stream_t *s, int code)
     s->phase = GW_PHASE_DONE;
     s->qnext = srv->graveyard;
     srv->graveyard = s;
+    gw_client_t *c = s->client_at_end;
+    s->client_at_end = NULL;
+    if (c != NULL && srv->draining && !srv->stopping && c->nstreams == 0)
+        gw_drain_client_done(c);
     gw_pool_dispatch(srv);
     gw_maybe_finish_stop(srv);
 }
@@ -510,8 +515,6 @@ static void on_rows(fw_stream_t *fs, void *ud)
 void gw_stream_assign(gw_stream_t *s, gw_pg_t *pg)
 {
     queue_remove(s);
-    pg->state = GW_PG_BUSY;
-    pg->stream = s;
     s->pg = pg;
     s->phase = GW_PHASE_EXPLAIN;
     fw_error_t err;
@@ -520,11 +523,11 @@ void gw_stream_assign(gw_stream_t *s, gw_pg_t *pg)
     int rc = fw_stream_start(pg->conn, s->q, on_rows, s, &s->fs, &err);
     fw_query_explain(s->q, false);
     if (rc == FW_ESTATE || rc == FW_EBUSY) {
-        /* the connection went bad while idle (server restart, network): a new one */
+        /* the connection went bad while idle (server restart, network): back to the head of
+         * the queue, and the pool closes that one and hands out (or opens) another */
         gw_log(s->srv, "PostgreSQL connection unusable (%s), reconnecting", fw_err_name(rc));
         s->fs = NULL;
         s->pg = NULL;
-        gw_pg_discard(pg);
         s->phase = GW_PHASE_QUEUED;
         s->queued = true;
         s->qnext = s->srv->queue_head;
@@ -532,7 +535,8 @@ void gw_stream_assign(gw_stream_t *s, gw_pg_t *pg)
         if (s->srv->queue_tail == NULL)
             s->srv->queue_tail = s;
         s->srv->nqueued++;
-        return; /* the dispatch loop goes on */
+        gw_pg_discard(pg); /* dispatches again */
+        return;
     }
     if (rc < 0) {
         s->fs = NULL;
@@ -546,6 +550,15 @@ void gw_stream_request(gw_client_t *c, const gw_request_t *req)
     const gw_config_t *cfg = &srv->cfg;
     const char *limit = NULL;
     char msg[256];
+    if (srv->draining || srv->stopping) {
+        srv->c.streams_rejected_total++;
+        if (c->mode == GW_CLIENT_WS)
+            gw_send_error(c, req->request_id, NULL, "shutdown", NULL,
+                          "the server is shutting down");
+        else
+            gw_http_error(c, 503, "shutdown", NULL, "the server is shutting down");
+        return;
+    }
     if (c->mode == GW_CLIENT_WS && c->nstreams >= cfg->max_streams_per_connection)
         limit = "too many streams on this connection (--max-streams-per-connection)";
     else if (srv->nstreams >= cfg->max_concurrent_streams)

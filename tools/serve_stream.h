@@ -35,6 +35,7 @@ typedef enum gw_end_reason_e {
 struct gw_stream_s {
     gw_server_t *srv;
     gw_client_t *client;        /* NULL once the client is gone (the stream is being cancelled) */
+    gw_client_t *client_at_end; /* stream_free: its client, for the drain's check (transient) */
     gw_stream_t *cprev, *cnext; /* the client's streams */
     gw_stream_t *sprev, *snext; /* the server's registry */
     gw_stream_t *qnext;         /* the wait queue */

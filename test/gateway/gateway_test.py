@@ -3,7 +3,7 @@
 
     gateway_test.py FWIRE_BINARY GROUP
 
-GROUP is one of: protocol, bad_input, cancel, concurrency, backpressure, auth, shutdown,
+GROUP is one of: protocol, bad_input, cancel, concurrency, backpressure, auth, shutdown, drain,
 robustness, abuse (issue 20: floods, idle connections, pool fairness), strict (issue 20: HTTP and
 frame parsing), tls (issue 20: the gateway's own TLS). A third argument `wss` runs the group with
 every gateway on TLS (a CA generated with the openssl command) and every client on https/wss.
@@ -1132,10 +1132,27 @@ async def group_auth():
     # the command's one option parser (tools/cli.c): every bad option names itself, exit 1
     for args, needle in ((["--bogus"], b"'--bogus'"), (["-h"], b"'-h'"),
                          (["--pool-size"], b"--pool-size"), (["--batch-size", " 5"], b"batch-size"),
-                         (["--stream-budget", "1X"], b"stream-budget"), (["stray"], b"'stray'")):
+                         (["--stream-budget", "1X"], b"stream-budget"), (["stray"], b"'stray'"),
+                         # issue 15
+                         (["--drain-seconds", "-1"], b"--drain-seconds"),
+                         (["--drain-seconds", "86401"], b"--drain-seconds"),
+                         (["--read-from-primary", "yes"], b"'yes'"),
+                         (["--dsn", "host=a,b,c port=1,2"], b"invalid connection options"),
+                         (["--dsn", "host=a target_session_attrs=bogus"],
+                          b"invalid connection options")):
         r = subprocess.run([FWIRE, "serve", "--allow", "x"] + args, capture_output=True)
         ok(r.returncode == 1 and needle in r.stderr, "serve %r: exit 1 naming it" % args,
            repr((r.returncode, r.stderr[:200])))
+    bad_cfg = "/tmp/fwire-gw-test-bad-%d.conf" % os.getpid()
+    with open(bad_cfg, "w") as f:
+        f.write("allow = fixture\nread-from-primary = maybe\n")
+    try:
+        r = subprocess.run([FWIRE, "serve", "--config", bad_cfg], capture_output=True)
+        ok(r.returncode == 1 and b"--read-from-primary wants true or false" in r.stderr
+           and b"line 2" in r.stderr, "--config: read-from-primary = maybe refused, line named",
+           repr((r.returncode, r.stderr[:300])))
+    finally:
+        os.unlink(bad_cfg)
     r = subprocess.run([FWIRE, "serve", "-?"], capture_output=True)
     ok(r.returncode == 0 and b"usage: fwire serve" in r.stdout, "serve -?: the help, exit 0")
     cfg = "/tmp/fwire-gw-test-%d.conf" % os.getpid()
@@ -1907,6 +1924,160 @@ async def group_tls():
     ok(r.returncode == 1 and b"--tls-key" in r.stderr, "--tls-cert without --tls-key: refused")
 
 
+async def group_drain():
+    """SIGTERM with --drain-seconds (issue 15): /readyz 503 at once, new work refused, an idle
+    WebSocket closed with 1001, a running stream finishes with every row, then exit 0; and a
+    stream that would outlast the drain is cancelled at --drain-seconds."""
+    gw = Gateway("--drain-seconds", "10")
+    try:
+        st, _, _ = gw.get("/readyz")
+        deadline = time.monotonic() + 5 * SCALE
+        while st != 200 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            st, _, _ = gw.get("/readyz")
+        ok(st == 200, "drain: /readyz 200 before the signal", repr(st))
+        want = psql_rows("SELECT data FROM v_fixture_sleepy")
+        ws = await ws_connect(gw.ws)
+        idle = await ws_connect(gw.ws)
+        await ws.send(json.dumps({"type": "stream_query", "entity": "fixture_sleepy",
+                                  "request_id": "d1"}))
+        _, m = await recv_json(ws)
+        ok(m["type"] == "query_started", "drain: a slow stream runs (10 rows, 1 s)", repr(m))
+        sid = m["stream_id"]
+        t_sig = time.monotonic()
+        gw.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.05)
+        st, body, _ = gw.get("/readyz")
+        took = time.monotonic() - t_sig
+        ok(st == 503 and '"shutdown"' in body,
+           "drain: /readyz 503 shutdown %.0f ms after SIGTERM" % (took * 1000), repr((st, body)))
+        st, _, _ = gw.get("/healthz")
+        ok(st == 200, "drain: /healthz still 200 (alive)", repr(st))
+        st, body, _ = gw.get("/stream/fixture")
+        ok(st == 503 and '"shutdown"' in body, "drain: a new /stream is refused with 503 shutdown",
+           repr((st, body)))
+        try:
+            async with ws_connect(gw.ws) as w3:
+                res = ("accepted", w3)
+        except websockets.InvalidStatusCode as e:
+            res = ("refused", e.status_code)
+        except Exception as e:  # websockets >= 11 names it InvalidStatus
+            res = ("refused", getattr(getattr(e, "response", None), "status_code", repr(e)))
+        ok(res == ("refused", 503), "drain: a new WebSocket handshake gets 503", repr(res))
+        try:
+            await recv_json(idle, 5)
+            code = "message"
+        except websockets.ConnectionClosed as e:
+            code = e.code
+        ok(code == 1001, "drain: a WebSocket without streams is closed with 1001 at once",
+           repr(code))
+        await ws.send(json.dumps({"type": "stream_query", "entity": "fixture",
+                                  "request_id": "d2"}))
+        rows, end, refused = [], None, None
+        while end is None:
+            text, m = await recv_json(ws, 15)
+            if m["type"] == "query_error" and m.get("request_id") == "d2":
+                refused = m
+            elif m["type"] == "query_batch" and m["stream_id"] == sid:
+                rows.extend(raw_rows(text))
+            elif m["type"] in ("query_completed", "query_error", "query_cancelled"):
+                end = m
+        ok(refused is not None and refused["code"] == "shutdown",
+           "drain: a new stream_query on a running WebSocket gets query_error shutdown",
+           repr(refused))
+        ok(end["type"] == "query_completed" and rows == want,
+           "drain: the running stream completes with every row (%d)" % len(rows), repr(end))
+        try:
+            await recv_json(ws, 5)
+            code = "message"
+        except websockets.ConnectionClosed as e:
+            code = e.code
+        ok(code == 1001, "drain: its WebSocket is closed with 1001 after its last stream",
+           repr(code))
+        try:
+            rc = gw.proc.wait(timeout=10 * SCALE)
+        except subprocess.TimeoutExpired:
+            rc = "hung"
+        took = time.monotonic() - t_sig
+        ok(rc == 0 and took < 4 * SCALE,
+           "drain: exit 0 %.2f s after SIGTERM (once the stream ended, not at 10 s)" % took,
+           repr(rc))
+        gw.reader.join(timeout=5)
+        log = "".join(gw.errlog)
+        ok(not re.search(r"(AddressSanitizer|LeakSanitizer|runtime error:)", log),
+           "drain: sanitizers silent", log[-3000:])
+    finally:
+        if gw.proc.poll() is None:
+            gw.proc.kill()
+
+    # a paused stream outlasts the drain: cancelled at --drain-seconds with query_error
+    # shutdown, its backend idle, exit 0
+    gw = Gateway("--drain-seconds", "2")
+    try:
+        async with ws_connect(gw.ws) as ws:
+            await ws.send(json.dumps({"type": "stream_query", "entity": "bench_1m"}))
+            _, m = await recv_json(ws)
+            sid = m["stream_id"]
+            await ws.send(json.dumps({"type": "pause_query", "stream_id": sid}))
+            await asyncio.sleep(0.3)
+            t_sig = time.monotonic()
+            gw.proc.send_signal(signal.SIGTERM)
+            err, code, t_err = None, None, None
+            try:
+                while True:
+                    _, m = await recv_json(ws, 10)
+                    if m["type"] == "query_error":
+                        err, t_err = m, time.monotonic() - t_sig
+            except websockets.ConnectionClosed as e:
+                code = e.code
+            ok(err is not None and err["code"] == "shutdown" and 1.9 <= t_err <= 3.5 * SCALE,
+               "drain: a paused stream gets query_error shutdown at --drain-seconds 2 "
+               "(after %.2f s)" % (t_err or -1), repr(err))
+            ok(code == 1001, "drain: then close 1001", repr(code))
+        try:
+            rc = gw.proc.wait(timeout=10 * SCALE)
+        except subprocess.TimeoutExpired:
+            rc = "hung"
+        took = time.monotonic() - t_sig
+        ok(rc == 0 and took < 5 * SCALE, "drain: exit 0 %.2f s after SIGTERM" % took, repr(rc))
+        ok(await wait_backends_idle("v_bench_1m", 2.0), "drain: no query left running")
+        # a second signal during a drain stops at once (cancels instead of waiting)
+    finally:
+        if gw.proc.poll() is None:
+            gw.proc.kill()
+
+    gw = Gateway("--drain-seconds", "30")
+    try:
+        async with ws_connect(gw.ws) as ws:
+            await ws.send(json.dumps({"type": "stream_query", "entity": "bench_1m"}))
+            _, m = await recv_json(ws)
+            await ws.send(json.dumps({"type": "pause_query", "stream_id": m["stream_id"]}))
+            await asyncio.sleep(0.3)
+            t_sig = time.monotonic()
+            gw.proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            gw.proc.send_signal(signal.SIGINT)
+            err = None
+            try:
+                while True:
+                    _, m = await recv_json(ws, 10)
+                    if m["type"] == "query_error":
+                        err = m
+            except websockets.ConnectionClosed:
+                pass
+        try:
+            rc = gw.proc.wait(timeout=10 * SCALE)
+        except subprocess.TimeoutExpired:
+            rc = "hung"
+        took = time.monotonic() - t_sig
+        ok(rc == 0 and err is not None and err["code"] == "shutdown" and took < 3 * SCALE,
+           "drain: SIGINT during a drain stops at once (query_error shutdown, exit 0 after "
+           "%.2f s)" % took, repr((rc, err)))
+    finally:
+        if gw.proc.poll() is None:
+            gw.proc.kill()
+
+
 GROUPS = {
     "protocol": group_protocol,
     "bad_input": group_bad_input,
@@ -1919,6 +2090,7 @@ GROUPS = {
     "abuse": group_abuse,
     "strict": group_strict,
     "tls": group_tls,
+    "drain": group_drain,
 }
 
 if __name__ == "__main__":
