@@ -106,86 +106,6 @@ static void report_end(const report_t *r)
 
 /* ---- building backend messages ----------------------------------------------------------- */
 
-typedef struct bb_s {
-    uint8_t *p;
-    size_t len, cap;
-} bb_t;
-
-static void bb_bytes(bb_t *b, const void *d, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap == 0 ? 256 : b->cap;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *p = realloc(b->p, cap);
-        assert_non_null(p);
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n > 0 && d != NULL) /* d NULL: room only, the caller fills it */
-        memcpy(b->p + b->len, d, n);
-    b->len += n;
-}
-
-static void bb_u8(bb_t *b, uint8_t v)
-{
-    bb_bytes(b, &v, 1);
-}
-
-static void bb_u16(bb_t *b, uint16_t v)
-{
-    uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
-    bb_bytes(b, x, 2);
-}
-
-static void bb_u32(bb_t *b, uint32_t v)
-{
-    uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-    bb_bytes(b, x, 4);
-}
-
-static void bb_str(bb_t *b, const char *s)
-{
-    bb_bytes(b, s, strlen(s) + 1);
-}
-
-static void bb_free(bb_t *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
-}
-
-/* A message: type, then its length back-patched by msg_end. */
-static size_t msg_begin(bb_t *b, char type)
-{
-    bb_u8(b, (uint8_t)type);
-    size_t at = b->len;
-    bb_u32(b, 0);
-    return at;
-}
-
-static void msg_end(bb_t *b, size_t at)
-{
-    uint32_t n = (uint32_t)(b->len - at);
-    b->p[at] = (uint8_t)(n >> 24);
-    b->p[at + 1] = (uint8_t)(n >> 16);
-    b->p[at + 2] = (uint8_t)(n >> 8);
-    b->p[at + 3] = (uint8_t)n;
-}
-
-/* A message with the given body. */
-static void m_raw(bb_t *b, char type, const void *body, size_t n)
-{
-    size_t at = msg_begin(b, type);
-    bb_bytes(b, body, n);
-    msg_end(b, at);
-}
-
-static void m_empty(bb_t *b, char type)
-{
-    m_raw(b, type, NULL, 0);
-}
-
 #define OID_INT4  23u
 #define OID_TEXT  25u
 #define OID_JSON  114u
@@ -215,20 +135,6 @@ static void m_rowdesc(bb_t *b, const col_t *cols, size_t n)
 }
 
 static const col_t DATA_JSONB = {"data", OID_JSONB, 0};
-
-/* A one-column DataRow: the text, or SQL NULL for NULL. */
-static void m_row(bb_t *b, const char *json)
-{
-    size_t at = msg_begin(b, 'D');
-    bb_u16(b, 1);
-    if (json == NULL) {
-        bb_u32(b, 0xffffffff);
-    } else {
-        bb_u32(b, (uint32_t)strlen(json));
-        bb_bytes(b, json, strlen(json));
-    }
-    msg_end(b, at);
-}
 
 /* A DataRow of `nfields` fields, each the text "1". */
 static void m_row_fields(bb_t *b, uint16_t nfields)
@@ -260,18 +166,6 @@ static void m_row_sized(bb_t *b, size_t len)
     assert_int_equal(b->len - at, len);
 }
 
-static void m_complete(bb_t *b, const char *tag)
-{
-    size_t at = msg_begin(b, 'C');
-    bb_str(b, tag);
-    msg_end(b, at);
-}
-
-static void m_ready(bb_t *b)
-{
-    m_raw(b, 'Z', "I", 1);
-}
-
 /* ErrorResponse ('E') or NoticeResponse ('N'); NULL fields are left out. */
 static void m_error(bb_t *b, char type, const char *sev, const char *code, const char *msg,
                     const char *detail, const char *hint)
@@ -296,14 +190,6 @@ static void m_error(bb_t *b, char type, const char *sev, const char *code, const
     bb_u8(b, 'P');
     bb_str(b, "15");
     bb_u8(b, 0);
-    msg_end(b, at);
-}
-
-static void m_param(bb_t *b, const char *name, const char *value)
-{
-    size_t at = msg_begin(b, 'S');
-    bb_str(b, name);
-    bb_str(b, value);
     msg_end(b, at);
 }
 
