@@ -213,6 +213,15 @@ static fakepg_t *fake_v16(int i, const char *in_hot_standby, const char *default
     return f;
 }
 
+/* A server starting up: it answers the start-up with FATAL 57P03. */
+static void fake_starting_up(int i)
+{
+    fakepg_t *f = fake(i);
+    m_error(&g_startup[i], "FATAL", "57P03", "the database system is starting up");
+    f->startup_reply = g_startup[i].p;
+    f->startup_reply_len = g_startup[i].len;
+}
+
 static void fake_start(int i)
 {
     assert_int_equal(fakepg_start(&g_fake[i]), 0);
@@ -670,10 +679,7 @@ static void test_require_auth_refuses_a_trust_host_reached_by_failover(void **st
     (void)state;
     /* The first host is starting up (57P03: libpq tries the next host); the second is a
      * trust server. require_auth holds for it too (CVE-2018-10915: judged from scratch). */
-    fakepg_t *a = fake(0);
-    m_error(&g_startup[0], "FATAL", "57P03", "the database system is starting up");
-    a->startup_reply = g_startup[0].p;
-    a->startup_reply_len = g_startup[0].len;
+    fake_starting_up(0);
     fake_v16(1, "off", "off");
     fake_start(0);
     fake_start(1);
@@ -702,10 +708,7 @@ static void test_require_auth_refuses_a_trust_host_reached_by_failover(void **st
 
     /* When the last host fails with a server error too, its fields are the connect's. */
     for (int i = 0; i < 2; i++) {
-        fakepg_t *f = fake(i);
-        m_error(&g_startup[i], "FATAL", "57P03", "the database system is starting up");
-        f->startup_reply = g_startup[i].p;
-        f->startup_reply_len = g_startup[i].len;
+        fake_starting_up(i);
         fake_start(i);
     }
     h_connect("host=127.0.0.1,127.0.0.1 port=%d,%d user=u password=secretpw dbname=d "
