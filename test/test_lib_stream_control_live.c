@@ -166,6 +166,15 @@ static fw_stream_t *thr_start(sess_t *S, const fw_query_t *q)
     return s;
 }
 
+/* Threaded: starts a stream of the whole `view`. */
+static fw_stream_t *thr_start_view(sess_t *S, const char *view)
+{
+    fw_query_t *q = query(view);
+    fw_stream_t *s = thr_start(S, q);
+    fw_query_free(q);
+    return s;
+}
+
 /* Threaded: reads `s` into r until it ends (r->code) or r->rows reaches `limit` (0: none);
  * fails when no row comes for 30 s. Returns the last answer (FW_ROW at the limit). */
 static int thr_read(fw_stream_t *s, res_t *r, uint64_t limit)
@@ -245,9 +254,7 @@ static void test_a_paused_stream_holds_the_server_in_clientwrite_and_loses_nothi
     (void)state;
     sess_t S;
     sess_open(&S, true);
-    fw_query_t *q = query("v_bench_1m");
-    fw_stream_t *s = thr_start(&S, q);
-    fw_query_free(q);
+    fw_stream_t *s = thr_start_view(&S, "v_bench_1m");
     res_t r;
     res_init(&r);
     assert_int_equal(thr_read(s, &r, 300000), FW_ROW);
@@ -465,9 +472,7 @@ static void cancel_mid_stream(bool tls)
     assert_int_equal(fw_conn_info(S.conn, &info), 0);
     if (tls && (info.tls_version == NULL || strcmp(info.transport, "tcp") != 0))
         fail_msg("the TLS session is not TLS over TCP");
-    fw_query_t *q = query("v_bench_1m");
-    fw_stream_t *s = thr_start(&S, q);
-    fw_query_free(q);
+    fw_stream_t *s = thr_start_view(&S, "v_bench_1m");
     res_t r;
     res_init(&r);
     assert_int_equal(thr_read(s, &r, 200000), FW_ROW);
@@ -509,9 +514,7 @@ static void test_cancel_while_paused_twice_and_after_the_last_row(void **state)
     sess_t S;
     sess_open(&S, true);
     /* paused */
-    fw_query_t *q = query("v_bench_1m");
-    fw_stream_t *s = thr_start(&S, q);
-    fw_query_free(q);
+    fw_stream_t *s = thr_start_view(&S, "v_bench_1m");
     res_t r;
     res_init(&r);
     assert_int_equal(thr_read(s, &r, 50000), FW_ROW);
@@ -534,9 +537,7 @@ static void test_cancel_while_paused_twice_and_after_the_last_row(void **state)
 
     /* after the last row (the end not yet read), then after FW_END */
     for (int after_end = 0; after_end < 2; after_end++) {
-        q = query("v_fixture");
-        s = thr_start(&S, q);
-        fw_query_free(q);
+        s = thr_start_view(&S, "v_fixture");
         res_init(&r);
         assert_int_equal(thr_read(s, &r, 5), FW_ROW);
         if (after_end)
@@ -653,9 +654,7 @@ static void test_a_cancel_after_completion_still_drops_the_queued_rows(void **st
     (void)state;
     sess_t S;
     sess_open(&S, true);
-    fw_query_t *q = query("v_fixture");
-    fw_stream_t *s = thr_start(&S, q);
-    fw_query_free(q);
+    fw_stream_t *s = thr_start_view(&S, "v_fixture");
     fw_stream_stats_t st;
     uint64_t t0 = uv_hrtime();
     do {
@@ -691,9 +690,7 @@ static void test_a_cancel_racing_completion_never_hits_the_next_query(void **sta
     int ended = 0, cancelled = 0;
     for (int i = 0; i < 50; i++) {
         uint64_t at = i < 2 ? (uint64_t)(i * 1001) : xorshift(&rnd) % 1002;
-        fw_query_t *q = query("v_bench_1k");
-        fw_stream_t *s = thr_start(&S, q);
-        fw_query_free(q);
+        fw_stream_t *s = thr_start_view(&S, "v_bench_1k");
         res_t r;
         res_init(&r);
         int rc = at == 0 ? FW_ROW : thr_read(s, &r, at > 1000 ? 0 : at);
@@ -716,7 +713,7 @@ static void test_a_cancel_racing_completion_never_hits_the_next_query(void **sta
         cancelled += rc == FW_ECANCELED;
         fw_stream_free(s);
         /* at once: fw_stream_cancel returned, so the cancel is complete */
-        q = query("v_fixture");
+        fw_query_t *q = query("v_fixture");
         s = NULL;
         fw_error_t err;
         rc = fw_stream_start(S.conn, q, NULL, NULL, &s, &err);
@@ -742,9 +739,7 @@ static void test_freeing_a_running_stream_frees_the_connection_within_a_second(v
     sess_t S;
     sess_open(&S, true);
     for (int paused = 0; paused < 2; paused++) {
-        fw_query_t *q = query("v_bench_1m");
-        fw_stream_t *s = thr_start(&S, q);
-        fw_query_free(q);
+        fw_stream_t *s = thr_start_view(&S, "v_bench_1m");
         res_t r;
         res_init(&r);
         assert_int_equal(thr_read(s, &r, 100000), FW_ROW);
@@ -752,7 +747,7 @@ static void test_freeing_a_running_stream_frees_the_connection_within_a_second(v
             assert_int_equal(fw_stream_pause(s), 0);
         uint64_t t0 = uv_hrtime();
         fw_stream_free(s);
-        q = query("v_fixture");
+        fw_query_t *q = query("v_fixture");
         int rc, busy = 0;
         fw_error_t err;
         while ((rc = fw_stream_start(S.conn, q, NULL, NULL, &s, &err)) == FW_EBUSY) {
