@@ -182,15 +182,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-    local d=$1
-    if [[ ! -e $d ]]; then return 0; fi
-    [[ -d $d ]] || die "$d is not a directory"
-    set_paths "$(cd "$d" && pwd -P)"
-    # Only ever delete a directory this script created: guard against 'stop /'.
-    if [[ ! -e $marker ]]; then
-        if [[ -z $(ls -A "$dir") ]]; then rmdir "$dir"; return 0; fi
-        die "$dir was not created by pgcluster.sh (no $marker); not touching it"
-    fi
+    dir_to_stop "$1" set_paths || return 0
     bindir=$(find_bindir)
     if [[ -f $datadir/postmaster.pid ]]; then stop_server; fi
     rm -rf "$dir"

@@ -510,6 +510,23 @@ finish_start() {
     cat "$envfile"
 }
 
+# dir_to_stop D SETTER: the checks of a stop. Returns 1 (nothing to do) when D does not exist,
+# or is an empty directory without the marker (it is removed); dies when D is not a directory,
+# or holds files this script did not create; else runs SETTER (the caller's set_paths or
+# set_dir) on D's real path and returns 0.
+dir_to_stop() {
+    local d=$1 setter=$2
+    if [[ ! -e $d ]]; then return 1; fi
+    [[ -d $d ]] || die "$d is not a directory"
+    "$setter" "$(cd "$d" && pwd -P)"
+    # Only ever delete a directory this script created: guard against 'stop /'.
+    if [[ ! -e $marker ]]; then
+        # (called as `dir_to_stop ... || return 0`, where set -e is off: a failed rmdir exits)
+        if [[ -z $(ls -A "$dir") ]]; then rmdir "$dir" || exit; return 1; fi
+        die "$dir was not created by $fw_prog (no $marker); not touching it"
+    fi
+}
+
 # --- cache ---------------------------------------------------------------------------
 # cache_save CACHE PREFIX KEY: save the stopped server (datadir, certdir) as
 # CACHE/PREFIX-KEY. Written under a temporary name and renamed at the very end, so a run

@@ -474,15 +474,7 @@ cmd_start() {
 
 # --- other commands --------------------------------------------------------------------
 cmd_stop() {
-    local d=$1
-    if [[ ! -e $d ]]; then return 0; fi
-    [[ -d $d ]] || die "$d is not a directory"
-    set_dir "$(cd "$d" && pwd -P)"
-    # Only ever delete a directory this script created: guard against 'stop /'.
-    if [[ ! -e $marker ]]; then
-        if [[ -z $(ls -A "$dir") ]]; then rmdir "$dir"; return 0; fi
-        die "$dir was not created by pgrepl.sh (no $marker); not touching it"
-    fi
+    dir_to_stop "$1" set_dir || return 0
     if [[ -s $dir/bindir ]]; then bindir=$(<"$dir/bindir"); else bindir=$(find_bindir); fi
     # All nodes at once, immediate: the data is deleted next, so a shutdown checkpoint
     # would be wasted work (a test's teardown should be quick).
