@@ -317,6 +317,13 @@ static h_t *h_init(void)
     return h;
 }
 
+/* The fake server answers the (first) query with r. */
+static void h_reply(h_t *h, const bb_t *r)
+{
+    h->f.query_reply = r->p;
+    h->f.query_reply_len = r->len;
+}
+
 static void sample_stats(h_t *h);
 
 /* Also samples the stream's counters between callbacks (a skipped row calls none). */
@@ -627,8 +634,7 @@ static void test_rows_arrive_and_the_connection_runs_the_next_query(void **state
     bb_t r1 = {0}, r2 = {0};
     reply_rows(&r1, THREE, 3);
     reply_rows(&r2, ONE_ROW, 1);
-    h->f.query_reply = r1.p;
-    h->f.query_reply_len = r1.len;
+    h_reply(h, &r1);
     h->f.query_reply2 = r2.p;
     h->f.query_reply2_len = r2.len;
     h_connect(h);
@@ -673,8 +679,7 @@ static void test_a_second_query_is_refused_while_one_runs(void **state)
     bb_t r = {0};
     reply_head(&r);
     m_row(&r, "[1]"); /* and then silence */
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h_connect(h);
     fw_query_t *q = query();
     fw_error_t err;
@@ -698,8 +703,7 @@ static void test_rows_arrive_when_the_reply_comes_byte_by_byte(void **state)
     bb_t r1 = {0}, r2 = {0};
     reply_rows(&r1, THREE, 3);
     reply_rows(&r2, ONE_ROW, 1);
-    h->f.query_reply = r1.p;
-    h->f.query_reply_len = r1.len;
+    h_reply(h, &r1);
     h->f.query_split = 1;
     h->f.query_split_delay_ms = 1;
     h->f.query_reply2 = r2.p;
@@ -755,8 +759,7 @@ static void test_a_json_column_streams_like_jsonb(void **state)
     m_row(&r, "");
     m_complete(&r, "SELECT 2");
     m_ready(&r);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h_connect(h);
     assert_int_equal(h_run(h), FW_END);
     static const char *const want[] = {"{ \"spaces\" :  [1, 2] }", ""};
@@ -786,8 +789,7 @@ static void test_notices_parameter_changes_and_notifications_mid_stream_change_n
     m_complete(&r, "SELECT 3");
     m_notify(&r, 43, "chan2", "after");
     m_ready(&r);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h_connect(h);
     assert_int_equal(h_run(h), FW_END);
     static const char *const want[] = {"[1]", "[2]", "[3]"};
@@ -827,8 +829,7 @@ static void test_only_a_parameter_status_changes_the_role_mid_stream(void **stat
     m_row(&r2, "[2]");
     m_complete(&r2, "SELECT 1");
     m_ready(&r2);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->f.query_reply2 = r2.p;
     h->f.query_reply2_len = r2.len;
     h_connect(h);
@@ -893,8 +894,7 @@ static void test_a_result_that_is_not_one_json_column_fails_with_eschema(void **
         }
         m_ready(&r);
         reply_rows(&r2, ONE_ROW, 1);
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len;
+        h_reply(h, &r);
         h->f.query_reply2 = r2.p;
         h->f.query_reply2_len = r2.len;
         h_connect(h);
@@ -963,8 +963,7 @@ test_a_malformed_datarow_fails_after_the_rows_before_and_breaks_the_connection(v
         m_row(&r, "[3]");
         m_complete(&r, "SELECT 3");
         m_ready(&r);
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len;
+        h_reply(h, &r);
         h_connect(h);
         int rc = h_run(h);
         CHECK(&rep, rc == cases[i].code, "%s: %s instead of %s (%s)", cases[i].what, code_name(rc),
@@ -989,8 +988,7 @@ test_a_malformed_datarow_fails_after_the_rows_before_and_breaks_the_connection(v
     m_row(&r, "[1]");
     static const uint8_t short_row[] = {'D', 0, 0, 0, 3, 0, 0, 0, 0};
     bb_bytes(&r, short_row, sizeof(short_row));
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h_connect(h);
     int rc = h_run(h);
     CHECK(&rep, rc == FW_EPROTO_SHORT, "length 3: %s", code_name(rc));
@@ -1020,8 +1018,7 @@ static void run_limit_case(report_t *rep, const char *what, size_t max_message, 
     m_complete(&r, "SELECT 4");
     m_ready(&r);
     reply_rows(&r2, ONE_ROW, 1);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->f.query_split = 64 * KIB;
     h->f.query_split_delay_ms = 1;
     h->f.query_reply2 = r2.p;
@@ -1149,8 +1146,7 @@ test_an_error_mid_stream_carries_every_field_and_the_connection_stays_usable(voi
                 "line1\nline2", "raise statement_timeout");
         m_ready(&r);
         reply_rows(&r2, ONE_ROW, 1);
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len;
+        h_reply(h, &r);
         h->f.query_reply2 = r2.p;
         h->f.query_reply2_len = r2.len;
         h_connect(h);
@@ -1198,8 +1194,7 @@ static void test_a_fatal_error_then_close_reports_the_fatal_and_breaks_the_conne
     m_row(&r, "[1]");
     m_error(&r, 'E', "FATAL", "57P01", "terminating connection due to administrator command", NULL,
             NULL);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->f.query_close = true;
     h_connect(h);
     assert_int_equal(h_run(h), FW_ESERVER);
@@ -1239,8 +1234,7 @@ static void test_eof_inside_or_between_messages_fails_with_eclosed_and_no_partia
         m_row(&r, "[1]");
         m_row(&r, "[2]");
         bb_bytes(&r, cases[i].tail, cases[i].len);
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len;
+        h_reply(h, &r);
         h->f.query_close = true;
         h_connect(h);
         int rc = h_run(h);
@@ -1284,8 +1278,7 @@ static void test_an_impossible_row_length_closes_at_once_without_a_cancel(void *
         uint8_t hdr[5] = {'D', lengths[i][0], lengths[i][1], lengths[i][2], lengths[i][3]};
         bb_bytes(&r, hdr, sizeof(hdr));
         bb_bytes(&r, (const uint8_t *)"[3]", 3);
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len; /* then silent, the socket open */
+        h_reply(h, &r); /* then silent, the socket open */
         h_connect(h);
         uint64_t t0 = uv_hrtime();
         int rc = h_run(h);
@@ -1410,8 +1403,7 @@ static void test_a_message_out_of_place_is_a_protocol_error(void **state)
                 fail_msg("bad script letter %c", *c);
             }
         }
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len;
+        h_reply(h, &r);
         h->max_message = cases[i].max_message;
         h_connect(h);
         int rc = h_run(h);
@@ -1444,8 +1436,7 @@ static void test_a_silent_server_never_hangs_a_consumer_that_leaves(void **state
         reply_head(&r);
         m_row(&r, "[1]");
         m_row(&r, "[2]"); /* and no CommandComplete, ever */
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len;
+        h_reply(h, &r);
         h->drain_in_cb = way != CLOSE_THEN_READ;
         h->free_in_cb = way == FREE_IN_CALLBACK;
         h_connect(h);
@@ -1558,8 +1549,7 @@ static void test_the_client_sends_the_extended_protocol_and_the_timeout_preamble
     m_complete(&r, "SELECT 1");
     m_ready(&r);
     reply_rows(&r2, ONE_ROW, 1);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->f.query_reply2 = r2.p;
     h->f.query_reply2_len = r2.len;
     h_connect(h);
@@ -1642,8 +1632,7 @@ static void test_rows_before_a_protocol_error_reach_a_consumer_whose_queue_is_fu
     m_complete(&r, "SELECT 260");
     m_ready(&r);
     assert_true(r.len < 16 * KIB); /* one read */
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->drain_in_cb = false; /* drains later (allowed: fwire.h, fw_rows_ready_cb) */
     h_connect(h);
     fw_query_t *q = query();
@@ -1707,8 +1696,7 @@ static void test_freeing_a_stream_gives_back_its_taken_chunks_and_frees_the_conn
     bb_t r = {0}, r2 = {0};
     reply_wide_rows(&r);
     reply_rows(&r2, ONE_ROW, 1);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->f.query_reply2 = r2.p;
     h->f.query_reply2_len = r2.len;
     h->f.accept_cancels = true;
@@ -1770,8 +1758,7 @@ static void test_a_held_chunk_does_not_stall_a_stream_with_the_smallest_budget(v
     h_t *h = h_init();
     bb_t r = {0};
     reply_wide_rows(&r);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->hold_chunks = 1;
     h_connect(h);
     fw_query_t *q = query();
