@@ -188,11 +188,6 @@ cmd_stop() {
     rm -rf "$dir"
 }
 
-cmd_env() {
-    [[ -f $1/env ]] || die "no env file in $1 (is a cluster started there?)"
-    cat "$1/env"
-}
-
 cmd_status() {
     [[ -d $1 ]] || return 1
     set_paths "$(cd "$1" && pwd -P)"

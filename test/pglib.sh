@@ -527,6 +527,12 @@ dir_to_stop() {
     fi
 }
 
+# The env command of both scripts: DIR/env as the start wrote it.
+cmd_env() {
+    [[ -f $1/env ]] || die "no env file in $1 (is a cluster started there?)"
+    cat "$1/env"
+}
+
 # --- cache ---------------------------------------------------------------------------
 # cache_save CACHE PREFIX KEY: save the stopped server (datadir, certdir) as
 # CACHE/PREFIX-KEY. Written under a temporary name and renamed at the very end, so a run
