@@ -20,6 +20,9 @@
  * With `conns` > 1 (not with the cancel options), the script runs again for each of that
  * many connections, one after another (a host that a client tries twice).
  * With nothing scripted, the server accepts, records what the client sends and never answers.
+ *
+ * At the end: bb_t, a growable buffer to build the scripted replies in, with the backend
+ * messages the fake-server tests share (msg_begin/msg_end frame any other).
  */
 #ifndef FW_TEST_FAKEPG_H
 #define FW_TEST_FAKEPG_H
@@ -28,14 +31,19 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 /* One piece of a scripted reply: sent after a pause of delay_ms. */
 typedef struct fakepg_piece_s {
@@ -501,6 +509,125 @@ static inline bool fakepg_client_sent(const fakepg_t *f, uint8_t type)
         off += 1 + n;
     }
     return false;
+}
+
+/* ---- building the replies: backend messages in a growable buffer ------------------------------
+ */
+
+typedef struct bb_s {
+    uint8_t *p;
+    size_t len, cap;
+} bb_t;
+
+static inline void bb_bytes(bb_t *b, const void *d, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap == 0 ? 256 : b->cap;
+        while (cap < b->len + n)
+            cap *= 2;
+        uint8_t *p = realloc(b->p, cap);
+        assert_non_null(p);
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n > 0 && d != NULL) /* d NULL: room only, the caller fills it */
+        memcpy(b->p + b->len, d, n);
+    b->len += n;
+}
+
+static inline void bb_u8(bb_t *b, uint8_t v)
+{
+    bb_bytes(b, &v, 1);
+}
+
+static inline void bb_u16(bb_t *b, uint16_t v)
+{
+    uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    bb_bytes(b, x, 2);
+}
+
+static inline void bb_u32(bb_t *b, uint32_t v)
+{
+    uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    bb_bytes(b, x, 4);
+}
+
+static inline void bb_str(bb_t *b, const char *s)
+{
+    bb_bytes(b, s, strlen(s) + 1);
+}
+
+/* Frees the buffer and empties it for reuse. */
+static inline void bb_free(bb_t *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+/* A message: type, then its length back-patched by msg_end. */
+static inline size_t msg_begin(bb_t *b, char type)
+{
+    bb_u8(b, (uint8_t)type);
+    size_t at = b->len;
+    bb_u32(b, 0);
+    return at;
+}
+
+static inline void msg_end(bb_t *b, size_t at)
+{
+    uint32_t n = (uint32_t)(b->len - at);
+    b->p[at] = (uint8_t)(n >> 24);
+    b->p[at + 1] = (uint8_t)(n >> 16);
+    b->p[at + 2] = (uint8_t)(n >> 8);
+    b->p[at + 3] = (uint8_t)n;
+}
+
+/* A message with the given body. */
+static inline void m_raw(bb_t *b, char type, const void *body, size_t n)
+{
+    size_t at = msg_begin(b, type);
+    bb_bytes(b, body, n);
+    msg_end(b, at);
+}
+
+static inline void m_empty(bb_t *b, char type)
+{
+    m_raw(b, type, NULL, 0);
+}
+
+/* A one-column DataRow: the text, or SQL NULL for NULL. */
+static inline void m_row(bb_t *b, const char *v)
+{
+    size_t at = msg_begin(b, 'D');
+    bb_u16(b, 1);
+    if (v == NULL) {
+        bb_u32(b, 0xffffffff);
+    } else {
+        bb_u32(b, (uint32_t)strlen(v));
+        bb_bytes(b, v, strlen(v));
+    }
+    msg_end(b, at);
+}
+
+static inline void m_complete(bb_t *b, const char *tag)
+{
+    size_t at = msg_begin(b, 'C');
+    bb_str(b, tag);
+    msg_end(b, at);
+}
+
+/* ReadyForQuery, idle. */
+static inline void m_ready(bb_t *b)
+{
+    m_raw(b, 'Z', "I", 1);
+}
+
+static inline void m_param(bb_t *b, const char *name, const char *value)
+{
+    size_t at = msg_begin(b, 'S');
+    bb_str(b, name);
+    bb_str(b, value);
+    msg_end(b, at);
 }
 
 #endif

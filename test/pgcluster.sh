@@ -139,20 +139,7 @@ cmd_start() {
 
     mkdir -p "$1"
     set_paths "$(cd "$1" && pwd -P)"
-    if [[ -n $(ls -A "$dir") ]]; then
-        die "$dir is not empty; use a new directory, or 'pgcluster.sh stop $dir' first"
-    fi
-    : >"$marker"
-    # The server account must reach DIR; a DIR under /root (0700) would not work.
-    if ! as_server test -x "$dir"; then
-        die "$dir is not reachable by the server account '$srv_user' (its parents need o+x); use a directory under /tmp"
-    fi
-    # Unix socket paths are limited to 107 bytes.
-    local sockpath="$sockdir/.s.PGSQL.60000"
-    ((${#sockpath} <= 107)) || die "socket path too long (${#sockpath} > 107 bytes): use a shorter DIR"
-
-    host6=
-    if have_ipv6_loopback; then host6=::1; fi
+    claim_dir "$sockdir"
 
     mkdir -m 0700 "$sockdir"
     give_to_server "$sockdir"
@@ -166,26 +153,14 @@ cmd_start() {
     fi
 
     if [[ -n $cache_entry && -f $cache_entry/complete ]]; then
-        phase_begin restore
-        cache_restore "$cache_entry" || die "could not copy the cached cluster from $cache_entry"
-        phase_end
-        phase_begin start
-        start_server
-        phase_end
+        restore_and_start "$cache_entry" cluster
     else
         phase_begin certs
         make_certs "$certdir"
         phase_end
 
         phase_begin initdb
-        install -d -m 0700 "$datadir"
-        give_to_server "$datadir"
-        touch "$dir/initdb.log"
-        give_to_server "$dir/initdb.log"
-        as_server "$bindir/initdb" -D "$datadir" -U "$ADMIN" --auth=trust --encoding=UTF8 \
-            --locale=C --no-sync --no-instructions >"$dir/initdb.log" 2>&1 ||
-            die "initdb failed"
-        rm -f "$dir/initdb.log"
+        init_datadir
         write_static_conf
         write_hba
         phase_end
@@ -200,50 +175,17 @@ cmd_start() {
 
         load_data "$fixtures_sql" "$bench_sql"
 
-        if [[ -n $cache_entry ]]; then
-            phase_begin cache-save
-            # Snapshot only a cleanly stopped cluster (a copy of a running one is a crash
-            # image, and a crash empties the UNLOGGED bench tables).
-            if as_server "$bindir/pg_ctl" stop -D "$datadir" -m fast -w -t 60 -s >/dev/null 2>&1; then
-                server_started=0
-                cache_save "$FW_PG_CACHE_DIR" pg15 "$key" || warn "could not write the cache in $FW_PG_CACHE_DIR"
-                phase_end
-                phase_begin restart
-                start_server
-            else
-                warn "fast stop failed; not caching this cluster"
-            fi
-            phase_end
-        fi
+        if [[ -n $cache_entry ]]; then save_and_restart pg15 "$key" start_server; fi
     fi
 
-    write_env
-    phase_name=total
-    phase_t0=$t_all
-    phase_end
-    start_ok=1
-    trap - EXIT INT TERM
-    cat "$envfile"
+    finish_start "$t_all"
 }
 
 cmd_stop() {
-    local d=$1
-    if [[ ! -e $d ]]; then return 0; fi
-    [[ -d $d ]] || die "$d is not a directory"
-    set_paths "$(cd "$d" && pwd -P)"
-    # Only ever delete a directory this script created: guard against 'stop /'.
-    if [[ ! -e $marker ]]; then
-        if [[ -z $(ls -A "$dir") ]]; then rmdir "$dir"; return 0; fi
-        die "$dir was not created by pgcluster.sh (no $marker); not touching it"
-    fi
+    dir_to_stop "$1" set_paths || return 0
     bindir=$(find_bindir)
     if [[ -f $datadir/postmaster.pid ]]; then stop_server; fi
     rm -rf "$dir"
-}
-
-cmd_env() {
-    [[ -f $1/env ]] || die "no env file in $1 (is a cluster started there?)"
-    cat "$1/env"
 }
 
 cmd_status() {

@@ -18,6 +18,8 @@
 #   pgport        set by start_server / start_server_on; read by admin_psql
 #   repo_root     the checkout (load_data names its files relative to it)
 #   server_started  set to 1 by start_server_on (the caller's cleanup reads it)
+#   dir, marker, envfile   a start's directory, its marker file, its env file (claim_dir,
+#                 finish_start); start_ok, the caller's on_start_exit trap reads it
 # and two optional hooks: hba_extra (more pg_hba.conf lines, placed before the final rejects)
 # and runtime_conf_extra (a function whose output is appended to fwire_runtime.conf).
 
@@ -431,6 +433,104 @@ BEGIN
 END
 $$;
 EOF
+}
+
+# --- the steps of a start ----------------------------------------------------------------
+# claim_dir SOCKDIR: the checks of a start in its new directory $dir (and $marker, both set by
+# the caller) before anything but the marker is written there; sets host6. SOCKDIR is the
+# (first) server's socket directory, whose socket path must fit.
+claim_dir() {
+    if [[ -n $(ls -A "$dir") ]]; then
+        die "$dir is not empty; use a new directory, or '$fw_prog stop $dir' first"
+    fi
+    : >"$marker"
+    # The server account must reach DIR; a DIR under /root (0700) would not work.
+    if ! as_server test -x "$dir"; then
+        die "$dir is not reachable by the server account '$srv_user' (its parents need o+x); use a directory under /tmp"
+    fi
+    # Unix socket paths are limited to 107 bytes.
+    local sockpath="$1/.s.PGSQL.60000"
+    ((${#sockpath} <= 107)) || die "socket path too long (${#sockpath} > 107 bytes): use a shorter DIR"
+    host6=
+    if have_ipv6_loopback; then host6=::1; fi
+}
+
+# init_datadir: initdb a new $datadir (superuser $ADMIN, trust, UTF8, locale C).
+init_datadir() {
+    install -d -m 0700 "$datadir"
+    give_to_server "$datadir"
+    touch "$dir/initdb.log"
+    give_to_server "$dir/initdb.log"
+    as_server "$bindir/initdb" -D "$datadir" -U "$ADMIN" --auth=trust --encoding=UTF8 \
+        --locale=C --no-sync --no-instructions >"$dir/initdb.log" 2>&1 ||
+        die "initdb failed"
+    rm -f "$dir/initdb.log"
+}
+
+# restore_and_start ENTRY WHAT: the phases restore (the cached server ENTRY, WHAT in the error)
+# and start.
+restore_and_start() {
+    phase_begin restore
+    cache_restore "$1" || die "could not copy the cached $2 from $1"
+    phase_end
+    phase_begin start
+    start_server
+    phase_end
+}
+
+# save_and_restart PREFIX KEY COMMAND...: the phases cache-save (the server stopped, saved in
+# $FW_PG_CACHE_DIR as PREFIX-KEY) and restart (COMMAND).
+save_and_restart() {
+    local prefix=$1 key=$2
+    shift 2
+    phase_begin cache-save
+    # Snapshot only a cleanly stopped server (a copy of a running one is a crash image, and a
+    # crash empties the UNLOGGED bench tables).
+    if as_server "$bindir/pg_ctl" stop -D "$datadir" -m fast -w -t 60 -s >/dev/null 2>&1; then
+        server_started=0
+        cache_save "$FW_PG_CACHE_DIR" "$prefix" "$key" || warn "could not write the cache in $FW_PG_CACHE_DIR"
+        phase_end
+        phase_begin restart
+        "$@"
+    else
+        warn "fast stop failed; not caching this cluster"
+    fi
+    phase_end
+}
+
+# finish_start T0: the end of a successful start begun at T0 (EPOCHREALTIME): writes the env
+# file (the caller's write_env), times the whole, disarms the start's traps, prints the env.
+finish_start() {
+    write_env
+    phase_name=total
+    phase_t0=$1
+    phase_end
+    start_ok=1
+    trap - EXIT INT TERM
+    cat "$envfile"
+}
+
+# dir_to_stop D SETTER: the checks of a stop. Returns 1 (nothing to do) when D does not exist,
+# or is an empty directory without the marker (it is removed); dies when D is not a directory,
+# or holds files this script did not create; else runs SETTER (the caller's set_paths or
+# set_dir) on D's real path and returns 0.
+dir_to_stop() {
+    local d=$1 setter=$2
+    if [[ ! -e $d ]]; then return 1; fi
+    [[ -d $d ]] || die "$d is not a directory"
+    "$setter" "$(cd "$d" && pwd -P)"
+    # Only ever delete a directory this script created: guard against 'stop /'.
+    if [[ ! -e $marker ]]; then
+        # (called as `dir_to_stop ... || return 0`, where set -e is off: a failed rmdir exits)
+        if [[ -z $(ls -A "$dir") ]]; then rmdir "$dir" || exit; return 1; fi
+        die "$dir was not created by $fw_prog (no $marker); not touching it"
+    fi
+}
+
+# The env command of both scripts: DIR/env as the start wrote it.
+cmd_env() {
+    [[ -f $1/env ]] || die "no env file in $1 (is a cluster started there?)"
+    cat "$1/env"
 }
 
 # --- cache ---------------------------------------------------------------------------

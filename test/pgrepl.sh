@@ -391,12 +391,7 @@ make_primary() {
     fi
 
     if [[ -n $cache_entry && -f $cache_entry/complete ]]; then
-        phase_begin restore
-        cache_restore "$cache_entry" || die "could not copy the cached primary from $cache_entry"
-        phase_end
-        phase_begin start
-        start_server
-        phase_end
+        restore_and_start "$cache_entry" primary
         printf '%s\n' "$pgport" >"$ndir/port"
         return 0
     fi
@@ -408,14 +403,7 @@ make_primary() {
     phase_end
 
     phase_begin initdb
-    install -d -m 0700 "$datadir"
-    give_to_server "$datadir"
-    touch "$dir/initdb.log"
-    give_to_server "$dir/initdb.log"
-    as_server "$bindir/initdb" -D "$datadir" -U "$ADMIN" --auth=trust --encoding=UTF8 \
-        --locale=C --no-sync --no-instructions >"$dir/initdb.log" 2>&1 ||
-        die "initdb failed"
-    rm -f "$dir/initdb.log"
+    init_datadir
     write_static_conf
     write_repl_conf
     write_hba
@@ -433,19 +421,7 @@ make_primary() {
 
     load_data "$fixtures_sql"
 
-    if [[ -n $cache_entry ]]; then
-        phase_begin cache-save
-        # Snapshot only a cleanly stopped server (a copy of a running one is a crash image).
-        if as_server "$bindir/pg_ctl" stop -D "$datadir" -m fast -w -t 60 -s >/dev/null 2>&1; then
-            cache_save "$FW_PG_CACHE_DIR" repl15 "$key" || warn "could not write the cache in $FW_PG_CACHE_DIR"
-            phase_end
-            phase_begin restart
-            start_node_on_port
-        else
-            warn "fast stop failed; not caching this cluster"
-        fi
-        phase_end
-    fi
+    if [[ -n $cache_entry ]]; then save_and_restart repl15 "$key" start_node_on_port; fi
 }
 
 cmd_start() {
@@ -457,18 +433,7 @@ cmd_start() {
 
     mkdir -p "$1"
     set_dir "$(cd "$1" && pwd -P)"
-    if [[ -n $(ls -A "$dir") ]]; then
-        die "$dir is not empty; use a new directory, or 'pgrepl.sh stop $dir' first"
-    fi
-    : >"$marker"
-    if ! as_server test -x "$dir"; then
-        die "$dir is not reachable by the server account '$srv_user' (its parents need o+x); use a directory under /tmp"
-    fi
-    # Unix socket paths are limited to 107 bytes.
-    local sockpath="$dir/n0/sock/.s.PGSQL.60000"
-    ((${#sockpath} <= 107)) || die "socket path too long (${#sockpath} > 107 bytes): use a shorter DIR"
-    host6=
-    if have_ipv6_loopback; then host6=::1; fi
+    claim_dir "$dir/n0/sock"
     printf '0\n' >"$primary_file"
     printf '%s\n' "$bindir" >"$dir/bindir"
 
@@ -504,26 +469,12 @@ cmd_start() {
     done
     phase_end
 
-    write_env
-    phase_name=total
-    phase_t0=$t_all
-    phase_end
-    start_ok=1
-    trap - EXIT INT TERM
-    cat "$envfile"
+    finish_start "$t_all"
 }
 
 # --- other commands --------------------------------------------------------------------
 cmd_stop() {
-    local d=$1
-    if [[ ! -e $d ]]; then return 0; fi
-    [[ -d $d ]] || die "$d is not a directory"
-    set_dir "$(cd "$d" && pwd -P)"
-    # Only ever delete a directory this script created: guard against 'stop /'.
-    if [[ ! -e $marker ]]; then
-        if [[ -z $(ls -A "$dir") ]]; then rmdir "$dir"; return 0; fi
-        die "$dir was not created by pgrepl.sh (no $marker); not touching it"
-    fi
+    dir_to_stop "$1" set_dir || return 0
     if [[ -s $dir/bindir ]]; then bindir=$(<"$dir/bindir"); else bindir=$(find_bindir); fi
     # All nodes at once, immediate: the data is deleted next, so a shutdown checkpoint
     # would be wasted work (a test's teardown should be quick).
@@ -538,11 +489,6 @@ cmd_stop() {
     local pid
     for pid in "${pids[@]}"; do wait "$pid" || true; done
     rm -rf "$dir"
-}
-
-cmd_env() {
-    [[ -f $1/env ]] || die "no env file in $1 (is a cluster started there?)"
-    cat "$1/env"
 }
 
 cmd_status() {

@@ -3,32 +3,17 @@
  * Test helper shared by the live stream tests: what the server says a query returns (through
  * psql: count, bytes, SQL NULLs, the sum of each row's MD5 prefix, and for ordered queries a
  * digest of the order and the first and last rows), and the same computed from the rows fwire
- * delivered; and the environment and psql helpers both use. The including file includes
- * <cmocka.h>, <openssl/md5.h>, <uv.h> and the C headers they need, and defines
+ * delivered, and the check of the one against the other; and the psql helper. It includes
+ * test/live.h (the environment, SLOW); the including file includes <openssl/md5.h>, and defines
  *   static void psql(const char *sql, char *out, size_t cap);
  * (psql_as with the user it wants) anywhere in the file.
  */
 #ifndef FW_TEST_STREAM_ORACLE_H
 #define FW_TEST_STREAM_ORACLE_H
 
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0')
-        fail_msg("%s is not set: run through test/with-pg.sh (meson test does)", name);
-    return v;
-}
+#include <inttypes.h>
 
-static double secs_since(uint64_t t0)
-{
-    return (double)(uv_hrtime() - t0) / 1e9;
-}
-
-static inline void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+#include "live.h"
 
 /* Runs `sql` with psql as `user` (the name of an FW_TEST_* variable) over the unix socket; its
  * output (-At: fields separated by '|', no header) goes to out without the final newline. */
@@ -275,6 +260,50 @@ static void res_finish(res_t *r)
     unsigned char d[16];
     MD5_Final(d, &r->order);
     hex32(d, r->order_hex);
+}
+
+/* Compares a result with the oracle; `what` names the run in the failure message. */
+static inline void check_res(const res_t *r, const oracle_t *o, bool ordered, const char *what)
+{
+    if (r->start_rc != 0)
+        fail_msg("%s: fw_stream_start: %s (%s)", what, code_name(r->start_rc), r->err.message);
+    if (r->code != FW_END)
+        fail_msg("%s: ended with %s: %s %s", what, code_name(r->code), r->err.sqlstate,
+                 r->err.message);
+    if (r->rows != o->rows || r->bytes != o->bytes || r->nulls != o->nulls || r->sum != o->sum)
+        fail_msg("%s: got %" PRIu64 " rows, %" PRIu64 " bytes, %" PRIu64 " nulls, sum %" PRIu64
+                 "; the server has %" PRIu64 " rows, %" PRIu64 " bytes, %" PRIu64
+                 " nulls, sum %" PRIu64,
+                 what, r->rows, r->bytes, r->nulls, r->sum, o->rows, o->bytes, o->nulls, o->sum);
+    if (r->bad_null != 0 || r->bad_held != 0)
+        fail_msg("%s: %" PRIu64 " SQL NULL rows with a pointer, %" PRIu64 " held chunks changed",
+                 what, r->bad_null, r->bad_held);
+    if (ordered && o->rows > 0) {
+        if (strcmp(r->order_hex, o->order) != 0 || strcmp(r->first, o->first) != 0 ||
+            strcmp(r->last, o->last) != 0)
+            fail_msg("%s: rows out of order (first %s last %s, server first %s last %s)", what,
+                     r->first, r->last, o->first, o->last);
+    }
+    if (r->stats.rows_yielded != r->rows || r->stats.state != FW_STREAM_COMPLETED)
+        fail_msg("%s: stats say %" PRIu64 " rows yielded, state %s", what, r->stats.rows_yielded,
+                 fw_stream_state_name(r->stats.state));
+}
+
+/* Bench rows carry their id first: consecutive ids, one wrap-around allowed (a synchronized
+ * scan may start mid-table) unless `strict` (small tables: the scan starts at id 1). */
+static inline void check_ids(const res_t *r, bool strict, bool consecutive, const char *what)
+{
+    if (r->with_id != r->rows)
+        fail_msg("%s: %" PRIu64 " of %" PRIu64 " rows have no leading id", what,
+                 r->rows - r->with_id, r->rows);
+    if (r->rows == 0)
+        return;
+    uint64_t allowed = strict ? 0 : 1;
+    if (r->descents > allowed || (consecutive && r->breaks > allowed) ||
+        (strict && r->first_id != 1))
+        fail_msg("%s: ids out of order: first %" PRId64 ", %" PRIu64 " descents, %" PRIu64
+                 " breaks",
+                 what, r->first_id, r->descents, r->breaks);
 }
 
 #endif /* FW_TEST_STREAM_ORACLE_H */

@@ -27,71 +27,11 @@
 
 #include "fwire.h"
 
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0')
-        fail_msg("%s is not set: run through test/with-pg.sh (meson test does)", name);
-    return v;
-}
-
-static double secs_since(uint64_t t0)
-{
-    return (double)(uv_hrtime() - t0) / 1e9;
-}
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define FW_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define FW_SANITIZED 1
-#endif
-#endif
-
-static atomic_long live_blocks;
-
-static void *c_malloc(void *ud, size_t n)
-{
-    (void)ud;
-    void *p = malloc(n);
-    if (p != NULL)
-        atomic_fetch_add(&live_blocks, 1);
-    return p;
-}
-
-static void *c_realloc(void *ud, void *ptr, size_t n)
-{
-    (void)ud;
-    void *p = realloc(ptr, n);
-    if (p != NULL && ptr == NULL)
-        atomic_fetch_add(&live_blocks, 1);
-    return p;
-}
-
-static void c_free(void *ud, void *ptr)
-{
-    (void)ud;
-    if (ptr != NULL)
-        atomic_fetch_sub(&live_blocks, 1);
-    free(ptr);
-}
+#include "live.h"
 
 static size_t rss_kib(void)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
-    assert_non_null(f);
-    unsigned long size = 0, resident = 0;
-    assert_int_equal(fscanf(f, "%lu %lu", &size, &resident), 2);
-    fclose(f);
-    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE) / 1024;
-}
-
-static int open_fds(void)
-{
-    int n = 0;
-    for (int fd = 0; fd < 4096; fd++)
-        n += fcntl(fd, F_GETFD) != -1;
-    return n;
+    return rss_bytes() / 1024;
 }
 
 static long cycles(void)
@@ -107,36 +47,16 @@ static long cycles(void)
 }
 
 typedef struct emb_s {
-    int connects, status, closes;
+    int connects, connect_status, closes;
     fw_error_t err;
 } emb_t;
 
-static void on_connect(fw_conn_t *c, int status, const fw_error_t *err, void *ud)
-{
-    (void)c;
-    emb_t *e = ud;
-    e->connects++;
-    e->status = status;
-    if (err != NULL)
-        e->err = *err;
-}
-
-static void on_closed(fw_conn_t *c, void *ud)
-{
-    (void)c;
-    emb_t *e = ud;
-    e->closes++;
-}
+LIVE_CONN_CALLBACKS(emb_t)
 
 static void on_ready(fw_stream_t *s, void *ud)
 {
     (void)s;
     (void)ud;
-}
-
-static void on_tick(uv_timer_t *t)
-{
-    (void)t;
 }
 
 /* One connect (TLS + SCRAM) / 10-row query / close cycle. */
@@ -159,7 +79,7 @@ static void cycle(bool threaded, fw_runtime_t *rt, uv_loop_t *loop, const fw_que
         assert_int_equal(fw_conn_connect(c, on_connect, &e), 0);
         while (e.connects == 0)
             uv_run(loop, UV_RUN_ONCE);
-        if (e.status != 0)
+        if (e.connect_status != 0)
             fail_msg("cycle %ld: connect: %s", i, e.err.message);
     }
     fw_stream_t *s = NULL;
@@ -197,11 +117,7 @@ static void cycle(bool threaded, fw_runtime_t *rt, uv_loop_t *loop, const fw_que
 static void churn(bool threaded)
 {
     char ci[1024];
-    snprintf(ci, sizeof(ci),
-             "host=%s port=%s dbname=%s user=%s password=%s sslmode=verify-full sslrootcert=%s "
-             "connect_timeout=10",
-             env("FW_TEST_HOST4"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
-             env("FW_TEST_USER_SCRAM"), env("FW_TEST_PASS_SCRAM"), env("FW_TEST_CA"));
+    live_conninfo(ci, sizeof(ci), true);
     fw_query_t *q;
     assert_int_equal(fw_query_new(&q), 0);
     assert_int_equal(fw_query_relation(q, "v_bench_1k"), 0);
@@ -212,15 +128,13 @@ static void churn(bool threaded)
     if (threaded) {
         assert_int_equal(fw_runtime_new(&rt), 0);
     } else {
-        assert_int_equal(uv_loop_init(&loop), 0);
-        assert_int_equal(uv_timer_init(&loop, &tick), 0);
-        assert_int_equal(uv_timer_start(&tick, on_tick, 10, 10), 0);
+        live_loop_init(&loop, &tick);
     }
     long n = cycles();
     long warm = n / 10 > 20 ? n / 10 : 20;
     size_t rss0 = 0, rss_max = 0;
     int fds0 = 0;
-    long blocks0 = 0;
+    int64_t blocks0 = 0;
     uint64_t t0 = uv_hrtime();
     for (long i = 0; i < warm + n; i++) {
         cycle(threaded, rt, threaded ? NULL : &loop, q, ci, i);
@@ -228,25 +142,24 @@ static void churn(bool threaded)
             /* Caches filled (OpenSSL's, the allocator's arenas): the baseline. */
             rss0 = rss_kib();
             fds0 = open_fds();
-            blocks0 = atomic_load(&live_blocks);
+            blocks0 = live_now();
             t0 = uv_hrtime();
         } else if (i >= warm) {
             size_t r = rss_kib();
             rss_max = r > rss_max ? r : rss_max;
             if ((i - warm + 1) % (n / 5 > 0 ? n / 5 : 1) == 0)
-                printf("# %s: %ld cycles: RSS %zu KiB (baseline %zu), fds %d (%d), blocks %ld "
-                       "(%ld), %.1f ms per cycle\n",
+                printf("# %s: %ld cycles: RSS %zu KiB (baseline %zu), fds %d (%d), blocks %" PRId64
+                       " (%" PRId64 "), %.1f ms per cycle\n",
                        threaded ? "threaded" : "embedded", i - warm + 1, r, rss0, open_fds(), fds0,
-                       atomic_load(&live_blocks), blocks0,
-                       secs_since(t0) * 1000 / (double)(i - warm + 1));
+                       live_now(), blocks0, secs_since(t0) * 1000 / (double)(i - warm + 1));
         }
     }
     /* Threaded: the loop thread may still be dropping the last stream's memory when
      * fw_conn_close_sync returns (its handles close after); give it a moment. */
-    for (int i = 0; i < 2000 && atomic_load(&live_blocks) != blocks0; i++)
+    for (int i = 0; i < 2000 && live_now() != blocks0; i++)
         usleep(1000);
     assert_int_equal(open_fds(), fds0);
-    assert_int_equal(atomic_load(&live_blocks), blocks0);
+    assert_int_equal(live_now(), blocks0);
 #if !defined(FW_SANITIZED)
     /* Flat: allocator noise (glibc arenas, OpenSSL's caches) stays well under 1 MiB; a leak of
      * even 100 bytes per cycle would pass it within 10,000 cycles, a leak of one TLS session or
@@ -285,7 +198,7 @@ int main(void)
         cmocka_unit_test(test_tls_scram_connect_query_close_churn_is_flat_embedded),
     };
     setvbuf(stdout, NULL, _IOLBF, 0);
-    const fw_allocator_t counting = {c_malloc, c_realloc, c_free, NULL};
+    const fw_allocator_t counting = {count_malloc, count_realloc, count_free, NULL};
     if (fw_allocator_set(&counting) != 0)
         return 1;
     const char *filter = getenv("FW_TEST_FILTER");

@@ -21,13 +21,7 @@
 #include "pq_plain.h"
 #include "proto.h"
 
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0')
-        fail_msg("%s is not set: run through test/with-pg.sh (meson test does)", name);
-    return v;
-}
+#include "live.h"
 
 typedef struct idle_notify_s {
     int count;
@@ -281,24 +275,20 @@ static void test_invalid_options_fail_before_any_socket(void **state)
 {
     (void)state;
     uv_loop_t loop;
-    fw_conn_t *c = NULL;
-    fw_conn_opts_t o;
     fw_error_t err;
     assert_int_equal(uv_loop_init(&loop), 0);
-    fw_conn_opts_init(&o);
-    o.use_environment = false;
-    o.conninfo = "host=x bogus=1";
-    assert_int_equal(fw_conn_new(&c, &loop, &o, &err), FW_ECONFIG);
-    assert_null(c);
+    assert_null(live_conn_new_econfig(&loop, "host=x bogus=1", &err));
     assert_int_equal(err.phase, FW_PHASE_CONFIG);
     assert_non_null(strstr(err.message, "bogus"));
     /* a string holding a password is never quoted back */
-    o.conninfo = "host=x bogus=1 password=hunter2";
-    assert_int_equal(fw_conn_new(&c, &loop, &o, &err), FW_ECONFIG);
+    live_conn_new_econfig(&loop, "host=x bogus=1 password=hunter2", &err);
     assert_true(err.message[0] != '\0');
     assert_null(strstr(err.message, "hunter2"));
+    live_conn_new_econfig(&loop, "sslmode=verify-full host=x", &err);
+    fw_conn_opts_t o;
+    fw_conn_opts_init(&o);
+    o.use_environment = false;
     o.conninfo = "sslmode=verify-full host=x";
-    assert_int_equal(fw_conn_new(&c, &loop, &o, &err), FW_ECONFIG);
     assert_int_equal(fw_conn_new(NULL, &loop, &o, &err), FW_EINVAL);
     assert_int_equal(uv_loop_close(&loop), 0);
 }

@@ -49,47 +49,12 @@ static void psql(const char *sql, char *out, size_t cap)
     psql_as("FW_TEST_ADMIN", sql, out, cap);
 }
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define FW_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define FW_SANITIZED 1
-#endif
-#endif
-#if defined(FW_SANITIZED)
-#define SLOW 5.0
-#else
-#define SLOW 1.0
-#endif
-
 /* The reply under test: the 1,000 rows (~260 KB) of bench_1k, in id order (a table too small
  * for a parallel or synchronized scan), with a LIMIT as in the issue's `fwire stream --limit`
  * (a LIMIT over bench_100k is not deterministic: its scan runs in parallel workers). */
 #define VIEW "v_bench_1k"
 #define LIMIT 1000
 #define ORACLE_SQL "SELECT data FROM v_bench_1k LIMIT 1000"
-
-static const char *code_name(int rc)
-{
-    switch (rc) {
-    case FW_ROW:
-        return "FW_ROW";
-    case FW_END:
-        return "FW_END";
-    case FW_AGAIN:
-        return "FW_AGAIN";
-    case FW_PAUSED:
-        return "FW_PAUSED";
-    default:
-        return fw_err_name(rc);
-    }
-}
-
-static long env_long(const char *name, long dflt)
-{
-    const char *v = getenv(name);
-    return v != NULL && v[0] != '\0' ? strtol(v, NULL, 10) : dflt;
-}
 
 /* ---- the proxy and the reference reply ------------------------------------------------------ */
 
@@ -112,27 +77,7 @@ typedef struct sess_s {
     fw_error_t err;
 } sess_t;
 
-static void on_connect(fw_conn_t *c, int status, const fw_error_t *err, void *ud)
-{
-    (void)c;
-    sess_t *S = ud;
-    S->connects++;
-    S->connect_status = status;
-    if (err != NULL)
-        S->err = *err;
-}
-
-static void on_closed(fw_conn_t *c, void *ud)
-{
-    (void)c;
-    sess_t *S = ud;
-    S->closes++;
-}
-
-static void on_tick(uv_timer_t *t)
-{
-    (void)t;
-}
+LIVE_CONN_CALLBACKS(sess_t)
 
 static void conninfo(char *ci, size_t cap, bool tls, uint16_t port, const char *extra)
 {
@@ -159,9 +104,7 @@ static int sess_try_init(sess_t *S, bool threaded, bool tls)
                        : (tls ? "embedded/tls" : "embedded/plain");
     if (threaded)
         return fw_runtime_new(&S->rt);
-    assert_int_equal(uv_loop_init(&S->loop), 0);
-    assert_int_equal(uv_timer_init(&S->loop, &S->tick), 0);
-    assert_int_equal(uv_timer_start(&S->tick, on_tick, 10, 10), 0);
+    live_loop_init(&S->loop, &S->tick);
     return 0;
 }
 
@@ -193,9 +136,7 @@ static int sess_connect_to(sess_t *S, uint16_t port, const char *extra)
     }
     S->connects = 0;
     assert_int_equal(fw_conn_connect(S->conn, on_connect, S), 0);
-    uint64_t t0 = uv_hrtime();
-    while (S->connects == 0 && secs_since(t0) < 30 * SLOW)
-        uv_run(&S->loop, UV_RUN_ONCE);
+    live_run_until_counted(&S->loop, &S->connects, 30);
     assert_int_equal(S->connects, 1);
     if (S->connect_status != 0) {
         /* A failed connect still owns its handle: close it. */
@@ -224,9 +165,7 @@ static void sess_disconnect(sess_t *S)
     } else {
         S->closes = 0;
         fw_conn_close(S->conn, on_closed, S);
-        uint64_t t0 = uv_hrtime();
-        while (S->closes == 0 && secs_since(t0) < 10 * SLOW)
-            uv_run(&S->loop, UV_RUN_ONCE);
+        live_run_until_counted(&S->loop, &S->closes, 10);
         assert_int_equal(S->closes, 1);
     }
     S->conn = NULL;
@@ -238,21 +177,9 @@ static void sess_fini(sess_t *S)
     if (S->threaded) {
         fw_runtime_free(S->rt);
     } else {
-        uv_timer_stop(&S->tick);
-        uv_close((uv_handle_t *)&S->tick, NULL);
-        uint64_t t0 = uv_hrtime();
-        while (uv_loop_alive(&S->loop) && secs_since(t0) < 10 * SLOW)
-            uv_run(&S->loop, UV_RUN_ONCE);
+        live_loop_drain(&S->loop, &S->tick, 10);
         assert_int_equal(uv_loop_close(&S->loop), 0);
     }
-}
-
-static int open_fds(void)
-{
-    int n = 0;
-    for (int fd = 0; fd < 4096; fd++)
-        n += fcntl(fd, F_GETFD) != -1;
-    return n;
 }
 
 static fw_query_t *the_query(uint32_t idle_ms)
@@ -1045,9 +972,7 @@ static void black_hole(bool threaded, const char *tcp, double min_s, double max_
     } else {
         assert_int_equal(fw_conn_new(&S.conn, &S.loop, &o, &S.err), 0);
         assert_int_equal(fw_conn_connect(S.conn, on_connect, &S), 0);
-        uint64_t t0 = uv_hrtime();
-        while (S.connects == 0 && secs_since(t0) < 30 * SLOW)
-            uv_run(&S.loop, UV_RUN_ONCE);
+        live_run_until_counted(&S.loop, &S.connects, 30);
         if (S.connect_status != 0)
             fail_msg("connect through the namespace: %s", S.err.message);
     }

@@ -62,6 +62,19 @@ static fw_conn_t *connect_sync(fw_runtime_t *rt, const char *conninfo, int *rc, 
     return c;
 }
 
+/* Connects over the unix socket (which 0) or TCP with TLS (1), asking for protocol 3.2. */
+static fw_conn_t *connect_asking_for_3_2(fw_runtime_t *rt, int which)
+{
+    char d[1024];
+    fw_error_t err;
+    int rc;
+    fw_conn_t *c =
+        connect_sync(rt, dsn(which, "max_protocol_version=3.2", d, sizeof(d)), &rc, &err);
+    if (rc != 0)
+        fail_msg("%s: connect: %s", which == 0 ? "unix" : "tcp+tls", err.message);
+    return c;
+}
+
 /* Streams `view` on c and compares it with the server's own answer. */
 static void stream_matches_the_server(fw_conn_t *c, const char *view, const char *what)
 {
@@ -99,13 +112,7 @@ static void test_max_protocol_3_2_connects_at_3_0_and_streams_every_row(void **s
     fw_runtime_t *rt;
     assert_int_equal(fw_runtime_new(&rt), 0);
     for (int which = 0; which < 2; which++) {
-        char d[1024];
-        fw_error_t err;
-        int rc;
-        fw_conn_t *c =
-            connect_sync(rt, dsn(which, "max_protocol_version=3.2", d, sizeof(d)), &rc, &err);
-        if (rc != 0)
-            fail_msg("%s: %s", which == 0 ? "unix" : "tcp+tls", err.message);
+        fw_conn_t *c = connect_asking_for_3_2(rt, which);
         fw_conn_info_t info;
         assert_int_equal(fw_conn_info(c, &info), 0);
         assert_int_equal(info.protocol_version, 30000); /* PostgreSQL 15 has nothing newer */
@@ -138,13 +145,8 @@ static void test_a_cancel_after_negotiating_down_to_3_0_stops_the_query(void **s
     fw_runtime_t *rt;
     assert_int_equal(fw_runtime_new(&rt), 0);
     for (int which = 0; which < 2; which++) {
-        char d[1024];
+        fw_conn_t *c = connect_asking_for_3_2(rt, which);
         fw_error_t err;
-        int rc;
-        fw_conn_t *c =
-            connect_sync(rt, dsn(which, "max_protocol_version=3.2", d, sizeof(d)), &rc, &err);
-        if (rc != 0)
-            fail_msg("connect: %s", err.message);
         fw_query_t *q;
         assert_int_equal(fw_query_new(&q), 0);
         assert_int_equal(fw_query_relation(q, "v_fixture_sleepy_wide"), 0);
@@ -155,7 +157,7 @@ static void test_a_cancel_after_negotiating_down_to_3_0_stops_the_query(void **s
         fw_row_t row;
         assert_int_equal(fw_stream_next(s, &row, 10000), FW_ROW);
         uint64_t t0 = uv_hrtime();
-        rc = fw_stream_cancel(s);
+        int rc = fw_stream_cancel(s);
         double secs = secs_since(t0);
         int next = fw_stream_next(s, &row, 0);
         fw_stream_free(s);
@@ -244,21 +246,17 @@ static void test_bad_protocol_values_fail_before_any_socket(void **state)
 {
     (void)state;
     uv_loop_t loop;
-    fw_conn_t *c = NULL;
-    fw_conn_opts_t o;
     fw_error_t err;
     assert_int_equal(uv_loop_init(&loop), 0);
-    fw_conn_opts_init(&o);
-    o.use_environment = false;
-    o.conninfo = "host=127.0.0.1 port=1 user=u max_protocol_version=3.1";
-    assert_int_equal(fw_conn_new(&c, &loop, &o, &err), FW_ECONFIG);
-    assert_null(c);
+    assert_null(live_conn_new_econfig(
+        &loop, "host=127.0.0.1 port=1 user=u max_protocol_version=3.1", &err));
     assert_int_equal(err.phase, FW_PHASE_CONFIG);
     assert_non_null(strstr(err.message,
                            "invalid max_protocol_version value: \"3.1\" (accepted: 3.0, 3.2, "
                            "latest)"));
-    o.conninfo = "host=127.0.0.1 port=1 user=u min_protocol_version=3.2 max_protocol_version=3.0";
-    assert_int_equal(fw_conn_new(&c, &loop, &o, &err), FW_ECONFIG);
+    live_conn_new_econfig(
+        &loop, "host=127.0.0.1 port=1 user=u min_protocol_version=3.2 max_protocol_version=3.0",
+        &err);
     assert_non_null(strstr(err.message, "is greater than max_protocol_version"));
     assert_int_equal(uv_loop_close(&loop), 0);
 }

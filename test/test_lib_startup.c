@@ -379,6 +379,17 @@ static void srv_final(scram_srv_t *s, tb_t *t, bool corrupt)
     tb_end(t);
 }
 
+/* Begins a start-up with `password` and offers SASL (SCRAM-SHA-256, and -PLUS when `plus`) in
+ * t: the client answers it. */
+static void scram_offered(const char *password, bool plus, tb_t *t)
+{
+    opts.password = password;
+    begin();
+    t->len = 0;
+    sasl_offer(t, true, plus);
+    assert_int_equal(feed(t), FW__SU_CONTINUE);
+}
+
 /*
  * Runs an exchange up to the client's proof: offer SCRAM-SHA-256, answer the client-first with
  * a server-first derived from `server_password`, derive, and leave the SASLResponse in `out`.
@@ -387,11 +398,7 @@ static void srv_final(scram_srv_t *s, tb_t *t, bool corrupt)
 static void scram_to_proof(const char *client_password, const char *server_password, scram_srv_t *s,
                            tb_t *t)
 {
-    opts.password = client_password;
-    begin();
-    t->len = 0;
-    sasl_offer(t, true, false);
-    assert_int_equal(feed(t), FW__SU_CONTINUE);
+    scram_offered(client_password, false, t);
     t->len = 0;
     srv_first(s, server_password, t, "SCRAM-SHA-256");
     assert_int_equal(feed(t), FW__SU_DERIVE);
@@ -403,10 +410,7 @@ static void scram_exchange(const char *password, const char *mech, fw__auth_meth
 {
     tb_t t = {.len = 0};
     scram_srv_t s;
-    opts.password = password;
-    begin();
-    sasl_offer(&t, true, opts.tls);
-    assert_int_equal(feed(&t), FW__SU_CONTINUE);
+    scram_offered(password, opts.tls, &t);
     t.len = 0;
     srv_first(&s, password, &t, mech);
     assert_int_equal(feed(&t), FW__SU_DERIVE);
@@ -466,10 +470,7 @@ static void test_authentication_ok_in_the_middle_of_scram_is_refused(void **stat
     (void)state;
     tb_t t = {.len = 0};
     scram_srv_t s;
-    opts.password = "pencil";
-    begin();
-    sasl_offer(&t, true, false);
-    assert_int_equal(feed(&t), FW__SU_CONTINUE);
+    scram_offered("pencil", false, &t);
     t.len = 0;
     after_ok(&t); /* AuthenticationOk instead of SASLContinue */
     assert_int_equal(feed(&t), FW__SU_FAILED);
@@ -493,10 +494,7 @@ static void test_cancelled_derivation_fails_the_attempt_without_sending_a_proof(
     (void)state;
     tb_t t = {.len = 0};
     scram_srv_t s;
-    opts.password = "pencil";
-    begin();
-    sasl_offer(&t, true, false);
-    assert_int_equal(feed(&t), FW__SU_CONTINUE);
+    scram_offered("pencil", false, &t);
     t.len = 0;
     srv_first(&s, "pencil", &t, "SCRAM-SHA-256");
     assert_int_equal(feed(&t), FW__SU_DERIVE);
@@ -517,10 +515,7 @@ static void test_scram_iteration_cap_refuses_before_any_work(void **state)
 {
     (void)state;
     tb_t t = {.len = 0};
-    opts.password = "pencil";
-    begin();
-    sasl_offer(&t, true, false);
-    assert_int_equal(feed(&t), FW__SU_CONTINUE);
+    scram_offered("pencil", false, &t);
     const char *first = (const char *)out.data + 5 + strlen("SCRAM-SHA-256") + 1 + 4;
     const char *r = strstr(first, "r=");
     assert_non_null(r);

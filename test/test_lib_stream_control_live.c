@@ -44,77 +44,7 @@ static void psql(const char *sql, char *out, size_t cap)
     psql_as("FW_TEST_ADMIN", sql, out, cap);
 }
 
-/* Sanitizers slow everything down: every deadline stretches by SLOW under them. */
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define FW_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define FW_SANITIZED 1
-#endif
-#endif
-#if defined(FW_SANITIZED)
-#define SLOW 5.0
-#else
-#define SLOW 1.0
-#endif
-
 #define MIB ((size_t)1024 * 1024)
-
-/* A stream answer's name (fw_err_name knows only the failures). */
-static const char *code_name(int rc)
-{
-    switch (rc) {
-    case FW_ROW:
-        return "FW_ROW";
-    case FW_END:
-        return "FW_END";
-    case FW_AGAIN:
-        return "FW_AGAIN";
-    case FW_PAUSED:
-        return "FW_PAUSED";
-    default:
-        return fw_err_name(rc);
-    }
-}
-
-/* ---- the counting allocator ---------------------------------------------------------------- */
-
-static atomic_uint_fast64_t alloc_calls; /* malloc, realloc and free calls */
-static atomic_int_fast64_t alloc_live;   /* blocks allocated and not yet freed */
-
-static void *count_malloc(void *ud, size_t size)
-{
-    (void)ud;
-    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
-    void *p = malloc(size);
-    if (p != NULL)
-        atomic_fetch_add_explicit(&alloc_live, 1, memory_order_relaxed);
-    return p;
-}
-
-static void *count_realloc(void *ud, void *ptr, size_t size)
-{
-    (void)ud;
-    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
-    void *p = realloc(ptr, size);
-    if (p != NULL && ptr == NULL)
-        atomic_fetch_add_explicit(&alloc_live, 1, memory_order_relaxed);
-    return p;
-}
-
-static void count_free(void *ud, void *ptr)
-{
-    (void)ud;
-    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
-    if (ptr != NULL)
-        atomic_fetch_sub_explicit(&alloc_live, 1, memory_order_relaxed);
-    free(ptr);
-}
-
-static int64_t live_now(void)
-{
-    return atomic_load_explicit(&alloc_live, memory_order_relaxed);
-}
 
 /* "state|wait_event" of a backend in pg_stat_activity ("" when it is gone). */
 static void activity(int32_t pid, char *out, size_t cap)
@@ -142,50 +72,6 @@ static bool activity_becomes(int32_t pid, const char *want, double secs, char *s
     }
 }
 
-/* Compares a result with the oracle; `what` names the run in the failure message. */
-static void check_res(const res_t *r, const oracle_t *o, bool ordered, const char *what)
-{
-    if (r->start_rc != 0)
-        fail_msg("%s: fw_stream_start: %s (%s)", what, code_name(r->start_rc), r->err.message);
-    if (r->code != FW_END)
-        fail_msg("%s: ended with %s: %s %s", what, code_name(r->code), r->err.sqlstate,
-                 r->err.message);
-    if (r->rows != o->rows || r->bytes != o->bytes || r->nulls != o->nulls || r->sum != o->sum)
-        fail_msg("%s: got %" PRIu64 " rows, %" PRIu64 " bytes, %" PRIu64 " nulls, sum %" PRIu64
-                 "; the server has %" PRIu64 " rows, %" PRIu64 " bytes, %" PRIu64
-                 " nulls, sum %" PRIu64,
-                 what, r->rows, r->bytes, r->nulls, r->sum, o->rows, o->bytes, o->nulls, o->sum);
-    if (r->bad_null != 0 || r->bad_held != 0)
-        fail_msg("%s: %" PRIu64 " SQL NULL rows with a pointer, %" PRIu64 " held chunks changed",
-                 what, r->bad_null, r->bad_held);
-    if (ordered && o->rows > 0) {
-        if (strcmp(r->order_hex, o->order) != 0 || strcmp(r->first, o->first) != 0 ||
-            strcmp(r->last, o->last) != 0)
-            fail_msg("%s: rows out of order (first %s last %s, server first %s last %s)", what,
-                     r->first, r->last, o->first, o->last);
-    }
-    if (r->stats.rows_yielded != r->rows || r->stats.state != FW_STREAM_COMPLETED)
-        fail_msg("%s: stats say %" PRIu64 " rows yielded, state %s", what, r->stats.rows_yielded,
-                 fw_stream_state_name(r->stats.state));
-}
-
-/* Bench rows carry their id first: consecutive ids, one wrap-around allowed (a synchronized
- * scan may start mid-table) unless `strict` (small tables: the scan starts at id 1). */
-static void check_ids(const res_t *r, bool strict, bool consecutive, const char *what)
-{
-    if (r->with_id != r->rows)
-        fail_msg("%s: %" PRIu64 " of %" PRIu64 " rows have no leading id", what,
-                 r->rows - r->with_id, r->rows);
-    if (r->rows == 0)
-        return;
-    uint64_t allowed = strict ? 0 : 1;
-    if (r->descents > allowed || (consecutive && r->breaks > allowed) ||
-        (strict && r->first_id != 1))
-        fail_msg("%s: ids out of order: first %" PRId64 ", %" PRIu64 " descents, %" PRIu64
-                 " breaks",
-                 what, r->first_id, r->descents, r->breaks);
-}
-
 /* ---- sessions: one connection over the unix socket, in one run mode -------------------------- */
 
 typedef struct sess_s {
@@ -201,27 +87,7 @@ typedef struct sess_s {
     int closes;
 } sess_t;
 
-static void on_connect(fw_conn_t *c, int status, const fw_error_t *err, void *ud)
-{
-    (void)c;
-    sess_t *S = ud;
-    S->connects++;
-    S->connect_status = status;
-    if (err != NULL)
-        S->err = *err;
-}
-
-static void on_closed(fw_conn_t *c, void *ud)
-{
-    (void)c;
-    sess_t *S = ud;
-    S->closes++;
-}
-
-static void on_tick(uv_timer_t *t)
-{
-    (void)t;
-}
+LIVE_CONN_CALLBACKS(sess_t)
 
 /* Sessions go over the unix socket, or with this set, over TCP with verified TLS and SCRAM:
  * the cancel connection must then use TLS too. */
@@ -233,17 +99,7 @@ static void sess_open(sess_t *S, bool threaded)
     S->threaded = threaded;
     S->name = threaded ? "threaded" : "embedded";
     char ci[1024];
-    if (sess_tls)
-        snprintf(ci, sizeof(ci),
-                 "host=%s port=%s dbname=%s user=%s password=%s sslmode=verify-full "
-                 "sslrootcert=%s connect_timeout=10",
-                 env("FW_TEST_HOST4"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
-                 env("FW_TEST_USER_SCRAM"), env("FW_TEST_PASS_SCRAM"), env("FW_TEST_CA"));
-    else
-        snprintf(ci, sizeof(ci),
-                 "host=%s port=%s dbname=%s user=%s sslmode=disable connect_timeout=10",
-                 env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
-                 env("FW_TEST_USER_TRUST"));
+    live_conninfo(ci, sizeof(ci), sess_tls);
     fw_conn_opts_t o;
     fw_conn_opts_init(&o);
     o.conninfo = ci;
@@ -253,15 +109,11 @@ static void sess_open(sess_t *S, bool threaded)
         if (fw_conn_connect_sync(S->rt, &o, &S->conn, &S->err) != 0)
             fail_msg("%s: connect: %s", S->name, S->err.message);
     } else {
-        assert_int_equal(uv_loop_init(&S->loop), 0);
-        assert_int_equal(uv_timer_init(&S->loop, &S->tick), 0);
-        assert_int_equal(uv_timer_start(&S->tick, on_tick, 10, 10), 0);
+        live_loop_init(&S->loop, &S->tick);
         if (fw_conn_new(&S->conn, &S->loop, &o, &S->err) != 0)
             fail_msg("%s: fw_conn_new: %s", S->name, S->err.message);
         assert_int_equal(fw_conn_connect(S->conn, on_connect, S), 0);
-        uint64_t t0 = uv_hrtime();
-        while (S->connects == 0 && secs_since(t0) < 30 * SLOW)
-            uv_run(&S->loop, UV_RUN_ONCE);
+        live_run_until_counted(&S->loop, &S->connects, 30);
         assert_int_equal(S->connects, 1);
         if (S->connect_status != 0)
             fail_msg("%s: connect: %s", S->name, S->err.message);
@@ -283,11 +135,7 @@ static void sess_close(sess_t *S)
     } else {
         if (S->conn != NULL)
             fw_conn_close(S->conn, on_closed, S);
-        uv_timer_stop(&S->tick);
-        uv_close((uv_handle_t *)&S->tick, NULL);
-        uint64_t t0 = uv_hrtime();
-        while (uv_loop_alive(&S->loop) && secs_since(t0) < 30 * SLOW)
-            uv_run(&S->loop, UV_RUN_ONCE);
+        live_loop_drain(&S->loop, &S->tick, 30);
         assert_int_equal(S->closes, 1);
         assert_int_equal(uv_loop_close(&S->loop), 0);
     }
@@ -297,30 +145,7 @@ static void sess_close(sess_t *S)
 /* Runs the embedded loop until *flag, failing after `secs` (stretched under sanitizers). */
 static void run_until(sess_t *S, const bool *flag, double secs, const char *what)
 {
-    uint64_t t0 = uv_hrtime();
-    while (!*flag) {
-        if (secs_since(t0) > secs * SLOW)
-            fail_msg("%s: %s: nothing after %.0f s", S->name, what, secs * SLOW);
-        uv_run(&S->loop, UV_RUN_ONCE);
-    }
-}
-
-static uint32_t xorshift(uint32_t *x)
-{
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    return *x;
-}
-
-static size_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    assert_non_null(f);
-    unsigned long size = 0, resident = 0;
-    assert_int_equal(fscanf(f, "%lu %lu", &size, &resident), 2);
-    fclose(f);
-    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+    live_run_until(&S->loop, S->name, flag, secs, what);
 }
 
 static fw_query_t *query(const char *relation)
@@ -338,6 +163,15 @@ static fw_stream_t *thr_start(sess_t *S, const fw_query_t *q)
     int rc = fw_stream_start(S->conn, q, NULL, NULL, &s, &err);
     if (rc != 0)
         fail_msg("%s: fw_stream_start: %s (%s)", S->name, code_name(rc), err.message);
+    return s;
+}
+
+/* Threaded: starts a stream of the whole `view`. */
+static fw_stream_t *thr_start_view(sess_t *S, const char *view)
+{
+    fw_query_t *q = query(view);
+    fw_stream_t *s = thr_start(S, q);
+    fw_query_free(q);
     return s;
 }
 
@@ -420,9 +254,7 @@ static void test_a_paused_stream_holds_the_server_in_clientwrite_and_loses_nothi
     (void)state;
     sess_t S;
     sess_open(&S, true);
-    fw_query_t *q = query("v_bench_1m");
-    fw_stream_t *s = thr_start(&S, q);
-    fw_query_free(q);
+    fw_stream_t *s = thr_start_view(&S, "v_bench_1m");
     res_t r;
     res_init(&r);
     assert_int_equal(thr_read(s, &r, 300000), FW_ROW);
@@ -640,9 +472,7 @@ static void cancel_mid_stream(bool tls)
     assert_int_equal(fw_conn_info(S.conn, &info), 0);
     if (tls && (info.tls_version == NULL || strcmp(info.transport, "tcp") != 0))
         fail_msg("the TLS session is not TLS over TCP");
-    fw_query_t *q = query("v_bench_1m");
-    fw_stream_t *s = thr_start(&S, q);
-    fw_query_free(q);
+    fw_stream_t *s = thr_start_view(&S, "v_bench_1m");
     res_t r;
     res_init(&r);
     assert_int_equal(thr_read(s, &r, 200000), FW_ROW);
@@ -684,9 +514,7 @@ static void test_cancel_while_paused_twice_and_after_the_last_row(void **state)
     sess_t S;
     sess_open(&S, true);
     /* paused */
-    fw_query_t *q = query("v_bench_1m");
-    fw_stream_t *s = thr_start(&S, q);
-    fw_query_free(q);
+    fw_stream_t *s = thr_start_view(&S, "v_bench_1m");
     res_t r;
     res_init(&r);
     assert_int_equal(thr_read(s, &r, 50000), FW_ROW);
@@ -709,9 +537,7 @@ static void test_cancel_while_paused_twice_and_after_the_last_row(void **state)
 
     /* after the last row (the end not yet read), then after FW_END */
     for (int after_end = 0; after_end < 2; after_end++) {
-        q = query("v_fixture");
-        s = thr_start(&S, q);
-        fw_query_free(q);
+        s = thr_start_view(&S, "v_fixture");
         res_init(&r);
         assert_int_equal(thr_read(s, &r, 5), FW_ROW);
         if (after_end)
@@ -828,9 +654,7 @@ static void test_a_cancel_after_completion_still_drops_the_queued_rows(void **st
     (void)state;
     sess_t S;
     sess_open(&S, true);
-    fw_query_t *q = query("v_fixture");
-    fw_stream_t *s = thr_start(&S, q);
-    fw_query_free(q);
+    fw_stream_t *s = thr_start_view(&S, "v_fixture");
     fw_stream_stats_t st;
     uint64_t t0 = uv_hrtime();
     do {
@@ -866,9 +690,7 @@ static void test_a_cancel_racing_completion_never_hits_the_next_query(void **sta
     int ended = 0, cancelled = 0;
     for (int i = 0; i < 50; i++) {
         uint64_t at = i < 2 ? (uint64_t)(i * 1001) : xorshift(&rnd) % 1002;
-        fw_query_t *q = query("v_bench_1k");
-        fw_stream_t *s = thr_start(&S, q);
-        fw_query_free(q);
+        fw_stream_t *s = thr_start_view(&S, "v_bench_1k");
         res_t r;
         res_init(&r);
         int rc = at == 0 ? FW_ROW : thr_read(s, &r, at > 1000 ? 0 : at);
@@ -891,7 +713,7 @@ static void test_a_cancel_racing_completion_never_hits_the_next_query(void **sta
         cancelled += rc == FW_ECANCELED;
         fw_stream_free(s);
         /* at once: fw_stream_cancel returned, so the cancel is complete */
-        q = query("v_fixture");
+        fw_query_t *q = query("v_fixture");
         s = NULL;
         fw_error_t err;
         rc = fw_stream_start(S.conn, q, NULL, NULL, &s, &err);
@@ -917,9 +739,7 @@ static void test_freeing_a_running_stream_frees_the_connection_within_a_second(v
     sess_t S;
     sess_open(&S, true);
     for (int paused = 0; paused < 2; paused++) {
-        fw_query_t *q = query("v_bench_1m");
-        fw_stream_t *s = thr_start(&S, q);
-        fw_query_free(q);
+        fw_stream_t *s = thr_start_view(&S, "v_bench_1m");
         res_t r;
         res_init(&r);
         assert_int_equal(thr_read(s, &r, 100000), FW_ROW);
@@ -927,7 +747,7 @@ static void test_freeing_a_running_stream_frees_the_connection_within_a_second(v
             assert_int_equal(fw_stream_pause(s), 0);
         uint64_t t0 = uv_hrtime();
         fw_stream_free(s);
-        q = query("v_fixture");
+        fw_query_t *q = query("v_fixture");
         int rc, busy = 0;
         fw_error_t err;
         while ((rc = fw_stream_start(S.conn, q, NULL, NULL, &s, &err)) == FW_EBUSY) {

@@ -106,86 +106,6 @@ static void report_end(const report_t *r)
 
 /* ---- building backend messages ----------------------------------------------------------- */
 
-typedef struct bb_s {
-    uint8_t *p;
-    size_t len, cap;
-} bb_t;
-
-static void bb_bytes(bb_t *b, const void *d, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap == 0 ? 256 : b->cap;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *p = realloc(b->p, cap);
-        assert_non_null(p);
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n > 0 && d != NULL) /* d NULL: room only, the caller fills it */
-        memcpy(b->p + b->len, d, n);
-    b->len += n;
-}
-
-static void bb_u8(bb_t *b, uint8_t v)
-{
-    bb_bytes(b, &v, 1);
-}
-
-static void bb_u16(bb_t *b, uint16_t v)
-{
-    uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
-    bb_bytes(b, x, 2);
-}
-
-static void bb_u32(bb_t *b, uint32_t v)
-{
-    uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-    bb_bytes(b, x, 4);
-}
-
-static void bb_str(bb_t *b, const char *s)
-{
-    bb_bytes(b, s, strlen(s) + 1);
-}
-
-static void bb_free(bb_t *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
-}
-
-/* A message: type, then its length back-patched by msg_end. */
-static size_t msg_begin(bb_t *b, char type)
-{
-    bb_u8(b, (uint8_t)type);
-    size_t at = b->len;
-    bb_u32(b, 0);
-    return at;
-}
-
-static void msg_end(bb_t *b, size_t at)
-{
-    uint32_t n = (uint32_t)(b->len - at);
-    b->p[at] = (uint8_t)(n >> 24);
-    b->p[at + 1] = (uint8_t)(n >> 16);
-    b->p[at + 2] = (uint8_t)(n >> 8);
-    b->p[at + 3] = (uint8_t)n;
-}
-
-/* A message with the given body. */
-static void m_raw(bb_t *b, char type, const void *body, size_t n)
-{
-    size_t at = msg_begin(b, type);
-    bb_bytes(b, body, n);
-    msg_end(b, at);
-}
-
-static void m_empty(bb_t *b, char type)
-{
-    m_raw(b, type, NULL, 0);
-}
-
 #define OID_INT4  23u
 #define OID_TEXT  25u
 #define OID_JSON  114u
@@ -215,20 +135,6 @@ static void m_rowdesc(bb_t *b, const col_t *cols, size_t n)
 }
 
 static const col_t DATA_JSONB = {"data", OID_JSONB, 0};
-
-/* A one-column DataRow: the text, or SQL NULL for NULL. */
-static void m_row(bb_t *b, const char *json)
-{
-    size_t at = msg_begin(b, 'D');
-    bb_u16(b, 1);
-    if (json == NULL) {
-        bb_u32(b, 0xffffffff);
-    } else {
-        bb_u32(b, (uint32_t)strlen(json));
-        bb_bytes(b, json, strlen(json));
-    }
-    msg_end(b, at);
-}
 
 /* A DataRow of `nfields` fields, each the text "1". */
 static void m_row_fields(bb_t *b, uint16_t nfields)
@@ -260,18 +166,6 @@ static void m_row_sized(bb_t *b, size_t len)
     assert_int_equal(b->len - at, len);
 }
 
-static void m_complete(bb_t *b, const char *tag)
-{
-    size_t at = msg_begin(b, 'C');
-    bb_str(b, tag);
-    msg_end(b, at);
-}
-
-static void m_ready(bb_t *b)
-{
-    m_raw(b, 'Z', "I", 1);
-}
-
 /* ErrorResponse ('E') or NoticeResponse ('N'); NULL fields are left out. */
 static void m_error(bb_t *b, char type, const char *sev, const char *code, const char *msg,
                     const char *detail, const char *hint)
@@ -296,14 +190,6 @@ static void m_error(bb_t *b, char type, const char *sev, const char *code, const
     bb_u8(b, 'P');
     bb_str(b, "15");
     bb_u8(b, 0);
-    msg_end(b, at);
-}
-
-static void m_param(bb_t *b, const char *name, const char *value)
-{
-    size_t at = msg_begin(b, 'S');
-    bb_str(b, name);
-    bb_str(b, value);
     msg_end(b, at);
 }
 
@@ -429,6 +315,13 @@ static h_t *h_init(void)
     h->f.accept_cancels = true; /* a row over a limit or a wrong result shape cancels */
     h->drain_in_cb = true;
     return h;
+}
+
+/* The fake server answers the (first) query with r. */
+static void h_reply(h_t *h, const bb_t *r)
+{
+    h->f.query_reply = r->p;
+    h->f.query_reply_len = r->len;
 }
 
 static void sample_stats(h_t *h);
@@ -741,8 +634,7 @@ static void test_rows_arrive_and_the_connection_runs_the_next_query(void **state
     bb_t r1 = {0}, r2 = {0};
     reply_rows(&r1, THREE, 3);
     reply_rows(&r2, ONE_ROW, 1);
-    h->f.query_reply = r1.p;
-    h->f.query_reply_len = r1.len;
+    h_reply(h, &r1);
     h->f.query_reply2 = r2.p;
     h->f.query_reply2_len = r2.len;
     h_connect(h);
@@ -787,8 +679,7 @@ static void test_a_second_query_is_refused_while_one_runs(void **state)
     bb_t r = {0};
     reply_head(&r);
     m_row(&r, "[1]"); /* and then silence */
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h_connect(h);
     fw_query_t *q = query();
     fw_error_t err;
@@ -812,8 +703,7 @@ static void test_rows_arrive_when_the_reply_comes_byte_by_byte(void **state)
     bb_t r1 = {0}, r2 = {0};
     reply_rows(&r1, THREE, 3);
     reply_rows(&r2, ONE_ROW, 1);
-    h->f.query_reply = r1.p;
-    h->f.query_reply_len = r1.len;
+    h_reply(h, &r1);
     h->f.query_split = 1;
     h->f.query_split_delay_ms = 1;
     h->f.query_reply2 = r2.p;
@@ -869,8 +759,7 @@ static void test_a_json_column_streams_like_jsonb(void **state)
     m_row(&r, "");
     m_complete(&r, "SELECT 2");
     m_ready(&r);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h_connect(h);
     assert_int_equal(h_run(h), FW_END);
     static const char *const want[] = {"{ \"spaces\" :  [1, 2] }", ""};
@@ -900,8 +789,7 @@ static void test_notices_parameter_changes_and_notifications_mid_stream_change_n
     m_complete(&r, "SELECT 3");
     m_notify(&r, 43, "chan2", "after");
     m_ready(&r);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h_connect(h);
     assert_int_equal(h_run(h), FW_END);
     static const char *const want[] = {"[1]", "[2]", "[3]"};
@@ -941,8 +829,7 @@ static void test_only_a_parameter_status_changes_the_role_mid_stream(void **stat
     m_row(&r2, "[2]");
     m_complete(&r2, "SELECT 1");
     m_ready(&r2);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->f.query_reply2 = r2.p;
     h->f.query_reply2_len = r2.len;
     h_connect(h);
@@ -1007,8 +894,7 @@ static void test_a_result_that_is_not_one_json_column_fails_with_eschema(void **
         }
         m_ready(&r);
         reply_rows(&r2, ONE_ROW, 1);
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len;
+        h_reply(h, &r);
         h->f.query_reply2 = r2.p;
         h->f.query_reply2_len = r2.len;
         h_connect(h);
@@ -1077,8 +963,7 @@ test_a_malformed_datarow_fails_after_the_rows_before_and_breaks_the_connection(v
         m_row(&r, "[3]");
         m_complete(&r, "SELECT 3");
         m_ready(&r);
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len;
+        h_reply(h, &r);
         h_connect(h);
         int rc = h_run(h);
         CHECK(&rep, rc == cases[i].code, "%s: %s instead of %s (%s)", cases[i].what, code_name(rc),
@@ -1103,8 +988,7 @@ test_a_malformed_datarow_fails_after_the_rows_before_and_breaks_the_connection(v
     m_row(&r, "[1]");
     static const uint8_t short_row[] = {'D', 0, 0, 0, 3, 0, 0, 0, 0};
     bb_bytes(&r, short_row, sizeof(short_row));
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h_connect(h);
     int rc = h_run(h);
     CHECK(&rep, rc == FW_EPROTO_SHORT, "length 3: %s", code_name(rc));
@@ -1134,8 +1018,7 @@ static void run_limit_case(report_t *rep, const char *what, size_t max_message, 
     m_complete(&r, "SELECT 4");
     m_ready(&r);
     reply_rows(&r2, ONE_ROW, 1);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->f.query_split = 64 * KIB;
     h->f.query_split_delay_ms = 1;
     h->f.query_reply2 = r2.p;
@@ -1263,8 +1146,7 @@ test_an_error_mid_stream_carries_every_field_and_the_connection_stays_usable(voi
                 "line1\nline2", "raise statement_timeout");
         m_ready(&r);
         reply_rows(&r2, ONE_ROW, 1);
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len;
+        h_reply(h, &r);
         h->f.query_reply2 = r2.p;
         h->f.query_reply2_len = r2.len;
         h_connect(h);
@@ -1312,8 +1194,7 @@ static void test_a_fatal_error_then_close_reports_the_fatal_and_breaks_the_conne
     m_row(&r, "[1]");
     m_error(&r, 'E', "FATAL", "57P01", "terminating connection due to administrator command", NULL,
             NULL);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->f.query_close = true;
     h_connect(h);
     assert_int_equal(h_run(h), FW_ESERVER);
@@ -1353,8 +1234,7 @@ static void test_eof_inside_or_between_messages_fails_with_eclosed_and_no_partia
         m_row(&r, "[1]");
         m_row(&r, "[2]");
         bb_bytes(&r, cases[i].tail, cases[i].len);
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len;
+        h_reply(h, &r);
         h->f.query_close = true;
         h_connect(h);
         int rc = h_run(h);
@@ -1398,8 +1278,7 @@ static void test_an_impossible_row_length_closes_at_once_without_a_cancel(void *
         uint8_t hdr[5] = {'D', lengths[i][0], lengths[i][1], lengths[i][2], lengths[i][3]};
         bb_bytes(&r, hdr, sizeof(hdr));
         bb_bytes(&r, (const uint8_t *)"[3]", 3);
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len; /* then silent, the socket open */
+        h_reply(h, &r); /* then silent, the socket open */
         h_connect(h);
         uint64_t t0 = uv_hrtime();
         int rc = h_run(h);
@@ -1524,8 +1403,7 @@ static void test_a_message_out_of_place_is_a_protocol_error(void **state)
                 fail_msg("bad script letter %c", *c);
             }
         }
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len;
+        h_reply(h, &r);
         h->max_message = cases[i].max_message;
         h_connect(h);
         int rc = h_run(h);
@@ -1558,8 +1436,7 @@ static void test_a_silent_server_never_hangs_a_consumer_that_leaves(void **state
         reply_head(&r);
         m_row(&r, "[1]");
         m_row(&r, "[2]"); /* and no CommandComplete, ever */
-        h->f.query_reply = r.p;
-        h->f.query_reply_len = r.len;
+        h_reply(h, &r);
         h->drain_in_cb = way != CLOSE_THEN_READ;
         h->free_in_cb = way == FREE_IN_CALLBACK;
         h_connect(h);
@@ -1672,8 +1549,7 @@ static void test_the_client_sends_the_extended_protocol_and_the_timeout_preamble
     m_complete(&r, "SELECT 1");
     m_ready(&r);
     reply_rows(&r2, ONE_ROW, 1);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->f.query_reply2 = r2.p;
     h->f.query_reply2_len = r2.len;
     h_connect(h);
@@ -1756,8 +1632,7 @@ static void test_rows_before_a_protocol_error_reach_a_consumer_whose_queue_is_fu
     m_complete(&r, "SELECT 260");
     m_ready(&r);
     assert_true(r.len < 16 * KIB); /* one read */
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->drain_in_cb = false; /* drains later (allowed: fwire.h, fw_rows_ready_cb) */
     h_connect(h);
     fw_query_t *q = query();
@@ -1821,8 +1696,7 @@ static void test_freeing_a_stream_gives_back_its_taken_chunks_and_frees_the_conn
     bb_t r = {0}, r2 = {0};
     reply_wide_rows(&r);
     reply_rows(&r2, ONE_ROW, 1);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->f.query_reply2 = r2.p;
     h->f.query_reply2_len = r2.len;
     h->f.accept_cancels = true;
@@ -1884,8 +1758,7 @@ static void test_a_held_chunk_does_not_stall_a_stream_with_the_smallest_budget(v
     h_t *h = h_init();
     bb_t r = {0};
     reply_wide_rows(&r);
-    h->f.query_reply = r.p;
-    h->f.query_reply_len = r.len;
+    h_reply(h, &r);
     h->hold_chunks = 1;
     h_connect(h);
     fw_query_t *q = query();

@@ -51,66 +51,8 @@ static void psql(const char *sql, char *out, size_t cap)
     psql_as("FW_TEST_USER_TRUST", sql, out, cap);
 }
 
-/* Sanitizers slow everything down: every deadline stretches by SLOW under them. */
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define FW_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define FW_SANITIZED 1
-#endif
-#endif
-#if defined(FW_SANITIZED)
-#define SLOW 5.0
-#else
-#define SLOW 1.0
-#endif
-
 #define KIB ((size_t)1024)
 #define MIB ((size_t)1024 * 1024)
-
-/* ---- the counting allocator ---------------------------------------------------------------- */
-
-static atomic_uint_fast64_t alloc_calls; /* malloc, realloc and free calls */
-static atomic_int_fast64_t alloc_live;   /* blocks allocated and not yet freed */
-
-static void *count_malloc(void *ud, size_t size)
-{
-    (void)ud;
-    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
-    void *p = malloc(size);
-    if (p != NULL)
-        atomic_fetch_add_explicit(&alloc_live, 1, memory_order_relaxed);
-    return p;
-}
-
-static void *count_realloc(void *ud, void *ptr, size_t size)
-{
-    (void)ud;
-    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
-    void *p = realloc(ptr, size);
-    if (p != NULL && ptr == NULL)
-        atomic_fetch_add_explicit(&alloc_live, 1, memory_order_relaxed);
-    return p;
-}
-
-static void count_free(void *ud, void *ptr)
-{
-    (void)ud;
-    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
-    if (ptr != NULL)
-        atomic_fetch_sub_explicit(&alloc_live, 1, memory_order_relaxed);
-    free(ptr);
-}
-
-static uint64_t calls_now(void)
-{
-    return atomic_load_explicit(&alloc_calls, memory_order_relaxed);
-}
-
-static int64_t live_now(void)
-{
-    return atomic_load_explicit(&alloc_live, memory_order_relaxed);
-}
 
 /* Order-independent sum of a chunk's rows, to check they stay valid while it is held. */
 static uint64_t rows_sum(const fw_row_t *rows, size_t n)
@@ -120,50 +62,6 @@ static uint64_t rows_sum(const fw_row_t *rows, size_t n)
     for (size_t i = 0; i < n; i++)
         s += row_md5(&rows[i], d);
     return s;
-}
-
-/* Compares a result with the oracle; `what` names the run in the failure message. */
-static void check_res(const res_t *r, const oracle_t *o, bool ordered, const char *what)
-{
-    if (r->start_rc != 0)
-        fail_msg("%s: fw_stream_start: %s (%s)", what, fw_err_name(r->start_rc), r->err.message);
-    if (r->code != FW_END)
-        fail_msg("%s: ended with %s: %s %s", what, fw_err_name(r->code), r->err.sqlstate,
-                 r->err.message);
-    if (r->rows != o->rows || r->bytes != o->bytes || r->nulls != o->nulls || r->sum != o->sum)
-        fail_msg("%s: got %" PRIu64 " rows, %" PRIu64 " bytes, %" PRIu64 " nulls, sum %" PRIu64
-                 "; the server has %" PRIu64 " rows, %" PRIu64 " bytes, %" PRIu64
-                 " nulls, sum %" PRIu64,
-                 what, r->rows, r->bytes, r->nulls, r->sum, o->rows, o->bytes, o->nulls, o->sum);
-    if (r->bad_null != 0 || r->bad_held != 0)
-        fail_msg("%s: %" PRIu64 " SQL NULL rows with a pointer, %" PRIu64 " held chunks changed",
-                 what, r->bad_null, r->bad_held);
-    if (ordered && o->rows > 0) {
-        if (strcmp(r->order_hex, o->order) != 0 || strcmp(r->first, o->first) != 0 ||
-            strcmp(r->last, o->last) != 0)
-            fail_msg("%s: rows out of order (first %s last %s, server first %s last %s)", what,
-                     r->first, r->last, o->first, o->last);
-    }
-    if (r->stats.rows_yielded != r->rows || r->stats.state != FW_STREAM_COMPLETED)
-        fail_msg("%s: stats say %" PRIu64 " rows yielded, state %s", what, r->stats.rows_yielded,
-                 fw_stream_state_name(r->stats.state));
-}
-
-/* Bench rows carry their id first: consecutive ids, one wrap-around allowed (a synchronized
- * scan may start mid-table) unless `strict` (small tables: the scan starts at id 1). */
-static void check_ids(const res_t *r, bool strict, bool consecutive, const char *what)
-{
-    if (r->with_id != r->rows)
-        fail_msg("%s: %" PRIu64 " of %" PRIu64 " rows have no leading id", what,
-                 r->rows - r->with_id, r->rows);
-    if (r->rows == 0)
-        return;
-    uint64_t allowed = strict ? 0 : 1;
-    if (r->descents > allowed || (consecutive && r->breaks > allowed) ||
-        (strict && r->first_id != 1))
-        fail_msg("%s: ids out of order: first %" PRId64 ", %" PRIu64 " descents, %" PRIu64
-                 " breaks",
-                 what, r->first_id, r->descents, r->breaks);
 }
 
 /* ---- sessions: one connection in one run mode ------------------------------------------------ */
@@ -201,51 +99,12 @@ static void on_notice(void *ud, const fw_notice_t *n)
     pthread_mutex_unlock(&S->mu);
 }
 
-static void on_connect(fw_conn_t *c, int status, const fw_error_t *err, void *ud)
-{
-    (void)c;
-    sess_t *S = ud;
-    S->connects++;
-    S->connect_status = status;
-    if (err != NULL)
-        S->err = *err;
-}
-
-static void on_closed(fw_conn_t *c, void *ud)
-{
-    (void)c;
-    sess_t *S = ud;
-    S->closes++;
-}
-
-static void on_tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-static void conninfo(char *buf, size_t cap, bool tls)
-{
-    if (tls)
-        snprintf(buf, cap,
-                 "host=%s port=%s dbname=%s user=%s password=%s sslmode=verify-full "
-                 "sslrootcert=%s connect_timeout=10",
-                 env("FW_TEST_HOST4"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
-                 env("FW_TEST_USER_SCRAM"), env("FW_TEST_PASS_SCRAM"), env("FW_TEST_CA"));
-    else
-        snprintf(buf, cap, "host=%s port=%s dbname=%s user=%s sslmode=disable connect_timeout=10",
-                 env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
-                 env("FW_TEST_USER_TRUST"));
-}
+LIVE_CONN_CALLBACKS(sess_t)
 
 /* Runs the embedded loop until *flag, failing after `secs` (stretched under sanitizers). */
 static void run_until(sess_t *S, const bool *flag, double secs, const char *what)
 {
-    uint64_t t0 = uv_hrtime();
-    while (!*flag) {
-        if (secs_since(t0) > secs * SLOW)
-            fail_msg("%s: %s: nothing after %.0f s", S->name, what, secs * SLOW);
-        uv_run(&S->loop, UV_RUN_ONCE);
-    }
+    live_run_until(&S->loop, S->name, flag, secs, what);
 }
 
 static void sess_open(sess_t *S, bool threaded, bool tls)
@@ -257,7 +116,7 @@ static void sess_open(sess_t *S, bool threaded, bool tls)
                        : (tls ? "embedded/tls" : "embedded/unix");
     pthread_mutex_init(&S->mu, NULL);
     char ci[1024];
-    conninfo(ci, sizeof(ci), tls);
+    live_conninfo(ci, sizeof(ci), tls);
     fw_conn_opts_t o;
     fw_conn_opts_init(&o);
     o.conninfo = ci;
@@ -270,15 +129,11 @@ static void sess_open(sess_t *S, bool threaded, bool tls)
         if (rc != 0)
             fail_msg("%s: connect: %s", S->name, S->err.message);
     } else {
-        assert_int_equal(uv_loop_init(&S->loop), 0);
-        assert_int_equal(uv_timer_init(&S->loop, &S->tick), 0);
-        assert_int_equal(uv_timer_start(&S->tick, on_tick, 10, 10), 0);
+        live_loop_init(&S->loop, &S->tick);
         if (fw_conn_new(&S->conn, &S->loop, &o, &S->err) != 0)
             fail_msg("%s: fw_conn_new: %s", S->name, S->err.message);
         assert_int_equal(fw_conn_connect(S->conn, on_connect, S), 0);
-        uint64_t t0 = uv_hrtime();
-        while (S->connects == 0 && secs_since(t0) < 30 * SLOW)
-            uv_run(&S->loop, UV_RUN_ONCE);
+        live_run_until_counted(&S->loop, &S->connects, 30);
         assert_int_equal(S->connects, 1);
         if (S->connect_status != 0)
             fail_msg("%s: connect: %s", S->name, S->err.message);
@@ -300,11 +155,7 @@ static void sess_close(sess_t *S)
     } else {
         if (S->conn != NULL)
             fw_conn_close(S->conn, on_closed, S);
-        uv_timer_stop(&S->tick);
-        uv_close((uv_handle_t *)&S->tick, NULL);
-        uint64_t t0 = uv_hrtime();
-        while (uv_loop_alive(&S->loop) && secs_since(t0) < 30 * SLOW)
-            uv_run(&S->loop, UV_RUN_ONCE);
+        live_loop_drain(&S->loop, &S->tick, 30);
         assert_int_equal(S->closes, 1);
         assert_int_equal(uv_loop_close(&S->loop), 0);
     }
@@ -313,14 +164,6 @@ static void sess_close(sess_t *S)
 }
 
 /* ---- threaded mode ------------------------------------------------------------------------ */
-
-static uint32_t xorshift(uint32_t *x)
-{
-    *x ^= *x << 13;
-    *x ^= *x >> 17;
-    *x ^= *x << 5;
-    return *x;
-}
 
 /* Gives back a chunk kept by thr_drain, checking its rows did not change meanwhile. */
 static void release_held(fw_stream_t *s, res_t *r, fw_chunk_t **held, size_t held_n,
@@ -880,16 +723,6 @@ static void *sampler_main(void *arg)
         sleep_ms(5);
     }
     return NULL;
-}
-
-static size_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    assert_non_null(f);
-    unsigned long size = 0, resident = 0;
-    assert_int_equal(fscanf(f, "%lu %lu", &size, &resident), 2);
-    fclose(f);
-    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
 }
 
 static void test_a_slow_consumer_keeps_memory_within_the_budget(void **state)
