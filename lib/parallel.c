@@ -112,59 +112,24 @@ static bool parse_i64(const char *s, int64_t *out)
 }
 
 /*
- * Runs fwire's own statement on conns[0] in a new REPEATABLE READ READ ONLY transaction and
- * reads its one row: "<snapshot> <server_version_num> ..." as a JSON string. The transaction
- * stays open (the snapshot lives as long as it does).
+ * Runs fwire's own statement (`run`) on conns[0] and copies its one row, a JSON string, into
+ * text without the quotes (the statements below return plain words: no escapes to undo).
  */
-static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err)
+static int run_one(fw__par_t *p, const fw_query_t *q, const fw__query_run_t *run, char *text,
+                   size_t cap, fw_error_t *err)
 {
-    char sql[512];
-    if (q->pkey == NULL)
-        snprintf(sql, sizeof(sql),
-                 "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', "
-                 "pg_catalog.pg_export_snapshot(), "
-                 "pg_catalog.current_setting('server_version_num'), c.relkind, "
-                 "pg_catalog.pg_relation_size(c.oid) / "
-                 "pg_catalog.current_setting('block_size')::bigint)) AS \"data\" "
-                 "FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass");
-    else {
-        /* The key is quoted as an identifier ('"' doubled) for the min and max. */
-        char key[2 * FW__QUERY_MAX_IDENT + 3];
-        size_t k = 0;
-        key[k++] = '"';
-        for (const char *c = q->pkey; *c != '\0'; c++) {
-            if (*c == '"')
-                key[k++] = '"';
-            key[k++] = *c;
-        }
-        key[k++] = '"';
-        key[k] = '\0';
-        snprintf(sql, sizeof(sql),
-                 "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', "
-                 "pg_catalog.pg_export_snapshot(), "
-                 "pg_catalog.current_setting('server_version_num'), "
-                 "coalesce(min(%s)::text, '-'), coalesce(max(%s)::text, '-'), "
-                 "pg_catalog.pg_typeof(min(%s))::text)) AS \"data\" FROM %s",
-                 key, key, key, q->source);
-    }
-    fw__query_run_t run = {
-        .pre = {"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"},
-        .npre = 1,
-        .raw = sql,
-        .raw_param = q->pkey == NULL ? q->source : NULL,
-    };
-    fw__stream_start_t a = {p->conns[0], q, NULL, NULL, NULL, 0, err, &run, NULL};
+    fw__stream_start_t a = {p->conns[0], q, NULL, NULL, NULL, 0, err, run, NULL};
     fw__runtime_call(p->conns[0], fw__stream_start_on_loop, &a);
     if (a.rc < 0) {
         prefix_err(err, "setting up on connection", 0);
         return a.rc;
     }
-    char text[256] = "";
     fw_row_t row;
     int rc = fw_stream_next(a.s, &row, -1);
-    if (rc == FW_ROW && !row.is_null && row.len >= 2 && row.len < sizeof(text) &&
-        row.json[0] == '"' && row.json[row.len - 1] == '"') {
+    if (rc == FW_ROW && !row.is_null && row.len >= 2 && row.len < cap && row.json[0] == '"' &&
+        row.json[row.len - 1] == '"' && memchr(row.json, '\\', row.len) == NULL) {
         memcpy(text, row.json + 1, row.len - 2);
+        text[row.len - 2] = '\0';
         rc = fw_stream_next(a.s, &row, -1);
     } else if (rc == FW_ROW) {
         rc = FW_EPROTO_BAD_VALUE;
@@ -179,17 +144,56 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
         return rc < 0 ? rc : FW_ESCHEMA;
     }
     fw_stream_free(a.s);
+    return 0;
+}
 
-    char *f[5] = {0};
-    int nf = 0;
-    for (char *c = text, *save = NULL; nf < 5 && (c = strtok_r(c, " ", &save)) != NULL;
-         c = NULL)
-        f[nf++] = c;
+/* Splits text at spaces into at most n words; returns how many. */
+static int words(char *text, char **f, int n)
+{
+    int k = 0;
+    for (char *c = text, *save = NULL; k < n && (c = strtok_r(c, " ", &save)) != NULL; c = NULL)
+        f[k++] = c;
+    return k;
+}
+
+/*
+ * On conns[0]: a new REPEATABLE READ READ ONLY transaction exports its snapshot, and reads what
+ * the split needs at that snapshot: the relation's kind and pages (ctid), or the key column's
+ * type, then its min and max (key). The transaction stays open: the snapshot lives as long.
+ */
+static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err)
+{
+    char text[256];
+    fw__query_run_t run = {
+        .pre = {"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"},
+        .npre = 1,
+        .raw_param = {q->source, q->pkey},
+    };
+    if (q->pkey == NULL)
+        run.raw = "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', "
+                  "pg_catalog.pg_export_snapshot(), "
+                  "pg_catalog.current_setting('server_version_num'), c.relkind, "
+                  "pg_catalog.pg_relation_size(c.oid) / "
+                  "pg_catalog.current_setting('block_size')::bigint)) AS \"data\" "
+                  "FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass";
+    else
+        run.raw = "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', "
+                  "pg_catalog.pg_export_snapshot(), "
+                  "pg_catalog.current_setting('server_version_num'), "
+                  "coalesce((SELECT pg_catalog.format_type(a.atttypid, NULL) "
+                  "FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::pg_catalog.regclass "
+                  "AND a.attname = $2::text AND a.attnum > 0 AND NOT a.attisdropped), '-'))) "
+                  "AS \"data\"";
+    int rc = run_one(p, q, &run, text, sizeof(text), err);
+    if (rc < 0)
+        return rc;
+    char *f[4] = {0};
+    int nf = words(text, f, 4);
     size_t slen = f[0] != NULL ? strlen(f[0]) : 0;
-    if (nf < 2 || slen == 0 || slen >= sizeof(st->snapshot) ||
+    if (nf < 3 || slen == 0 || slen >= sizeof(st->snapshot) ||
         strspn(f[0], "0123456789ABCDEFabcdef-") != slen) {
         set_errf(err, FW_EPROTO_BAD_VALUE,
-                 "parallel stream: the server's snapshot answer is not understood: %s", text);
+                 "parallel stream: the server's snapshot answer is not understood: %.200s", text);
         return FW_EPROTO_BAD_VALUE;
     }
     memcpy(st->snapshot, f[0], slen + 1);
@@ -197,30 +201,57 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
     if (q->pkey == NULL) {
         if (nf != 4 || !parse_i64(f[3], &st->pages)) {
             set_errf(err, FW_EPROTO_BAD_VALUE,
-                     "parallel stream: the server's size answer is not understood: %s", text);
+                     "parallel stream: the server's size answer is not understood: %.200s",
+                     text);
             return FW_EPROTO_BAD_VALUE;
         }
         st->relkind = f[2][0];
         return 0;
     }
-    /* min, max, and the key's type last (only its first word: "double" of "double
-     * precision"). */
-    const char *type = nf == 5 ? f[4] : "";
-    if (nf < 5 || (strcmp(type, "bigint") != 0 && strcmp(type, "integer") != 0 &&
-                   strcmp(type, "smallint") != 0 && strcmp(type, "-") != 0)) {
+    /* The key's type (only its first word: "double" of "double precision"). */
+    if (strcmp(f[2], "-") == 0) {
+        set_errf(err, FW_EINVAL, "%s has no column \"%s\" (the partition key)", q->source,
+                 q->pkey);
+        return FW_EINVAL;
+    }
+    if (strcmp(f[2], "bigint") != 0 && strcmp(f[2], "integer") != 0 &&
+        strcmp(f[2], "smallint") != 0) {
         set_errf(err, FW_EINVAL,
                  "the partition key \"%s\" must be an integer column (smallint, integer or "
                  "bigint); it is %s",
-                 q->pkey, nf >= 5 ? type : "of another type");
+                 q->pkey, f[2]);
         return FW_EINVAL;
     }
-    if (strcmp(f[2], "-") == 0 || strcmp(f[3], "-") == 0) {
+    /* Its range at the snapshot, in the same transaction: min and max (an index makes them
+     * two index probes). The key is quoted as an identifier ('"' doubled). */
+    char key[2 * FW__QUERY_MAX_IDENT + 3];
+    size_t k = 0;
+    key[k++] = '"';
+    for (const char *c = q->pkey; *c != '\0'; c++) {
+        if (*c == '"')
+            key[k++] = '"';
+        key[k++] = *c;
+    }
+    key[k++] = '"';
+    key[k] = '\0';
+    char sql[1024]; /* two keys and the source, each at most 2 * 63 + 6 bytes quoted */
+    snprintf(sql, sizeof(sql),
+             "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', "
+             "coalesce(min(%s)::text, '-'), coalesce(max(%s)::text, '-'))) AS \"data\" "
+             "FROM %s",
+             key, key, q->source);
+    fw__query_run_t range = {.raw = sql};
+    rc = run_one(p, q, &range, text, sizeof(text), err);
+    if (rc < 0)
+        return rc;
+    nf = words(text, f, 2);
+    if (nf == 2 && strcmp(f[0], "-") == 0) {
         st->empty = true;
         return 0;
     }
-    if (!parse_i64(f[2], &st->kmin) || !parse_i64(f[3], &st->kmax)) {
+    if (nf != 2 || !parse_i64(f[0], &st->kmin) || !parse_i64(f[1], &st->kmax)) {
         set_errf(err, FW_EPROTO_BAD_VALUE,
-                 "parallel stream: the key's range is not understood: %s", text);
+                 "parallel stream: the key's range is not understood: %.200s", text);
         return FW_EPROTO_BAD_VALUE;
     }
     return 0;

@@ -121,9 +121,9 @@ int fw__query_encode(const fw_query_t *q, fw__pq_buf_t *out);
  *  - `key_lo`/`key_hi`: a key range on the column q->pkey, as bind parameters after the
  *    query's own: `key >= lo` (NULL: open below) and `key < hi` (NULL: open above); with
  *    `key_nulls`, rows whose key is NULL too. Used only when `key_range` is set.
- *  - `raw`: a statement returning one json column named data, with `raw_param` as $1 (or no
- *    parameter when NULL); the query's conditions, order, limits and statement timeout are not
- *    used then (its budget and chunk size are).
+ *  - `raw`: a statement returning one json column named data, with raw_param[0] and [1] as
+ *    $1 and $2 (up to the first NULL); the query's conditions, order, limits and statement
+ *    timeout are not used then (its budget and chunk size are).
  */
 typedef struct fw__query_run_s {
     const char *pre[2];
@@ -133,7 +133,7 @@ typedef struct fw__query_run_s {
     bool key_nulls;
     const char *key_lo, *key_hi;
     const char *raw;
-    const char *raw_param;
+    const char *raw_param[2];
 } fw__query_run_t;
 
 /* fw__query_encode() with a run's additions (`run` may be NULL: the query alone). */

@@ -399,7 +399,9 @@ int fw__query_encode_run(const fw_query_t *q, const fw__query_run_t *run, fw__pq
 
     bool raw = run != NULL && run->raw != NULL;
     /* A raw statement has its own parameter (or none); a key range adds one per bound. */
-    size_t nparams = raw ? (run->raw_param != NULL ? 1 : 0) : q->nparams;
+    size_t nparams = q->nparams;
+    if (raw)
+        nparams = run->raw_param[0] == NULL ? 0 : run->raw_param[1] == NULL ? 1 : 2;
     size_t nkey = 0;
     if (!raw && run != NULL && run->key_range && q->pkey != NULL)
         nkey = (run->key_lo != NULL ? 1u : 0u) + (run->key_hi != NULL ? 1u : 0u);
@@ -424,9 +426,9 @@ int fw__query_encode_run(const fw_query_t *q, const fw__query_run_t *run, fw__pq
 
     char limit_txt[21], offset_txt[21];
     if (raw) {
-        if (run->raw_param != NULL)
-            params[0] = (fw__pq_param_t){(const uint8_t *)run->raw_param,
-                                         strlen(run->raw_param), false};
+        for (size_t i = 0; i < nparams; i++)
+            params[i] = (fw__pq_param_t){(const uint8_t *)run->raw_param[i],
+                                         strlen(run->raw_param[i]), false};
     } else {
         bind_params(q, params, limit_txt, offset_txt);
         size_t k = q->nparams;
