@@ -144,12 +144,20 @@ static int poll_cancelled(fw_stream_t *s)
     return s->sticky;
 }
 
+/* The consumer's slow path, out of line so the row path stays small enough to inline: a
+ * cancelled stream, or a parallel stream's poll of its parts (parallel.c). */
+__attribute__((noinline, cold)) static int poll_slow(fw_stream_t *s, fw_row_t *row,
+                                                     fw_chunk_t **chunk)
+{
+    return (s->slow & FW__SLOW_PAR) ? fw__par_poll(s, row, chunk) : poll_cancelled(s);
+}
+
 static int poll_row(fw_stream_t *s, fw_row_t *row)
 {
     if (s->sticky <= 0)
         return s->sticky;
     if (s->slow)
-        return (s->slow & FW__SLOW_PAR) ? fw__par_poll(s, row, NULL) : poll_cancelled(s);
+        return poll_slow(s, row, NULL);
     bool got = fw__pipe_next(&s->pipe, row);
     after_release(s);
     if (got)
@@ -172,7 +180,7 @@ static int poll_chunk(fw_stream_t *s, fw_chunk_t **chunk)
     if (s->sticky <= 0)
         return s->sticky;
     if (s->slow)
-        return (s->slow & FW__SLOW_PAR) ? fw__par_poll(s, NULL, chunk) : poll_cancelled(s);
+        return poll_slow(s, NULL, chunk);
     fw__chunk_t *c = fw__pipe_take(&s->pipe);
     after_release(s);
     if (c == NULL) {
