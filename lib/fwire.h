@@ -693,8 +693,9 @@ FW_EXTERN int fw_query_explain(fw_query_t *q, bool on);
  * that snapshot. The stream it returns is one fw_stream_t: rows of different parts interleave,
  * rows of one part keep their order. Each part has its own queue and its own byte budget
  * (fw_query_max_memory applies per part: receive memory is at most n times it);
- * fw_stream_stats() adds the parts up, fw_stream_part_stats() shows each one. Closing the
- * stream (fw_stream_free) closes the n connections.
+ * fw_stream_stats() adds the parts up, fw_stream_part_stats() shows each one. The n
+ * connections belong to the stream: fw_stream_free closes them (free the stream before
+ * fw_runtime_free).
  * The split: without a partition key, ctid ranges of the relation's pages (a plain table or a
  * materialized view, PostgreSQL 14 or later: TID range scans); with fw_query_partition_key(),
  * ranges of that integer column. Anything else is refused by fw_stream_start() with FW_EINVAL
