@@ -79,8 +79,10 @@ stat() { # median min max of column $2 of file $1 (numbers)
 }
 
 base=
-printf '%s, %s rows, %d rounds interleaved after a warm-up, %s\n' "$relation" "$expect" \
-    "$rounds" "${key:+key $key}${key:-ctid ranges}"
+split=ctid
+[[ -z $key ]] || split="key $key"
+printf '%s, %s rows, %d rounds interleaved after a warm-up, split by %s\n' "$relation" "$expect" \
+    "$rounds" "$split"
 printf '| connections | rows/s median | min | max | speed-up (medians) | peak RSS KiB (median) |\n'
 printf '|---:|---:|---:|---:|---:|---:|\n'
 json="{\"relation\": \"$relation\", \"rows\": $expect, \"rounds\": $rounds, \"split\": \"${key:-ctid}\", \"variants\": ["
