@@ -373,6 +373,11 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
     }
     const char *str = opts != NULL && opts->conninfo != NULL ? opts->conninfo : "";
     int rc = fw__conninfo_from_string(str, env, &c->ci, msg, sizeof(msg));
+    /* Kept for the other connections of a parallel stream (lib/parallel.c). */
+    if (rc == 0 && (c->conninfo_copy = fw__malloc(strlen(str) + 1)) == NULL)
+        rc = FW_ENOMEM;
+    else if (rc == 0)
+        memcpy(c->conninfo_copy, str, strlen(str) + 1);
     if (rc == 0 && c->opts.max_message > FW__PQ_PROTOCOL_MAX) {
         rc = FW_ECONFIG;
         snprintf(msg, sizeof(msg), "max_message %zu exceeds the protocol's limit of %zu bytes",
@@ -393,6 +398,7 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
         fw__conninfo_free(c->ci);
         fw__pq_buf_free(&c->out);
         fw__pq_reader_free(&c->reader);
+        fw__wipe_conn_secrets(c);
         fw__free(c);
         return rc == FW_ENOMEM ? rc : FW_ECONFIG;
     }
@@ -660,5 +666,10 @@ void fw__wipe_conn_secrets(fw_conn_t *c)
      * through `out`, which fw__pq_buf_free zeroes. */
     fw__wipe(c->cb_data, sizeof(c->cb_data));
     fw__wipe(&c->backend_key, sizeof(c->backend_key));
+    if (c->conninfo_copy != NULL) {
+        fw__wipe(c->conninfo_copy, strlen(c->conninfo_copy)); /* may hold a password */
+        fw__free(c->conninfo_copy);
+        c->conninfo_copy = NULL;
+    }
 }
 

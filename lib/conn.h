@@ -64,7 +64,8 @@ typedef struct fw__conn_hooks_s {
 
 struct fw_conn_s {
     uv_loop_t *loop;
-    fw_conn_opts_t opts; /* conninfo not kept (parsed into ci) */
+    fw_conn_opts_t opts; /* opts.conninfo not kept (parsed into ci) */
+    char *conninfo_copy; /* the connection string, for a parallel stream's other connections */
     fw__conninfo_t *ci;
     fw__conn_state_t state;
     fw_phase_t phase;

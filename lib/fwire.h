@@ -683,6 +683,43 @@ FW_EXTERN long fw_query_sql(const fw_query_t *q, char *buf, size_t cap);
  */
 FW_EXTERN int fw_query_explain(fw_query_t *q, bool on);
 
+/*
+ * Splits the read over `n` server backends (1..16; 0, the default, is an ordinary stream),
+ * as pg_dump -j does (docs/streaming.md, "Parallel streams"). fw_stream_start() then opens n
+ * connections of its own from the connection string of the connection it is given (that one
+ * runs nothing and stays idle), exports a snapshot on the first (BEGIN ISOLATION LEVEL
+ * REPEATABLE READ READ ONLY; SELECT pg_export_snapshot()) and imports it on the others (SET
+ * TRANSACTION SNAPSHOT), so the parts together are exactly what one connection would read at
+ * that snapshot. The stream it returns is one fw_stream_t: rows of different parts interleave,
+ * rows of one part keep their order. Each part has its own queue and its own byte budget
+ * (fw_query_max_memory applies per part: receive memory is at most n times it);
+ * fw_stream_stats() adds the parts up, fw_stream_part_stats() shows each one. The n
+ * connections belong to the stream: fw_stream_free closes them (free the stream before
+ * fw_runtime_free).
+ * The split: without a partition key, ctid ranges of the relation's pages (a plain table or a
+ * materialized view, PostgreSQL 14 or later: TID range scans); with fw_query_partition_key(),
+ * ranges of that integer column. Anything else is refused by fw_stream_start() with FW_EINVAL
+ * and a message naming both options, and so are LIMIT, OFFSET, EXPLAIN and an ORDER BY other
+ * than the partition key ascending. Threaded mode only for now: an embedded-mode connection
+ * gives FW_EINVAL ("run in threaded mode only"). Returns 0 or FW_EINVAL (n out of range).
+ * Thread: the query's owner.
+ */
+FW_EXTERN int fw_query_parallel(fw_query_t *q, int n);
+
+/*
+ * The integer column (smallint, integer, bigint) a parallel stream splits on: part i reads
+ * `column >= lo_i AND column < hi_i` (lo and hi are bind parameters; the first range open
+ * below, the last open above and holding the rows whose key is NULL), the bounds cut the
+ * range [min, max] the first connection reads at the snapshot into n equal spans. The column
+ * must be one the relation shows (a view's "id"), and should be indexed: each part's range is
+ * then an index range scan, not a scan of the whole relation. An ORDER BY of this column alone
+ * (ascending) is allowed: the parts are then delivered one after another, in key order, which
+ * costs most of the speed-up (the later parts wait, their budget full, while the first is
+ * read). `column` is copied, used as a quoted identifier; NULL removes the key (ctid ranges).
+ * Returns 0 or FW_EINVAL (empty, or over 63 bytes), FW_ENOMEM. Thread: the query's owner.
+ */
+FW_EXTERN int fw_query_partition_key(fw_query_t *q, const char *column);
+
 /* ==== streams ============================================================================= */
 
 typedef struct fw_stream_s fw_stream_t;
@@ -788,8 +825,24 @@ typedef struct fw_stream_stats_s {
     uint64_t reserved[8];
 } fw_stream_stats_t;
 
-/* Fills *out. Reads atomics only: never blocks. Thread: any thread while the stream exists. */
+/* Fills *out. Reads atomics only: never blocks. Thread: any thread while the stream exists.
+ * For a parallel stream, the parts' figures added up (max_memory too: the total budget;
+ * chunk_size is the largest part's). */
 FW_EXTERN void fw_stream_stats(const fw_stream_t *s, fw_stream_stats_t *out);
+
+/* The number of parts of a parallel stream (fw_query_parallel), 1 for an ordinary stream, or
+ * FW_EINVAL for NULL. Thread: any thread while the stream exists. */
+FW_EXTERN int fw_stream_parts(const fw_stream_t *s);
+
+/* Fills *out (caller-owned) with part `part`'s own figures (0 .. fw_stream_parts() - 1; an
+ * ordinary stream's part 0 is itself). Returns 0 or FW_EINVAL. Thread: as fw_stream_stats. */
+FW_EXTERN int fw_stream_part_stats(const fw_stream_t *s, int part, fw_stream_stats_t *out);
+
+/* The id of the snapshot a parallel stream reads at ("00000003-0000001B-1"), or NULL for an
+ * ordinary stream. Borrowed until fw_stream_free; valid (importable by SET TRANSACTION
+ * SNAPSHOT in another session) until then, since the exporting transaction stays open as long
+ * as the stream does. Thread: any thread while the stream exists. */
+FW_EXTERN const char *fw_stream_snapshot(const fw_stream_t *s);
 
 /*
  * Pauses the stream: fwire stops reading the socket (the kernel's buffers fill and the server

@@ -56,6 +56,7 @@ void fw_query_free(fw_query_t *q)
     fw__free(q->conds);
     fw__free(q->orders);
     fw__free(q->source);
+    fw__free(q->pkey);
     fw__free(q);
 }
 
@@ -484,6 +485,43 @@ int fw_query_idle_timeout(fw_query_t *q, uint32_t ms)
     if (q->err != 0)
         return q->err;
     q->idle_timeout_ms = ms;
+    return 0;
+}
+
+/* ---- parallel streams (lib/parallel.c) ---------------------------------------------------- */
+
+int fw_query_parallel(fw_query_t *q, int n)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    if (n < 0 || n > FW__QUERY_MAX_PARALLEL)
+        return fail(q, FW_EINVAL);
+    q->parallel = n;
+    return 0;
+}
+
+int fw_query_partition_key(fw_query_t *q, const char *column)
+{
+    if (q == NULL)
+        return FW_EINVAL;
+    if (q->err != 0)
+        return q->err;
+    if (column == NULL) {
+        fw__free(q->pkey);
+        q->pkey = NULL;
+        return 0;
+    }
+    size_t n = strlen(column);
+    if (n == 0 || n > FW__QUERY_MAX_IDENT)
+        return fail(q, FW_EINVAL);
+    char *k = fw__malloc(n + 1);
+    if (k == NULL)
+        return fail(q, FW_ENOMEM);
+    memcpy(k, column, n + 1);
+    fw__free(q->pkey);
+    q->pkey = k;
     return 0;
 }
 

@@ -40,6 +40,8 @@
 #define FW__QUERY_MAX_PARAMS 65535u
 /* PostgreSQL's identifier limit (NAMEDATALEN - 1): longer names are truncated silently. */
 #define FW__QUERY_MAX_IDENT 63u
+/* The most parts of a parallel stream (each one a connection and a server backend). */
+#define FW__QUERY_MAX_PARALLEL 16
 
 /* What a WHERE condition is. */
 typedef enum fw__query_cond_kind_e {
@@ -92,6 +94,8 @@ struct fw_query_s {
     fw_predicate_cb predicate;
     void *predicate_ud;
     bool explain; /* EXPLAIN (FORMAT JSON) of the statement instead of the statement */
+    int parallel; /* fw_query_parallel: parts (0: an ordinary stream) */
+    char *pkey;   /* fw_query_partition_key: the key column, unquoted, or NULL (ctid ranges) */
     /* The metrics' entity label: the entity name ("user" for v_user) or the relation as given
      * ("public.v_user"); empty without a source. */
     char label[2 * FW__QUERY_MAX_IDENT + 2];
@@ -108,6 +112,32 @@ struct fw_query_s {
  * the error as its sticky error (fw__pq_buf_reset() before reuse).
  */
 int fw__query_encode(const fw_query_t *q, fw__pq_buf_t *out);
+
+/*
+ * What one run of a query adds to it (a parallel stream's part, or its setup): statements sent
+ * first, without parameters, whose results are dropped (BEGIN, SET TRANSACTION SNAPSHOT); one
+ * more WHERE condition; or a statement of fwire's own instead of the query's.
+ *  - `cond`: trusted SQL made by fwire (a ctid range: numbers only), ANDed like where_sql.
+ *  - `key_lo`/`key_hi`: a key range on the column q->pkey, as bind parameters after the
+ *    query's own: `key >= lo` (NULL: open below) and `key < hi` (NULL: open above); with
+ *    `key_nulls`, rows whose key is NULL too. Used only when `key_range` is set.
+ *  - `raw`: a statement returning one json column named data, with raw_param[0] and [1] as
+ *    $1 and $2 (up to the first NULL); the query's conditions, order, limits and statement
+ *    timeout are not used then (its budget and chunk size are).
+ */
+typedef struct fw__query_run_s {
+    const char *pre[2];
+    int npre;
+    const char *cond;
+    bool key_range;
+    bool key_nulls;
+    const char *key_lo, *key_hi;
+    const char *raw;
+    const char *raw_param[2];
+} fw__query_run_t;
+
+/* fw__query_encode() with a run's additions (`run` may be NULL: the query alone). */
+int fw__query_encode_run(const fw_query_t *q, const fw__query_run_t *run, fw__pq_buf_t *out);
 
 /* 1 when fw__query_encode() puts the statement-timeout statement first (its ParseComplete,
  * BindComplete, one DataRow and CommandComplete come before the main statement's), else 0. */

@@ -236,16 +236,60 @@ static void put_cond(sqlw_t *w, const fw__query_cond_t *c)
     }
 }
 
-/* The main statement. The order here is the order of the bind parameters (bind_params()). */
-static void render(const fw_query_t *q, sqlw_t *w)
+/* A parallel part's key range (fw__query_run_t): its parameters come after the query's own
+ * conditions' (a parallel query has no LIMIT or OFFSET). NULL keys go to the part that says
+ * so (the last one: ascending order puts them last). */
+static void put_key_range(sqlw_t *w, const fw_query_t *q, const fw__query_run_t *run)
 {
+    size_t klen = strlen(q->pkey);
+    put(w, "((");
+    if (run->key_lo != NULL) {
+        put_ident(w, "", q->pkey, klen);
+        put(w, " >= ");
+        put_param(w);
+    }
+    if (run->key_lo != NULL && run->key_hi != NULL)
+        put(w, " AND ");
+    if (run->key_hi != NULL) {
+        put_ident(w, "", q->pkey, klen);
+        put(w, " < ");
+        put_param(w);
+    }
+    if (run->key_lo == NULL && run->key_hi == NULL)
+        put(w, "true");
+    put(w, ")");
+    if (run->key_nulls) {
+        put(w, " OR ");
+        put_ident(w, "", q->pkey, klen);
+        put(w, " IS NULL");
+    }
+    put(w, ")");
+}
+
+/* The main statement. The order here is the order of the bind parameters (bind_params()). */
+static void render(const fw_query_t *q, const fw__query_run_t *run, sqlw_t *w)
+{
+    if (run != NULL && run->raw != NULL) {
+        put(w, run->raw);
+        return;
+    }
     if (q->explain)
         put(w, "EXPLAIN (FORMAT JSON) ");
     put(w, "SELECT \"data\" FROM ");
     put(w, q->source);
-    for (size_t i = 0; i < q->nconds; i++) {
-        put(w, i == 0 ? " WHERE " : " AND ");
+    size_t k = 0;
+    for (size_t i = 0; i < q->nconds; i++, k++) {
+        put(w, k == 0 ? " WHERE " : " AND ");
         put_cond(w, &q->conds[i]);
+    }
+    if (run != NULL && run->cond != NULL) {
+        put(w, k++ == 0 ? " WHERE (" : " AND (");
+        put(w, run->cond);
+        put(w, ")");
+    }
+    if (run != NULL && run->key_range && q->pkey != NULL) {
+        put(w, k++ == 0 ? " WHERE " : " AND ");
+        put_key_range(w, q, run);
     }
     for (size_t i = 0; i < q->norders; i++) {
         const fw__query_order_t *o = &q->orders[i];
@@ -308,7 +352,7 @@ long fw_query_sql(const fw_query_t *q, char *buf, size_t cap)
     if (q->source == NULL)
         return FW_EINVAL;
     sqlw_t w = {.buf = buf, .cap = cap};
-    render(q, &w);
+    render(q, NULL, &w);
     finish(&w);
     if (w.overflow || w.len > (size_t)LONG_MAX)
         return FW_ETOOBIG;
@@ -339,6 +383,11 @@ static void bind_params(const fw_query_t *q, fw__pq_param_t *params, char limit_
 
 int fw__query_encode(const fw_query_t *q, fw__pq_buf_t *out)
 {
+    return fw__query_encode_run(q, NULL, out);
+}
+
+int fw__query_encode_run(const fw_query_t *q, const fw__query_run_t *run, fw__pq_buf_t *out)
+{
     if (q == NULL || out == NULL)
         return FW_EINVAL;
     if (q->err != 0)
@@ -348,28 +397,58 @@ int fw__query_encode(const fw_query_t *q, fw__pq_buf_t *out)
     if (out->err != 0)
         return out->err;
 
+    bool raw = run != NULL && run->raw != NULL;
+    /* A raw statement has its own parameter (or none); a key range adds one per bound. */
+    size_t nparams = q->nparams;
+    if (raw)
+        nparams = run->raw_param[0] == NULL ? 0 : run->raw_param[1] == NULL ? 1 : 2;
+    size_t nkey = 0;
+    if (!raw && run != NULL && run->key_range && q->pkey != NULL)
+        nkey = (run->key_lo != NULL ? 1u : 0u) + (run->key_hi != NULL ? 1u : 0u);
+    nparams += nkey;
     sqlw_t w = {0};
-    render(q, &w);
+    render(q, run, &w);
     if (w.overflow || w.len == SIZE_MAX)
         return FW_ETOOBIG;
-    assert(w.nparams == q->nparams);
+    assert(raw || w.nparams == nparams);
     char *sql = fw__malloc(w.len + 1);
     /* Parse with every type 0: the casts in the text give each parameter its type. */
-    uint32_t *oids = q->nparams > 0 ? fw__calloc(q->nparams, sizeof(*oids)) : NULL;
-    fw__pq_param_t *params = q->nparams > 0 ? fw__calloc(q->nparams, sizeof(*params)) : NULL;
+    uint32_t *oids = nparams > 0 ? fw__calloc(nparams, sizeof(*oids)) : NULL;
+    fw__pq_param_t *params = nparams > 0 ? fw__calloc(nparams, sizeof(*params)) : NULL;
     int rc = 0;
-    if (sql == NULL || (q->nparams > 0 && (oids == NULL || params == NULL))) {
+    if (sql == NULL || (nparams > 0 && (oids == NULL || params == NULL))) {
         rc = FW_ENOMEM;
         goto done;
     }
     w = (sqlw_t){.buf = sql, .cap = w.len + 1};
-    render(q, &w);
+    render(q, run, &w);
     finish(&w);
 
     char limit_txt[21], offset_txt[21];
-    bind_params(q, params, limit_txt, offset_txt);
+    if (raw) {
+        for (size_t i = 0; i < nparams; i++)
+            params[i] = (fw__pq_param_t){(const uint8_t *)run->raw_param[i],
+                                         strlen(run->raw_param[i]), false};
+    } else {
+        bind_params(q, params, limit_txt, offset_txt);
+        size_t k = q->nparams;
+        if (nkey > 0 && run->key_lo != NULL)
+            params[k++] = (fw__pq_param_t){(const uint8_t *)run->key_lo, strlen(run->key_lo),
+                                           false};
+        if (nkey > 0 && run->key_hi != NULL)
+            params[k++] = (fw__pq_param_t){(const uint8_t *)run->key_hi, strlen(run->key_hi),
+                                           false};
+    }
 
-    if (q->statement_timeout_ms != 0) {
+    /* A part's BEGIN and SET TRANSACTION SNAPSHOT: first (the snapshot must be set before
+     * any query of the transaction, the statement timeout's SELECT included); no Describe:
+     * the stream expects ParseComplete, BindComplete and CommandComplete from each. */
+    for (int i = 0; run != NULL && i < run->npre; i++) {
+        fw__pq_put_parse(out, "", run->pre[i], 0, NULL);
+        fw__pq_put_bind(out, "", "", 0, NULL, 0, NULL, 0, NULL);
+        fw__pq_put_execute(out, "", 0);
+    }
+    if (!raw && q->statement_timeout_ms != 0) {
         /* No Describe: the stream expects ParseComplete, BindComplete, one DataRow and
          * CommandComplete from it (fw__query_preamble). */
         static const uint32_t oid_unknown = 0;
@@ -380,8 +459,8 @@ int fw__query_encode(const fw_query_t *q, fw__pq_buf_t *out)
         fw__pq_put_bind(out, "", "", 0, NULL, 1, &p, 0, NULL);
         fw__pq_put_execute(out, "", 0);
     }
-    fw__pq_put_parse(out, "", sql, q->nparams, oids);
-    fw__pq_put_bind(out, "", "", 0, NULL, q->nparams, params, 0, NULL);
+    fw__pq_put_parse(out, "", sql, nparams, oids);
+    fw__pq_put_bind(out, "", "", 0, NULL, nparams, params, 0, NULL);
     fw__pq_put_describe(out, 'P', "");
     fw__pq_put_execute(out, "", 0);
     fw__pq_put_sync(out);

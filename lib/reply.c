@@ -97,11 +97,12 @@ static fw__reply_event_kind_t check_schema(fw__reply_t *r, const fw__pq_msg_t *m
                 m->u.rowdesc.nfields > 8 ? ", ..." : "");
 }
 
-void fw__reply_init(fw__reply_t *r, bool preamble, bool explain, size_t max_message,
+void fw__reply_init(fw__reply_t *r, int npre, bool explain, size_t max_message,
                     size_t max_memory, fw_error_t *err)
 {
     memset(r, 0, sizeof(*r));
-    r->phase = preamble ? FW__RP_PRE_PARSE : FW__RP_PARSE;
+    r->phase = npre > 0 ? FW__RP_PRE_PARSE : FW__RP_PARSE;
+    r->pre_left = npre;
     r->explain = explain;
     r->max_message = max_message;
     r->max_memory = max_memory;
@@ -217,7 +218,10 @@ long fw__reply_other(fw__reply_t *r, const uint8_t *p, size_t avail, fw__reply_e
     case 'C':
         if (r->phase != FW__RP_PRE_ROWS && r->phase != FW__RP_ROWS)
             break;
-        r->phase = r->phase == FW__RP_PRE_ROWS ? FW__RP_PARSE : FW__RP_DONE;
+        if (r->phase == FW__RP_PRE_ROWS)
+            r->phase = --r->pre_left > 0 ? FW__RP_PRE_PARSE : FW__RP_PARSE;
+        else
+            r->phase = FW__RP_DONE;
         return n;
     case 'E': {
         fw_error_t e;

@@ -28,7 +28,7 @@
 
 /* Where the reply is. */
 typedef enum fw__reply_phase_e {
-    FW__RP_PRE_PARSE, /* the statement-timeout statement: ParseComplete */
+    FW__RP_PRE_PARSE, /* a preamble statement (statement timeout, BEGIN...): ParseComplete */
     FW__RP_PRE_BIND,  /* BindComplete */
     FW__RP_PRE_ROWS,  /* its one DataRow and CommandComplete */
     FW__RP_PARSE,     /* the query: ParseComplete */
@@ -65,6 +65,7 @@ typedef struct fw__reply_event_s {
 typedef struct fw__reply_s {
     fw__reply_phase_t phase;
     bool explain;  /* the query is an EXPLAIN (FORMAT JSON): its one column is "QUERY PLAN" */
+    int pre_left;  /* statements before the query still to complete (preambles) */
     bool discard;  /* drop rows: a failure, or the consumer left (set by the stream too) */
     size_t skip;   /* bytes of an oversized DataRow still to skip as they arrive */
     size_t row_cap;     /* largest DataRow length field accepted (max_message); above it
@@ -78,12 +79,14 @@ typedef struct fw__reply_s {
 } fw__reply_t;
 
 /*
- * Starts a reply. `preamble`: the run begins with the statement-timeout statement. `err` must
+ * Starts a reply. `npre`: the run begins with that many statements whose results are dropped
+ * (the statement-timeout statement; a parallel part's BEGIN and SET TRANSACTION SNAPSHOT):
+ * each gives ParseComplete, BindComplete, rows (dropped) and CommandComplete. `err` must
  * outlive r and is where failures are written (the first one wins, but a FATAL server error
  * overrides one of ours). The row cap is max_message: a row over the byte budget is delivered
  * alone in a buffer of its own (stream/pipe.h, fw__pipe_slab_get_oversize).
  */
-void fw__reply_init(fw__reply_t *r, bool preamble, bool explain, size_t max_message,
+void fw__reply_init(fw__reply_t *r, int npre, bool explain, size_t max_message,
                     size_t max_memory, fw_error_t *err);
 
 /* Every message fw__reply_row does not take (see fw__reply_next). */

@@ -65,7 +65,11 @@ void fw__stream_unref(fw_stream_t *s)
         fw__hist_merge(s->lm.e->occupancy, &s->lm.occupancy);
         fw__stream_lm_sync(s, true);
     }
+    if (s->par != NULL)
+        fw__par_destroy(s->par);
     fw__pipe_free(&s->pipe);
+    if (s->wake_to != s && s->wake_to != NULL)
+        fw__stream_unref(s->wake_to);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->wake_mu);
@@ -421,7 +425,8 @@ static void adapt_chunk_size(fw_stream_t *s, bool stalled)
     /* A consumer asleep waiting for rows keeps up, whatever is queued: threaded mode lets a
      * few chunks gather before it wakes one (fw__stream_notify), which would otherwise read as
      * a slow consumer. */
-    bool waiting = s->threaded && atomic_load_explicit(&s->waiter, memory_order_relaxed);
+    bool waiting =
+        s->threaded && atomic_load_explicit(&s->wake_to->waiter, memory_order_relaxed);
     size_t queued = waiting ? 0 : fw__ring_size(&s->pipe.full);
     size_t cap = fw__ring_capacity(&s->pipe.full);
     /* A stall is the consumer at its slowest: it decides the window (chunker.h). */
@@ -647,14 +652,14 @@ void fw__stream_on_wake(uv_async_t *h)
 
 /* ---- starting -------------------------------------------------------------------------- */
 
-int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, bool preamble)
+int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, int npre)
 {
     s->conn = c;
     s->rx.scratch = c->plain;
     s->rx.scratch_cap = sizeof(c->plain);
     size_t max_message =
         c->opts.max_message != 0 ? c->opts.max_message : FW__PQ_DEFAULT_MAX_MESSAGE;
-    fw__reply_init(&s->reply, preamble, s->explain, max_message, s->pipe.o.max_memory, &s->err);
+    fw__reply_init(&s->reply, npre, s->explain, max_message, s->pipe.o.max_memory, &s->err);
     int rc = uv_async_init(c->loop, &s->wake, fw__stream_on_wake);
     if (rc < 0)
         return rc;

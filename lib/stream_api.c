@@ -71,7 +71,9 @@ int fw_stream_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready
                                  : "the query recorded an error while it was built");
         return (int)sql;
     }
-    fw__stream_start_t a = {conn, q, ready, ud, NULL, 0, err};
+    if (q->parallel > 0)
+        return fw__par_start(conn, q, ready, ud, out, err);
+    fw__stream_start_t a = {conn, q, ready, ud, NULL, 0, err, NULL, NULL};
     if (conn->runtime_link != NULL)
         fw__runtime_call(conn, fw__stream_start_on_loop, &a);
     else
@@ -142,12 +144,20 @@ static int poll_cancelled(fw_stream_t *s)
     return s->sticky;
 }
 
+/* The consumer's slow path, out of line so the row path stays small enough to inline: a
+ * cancelled stream, or a parallel stream's poll of its parts (parallel.c). */
+__attribute__((noinline, cold)) static int poll_slow(fw_stream_t *s, fw_row_t *row,
+                                                     fw_chunk_t **chunk)
+{
+    return (s->slow & FW__SLOW_PAR) ? fw__par_poll(s, row, chunk) : poll_cancelled(s);
+}
+
 static int poll_row(fw_stream_t *s, fw_row_t *row)
 {
     if (s->sticky <= 0)
         return s->sticky;
-    if (s->cancel_requested)
-        return poll_cancelled(s);
+    if (s->slow)
+        return poll_slow(s, row, NULL);
     bool got = fw__pipe_next(&s->pipe, row);
     after_release(s);
     if (got)
@@ -169,8 +179,8 @@ static int poll_chunk(fw_stream_t *s, fw_chunk_t **chunk)
 {
     if (s->sticky <= 0)
         return s->sticky;
-    if (s->cancel_requested)
-        return poll_cancelled(s);
+    if (s->slow)
+        return poll_slow(s, NULL, chunk);
     fw__chunk_t *c = fw__pipe_take(&s->pipe);
     after_release(s);
     if (c == NULL) {
@@ -283,6 +293,10 @@ void fw_chunk_release(fw_stream_t *s, fw_chunk_t *chunk)
 {
     if (s == NULL || chunk == NULL)
         return;
+    if (s->par != NULL) {
+        fw__par_chunk_release(s, chunk);
+        return;
+    }
     fw__pipe_release(&s->pipe, chunk);
     after_release(s);
     if (atomic_load_explicit(&s->final, memory_order_acquire) != FW__FINAL_NONE)
@@ -305,6 +319,10 @@ void fw_stream_stats(const fw_stream_t *s, fw_stream_stats_t *out)
     memset(out, 0, sizeof(*out));
     if (s == NULL)
         return;
+    if (s->par != NULL) {
+        fw__par_stats(s, out);
+        return;
+    }
     fw__pipe_stats_t p;
     fw__pipe_stats(&s->pipe, &p);
     out->rows_buffered = p.rows_buffered;
@@ -334,6 +352,8 @@ int fw_stream_pause(fw_stream_t *s)
 {
     if (s == NULL)
         return FW_EINVAL;
+    if (s->par != NULL)
+        return fw__par_pause(s, true);
     if (atomic_load_explicit(&s->final, memory_order_acquire) != FW__FINAL_NONE ||
         atomic_load_explicit(&s->want_cancel, memory_order_relaxed))
         return FW_ESTATE;
@@ -346,6 +366,8 @@ int fw_stream_resume(fw_stream_t *s)
 {
     if (s == NULL)
         return FW_EINVAL;
+    if (s->par != NULL)
+        return fw__par_pause(s, false);
     if (atomic_load_explicit(&s->final, memory_order_acquire) != FW__FINAL_NONE)
         return FW_ESTATE;
     if (atomic_exchange_explicit(&s->want_pause, false, memory_order_relaxed))
@@ -387,20 +409,37 @@ static int cancelled_end(fw_stream_t *s)
     return f == FW__FINAL_FAILED && s->err.code == FW_ETIMEDOUT ? FW_ETIMEDOUT : 0;
 }
 
-int fw_stream_cancel(fw_stream_t *s)
+bool fw__stream_cancel_request(fw_stream_t *s)
 {
-    if (s == NULL)
-        return FW_EINVAL;
-    if (atomic_load_explicit(&s->final, memory_order_acquire) != FW__FINAL_NONE) {
-        s->cancel_requested = true;
-        return cancelled_end(s); /* the reply is over: nothing to send, rows still dropped */
-    }
+    s->slow |= FW__SLOW_CANCEL;
+    if (atomic_load_explicit(&s->final, memory_order_acquire) != FW__FINAL_NONE)
+        return false; /* the reply is over: nothing to send, rows still dropped */
     /* Queued rows are dropped now; the producer drops what still comes. */
-    s->cancel_requested = true;
     fw__pipe_drain(&s->pipe);
     if (!atomic_exchange_explicit(&s->want_cancel, true, memory_order_relaxed))
         wake_producer(s);
     after_release(s);
+    return true;
+}
+
+int fw__stream_cancel_end(fw_stream_t *s)
+{
+    return cancelled_end(s);
+}
+
+int fw__stream_wait(fw_stream_t *s, int timeout_ms, int (*poll)(fw_stream_t *, void *), void *arg)
+{
+    return wait_for(s, timeout_ms, poll, arg);
+}
+
+int fw_stream_cancel(fw_stream_t *s)
+{
+    if (s == NULL)
+        return FW_EINVAL;
+    if (s->par != NULL)
+        return fw__par_cancel(s);
+    if (!fw__stream_cancel_request(s))
+        return cancelled_end(s);
     if (!s->threaded)
         return 0;                          /* embedded: the rows-ready callback tells the end */
     (void)wait_for(s, -1, poll_end, NULL); /* bounded by the cancel timeout */
@@ -411,6 +450,10 @@ void fw_stream_free(fw_stream_t *s)
 {
     if (s == NULL)
         return;
+    if (s->par != NULL) {
+        fw__par_free(s);
+        return;
+    }
     fw__pipe_drain(&s->pipe);
     if (atomic_load_explicit(&s->final, memory_order_acquire) == FW__FINAL_NONE) {
         /* The query still runs: the producer cancels it (and reads the rest of the reply). */

@@ -107,11 +107,22 @@ struct fw_stream_s {
     /* ---- metrics (lmetrics.h): the entity's series and what this stream added to them ---- */
     fw__lm_stream_t lm;
 
+    /* ---- a parallel stream (parallel.c): set at start, read-only ---- */
+    /* Whom the producer wakes: the stream itself, or the parallel stream a part belongs to
+     * (whose mu, cv and waiter its consumer sleeps on; the part holds a reference to it). */
+    fw_stream_t *wake_to;
+    struct fw__par_s *par; /* this handle is a parallel stream: its parts are here */
+
     /* ---- consumer only ---- */
     int sticky;            /* FW_END or the failure, once reported */
-    bool cancel_requested; /* fw_stream_cancel was called: rows are no longer delivered */
+    /* The consumer's slow path, tested once per poll where the cancel flag alone was tested
+     * before, so a parallel stream costs the ordinary one nothing per row: */
+    uint8_t slow;
     uint64_t released_seen;
 };
+/* fw_stream_s.slow bits */
+#define FW__SLOW_CANCEL 1u /* fw_stream_cancel was called: rows are no longer delivered */
+#define FW__SLOW_PAR    2u /* a parallel stream: polls its parts (parallel.c) */
 
 /* Receive slab size: large reads keep syscalls per megabyte low; one slab must fit the
  * connection's scratch buffer (conn->plain). */
@@ -130,7 +141,11 @@ typedef struct fw__stream_start_s {
     fw_stream_t *s; /* out */
     int rc;         /* out */
     fw_error_t *err;
+    const fw__query_run_t *run; /* NULL, or a parallel part's additions (query.h) */
+    fw_stream_t *wake_to;       /* NULL, or the parallel stream the part belongs to */
 } fw__stream_start_t;
+/* A stream handle with nothing started (stream_start.c): refs 1, the consumer's. */
+fw_stream_t *fw__stream_alloc(void);
 /* Loop thread (arg: fw__stream_start_t). */
 void fw__stream_start_on_loop(void *arg);
 /* Fills *err (when not NULL) with code, FW_PHASE_READY and msg. */
@@ -139,7 +154,7 @@ void fw__stream_set_err(fw_error_t *err, int code, const char *msg);
 /* Producer (stream.c), loop thread. */
 void fw__stream_on_wake(uv_async_t *h);
 void fw__stream_conn_gone(fw_stream_t *s, int code, const char *why);
-int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, bool preamble);
+int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, int npre);
 void fw__stream_pump(fw_stream_t *s);
 void fw__stream_set_reading(fw_stream_t *s);
 void fw__stream_unstall(fw_stream_t *s);
@@ -151,6 +166,23 @@ void fw__stream_start_cancel(fw_stream_t *s, int code, const char *why);
 /* What the connection calls when it fails or closes under a query (conn.h). */
 extern const fw__conn_hooks_t fw__stream_conn_hooks;
 void fw__stream_unref(fw_stream_t *s);
+/* parallel.c: frees what a parallel stream owns besides the handle (its last owner left). */
+void fw__par_destroy(struct fw__par_s *p);
+/* parallel.c, the consumer: the parallel stream's poll (a row or a chunk), stats, control. */
+int fw__par_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, void *ud,
+                  fw_stream_t **out, fw_error_t *err);
+int fw__par_poll(fw_stream_t *s, fw_row_t *row, fw_chunk_t **chunk);
+void fw__par_stats(const fw_stream_t *s, fw_stream_stats_t *out);
+int fw__par_pause(fw_stream_t *s, bool pause);
+int fw__par_cancel(fw_stream_t *s);
+void fw__par_free(fw_stream_t *s);
+void fw__par_chunk_release(fw_stream_t *s, fw_chunk_t *chunk);
+/* stream_api.c, the consumer: fw_stream_cancel in two halves (request: false when the stream
+ * had already ended; end: what cancel returns, once `final` is set), and its waiting loop
+ * (spin, then sleep on s's condition variable until `poll` gives something but FW_AGAIN). */
+bool fw__stream_cancel_request(fw_stream_t *s);
+int fw__stream_cancel_end(fw_stream_t *s);
+int fw__stream_wait(fw_stream_t *s, int timeout_ms, int (*poll)(fw_stream_t *, void *), void *arg);
 /* stream_wake.c, loop thread: tells the consumer rows (or the end) are there; `now` skips the
  * threaded mode's batching. May run user code (embedded mode). */
 void fw__stream_wake_pending(fw_stream_t *s);

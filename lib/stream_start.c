@@ -21,7 +21,7 @@ void fw__stream_set_err(fw_error_t *err, int code, const char *msg)
     snprintf(err->message, sizeof(err->message), "%s", msg);
 }
 
-static fw_stream_t *stream_alloc(void)
+fw_stream_t *fw__stream_alloc(void)
 {
     /* Cache-line aligned (the pipe's rings): stream/'s helper, on the user's hook. */
     fw_stream_t *s = fw__aligned_alloc(&fw__alloc, sizeof(*s), alignof(fw_stream_t));
@@ -47,6 +47,7 @@ static fw_stream_t *stream_alloc(void)
     atomic_init(&s->st_pause_timeouts, 0);
     atomic_init(&s->st_chunk_grows, 0);
     atomic_init(&s->st_chunk_shrinks, 0);
+    s->wake_to = s;
     return s;
 }
 
@@ -75,7 +76,7 @@ void fw__stream_start_on_loop(void *arg)
                 "time (read its stream to the end or free it first)");
         return;
     }
-    fw_stream_t *s = stream_alloc();
+    fw_stream_t *s = fw__stream_alloc();
     if (s == NULL) {
         a->rc = FW_ENOMEM;
         fw__stream_set_err(a->err, FW_ENOMEM, "out of memory");
@@ -99,7 +100,8 @@ void fw__stream_start_on_loop(void *arg)
 
     }
     /* Metrics: the entity's series, looked up once here (lmetrics.h); none when off. */
-    s->lm.e = fw__lm_entity(a->q->label[0] != '\0' ? a->q->label : NULL);
+    bool raw = a->run != NULL && a->run->raw != NULL; /* fwire's own statement: no metrics */
+    s->lm.e = raw ? NULL : fw__lm_entity(a->q->label[0] != '\0' ? a->q->label : NULL);
     if (s->lm.e != NULL) {
         o.on_release = fw__stream_lm_chunk;
         o.hook_ud = s;
@@ -107,7 +109,7 @@ void fw__stream_start_on_loop(void *arg)
     int rc = fw__pipe_init(&s->pipe, &o, &fw__alloc);
     if (rc == 0) {
         fw__pq_buf_reset(&c->out);
-        rc = fw__query_encode(a->q, &c->out);
+        rc = fw__query_encode_run(a->q, a->run, &c->out);
     }
     if (rc < 0) {
         fw__pq_buf_reset(&c->out);
@@ -122,14 +124,23 @@ void fw__stream_start_on_loop(void *arg)
     s->explain = a->q->explain;
     s->ready = a->ready;
     s->ready_ud = a->ud;
-    s->pred = fw__query_predicate(a->q, &s->pred_ud);
+    s->pred = raw ? NULL : fw__query_predicate(a->q, &s->pred_ud);
     s->cancel_timeout_ms = a->q->cancel_timeout_ms != 0 ? a->q->cancel_timeout_ms
                                                         : FW__QUERY_DEFAULT_CANCEL_TIMEOUT_MS;
     s->pause_timeout_ms = a->q->pause_timeout_ms;
     s->pause_action = a->q->pause_action;
     s->idle_timeout_ms = a->q->idle_timeout_ms;
     s->sticky = 1; /* FW_ROW: nothing sticky yet */
-    rc = fw__stream_begin(s, c, fw__query_preamble(a->q));
+    if (a->wake_to != NULL) {
+        /* A parallel part: its consumer sleeps on the parallel stream, which must outlive
+         * this part's producer (the reference goes in fw__stream_unref). */
+        s->wake_to = a->wake_to;
+        atomic_fetch_add_explicit(&a->wake_to->refs, 1, memory_order_relaxed);
+    }
+    int npre = a->run != NULL ? a->run->npre : 0;
+    if (a->run == NULL || a->run->raw == NULL)
+        npre += fw__query_preamble(a->q);
+    rc = fw__stream_begin(s, c, npre);
     if (rc < 0) {
         fw__pq_buf_reset(&c->out);
         fw__pipe_free(&s->pipe);

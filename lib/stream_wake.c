@@ -18,9 +18,11 @@
 /* ...or this part of the byte budget, so large rows never wait until the budget is full. */
 #define WAKE_BUDGET_PART 8
 
-/* Wakes a consumer sleeping in fw_stream_next (threaded mode). */
+/* Wakes a consumer sleeping in fw_stream_next (threaded mode): the stream's own, or the
+ * parallel stream's that this stream is a part of (wake_to). */
 static void signal_consumer(fw_stream_t *s)
 {
+    s = s->wake_to;
     /* seq_cst fence: orders our ring push (or final store) before the load of `waiter`, against
      * the consumer's store of `waiter` before its re-check of the ring (stream_api.c). One of
      * the two sides sees the other's write, so a wakeup is never lost. */

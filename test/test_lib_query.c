@@ -491,6 +491,96 @@ static void test_parameters_are_numbered_in_the_order_of_the_text(void **state)
 
 /* ---- the encoded run ---------------------------------------------------------------------- */
 
+/* A parallel part's run (lib/parallel.c): BEGIN and SET TRANSACTION SNAPSHOT first, without
+ * parameters or Describe; the key range's bounds bind after the query's own parameters; the
+ * last part takes the NULL keys; a ctid range is one more condition. */
+static void test_parallel_part_runs_put_snapshot_first_and_bind_key_bounds_last(void **state)
+{
+    (void)state;
+    fw_query_t *q = on_entity("u");
+    assert_int_equal(fw_query_where(q, "a", FW_OP_EQ, FW_VALUE_TEXT, "x"), 0);
+    assert_int_equal(fw_query_partition_key(q, "id"), 0);
+    fw__query_run_t run = {
+        .pre = {"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "SET TRANSACTION SNAPSHOT 'S'"},
+        .npre = 2,
+        .key_range = true,
+        .key_lo = "10",
+        .key_hi = "20",
+    };
+    fw__pq_buf_t b;
+    fw__pq_buf_init(&b, &fw__alloc);
+    assert_int_equal(fw__query_encode_run(q, &run, &b), 0);
+    fmsg_t m[16];
+    assert_int_equal(split(b.data, b.len, m, 16), 11);
+    expect_parse(m[0], "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0);
+    expect_bind(m[1], NULL, 0);
+    expect_execute_all(m[2]);
+    expect_parse(m[3], "SET TRANSACTION SNAPSHOT 'S'", 0);
+    expect_bind(m[4], NULL, 0);
+    expect_execute_all(m[5]);
+    expect_parse(m[6],
+                 "SELECT \"data\" FROM \"v_u\" WHERE ((\"data\"::jsonb #> ARRAY[$1::text]) = "
+                 "to_jsonb($2::text)) AND ((\"id\" >= $3 AND \"id\" < $4))",
+                 4);
+    const char *values[] = {"a", "x", "10", "20"};
+    expect_bind(m[7], values, 4);
+    expect_describe_portal(m[8]);
+    expect_execute_all(m[9]);
+    expect_sync(m[10]);
+    fw__pq_buf_free(&b);
+
+    /* the last part: open above, with the NULL keys; no preamble (connection 0) */
+    run = (fw__query_run_t){.key_range = true, .key_lo = "20", .key_nulls = true};
+    fw__pq_buf_init(&b, &fw__alloc);
+    assert_int_equal(fw__query_encode_run(q, &run, &b), 0);
+    assert_int_equal(split(b.data, b.len, m, 16), 5);
+    expect_parse(m[0],
+                 "SELECT \"data\" FROM \"v_u\" WHERE ((\"data\"::jsonb #> ARRAY[$1::text]) = "
+                 "to_jsonb($2::text)) AND ((\"id\" >= $3) OR \"id\" IS NULL)",
+                 3);
+    fw__pq_buf_free(&b);
+
+    /* a ctid range, and fwire's own statement with its two parameters */
+    fw_query_t *t;
+    assert_int_equal(fw_query_new(&t), 0);
+    assert_int_equal(fw_query_relation(t, "bench_1m"), 0);
+    run = (fw__query_run_t){.cond = "ctid >= '(5,0)'::pg_catalog.tid"};
+    fw__pq_buf_init(&b, &fw__alloc);
+    assert_int_equal(fw__query_encode_run(t, &run, &b), 0);
+    assert_int_equal(split(b.data, b.len, m, 16), 5);
+    expect_parse(m[0], "SELECT \"data\" FROM \"bench_1m\" WHERE (ctid >= '(5,0)'::pg_catalog.tid)",
+                 0);
+    fw__pq_buf_free(&b);
+    run = (fw__query_run_t){.raw = "SELECT $1::text, $2::text", .raw_param = {"p", "q"}};
+    fw__pq_buf_init(&b, &fw__alloc);
+    assert_int_equal(fw__query_encode_run(t, &run, &b), 0);
+    assert_int_equal(split(b.data, b.len, m, 16), 5);
+    expect_parse(m[0], "SELECT $1::text, $2::text", 2);
+    const char *two[] = {"p", "q"};
+    expect_bind(m[1], two, 2);
+    fw__pq_buf_free(&b);
+    fw_query_free(t);
+    fw_query_free(q);
+
+    /* the setters' limits */
+    assert_int_equal(fw_query_new(&t), 0);
+    assert_int_equal(fw_query_parallel(t, 16), 0);
+    assert_int_equal(fw_query_parallel(t, 17), FW_EINVAL);
+    fw_query_free(t);
+    assert_int_equal(fw_query_new(&t), 0);
+    char k64[65];
+    memset(k64, 'k', 64);
+    k64[64] = '\0';
+    assert_int_equal(fw_query_partition_key(t, k64), FW_EINVAL);
+    fw_query_free(t);
+    assert_int_equal(fw_query_new(&t), 0);
+    k64[63] = '\0';
+    assert_int_equal(fw_query_partition_key(t, k64), 0);
+    assert_int_equal(fw_query_partition_key(t, NULL), 0);
+    fw_query_free(t);
+}
+
+
 static void test_encoded_run_matches_hand_built_bytes(void **state)
 {
     (void)state;
@@ -1126,6 +1216,7 @@ int main(void)
         cmocka_unit_test(test_encode_binds_all_65535_parameters),
         cmocka_unit_test(test_sql_output_follows_snprintf),
         cmocka_unit_test(test_strings_are_copied),
+        cmocka_unit_test(test_parallel_part_runs_put_snapshot_first_and_bind_key_bounds_last),
         cmocka_unit_test_setup_teardown(test_every_allocation_goes_through_the_allocator_hook,
                                         install_counting, restore_allocator),
         cmocka_unit_test_setup_teardown(

@@ -480,8 +480,20 @@ static int run(const stream_args_t *a)
     }
     if (a->count && code == EXIT_OK)
         printf("%" PRIu64 " %" PRIu64 "\n", t.rows, t.json_bytes);
-    if (a->stats)
+    if (a->stats) {
         print_stats(&st, &t, seconds);
+        /* A parallel stream (--parallel): each part's own figures, one line each. */
+        for (int i = 0; fw_stream_parts(s) > 1 && i < fw_stream_parts(s); i++) {
+            fw_stream_stats_t ps;
+            if (fw_stream_part_stats(s, i, &ps) == 0)
+                fprintf(stderr,
+                        "{\"part\": %d, \"rows_yielded\": %" PRIu64
+                        ", \"bytes_received\": %" PRIu64 ", \"read_stops\": %" PRIu64
+                        ", \"state\": \"%s\"}\n",
+                        i, ps.rows_yielded, ps.bytes_received, ps.read_stops,
+                        fw_stream_state_name(ps.state));
+        }
+    }
     if (t.sql_nulls > 0 && !a->nulls_given && !a->count && !out.gone)
         fprintf(stderr,
                 "fwire: %" PRIu64 " row(s) with SQL NULL data skipped (--nulls=empty or "

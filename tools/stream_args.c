@@ -64,6 +64,12 @@ static void usage(FILE *f)
           "                            no byte arrives for MS milliseconds (0: never, default)\n"
           "  --cancel-timeout MS       how long cancelling may take before the connection is\n"
           "                            closed instead (0: the default, 5000)\n"
+          "  --parallel N              read over N connections (1..16) under one exported\n"
+          "                            snapshot: ctid ranges of a table, or key ranges\n"
+          "                            with --partition-key; rows of the parts interleave;\n"
+          "                            --max-memory applies per part\n"
+          "  --partition-key COL       the integer column --parallel splits on (a view's\n"
+          "                            indexed key); --order-by COL keeps key order\n"
           "\n",
           f);
     fputs("Output:\n"
@@ -327,6 +333,8 @@ enum {
     OPT_PRINT_SQL,
     OPT_TRACE,
     OPT_VERBOSE,
+    OPT_PARALLEL,
+    OPT_PARTITION_KEY,
 };
 
 static const cli_opt_t stream_opts[] = {
@@ -349,6 +357,8 @@ static const cli_opt_t stream_opts[] = {
     {"timeout", 0, true, OPT_TIMEOUT},
     {"idle-timeout", 0, true, OPT_IDLE_TIMEOUT},
     {"cancel-timeout", 0, true, OPT_CANCEL_TIMEOUT},
+    {"parallel", 0, true, OPT_PARALLEL},
+    {"partition-key", 0, true, OPT_PARTITION_KEY},
     {"nulls", 0, true, OPT_NULLS},
     {"count", 0, false, OPT_COUNT},
     {"stats", 0, false, OPT_STATS},
@@ -446,6 +456,13 @@ static int one_option(stream_args_t *a, int c, const char *arg, order_key_t *key
             return bad("--cancel-timeout wants milliseconds (0 to 4294967295), got '%s'", arg);
         rc = fw_query_cancel_timeout(q, (uint32_t)v);
         return rc < 0 ? rejected("--cancel-timeout", arg, rc) : -1;
+    case OPT_PARALLEL:
+        if (!cli_parse_uint(arg, 16, &v) || v < 1 || (rc = fw_query_parallel(q, (int)v)) < 0)
+            return bad("--parallel wants a number of connections from 1 to 16, got '%s'", arg);
+        return -1;
+    case OPT_PARTITION_KEY:
+        rc = fw_query_partition_key(q, arg);
+        return rc < 0 ? rejected("--partition-key", arg, rc) : -1;
     case OPT_NULLS:
         a->nulls_given = true;
         if (strcmp(arg, "skip") == 0)

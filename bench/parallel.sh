@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# bench/parallel.sh: one connection against `fwire stream --parallel N` (issue 16).
+#
+#   bench/parallel.sh --dsn CONNINFO [--build DIR] [--relation REL] [--key COL] [--rounds R]
+#                     [--parallel "2 4"] [--out FILE.json]
+#
+#   --dsn       a server with bench/setup.sql loaded (e.g. test/pgcluster.sh start DIR)
+#   --build     a built meson dir (default build/bench) holding tools/fwire
+#   --relation  what to read (default bench_1m: a table, split by ctid ranges)
+#   --key       split by this integer key instead (--partition-key; the relation must show it)
+#   --rounds    counted rounds (default 5), after one warm-up round
+#   --parallel  the part counts to compare with one connection (default "2 4")
+#
+# Every round runs every variant once, in the same order (A B C A B C ...), so a change of
+# load on the machine hits every variant alike; the table gives the median, min and max of
+# rows/s and the median peak RSS (/usr/bin/time %M, the whole client process) per variant,
+# and the speed-up of each median over one connection's. Each run's row count is checked
+# against the first one's. Output: the table on stdout, the same as JSON in --out.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+dsn= build=$root/build/bench relation=bench_1m key= rounds=5 pars="2 4" out=
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --dsn) dsn=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
+    --relation) relation=$2; shift 2 ;;
+    --key) key=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --parallel) pars=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) printf 'bench/parallel.sh: unknown option %s\n' "$1" >&2; exit 2 ;;
+    esac
+done
+[[ -n $dsn ]] || { printf 'bench/parallel.sh: --dsn is required\n' >&2; exit 2; }
+fwire=$build/tools/fwire
+[[ -x $fwire ]] || { printf 'bench/parallel.sh: %s not built\n' "$fwire" >&2; exit 2; }
+[[ $rounds -ge 1 ]] || { printf 'bench/parallel.sh: --rounds wants 1 or more\n' >&2; exit 2; }
+
+variants=(1)
+for n in $pars; do variants+=("$n"); done
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+expect=
+
+# One run: "<rows> <seconds> <max RSS KiB>".
+one() {
+    local n=$1 args=()
+    if [[ $n -gt 1 ]]; then
+        args=(--parallel "$n")
+        [[ -z $key ]] || args+=(--partition-key "$key")
+    fi
+    /usr/bin/time -f '%e %M' -o "$tmp/time" "$fwire" stream "${args[@]}" --count \
+        "$relation" "$dsn" >"$tmp/count"
+    printf '%s %s\n' "$(cut -d' ' -f1 <"$tmp/count")" "$(cat "$tmp/time")"
+}
+
+for round in $(seq 0 "$rounds"); do
+    for n in "${variants[@]}"; do
+        r=$(one "$n")
+        rows=${r%% *}
+        [[ -n $expect ]] || expect=$rows
+        if [[ $rows != "$expect" ]]; then
+            printf 'bench/parallel.sh: %s connections read %s rows, the first run %s\n' "$n" \
+                "$rows" "$expect" >&2
+            exit 1
+        fi
+        # round 0 is the warm-up: the server's cache and the client's pages
+        [[ $round -eq 0 ]] || printf '%s\n' "$r" >>"$tmp/v$n"
+    done
+done
+
+stat() { # median min max of column $2 of file $1 (numbers)
+    sort -g -k"$2","$2" "$1" | awk -v c="$2" '{v[NR]=$c} END {
+        m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2
+        printf "%s %s %s", m, v[1], v[NR] }'
+}
+
+base=
+split=ctid
+[[ -z $key ]] || split="key $key"
+printf '%s, %s rows, %d rounds interleaved after a warm-up, split by %s\n' "$relation" "$expect" \
+    "$rounds" "$split"
+printf '| connections | rows/s median | min | max | speed-up (medians) | peak RSS KiB (median) |\n'
+printf '|---:|---:|---:|---:|---:|---:|\n'
+json="{\"relation\": \"$relation\", \"rows\": $expect, \"rounds\": $rounds, \"split\": \"${key:-ctid}\", \"variants\": ["
+sep=
+for n in "${variants[@]}"; do
+    awk '{printf "%.0f %s\n", $1 / $2, $3}' "$tmp/v$n" >"$tmp/r$n"
+    read -r med lo hi <<<"$(stat "$tmp/r$n" 1)"
+    read -r rss _ _ <<<"$(stat "$tmp/r$n" 2)"
+    [[ -n $base ]] || base=$med
+    up=$(awk -v a="$med" -v b="$base" 'BEGIN {printf "%.2f", a / b}')
+    printf '| %s | %.0f | %.0f | %.0f | %sx | %.0f |\n' "$n" "$med" "$lo" "$hi" "$up" "$rss"
+    json+="$sep{\"connections\": $n, \"rows_per_s_median\": $med, \"rows_per_s_min\": $lo, \"rows_per_s_max\": $hi, \"speedup\": $up, \"rss_kib_median\": $rss}"
+    sep=", "
+done
+json+="], \"load_end\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"cpus\": $(nproc)}"
+printf '%s\n' "$json" >"${out:-/dev/null}"
+printf 'load average now: %s; CPUs: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"

@@ -1,0 +1,672 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A parallel stream (fw_query_parallel, docs/streaming.md "Parallel streams"): one fw_stream_t
+ * whose rows come from N parts, each an ordinary stream on a connection of its own, all under
+ * one snapshot.
+ *
+ *   conn 0: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot(), and
+ *           what the split needs (the table's pages, or the key's min and max), one round trip
+ *   conn 1..N-1: BEGIN ...; SET TRANSACTION SNAPSHOT '<id>'; then the part's SELECT, all in
+ *           the part's one write (query_sql.c, fw__query_encode_run)
+ *   conn 0: its part's SELECT, in the transaction that exported the snapshot
+ *
+ * Each part keeps its own pipe: one SPSC ring, one producer (the runtime's loop thread), one
+ * consumer (the thread that calls fw_stream_next on the parallel stream). The consumer polls
+ * the parts in turn; a part's producer wakes a sleeping consumer through the parallel stream's
+ * condition variable (fw_stream_s.wake_to), so one sleep covers every part.
+ *
+ * The connections are the parallel stream's own, opened from the connection string of the
+ * connection the query was started on (that one runs nothing), and closed by fw_stream_free:
+ * so the exporting transaction stays open until every part has imported the snapshot, and
+ * longer. The ordinary stream's hot path is untouched: its consumer reaches this file only
+ * through the slow-path flag it tested already (stream_api.c, poll_row).
+ */
+#include "alloc.h"
+#include "stream_int.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Rows taken from one part before the consumer looks at the next one: long enough to stay in
+ * one part's cache lines, short enough that no part's ring fills while another is read. */
+#define PART_STREAK 512
+
+typedef struct fw__par_s {
+    int n;
+    bool ordered; /* ORDER BY the partition key: the parts are read one after another */
+    int cur;      /* the part read last */
+    int streak;   /* rows taken from it in a row */
+    int live;     /* parts not ended yet */
+    fw_conn_t *conns[FW__QUERY_MAX_PARALLEL];
+    fw_stream_t *parts[FW__QUERY_MAX_PARALLEL];
+    int state[FW__QUERY_MAX_PARALLEL]; /* 1 running, FW_END (0) ended, < 0 failed */
+    char snapshot[64];
+    /* The consumer's sticky result (FW_END or a failure), for fw_stream_stats from any
+     * thread; 1 while running. */
+    _Atomic int result;
+} fw__par_t;
+
+/* The consumer's end: sticky for it, published for stats. */
+static int set_end(fw_stream_t *s, int code)
+{
+    s->sticky = code;
+    atomic_store_explicit(&s->par->result, code, memory_order_relaxed);
+    return code;
+}
+
+static void set_errf(fw_error_t *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_errf(fw_error_t *err, int code, const char *fmt, ...)
+{
+    if (err == NULL)
+        return;
+    memset(err, 0, sizeof(*err));
+    err->code = code;
+    err->phase = FW_PHASE_READY;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+}
+
+/* Prefixes err's message with the part it came from (a connect or a setup failure). */
+static void prefix_err(fw_error_t *err, const char *what, int part)
+{
+    if (err == NULL)
+        return;
+    char m[sizeof(err->message)];
+    snprintf(m, sizeof(m), "%s", err->message);
+    snprintf(err->message, sizeof(err->message), "parallel stream, %s %d: %.900s", what, part, m);
+}
+
+void fw__par_destroy(fw__par_t *p)
+{
+    fw__free(p);
+}
+
+/* ---- setting up ------------------------------------------------------------------------- */
+
+/* What the first connection learned: the snapshot, the server, and what to split. */
+typedef struct setup_s {
+    char snapshot[64];
+    long version;
+    int64_t pages;        /* ctid: the table's pages now (a later page is in the last part) */
+    char relkind;         /* ctid: 'r' table, 'm' materialized view, ... */
+    bool empty;           /* key: no row has a key (min and max are NULL) */
+    int64_t kmin, kmax;   /* key */
+} setup_t;
+
+static bool parse_i64(const char *s, int64_t *out)
+{
+    char *end;
+    if (s[0] == '\0')
+        return false;
+    long long v = strtoll(s, &end, 10);
+    if (*end != '\0')
+        return false;
+    *out = (int64_t)v;
+    return true;
+}
+
+/*
+ * Runs fwire's own statement (`run`) on conns[0] and copies its one row, a JSON string, into
+ * text without the quotes (the statements below return plain words: no escapes to undo).
+ */
+static int run_one(fw__par_t *p, const fw_query_t *q, const fw__query_run_t *run, char *text,
+                   size_t cap, fw_error_t *err)
+{
+    fw__stream_start_t a = {p->conns[0], q, NULL, NULL, NULL, 0, err, run, NULL};
+    fw__runtime_call(p->conns[0], fw__stream_start_on_loop, &a);
+    if (a.rc < 0) {
+        prefix_err(err, "setting up on connection", 0);
+        return a.rc;
+    }
+    fw_row_t row;
+    int rc = fw_stream_next(a.s, &row, -1);
+    if (rc == FW_ROW && !row.is_null && row.len >= 2 && row.len < cap && row.json[0] == '"' &&
+        row.json[row.len - 1] == '"' && memchr(row.json, '\\', row.len) == NULL) {
+        memcpy(text, row.json + 1, row.len - 2);
+        text[row.len - 2] = '\0';
+        rc = fw_stream_next(a.s, &row, -1);
+    } else if (rc == FW_ROW) {
+        rc = FW_EPROTO_BAD_VALUE;
+    }
+    if (rc != FW_END) {
+        if (rc < 0 && fw_stream_error(a.s)->code != 0 && err != NULL)
+            *err = *fw_stream_error(a.s);
+        else
+            set_errf(err, rc < 0 ? rc : FW_ESCHEMA, "unexpected answer");
+        fw_stream_free(a.s);
+        prefix_err(err, "setting up the snapshot on connection", 0);
+        return rc < 0 ? rc : FW_ESCHEMA;
+    }
+    fw_stream_free(a.s);
+    return 0;
+}
+
+/* Splits text at spaces into at most n words; returns how many. */
+static int words(char *text, char **f, int n)
+{
+    int k = 0;
+    for (char *c = text, *save = NULL; k < n && (c = strtok_r(c, " ", &save)) != NULL; c = NULL)
+        f[k++] = c;
+    return k;
+}
+
+/*
+ * On conns[0]: a new REPEATABLE READ READ ONLY transaction exports its snapshot, and reads what
+ * the split needs at that snapshot: the relation's kind and pages (ctid), or the key column's
+ * type, then its min and max (key). The transaction stays open: the snapshot lives as long.
+ */
+static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err)
+{
+    char text[256];
+    fw__query_run_t run = {
+        .pre = {"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"},
+        .npre = 1,
+        .raw_param = {q->source, q->pkey},
+    };
+    if (q->pkey == NULL)
+        run.raw = "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', "
+                  "pg_catalog.pg_export_snapshot(), "
+                  "pg_catalog.current_setting('server_version_num'), c.relkind, "
+                  "pg_catalog.pg_relation_size(c.oid) / "
+                  "pg_catalog.current_setting('block_size')::bigint)) AS \"data\" "
+                  "FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass";
+    else
+        run.raw = "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', "
+                  "pg_catalog.pg_export_snapshot(), "
+                  "pg_catalog.current_setting('server_version_num'), "
+                  "coalesce((SELECT pg_catalog.format_type(a.atttypid, NULL) "
+                  "FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::pg_catalog.regclass "
+                  "AND a.attname = $2::text AND a.attnum > 0 AND NOT a.attisdropped), '-'))) "
+                  "AS \"data\"";
+    int rc = run_one(p, q, &run, text, sizeof(text), err);
+    if (rc < 0)
+        return rc;
+    char *f[4] = {0};
+    int nf = words(text, f, 4);
+    size_t slen = f[0] != NULL ? strlen(f[0]) : 0;
+    if (nf < 3 || slen == 0 || slen >= sizeof(st->snapshot) ||
+        strspn(f[0], "0123456789ABCDEFabcdef-") != slen) {
+        set_errf(err, FW_EPROTO_BAD_VALUE,
+                 "parallel stream: the server's snapshot answer is not understood: %.200s", text);
+        return FW_EPROTO_BAD_VALUE;
+    }
+    memcpy(st->snapshot, f[0], slen + 1);
+    st->version = strtol(f[1], NULL, 10);
+    if (q->pkey == NULL) {
+        if (nf != 4 || !parse_i64(f[3], &st->pages)) {
+            set_errf(err, FW_EPROTO_BAD_VALUE,
+                     "parallel stream: the server's size answer is not understood: %.200s",
+                     text);
+            return FW_EPROTO_BAD_VALUE;
+        }
+        st->relkind = f[2][0];
+        return 0;
+    }
+    /* The key's type (only its first word: "double" of "double precision"). */
+    if (strcmp(f[2], "-") == 0) {
+        set_errf(err, FW_EINVAL, "%s has no column \"%s\" (the partition key)", q->source,
+                 q->pkey);
+        return FW_EINVAL;
+    }
+    if (strcmp(f[2], "bigint") != 0 && strcmp(f[2], "integer") != 0 &&
+        strcmp(f[2], "smallint") != 0) {
+        set_errf(err, FW_EINVAL,
+                 "the partition key \"%s\" must be an integer column (smallint, integer or "
+                 "bigint); it is %s",
+                 q->pkey, f[2]);
+        return FW_EINVAL;
+    }
+    /* Its range at the snapshot, in the same transaction: min and max (an index makes them
+     * two index probes). The key is quoted as an identifier ('"' doubled). */
+    char key[2 * FW__QUERY_MAX_IDENT + 3];
+    size_t k = 0;
+    key[k++] = '"';
+    for (const char *c = q->pkey; *c != '\0'; c++) {
+        if (*c == '"')
+            key[k++] = '"';
+        key[k++] = *c;
+    }
+    key[k++] = '"';
+    key[k] = '\0';
+    char sql[1024]; /* two keys and the source, each at most 2 * 63 + 6 bytes quoted */
+    snprintf(sql, sizeof(sql),
+             "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', "
+             "coalesce(min(%s)::text, '-'), coalesce(max(%s)::text, '-'))) AS \"data\" "
+             "FROM %s",
+             key, key, q->source);
+    fw__query_run_t range = {.raw = sql};
+    rc = run_one(p, q, &range, text, sizeof(text), err);
+    if (rc < 0)
+        return rc;
+    nf = words(text, f, 2);
+    if (nf == 2 && strcmp(f[0], "-") == 0) {
+        st->empty = true;
+        return 0;
+    }
+    if (nf != 2 || !parse_i64(f[0], &st->kmin) || !parse_i64(f[1], &st->kmax)) {
+        set_errf(err, FW_EPROTO_BAD_VALUE,
+                 "parallel stream: the key's range is not understood: %.200s", text);
+        return FW_EPROTO_BAD_VALUE;
+    }
+    return 0;
+}
+
+/* What is refused before anything connects: every message names what to do instead. */
+static int check_query(const fw_conn_t *conn, const fw_query_t *q, bool *ordered, fw_error_t *err)
+{
+    *ordered = false;
+    if (conn->runtime_link == NULL) {
+        set_errf(err, FW_EINVAL,
+                 "parallel streams (fw_query_parallel) run in threaded mode only for now: "
+                 "connect with fw_conn_connect_sync, or stream without fw_query_parallel");
+        return FW_EINVAL;
+    }
+    if (q->explain) {
+        set_errf(err, FW_EINVAL, "EXPLAIN cannot be split: run it without fw_query_parallel");
+        return FW_EINVAL;
+    }
+    if (q->limit >= 0 || q->offset >= 0) {
+        set_errf(err, FW_EINVAL,
+                 "LIMIT and OFFSET cannot be split over the parts of a parallel stream: "
+                 "drop fw_query_parallel, or the limit");
+        return FW_EINVAL;
+    }
+    if (q->norders > 0) {
+        const fw__query_order_t *o = &q->orders[0];
+        char quoted[2 * FW__QUERY_MAX_IDENT + 3] = "";
+        if (q->pkey != NULL)
+            snprintf(quoted, sizeof(quoted), "\"%s\"", q->pkey);
+        bool by_key = q->pkey != NULL && q->norders == 1 && !o->descending &&
+                      o->collation == NULL && strchr(q->pkey, '"') == NULL &&
+                      (strcmp(o->expression, q->pkey) == 0 || strcmp(o->expression, quoted) == 0);
+        if (!by_key) {
+            set_errf(err, FW_EINVAL,
+                     "a parallel stream can be ordered only by its partition key, ascending "
+                     "(fw_query_partition_key, then fw_query_order_by with the same column); "
+                     "drop the ORDER BY or fw_query_parallel");
+            return FW_EINVAL;
+        }
+        *ordered = true;
+    }
+    if (conn->conninfo_copy == NULL || conn->closing || conn->state != FW__CONN_READY) {
+        set_errf(err, FW_ESTATE, "the connection is not connected");
+        return FW_ESTATE;
+    }
+    return 0;
+}
+
+/* Frees what start made so far (the consumer's side: parts first, then their connections). */
+static void teardown(fw__par_t *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        fw_stream_free(p->parts[i]);
+        p->parts[i] = NULL;
+    }
+    for (int i = 0; i < p->n; i++) {
+        fw_conn_close_sync(p->conns[i]);
+        p->conns[i] = NULL;
+    }
+}
+
+/* min + (max - min) * i / n in unsigned arithmetic: no overflow for any int64 min and max.
+ * The last range is open above, so max itself needs no +1. */
+static int64_t key_bound(const setup_t *st, int i, int n)
+{
+    uint64_t span = (uint64_t)st->kmax - (uint64_t)st->kmin;
+    uint64_t off = span / (uint64_t)n * (uint64_t)i + span % (uint64_t)n * (uint64_t)i / (uint64_t)n;
+    return (int64_t)((uint64_t)st->kmin + off);
+}
+
+static int start_parts(fw__par_t *p, fw_stream_t *outer, const fw_query_t *q, const setup_t *st,
+                       fw_error_t *err)
+{
+    char set_snapshot[128];
+    snprintf(set_snapshot, sizeof(set_snapshot), "SET TRANSACTION SNAPSHOT '%s'", st->snapshot);
+    for (int i = 0; i < p->n; i++) {
+        char cond[160], lo[24], hi[24];
+        fw__query_run_t run = {.npre = 0};
+        if (i > 0) {
+            run.pre[0] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+            run.pre[1] = set_snapshot;
+            run.npre = 2;
+        }
+        bool first = i == 0, last = i == p->n - 1;
+        if (q->pkey == NULL) {
+            /* Pages [a, b): the first range open below, the last open above (pages added
+             * after the size was read hold rows the snapshot cannot see, or none). */
+            int64_t a = st->pages * i / p->n; /* pages < 2^32: no overflow */
+            int64_t b = st->pages * (i + 1) / p->n;
+            if (first && last)
+                run.cond = NULL;
+            else if (first)
+                snprintf(cond, sizeof(cond), "ctid < '(%" PRId64 ",0)'::pg_catalog.tid", b);
+            else if (last)
+                snprintf(cond, sizeof(cond), "ctid >= '(%" PRId64 ",0)'::pg_catalog.tid", a);
+            else
+                snprintf(cond, sizeof(cond),
+                         "ctid >= '(%" PRId64 ",0)'::pg_catalog.tid AND ctid < '(%" PRId64
+                         ",0)'::pg_catalog.tid",
+                         a, b);
+            if (!(first && last))
+                run.cond = cond;
+        } else if (st->empty) {
+            /* No key at all: the first part reads everything (rows whose key is NULL). */
+            run.cond = first ? NULL : "false";
+        } else {
+            snprintf(lo, sizeof(lo), "%" PRId64, key_bound(st, i, p->n));
+            snprintf(hi, sizeof(hi), "%" PRId64, key_bound(st, i + 1, p->n));
+            run.key_range = true;
+            run.key_lo = first ? NULL : lo;
+            run.key_hi = last ? NULL : hi;
+            run.key_nulls = last; /* ascending order puts NULL keys last */
+        }
+        fw__stream_start_t a = {p->conns[i], q, NULL, NULL, NULL, 0, err, &run, outer};
+        fw__runtime_call(p->conns[i], fw__stream_start_on_loop, &a);
+        if (a.rc < 0) {
+            prefix_err(err, "starting part", i);
+            return a.rc;
+        }
+        p->parts[i] = a.s;
+        p->state[i] = 1;
+    }
+    return 0;
+}
+
+int fw__par_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, void *ud,
+                  fw_stream_t **out, fw_error_t *err)
+{
+    (void)ready; /* threaded mode only: fw_stream_start refused a callback already */
+    (void)ud;
+    bool ordered;
+    int rc = check_query(conn, q, &ordered, err);
+    if (rc < 0)
+        return rc;
+    fw_stream_t *outer = fw__stream_alloc();
+    fw__par_t *p = fw__calloc(1, sizeof(*p));
+    if (outer == NULL || p == NULL) {
+        if (outer != NULL)
+            fw__stream_unref(outer);
+        fw__free(p);
+        set_errf(err, FW_ENOMEM, "out of memory");
+        return FW_ENOMEM;
+    }
+    atomic_init(&p->result, 1);
+    p->n = q->parallel;
+    p->ordered = ordered;
+    outer->par = p;
+    outer->slow = FW__SLOW_PAR;
+    outer->threaded = true;
+    outer->sticky = 1; /* FW_ROW: nothing sticky yet */
+    outer->pipe.o.max_memory = fw__query_max_memory(q);
+
+    fw_conn_opts_t o = conn->opts;
+    o.conninfo = conn->conninfo_copy;
+    for (int i = 0; i < p->n; i++) {
+        rc = fw_conn_connect_sync(conn->runtime_link, &o, &p->conns[i], err);
+        if (rc < 0) {
+            prefix_err(err, "connecting part", i);
+            goto fail;
+        }
+    }
+    setup_t st;
+    memset(&st, 0, sizeof(st));
+    rc = setup(p, q, &st, err);
+    if (rc < 0)
+        goto fail;
+    if (q->pkey == NULL && st.version < 140000) {
+        rc = FW_EINVAL;
+        set_errf(err, rc,
+                 "ctid ranges need PostgreSQL 14 or later (TID range scans; this server is "
+                 "%ld): name a key column with fw_query_partition_key",
+                 st.version);
+        goto fail;
+    }
+    if (q->pkey == NULL && st.relkind != 'r' && st.relkind != 'm') {
+        rc = FW_EINVAL;
+        set_errf(err, rc,
+                 "%s is %s: ctid ranges need a plain table; read its table instead "
+                 "(fw_query_relation), or name an indexed integer key column the view shows "
+                 "(fw_query_partition_key)",
+                 q->source,
+                 st.relkind == 'v'   ? "a view"
+                 : st.relkind == 'p' ? "a partitioned table"
+                                     : "not a plain table");
+        goto fail;
+    }
+    memcpy(p->snapshot, st.snapshot, sizeof(p->snapshot));
+    rc = start_parts(p, outer, q, &st, err);
+    if (rc < 0)
+        goto fail;
+    p->live = p->n;
+    *out = outer;
+    return 0;
+fail:
+    teardown(p);
+    fw__stream_unref(outer); /* frees p too */
+    return rc;
+}
+
+/* ---- consuming ------------------------------------------------------------------------ */
+
+/* A part failed: its error is the stream's, reported now (every row the part had before it
+ * was delivered; rows the other parts still held are dropped, as by a cancel). */
+static int part_failed(fw_stream_t *s, fw__par_t *p, int i, int code)
+{
+    p->state[i] = code;
+    p->live--;
+    s->err = *fw_stream_error(p->parts[i]);
+    if (s->err.code == 0)
+        s->err.code = code;
+    char m[sizeof(s->err.message)];
+    snprintf(m, sizeof(m), "%s", s->err.message);
+    snprintf(s->err.message, sizeof(s->err.message), "part %d of %d: %.900s", i, p->n, m);
+    for (int k = 0; k < p->n; k++) {
+        if (p->state[k] == 1) /* the cancel completes on the loop; free or cancel waits */
+            (void)fw__stream_cancel_request(p->parts[k]);
+    }
+    return set_end(s, code);
+}
+
+int fw__par_poll(fw_stream_t *s, fw_row_t *row, fw_chunk_t **chunk)
+{
+    fw__par_t *p = s->par;
+    if (s->sticky <= 0)
+        return s->sticky;
+    int paused = 0, waiting = 0;
+    for (int k = 0; k < p->n && p->live > 0; k++) {
+        int i = p->ordered ? p->cur : (p->cur + k) % p->n;
+        if (p->state[i] != 1) {
+            if (p->ordered && p->cur < p->n - 1)
+                p->cur++, k--;
+            continue;
+        }
+        int r = row != NULL ? fw_stream_try_next(p->parts[i], row)
+                            : fw_stream_next_chunk(p->parts[i], chunk, 0);
+        if (r == FW_ROW) {
+            /* The next poll starts with this part, or after a streak with the next one. */
+            if (i != p->cur) {
+                p->cur = i;
+                p->streak = 0;
+            } else if (!p->ordered && ++p->streak >= PART_STREAK) {
+                p->streak = 0;
+                p->cur = (i + 1) % p->n;
+            }
+            return FW_ROW;
+        }
+        if (r == FW_END) {
+            p->state[i] = FW_END;
+            p->live--;
+            if (p->ordered && p->cur < p->n - 1)
+                p->cur++, k--;
+            continue;
+        }
+        if (r == FW_PAUSED) {
+            paused++;
+            if (p->ordered)
+                break;
+            continue;
+        }
+        if (r == FW_AGAIN) {
+            waiting++;
+            if (p->ordered)
+                break;
+            continue;
+        }
+        return part_failed(s, p, i, r);
+    }
+    if (p->live == 0)
+        return set_end(s, FW_END);
+    return paused > 0 && waiting == 0 ? FW_PAUSED : FW_AGAIN;
+}
+
+void fw__par_chunk_release(fw_stream_t *s, fw_chunk_t *chunk)
+{
+    fw__par_t *p = s->par;
+    for (int i = 0; i < p->n; i++) {
+        if (p->parts[i] == NULL)
+            continue;
+        for (const fw__chunk_t *c = p->parts[i]->pipe.taken_list; c != NULL; c = c->taken_next) {
+            if (c == chunk) {
+                fw_chunk_release(p->parts[i], chunk);
+                return;
+            }
+        }
+    }
+    /* Not taken from any part (released twice): ignored, as fw__pipe_release does. */
+}
+
+/* ---- control, stats, the end ------------------------------------------------------------- */
+
+int fw__par_pause(fw_stream_t *s, bool pause)
+{
+    fw__par_t *p = s->par;
+    if (s->sticky <= 0)
+        return FW_ESTATE;
+    int ok = 0;
+    for (int i = 0; i < p->n; i++) {
+        if (p->state[i] == 1 &&
+            (pause ? fw_stream_pause(p->parts[i]) : fw_stream_resume(p->parts[i])) == 0)
+            ok++;
+    }
+    if (ok > 0)
+        atomic_store_explicit(&s->want_pause, pause, memory_order_relaxed);
+    return ok > 0 ? 0 : FW_ESTATE;
+}
+
+/* Every part has published its end (the consumer waits on the parallel stream for that). */
+static int poll_all_final(fw_stream_t *s, void *arg)
+{
+    (void)arg;
+    fw__par_t *p = s->par;
+    for (int i = 0; i < p->n; i++) {
+        if (atomic_load_explicit(&p->parts[i]->final, memory_order_acquire) == FW__FINAL_NONE)
+            return FW_AGAIN;
+    }
+    return 0;
+}
+
+int fw__par_cancel(fw_stream_t *s)
+{
+    fw__par_t *p = s->par;
+    /* Every part's cancel goes out first, then one wait covers them all: the parts are
+     * drained at the same time, not one after another. */
+    for (int i = 0; i < p->n; i++)
+        (void)fw__stream_cancel_request(p->parts[i]);
+    (void)fw__stream_wait(s, -1, poll_all_final, NULL); /* bounded by the cancel timeouts */
+    int rc = 0;
+    for (int i = 0; i < p->n; i++) {
+        int r = fw__stream_cancel_end(p->parts[i]);
+        if (r < 0 && rc == 0)
+            rc = r;
+    }
+    if (s->sticky > 0) {
+        memset(&s->err, 0, sizeof(s->err));
+        s->err.code = rc < 0 ? rc : FW_ECANCELED;
+        s->err.phase = FW_PHASE_READY;
+        snprintf(s->err.message, sizeof(s->err.message), "%s",
+                 rc < 0 ? "a part's cancel did not complete in time; its connection was closed"
+                        : "the query was cancelled");
+        set_end(s, s->err.code);
+    }
+    for (int i = 0; i < p->n; i++)
+        if (p->state[i] == 1) {
+            p->state[i] = FW_ECANCELED;
+            p->live--;
+        }
+    return rc;
+}
+
+void fw__par_free(fw_stream_t *s)
+{
+    /* Parts first (a running one is cancelled without waiting), then their connections: the
+     * close ends what a cancel still waits for, and the transactions with it. */
+    teardown(s->par);
+    fw__stream_unref(s);
+}
+
+void fw__par_stats(const fw_stream_t *s, fw_stream_stats_t *out)
+{
+    const fw__par_t *p = s->par;
+    fw_stream_stats_t st;
+    uint32_t chunk = 0;
+    for (int i = 0; i < p->n; i++) {
+        if (p->parts[i] == NULL)
+            continue;
+        fw_stream_stats(p->parts[i], &st);
+        out->rows_buffered += st.rows_buffered;
+        out->chunks_buffered += st.chunks_buffered;
+        out->bytes_buffered += st.bytes_buffered;
+        out->rows_yielded += st.rows_yielded;
+        out->rows_filtered += st.rows_filtered;
+        out->bytes_received += st.bytes_received;
+        out->chunks_delivered += st.chunks_delivered;
+        out->read_stops += st.read_stops;
+        out->pauses += st.pauses;
+        out->pause_timeouts += st.pause_timeouts;
+        out->chunk_grows += st.chunk_grows;
+        out->chunk_shrinks += st.chunk_shrinks;
+        out->max_memory += st.max_memory;
+        if (st.chunk_size > chunk)
+            chunk = st.chunk_size;
+    }
+    out->chunk_size = chunk;
+    /* The state is the consumer's view (sticky), read without a lock: any thread may ask. */
+    int sticky = atomic_load_explicit(&p->result, memory_order_relaxed);
+    out->state = sticky == FW_END            ? FW_STREAM_COMPLETED
+                 : sticky == FW_ECANCELED    ? FW_STREAM_CANCELLED
+                 : sticky < 0                ? FW_STREAM_FAILED
+                 : atomic_load_explicit(&s->want_pause, memory_order_relaxed) ? FW_STREAM_PAUSED
+                                                                              : FW_STREAM_RUNNING;
+}
+
+int fw_stream_parts(const fw_stream_t *s)
+{
+    if (s == NULL)
+        return FW_EINVAL;
+    return s->par != NULL ? s->par->n : 1;
+}
+
+int fw_stream_part_stats(const fw_stream_t *s, int part, fw_stream_stats_t *out)
+{
+    if (s == NULL || out == NULL || part < 0 || part >= fw_stream_parts(s))
+        return FW_EINVAL;
+    if (s->par == NULL) {
+        fw_stream_stats(s, out);
+        return 0;
+    }
+    if (s->par->parts[part] == NULL)
+        return FW_ESTATE;
+    fw_stream_stats(s->par->parts[part], out);
+    return 0;
+}
+
+const char *fw_stream_snapshot(const fw_stream_t *s)
+{
+    return s != NULL && s->par != NULL ? s->par->snapshot : NULL;
+}

@@ -1,0 +1,557 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Parallel streams (fw_query_parallel, issue 16) against the harness's PostgreSQL
+ * (test/with-pg.sh), threaded mode.
+ *
+ * The oracle is the server's own answer AT THE SAME SNAPSHOT: while the parallel stream is
+ * open, psql imports its snapshot (fw_stream_snapshot: SET TRANSACTION SNAPSHOT) in a
+ * session of its own and computes the count, the bytes and the sum of each row's MD5 prefix
+ * (stream_oracle.h) over the same relation; what the parts delivered together must equal it.
+ * The same runs with a concurrent writer (psql in the background deleting, inserting and
+ * updating rows, an UPDATE moving a row to the end of the table): the snapshot must win, and
+ * the relation must have changed meanwhile (checked: the answer after the stream differs).
+ *
+ * Sizes: bench_1m (1,000,000 rows) by ctid and as a keyed view, N = 1..4, in the plain build;
+ * under sanitizers bench_100k (100,000), so the ASan and TSan runs stay within minutes.
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/md5.h>
+#include <uv.h>
+
+#include "fwire.h"
+
+#include "stream_oracle.h"
+
+/* DDL and the writer run as the admin; what is read is readable by the trust user. */
+static void psql(const char *sql, char *out, size_t cap)
+{
+    psql_as("FW_TEST_ADMIN", sql, out, cap);
+}
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define FW_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define FW_SANITIZED 1
+#endif
+#endif
+#if defined(FW_SANITIZED)
+#define BIG_TABLE "bench_100k"
+#define SLOW      5.0
+#else
+#define BIG_TABLE "bench_1m"
+#define SLOW      1.0
+#endif
+
+typedef struct sess_s {
+    fw_runtime_t *rt;
+    fw_conn_t *conn;
+    fw_error_t err;
+} sess_t;
+
+static void sess_open(sess_t *S)
+{
+    memset(S, 0, sizeof(*S));
+    char ci[1024];
+    snprintf(ci, sizeof(ci), "host=%s port=%s dbname=%s user=%s sslmode=disable connect_timeout=10",
+             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
+             env("FW_TEST_USER_TRUST"));
+    fw_conn_opts_t o;
+    fw_conn_opts_init(&o);
+    o.conninfo = ci;
+    o.use_environment = false;
+    assert_int_equal(fw_runtime_new(&S->rt), 0);
+    if (fw_conn_connect_sync(S->rt, &o, &S->conn, &S->err) != 0)
+        fail_msg("connect: %s", S->err.message);
+}
+
+static void sess_close(sess_t *S)
+{
+    fw_conn_close_sync(S->conn);
+    fw_runtime_free(S->rt);
+}
+
+/* The server's answer for `select` (returning a column named data) at `snapshot`. */
+static void oracle_at(const char *snapshot, const char *select, oracle_t *o)
+{
+    char q[4096], out[1024];
+    snprintf(q, sizeof(q),
+             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
+             "SET TRANSACTION SNAPSHOT '%s';\n"
+             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0),\n"
+             "  coalesce(sum(('x' || substr(md5(coalesce(data::text, '<NULL>')), 1, 15))"
+             "::bit(60)::bigint) %% 18446744073709551616, 0)\n"
+             "FROM (%s) AS s;\nCOMMIT;\n",
+             snapshot, select);
+    psql(q, out, sizeof(out));
+    char *f[3];
+    if (split(out, f, 3) != 3)
+        fail_msg("unexpected psql output: %s", out);
+    memset(o, 0, sizeof(*o));
+    o->rows = u64(f[0]);
+    o->bytes = u64(f[1]);
+    o->sum = u64(f[2]);
+}
+
+static void oracle_now(const char *select, oracle_t *o)
+{
+    char q[2048], out[1024];
+    snprintf(q, sizeof(q),
+             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0),\n"
+             "  coalesce(sum(('x' || substr(md5(coalesce(data::text, '<NULL>')), 1, 15))"
+             "::bit(60)::bigint) %% 18446744073709551616, 0)\n"
+             "FROM (%s) AS s;\n",
+             select);
+    psql(q, out, sizeof(out));
+    char *f[3];
+    if (split(out, f, 3) != 3)
+        fail_msg("unexpected psql output: %s", out);
+    memset(o, 0, sizeof(*o));
+    o->rows = u64(f[0]);
+    o->bytes = u64(f[1]);
+    o->sum = u64(f[2]);
+}
+
+/* Drains s into r (threaded), with a generous deadline per row. */
+static void drain(fw_stream_t *s, res_t *r)
+{
+    fw_row_t row;
+    int rc;
+    while ((rc = fw_stream_next(s, &row, (int)(30000 * SLOW))) == FW_ROW)
+        res_row(r, &row);
+    r->code = rc;
+    if (rc < 0)
+        r->err = *fw_stream_error(s);
+    res_finish(r);
+}
+
+/* Starts a parallel read of `relation` (key: NULL for ctid ranges) over n parts. */
+static fw_stream_t *start_par(sess_t *S, const char *relation, const char *key, int n)
+{
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, relation), 0);
+    assert_int_equal(fw_query_parallel(q, n), 0);
+    if (key != NULL)
+        assert_int_equal(fw_query_partition_key(q, key), 0);
+    fw_stream_t *s = NULL;
+    int rc = fw_stream_start(S->conn, q, NULL, NULL, &s, &S->err);
+    fw_query_free(q);
+    if (rc != 0)
+        fail_msg("parallel start (%s, %d parts): %s", relation, n, S->err.message);
+    assert_int_equal(fw_stream_parts(s), n);
+    assert_non_null(fw_stream_snapshot(s));
+    return s;
+}
+
+/* One parallel read checked against the server's answer at its snapshot; returns that answer. */
+static void check_at_snapshot(sess_t *S, const char *relation, const char *key, int n,
+                              oracle_t *at)
+{
+    fw_stream_t *s = start_par(S, relation, key, n);
+    char snap[64];
+    snprintf(snap, sizeof(snap), "%s", fw_stream_snapshot(s));
+    char select[256];
+    snprintf(select, sizeof(select), "SELECT data FROM %s", relation);
+    /* The exporting transaction is open while the stream is: psql can import it now. */
+    oracle_at(snap, select, at);
+    res_t r;
+    res_init(&r);
+    /* As drain(), checking on the way that receive memory stays within n budgets. */
+    fw_row_t row;
+    int rc;
+    while ((rc = fw_stream_next(s, &row, (int)(30000 * SLOW))) == FW_ROW) {
+        res_row(&r, &row);
+        if (r.rows % 4096 == 0) {
+            fw_stream_stats_t mid;
+            fw_stream_stats(s, &mid);
+            assert_true(mid.bytes_buffered <= mid.max_memory);
+        }
+    }
+    r.code = rc;
+    if (rc < 0)
+        r.err = *fw_stream_error(s);
+    res_finish(&r);
+    if (r.code != FW_END)
+        fail_msg("%s, %d parts: %s (%s)", relation, n, fw_err_name(r.code), r.err.message);
+    fw_stream_stats_t st, part;
+    fw_stream_stats(s, &st);
+    uint64_t parts_rows = 0;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(fw_stream_part_stats(s, i, &part), 0);
+        assert_int_equal(part.state, FW_STREAM_COMPLETED);
+        parts_rows += part.rows_yielded;
+    }
+    assert_int_equal(fw_stream_part_stats(s, n, &part), FW_EINVAL);
+    fw_stream_free(s);
+    print_message("%s key=%s N=%d: %" PRIu64 " rows, snapshot %s: server %" PRIu64 " rows\n",
+                  relation, key != NULL ? key : "(ctid)", n, r.rows, snap, at->rows);
+    assert_int_equal(r.rows, at->rows);
+    assert_int_equal(r.bytes, at->bytes);
+    assert_int_equal(r.sum, at->sum);
+    assert_int_equal(st.rows_yielded, r.rows);
+    assert_int_equal(parts_rows, r.rows);
+    assert_int_equal(st.state, FW_STREAM_COMPLETED);
+    assert_int_equal(st.max_memory, (uint64_t)n * 4 * 1024 * 1024);
+}
+
+/* ---- the big table, by ctid and as a keyed view, N = 1..4 -------------------------------- */
+
+static void test_parallel_ctid_equals_one_connection_n1_to_4(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S);
+    for (int n = 1; n <= 4; n++) {
+        oracle_t at;
+        check_at_snapshot(&S, BIG_TABLE, NULL, n, &at);
+        assert_true(at.rows >= 100000);
+    }
+    sess_close(&S);
+}
+
+static void test_parallel_keyed_view_equals_one_connection_n1_to_4(void **state)
+{
+    (void)state;
+    char out[256];
+    psql("CREATE OR REPLACE VIEW v_par_keyed AS SELECT id, data FROM " BIG_TABLE ";\n"
+         "GRANT SELECT ON v_par_keyed TO PUBLIC;\n",
+         out, sizeof(out));
+    sess_t S;
+    sess_open(&S);
+    for (int n = 1; n <= 4; n++) {
+        oracle_t at;
+        check_at_snapshot(&S, "v_par_keyed", "id", n, &at);
+        assert_true(at.rows >= 100000);
+    }
+    sess_close(&S);
+}
+
+/* ---- with a concurrent writer ------------------------------------------------------------ */
+
+/* Runs the writer in the background: deletes, inserts and updates (an UPDATE moves its row to
+ * the end of the heap: a read not at one snapshot would see it twice or not at all). */
+static FILE *writer_start(void)
+{
+    char path[] = "/tmp/fw-par-writer-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *sql =
+        "DO $$ BEGIN FOR i IN 1..300 LOOP\n"
+        "  DELETE FROM par_w WHERE id = (SELECT min(id) FROM par_w);\n"
+        "  INSERT INTO par_w SELECT 2000000 + i, jsonb_build_object('id', 2000000 + i, 'w', i);\n"
+        "  UPDATE par_w SET data = data || jsonb_build_object('u', i) WHERE id = 5000 + 7 * i;\n"
+        "  COMMIT;\n"
+        "  PERFORM pg_sleep(0.01);\n"
+        "END LOOP; END $$;\n";
+    assert_int_equal(write(fd, sql, strlen(sql)), (ssize_t)strlen(sql));
+    close(fd);
+    const char *bindir = getenv("FW_TEST_PGBINDIR");
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "'%s/psql' -X -q -v ON_ERROR_STOP=1 -h '%s' -p '%s' -U '%s' -d '%s' -f '%s'; "
+             "rm -f '%s'",
+             bindir != NULL && bindir[0] != '\0' ? bindir : "/usr/lib/postgresql/15/bin",
+             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_ADMIN"),
+             env("FW_TEST_DBNAME"), path, path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    /* Wait for its first commit, so the snapshot falls inside its run. */
+    char out[64];
+    for (int i = 0; i < 500; i++) {
+        psql("SELECT count(*) FROM par_w WHERE id > 2000000", out, sizeof(out));
+        if (strcmp(out, "0") != 0)
+            break;
+        sleep_ms(10);
+    }
+    return p;
+}
+
+static void test_parallel_reads_its_snapshot_while_a_writer_writes(void **state)
+{
+    (void)state;
+    char out[256];
+    sess_t S;
+    sess_open(&S);
+    for (int mode = 0; mode < 2; mode++) {
+        for (int n = 1; n <= 4; n++) {
+            psql("DROP VIEW IF EXISTS v_par_w; DROP TABLE IF EXISTS par_w;\n"
+                 "CREATE TABLE par_w AS SELECT id, data FROM bench_100k;\n"
+                 "CREATE INDEX ON par_w (id);\n"
+                 "CREATE VIEW v_par_w AS SELECT id, data FROM par_w;\n"
+                 "GRANT SELECT ON par_w, v_par_w TO PUBLIC;\n",
+                 out, sizeof(out));
+            FILE *w = writer_start();
+            oracle_t at, after;
+            check_at_snapshot(&S, mode == 0 ? "par_w" : "v_par_w", mode == 0 ? NULL : "id", n,
+                              &at);
+            assert_int_equal(pclose(w), 0);
+            oracle_now("SELECT data FROM par_w", &after);
+            /* The writer went on after the snapshot: the table changed under the stream. */
+            assert_true(after.sum != at.sum || after.rows != at.rows);
+        }
+    }
+    psql("DROP VIEW IF EXISTS v_par_w; DROP TABLE IF EXISTS par_w;", out, sizeof(out));
+    sess_close(&S);
+}
+
+/* ---- ordered by the key -------------------------------------------------------------------- */
+
+static void test_parallel_ordered_by_key_delivers_key_order(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S);
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, "v_par_100k"), 0);
+    assert_int_equal(fw_query_parallel(q, 3), 0);
+    assert_int_equal(fw_query_partition_key(q, "id"), 0);
+    assert_int_equal(fw_query_order_by(q, "id", NULL, false), 0);
+    fw_stream_t *s;
+    assert_int_equal(fw_stream_start(S.conn, q, NULL, NULL, &s, &S.err), 0);
+    fw_query_free(q);
+    res_t r;
+    res_init(&r);
+    drain(s, &r);
+    assert_int_equal(r.code, FW_END);
+    fw_stream_free(s);
+    assert_int_equal(r.rows, 100000);
+    assert_int_equal(r.with_id, 100000);
+    assert_int_equal(r.first_id, 1);
+    assert_int_equal(r.descents, 0);
+    assert_int_equal(r.breaks, 0); /* 1, 2, 3, ... 100000: every id once, in order */
+    sess_close(&S);
+}
+
+/* ---- control: pause, cancel, free, a failing part ------------------------------------------ */
+
+static void test_parallel_pause_resume_cancel_and_free(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S);
+    /* pause: every part stops; queued rows drain, then FW_PAUSED; resume finishes it all */
+    fw_stream_t *s = start_par(&S, "bench_100k", NULL, 3);
+    fw_row_t row;
+    assert_int_equal(fw_stream_next(s, &row, (int)(30000 * SLOW)), FW_ROW);
+    assert_int_equal(fw_stream_pause(s), 0);
+    uint64_t n = 1;
+    int rc;
+    while ((rc = fw_stream_next(s, &row, (int)(30000 * SLOW))) == FW_ROW)
+        n++;
+    assert_int_equal(rc, FW_PAUSED);
+    fw_stream_stats_t st;
+    fw_stream_stats(s, &st);
+    assert_int_equal(st.state, FW_STREAM_PAUSED);
+    assert_true(n < 100000);
+    assert_int_equal(fw_stream_resume(s), 0);
+    while ((rc = fw_stream_next(s, &row, (int)(30000 * SLOW))) == FW_ROW)
+        n++;
+    assert_int_equal(rc, FW_END);
+    assert_int_equal(n, 100000);
+    assert_int_equal(fw_stream_pause(s), FW_ESTATE);
+    fw_stream_free(s);
+
+    /* cancel: returns once every part is drained; FW_ECANCELED, sticky */
+    s = start_par(&S, BIG_TABLE, NULL, 4);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(fw_stream_next(s, &row, (int)(30000 * SLOW)), FW_ROW);
+    assert_int_equal(fw_stream_cancel(s), 0);
+    assert_int_equal(fw_stream_next(s, &row, 0), FW_ECANCELED);
+    assert_int_equal(fw_stream_next(s, &row, 0), FW_ECANCELED);
+    fw_stream_stats(s, &st);
+    assert_int_equal(st.state, FW_STREAM_CANCELLED);
+    fw_stream_free(s);
+
+    /* free mid-stream: closes everything (ASan: nothing leaks) */
+    s = start_par(&S, BIG_TABLE, NULL, 2);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(fw_stream_next(s, &row, (int)(30000 * SLOW)), FW_ROW);
+    fw_stream_free(s);
+
+    /* the user's connection ran nothing and is still usable */
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, "bench_1k"), 0);
+    assert_int_equal(fw_stream_start(S.conn, q, NULL, NULL, &s, &S.err), 0);
+    fw_query_free(q);
+    n = 0;
+    while ((rc = fw_stream_next(s, &row, (int)(30000 * SLOW))) == FW_ROW)
+        n++;
+    assert_int_equal(rc, FW_END);
+    assert_int_equal(n, 1000);
+    fw_stream_free(s);
+    sess_close(&S);
+}
+
+static void test_parallel_error_in_one_part_is_reported_after_its_rows(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S);
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, "v_par_100k"), 0);
+    assert_int_equal(fw_query_parallel(q, 3), 0);
+    assert_int_equal(fw_query_partition_key(q, "id"), 0);
+    /* Division by zero at id 90000 only: in the last part (ids from 66667). */
+    assert_int_equal(fw_query_where_sql(q, "1 / (id - 90000) IS NOT NULL OR id = 90000"), 0);
+    fw_stream_t *s;
+    assert_int_equal(fw_stream_start(S.conn, q, NULL, NULL, &s, &S.err), 0);
+    fw_query_free(q);
+    res_t r;
+    res_init(&r);
+    drain(s, &r);
+    assert_int_equal(r.code, FW_ESERVER);
+    assert_string_equal(r.err.sqlstate, "22012");
+    assert_non_null(strstr(r.err.message, "part 2 of 3"));
+    assert_true(r.rows < 100000);
+    fw_row_t row;
+    assert_int_equal(fw_stream_next(s, &row, 0), FW_ESERVER); /* sticky */
+    fw_stream_stats_t st;
+    fw_stream_stats(s, &st);
+    assert_int_equal(st.state, FW_STREAM_FAILED);
+    fw_stream_free(s);
+    sess_close(&S);
+}
+
+/* ---- what is refused ---------------------------------------------------------------------- */
+
+static void expect_refused(sess_t *S, fw_query_t *q, int code, const char *needle)
+{
+    fw_stream_t *s = (fw_stream_t *)1;
+    int rc = fw_stream_start(S->conn, q, NULL, NULL, &s, &S->err);
+    fw_query_free(q);
+    if (rc != code)
+        fail_msg("expected %s, got %s: %s", fw_err_name(code), fw_err_name(rc), S->err.message);
+    assert_null(s);
+    if (strstr(S->err.message, needle) == NULL)
+        fail_msg("message without '%s': %s", needle, S->err.message);
+}
+
+static fw_query_t *par_query(const char *relation, int n)
+{
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, relation), 0);
+    assert_int_equal(fw_query_parallel(q, n), 0);
+    return q;
+}
+
+static void test_parallel_refuses_what_it_cannot_split(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S);
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_parallel(q, 17), FW_EINVAL);
+    fw_query_free(q);
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_parallel(q, -1), FW_EINVAL);
+    fw_query_free(q);
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_partition_key(q, ""), FW_EINVAL);
+    fw_query_free(q);
+
+    /* a view without a key: both options named */
+    q = par_query("v_bench_1k", 2);
+    expect_refused(&S, q, FW_EINVAL, "fw_query_partition_key");
+    q = par_query("v_bench_1k", 2);
+    expect_refused(&S, q, FW_EINVAL, "fw_query_relation");
+    /* LIMIT, OFFSET, EXPLAIN, ORDER BY other than the key */
+    q = par_query("bench_1k", 2);
+    assert_int_equal(fw_query_limit(q, 10), 0);
+    expect_refused(&S, q, FW_EINVAL, "LIMIT");
+    q = par_query("bench_1k", 2);
+    assert_int_equal(fw_query_explain(q, true), 0);
+    expect_refused(&S, q, FW_EINVAL, "EXPLAIN");
+    q = par_query("bench_1k", 2);
+    assert_int_equal(fw_query_order_by(q, "data->>'name'", NULL, false), 0);
+    expect_refused(&S, q, FW_EINVAL, "partition key");
+    q = par_query("v_par_100k", 2);
+    assert_int_equal(fw_query_partition_key(q, "id"), 0);
+    assert_int_equal(fw_query_order_by(q, "id", NULL, true), 0);
+    expect_refused(&S, q, FW_EINVAL, "ascending");
+    /* a key that is not an integer column; a key that does not exist; no such relation */
+    q = par_query("bench_1k", 2);
+    assert_int_equal(fw_query_partition_key(q, "data"), 0);
+    expect_refused(&S, q, FW_EINVAL, "integer column");
+    q = par_query("bench_1k", 2);
+    assert_int_equal(fw_query_partition_key(q, "nope"), 0);
+    expect_refused(&S, q, FW_EINVAL, "no column \"nope\"");
+    q = par_query("no_such_table", 2);
+    expect_refused(&S, q, FW_ESERVER, "no_such_table");
+    sess_close(&S);
+
+    /* embedded mode: refused with a clear message, nothing started */
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    fw_conn_t *c;
+    fw_error_t err;
+    fw_conn_opts_t o;
+    fw_conn_opts_init(&o);
+    char ci[1024];
+    snprintf(ci, sizeof(ci), "host=%s port=%s dbname=%s user=%s", env("FW_TEST_SOCKDIR"),
+             env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
+    o.conninfo = ci;
+    o.use_environment = false;
+    if (fw_conn_new(&c, &loop, &o, &err) != 0)
+        fail_msg("fw_conn_new: %s", err.message);
+    q = par_query("bench_1k", 2);
+    fw_stream_t *s = NULL;
+    assert_int_equal(fw_stream_start(c, q, NULL, NULL, &s, &err), FW_EINVAL);
+    assert_non_null(strstr(err.message, "threaded mode"));
+    assert_null(s);
+    fw_query_free(q);
+    fw_conn_close(c, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+
+    /* an ordinary stream: one part, no snapshot */
+    assert_int_equal(fw_stream_parts(NULL), FW_EINVAL);
+    assert_null(fw_stream_snapshot(NULL));
+}
+
+/* The keyed view over bench_100k that several tests read. */
+static int group_setup(void **state)
+{
+    (void)state;
+    char out[256];
+    psql("CREATE OR REPLACE VIEW v_par_100k AS SELECT id, data FROM bench_100k;\n"
+         "GRANT SELECT ON v_par_100k TO PUBLIC;\n",
+         out, sizeof(out));
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parallel_refuses_what_it_cannot_split),
+        cmocka_unit_test(test_parallel_ordered_by_key_delivers_key_order),
+        cmocka_unit_test(test_parallel_error_in_one_part_is_reported_after_its_rows),
+        cmocka_unit_test(test_parallel_pause_resume_cancel_and_free),
+        cmocka_unit_test(test_parallel_ctid_equals_one_connection_n1_to_4),
+        cmocka_unit_test(test_parallel_keyed_view_equals_one_connection_n1_to_4),
+        cmocka_unit_test(test_parallel_reads_its_snapshot_while_a_writer_writes),
+    };
+    (void)view_oracle; /* stream_oracle.h helpers this file does not need */
+    (void)secs_since;
+    return cmocka_run_group_tests(tests, group_setup, NULL);
+}
