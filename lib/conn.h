@@ -148,6 +148,14 @@ struct fw_conn_s {
     void *idle_ud;
     uv_timer_t idle_timer;
 
+    /* fw__conn_exec (conn_exec.c): one simple Query out on the idle reader; its outcome is
+     * delivered from `timer` (free once READY) */
+    void (*exec_cb)(fw_conn_t *c, int status, const fw_error_t *err, void *ud);
+    void *exec_ud;
+    fw_error_t exec_err;
+    bool exec_done; /* ReadyForQuery came (or the connection broke): deliver */
+    unsigned exec_timeout_ms;
+
     void *runtime_link;         /* threaded mode: the runtime's bookkeeping */
     struct fw_stream_s *stream; /* the query running now, or NULL (loop thread) */
 
@@ -190,6 +198,23 @@ size_t fw__conn_nhosts(const fw_conn_t *c);
 /* READY, not closing, no query on it: what an idle pooled connection must be. */
 bool fw__conn_usable(const fw_conn_t *c);
 const fw__conninfo_host_t *fw__conn_host(const fw_conn_t *c, size_t i);
+
+/*
+ * For the pool (conn_exec.c): runs `sql` as one simple Query on an idle READY connection and
+ * calls cb once from the loop (never inside this call): status 0, or the server's error
+ * (FW_ESERVER, SQLSTATE in *err: the connection stays usable), FW_ETIMEDOUT (no ReadyForQuery
+ * within timeout_ms, 0 = no limit: the connection is given up, BAD), FW_ECLOSED or the code that
+ * broke it (a FATAL, EOF), or FW_ECLOSED from fw_conn_close. Returns 0, FW_EINVAL, FW_EBUSY or
+ * FW_ESTATE (not idle and READY; cb never runs). While it runs the connection is not idle
+ * (fw__conn_usable false). Loop thread.
+ */
+typedef void (*fw__exec_cb)(fw_conn_t *c, int status, const fw_error_t *err, void *ud);
+int fw__conn_exec(fw_conn_t *c, const char *sql, unsigned timeout_ms, fw__exec_cb cb, void *ud);
+/* conn.c's idle reader: a message while an exec is out (true: it was the exec's); the
+ * connection broke (EOF, FATAL, protocol); the connection is closing. */
+bool fw__conn_exec_msg(fw_conn_t *c, const fw__pq_msg_t *m);
+void fw__conn_exec_broken(fw_conn_t *c);
+void fw__conn_exec_closing(fw_conn_t *c);
 
 /* Between conn.c and conn_attempt.c. */
 extern const fw__dial_cbs_t fw__conn_dial_cbs;

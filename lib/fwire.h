@@ -347,8 +347,28 @@ typedef struct fw_pool_opts_s {
     unsigned breaker_cooldown_ms; /* how long it stays open before one probe (5,000) */
     unsigned backoff_base_ms;     /* first back-off after a failed connect, doubled each time
                                      up to the cooldown, with +-50 % jitter (100) */
-    /* Called once per new connection before it is handed out (SET ..., LISTEN ...: run
-     * nothing that leaves a query running). Loop thread. */
+    /* Connections kept open ahead of demand (0). They are opened in the background from
+     * fw_pool_new on, to the least used hosts that are not backing off (a host's breaker and
+     * back-off apply as for any connect), and opened again when one is retired; the idle
+     * timeout closes none below this number. At most max_size (else fw_pool_new: FW_EINVAL). */
+    unsigned min_size;
+    /* A connection idle at least this long is checked before it is handed out: one empty
+     * simple Query (EmptyQueryResponse and ReadyForQuery, the cheapest round trip). One that
+     * fails it (an error, the server gone, no answer within health_check_timeout_ms: a
+     * half-open peer) is closed (closed_health) and the waiter gets another connection, old or
+     * new, without noticing. 0: every hand-out is checked; UINT_MAX: never (30,000). */
+    unsigned health_check_after_ms;
+    unsigned health_check_timeout_ms; /* the check's answer waits this long at most (5,000) */
+    /* SQL every new connection runs before it is usable (NULL: none): one simple Query, which
+     * may hold several statements ("SET application_name = 'api'; SET search_path = app").
+     * Copied by fw_pool_new. The pool waits for the server's answer, up to
+     * health_check_timeout_ms; an error fails that connection as a failed connect would (the
+     * host's back-off and breaker count it) and the server's SQLSTATE and message are what an
+     * acquire that then times out or is refused reports. Run nothing that leaves a query
+     * running, and nothing that starts a transaction block (BEGIN without COMMIT). */
+    const char *after_connect_sql;
+    /* Called once per new connection, after after_connect_sql, before it is handed out
+     * (nothing may be left running on the connection when it returns). Loop thread. */
     void (*after_connect)(fw_pool_t *pool, fw_conn_t *conn, void *ud);
     void *after_connect_ud;
     /* Hooks every connection gets (as fw_conn_opts_t; may be NULL). */
@@ -404,7 +424,9 @@ typedef struct fw_pool_stats_s {
     uint64_t opened, connect_failures;
     /* closed, by reason */
     uint64_t closed_lifetime, closed_idle, closed_role, closed_error, closed_pool;
-    uint64_t reserved[8];
+    uint64_t health_checks; /* round trips made before a hand-out */
+    uint64_t closed_health; /* closed because one failed */
+    uint64_t reserved[6];
 } fw_pool_stats_t;
 
 /* Fills *st. Returns 0 or FW_EINVAL. Loop thread. */

@@ -5,7 +5,17 @@
 
 #include "conn.h"
 
-typedef enum { PC_OPENING, PC_IDLE, PC_IN_USE, PC_CHECKING, PC_CLOSING } pc_state_t;
+/* PC_SETUP: running after_connect_sql; PC_HEALTH: the health check's round trip before a
+ * hand-out; PC_CHECKING: released, waiting for the connection to be idle. */
+typedef enum {
+    PC_OPENING,
+    PC_SETUP,
+    PC_IDLE,
+    PC_HEALTH,
+    PC_IN_USE,
+    PC_CHECKING,
+    PC_CLOSING
+} pc_state_t;
 typedef enum { BR_CLOSED, BR_OPEN, BR_HALF_OPEN } breaker_t;
 
 typedef struct phost_s {
@@ -31,6 +41,9 @@ typedef struct pconn_s {
     bool read_only;
     uint64_t expires; /* uv_now, 0 = never */
     uint64_t idle_since;
+    /* just opened or just passed a health check: the next hand-out needs no check (else
+     * health_check_after_ms 0 would check forever) */
+    bool proven;
 } pconn_t;
 
 typedef struct waiter_s {
@@ -60,6 +73,8 @@ struct fw_pool_s {
     void *close_ud;
     fw_pool_stats_t st;
     uint64_t rng;
+    char *after_connect_sql; /* the copy of o.after_connect_sql, or NULL */
+    fw_error_t last_err;     /* the last failed connect or after-connect SQL */
 };
 
 
@@ -82,5 +97,33 @@ bool fw__pool_host_usable(fw_pool_t *p, const phost_t *h);
 int fw__pool_host_rank(fw_pool_want_t want, const phost_t *h);
 /* The host to open a connection to for `want`, or NULL; *any_candidate: some host could. */
 phost_t *fw__pool_pick_host(fw_pool_t *p, fw_pool_want_t want, int min_rank, bool *any_candidate);
+
+/* pool.c */
+void fw__pool_pump(fw_pool_t *p);
+/* Runs the pump from the loop (never inside an API call). */
+void fw__pool_kick(fw_pool_t *p);
+/* Pumps again at uv_now `at` (the end of a back-off), unless a retry comes sooner. */
+void fw__pool_retry_at(fw_pool_t *p, uint64_t at);
+/* Closes a connection for `reason` (a counter of st). */
+void fw__pool_retire(fw_pool_t *p, pconn_t *pc, uint64_t *reason, const char *why);
+/* A new connection is ready (after its after-connect SQL): idle, after_connect called. */
+void fw__pool_opened(fw_pool_t *p, pconn_t *pc);
+/* A connect (or its after-connect SQL) failed: logged, kept as last_err, the host backs off. */
+void fw__pool_open_failed(fw_pool_t *p, pconn_t *pc, int status, const fw_error_t *err);
+pconn_t *fw__pool_find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only);
+unsigned fw__pool_count_coming(const fw_pool_t *p);
+unsigned fw__pool_count_waiting(const fw_pool_t *p);
+unsigned fw__pool_count_live(const fw_pool_t *p);
+int fw__pool_open(fw_pool_t *p, phost_t *h);
+
+/* pool_check.c */
+/* Runs after_connect_sql on a new connection (PC_SETUP), then fw__pool_opened. */
+void fw__pool_setup(fw_pool_t *p, pconn_t *pc);
+/* Whether an idle connection must pass a health check before it is handed out. */
+bool fw__pool_needs_check(const fw_pool_t *p, const pconn_t *pc);
+/* Starts the check (PC_HEALTH); it pumps again when done. 0 or an error (then retired). */
+int fw__pool_check(fw_pool_t *p, pconn_t *pc);
+/* Opens connections up to min_size (hosts that are not backing off, least used first). */
+void fw__pool_fill(fw_pool_t *p);
 
 #endif /* FW_POOL_INT_H */

@@ -21,6 +21,8 @@
 #include <cmocka.h>
 #include <uv.h>
 
+#include "faultproxy.h"
+
 static uv_loop_t loop;
 
 static const char *env(const char *name)
@@ -60,30 +62,54 @@ static void on_log(void *ud, fw_log_level_t level, const char *line)
         fprintf(stderr, "%s\n", line);
 }
 
-static fw_pool_t *new_pool(unsigned max_size, unsigned timeout_ms)
+/* The connection string of the three nodes (or of one port only, when port > 0). */
+static void make_conninfo(char *buf, size_t cap, int port)
 {
-    char conninfo[1024];
-    snprintf(conninfo, sizeof(conninfo),
-             "host=%s,%s,%s port=%d,%d,%d dbname=%s user=%s password=%s sslmode=disable "
-             "connect_timeout=2",
-             env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), node_port(0),
-             node_port(1), node_port(2), env("FW_REPL_DBNAME"), env("FW_REPL_USER_SCRAM"),
-             env("FW_REPL_PASS_SCRAM"));
-    fw_pool_opts_t o;
-    fw_pool_opts_init(&o);
-    o.conninfo = conninfo;
-    o.use_environment = false;
-    o.max_size = max_size;
-    o.acquire_timeout_ms = timeout_ms;
-    o.breaker_cooldown_ms = 1000;
-    o.backoff_base_ms = 50;
+    if (port > 0)
+        snprintf(buf, cap,
+                 "host=%s port=%d dbname=%s user=%s password=%s sslmode=disable "
+                 "connect_timeout=2",
+                 env("FW_REPL_HOST4"), port, env("FW_REPL_DBNAME"), env("FW_REPL_USER_SCRAM"),
+                 env("FW_REPL_PASS_SCRAM"));
+    else
+        snprintf(buf, cap,
+                 "host=%s,%s,%s port=%d,%d,%d dbname=%s user=%s password=%s sslmode=disable "
+                 "connect_timeout=2",
+                 env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), env("FW_REPL_HOST4"),
+                 node_port(0), node_port(1), node_port(2), env("FW_REPL_DBNAME"),
+                 env("FW_REPL_USER_SCRAM"), env("FW_REPL_PASS_SCRAM"));
+}
+
+static char conninfo_buf[1024];
+
+static void pool_opts(fw_pool_opts_t *o, unsigned max_size, unsigned timeout_ms)
+{
+    make_conninfo(conninfo_buf, sizeof(conninfo_buf), 0);
+    fw_pool_opts_init(o);
+    o->conninfo = conninfo_buf;
+    o->use_environment = false;
+    o->max_size = max_size;
+    o->acquire_timeout_ms = timeout_ms;
+    o->breaker_cooldown_ms = 1000;
+    o->backoff_base_ms = 50;
     if (getenv("FW_TEST_VERBOSE") != NULL)
-        o.log_cb = on_log;
+        o->log_cb = on_log;
+}
+
+static fw_pool_t *new_pool_with(const fw_pool_opts_t *o)
+{
     fw_pool_t *p = NULL;
     fw_error_t err;
-    if (fw_pool_new(&p, &loop, &o, &err) != 0)
+    if (fw_pool_new(&p, &loop, o, &err) != 0)
         fail_msg("fw_pool_new: %s", err.message);
     return p;
+}
+
+static fw_pool_t *new_pool(unsigned max_size, unsigned timeout_ms)
+{
+    fw_pool_opts_t o;
+    pool_opts(&o, max_size, timeout_ms);
+    return new_pool_with(&o);
 }
 
 typedef struct got_s {
@@ -91,6 +117,7 @@ typedef struct got_s {
     int status;
     fw_conn_t *conn;
     char message[1024];
+    char sqlstate[6];
 } got_t;
 
 static void on_acquired(fw_pool_t *p, fw_conn_t *c, int status, const fw_error_t *err, void *ud)
@@ -101,8 +128,10 @@ static void on_acquired(fw_pool_t *p, fw_conn_t *c, int status, const fw_error_t
     g->done = true;
     g->status = status;
     g->conn = c;
-    if (err != NULL)
+    if (err != NULL) {
         snprintf(g->message, sizeof(g->message), "%s", err->message);
+        memcpy(g->sqlstate, err->sqlstate, sizeof(g->sqlstate));
+    }
 }
 
 static void run_until(bool *flag, int ms)
@@ -291,6 +320,244 @@ static void test_a_stream_on_a_pooled_connection(void **state)
     close_pool(p);
 }
 
+/* ---- health check: a half-open connection is never handed out --------------------------- */
+
+static int backend_pid(fw_conn_t *c)
+{
+    fw_conn_info_t info;
+    assert_int_equal(fw_conn_info(c, &info), 0);
+    return info.backend_pid;
+}
+
+static void test_a_half_open_connection_fails_its_health_check(void **state)
+{
+    (void)state;
+    /* one host, through the fault proxy: FP_STALL makes the connection half-open (the proxy
+     * forwards nothing more either way and keeps both sockets open: no FIN, no RST) */
+    fp_t fp;
+    fp_start(&fp, (uint16_t)node_port(1));
+    char ci[1024];
+    make_conninfo(ci, sizeof(ci), fp.port);
+    fw_pool_opts_t o;
+    pool_opts(&o, 2, 10000);
+    o.conninfo = ci;
+    o.health_check_after_ms = 200;
+    o.health_check_timeout_ms = 700;
+    fw_pool_t *p = new_pool_with(&o);
+    got_t a = acquire(p, FW_POOL_READ, 10000);
+    assert_int_equal(a.status, 0);
+    int pid_a = backend_pid(a.conn);
+    fw_pool_release(p, a.conn);
+    /* idle for less than the threshold: handed out again without a check */
+    got_t a2 = acquire(p, FW_POOL_READ, 5000);
+    assert_int_equal(a2.status, 0);
+    assert_int_equal(backend_pid(a2.conn), pid_a);
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.health_checks, 0);
+    fw_pool_release(p, a2.conn);
+    /* idle past the threshold, healthy: one check, the same connection */
+    run_until(&(bool){false}, 300);
+    got_t b = acquire(p, FW_POOL_READ, 5000);
+    assert_int_equal(b.status, 0);
+    assert_int_equal(backend_pid(b.conn), pid_a);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.health_checks, 1);
+    assert_int_equal(st.closed_health, 0);
+    fw_pool_release(p, b.conn);
+    /* now half-open: the check gets no answer within 700 ms; the waiter gets a new
+     * connection (opened through the proxy, which passes new connections) */
+    run_until(&(bool){false}, 300);
+    fp_arm(&fp, FP_STALL, 0, false);
+    uint64_t t0 = uv_hrtime();
+    got_t c = acquire(p, FW_POOL_READ, 10000);
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    if (c.status != 0)
+        fail_msg("acquire after a half-open connection: %s", c.message);
+    int pid_c = backend_pid(c.conn);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    printf("half-open connection: found by the health check, new connection handed out after "
+           "%.3f s (check timeout 0.7 s); checks %llu, closed_health %llu, opened %llu\n",
+           secs, (unsigned long long)st.health_checks, (unsigned long long)st.closed_health,
+           (unsigned long long)st.opened);
+    assert_true(fp_fired(&fp)); /* the stall really happened */
+    assert_int_not_equal(pid_c, pid_a);
+    assert_int_equal(st.health_checks, 2);
+    assert_int_equal(st.closed_health, 1);
+    assert_int_equal(st.opened, 2);
+    assert_int_equal(st.acquire_timeouts, 0);
+    assert_true(secs >= 0.65 && secs < 5.0);
+    /* the new connection works */
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, "v_fixture"), 0);
+    rows_t r = {false, 0, 0};
+    fw_stream_t *s = NULL;
+    fw_error_t err;
+    assert_int_equal(fw_stream_start(c.conn, q, on_rows, &r, &s, &err), 0);
+    run_until(&r.done, 10000);
+    assert_int_equal(r.status, FW_END);
+    assert_int_equal(r.rows, 5);
+    fw_stream_free(s);
+    fw_query_free(q);
+    fw_pool_release(p, c.conn);
+    close_pool(p);
+    assert_true(fp_quiesce(&fp)); /* both connections closed by the pool, the stalled one too */
+    fp_stop(&fp);
+}
+
+/* A backend ended by pg_terminate_backend while idle: never handed out. The idle reader sees
+ * the server's FATAL (57P01) and EOF; with health_check_after_ms 0 the check would catch a
+ * connection whose FATAL had not been read yet. */
+static void test_a_terminated_backend_is_not_handed_out(void **state)
+{
+    (void)state;
+    fw_pool_opts_t o;
+    pool_opts(&o, 3, 10000);
+    o.health_check_after_ms = 0; /* every hand-out checked */
+    fw_pool_t *p = new_pool_with(&o);
+    got_t a = acquire(p, FW_POOL_WRITE, 10000);
+    assert_int_equal(a.status, 0);
+    int pid_a = backend_pid(a.conn);
+    fw_pool_release(p, a.conn);
+    /* another session (psql, the same role) ends a's backend */
+    assert_int_equal(sh("PGPASSWORD='%s' '%s/psql' -X -q -At -h '%s' -p %d -U '%s' -d '%s' -c "
+                        "'SELECT pg_terminate_backend(%d)' >/dev/null 2>&1",
+                        env("FW_REPL_PASS_SCRAM"), env("FW_REPL_BINDIR"), env("FW_REPL_HOST4"),
+                        node_port(0), env("FW_REPL_USER_SCRAM"), env("FW_REPL_DBNAME"), pid_a),
+                     0);
+    run_until(&(bool){false}, 300);
+    got_t b = acquire(p, FW_POOL_WRITE, 10000);
+    if (b.status != 0)
+        fail_msg("acquire after pg_terminate_backend: %s", b.message);
+    assert_int_not_equal(backend_pid(b.conn), pid_a);
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    printf("terminated backend: closed_error %llu, closed_health %llu, checks %llu\n",
+           (unsigned long long)st.closed_error, (unsigned long long)st.closed_health,
+           (unsigned long long)st.health_checks);
+    assert_int_equal(st.closed_error + st.closed_health, 1);
+    fw_pool_release(p, b.conn);
+    close_pool(p);
+}
+
+/* ---- min_size: opened ahead of demand, refilled after retirement -------------------------- */
+
+static void run_until_idle(fw_pool_t *p, unsigned idle, int ms)
+{
+    fw_pool_stats_t st;
+    uint64_t t0 = uv_hrtime();
+    do {
+        run_until(&(bool){false}, 10);
+        assert_int_equal(fw_pool_stats(p, &st), 0);
+    } while (st.idle != idle && uv_hrtime() - t0 < (uint64_t)ms * 1000000u);
+}
+
+static void test_min_size_opens_ahead_and_refills(void **state)
+{
+    (void)state;
+    fw_pool_opts_t o;
+    pool_opts(&o, 5, 10000);
+    o.min_size = 3;
+    o.max_lifetime_ms = 1500;
+    o.lifetime_jitter_ms = 0;
+    fw_pool_t *p = new_pool_with(&o);
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.size, 0); /* nothing inside fw_pool_new */
+    uint64_t t0 = uv_hrtime();
+    run_until_idle(p, 3, 10000);
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    printf("min_size 3: %u idle after %.3f s, no acquire\n", st.idle, secs);
+    assert_int_equal(st.idle, 3);
+    assert_int_equal(st.opened, 3);
+    assert_int_equal(st.acquires, 0);
+    /* least used hosts first: one on each node */
+    for (size_t i = 0; i < 3; i++) {
+        fw_pool_host_t h;
+        assert_int_equal(fw_pool_host(p, i, &h), 0);
+        assert_int_equal(h.connections, 1);
+    }
+    /* an acquire takes one of them: nothing new opens (min_size counts connections out) */
+    got_t g = acquire(p, FW_POOL_WRITE, 5000);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(node_of(g.conn), 0);
+    run_until(&(bool){false}, 100);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.opened, 3);
+    assert_int_equal(st.size, 3);
+    fw_pool_release(p, g.conn);
+    /* lifetimes end (1.5 s, checked every second): retired, and opened again */
+    run_until(&(bool){false}, 2600);
+    run_until_idle(p, 3, 5000);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    printf("after the lifetimes: closed_lifetime %llu, opened %llu, idle %u\n",
+           (unsigned long long)st.closed_lifetime, (unsigned long long)st.opened, st.idle);
+    assert_true(st.closed_lifetime >= 3);
+    assert_true(st.opened >= 6);
+    assert_int_equal(st.opened - st.closed_lifetime, 3);
+    assert_int_equal(st.idle, 3);
+    close_pool(p);
+    /* bad values are refused, with a reason */
+    pool_opts(&o, 2, 1000);
+    o.min_size = 3;
+    fw_pool_t *bad = NULL;
+    fw_error_t err;
+    assert_int_equal(fw_pool_new(&bad, &loop, &o, &err), FW_EINVAL);
+    assert_null(bad);
+    assert_non_null(strstr(err.message, "min_size"));
+}
+
+/* ---- after-connect SQL -------------------------------------------------------------------- */
+
+static void test_after_connect_sql(void **state)
+{
+    (void)state;
+    fw_pool_opts_t o;
+    pool_opts(&o, 2, 5000);
+    o.after_connect_sql = "SET application_name = 'fwire_pool_test'; SET search_path = public";
+    fw_pool_t *p = new_pool_with(&o);
+    got_t g = acquire(p, FW_POOL_READ, 10000);
+    if (g.status != 0)
+        fail_msg("acquire: %s", g.message);
+    /* the session has the settings: the rows come only where the setting is what was SET */
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, "v_fixture"), 0);
+    assert_int_equal(fw_query_where_sql(q, "current_setting('application_name') = "
+                                           "'fwire_pool_test' AND current_schemas(false) = "
+                                           "ARRAY['public']::name[]"),
+                     0);
+    rows_t r = {false, 0, 0};
+    fw_stream_t *s = NULL;
+    fw_error_t err;
+    assert_int_equal(fw_stream_start(g.conn, q, on_rows, &r, &s, &err), 0);
+    run_until(&r.done, 10000);
+    assert_int_equal(r.status, FW_END);
+    assert_int_equal(r.rows, 5);
+    fw_stream_free(s);
+    fw_query_free(q);
+    fw_pool_release(p, g.conn);
+    close_pool(p);
+    /* SQL that fails: no connection is handed out; the acquire says why, SQLSTATE included */
+    pool_opts(&o, 2, 4000);
+    o.after_connect_sql = "SELECT 1/0";
+    p = new_pool_with(&o);
+    got_t f = acquire(p, FW_POOL_WRITE, 10000);
+    printf("after_connect_sql failing: status %s, sqlstate %s: %s\n", fw_err_name(f.status),
+           f.sqlstate, f.message);
+    assert_true(f.status == FW_EROUTE || f.status == FW_ETIMEDOUT);
+    assert_null(f.conn);
+    assert_string_equal(f.sqlstate, "22012");
+    assert_non_null(strstr(f.message, "after_connect_sql failed"));
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.opened, 0);
+    assert_true(st.connect_failures >= 1);
+    close_pool(p);
+}
+
 /* ---- a dead standby: back-off, breaker, one probe per cooldown --------------------------- */
 
 static void test_a_dead_standby_opens_its_breaker(void **state)
@@ -455,9 +722,14 @@ int main(void)
         printf("no replicated cluster (run through test/with-repl.sh)\n");
         return 77;
     }
+    (void)fp_arm_tls; /* faultproxy.h's TLS mode: not needed here */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_go_to_standbys_writes_to_the_primary),
         cmocka_unit_test(test_a_stream_on_a_pooled_connection),
+        cmocka_unit_test(test_a_half_open_connection_fails_its_health_check),
+        cmocka_unit_test(test_a_terminated_backend_is_not_handed_out),
+        cmocka_unit_test(test_min_size_opens_ahead_and_refills),
+        cmocka_unit_test(test_after_connect_sql),
         cmocka_unit_test(test_a_dead_standby_opens_its_breaker),
         cmocka_unit_test(test_failover_retires_and_reroutes), /* last: it changes the cluster */
     };
