@@ -294,6 +294,7 @@ static void finish_waiter(fw_pool_t *p, waiter_t *w, fw_conn_t *c, int status, c
             snprintf(err.message, sizeof(err.message), "%s", why);
         }
     }
+    fw__pool_lm_wait(p, uv_hrtime() - w->since_ns);
     fw_pool_acquire_cb cb = w->cb;
     void *ud = w->ud;
     fw__free(w);
@@ -313,6 +314,7 @@ static void on_wait_timer(uv_timer_t *t)
         finish_waiter(p, w, NULL, FW_ETIMEDOUT, why);
     }
     arm_wait_timer(p);
+    fw__pool_lm_sync(p);
 }
 
 /* Hands out connections while waiters and fitting connections exist, opens new ones when
@@ -394,6 +396,7 @@ void fw__pool_pump(fw_pool_t *p)
     }
     fw__pool_fill(p); /* min_size */
     arm_wait_timer(p);
+    fw__pool_lm_sync(p);
 }
 
 void fw__pool_retry_at(fw_pool_t *p, uint64_t at)
@@ -523,6 +526,7 @@ int fw_pool_new(fw_pool_t **out, uv_loop_t *loop, const fw_pool_opts_t *opts, fw
     uv_timer_init(loop, &p->retry_timer);
     p->retry_timer.data = p;
     p->handles = 4;
+    fw__pool_lm_init(p);
     *out = p;
     if (p->o.min_size > 0)
         fw__pool_kick(p); /* the first connections open from the loop */
@@ -614,44 +618,6 @@ void fw_pool_release(fw_pool_t *p, fw_conn_t *c)
     }
 }
 
-int fw_pool_stats(const fw_pool_t *p, fw_pool_stats_t *st)
-{
-    if (p == NULL || st == NULL)
-        return FW_EINVAL;
-    *st = p->st;
-    st->size = st->idle = st->in_use = st->opening = st->waiting = 0;
-    for (const pconn_t *pc = p->conns; pc != NULL; pc = pc->next) {
-        if (pc->state == PC_CLOSING)
-            continue;
-        st->size++;
-        st->idle += pc->state == PC_IDLE;
-        st->in_use += pc->state == PC_IN_USE || pc->state == PC_CHECKING;
-        /* a health check is part of handing out: the connection counts as idle meanwhile */
-        st->idle += pc->state == PC_HEALTH;
-        st->opening += pc->state == PC_OPENING || pc->state == PC_SETUP;
-    }
-    for (const waiter_t *w = p->wait_head; w != NULL; w = w->next)
-        st->waiting++;
-    return 0;
-}
-
-int fw_pool_host(const fw_pool_t *p, size_t i, fw_pool_host_t *out)
-{
-    if (p == NULL || out == NULL || i >= p->nhosts)
-        return FW_EINVAL;
-    const phost_t *h = &p->hosts[i];
-    memset(out, 0, sizeof(*out));
-    out->host = h->name;
-    out->port = h->port;
-    out->role = h->role;
-    out->breaker = fw__pool_breaker_name(h->breaker);
-    out->failures = h->failures;
-    out->connections = h->conns;
-    out->connects = h->connects;
-    out->probes = h->probes;
-    return 0;
-}
-
 static void on_handle_closed(uv_handle_t *h)
 {
     fw_pool_t *p = h->data;
@@ -672,6 +638,7 @@ static void maybe_free(fw_pool_t *p)
     }
     if (p->handles > 0)
         return;
+    fw__pool_lm_fini(p); /* the gauges give back this pool's share */
     fw_pool_close_cb cb = p->close_cb;
     void *ud = p->close_ud;
     p->close_cb = NULL;

@@ -4,6 +4,7 @@
 #define FW_POOL_INT_H
 
 #include "conn.h"
+#include "lmetrics.h"
 
 /* PC_SETUP: running after_connect_sql; PC_HEALTH: the health check's round trip before a
  * hand-out; PC_CHECKING: released, waiting for the connection to be idle. */
@@ -29,6 +30,8 @@ typedef struct phost_s {
     bool probing;
     unsigned conns;
     uint64_t connects, probes;
+    fw__series_t *lm_breaker[3]; /* fraiseql_pool_host_breaker{host, state}, by breaker_t */
+    breaker_t lm_state;          /* the state this pool counts in them */
 } phost_t;
 
 typedef struct pconn_s {
@@ -75,6 +78,8 @@ struct fw_pool_s {
     uint64_t rng;
     char *after_connect_sql; /* the copy of o.after_connect_sql, or NULL */
     fw_error_t last_err;     /* the last failed connect or after-connect SQL */
+    fw__lm_pool_t lm;        /* fraiseql_pool_* (pool_stats.c) */
+    fw_pool_stats_t lm_pub;  /* what this pool has added to them so far */
 };
 
 
@@ -115,6 +120,14 @@ unsigned fw__pool_count_coming(const fw_pool_t *p);
 unsigned fw__pool_count_waiting(const fw_pool_t *p);
 unsigned fw__pool_count_live(const fw_pool_t *p);
 int fw__pool_open(fw_pool_t *p, phost_t *h);
+
+/* pool_stats.c: the fraiseql_pool_* series. init when the pool is made; sync brings them
+ * up to date with the pool (deltas: every pool adds its share); wait records one acquire's
+ * wait; fini takes this pool's share out of the gauges. */
+void fw__pool_lm_init(fw_pool_t *p);
+void fw__pool_lm_sync(fw_pool_t *p);
+void fw__pool_lm_wait(fw_pool_t *p, uint64_t ns);
+void fw__pool_lm_fini(fw_pool_t *p);
 
 /* pool_check.c */
 /* Runs after_connect_sql on a new connection (PC_SETUP), then fw__pool_opened. */

@@ -558,6 +558,107 @@ static void test_after_connect_sql(void **state)
     close_pool(p);
 }
 
+/* ---- metrics: the fraiseql_pool_* families, promtool-clean -------------------------------- */
+
+static char *render(void)
+{
+    long n = fw_metrics_render(NULL, 0);
+    assert_true(n > 0);
+    char *buf = malloc((size_t)n + 4096);
+    assert_non_null(buf);
+    long m = fw_metrics_render(buf, (size_t)n + 4096);
+    assert_true(m > 0 && m < n + 4096);
+    return buf;
+}
+
+/* The value of the series `name` (with its labels, exactly as rendered), or -1 when absent. */
+static double metric(const char *text, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *l = text; l != NULL && *l != '\0'; l = strchr(l, '\n'), l = l ? l + 1 : l) {
+        if (strncmp(l, name, len) == 0 && l[len] == ' ')
+            return strtod(l + len + 1, NULL);
+    }
+    return -1;
+}
+
+static void promtool_check(const char *text)
+{
+    if (sh("command -v promtool >/dev/null 2>&1") != 0) {
+        printf("promtool not installed: exposition not linted\n");
+        return;
+    }
+    char path[] = "/tmp/fw_pool_metrics_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t n = strlen(text);
+    assert_int_equal(write(fd, text, n), (ssize_t)n);
+    close(fd);
+    int rc = sh("promtool check metrics <'%s'", path);
+    unlink(path);
+    assert_int_equal(rc, 0);
+}
+
+static void test_pool_metrics(void **state)
+{
+    (void)state;
+    char *t0 = render();
+    fw_pool_t *p = new_pool(2, 500);
+    got_t a = acquire(p, FW_POOL_WRITE, 10000);
+    got_t b = acquire(p, FW_POOL_WRITE, 10000);
+    assert_int_equal(a.status, 0);
+    assert_int_equal(b.status, 0);
+    got_t late;
+    memset(&late, 0, sizeof(late));
+    assert_int_equal(fw_pool_acquire(p, FW_POOL_WRITE, on_acquired, &late), 0);
+    run_until(&(bool){false}, 50);
+    char *t1 = render(); /* two out, one waiting */
+    run_until(&late.done, 5000);
+    assert_int_equal(late.status, FW_ETIMEDOUT);
+    char host0[128];
+    snprintf(host0, sizeof(host0),
+             "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"closed\"}",
+             env("FW_REPL_HOST4"), node_port(0));
+    printf("while open: connections %g, in_use %g, waiting %g, %s %g\n",
+           metric(t1, "fraiseql_pool_connections"), metric(t1, "fraiseql_pool_connections_in_use"),
+           metric(t1, "fraiseql_pool_acquires_waiting"), host0, metric(t1, host0));
+    assert_true(metric(t1, "fraiseql_pool_connections") ==
+                (metric(t0, "fraiseql_pool_connections") > 0 ? metric(t0, "fraiseql_pool_connections")
+                                                            : 0) + 2);
+    assert_true(metric(t1, "fraiseql_pool_connections_in_use") >= 2);
+    assert_true(metric(t1, "fraiseql_pool_acquires_waiting") >= 1);
+    assert_true(metric(t1, host0) >= 1);
+    promtool_check(t1);
+    fw_pool_release(p, a.conn);
+    fw_pool_release(p, b.conn);
+    close_pool(p);
+    char *t2 = render();
+    promtool_check(t2);
+    /* the counters moved by what this pool did; its gauges went back */
+    double base_acq = metric(t0, "fraiseql_pool_acquires_total");
+    double base_to = metric(t0, "fraiseql_pool_acquire_timeouts_total");
+    double base_open = metric(t0, "fraiseql_pool_connections_opened_total");
+    double base_closed =
+        metric(t0, "fraiseql_pool_connections_closed_total{reason=\"pool\"}");
+    double base_wait = metric(t0, "fraiseql_pool_acquire_wait_seconds_count");
+    assert_true(metric(t2, "fraiseql_pool_acquires_total") == (base_acq < 0 ? 0 : base_acq) + 2);
+    assert_true(metric(t2, "fraiseql_pool_acquire_timeouts_total") ==
+                (base_to < 0 ? 0 : base_to) + 1);
+    assert_true(metric(t2, "fraiseql_pool_connections_opened_total") ==
+                (base_open < 0 ? 0 : base_open) + 2);
+    assert_true(metric(t2, "fraiseql_pool_connections_closed_total{reason=\"pool\"}") ==
+                (base_closed < 0 ? 0 : base_closed) + 2);
+    assert_true(metric(t2, "fraiseql_pool_acquire_wait_seconds_count") ==
+                (base_wait < 0 ? 0 : base_wait) + 3);
+    assert_true(metric(t2, "fraiseql_pool_connections") == 0);
+    assert_true(metric(t2, "fraiseql_pool_connections_in_use") == 0);
+    assert_true(metric(t2, "fraiseql_pool_acquires_waiting") == 0);
+    assert_true(metric(t2, host0) == 0);
+    free(t0);
+    free(t1);
+    free(t2);
+}
+
 /* ---- a dead standby: back-off, breaker, one probe per cooldown --------------------------- */
 
 static void test_a_dead_standby_opens_its_breaker(void **state)
@@ -623,6 +724,16 @@ static void test_a_dead_standby_opens_its_breaker(void **state)
                (unsigned long long)h.connects);
         assert_string_equal(h.breaker, "open");
         assert_int_equal(h.connects, 3); /* the threshold, then nothing until the cooldown */
+        /* the same in the metrics: this pool counts the host's breaker as open */
+        char *text = render();
+        char name[160];
+        snprintf(name, sizeof(name), "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"open\"}",
+                 h.host, h.port);
+        assert_true(metric(text, name) == 1);
+        snprintf(name, sizeof(name),
+                 "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"closed\"}", h.host, h.port);
+        assert_true(metric(text, name) == 0);
+        free(text);
     }
     close_pool(p);
     assert_int_equal(sh("'%s' start-node '%s' 1 >/dev/null 2>&1 && '%s' start-node '%s' 2 "
@@ -730,6 +841,7 @@ int main(void)
         cmocka_unit_test(test_a_terminated_backend_is_not_handed_out),
         cmocka_unit_test(test_min_size_opens_ahead_and_refills),
         cmocka_unit_test(test_after_connect_sql),
+        cmocka_unit_test(test_pool_metrics),
         cmocka_unit_test(test_a_dead_standby_opens_its_breaker),
         cmocka_unit_test(test_failover_retires_and_reroutes), /* last: it changes the cluster */
     };
