@@ -518,6 +518,13 @@ int fw_conn_when_idle(fw_conn_t *c, fw_idle_cb cb, void *ud)
 {
     if (c == NULL || cb == NULL || c->runtime_link != NULL)
         return FW_EINVAL;
+    return fw__conn_when_idle(c, cb, ud);
+}
+
+int fw__conn_when_idle(fw_conn_t *c, fw_idle_cb cb, void *ud)
+{
+    if (c == NULL || cb == NULL)
+        return FW_EINVAL;
     if (c->idle_cb != NULL)
         return FW_EBUSY;
     if (c->closing)

@@ -250,5 +250,18 @@ void fw__runtime_call(fw_conn_t *conn, void (*fn)(void *arg), void *arg);
 void fw__runtime_run(fw_runtime_t *rt, void (*fn)(void *arg), void *arg);
 /* The runtime's loop, for code that runs on it (fw__runtime_run). */
 uv_loop_t *fw__runtime_loop(fw_runtime_t *rt);
+/* Something else living on a runtime's loop (a pool): fw_runtime_free calls stop(arg) on the
+ * loop thread, and the loop ends only after every child called fw__runtime_child_done. Loop
+ * thread (add through fw__runtime_run). */
+typedef struct fw__rt_child_s {
+    struct fw__rt_child_s *prev, *next;
+    void (*stop)(void *arg);
+    void *arg;
+} fw__rt_child_t;
+void fw__runtime_child_add(fw_runtime_t *rt, fw__rt_child_t *ch);
+void fw__runtime_child_done(fw_runtime_t *rt, fw__rt_child_t *ch);
+/* fw_conn_when_idle without its threaded-mode refusal, for the pool (which runs on the loop
+ * in both modes). Loop thread. */
+int fw__conn_when_idle(fw_conn_t *c, fw_idle_cb cb, void *ud);
 
 #endif /* FW_CONN_H */

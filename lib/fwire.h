@@ -312,17 +312,19 @@ FW_EXTERN int fw_conn_info(const fw_conn_t *conn, fw_conn_info_t *info);
  */
 FW_EXTERN const char *fw_conn_parameter(const fw_conn_t *conn, const char *name);
 
-/* ---- connection pool (embedded mode) ------------------------------------------------------
+/* ---- connection pool ------------------------------------------------------------------------
  *
  * A pool of connections to the servers of one connection string (a host list welcome), on
- * your loop. It knows each server's role (primary or standby, from in_hot_standby), hands out
+ * your loop (embedded: fw_pool_new) or on a runtime's loop (threaded: fw_pool_new_rt). It knows each server's role (primary or standby, from in_hot_standby), hands out
  * connections by what the caller wants to do, retires a connection whose server changed role,
  * and keeps a failing host from costing every request a timeout: per host, exponential
  * back-off with jitter after a failed connect and a circuit breaker (open after
  * `breaker_threshold` failures in a row; after `breaker_cooldown_ms` one probe connect decides
  * whether it closes again). target_session_attrs and load_balance_hosts of the connection
  * string are not used: the pool routes each request itself.
- * Thread: everything on the loop's thread (threaded mode is not offered yet).
+ * Thread: embedded mode, everything on the loop's thread. Threaded mode: the calls marked so
+ * from any thread but the runtime's (the pool itself runs on the runtime's loop; its hooks,
+ * log_cb and after_connect, run there too).
  */
 typedef struct fw_pool_s fw_pool_t;
 
@@ -380,9 +382,12 @@ typedef struct fw_pool_opts_s {
 FW_EXTERN void fw_pool_opts_init(fw_pool_opts_t *o);
 
 /*
- * Creates a pool on `loop` (nothing connects until the first acquire). Returns 0, FW_EINVAL,
- * FW_ENOMEM or FW_ECONFIG (the connection string is bad: *err says why). Free with
- * fw_pool_close.
+ * Creates a pool on `loop` (embedded mode). Nothing connects inside the call; connections open
+ * on the first acquire, or from the loop at once up to min_size. opts and the strings in it
+ * are borrowed for the call only (conninfo and after_connect_sql are copied). Returns 0 and
+ * *out, or FW_EINVAL (a NULL argument, max_size 0, min_size > max_size: *err says which),
+ * FW_ENOMEM or FW_ECONFIG (the connection string is bad: *err says why); *out NULL then. err
+ * may be NULL. The pool is the library's memory: free it with fw_pool_close. Loop thread.
  */
 FW_EXTERN int fw_pool_new(fw_pool_t **out, struct uv_loop_s *loop, const fw_pool_opts_t *opts,
                           fw_error_t *err);
@@ -398,7 +403,9 @@ typedef void (*fw_pool_acquire_cb)(fw_pool_t *pool, fw_conn_t *conn, int status,
 
 /*
  * Asks for a connection; `cb` runs later on the loop thread, never inside this call. Returns 0
- * (cb will run exactly once), FW_EINVAL or FW_ESTATE (the pool is closing; cb never runs).
+ * (cb will run exactly once), FW_EINVAL (also: a threaded pool, use fw_pool_acquire_wait) or
+ * FW_ESTATE (the pool is closing); cb never runs then. The connection stays the pool's memory:
+ * never fw_conn_close it, give it back with fw_pool_release. Loop thread.
  */
 FW_EXTERN int fw_pool_acquire(fw_pool_t *pool, fw_pool_want_t want, fw_pool_acquire_cb cb,
                               void *ud);
@@ -407,7 +414,9 @@ FW_EXTERN int fw_pool_acquire(fw_pool_t *pool, fw_pool_want_t want, fw_pool_acqu
  * Gives a connection back. Free its stream first (fw_stream_free); a stream cancelled or freed
  * mid-way is drained before the connection is reused (fw_conn_when_idle). A connection that is
  * broken, past its lifetime, or whose server changed role since it was opened (a promotion
- * or demotion, or SQLSTATE 25006 on a primary) is closed instead. Loop thread.
+ * or demotion, or SQLSTATE 25006 on a primary) is closed instead. NULLs, and a connection the
+ * pool did not hand out (or already has back), are ignored. Loop thread; threaded mode: any
+ * thread but the runtime's (it waits for the loop to take it, not for the drain).
  */
 FW_EXTERN void fw_pool_release(fw_pool_t *pool, fw_conn_t *conn);
 
@@ -429,7 +438,8 @@ typedef struct fw_pool_stats_s {
     uint64_t reserved[6];
 } fw_pool_stats_t;
 
-/* Fills *st. Returns 0 or FW_EINVAL. Loop thread. */
+/* Fills *st (caller's storage). Returns 0 or FW_EINVAL. Loop thread; threaded mode: any
+ * thread but the runtime's (read on the loop). */
 FW_EXTERN int fw_pool_stats(const fw_pool_t *pool, fw_pool_stats_t *st);
 
 /* One host of the pool's list, as the pool sees it. Strings borrowed until fw_pool_close. */
@@ -443,7 +453,9 @@ typedef struct fw_pool_host_s {
     uint64_t connects, probes;
 } fw_pool_host_t;
 
-/* Host i (0-based, in the order of the connection string). 0, or FW_EINVAL past the end. */
+/* Host i (0-based, in the order of the connection string) into *out (caller's storage; its
+ * strings are the pool's, valid until the pool is closed). 0, or FW_EINVAL past the end.
+ * Thread: as fw_pool_stats. */
 FW_EXTERN int fw_pool_host(const fw_pool_t *pool, size_t i, fw_pool_host_t *out);
 
 /* Called once when the pool is gone (its memory is freed right after). */
@@ -452,10 +464,40 @@ typedef void (*fw_pool_close_cb)(fw_pool_t *pool, void *ud);
 /*
  * Drains and closes: every waiting acquire gets FW_ECLOSED, idle connections close now, a
  * connection still handed out closes when it is released. `cb` (may be NULL) runs once when
- * every connection is closed. Later calls on the pool are FW_ESTATE, except fw_pool_release.
- * Loop thread.
+ * every connection is closed, then the pool's memory is freed. Later calls on the pool are
+ * FW_ESTATE, except fw_pool_release. NULL, a second call, and a threaded pool (use
+ * fw_pool_close_sync) are ignored. Loop thread.
  */
 FW_EXTERN void fw_pool_close(fw_pool_t *pool, fw_pool_close_cb cb, void *ud);
+
+/*
+ * Threaded mode: creates a pool on the runtime's loop (as fw_pool_new; same options, same
+ * returns). Its connections carry the runtime: fw_stream_start (no rows-ready callback) and
+ * fw_stream_next work on them from the calling thread, as on fw_conn_connect_sync's. Close it
+ * with fw_pool_close_sync before fw_runtime_free; a pool still open then is closed by
+ * fw_runtime_free, connections handed out included. Thread: any thread but the runtime's.
+ */
+FW_EXTERN int fw_pool_new_rt(fw_pool_t **out, fw_runtime_t *rt, const fw_pool_opts_t *opts,
+                             fw_error_t *err);
+
+/*
+ * Threaded mode: acquires and waits. timeout_ms bounds the wait (0: the pool's
+ * acquire_timeout_ms). Returns 0 and *out (READY and idle, yours until fw_pool_release), or
+ * *out NULL and FW_ETIMEDOUT, FW_EROUTE, FW_ECLOSED (as fw_pool_acquire_cb), FW_ESTATE (the
+ * pool is closing), FW_EINVAL (NULL argument, a bad want, an embedded pool); *err (caller's
+ * storage, may be NULL) says why, with the SQLSTATE of the last failed connect or
+ * after_connect_sql when that is why nothing came. Thread: any thread but the runtime's.
+ */
+FW_EXTERN int fw_pool_acquire_wait(fw_pool_t *pool, fw_pool_want_t want, unsigned timeout_ms,
+                                   fw_conn_t **out, fw_error_t *err);
+
+/*
+ * Threaded mode: closes the pool and waits until every connection is closed and the pool's
+ * memory is freed. Returns 0, FW_EBUSY (a connection is still handed out: release it first;
+ * nothing was done), FW_ESTATE (already closing) or FW_EINVAL (NULL, an embedded pool). Waiting
+ * acquires get FW_ECLOSED. Thread: any thread but the runtime's.
+ */
+FW_EXTERN int fw_pool_close_sync(fw_pool_t *pool);
 
 /*
  * Threaded mode: a runtime owns one loop thread that serves many connections. SIGPIPE is

@@ -153,6 +153,9 @@ int fw__pool_open(fw_pool_t *p, phost_t *h)
     o.log_cb = p->o.log_cb;
     o.log_ud = p->o.log_ud;
     int rc = fw_conn_new(&pc->c, p->loop, &o, NULL);
+    if (rc == 0 && p->rt != NULL)
+        pc->c->runtime_link = p->rt; /* threaded: streams on it are started and read from other
+                                        threads (the runtime never tracks it: the pool does) */
     if (rc == 0)
         rc = fw__conn_pin_host(pc->c, h->index);
     if (rc == 0)
@@ -257,8 +260,13 @@ static void arm_wait_timer(fw_pool_t *p)
         uv_timer_stop(&p->wait_timer);
         return;
     }
+    /* the earliest deadline: acquires may ask for their own timeout (fw_pool_acquire_wait),
+     * so the queue is FIFO but its deadlines are not ordered */
     uint64_t now = uv_now(p->loop);
     uint64_t d = p->wait_head->deadline;
+    for (const waiter_t *w = p->wait_head->next; w != NULL; w = w->next)
+        if (w->deadline < d)
+            d = w->deadline;
     uv_timer_start(&p->wait_timer, on_wait_timer, d > now ? d - now : 0, 0);
 }
 
@@ -305,13 +313,26 @@ static void on_wait_timer(uv_timer_t *t)
 {
     fw_pool_t *p = t->data;
     uint64_t now = uv_now(p->loop);
-    while (p->wait_head != NULL && p->wait_head->deadline <= now) {
-        waiter_t *w = pop_waiter(p);
+    for (;;) {
+        /* from the head each time: the callback may acquire, or close the pool */
+        waiter_t *w = p->wait_head, *prev = NULL;
+        while (w != NULL && w->deadline > now) {
+            prev = w;
+            w = w->next;
+        }
+        if (w == NULL)
+            break;
+        if (prev != NULL)
+            prev->next = w->next;
+        else
+            p->wait_head = w->next;
+        if (p->wait_tail == w)
+            p->wait_tail = prev;
         p->st.acquire_timeouts++;
         char why[160];
-        snprintf(why, sizeof(why), "no connection became available within %u ms",
-                 p->o.acquire_timeout_ms);
-        finish_waiter(p, w, NULL, FW_ETIMEDOUT, why);
+        snprintf(why, sizeof(why), "no connection became available within %llu ms",
+                 (unsigned long long)(w->deadline - w->since));
+        finish_waiter(p, w, NULL, FW_ETIMEDOUT, why); /* may add waiters: at the tail */
     }
     arm_wait_timer(p);
     fw__pool_lm_sync(p);
@@ -535,6 +556,14 @@ int fw_pool_new(fw_pool_t **out, uv_loop_t *loop, const fw_pool_opts_t *opts, fw
 
 int fw_pool_acquire(fw_pool_t *p, fw_pool_want_t want, fw_pool_acquire_cb cb, void *ud)
 {
+    if (p == NULL || p->rt != NULL)
+        return FW_EINVAL; /* threaded mode: fw_pool_acquire_wait */
+    return fw__pool_acquire_ms(p, want, p->o.acquire_timeout_ms, cb, ud);
+}
+
+int fw__pool_acquire_ms(fw_pool_t *p, fw_pool_want_t want, unsigned timeout_ms,
+                        fw_pool_acquire_cb cb, void *ud)
+{
     if (p == NULL || cb == NULL || (unsigned)want > FW_POOL_READ_STANDBY)
         return FW_EINVAL;
     if (p->closing)
@@ -550,7 +579,7 @@ int fw_pool_acquire(fw_pool_t *p, fw_pool_want_t want, fw_pool_acquire_cb cb, vo
     uv_update_time(p->loop);
     w->since = uv_now(p->loop);
     w->since_ns = uv_hrtime();
-    w->deadline = w->since + p->o.acquire_timeout_ms;
+    w->deadline = w->since + timeout_ms;
     if (p->wait_tail != NULL)
         p->wait_tail->next = w;
     else
@@ -607,12 +636,21 @@ void fw_pool_release(fw_pool_t *p, fw_conn_t *c)
 {
     if (p == NULL || c == NULL)
         return;
+    if (p->rt != NULL) {
+        fw__pool_release_rt(p, c); /* pool_sync.c: on the loop */
+        return;
+    }
+    fw__pool_release(p, c);
+}
+
+void fw__pool_release(fw_pool_t *p, fw_conn_t *c)
+{
     pconn_t *pc = find_conn(p, c);
     if (pc == NULL || pc->state != PC_IN_USE)
         return;
     pc->state = PC_CHECKING;
     /* A stream cancelled or freed mid-way drains first; a broken connection says so. */
-    if (fw_conn_when_idle(c, on_released_idle, pc) < 0) {
+    if (fw__conn_when_idle(c, on_released_idle, pc) < 0) {
         pc->state = PC_IN_USE;
         fw__pool_retire(p, pc, &p->st.closed_error, "the connection cannot be reused");
     }
@@ -644,6 +682,8 @@ static void maybe_free(fw_pool_t *p)
     p->close_cb = NULL;
     if (cb != NULL)
         cb(p, ud);
+    if (p->rt != NULL)
+        fw__runtime_child_done(p->rt, &p->rt_child);
     fw__free(p->hosts);
     fw__free(p->after_connect_sql);
     fw__wipe(p->conninfo, strlen(p->conninfo)); /* it may hold a password */
@@ -653,7 +693,14 @@ static void maybe_free(fw_pool_t *p)
 
 void fw_pool_close(fw_pool_t *p, fw_pool_close_cb cb, void *ud)
 {
-    if (p == NULL || p->closing)
+    if (p == NULL || p->rt != NULL)
+        return; /* threaded mode: fw_pool_close_sync */
+    fw__pool_close(p, cb, ud);
+}
+
+void fw__pool_close(fw_pool_t *p, fw_pool_close_cb cb, void *ud)
+{
+    if (p->closing)
         return;
     p->closing = true;
     p->close_cb = cb;

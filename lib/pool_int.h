@@ -79,6 +79,8 @@ struct fw_pool_s {
     char *after_connect_sql; /* the copy of o.after_connect_sql, or NULL */
     fw_error_t last_err;     /* the last failed connect or after-connect SQL */
     fw__lm_pool_t lm;        /* fraiseql_pool_* (pool_stats.c) */
+    fw_runtime_t *rt;        /* threaded mode (pool_sync.c), or NULL */
+    fw__rt_child_t rt_child; /* its place among the runtime's children */
     fw_pool_stats_t lm_pub;  /* what this pool has added to them so far */
 };
 
@@ -120,6 +122,19 @@ unsigned fw__pool_count_coming(const fw_pool_t *p);
 unsigned fw__pool_count_waiting(const fw_pool_t *p);
 unsigned fw__pool_count_live(const fw_pool_t *p);
 int fw__pool_open(fw_pool_t *p, phost_t *h);
+/* fw_pool_acquire with its own timeout; in both modes. Loop thread. */
+int fw__pool_acquire_ms(fw_pool_t *p, fw_pool_want_t want, unsigned timeout_ms,
+                        fw_pool_acquire_cb cb, void *ud);
+/* fw_pool_release on the loop thread, in both modes. */
+void fw__pool_release(fw_pool_t *p, fw_conn_t *c);
+/* pool_stats.c: fw_pool_stats on the loop thread, in both modes. */
+void fw__pool_stats(const fw_pool_t *p, fw_pool_stats_t *st);
+
+/* fw_pool_close in both modes. Loop thread. */
+void fw__pool_close(fw_pool_t *p, fw_pool_close_cb cb, void *ud);
+
+/* pool_sync.c: threaded mode. fw_pool_release from another thread: runs on the loop. */
+void fw__pool_release_rt(fw_pool_t *p, fw_conn_t *c);
 
 /* pool_stats.c: the fraiseql_pool_* series. init when the pool is made; sync brings them
  * up to date with the pool (deltas: every pool adds its share); wait records one acquire's

@@ -11,10 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
-int fw_pool_stats(const fw_pool_t *p, fw_pool_stats_t *st)
+void fw__pool_stats(const fw_pool_t *p, fw_pool_stats_t *st)
 {
-    if (p == NULL || st == NULL)
-        return FW_EINVAL;
     *st = p->st;
     st->size = st->idle = st->in_use = st->opening = st->waiting = 0;
     for (const pconn_t *pc = p->conns; pc != NULL; pc = pc->next) {
@@ -29,13 +27,36 @@ int fw_pool_stats(const fw_pool_t *p, fw_pool_stats_t *st)
     }
     for (const waiter_t *w = p->wait_head; w != NULL; w = w->next)
         st->waiting++;
+}
+
+typedef struct stats_call_s {
+    const fw_pool_t *p;
+    fw_pool_stats_t *st;
+    size_t host;
+    fw_pool_host_t *out;
+} stats_call_t;
+
+static void stats_on_loop(void *arg)
+{
+    stats_call_t *a = arg;
+    fw__pool_stats(a->p, a->st);
+}
+
+int fw_pool_stats(const fw_pool_t *p, fw_pool_stats_t *st)
+{
+    if (p == NULL || st == NULL)
+        return FW_EINVAL;
+    if (p->rt != NULL) { /* threaded: the loop owns the pool's state */
+        stats_call_t a = {p, st, 0, NULL};
+        fw__runtime_run(p->rt, stats_on_loop, &a);
+    } else {
+        fw__pool_stats(p, st);
+    }
     return 0;
 }
 
-int fw_pool_host(const fw_pool_t *p, size_t i, fw_pool_host_t *out)
+static void host_fill(const fw_pool_t *p, size_t i, fw_pool_host_t *out)
 {
-    if (p == NULL || out == NULL || i >= p->nhosts)
-        return FW_EINVAL;
     const phost_t *h = &p->hosts[i];
     memset(out, 0, sizeof(*out));
     out->host = h->name;
@@ -46,6 +67,24 @@ int fw_pool_host(const fw_pool_t *p, size_t i, fw_pool_host_t *out)
     out->connections = h->conns;
     out->connects = h->connects;
     out->probes = h->probes;
+}
+
+static void host_on_loop(void *arg)
+{
+    stats_call_t *a = arg;
+    host_fill(a->p, a->host, a->out);
+}
+
+int fw_pool_host(const fw_pool_t *p, size_t i, fw_pool_host_t *out)
+{
+    if (p == NULL || out == NULL || i >= p->nhosts)
+        return FW_EINVAL;
+    if (p->rt != NULL) { /* threaded: the loop owns the hosts' state */
+        stats_call_t a = {p, NULL, i, out};
+        fw__runtime_run(p->rt, host_on_loop, &a);
+    } else {
+        host_fill(p, i, out);
+    }
     return 0;
 }
 
@@ -84,7 +123,7 @@ void fw__pool_lm_sync(fw_pool_t *p)
     if (p->lm.size == NULL)
         return; /* recording was off when the pool was made */
     fw_pool_stats_t st;
-    (void)fw_pool_stats(p, &st);
+    fw__pool_stats(p, &st);
     fw_pool_stats_t *pub = &p->lm_pub;
     gauge(p->lm.size, st.size, &pub->size);
     gauge(p->lm.idle, st.idle, &pub->idle);
