@@ -897,6 +897,31 @@ FW_EXTERN int fw_stream_cancel(fw_stream_t *s);
  */
 FW_EXTERN void fw_stream_free(fw_stream_t *s);
 
+/* ---- streams on a pool's connections (the pool: see "connection pool" above) ------------- */
+
+/*
+ * Starts a stream (as fw_stream_start) on `conn`, a connection this pool handed out, and gives
+ * the connection back to the pool when the stream is freed: fw_stream_free cancels and drains
+ * an unfinished query, then releases (a connection that cannot be reused is closed, as at
+ * fw_pool_release). Do not call fw_pool_release on it yourself. When the start fails, conn
+ * is released at once and *out is NULL. Returns as fw_stream_start; FW_EINVAL for a NULL pool,
+ * conn or out. Thread: as fw_stream_start (embedded: the loop's, for example inside the
+ * acquire callback; threaded: any thread but the runtime's).
+ */
+FW_EXTERN int fw_pool_stream_start(fw_pool_t *pool, fw_conn_t *conn, const fw_query_t *q,
+                                   fw_rows_ready_cb ready, void *ud, fw_stream_t **out,
+                                   fw_error_t *err);
+
+/*
+ * Threaded mode: fw_pool_acquire_wait, then fw_pool_stream_start: one call from a query to a
+ * stream whose fw_stream_free gives the connection back. Returns 0 and *out, or a code of
+ * either call with *err (caller's storage, may be NULL) saying why; *out NULL then.
+ * Thread: any thread but the runtime's.
+ */
+FW_EXTERN int fw_pool_stream_start_wait(fw_pool_t *pool, fw_pool_want_t want,
+                                        unsigned timeout_ms, const fw_query_t *q,
+                                        fw_stream_t **out, fw_error_t *err);
+
 
 /* ==== metrics ============================================================================= */
 

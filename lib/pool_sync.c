@@ -11,6 +11,7 @@
  * fw_stream_next on them work from the caller's thread as on fw_conn_connect_sync's.
  */
 #include "pool_int.h"
+#include "stream_int.h" /* fw__stream_release_to only */
 
 #include <pthread.h>
 #include <stdio.h>
@@ -227,4 +228,40 @@ int fw_pool_close_sync(fw_pool_t *p)
     }
     pthread_cond_destroy(&a.cond);
     return a.rc;
+}
+
+/* ---- a stream that gives its connection back ------------------------------------------- */
+
+int fw_pool_stream_start(fw_pool_t *p, fw_conn_t *c, const fw_query_t *q, fw_rows_ready_cb ready,
+                         void *ud, fw_stream_t **out, fw_error_t *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (p == NULL || c == NULL || out == NULL) {
+        set_err(err, FW_EINVAL, "pool, conn and out are required");
+        return FW_EINVAL;
+    }
+    int rc = fw_stream_start(c, q, ready, ud, out, err);
+    if (rc < 0) {
+        fw_pool_release(p, c); /* nothing runs on it: back at once */
+        return rc;
+    }
+    fw__stream_release_to(*out, p, c);
+    return 0;
+}
+
+int fw_pool_stream_start_wait(fw_pool_t *p, fw_pool_want_t want, unsigned timeout_ms,
+                              const fw_query_t *q, fw_stream_t **out, fw_error_t *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (q == NULL || out == NULL) {
+        set_err(err, FW_EINVAL, "q and out are required");
+        return FW_EINVAL;
+    }
+    fw_conn_t *c = NULL;
+    int rc = fw_pool_acquire_wait(p, want, timeout_ms, &c, err);
+    if (rc < 0)
+        return rc;
+    return fw_pool_stream_start(p, c, q, NULL, NULL, out, err);
 }

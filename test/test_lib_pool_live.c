@@ -315,8 +315,25 @@ static void test_a_stream_on_a_pooled_connection(void **state)
     assert_int_equal(r3.status, FW_END);
     assert_int_equal(r3.rows, 5);
     fw_stream_free(s);
-    fw_query_free(q);
     fw_pool_release(p, g3.conn);
+    /* fw_pool_stream_start: fw_stream_free gives the connection back (no fw_pool_release) */
+    got_t g4 = acquire(p, FW_POOL_READ, 10000);
+    assert_int_equal(g4.status, 0);
+    rows_t r4 = {false, 0, 0};
+    assert_int_equal(fw_pool_stream_start(p, g4.conn, q, on_rows, &r4, &s, &err), 0);
+    run_until(&r4.done, 10000);
+    assert_int_equal(r4.status, FW_END);
+    assert_int_equal(r4.rows, 5);
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.in_use, 1);
+    fw_stream_free(s);
+    run_until(&(bool){false}, 50);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.in_use, 0);
+    assert_int_equal(st.idle, 1);
+    assert_int_equal(st.opened, 1);
+    fw_query_free(q);
     close_pool(p);
 }
 

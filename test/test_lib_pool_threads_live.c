@@ -317,6 +317,70 @@ static void test_min_size_and_runtime_free(void **state)
     assert_true(now_s() - t1 < 5.0);
 }
 
+/* ---- fw_pool_stream_start_wait: the stream gives its connection back -------------------- */
+
+static void wait_idle(fw_pool_t *p, unsigned idle, fw_pool_stats_t *st)
+{
+    double t0 = now_s();
+    do {
+        assert_int_equal(fw_pool_stats(p, st), 0);
+        if (st->in_use == 0 && st->idle == idle)
+            return;
+        sleep_ms(5);
+    } while (now_s() - t0 < 5.0);
+}
+
+static void test_stream_gives_its_connection_back(void **state)
+{
+    (void)state;
+    fw_runtime_t *rt;
+    assert_int_equal(fw_runtime_new(&rt), 0);
+    fw_pool_t *p = new_pool(rt, 1, 0); /* one connection: every stream needs it back */
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, "v_fixture"), 0);
+    fw_stream_t *s = NULL;
+    fw_error_t err;
+    fw_pool_stats_t st;
+    for (int round = 0; round < 3; round++) {
+        if (fw_pool_stream_start_wait(p, FW_POOL_READ, 2000, q, &s, &err) != 0)
+            fail_msg("round %d: %s", round, err.message);
+        fw_row_t row;
+        long rows = 0;
+        int rc;
+        /* round 1 frees the stream after its first row: the pool drains it before reuse */
+        while ((rc = fw_stream_next(s, &row, 10000)) == FW_ROW && !(round == 1 && rows == 1))
+            rows++;
+        if (round != 1) {
+            assert_int_equal(rc, FW_END);
+            assert_int_equal(rows, 5);
+        }
+        fw_stream_free(s);
+        wait_idle(p, 1, &st);
+        assert_int_equal(st.in_use, 0);
+        assert_int_equal(st.idle, 1);
+    }
+    assert_int_equal(st.opened, 1); /* the one connection, back every time */
+    assert_int_equal(st.acquires, 3);
+    /* a start that fails gives the connection back at once */
+    fw_query_t *bad;
+    assert_int_equal(fw_query_new(&bad), 0); /* no relation: refused before the loop */
+    assert_int_equal(fw_pool_stream_start_wait(p, FW_POOL_READ, 2000, bad, &s, &err), FW_EINVAL);
+    assert_null(s);
+    wait_idle(p, 1, &st);
+    assert_int_equal(st.in_use, 0);
+    assert_int_equal(fw_pool_stream_start_wait(p, FW_POOL_READ, 2000, NULL, &s, &err), FW_EINVAL);
+    assert_int_equal(fw_pool_stream_start(p, NULL, q, NULL, NULL, &s, &err), FW_EINVAL);
+    fw_query_free(bad);
+    fw_query_free(q);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    printf("fw_pool_stream_start_wait: 3 streams (one freed mid-way) on one connection: opened "
+           "%llu, acquires %llu\n",
+           (unsigned long long)st.opened, (unsigned long long)st.acquires);
+    assert_int_equal(fw_pool_close_sync(p), 0);
+    fw_runtime_free(rt);
+}
+
 /* An embedded pool refuses the threaded calls. */
 static void test_embedded_pool_refuses_threaded_calls(void **state)
 {
@@ -348,6 +412,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_share_a_pool),
         cmocka_unit_test(test_acquire_wait_timeout_and_wakeup),
+        cmocka_unit_test(test_stream_gives_its_connection_back),
         cmocka_unit_test(test_min_size_and_runtime_free),
         cmocka_unit_test(test_embedded_pool_refuses_threaded_calls),
     };
