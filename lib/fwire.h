@@ -420,12 +420,13 @@ FW_EXTERN int fw_pool_acquire(fw_pool_t *pool, fw_pool_want_t want, fw_pool_acqu
  */
 FW_EXTERN void fw_pool_release(fw_pool_t *pool, fw_conn_t *conn);
 
-/* Counters and gauges of a pool. */
+/* Counters and gauges of a pool (the same figures, summed over every pool of the process, are
+ * the fraiseql_pool_* metric families: docs/METRICS.md). */
 typedef struct fw_pool_stats_s {
     unsigned size;    /* open or opening */
-    unsigned idle;    /* ready in the pool */
+    unsigned idle;    /* ready in the pool (a health check running counts here) */
     unsigned in_use;  /* handed out */
-    unsigned opening; /* connecting */
+    unsigned opening; /* connecting, or running after_connect_sql */
     unsigned waiting; /* acquires waiting */
     uint64_t acquires, acquire_timeouts, acquire_refused;
     double acquire_wait_seconds; /* total time acquires waited (÷ acquires: the mean) */
