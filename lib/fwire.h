@@ -360,7 +360,10 @@ typedef struct fw_pool_opts_s {
      * half-open peer) is closed (closed_health) and the waiter gets another connection, old or
      * new, without noticing. 0: every hand-out is checked; UINT_MAX: never (30,000). */
     unsigned health_check_after_ms;
-    unsigned health_check_timeout_ms; /* the check's answer waits this long at most (5,000) */
+    unsigned health_check_timeout_ms; /* the check's answer waits this long at most, and so
+                                         does after_connect_sql's (5,000; 0: no limit, which
+                                         lets a half-open peer hold a waiter until its
+                                         acquire timeout) */
     /* SQL every new connection runs before it is usable (NULL: none): one simple Query, which
      * may hold several statements ("SET application_name = 'api'; SET search_path = app").
      * Copied by fw_pool_new. The pool waits for the server's answer, up to
@@ -378,7 +381,7 @@ typedef struct fw_pool_opts_s {
     void *log_ud;
 } fw_pool_opts_t;
 
-/* Fills *o with the defaults above. */
+/* Fills *o (caller's storage) with the defaults above. Thread: any thread. */
 FW_EXTERN void fw_pool_opts_init(fw_pool_opts_t *o);
 
 /*
