@@ -101,6 +101,17 @@ bool fw__conn_exec_msg(fw_conn_t *c, const fw__pq_msg_t *m)
     case 'Z':
         if (c->exec_done)
             return false;
+        if (m->u.ready.status != 'I' && c->exec_err.code == 0) {
+            /* BEGIN without COMMIT: a session in a transaction block would hold its snapshot
+             * and locks for every later user of the connection; refused */
+            c->exec_err.code = FW_ESTATE;
+            c->exec_err.phase = FW_PHASE_READY;
+            snprintf(c->exec_err.message, sizeof(c->exec_err.message),
+                     "the SQL left the session inside a transaction block (ReadyForQuery "
+                     "status %c); it must end idle",
+                     m->u.ready.status == 'T' || m->u.ready.status == 'E' ? m->u.ready.status
+                                                                          : '?');
+        }
         c->exec_done = true;
         uv_timer_start(&c->timer, on_exec_timer, 0, 0);
         return true;

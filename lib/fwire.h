@@ -370,7 +370,8 @@ typedef struct fw_pool_opts_s {
      * health_check_timeout_ms; an error fails that connection as a failed connect would (the
      * host's back-off and breaker count it) and the server's SQLSTATE and message are what an
      * acquire that then times out or is refused reports. Run nothing that leaves a query
-     * running, and nothing that starts a transaction block (BEGIN without COMMIT). */
+     * running; SQL that leaves a transaction block open (BEGIN without COMMIT) fails the
+     * connection the same way. */
     const char *after_connect_sql;
     /* Called once per new connection, after after_connect_sql, before it is handed out
      * (nothing may be left running on the connection when it returns). Loop thread. */

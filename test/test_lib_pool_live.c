@@ -575,6 +575,17 @@ static void test_after_connect_sql(void **state)
     assert_int_equal(st.opened, 0);
     assert_true(st.connect_failures >= 1);
     close_pool(p);
+    /* SQL that leaves a transaction open: refused, with a message that says so */
+    pool_opts(&o, 2, 3000);
+    o.after_connect_sql = "BEGIN";
+    p = new_pool_with(&o);
+    got_t t = acquire(p, FW_POOL_WRITE, 10000);
+    printf("after_connect_sql BEGIN: %s: %s\n", fw_err_name(t.status), t.message);
+    assert_true(t.status == FW_EROUTE || t.status == FW_ETIMEDOUT);
+    assert_non_null(strstr(t.message, "transaction block"));
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.opened, 0);
+    close_pool(p);
 }
 
 /* ---- metrics: the fraiseql_pool_* families, promtool-clean -------------------------------- */
