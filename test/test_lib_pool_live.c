@@ -426,6 +426,24 @@ static void test_a_half_open_connection_fails_its_health_check(void **state)
     fw_stream_free(s);
     fw_query_free(q);
     fw_pool_release(p, c.conn);
+    /* the peer closes (FIN) when the check's answer comes: found at once, not at the timeout */
+    run_until(&(bool){false}, 300);
+    fp_arm(&fp, FP_CLOSE, 0, false);
+    t0 = uv_hrtime();
+    got_t d = acquire(p, FW_POOL_READ, 10000);
+    secs = (double)(uv_hrtime() - t0) / 1e9;
+    if (d.status != 0)
+        fail_msg("acquire after a closed connection: %s", d.message);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    printf("closed by the peer during the check: new connection after %.3f s; closed_health "
+           "%llu\n",
+           secs, (unsigned long long)st.closed_health);
+    assert_true(fp_fired(&fp));
+    assert_int_not_equal(backend_pid(d.conn), pid_c);
+    assert_int_equal(st.closed_health, 2);
+    assert_int_equal(st.opened, 3);
+    assert_true(secs < 0.65); /* the EOF ended the check, not its 0.7 s timeout */
+    fw_pool_release(p, d.conn);
     close_pool(p);
     assert_true(fp_quiesce(&fp)); /* both connections closed by the pool, the stalled one too */
     fp_stop(&fp);
