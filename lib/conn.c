@@ -214,6 +214,8 @@ static void idle_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
     int rc = fw__pq_reader_feed(&c->reader, p, n);
     while (rc >= 0 && (rc = fw__pq_reader_next(&c->reader, &m)) == 1) {
         fw__conn_trace_in(c, &m);
+        if (c->exec_cb != NULL && fw__conn_exec_msg(c, &m))
+            continue; /* the reply to the pool's query (conn_exec.c) */
         if (m.type == 'N') {
             fw__conn_notice(c, &m);
             if (c->closing)
@@ -237,6 +239,8 @@ static void idle_bytes(fw_conn_t *c, const uint8_t *p, size_t n)
     }
     if (rc < 0)
         c->state = FW__CONN_BAD;
+    if (c->state != FW__CONN_READY)
+        fw__conn_exec_broken(c);
 }
 
 static void idle_readable(fw__chan_t *ch)
@@ -253,6 +257,7 @@ static void idle_readable(fw__chan_t *ch)
             c->state = FW__CONN_BAD;
             fw__chan_read_stop(ch);
             fw__conn_log(c, FW_LOG_WARNING, "the connection ended: %s", what);
+            fw__conn_exec_broken(c);
             return;
         }
         idle_bytes(c, c->plain, (size_t)n);
@@ -449,7 +454,7 @@ int fw__conn_pin_host(fw_conn_t *c, size_t i)
 bool fw__conn_usable(const fw_conn_t *c)
 {
     return c->state == FW__CONN_READY && !c->closing && c->stream == NULL &&
-           c->cancel_stream == NULL;
+           c->cancel_stream == NULL && c->exec_cb == NULL;
 }
 
 size_t fw__conn_nhosts(const fw_conn_t *c)
@@ -491,7 +496,7 @@ static int idle_status(const fw_conn_t *c)
         return FW_ECLOSED;
     if (c->state != FW__CONN_READY)
         return FW_ESTATE;
-    if (c->stream != NULL || c->cancel_stream != NULL)
+    if (c->stream != NULL || c->cancel_stream != NULL || c->exec_cb != NULL)
         return 1; /* not yet */
     return 0;
 }
@@ -518,6 +523,13 @@ void fw__conn_idle_check(fw_conn_t *c)
 int fw_conn_when_idle(fw_conn_t *c, fw_idle_cb cb, void *ud)
 {
     if (c == NULL || cb == NULL || c->runtime_link != NULL)
+        return FW_EINVAL;
+    return fw__conn_when_idle(c, cb, ud);
+}
+
+int fw__conn_when_idle(fw_conn_t *c, fw_idle_cb cb, void *ud)
+{
+    if (c == NULL || cb == NULL)
         return FW_EINVAL;
     if (c->idle_cb != NULL)
         return FW_EBUSY;
@@ -598,6 +610,7 @@ void fw_conn_close(fw_conn_t *c, fw_close_cb cb, void *ud)
     fw__dial_close(&c->dial);
     c->sock_closed_then = NULL;
     fw__conn_drop_socket(c, NULL);
+    fw__conn_exec_closing(c);
     if (c->idle_cb != NULL) {
         fw_idle_cb icb = c->idle_cb;
         c->idle_cb = NULL;

@@ -149,6 +149,14 @@ struct fw_conn_s {
     void *idle_ud;
     uv_timer_t idle_timer;
 
+    /* fw__conn_exec (conn_exec.c): one simple Query out on the idle reader; its outcome is
+     * delivered from `timer` (free once READY) */
+    void (*exec_cb)(fw_conn_t *c, int status, const fw_error_t *err, void *ud);
+    void *exec_ud;
+    fw_error_t exec_err;
+    bool exec_done; /* ReadyForQuery came (or the connection broke): deliver */
+    unsigned exec_timeout_ms;
+
     void *runtime_link;         /* threaded mode: the runtime's bookkeeping */
     struct fw_stream_s *stream; /* the query running now, or NULL (loop thread) */
 
@@ -191,6 +199,23 @@ size_t fw__conn_nhosts(const fw_conn_t *c);
 /* READY, not closing, no query on it: what an idle pooled connection must be. */
 bool fw__conn_usable(const fw_conn_t *c);
 const fw__conninfo_host_t *fw__conn_host(const fw_conn_t *c, size_t i);
+
+/*
+ * For the pool (conn_exec.c): runs `sql` as one simple Query on an idle READY connection and
+ * calls cb once from the loop (never inside this call): status 0, or the server's error
+ * (FW_ESERVER, SQLSTATE in *err: the connection stays usable), FW_ETIMEDOUT (no ReadyForQuery
+ * within timeout_ms, 0 = no limit: the connection is given up, BAD), FW_ECLOSED or the code that
+ * broke it (a FATAL, EOF), or FW_ECLOSED from fw_conn_close. Returns 0, FW_EINVAL, FW_EBUSY or
+ * FW_ESTATE (not idle and READY; cb never runs). While it runs the connection is not idle
+ * (fw__conn_usable false). Loop thread.
+ */
+typedef void (*fw__exec_cb)(fw_conn_t *c, int status, const fw_error_t *err, void *ud);
+int fw__conn_exec(fw_conn_t *c, const char *sql, unsigned timeout_ms, fw__exec_cb cb, void *ud);
+/* conn.c's idle reader: a message while an exec is out (true: it was the exec's); the
+ * connection broke (EOF, FATAL, protocol); the connection is closing. */
+bool fw__conn_exec_msg(fw_conn_t *c, const fw__pq_msg_t *m);
+void fw__conn_exec_broken(fw_conn_t *c);
+void fw__conn_exec_closing(fw_conn_t *c);
 
 /* Between conn.c and conn_attempt.c. */
 extern const fw__dial_cbs_t fw__conn_dial_cbs;
@@ -236,5 +261,18 @@ void fw__runtime_call(fw_conn_t *conn, void (*fn)(void *arg), void *arg);
 void fw__runtime_run(fw_runtime_t *rt, void (*fn)(void *arg), void *arg);
 /* The runtime's loop, for code that runs on it (fw__runtime_run). */
 uv_loop_t *fw__runtime_loop(fw_runtime_t *rt);
+/* Something else living on a runtime's loop (a pool): fw_runtime_free calls stop(arg) on the
+ * loop thread, and the loop ends only after every child called fw__runtime_child_done. Loop
+ * thread (add through fw__runtime_run). */
+typedef struct fw__rt_child_s {
+    struct fw__rt_child_s *prev, *next;
+    void (*stop)(void *arg);
+    void *arg;
+} fw__rt_child_t;
+void fw__runtime_child_add(fw_runtime_t *rt, fw__rt_child_t *ch);
+void fw__runtime_child_done(fw_runtime_t *rt, fw__rt_child_t *ch);
+/* fw_conn_when_idle without its threaded-mode refusal, for the pool (which runs on the loop
+ * in both modes). Loop thread. */
+int fw__conn_when_idle(fw_conn_t *c, fw_idle_cb cb, void *ud);
 
 #endif /* FW_CONN_H */

@@ -312,17 +312,19 @@ FW_EXTERN int fw_conn_info(const fw_conn_t *conn, fw_conn_info_t *info);
  */
 FW_EXTERN const char *fw_conn_parameter(const fw_conn_t *conn, const char *name);
 
-/* ---- connection pool (embedded mode) ------------------------------------------------------
+/* ---- connection pool ------------------------------------------------------------------------
  *
  * A pool of connections to the servers of one connection string (a host list welcome), on
- * your loop. It knows each server's role (primary or standby, from in_hot_standby), hands out
+ * your loop (embedded: fw_pool_new) or on a runtime's loop (threaded: fw_pool_new_rt). It knows each server's role (primary or standby, from in_hot_standby), hands out
  * connections by what the caller wants to do, retires a connection whose server changed role,
  * and keeps a failing host from costing every request a timeout: per host, exponential
  * back-off with jitter after a failed connect and a circuit breaker (open after
  * `breaker_threshold` failures in a row; after `breaker_cooldown_ms` one probe connect decides
  * whether it closes again). target_session_attrs and load_balance_hosts of the connection
  * string are not used: the pool routes each request itself.
- * Thread: everything on the loop's thread (threaded mode is not offered yet).
+ * Thread: embedded mode, everything on the loop's thread. Threaded mode: the calls marked so
+ * from any thread but the runtime's (the pool itself runs on the runtime's loop; its hooks,
+ * log_cb and after_connect, run there too).
  */
 typedef struct fw_pool_s fw_pool_t;
 
@@ -347,8 +349,32 @@ typedef struct fw_pool_opts_s {
     unsigned breaker_cooldown_ms; /* how long it stays open before one probe (5,000) */
     unsigned backoff_base_ms;     /* first back-off after a failed connect, doubled each time
                                      up to the cooldown, with +-50 % jitter (100) */
-    /* Called once per new connection before it is handed out (SET ..., LISTEN ...: run
-     * nothing that leaves a query running). Loop thread. */
+    /* Connections kept open ahead of demand (0). They are opened in the background from
+     * fw_pool_new on, to the least used hosts that are not backing off (a host's breaker and
+     * back-off apply as for any connect), and opened again when one is retired; the idle
+     * timeout closes none below this number. At most max_size (else fw_pool_new: FW_EINVAL). */
+    unsigned min_size;
+    /* A connection idle at least this long is checked before it is handed out: one empty
+     * simple Query (EmptyQueryResponse and ReadyForQuery, the cheapest round trip). One that
+     * fails it (an error, the server gone, no answer within health_check_timeout_ms: a
+     * half-open peer) is closed (closed_health) and the waiter gets another connection, old or
+     * new, without noticing. 0: every hand-out is checked; UINT_MAX: never (30,000). */
+    unsigned health_check_after_ms;
+    unsigned health_check_timeout_ms; /* the check's answer waits this long at most, and so
+                                         does after_connect_sql's (5,000; 0: no limit, which
+                                         lets a half-open peer hold a waiter until its
+                                         acquire timeout) */
+    /* SQL every new connection runs before it is usable (NULL: none): one simple Query, which
+     * may hold several statements ("SET application_name = 'api'; SET search_path = app").
+     * Copied by fw_pool_new. The pool waits for the server's answer, up to
+     * health_check_timeout_ms; an error fails that connection as a failed connect would (the
+     * host's back-off and breaker count it) and the server's SQLSTATE and message are what an
+     * acquire that then times out or is refused reports. Run nothing that leaves a query
+     * running; SQL that leaves a transaction block open (BEGIN without COMMIT) fails the
+     * connection the same way. */
+    const char *after_connect_sql;
+    /* Called once per new connection, after after_connect_sql, before it is handed out
+     * (nothing may be left running on the connection when it returns). Loop thread. */
     void (*after_connect)(fw_pool_t *pool, fw_conn_t *conn, void *ud);
     void *after_connect_ud;
     /* Hooks every connection gets (as fw_conn_opts_t; may be NULL). */
@@ -356,13 +382,16 @@ typedef struct fw_pool_opts_s {
     void *log_ud;
 } fw_pool_opts_t;
 
-/* Fills *o with the defaults above. */
+/* Fills *o (caller's storage) with the defaults above. Thread: any thread. */
 FW_EXTERN void fw_pool_opts_init(fw_pool_opts_t *o);
 
 /*
- * Creates a pool on `loop` (nothing connects until the first acquire). Returns 0, FW_EINVAL,
- * FW_ENOMEM or FW_ECONFIG (the connection string is bad: *err says why). Free with
- * fw_pool_close.
+ * Creates a pool on `loop` (embedded mode). Nothing connects inside the call; connections open
+ * on the first acquire, or from the loop at once up to min_size. opts and the strings in it
+ * are borrowed for the call only (conninfo and after_connect_sql are copied). Returns 0 and
+ * *out, or FW_EINVAL (a NULL argument, max_size 0, min_size > max_size: *err says which),
+ * FW_ENOMEM or FW_ECONFIG (the connection string is bad: *err says why); *out NULL then. err
+ * may be NULL. The pool is the library's memory: free it with fw_pool_close. Loop thread.
  */
 FW_EXTERN int fw_pool_new(fw_pool_t **out, struct uv_loop_s *loop, const fw_pool_opts_t *opts,
                           fw_error_t *err);
@@ -378,7 +407,9 @@ typedef void (*fw_pool_acquire_cb)(fw_pool_t *pool, fw_conn_t *conn, int status,
 
 /*
  * Asks for a connection; `cb` runs later on the loop thread, never inside this call. Returns 0
- * (cb will run exactly once), FW_EINVAL or FW_ESTATE (the pool is closing; cb never runs).
+ * (cb will run exactly once), FW_EINVAL (also: a threaded pool, use fw_pool_acquire_wait) or
+ * FW_ESTATE (the pool is closing); cb never runs then. The connection stays the pool's memory:
+ * never fw_conn_close it, give it back with fw_pool_release. Loop thread.
  */
 FW_EXTERN int fw_pool_acquire(fw_pool_t *pool, fw_pool_want_t want, fw_pool_acquire_cb cb,
                               void *ud);
@@ -387,16 +418,19 @@ FW_EXTERN int fw_pool_acquire(fw_pool_t *pool, fw_pool_want_t want, fw_pool_acqu
  * Gives a connection back. Free its stream first (fw_stream_free); a stream cancelled or freed
  * mid-way is drained before the connection is reused (fw_conn_when_idle). A connection that is
  * broken, past its lifetime, or whose server changed role since it was opened (a promotion
- * or demotion, or SQLSTATE 25006 on a primary) is closed instead. Loop thread.
+ * or demotion, or SQLSTATE 25006 on a primary) is closed instead. NULLs, and a connection the
+ * pool did not hand out (or already has back), are ignored. Loop thread; threaded mode: any
+ * thread but the runtime's (it waits for the loop to take it, not for the drain).
  */
 FW_EXTERN void fw_pool_release(fw_pool_t *pool, fw_conn_t *conn);
 
-/* Counters and gauges of a pool. */
+/* Counters and gauges of a pool (the same figures, summed over every pool of the process, are
+ * the fraiseql_pool_* metric families: docs/METRICS.md). */
 typedef struct fw_pool_stats_s {
     unsigned size;    /* open or opening */
-    unsigned idle;    /* ready in the pool */
+    unsigned idle;    /* ready in the pool (a health check running counts here) */
     unsigned in_use;  /* handed out */
-    unsigned opening; /* connecting */
+    unsigned opening; /* connecting, or running after_connect_sql */
     unsigned waiting; /* acquires waiting */
     uint64_t acquires, acquire_timeouts, acquire_refused;
     double acquire_wait_seconds; /* total time acquires waited (÷ acquires: the mean) */
@@ -404,10 +438,13 @@ typedef struct fw_pool_stats_s {
     uint64_t opened, connect_failures;
     /* closed, by reason */
     uint64_t closed_lifetime, closed_idle, closed_role, closed_error, closed_pool;
-    uint64_t reserved[8];
+    uint64_t health_checks; /* round trips made before a hand-out */
+    uint64_t closed_health; /* closed because one failed */
+    uint64_t reserved[6];
 } fw_pool_stats_t;
 
-/* Fills *st. Returns 0 or FW_EINVAL. Loop thread. */
+/* Fills *st (caller's storage). Returns 0 or FW_EINVAL. Loop thread; threaded mode: any
+ * thread but the runtime's (read on the loop). */
 FW_EXTERN int fw_pool_stats(const fw_pool_t *pool, fw_pool_stats_t *st);
 
 /* One host of the pool's list, as the pool sees it. Strings borrowed until fw_pool_close. */
@@ -421,7 +458,9 @@ typedef struct fw_pool_host_s {
     uint64_t connects, probes;
 } fw_pool_host_t;
 
-/* Host i (0-based, in the order of the connection string). 0, or FW_EINVAL past the end. */
+/* Host i (0-based, in the order of the connection string) into *out (caller's storage; its
+ * strings are the pool's, valid until the pool is closed). 0, or FW_EINVAL past the end.
+ * Thread: as fw_pool_stats. */
 FW_EXTERN int fw_pool_host(const fw_pool_t *pool, size_t i, fw_pool_host_t *out);
 
 /* Called once when the pool is gone (its memory is freed right after). */
@@ -430,10 +469,40 @@ typedef void (*fw_pool_close_cb)(fw_pool_t *pool, void *ud);
 /*
  * Drains and closes: every waiting acquire gets FW_ECLOSED, idle connections close now, a
  * connection still handed out closes when it is released. `cb` (may be NULL) runs once when
- * every connection is closed. Later calls on the pool are FW_ESTATE, except fw_pool_release.
- * Loop thread.
+ * every connection is closed, then the pool's memory is freed. Later calls on the pool are
+ * FW_ESTATE, except fw_pool_release. NULL, a second call, and a threaded pool (use
+ * fw_pool_close_sync) are ignored. Loop thread.
  */
 FW_EXTERN void fw_pool_close(fw_pool_t *pool, fw_pool_close_cb cb, void *ud);
+
+/*
+ * Threaded mode: creates a pool on the runtime's loop (as fw_pool_new; same options, same
+ * returns). Its connections carry the runtime: fw_stream_start (no rows-ready callback) and
+ * fw_stream_next work on them from the calling thread, as on fw_conn_connect_sync's. Close it
+ * with fw_pool_close_sync before fw_runtime_free; a pool still open then is closed by
+ * fw_runtime_free, connections handed out included. Thread: any thread but the runtime's.
+ */
+FW_EXTERN int fw_pool_new_rt(fw_pool_t **out, fw_runtime_t *rt, const fw_pool_opts_t *opts,
+                             fw_error_t *err);
+
+/*
+ * Threaded mode: acquires and waits. timeout_ms bounds the wait (0: the pool's
+ * acquire_timeout_ms). Returns 0 and *out (READY and idle, yours until fw_pool_release), or
+ * *out NULL and FW_ETIMEDOUT, FW_EROUTE, FW_ECLOSED (as fw_pool_acquire_cb), FW_ESTATE (the
+ * pool is closing), FW_EINVAL (NULL argument, a bad want, an embedded pool); *err (caller's
+ * storage, may be NULL) says why, with the SQLSTATE of the last failed connect or
+ * after_connect_sql when that is why nothing came. Thread: any thread but the runtime's.
+ */
+FW_EXTERN int fw_pool_acquire_wait(fw_pool_t *pool, fw_pool_want_t want, unsigned timeout_ms,
+                                   fw_conn_t **out, fw_error_t *err);
+
+/*
+ * Threaded mode: closes the pool and waits until every connection is closed and the pool's
+ * memory is freed. Returns 0, FW_EBUSY (a connection is still handed out: release it first;
+ * nothing was done), FW_ESTATE (already closing) or FW_EINVAL (NULL, an embedded pool). Waiting
+ * acquires get FW_ECLOSED. Thread: any thread but the runtime's.
+ */
+FW_EXTERN int fw_pool_close_sync(fw_pool_t *pool);
 
 /*
  * Threaded mode: a runtime owns one loop thread that serves many connections. SIGPIPE is
@@ -885,6 +954,31 @@ FW_EXTERN int fw_stream_cancel(fw_stream_t *s);
  * loop thread, legal inside the rows-ready callback).
  */
 FW_EXTERN void fw_stream_free(fw_stream_t *s);
+
+/* ---- streams on a pool's connections (the pool: see "connection pool" above) ------------- */
+
+/*
+ * Starts a stream (as fw_stream_start) on `conn`, a connection this pool handed out, and gives
+ * the connection back to the pool when the stream is freed: fw_stream_free cancels and drains
+ * an unfinished query, then releases (a connection that cannot be reused is closed, as at
+ * fw_pool_release). Do not call fw_pool_release on it yourself. When the start fails, conn
+ * is released at once and *out is NULL. Returns as fw_stream_start; FW_EINVAL for a NULL pool,
+ * conn or out. Thread: as fw_stream_start (embedded: the loop's, for example inside the
+ * acquire callback; threaded: any thread but the runtime's).
+ */
+FW_EXTERN int fw_pool_stream_start(fw_pool_t *pool, fw_conn_t *conn, const fw_query_t *q,
+                                   fw_rows_ready_cb ready, void *ud, fw_stream_t **out,
+                                   fw_error_t *err);
+
+/*
+ * Threaded mode: fw_pool_acquire_wait, then fw_pool_stream_start: one call from a query to a
+ * stream whose fw_stream_free gives the connection back. Returns 0 and *out, or a code of
+ * either call with *err (caller's storage, may be NULL) saying why; *out NULL then.
+ * Thread: any thread but the runtime's.
+ */
+FW_EXTERN int fw_pool_stream_start_wait(fw_pool_t *pool, fw_pool_want_t want,
+                                        unsigned timeout_ms, const fw_query_t *q,
+                                        fw_stream_t **out, fw_error_t *err);
 
 
 /* ==== metrics ============================================================================= */

@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void pump(fw_pool_t *p);
 static void maybe_free(fw_pool_t *p);
 static void on_wait_timer(uv_timer_t *t);
 static void on_retry_timer(uv_timer_t *t);
@@ -41,6 +40,8 @@ void fw_pool_opts_init(fw_pool_opts_t *o)
     o->breaker_threshold = 3;
     o->breaker_cooldown_ms = 5000;
     o->backoff_base_ms = 100;
+    o->health_check_after_ms = 30u * 1000u;
+    o->health_check_timeout_ms = 5000;
 }
 
 /* ---- connections ------------------------------------------------------------------------ */
@@ -65,11 +66,10 @@ static void on_conn_closed(fw_conn_t *c, void *ud)
     if (p->closing)
         maybe_free(p);
     else
-        pump(p); /* room for a new connection */
+        fw__pool_pump(p); /* room for a new connection (or below min_size) */
 }
 
-/* Closes a connection for `reason` (a counter of st). */
-static void retire(fw_pool_t *p, pconn_t *pc, uint64_t *reason, const char *why)
+void fw__pool_retire(fw_pool_t *p, pconn_t *pc, uint64_t *reason, const char *why)
 {
     if (pc->state == PC_CLOSING)
         return;
@@ -77,7 +77,7 @@ static void retire(fw_pool_t *p, pconn_t *pc, uint64_t *reason, const char *why)
     pc->host->conns--;
     (*reason)++;
     fw__pool_log(p, FW_LOG_INFO, "pool: closing a connection to %s:%d (%s)", pc->host->name,
-             pc->host->port, why);
+                 pc->host->port, why);
     fw_conn_close(pc->c, on_conn_closed, pc);
 }
 
@@ -88,36 +88,61 @@ static void on_connected(fw_conn_t *c, int status, const fw_error_t *err, void *
     if (pc->state == PC_CLOSING)
         return; /* closed by the pool itself (fw_pool_close) while connecting */
     if (status < 0) {
-        fw__pool_log(p, FW_LOG_WARNING, "pool: connect to %s:%d failed: %s", pc->host->name,
-                 pc->host->port, err != NULL ? err->message : fw_strerror(status));
-        fw__pool_host_failed(p, pc->host);
-        retire(p, pc, &p->st.closed_error, "connect failed");
+        fw__pool_open_failed(p, pc, status, err);
         (void)c;
         return;
     }
     pc->role = fw_conn_role(c);
     pc->read_only = fw_conn_read_only(c);
+    if (p->after_connect_sql != NULL) {
+        fw__pool_setup(p, pc); /* then fw__pool_opened */
+        return;
+    }
+    fw__pool_opened(p, pc);
+}
+
+void fw__pool_open_failed(fw_pool_t *p, pconn_t *pc, int status, const fw_error_t *err)
+{
+    fw__pool_log(p, FW_LOG_WARNING, "pool: connect to %s:%d failed: %s", pc->host->name,
+                 pc->host->port, err != NULL ? err->message : fw_strerror(status));
+    /* kept for the acquires that time out or are refused meanwhile: they say why */
+    if (err != NULL) {
+        p->last_err = *err;
+    } else {
+        memset(&p->last_err, 0, sizeof(p->last_err));
+        p->last_err.code = status;
+        snprintf(p->last_err.message, sizeof(p->last_err.message), "%s", fw_strerror(status));
+    }
+    fw__pool_host_failed(p, pc->host);
+    fw__pool_retire(p, pc, &p->st.closed_error, "connect failed");
+}
+
+void fw__pool_opened(fw_pool_t *p, pconn_t *pc)
+{
+    fw_conn_t *c = pc->c;
     fw__pool_host_ok(p, pc->host, pc->role);
     p->st.opened++;
     uint64_t now = uv_now(p->loop);
     if (p->o.max_lifetime_ms > 0) {
-        uint64_t jitter = p->o.lifetime_jitter_ms > 0 && p->o.lifetime_jitter_ms < p->o.max_lifetime_ms
-                              ? fw__pool_rnd(p) % (p->o.lifetime_jitter_ms + 1)
-                              : 0;
+        uint64_t jitter =
+            p->o.lifetime_jitter_ms > 0 && p->o.lifetime_jitter_ms < p->o.max_lifetime_ms
+                ? fw__pool_rnd(p) % (p->o.lifetime_jitter_ms + 1)
+                : 0;
         pc->expires = now + p->o.max_lifetime_ms - jitter;
     }
     pc->state = PC_IDLE;
     pc->idle_since = now;
+    pc->proven = true;
     if (p->o.after_connect != NULL)
         p->o.after_connect(p, c, p->o.after_connect_ud);
     if (p->closing) {
-        retire(p, pc, &p->st.closed_pool, "the pool is closing");
+        fw__pool_retire(p, pc, &p->st.closed_pool, "the pool is closing");
         return;
     }
-    pump(p);
+    fw__pool_pump(p);
 }
 
-static int open_conn(fw_pool_t *p, phost_t *h)
+int fw__pool_open(fw_pool_t *p, phost_t *h)
 {
     pconn_t *pc = fw__calloc(1, sizeof(*pc));
     if (pc == NULL)
@@ -129,6 +154,9 @@ static int open_conn(fw_pool_t *p, phost_t *h)
     o.log_cb = p->o.log_cb;
     o.log_ud = p->o.log_ud;
     int rc = fw_conn_new(&pc->c, p->loop, &o, NULL);
+    if (rc == 0 && p->rt != NULL)
+        pc->c->runtime_link = p->rt; /* threaded: streams on it are started and read from other
+                                        threads (the runtime never tracks it: the pool does) */
     if (rc == 0)
         rc = fw__conn_pin_host(pc->c, h->index);
     if (rc == 0)
@@ -157,7 +185,7 @@ static int open_conn(fw_pool_t *p, phost_t *h)
     return 0;
 }
 
-static pconn_t *find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only)
+pconn_t *fw__pool_find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only)
 {
     pconn_t *fallback = NULL;
     for (pconn_t *pc = p->conns, *next; pc != NULL; pc = next) {
@@ -167,11 +195,11 @@ static pconn_t *find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only)
         /* The idle reader has seen the server's FATAL or its close (a shutdown, a
          * failover): never hand that out. */
         if (!fw__conn_usable(pc->c)) {
-            retire(p, pc, &p->st.closed_error, "the server ended the connection");
+            fw__pool_retire(p, pc, &p->st.closed_error, "the server ended the connection");
             continue;
         }
         if (fw_conn_role(pc->c) != pc->role) {
-            retire(p, pc, &p->st.closed_role, "the server changed role");
+            fw__pool_retire(p, pc, &p->st.closed_role, "the server changed role");
             continue;
         }
         if (!fw__pool_role_fits(want, pc->role, pc->read_only))
@@ -186,15 +214,17 @@ static pconn_t *find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only)
     return fallback;
 }
 
-static unsigned count_opening(const fw_pool_t *p)
+/* Connections on their way to being idle: connecting, running the after-connect SQL, or
+ * being health-checked (each may serve a waiter soon). */
+unsigned fw__pool_count_coming(const fw_pool_t *p)
 {
     unsigned n = 0;
     for (const pconn_t *pc = p->conns; pc != NULL; pc = pc->next)
-        n += pc->state == PC_OPENING;
+        n += pc->state == PC_OPENING || pc->state == PC_SETUP || pc->state == PC_HEALTH;
     return n;
 }
 
-static unsigned count_waiting(const fw_pool_t *p)
+unsigned fw__pool_count_waiting(const fw_pool_t *p)
 {
     unsigned n = 0;
     for (const waiter_t *w = p->wait_head; w != NULL; w = w->next)
@@ -202,7 +232,7 @@ static unsigned count_waiting(const fw_pool_t *p)
     return n;
 }
 
-static unsigned count_live(const fw_pool_t *p)
+unsigned fw__pool_count_live(const fw_pool_t *p)
 {
     unsigned n = 0;
     for (const pconn_t *pc = p->conns; pc != NULL; pc = pc->next)
@@ -216,7 +246,8 @@ static bool fitting_conn_exists(const fw_pool_t *p, fw_pool_want_t want)
     for (const pconn_t *pc = p->conns; pc != NULL; pc = pc->next) {
         if (pc->state == PC_CLOSING)
             continue;
-        if (pc->state == PC_OPENING || fw__pool_role_fits(want, pc->role, pc->read_only))
+        if (pc->state == PC_OPENING || pc->state == PC_SETUP ||
+            fw__pool_role_fits(want, pc->role, pc->read_only))
             return true;
     }
     return false;
@@ -230,8 +261,13 @@ static void arm_wait_timer(fw_pool_t *p)
         uv_timer_stop(&p->wait_timer);
         return;
     }
+    /* the earliest deadline: acquires may ask for their own timeout (fw_pool_acquire_wait),
+     * so the queue is FIFO but its deadlines are not ordered */
     uint64_t now = uv_now(p->loop);
     uint64_t d = p->wait_head->deadline;
+    for (const waiter_t *w = p->wait_head->next; w != NULL; w = w->next)
+        if (w->deadline < d)
+            d = w->deadline;
     uv_timer_start(&p->wait_timer, on_wait_timer, d > now ? d - now : 0, 0);
 }
 
@@ -257,8 +293,17 @@ static void finish_waiter(fw_pool_t *p, waiter_t *w, fw_conn_t *c, int status, c
     if (status < 0) {
         err.code = status;
         err.phase = FW_PHASE_NONE;
-        snprintf(err.message, sizeof(err.message), "%s", why);
+        if (status != FW_ECLOSED && p->last_err.code != 0) {
+            /* why no connection came: the last failed connect (or after-connect SQL) */
+            memcpy(err.sqlstate, p->last_err.sqlstate, sizeof(err.sqlstate));
+            memcpy(err.severity, p->last_err.severity, sizeof(err.severity));
+            snprintf(err.message, sizeof(err.message), "%s; the last connect failed: %.700s", why,
+                     p->last_err.message);
+        } else {
+            snprintf(err.message, sizeof(err.message), "%s", why);
+        }
     }
+    fw__pool_lm_wait(p, uv_hrtime() - w->since_ns);
     fw_pool_acquire_cb cb = w->cb;
     void *ud = w->ud;
     fw__free(w);
@@ -269,20 +314,34 @@ static void on_wait_timer(uv_timer_t *t)
 {
     fw_pool_t *p = t->data;
     uint64_t now = uv_now(p->loop);
-    while (p->wait_head != NULL && p->wait_head->deadline <= now) {
-        waiter_t *w = pop_waiter(p);
+    for (;;) {
+        /* from the head each time: the callback may acquire, or close the pool */
+        waiter_t *w = p->wait_head, *prev = NULL;
+        while (w != NULL && w->deadline > now) {
+            prev = w;
+            w = w->next;
+        }
+        if (w == NULL)
+            break;
+        if (prev != NULL)
+            prev->next = w->next;
+        else
+            p->wait_head = w->next;
+        if (p->wait_tail == w)
+            p->wait_tail = prev;
         p->st.acquire_timeouts++;
         char why[160];
-        snprintf(why, sizeof(why), "no connection became available within %u ms",
-                 p->o.acquire_timeout_ms);
-        finish_waiter(p, w, NULL, FW_ETIMEDOUT, why);
+        snprintf(why, sizeof(why), "no connection became available within %llu ms",
+                 (unsigned long long)(w->deadline - w->since));
+        finish_waiter(p, w, NULL, FW_ETIMEDOUT, why); /* may add waiters: at the tail */
     }
     arm_wait_timer(p);
+    fw__pool_lm_sync(p);
 }
 
 /* Hands out connections while waiters and fitting connections exist, opens new ones when
  * there is room, and refuses at once what nothing could ever serve. */
-static void pump(fw_pool_t *p)
+void fw__pool_pump(fw_pool_t *p)
 {
     if (p->closing)
         return;
@@ -299,21 +358,30 @@ static void pump(fw_pool_t *p)
                     p->hosts[i].breaker == BR_CLOSED)
                     standby_known = true;
         }
-        pconn_t *pc = find_idle(p, w->want, standby_known);
+        pconn_t *pc = fw__pool_find_idle(p, w->want, standby_known);
         if (pc == NULL && w->want == FW_POOL_READ && standby_known &&
-            count_live(p) >= p->o.max_size)
-            pc = find_idle(p, w->want, false); /* no room to open a standby: take what is idle */
+            fw__pool_count_live(p) >= p->o.max_size)
+            pc = fw__pool_find_idle(p, w->want,
+                                    false); /* no room to open a standby: take what is idle */
+        if (pc != NULL && fw__pool_needs_check(p, pc)) {
+            /* idle for long: a round trip first (pool_check.c); it pumps again. One check
+             * (or connect) under way per waiter at most. */
+            if (fw__pool_count_coming(p) >= fw__pool_count_waiting(p) || fw__pool_check(p, pc) < 0)
+                break;
+            continue;
+        }
         if (pc != NULL) {
             pop_waiter(p);
             pc->state = PC_IN_USE;
+            pc->proven = false;
             p->st.acquires++;
             finish_waiter(p, w, pc->c, 0, NULL);
             continue;
         }
         bool candidate = false;
         phost_t *h = fw__pool_pick_host(p, w->want, 1, &candidate);
-        if (h != NULL && count_live(p) < p->o.max_size && count_opening(p) < count_waiting(p) &&
-            open_conn(p, h) == 0)
+        if (h != NULL && fw__pool_count_live(p) < p->o.max_size &&
+            fw__pool_count_coming(p) < fw__pool_count_waiting(p) && fw__pool_open(p, h) == 0)
             continue; /* one connection opening per waiter; its callback pumps again */
         if (!candidate && !fitting_conn_exists(p, w->want)) {
             pop_waiter(p);
@@ -335,7 +403,7 @@ static void pump(fw_pool_t *p)
             if (retry == 0 || hh->retry_at < retry)
                 retry = hh->retry_at;
         }
-        if (all_open && count_opening(p) == 0 && !fitting_conn_exists(p, w->want)) {
+        if (all_open && fw__pool_count_coming(p) == 0 && !fitting_conn_exists(p, w->want)) {
             /* every fitting host's breaker is open: fail now rather than make every request
              * wait for its timeout (the breaker's point); the next probe comes after the
              * cooldown, from a later acquire */
@@ -347,52 +415,38 @@ static void pump(fw_pool_t *p)
             continue;
         }
         /* a host backing off: come back when its back-off ends (the sweep is too slow) */
-        uint64_t now = uv_now(p->loop);
-        if (count_opening(p) == 0 && retry > now)
-            uv_timer_start(&p->retry_timer, on_retry_timer, retry - now, 0);
+        if (fw__pool_count_coming(p) == 0)
+            fw__pool_retry_at(p, retry);
         break;
     }
+    fw__pool_fill(p); /* min_size */
     arm_wait_timer(p);
+    fw__pool_lm_sync(p);
+}
+
+void fw__pool_retry_at(fw_pool_t *p, uint64_t at)
+{
+    uint64_t now = uv_now(p->loop);
+    if (at > now && (!uv_is_active((uv_handle_t *)&p->retry_timer) ||
+                     uv_timer_get_due_in(&p->retry_timer) > at - now))
+        uv_timer_start(&p->retry_timer, on_retry_timer, at - now, 0);
 }
 
 static void on_retry_timer(uv_timer_t *t)
 {
-    pump(t->data);
+    fw__pool_pump(t->data);
 }
 
 static void on_kick(uv_idle_t *h)
 {
     fw_pool_t *p = h->data;
     uv_idle_stop(h);
-    pump(p);
+    fw__pool_pump(p);
 }
 
-static void kick(fw_pool_t *p)
+void fw__pool_kick(fw_pool_t *p)
 {
     uv_idle_start(&p->kick, on_kick);
-}
-
-/* ---- the sweep: idle timeouts, back-off ends -------------------------------------------- */
-
-static void on_sweep(uv_timer_t *t)
-{
-    fw_pool_t *p = t->data;
-    uint64_t now = uv_now(p->loop);
-    for (pconn_t *pc = p->conns, *next; pc != NULL; pc = next) {
-        next = pc->next;
-        if (pc->state != PC_IDLE)
-            continue;
-        if (p->o.idle_timeout_ms > 0 && now - pc->idle_since >= p->o.idle_timeout_ms)
-            retire(p, pc, &p->st.closed_idle, "idle timeout");
-        else if (pc->expires != 0 && now >= pc->expires)
-            retire(p, pc, &p->st.closed_lifetime, "lifetime");
-        else if (!fw__conn_usable(pc->c))
-            retire(p, pc, &p->st.closed_error, "the server ended the connection");
-        else if (fw_conn_role(pc->c) != pc->role)
-            retire(p, pc, &p->st.closed_role, "the server changed role");
-    }
-    if (p->wait_head != NULL)
-        pump(p); /* a back-off may have ended */
 }
 
 /* ---- public ----------------------------------------------------------------------------- */
@@ -401,9 +455,21 @@ int fw_pool_new(fw_pool_t **out, uv_loop_t *loop, const fw_pool_opts_t *opts, fw
 {
     if (err != NULL)
         memset(err, 0, sizeof(*err));
-    if (out == NULL || loop == NULL || opts == NULL || opts->max_size == 0)
+    if (out == NULL || loop == NULL || opts == NULL)
         return FW_EINVAL;
     *out = NULL;
+    if (opts->max_size == 0 || opts->min_size > opts->max_size) {
+        if (err != NULL) {
+            err->code = FW_EINVAL;
+            if (opts->max_size == 0)
+                snprintf(err->message, sizeof(err->message), "max_size must be at least 1");
+            else
+                snprintf(err->message, sizeof(err->message),
+                         "min_size (%u) is larger than max_size (%u)", opts->min_size,
+                         opts->max_size);
+        }
+        return FW_EINVAL;
+    }
     /* Parse once through a connection that never connects: the hosts, and any error. */
     fw_conn_opts_t co;
     fw_conn_opts_init(&co);
@@ -418,9 +484,16 @@ int fw_pool_new(fw_pool_t **out, uv_loop_t *loop, const fw_pool_opts_t *opts, fw
     if (p != NULL) {
         p->hosts = fw__calloc(n, sizeof(*p->hosts));
         p->conninfo = fw__malloc(strlen(opts->conninfo != NULL ? opts->conninfo : "") + 1);
+        if (opts->after_connect_sql != NULL) {
+            p->after_connect_sql = fw__malloc(strlen(opts->after_connect_sql) + 1);
+            if (p->after_connect_sql != NULL)
+                strcpy(p->after_connect_sql, opts->after_connect_sql);
+        }
     }
-    if (p == NULL || p->hosts == NULL || p->conninfo == NULL) {
+    if (p == NULL || p->hosts == NULL || p->conninfo == NULL ||
+        (opts->after_connect_sql != NULL && p->after_connect_sql == NULL)) {
         if (p != NULL) {
+            fw__free(p->after_connect_sql);
             fw__free(p->hosts);
             fw__free(p->conninfo);
             fw__free(p);
@@ -441,23 +514,35 @@ int fw_pool_new(fw_pool_t **out, uv_loop_t *loop, const fw_pool_opts_t *opts, fw
     p->loop = loop;
     p->o = *opts;
     p->o.conninfo = NULL;
+    p->o.after_connect_sql = NULL; /* p->after_connect_sql is the copy */
     p->rng = uv_hrtime() | 1;
     uv_timer_init(loop, &p->wait_timer);
     p->wait_timer.data = p;
     uv_timer_init(loop, &p->sweep);
     p->sweep.data = p;
-    uv_timer_start(&p->sweep, on_sweep, 1000, 1000);
+    uv_timer_start(&p->sweep, fw__pool_on_sweep, 1000, 1000);
     uv_unref((uv_handle_t *)&p->sweep); /* the pool alone does not keep the loop running */
     uv_idle_init(loop, &p->kick);
     p->kick.data = p;
     uv_timer_init(loop, &p->retry_timer);
     p->retry_timer.data = p;
     p->handles = 4;
+    fw__pool_lm_init(p);
     *out = p;
+    if (p->o.min_size > 0)
+        fw__pool_kick(p); /* the first connections open from the loop */
     return 0;
 }
 
 int fw_pool_acquire(fw_pool_t *p, fw_pool_want_t want, fw_pool_acquire_cb cb, void *ud)
+{
+    if (p == NULL || p->rt != NULL)
+        return FW_EINVAL; /* threaded mode: fw_pool_acquire_wait */
+    return fw__pool_acquire_ms(p, want, p->o.acquire_timeout_ms, cb, ud);
+}
+
+int fw__pool_acquire_ms(fw_pool_t *p, fw_pool_want_t want, unsigned timeout_ms,
+                        fw_pool_acquire_cb cb, void *ud)
 {
     if (p == NULL || cb == NULL || (unsigned)want > FW_POOL_READ_STANDBY)
         return FW_EINVAL;
@@ -474,13 +559,13 @@ int fw_pool_acquire(fw_pool_t *p, fw_pool_want_t want, fw_pool_acquire_cb cb, vo
     uv_update_time(p->loop);
     w->since = uv_now(p->loop);
     w->since_ns = uv_hrtime();
-    w->deadline = w->since + p->o.acquire_timeout_ms;
+    w->deadline = w->since + timeout_ms;
     if (p->wait_tail != NULL)
         p->wait_tail->next = w;
     else
         p->wait_head = w;
     p->wait_tail = w;
-    kick(p); /* from the loop: cb never runs inside this call */
+    fw__pool_kick(p); /* from the loop: cb never runs inside this call */
     return 0;
 }
 
@@ -501,11 +586,11 @@ static void on_released_idle(fw_conn_t *c, int status, void *ud)
         return;
     pc->state = PC_IN_USE; /* retire() expects a live slot */
     if (p->closing) {
-        retire(p, pc, &p->st.closed_pool, "the pool is closing");
+        fw__pool_retire(p, pc, &p->st.closed_pool, "the pool is closing");
         return;
     }
     if (status < 0) {
-        retire(p, pc, &p->st.closed_error, "the connection broke");
+        fw__pool_retire(p, pc, &p->st.closed_error, "the connection broke");
         return;
     }
     fw_server_role_t role = fw_conn_role(pc->c);
@@ -513,69 +598,42 @@ static void on_released_idle(fw_conn_t *c, int status, void *ud)
     if (role != pc->role || (pc->role == FW_ROLE_PRIMARY && ro && !pc->read_only)) {
         if (role != FW_ROLE_UNKNOWN)
             pc->host->role = role; /* what the server says it is now */
-        retire(p, pc, &p->st.closed_role, "the server changed role");
-        pump(p);
+        fw__pool_retire(p, pc, &p->st.closed_role, "the server changed role");
+        fw__pool_pump(p);
         return;
     }
     uint64_t now = uv_now(p->loop);
     if (pc->expires != 0 && now >= pc->expires) {
-        retire(p, pc, &p->st.closed_lifetime, "lifetime");
+        fw__pool_retire(p, pc, &p->st.closed_lifetime, "lifetime");
         return;
     }
     pc->state = PC_IDLE;
     pc->idle_since = now;
-    pump(p);
+    fw__pool_pump(p);
 }
 
 void fw_pool_release(fw_pool_t *p, fw_conn_t *c)
 {
     if (p == NULL || c == NULL)
         return;
+    if (p->rt != NULL) {
+        fw__pool_release_rt(p, c); /* pool_sync.c: on the loop */
+        return;
+    }
+    fw__pool_release(p, c);
+}
+
+void fw__pool_release(fw_pool_t *p, fw_conn_t *c)
+{
     pconn_t *pc = find_conn(p, c);
     if (pc == NULL || pc->state != PC_IN_USE)
         return;
     pc->state = PC_CHECKING;
     /* A stream cancelled or freed mid-way drains first; a broken connection says so. */
-    if (fw_conn_when_idle(c, on_released_idle, pc) < 0) {
+    if (fw__conn_when_idle(c, on_released_idle, pc) < 0) {
         pc->state = PC_IN_USE;
-        retire(p, pc, &p->st.closed_error, "the connection cannot be reused");
+        fw__pool_retire(p, pc, &p->st.closed_error, "the connection cannot be reused");
     }
-}
-
-int fw_pool_stats(const fw_pool_t *p, fw_pool_stats_t *st)
-{
-    if (p == NULL || st == NULL)
-        return FW_EINVAL;
-    *st = p->st;
-    st->size = st->idle = st->in_use = st->opening = st->waiting = 0;
-    for (const pconn_t *pc = p->conns; pc != NULL; pc = pc->next) {
-        if (pc->state == PC_CLOSING)
-            continue;
-        st->size++;
-        st->idle += pc->state == PC_IDLE;
-        st->in_use += pc->state == PC_IN_USE || pc->state == PC_CHECKING;
-        st->opening += pc->state == PC_OPENING;
-    }
-    for (const waiter_t *w = p->wait_head; w != NULL; w = w->next)
-        st->waiting++;
-    return 0;
-}
-
-int fw_pool_host(const fw_pool_t *p, size_t i, fw_pool_host_t *out)
-{
-    if (p == NULL || out == NULL || i >= p->nhosts)
-        return FW_EINVAL;
-    const phost_t *h = &p->hosts[i];
-    memset(out, 0, sizeof(*out));
-    out->host = h->name;
-    out->port = h->port;
-    out->role = h->role;
-    out->breaker = fw__pool_breaker_name(h->breaker);
-    out->failures = h->failures;
-    out->connections = h->conns;
-    out->connects = h->connects;
-    out->probes = h->probes;
-    return 0;
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -598,12 +656,16 @@ static void maybe_free(fw_pool_t *p)
     }
     if (p->handles > 0)
         return;
+    fw__pool_lm_fini(p); /* the gauges give back this pool's share */
     fw_pool_close_cb cb = p->close_cb;
     void *ud = p->close_ud;
     p->close_cb = NULL;
     if (cb != NULL)
         cb(p, ud);
+    if (p->rt != NULL)
+        fw__runtime_child_done(p->rt, &p->rt_child);
     fw__free(p->hosts);
+    fw__free(p->after_connect_sql);
     fw__wipe(p->conninfo, strlen(p->conninfo)); /* it may hold a password */
     fw__free(p->conninfo);
     fw__free(p);
@@ -611,7 +673,14 @@ static void maybe_free(fw_pool_t *p)
 
 void fw_pool_close(fw_pool_t *p, fw_pool_close_cb cb, void *ud)
 {
-    if (p == NULL || p->closing)
+    if (p == NULL || p->rt != NULL)
+        return; /* threaded mode: fw_pool_close_sync */
+    fw__pool_close(p, cb, ud);
+}
+
+void fw__pool_close(fw_pool_t *p, fw_pool_close_cb cb, void *ud)
+{
+    if (p->closing)
         return;
     p->closing = true;
     p->close_cb = cb;
@@ -621,8 +690,9 @@ void fw_pool_close(fw_pool_t *p, fw_pool_close_cb cb, void *ud)
         finish_waiter(p, w, NULL, FW_ECLOSED, "the pool is closing");
     for (pconn_t *pc = p->conns, *next; pc != NULL; pc = next) {
         next = pc->next;
-        if (pc->state == PC_IDLE || pc->state == PC_OPENING)
-            retire(p, pc, &p->st.closed_pool, "the pool is closing");
+        if (pc->state == PC_IDLE || pc->state == PC_OPENING || pc->state == PC_SETUP ||
+            pc->state == PC_HEALTH)
+            fw__pool_retire(p, pc, &p->st.closed_pool, "the pool is closing");
     }
     maybe_free(p);
 }

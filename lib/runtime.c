@@ -43,6 +43,7 @@ struct fw_runtime_s {
     cmd_t *head, *tail; /* commands not yet taken by the loop */
     link_t *conns;      /* loop thread only */
     cmd_t *stop;        /* the pending stop command, loop thread only */
+    fw__rt_child_t *children; /* pools on this loop, loop thread only */
     bool started;
 };
 
@@ -66,7 +67,8 @@ static void unlink_conn(fw_runtime_t *rt, link_t *l)
 
 static void maybe_stop(fw_runtime_t *rt)
 {
-    if (rt->stop != NULL && rt->conns == NULL) {
+    if (rt->stop != NULL && rt->conns == NULL && rt->children == NULL &&
+        !uv_is_closing((uv_handle_t *)&rt->async)) {
         uv_close((uv_handle_t *)&rt->async, NULL);
         /* the loop ends once the async handle is closed: nothing else is left */
     }
@@ -173,6 +175,10 @@ static void on_async(uv_async_t *h)
             break;
         case CMD_STOP:
             rt->stop = cmd;
+            for (fw__rt_child_t *ch = rt->children, *next; ch != NULL; ch = next) {
+                next = ch->next; /* stop may end the child at once */
+                ch->stop(ch->arg);
+            }
             for (link_t *l = rt->conns; l != NULL; l = l->next) {
                 if (l->waiting != NULL && l->waiting->kind == CMD_CONNECT) {
                     /* a connect still in flight: its caller gets FW_ECLOSED */
@@ -308,6 +314,26 @@ void fw__runtime_run(fw_runtime_t *rt, void (*fn)(void *arg), void *arg)
 uv_loop_t *fw__runtime_loop(fw_runtime_t *rt)
 {
     return &rt->loop;
+}
+
+void fw__runtime_child_add(fw_runtime_t *rt, fw__rt_child_t *ch)
+{
+    ch->prev = NULL;
+    ch->next = rt->children;
+    if (rt->children != NULL)
+        rt->children->prev = ch;
+    rt->children = ch;
+}
+
+void fw__runtime_child_done(fw_runtime_t *rt, fw__rt_child_t *ch)
+{
+    if (ch->prev != NULL)
+        ch->prev->next = ch->next;
+    else
+        rt->children = ch->next;
+    if (ch->next != NULL)
+        ch->next->prev = ch->prev;
+    maybe_stop(rt);
 }
 
 void fw_runtime_free(fw_runtime_t *rt)

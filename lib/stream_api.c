@@ -450,8 +450,14 @@ void fw_stream_free(fw_stream_t *s)
 {
     if (s == NULL)
         return;
+    fw_pool_t *pool = s->release_to; /* fw_pool_stream_start: read before s may go */
+    fw_conn_t *pooled = s->release_conn;
     if (s->par != NULL) {
+        /* A parallel stream's parts run on connections of its own: the pooled connection
+         * it was started on ran nothing and goes back as it is. */
         fw__par_free(s);
+        if (pool != NULL)
+            fw_pool_release(pool, pooled);
         return;
     }
     fw__pipe_drain(&s->pipe);
@@ -464,4 +470,13 @@ void fw_stream_free(fw_stream_t *s)
         after_release(s);
     }
     fw__stream_unref(s);
+    /* the pool waits for the cancel and drain above to end (fw_conn_when_idle) */
+    if (pool != NULL)
+        fw_pool_release(pool, pooled);
+}
+
+void fw__stream_release_to(fw_stream_t *s, fw_pool_t *pool, fw_conn_t *conn)
+{
+    s->release_to = pool;
+    s->release_conn = conn;
 }

@@ -29,6 +29,10 @@ struct fw_stream_s {
      * closed). The last one frees the memory. */
     _Atomic int refs;
     bool threaded; /* set at start, read-only */
+    /* fw_pool_stream_start: the pool that gets the connection back at fw_stream_free (consumer
+     * side only: set right after the start, read by fw_stream_free) */
+    fw_pool_t *release_to;
+    fw_conn_t *release_conn;
     bool explain;  /* the query is an EXPLAIN (FORMAT JSON): its schema differs */
 
     /* ---- producer (loop thread) ---- */
@@ -150,6 +154,9 @@ fw_stream_t *fw__stream_alloc(void);
 void fw__stream_start_on_loop(void *arg);
 /* Fills *err (when not NULL) with code, FW_PHASE_READY and msg. */
 void fw__stream_set_err(fw_error_t *err, int code, const char *msg);
+/* fw_pool_stream_start: fw_stream_free gives conn back to pool. Consumer thread, right after
+ * the start. */
+void fw__stream_release_to(fw_stream_t *s, fw_pool_t *pool, fw_conn_t *conn);
 
 /* Producer (stream.c), loop thread. */
 void fw__stream_on_wake(uv_async_t *h);

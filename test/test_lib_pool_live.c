@@ -21,6 +21,8 @@
 #include <cmocka.h>
 #include <uv.h>
 
+#include "faultproxy.h"
+
 static uv_loop_t loop;
 
 static const char *env(const char *name)
@@ -60,30 +62,54 @@ static void on_log(void *ud, fw_log_level_t level, const char *line)
         fprintf(stderr, "%s\n", line);
 }
 
-static fw_pool_t *new_pool(unsigned max_size, unsigned timeout_ms)
+/* The connection string of the three nodes (or of one port only, when port > 0). */
+static void make_conninfo(char *buf, size_t cap, int port)
 {
-    char conninfo[1024];
-    snprintf(conninfo, sizeof(conninfo),
-             "host=%s,%s,%s port=%d,%d,%d dbname=%s user=%s password=%s sslmode=disable "
-             "connect_timeout=2",
-             env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), node_port(0),
-             node_port(1), node_port(2), env("FW_REPL_DBNAME"), env("FW_REPL_USER_SCRAM"),
-             env("FW_REPL_PASS_SCRAM"));
-    fw_pool_opts_t o;
-    fw_pool_opts_init(&o);
-    o.conninfo = conninfo;
-    o.use_environment = false;
-    o.max_size = max_size;
-    o.acquire_timeout_ms = timeout_ms;
-    o.breaker_cooldown_ms = 1000;
-    o.backoff_base_ms = 50;
+    if (port > 0)
+        snprintf(buf, cap,
+                 "host=%s port=%d dbname=%s user=%s password=%s sslmode=disable "
+                 "connect_timeout=2",
+                 env("FW_REPL_HOST4"), port, env("FW_REPL_DBNAME"), env("FW_REPL_USER_SCRAM"),
+                 env("FW_REPL_PASS_SCRAM"));
+    else
+        snprintf(buf, cap,
+                 "host=%s,%s,%s port=%d,%d,%d dbname=%s user=%s password=%s sslmode=disable "
+                 "connect_timeout=2",
+                 env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), env("FW_REPL_HOST4"),
+                 node_port(0), node_port(1), node_port(2), env("FW_REPL_DBNAME"),
+                 env("FW_REPL_USER_SCRAM"), env("FW_REPL_PASS_SCRAM"));
+}
+
+static char conninfo_buf[1024];
+
+static void pool_opts(fw_pool_opts_t *o, unsigned max_size, unsigned timeout_ms)
+{
+    make_conninfo(conninfo_buf, sizeof(conninfo_buf), 0);
+    fw_pool_opts_init(o);
+    o->conninfo = conninfo_buf;
+    o->use_environment = false;
+    o->max_size = max_size;
+    o->acquire_timeout_ms = timeout_ms;
+    o->breaker_cooldown_ms = 1000;
+    o->backoff_base_ms = 50;
     if (getenv("FW_TEST_VERBOSE") != NULL)
-        o.log_cb = on_log;
+        o->log_cb = on_log;
+}
+
+static fw_pool_t *new_pool_with(const fw_pool_opts_t *o)
+{
     fw_pool_t *p = NULL;
     fw_error_t err;
-    if (fw_pool_new(&p, &loop, &o, &err) != 0)
+    if (fw_pool_new(&p, &loop, o, &err) != 0)
         fail_msg("fw_pool_new: %s", err.message);
     return p;
+}
+
+static fw_pool_t *new_pool(unsigned max_size, unsigned timeout_ms)
+{
+    fw_pool_opts_t o;
+    pool_opts(&o, max_size, timeout_ms);
+    return new_pool_with(&o);
 }
 
 typedef struct got_s {
@@ -91,6 +117,7 @@ typedef struct got_s {
     int status;
     fw_conn_t *conn;
     char message[1024];
+    char sqlstate[6];
 } got_t;
 
 static void on_acquired(fw_pool_t *p, fw_conn_t *c, int status, const fw_error_t *err, void *ud)
@@ -101,8 +128,10 @@ static void on_acquired(fw_pool_t *p, fw_conn_t *c, int status, const fw_error_t
     g->done = true;
     g->status = status;
     g->conn = c;
-    if (err != NULL)
+    if (err != NULL) {
         snprintf(g->message, sizeof(g->message), "%s", err->message);
+        memcpy(g->sqlstate, err->sqlstate, sizeof(g->sqlstate));
+    }
 }
 
 static void run_until(bool *flag, int ms)
@@ -286,9 +315,402 @@ static void test_a_stream_on_a_pooled_connection(void **state)
     assert_int_equal(r3.status, FW_END);
     assert_int_equal(r3.rows, 5);
     fw_stream_free(s);
-    fw_query_free(q);
     fw_pool_release(p, g3.conn);
+    /* fw_pool_stream_start: fw_stream_free gives the connection back (no fw_pool_release) */
+    got_t g4 = acquire(p, FW_POOL_READ, 10000);
+    assert_int_equal(g4.status, 0);
+    rows_t r4 = {false, 0, 0};
+    assert_int_equal(fw_pool_stream_start(p, g4.conn, q, on_rows, &r4, &s, &err), 0);
+    run_until(&r4.done, 10000);
+    assert_int_equal(r4.status, FW_END);
+    assert_int_equal(r4.rows, 5);
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.in_use, 1);
+    uint64_t closed_before = st.closed_lifetime + st.closed_idle + st.closed_health +
+                             st.closed_role + st.closed_error + st.closed_pool;
+    fw_stream_free(s);
+    /* (a connection opened for g3 may still be finishing its connect: wait for it too) */
+    uint64_t t0 = uv_hrtime();
+    do {
+        run_until(&(bool){false}, 10);
+        assert_int_equal(fw_pool_stats(p, &st), 0);
+    } while ((st.in_use != 0 || st.opening != 0) && uv_hrtime() - t0 < 5000000000ull);
+    assert_int_equal(st.in_use, 0);
+    assert_int_equal(st.idle, st.size); /* back in the pool ... */
+    assert_int_equal(st.closed_lifetime + st.closed_idle + st.closed_health + st.closed_role +
+                         st.closed_error + st.closed_pool,
+                     closed_before); /* ... not closed */
+    fw_query_free(q);
     close_pool(p);
+}
+
+/* ---- health check: a half-open connection is never handed out --------------------------- */
+
+static int backend_pid(fw_conn_t *c)
+{
+    fw_conn_info_t info;
+    assert_int_equal(fw_conn_info(c, &info), 0);
+    return info.backend_pid;
+}
+
+static void test_a_half_open_connection_fails_its_health_check(void **state)
+{
+    (void)state;
+    /* one host, through the fault proxy: FP_STALL makes the connection half-open (the proxy
+     * forwards nothing more either way and keeps both sockets open: no FIN, no RST) */
+    fp_t fp;
+    fp_start(&fp, (uint16_t)node_port(1));
+    char ci[1024];
+    make_conninfo(ci, sizeof(ci), fp.port);
+    fw_pool_opts_t o;
+    pool_opts(&o, 2, 10000);
+    o.conninfo = ci;
+    o.health_check_after_ms = 200;
+    o.health_check_timeout_ms = 700;
+    fw_pool_t *p = new_pool_with(&o);
+    got_t a = acquire(p, FW_POOL_READ, 10000);
+    assert_int_equal(a.status, 0);
+    int pid_a = backend_pid(a.conn);
+    fw_pool_release(p, a.conn);
+    /* idle for less than the threshold: handed out again without a check */
+    got_t a2 = acquire(p, FW_POOL_READ, 5000);
+    assert_int_equal(a2.status, 0);
+    assert_int_equal(backend_pid(a2.conn), pid_a);
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.health_checks, 0);
+    fw_pool_release(p, a2.conn);
+    /* idle past the threshold, healthy: one check, the same connection */
+    run_until(&(bool){false}, 300);
+    got_t b = acquire(p, FW_POOL_READ, 5000);
+    assert_int_equal(b.status, 0);
+    assert_int_equal(backend_pid(b.conn), pid_a);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.health_checks, 1);
+    assert_int_equal(st.closed_health, 0);
+    fw_pool_release(p, b.conn);
+    /* now half-open: the check gets no answer within 700 ms; the waiter gets a new
+     * connection (opened through the proxy, which passes new connections) */
+    run_until(&(bool){false}, 300);
+    fp_arm(&fp, FP_STALL, 0, false);
+    uint64_t t0 = uv_hrtime();
+    got_t c = acquire(p, FW_POOL_READ, 10000);
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    if (c.status != 0)
+        fail_msg("acquire after a half-open connection: %s", c.message);
+    int pid_c = backend_pid(c.conn);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    printf("half-open connection: found by the health check, new connection handed out after "
+           "%.3f s (check timeout 0.7 s); checks %llu, closed_health %llu, opened %llu\n",
+           secs, (unsigned long long)st.health_checks, (unsigned long long)st.closed_health,
+           (unsigned long long)st.opened);
+    assert_true(fp_fired(&fp)); /* the stall really happened */
+    assert_int_not_equal(pid_c, pid_a);
+    assert_int_equal(st.health_checks, 2);
+    assert_int_equal(st.closed_health, 1);
+    assert_int_equal(st.opened, 2);
+    assert_int_equal(st.acquire_timeouts, 0);
+    assert_true(secs >= 0.65 && secs < 5.0);
+    /* the new connection works */
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, "v_fixture"), 0);
+    rows_t r = {false, 0, 0};
+    fw_stream_t *s = NULL;
+    fw_error_t err;
+    assert_int_equal(fw_stream_start(c.conn, q, on_rows, &r, &s, &err), 0);
+    run_until(&r.done, 10000);
+    assert_int_equal(r.status, FW_END);
+    assert_int_equal(r.rows, 5);
+    fw_stream_free(s);
+    fw_query_free(q);
+    fw_pool_release(p, c.conn);
+    /* the peer closes (FIN) when the check's answer comes: found at once, not at the timeout */
+    run_until(&(bool){false}, 300);
+    fp_arm(&fp, FP_CLOSE, 0, false);
+    t0 = uv_hrtime();
+    got_t d = acquire(p, FW_POOL_READ, 10000);
+    secs = (double)(uv_hrtime() - t0) / 1e9;
+    if (d.status != 0)
+        fail_msg("acquire after a closed connection: %s", d.message);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    printf("closed by the peer during the check: new connection after %.3f s; closed_health "
+           "%llu\n",
+           secs, (unsigned long long)st.closed_health);
+    assert_true(fp_fired(&fp));
+    assert_int_not_equal(backend_pid(d.conn), pid_c);
+    assert_int_equal(st.closed_health, 2);
+    assert_int_equal(st.opened, 3);
+    assert_true(secs < 0.65); /* the EOF ended the check, not its 0.7 s timeout */
+    fw_pool_release(p, d.conn);
+    close_pool(p);
+    assert_true(fp_quiesce(&fp)); /* both connections closed by the pool, the stalled one too */
+    fp_stop(&fp);
+}
+
+/* A backend ended by pg_terminate_backend while idle: never handed out. The idle reader sees
+ * the server's FATAL (57P01) and EOF; with health_check_after_ms 0 the check would catch a
+ * connection whose FATAL had not been read yet. */
+static void test_a_terminated_backend_is_not_handed_out(void **state)
+{
+    (void)state;
+    fw_pool_opts_t o;
+    pool_opts(&o, 3, 10000);
+    o.health_check_after_ms = 0; /* every hand-out checked */
+    fw_pool_t *p = new_pool_with(&o);
+    got_t a = acquire(p, FW_POOL_WRITE, 10000);
+    assert_int_equal(a.status, 0);
+    int pid_a = backend_pid(a.conn);
+    fw_pool_release(p, a.conn);
+    /* another session (psql, the same role) ends a's backend */
+    assert_int_equal(sh("PGPASSWORD='%s' '%s/psql' -X -q -At -h '%s' -p %d -U '%s' -d '%s' -c "
+                        "'SELECT pg_terminate_backend(%d)' >/dev/null 2>&1",
+                        env("FW_REPL_PASS_SCRAM"), env("FW_REPL_BINDIR"), env("FW_REPL_HOST4"),
+                        node_port(0), env("FW_REPL_USER_SCRAM"), env("FW_REPL_DBNAME"), pid_a),
+                     0);
+    run_until(&(bool){false}, 300);
+    got_t b = acquire(p, FW_POOL_WRITE, 10000);
+    if (b.status != 0)
+        fail_msg("acquire after pg_terminate_backend: %s", b.message);
+    assert_int_not_equal(backend_pid(b.conn), pid_a);
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    printf("terminated backend: closed_error %llu, closed_health %llu, checks %llu\n",
+           (unsigned long long)st.closed_error, (unsigned long long)st.closed_health,
+           (unsigned long long)st.health_checks);
+    assert_int_equal(st.closed_error + st.closed_health, 1);
+    fw_pool_release(p, b.conn);
+    close_pool(p);
+}
+
+/* ---- min_size: opened ahead of demand, refilled after retirement -------------------------- */
+
+static void run_until_idle(fw_pool_t *p, unsigned idle, int ms)
+{
+    fw_pool_stats_t st;
+    uint64_t t0 = uv_hrtime();
+    do {
+        run_until(&(bool){false}, 10);
+        assert_int_equal(fw_pool_stats(p, &st), 0);
+    } while (st.idle != idle && uv_hrtime() - t0 < (uint64_t)ms * 1000000u);
+}
+
+static void test_min_size_opens_ahead_and_refills(void **state)
+{
+    (void)state;
+    fw_pool_opts_t o;
+    pool_opts(&o, 5, 10000);
+    o.min_size = 3;
+    o.max_lifetime_ms = 1500;
+    o.lifetime_jitter_ms = 0;
+    fw_pool_t *p = new_pool_with(&o);
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.size, 0); /* nothing inside fw_pool_new */
+    uint64_t t0 = uv_hrtime();
+    run_until_idle(p, 3, 10000);
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    printf("min_size 3: %u idle after %.3f s, no acquire\n", st.idle, secs);
+    assert_int_equal(st.idle, 3);
+    assert_int_equal(st.opened, 3);
+    assert_int_equal(st.acquires, 0);
+    /* least used hosts first: one on each node */
+    for (size_t i = 0; i < 3; i++) {
+        fw_pool_host_t h;
+        assert_int_equal(fw_pool_host(p, i, &h), 0);
+        assert_int_equal(h.connections, 1);
+    }
+    /* an acquire takes one of them: nothing new opens (min_size counts connections out) */
+    got_t g = acquire(p, FW_POOL_WRITE, 5000);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(node_of(g.conn), 0);
+    run_until(&(bool){false}, 100);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.opened, 3);
+    assert_int_equal(st.size, 3);
+    fw_pool_release(p, g.conn);
+    /* lifetimes end (1.5 s, checked every second): retired, and opened again */
+    run_until(&(bool){false}, 2600);
+    run_until_idle(p, 3, 5000);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    printf("after the lifetimes: closed_lifetime %llu, opened %llu, idle %u\n",
+           (unsigned long long)st.closed_lifetime, (unsigned long long)st.opened, st.idle);
+    assert_true(st.closed_lifetime >= 3);
+    assert_true(st.opened >= 6);
+    assert_int_equal(st.opened - st.closed_lifetime, 3);
+    assert_int_equal(st.idle, 3);
+    close_pool(p);
+    /* bad values are refused, with a reason */
+    pool_opts(&o, 2, 1000);
+    o.min_size = 3;
+    fw_pool_t *bad = NULL;
+    fw_error_t err;
+    assert_int_equal(fw_pool_new(&bad, &loop, &o, &err), FW_EINVAL);
+    assert_null(bad);
+    assert_non_null(strstr(err.message, "min_size"));
+}
+
+/* ---- after-connect SQL -------------------------------------------------------------------- */
+
+static void test_after_connect_sql(void **state)
+{
+    (void)state;
+    fw_pool_opts_t o;
+    pool_opts(&o, 2, 5000);
+    o.after_connect_sql = "SET application_name = 'fwire_pool_test'; SET search_path = public";
+    fw_pool_t *p = new_pool_with(&o);
+    got_t g = acquire(p, FW_POOL_READ, 10000);
+    if (g.status != 0)
+        fail_msg("acquire: %s", g.message);
+    /* the session has the settings: the rows come only where the setting is what was SET */
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, "v_fixture"), 0);
+    assert_int_equal(fw_query_where_sql(q, "current_setting('application_name') = "
+                                           "'fwire_pool_test' AND current_schemas(false) = "
+                                           "ARRAY['public']::name[]"),
+                     0);
+    rows_t r = {false, 0, 0};
+    fw_stream_t *s = NULL;
+    fw_error_t err;
+    assert_int_equal(fw_stream_start(g.conn, q, on_rows, &r, &s, &err), 0);
+    run_until(&r.done, 10000);
+    assert_int_equal(r.status, FW_END);
+    assert_int_equal(r.rows, 5);
+    fw_stream_free(s);
+    fw_query_free(q);
+    fw_pool_release(p, g.conn);
+    close_pool(p);
+    /* SQL that fails: no connection is handed out; the acquire says why, SQLSTATE included */
+    pool_opts(&o, 2, 4000);
+    o.after_connect_sql = "SELECT 1/0";
+    p = new_pool_with(&o);
+    got_t f = acquire(p, FW_POOL_WRITE, 10000);
+    printf("after_connect_sql failing: status %s, sqlstate %s: %s\n", fw_err_name(f.status),
+           f.sqlstate, f.message);
+    assert_true(f.status == FW_EROUTE || f.status == FW_ETIMEDOUT);
+    assert_null(f.conn);
+    assert_string_equal(f.sqlstate, "22012");
+    assert_non_null(strstr(f.message, "after_connect_sql failed"));
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.opened, 0);
+    assert_true(st.connect_failures >= 1);
+    close_pool(p);
+    /* SQL that leaves a transaction open: refused, with a message that says so */
+    pool_opts(&o, 2, 3000);
+    o.after_connect_sql = "BEGIN";
+    p = new_pool_with(&o);
+    got_t t = acquire(p, FW_POOL_WRITE, 10000);
+    printf("after_connect_sql BEGIN: %s: %s\n", fw_err_name(t.status), t.message);
+    assert_true(t.status == FW_EROUTE || t.status == FW_ETIMEDOUT);
+    assert_non_null(strstr(t.message, "transaction block"));
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.opened, 0);
+    close_pool(p);
+}
+
+/* ---- metrics: the fraiseql_pool_* families, promtool-clean -------------------------------- */
+
+static char *render(void)
+{
+    long n = fw_metrics_render(NULL, 0);
+    assert_true(n > 0);
+    char *buf = malloc((size_t)n + 4096);
+    assert_non_null(buf);
+    long m = fw_metrics_render(buf, (size_t)n + 4096);
+    assert_true(m > 0 && m < n + 4096);
+    return buf;
+}
+
+/* The value of the series `name` (with its labels, exactly as rendered), or -1 when absent. */
+static double metric(const char *text, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *l = text; l != NULL && *l != '\0'; l = strchr(l, '\n'), l = l ? l + 1 : l) {
+        if (strncmp(l, name, len) == 0 && l[len] == ' ')
+            return strtod(l + len + 1, NULL);
+    }
+    return -1;
+}
+
+static void promtool_check(const char *text)
+{
+    if (sh("command -v promtool >/dev/null 2>&1") != 0) {
+        printf("promtool not installed: exposition not linted\n");
+        return;
+    }
+    char path[] = "/tmp/fw_pool_metrics_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t n = strlen(text);
+    assert_int_equal(write(fd, text, n), (ssize_t)n);
+    close(fd);
+    int rc = sh("promtool check metrics <'%s'", path);
+    unlink(path);
+    assert_int_equal(rc, 0);
+}
+
+static void test_pool_metrics(void **state)
+{
+    (void)state;
+    char *t0 = render();
+    fw_pool_t *p = new_pool(2, 500);
+    got_t a = acquire(p, FW_POOL_WRITE, 10000);
+    got_t b = acquire(p, FW_POOL_WRITE, 10000);
+    assert_int_equal(a.status, 0);
+    assert_int_equal(b.status, 0);
+    got_t late;
+    memset(&late, 0, sizeof(late));
+    assert_int_equal(fw_pool_acquire(p, FW_POOL_WRITE, on_acquired, &late), 0);
+    run_until(&(bool){false}, 50);
+    char *t1 = render(); /* two out, one waiting */
+    run_until(&late.done, 5000);
+    assert_int_equal(late.status, FW_ETIMEDOUT);
+    char host0[128];
+    snprintf(host0, sizeof(host0),
+             "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"closed\"}",
+             env("FW_REPL_HOST4"), node_port(0));
+    printf("while open: connections %g, in_use %g, waiting %g, %s %g\n",
+           metric(t1, "fraiseql_pool_connections"), metric(t1, "fraiseql_pool_connections_in_use"),
+           metric(t1, "fraiseql_pool_acquires_waiting"), host0, metric(t1, host0));
+    assert_true(metric(t1, "fraiseql_pool_connections") ==
+                (metric(t0, "fraiseql_pool_connections") > 0 ? metric(t0, "fraiseql_pool_connections")
+                                                            : 0) + 2);
+    assert_true(metric(t1, "fraiseql_pool_connections_in_use") >= 2);
+    assert_true(metric(t1, "fraiseql_pool_acquires_waiting") >= 1);
+    assert_true(metric(t1, host0) >= 1);
+    promtool_check(t1);
+    fw_pool_release(p, a.conn);
+    fw_pool_release(p, b.conn);
+    close_pool(p);
+    char *t2 = render();
+    promtool_check(t2);
+    /* the counters moved by what this pool did; its gauges went back */
+    double base_acq = metric(t0, "fraiseql_pool_acquires_total");
+    double base_to = metric(t0, "fraiseql_pool_acquire_timeouts_total");
+    double base_open = metric(t0, "fraiseql_pool_connections_opened_total");
+    double base_closed =
+        metric(t0, "fraiseql_pool_connections_closed_total{reason=\"pool\"}");
+    double base_wait = metric(t0, "fraiseql_pool_acquire_wait_seconds_count");
+    assert_true(metric(t2, "fraiseql_pool_acquires_total") == (base_acq < 0 ? 0 : base_acq) + 2);
+    assert_true(metric(t2, "fraiseql_pool_acquire_timeouts_total") ==
+                (base_to < 0 ? 0 : base_to) + 1);
+    assert_true(metric(t2, "fraiseql_pool_connections_opened_total") ==
+                (base_open < 0 ? 0 : base_open) + 2);
+    assert_true(metric(t2, "fraiseql_pool_connections_closed_total{reason=\"pool\"}") ==
+                (base_closed < 0 ? 0 : base_closed) + 2);
+    assert_true(metric(t2, "fraiseql_pool_acquire_wait_seconds_count") ==
+                (base_wait < 0 ? 0 : base_wait) + 3);
+    assert_true(metric(t2, "fraiseql_pool_connections") == 0);
+    assert_true(metric(t2, "fraiseql_pool_connections_in_use") == 0);
+    assert_true(metric(t2, "fraiseql_pool_acquires_waiting") == 0);
+    assert_true(metric(t2, host0) == 0);
+    free(t0);
+    free(t1);
+    free(t2);
 }
 
 /* ---- a dead standby: back-off, breaker, one probe per cooldown --------------------------- */
@@ -334,6 +756,27 @@ static void test_a_dead_standby_opens_its_breaker(void **state)
     assert_int_equal(fw_pool_stats(p, &st), 0);
     assert_int_equal(st.connect_failures, h.connects);
     close_pool(p);
+    /* min_size with node 2 dead: filled from the live nodes; the dead one is dialled once
+     * (then backs off) and not again while min_size is met */
+    fw_pool_opts_t mo;
+    pool_opts(&mo, 8, 3000);
+    mo.min_size = 3;
+    p = new_pool_with(&mo);
+    run_until(&(bool){false}, 2500);
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    fw_pool_host_t h0, h1;
+    assert_int_equal(fw_pool_host(p, 0, &h0), 0);
+    assert_int_equal(fw_pool_host(p, 1, &h1), 0);
+    assert_int_equal(fw_pool_host(p, 2, &h), 0);
+    printf("min_size 3, node 2 dead: %u idle (nodes 0/1: %u/%u), node 2 dialled %llu times in "
+           "2.5 s\n",
+           st.idle, h0.connections, h1.connections, (unsigned long long)h.connects);
+    assert_int_equal(st.idle, 3);
+    assert_int_equal(h0.connections + h1.connections, 3);
+    assert_int_equal(h.connections, 0);
+    assert_in_range(h.connects, 1, 2);
+    assert_int_equal(st.connect_failures, h.connects);
+    close_pool(p);
     /* only standbys wanted and the only live standby gone too: refused at once, not timed out */
     assert_int_equal(sh("'%s' stop-node '%s' 1 immediate >/dev/null 2>&1", env("FW_REPL_CTL"),
                         env("FW_REPL_DIR")),
@@ -356,6 +799,16 @@ static void test_a_dead_standby_opens_its_breaker(void **state)
                (unsigned long long)h.connects);
         assert_string_equal(h.breaker, "open");
         assert_int_equal(h.connects, 3); /* the threshold, then nothing until the cooldown */
+        /* the same in the metrics: this pool counts the host's breaker as open */
+        char *text = render();
+        char name[160];
+        snprintf(name, sizeof(name), "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"open\"}",
+                 h.host, h.port);
+        assert_true(metric(text, name) == 1);
+        snprintf(name, sizeof(name),
+                 "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"closed\"}", h.host, h.port);
+        assert_true(metric(text, name) == 0);
+        free(text);
     }
     close_pool(p);
     assert_int_equal(sh("'%s' start-node '%s' 1 >/dev/null 2>&1 && '%s' start-node '%s' 2 "
@@ -455,9 +908,15 @@ int main(void)
         printf("no replicated cluster (run through test/with-repl.sh)\n");
         return 77;
     }
+    (void)fp_arm_tls; /* faultproxy.h's TLS mode: not needed here */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_go_to_standbys_writes_to_the_primary),
         cmocka_unit_test(test_a_stream_on_a_pooled_connection),
+        cmocka_unit_test(test_a_half_open_connection_fails_its_health_check),
+        cmocka_unit_test(test_a_terminated_backend_is_not_handed_out),
+        cmocka_unit_test(test_min_size_opens_ahead_and_refills),
+        cmocka_unit_test(test_after_connect_sql),
+        cmocka_unit_test(test_pool_metrics),
         cmocka_unit_test(test_a_dead_standby_opens_its_breaker),
         cmocka_unit_test(test_failover_retires_and_reroutes), /* last: it changes the cluster */
     };
