@@ -188,7 +188,7 @@ static double lag_p99(lag_t *L)
     if (n == 0)
         return 0;
     qsort(L->busy, n, sizeof(float), cmp_float);
-    return L->busy[(size_t)((double)n * 0.99)];
+    return (double)L->busy[(size_t)((double)n * 0.99)];
 }
 
 static void lag_start(uv_loop_t *loop, lag_t *L)
