@@ -7,10 +7,13 @@
  * blocks in send); then a psql subprocess ends 10 of those backends with pg_terminate_backend.
  * Asserted: the 10 killed streams fail with a clean code and fewer rows; the 990 others
  * return exactly the rows psql counts for the same query, with the same byte total and the
- * same id-weighted byte checksum; the pool replaced the 10 connections; the loop's lateness
- * (a 5 ms repeating timer on the same loop) stays under 20 ms; the RSS growth stays under
- * connections x (budget + per-connection overhead) + a fixed overhead. Under sanitizers: 200
- * streams and the limits stretched.
+ * same id-weighted byte checksum; the pool replaced the 10 connections; the loop's own stall
+ * (its CPU time between two ticks of a 5 ms repeating timer on the same loop) has a p99 under
+ * 20 ms and a maximum under 200 ms (the wall-clock lateness is printed: on 2 cores with 100
+ * busy backends it is mostly the scheduler's); the RSS growth stays under connections x
+ * (budget + per-connection overhead) + a fixed overhead. Under sanitizers: 200 streams, the
+ * limits stretched, RSS not asserted. FW_LAG_TRACE=1 prints every tick with over 10 ms of
+ * loop CPU, and when the held streams were released.
  */
 #include <pthread.h>
 #include <stdatomic.h>
