@@ -38,12 +38,9 @@ typedef struct bcase_s {
 } bcase_t;
 
 static bcase_t cases[] = {
-    {"pool 8 / 8", 8, 8, NULL, NULL, NULL},
-    {"pool 8 / 64", 8, 64, NULL, NULL, NULL},
-    {"pool 8 / 256", 8, 256, NULL, NULL, NULL},
-    {"pool 16 / 64", 16, 64, NULL, NULL, NULL},
-    {"pool 16 / 256", 16, 256, NULL, NULL, NULL},
-    {"connect / 8", 0, 8, NULL, NULL, NULL},
+    {"pool 8 / 8", 8, 8, NULL, NULL, NULL},       {"pool 8 / 64", 8, 64, NULL, NULL, NULL},
+    {"pool 8 / 256", 8, 256, NULL, NULL, NULL},   {"pool 16 / 64", 16, 64, NULL, NULL, NULL},
+    {"pool 16 / 256", 16, 256, NULL, NULL, NULL}, {"connect / 8", 0, 8, NULL, NULL, NULL},
     {"connect / 16", 0, 16, NULL, NULL, NULL},
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
@@ -295,8 +292,8 @@ int main(int argc, char **argv)
         return 77;
     }
     snprintf(conninfo, sizeof(conninfo),
-             "host=%s port=%s dbname=%s user=%s sslmode=disable connect_timeout=10", sock, port,
-             db, user);
+             "host=%s port=%s dbname=%s user=%s sslmode=disable connect_timeout=10", sock, port, db,
+             user);
     if (fw_query_new(&query) != 0 || fw_query_relation(query, "v_fixture") != 0 ||
         fw_query_limit(query, 1) != 0)
         return 1;
@@ -339,8 +336,8 @@ int main(int argc, char **argv)
         bcase_t *k = &cases[c];
         double m = median(k->rps, runs);
         printf("| %s | %.0f | %.0f | %.0f | %.3f | %.3f | %.2fx |\n", k->name, m,
-               vmin(k->rps, runs), vmax(k->rps, runs), median(k->p50, runs),
-               median(k->p99, runs), base8 > 0 ? m / base8 : 0.0);
+               vmin(k->rps, runs), vmax(k->rps, runs), median(k->p50, runs), median(k->p99, runs),
+               base8 > 0 ? m / base8 : 0.0);
     }
     if (json_out != NULL) {
         FILE *jf = fopen(json_out, "w");

@@ -32,7 +32,7 @@
 #endif
 /* Rows per stream: 3,000 rows of v_bench_100k are ~0.8 MB, well past the budget plus the
  * socket's buffer (~0.2 MB), so a held stream's backend is blocked in send, still active. */
-#define ROWS 3000
+#define ROWS   3000
 #define BUDGET ((size_t)64 * 1024) /* the smallest byte budget fwire accepts */
 /* What a connection costs besides its budget: its 64 KiB socket read buffer, the 64 KiB slab
  * being filled while the budget's worth waits to be read, the connection, stream and pool
@@ -40,16 +40,17 @@
  * malloc arena (measured: 340 KiB per connection embedded, 430 threaded, budget included).
  * And what the process adds once (libuv, the 1,000 request records, the query). */
 #define PER_CONN_OVERHEAD ((size_t)448 * 1024)
-#define FIXED_OVERHEAD ((size_t)8 * 1024 * 1024)
-#define LAG_PERIOD_MS 5
+#define FIXED_OVERHEAD    ((size_t)8 * 1024 * 1024)
+#define LAG_PERIOD_MS     5
 /* The loop's own work between two ticks, p99. Threaded: the loop only moves bytes (p99 4-8 ms
  * measured). Embedded: it also runs every row through the application's callback, 100 streams
  * at full speed, up to ~100 ready sockets of 64 KiB per turn (p99 15-22 ms measured on a loaded
  * 2-core host): twice the 20 ms there. */
-#define LAG_LIMIT_MS (20.0 * SLOW)
+#define LAG_LIMIT_MS          (20.0 * SLOW)
 #define LAG_LIMIT_EMBEDDED_MS (40.0 * SLOW)
-#define STALL_BOUND_MS (200.0 * SLOW) /* and at most: one turn of 100 ready sockets, plus the
-                                         100 connects the pool opens in one turn at the start */
+#define STALL_BOUND_MS                                                     \
+    (200.0 * SLOW) /* and at most: one turn of 100 ready sockets, plus the \
+                      100 connects the pool opens in one turn at the start */
 #define LAG_MAX_TICKS 65536
 
 /* ---- what psql says the query returns ------------------------------------------------------ */
@@ -70,7 +71,8 @@ static void psql_expected(void)
     snprintf(psql_path, sizeof(psql_path), "%s/psql", env("FW_TEST_PGBINDIR"));
     char cmd[2048];
     snprintf(cmd, sizeof(cmd),
-             "'%s' -X -q -At -h '%s' -p '%s' -U '%s' -d '%s' -c 'SET synchronize_seqscans = off' -c \"SELECT count(*), "
+             "'%s' -X -q -At -h '%s' -p '%s' -U '%s' -d '%s' -c 'SET synchronize_seqscans = off' "
+             "-c \"SELECT count(*), "
              "sum(octet_length(t)), sum((d->>'id')::bigint * octet_length(t)) FROM (SELECT "
              "data AS d, data::text AS t FROM v_bench_100k LIMIT %d) s\"",
              psql_path, env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_USER_TRUST"),
@@ -143,7 +145,7 @@ static void pool_opts(fw_pool_opts_t *o, char *conninfo, size_t cap, char *acsql
 typedef struct lag_s {
     uv_timer_t timer;
     uint64_t t0, last, last_cpu;
-    double max_ms, max_at;   /* wall lateness, and when (s after the start) */
+    double max_ms, max_at;     /* wall lateness, and when (s after the start) */
     double stall_ms, stall_at; /* the loop thread's CPU ms between two ticks */
     size_t rss_peak;
     unsigned ticks;
@@ -168,7 +170,8 @@ static void on_lag(uv_timer_t *t)
         L->max_at = (double)(now - L->t0) / 1e9;
     }
     if (busy > 10 && getenv("FW_LAG_TRACE") != NULL)
-        printf("lag trace: %.3f s: %.1f ms CPU, %.1f ms late\n", (double)(now - L->t0) / 1e9, busy, late);
+        printf("lag trace: %.3f s: %.1f ms CPU, %.1f ms late\n", (double)(now - L->t0) / 1e9, busy,
+               late);
     if (busy > L->stall_ms) {
         L->stall_ms = busy;
         L->stall_at = (double)(now - L->t0) / 1e9;
@@ -235,8 +238,8 @@ static const char *mode_name(bool threaded)
     return threaded ? "threaded" : "embedded";
 }
 
-static void check_results(req_t *reqs, int n, const fw_pool_stats_t *st, bool threaded,
-                          double secs, lag_t *lag, size_t rss_base, size_t rss_peak)
+static void check_results(req_t *reqs, int n, const fw_pool_stats_t *st, bool threaded, double secs,
+                          lag_t *lag, size_t rss_base, size_t rss_peak)
 {
     int ok = 0, killed = 0;
     for (int i = 0; i < n; i++) {
@@ -270,17 +273,19 @@ static void check_results(req_t *reqs, int n, const fw_pool_stats_t *st, bool th
     size_t budget = CONNS * (BUDGET + PER_CONN_OVERHEAD) + FIXED_OVERHEAD;
     double p99 = lag_p99(lag);
     size_t grew = rss_peak > rss_base ? rss_peak - rss_base : 0;
-    printf("%s: %d streams over %u connections in %.1f s: %d complete (%ld rows each), %d "
-           "killed; opened %llu, closed_error %llu, acquire wait max %.2f s; loop stall p99 %.1f ms, "
-           "max %.1f ms (CPU between two 5 ms ticks, at %.1f s), timer lateness max %.1f ms (wall, at %.1f s, "
-           "%u ticks); RSS %.1f MiB -> peak %.1f MiB (+%.1f MiB, bound %.1f MiB = %d x (%zu + %zu "
-           "KiB) + %zu MiB)\n",
-           mode_name(threaded), n, CONNS, secs, ok, expected.rows, killed,
-           (unsigned long long)st->opened, (unsigned long long)st->closed_error,
-           st->acquire_wait_max_seconds, p99, lag->stall_ms, lag->stall_at, lag->max_ms,
-           lag->max_at, lag->ticks, (double)rss_base / 1048576.0,
-           (double)rss_peak / 1048576.0, (double)grew / 1048576.0, (double)budget / 1048576.0,
-           CONNS, BUDGET / 1024, PER_CONN_OVERHEAD / 1024, FIXED_OVERHEAD / 1048576);
+    printf(
+        "%s: %d streams over %u connections in %.1f s: %d complete (%ld rows each), %d "
+        "killed; opened %llu, closed_error %llu, acquire wait max %.2f s; loop stall p99 %.1f ms, "
+        "max %.1f ms (CPU between two 5 ms ticks, at %.1f s), timer lateness max %.1f ms (wall, at "
+        "%.1f s, "
+        "%u ticks); RSS %.1f MiB -> peak %.1f MiB (+%.1f MiB, bound %.1f MiB = %d x (%zu + %zu "
+        "KiB) + %zu MiB)\n",
+        mode_name(threaded), n, CONNS, secs, ok, expected.rows, killed,
+        (unsigned long long)st->opened, (unsigned long long)st->closed_error,
+        st->acquire_wait_max_seconds, p99, lag->stall_ms, lag->stall_at, lag->max_ms, lag->max_at,
+        lag->ticks, (double)rss_base / 1048576.0, (double)rss_peak / 1048576.0,
+        (double)grew / 1048576.0, (double)budget / 1048576.0, CONNS, BUDGET / 1024,
+        PER_CONN_OVERHEAD / 1024, FIXED_OVERHEAD / 1048576);
     assert_int_equal(killed, KILLS);
     assert_int_equal(ok, n - KILLS);
     /* the 10 broken connections were retired and replaced, nothing else opened */
@@ -368,8 +373,8 @@ static void spawn_killer(run_t *R)
     kill_sql(sql, sizeof(sql), "fw_pool1k_emb");
     static char o_x[] = "-X", o_q[] = "-q", o_at[] = "-At", o_h[] = "-h", o_p[] = "-p",
                 o_u[] = "-U", o_d[] = "-d", o_c[] = "-c";
-    char *args[] = {psql_path, o_x, o_q, o_at, o_h, host, o_p, port, o_u, user,
-                    o_d, db, o_c, sql, NULL};
+    char *args[] = {psql_path, o_x,  o_q, o_at, o_h, host, o_p, port,
+                    o_u,       user, o_d, db,   o_c, sql,  NULL};
     uv_process_options_t po;
     memset(&po, 0, sizeof(po));
     po.file = psql_path;
@@ -391,7 +396,8 @@ static void on_ready(fw_stream_t *s, void *ud)
             r->got_rows = true;
             if (++R->held_ready == CONNS) {
                 if (getenv("FW_LAG_TRACE") != NULL)
-                    printf("lag trace: %.3f s: all held\n", (double)(uv_hrtime() - R->lag.t0) / 1e9);
+                    printf("lag trace: %.3f s: all held\n",
+                           (double)(uv_hrtime() - R->lag.t0) / 1e9);
                 spawn_killer(R);
             }
         }
@@ -400,8 +406,7 @@ static void on_ready(fw_stream_t *s, void *ud)
     drain(r);
 }
 
-static void on_conn(fw_pool_t *pool, fw_conn_t *conn, int status, const fw_error_t *err,
-                    void *ud)
+static void on_conn(fw_pool_t *pool, fw_conn_t *conn, int status, const fw_error_t *err, void *ud)
 {
     req_t *r = ud;
     if (status != 0) {
@@ -577,9 +582,11 @@ static void test_1000_streams_on_one_runtime_thread(void **state)
     if (held == CONNS) {
         char sql[512], cmd[2048];
         kill_sql(sql, sizeof(sql), "fw_pool1k_rt");
-        snprintf(cmd, sizeof(cmd), "'%s' -X -q -At -h '%s' -p '%s' -U '%s' -d '%s' -c \"%s\" "
-                 ">/dev/null", psql_path, env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"),
-                 env("FW_TEST_USER_TRUST"), env("FW_TEST_DBNAME"), sql);
+        snprintf(cmd, sizeof(cmd),
+                 "'%s' -X -q -At -h '%s' -p '%s' -U '%s' -d '%s' -c \"%s\" "
+                 ">/dev/null",
+                 psql_path, env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_USER_TRUST"),
+                 env("FW_TEST_DBNAME"), sql);
         int st = system(cmd);
         killer = st == -1 ? -1 : WEXITSTATUS(st);
     }
