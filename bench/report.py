@@ -533,6 +533,17 @@ if rt:
         if port:
             md.append(f"Every connect of both clients landed on node 0 (port {port}, the primary).\n")
 
+pl = load("pool.json")
+R["pool"] = pl
+if pl:
+    md.append(f"### Connection pool ({pl.get('requests', '?')} requests per pool case and round, "
+              f"connect cases a tenth; {pl.get('runs', '?')} rounds, medians)\n")
+    md.append("| case | requests/s | min | max | acquire wait p50 ms | p99 ms |\n|---|---|---|---|---|---|")
+    for c in pl["cases"]:
+        md.append(f"| {c['case']} | {c['rps_median']:.0f} | {c['rps_min']:.0f} | {c['rps_max']:.0f} | "
+                  f"{c['wait_p50_ms']:.3f} | {c['wait_p99_ms']:.3f} |")
+    md.append("")
+
 # ---- targets table first -----------------------------------------------------------------------
 tmd = ["## Targets (ratios from one run, side by side)\n",
        "| target | where | measured | bar | met |", "|---|---|---|---|---|"]

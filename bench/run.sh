@@ -20,8 +20,8 @@
 #             configured here with the project's default buildtype, debugoptimized)
 #   --runs    counted runs per case (default 5, at least 5 for results meant to be quoted)
 #   --only    run some sections: micro, decode, stream, firstrow, chunking, rss, predicate,
-#             metrics, allocs, stability, replay, connect, routing, callgrind, perfstat,
-#             syscalls
+#             metrics, allocs, stability, replay, connect, routing, pool, callgrind,
+#             perfstat, syscalls
 #
 # The routing section (connect time through a three-host list whose first two hosts are
 # standbys, target_session_attrs=read-write) starts a replicated cluster of its own through
@@ -132,6 +132,7 @@ if [ "$mode" = quick ]; then
     micro_args=(--quick)
     decode_rows=100000
     connect_count=20
+    pool_args=(--runs 3 --requests 1000) # about 1 minute on an idle machine
     stab_clients=fwire-embedded/rss=20,fwire-threaded/rss=20
     v_cg=v_bench_100k            # callgrind: per-row instructions between v_bench_1k and this
     v_sc=v_bench_100k            # syscalls: system calls per MB
@@ -143,6 +144,7 @@ else
     micro_args=()
     decode_rows=1000000
     connect_count=200
+    pool_args=(--runs "$runs" --requests 4000)
     stab_clients=null,fwire-embedded/rss=100,fwire-threaded/rss=100
     v_cg=v_bench_1m
     v_sc=v_bench_1m
@@ -233,6 +235,14 @@ connect_section() {
     "$B/bench_connect" --count "$connect_count" --json "$raw/connect.json"
 }
 section connect connect_section
+
+# ---- the connection pool under contention (issue 15) ---------------------------------------------
+# 1-row streams through pools of 8 and 16 with 8-256 requesters, and connect-per-request.
+pool_section() {
+    [ -n "${FW_TEST_SOCKDIR:-}" ] || { echo "skipped: needs the test cluster's users"; return 0; }
+    "$B/bench_pool" "${pool_args[@]}" --json "$raw/pool.json"
+}
+section pool pool_section
 
 # ---- connect time with routing (issue 14) -------------------------------------------------------
 # A replicated cluster (a primary, node 0, and two streaming standbys) for this section only:

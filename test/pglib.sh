@@ -237,7 +237,8 @@ EOF
 fsync = off
 synchronous_commit = off
 full_page_writes = off
-max_connections = 100
+# 1,000 streams over a pool of 100 (lib_pool_1k_live) while the other tests run: 250.
+max_connections = 250
 shared_buffers = 128MB
 ssl = on
 password_encryption = 'scram-sha-256'
