@@ -458,11 +458,18 @@ int fw_pool_new(fw_pool_t **out, uv_loop_t *loop, const fw_pool_opts_t *opts, fw
     if (out == NULL || loop == NULL || opts == NULL)
         return FW_EINVAL;
     *out = NULL;
-    if (opts->max_size == 0 || opts->min_size > opts->max_size) {
+    /* acquire_timeout_ms 0 would time out every acquire that has to wait, even for the
+     * connection it just had opened: a pool that hands out nothing new. Refused rather than
+     * read as "no limit", which would let a dead cluster hold every caller for ever. */
+    if (opts->max_size == 0 || opts->min_size > opts->max_size ||
+        opts->acquire_timeout_ms == 0) {
         if (err != NULL) {
             err->code = FW_EINVAL;
             if (opts->max_size == 0)
                 snprintf(err->message, sizeof(err->message), "max_size must be at least 1");
+            else if (opts->acquire_timeout_ms == 0)
+                snprintf(err->message, sizeof(err->message),
+                         "acquire_timeout_ms must be at least 1");
             else
                 snprintf(err->message, sizeof(err->message),
                          "min_size (%u) is larger than max_size (%u)", opts->min_size,
