@@ -198,7 +198,10 @@ pconn_t *fw__pool_find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only
             fw__pool_retire(p, pc, &p->st.closed_error, "the server ended the connection");
             continue;
         }
-        if (fw_conn_role(pc->c) != pc->role) {
+        /* the connection's own view, or a newer connect to its host (a promotion shows on a
+         * fresh connect before any old connection's next query does) */
+        if (fw_conn_role(pc->c) != pc->role ||
+            (pc->host->role != FW_ROLE_UNKNOWN && pc->host->role != pc->role)) {
             fw__pool_retire(p, pc, &p->st.closed_role, "the server changed role");
             continue;
         }
@@ -339,6 +342,25 @@ static void on_wait_timer(uv_timer_t *t)
     fw__pool_lm_sync(p);
 }
 
+/* The pool is full and a waiter fits none of its idle connections (a write on a pool of idle
+ * standby connections, a standby read when the first connects found the primary): close the
+ * idle connection that fits the want least recently used, so a fitting one can open. Without
+ * this, the waiter times out, and so does every later one of its kind, until the idle timeout
+ * (10 minutes by default) frees a slot. Connections handed out are never touched. */
+static void make_room(fw_pool_t *p, fw_pool_want_t want)
+{
+    pconn_t *victim = NULL;
+    for (pconn_t *pc = p->conns; pc != NULL; pc = pc->next) {
+        if (pc->state != PC_IDLE || fw__pool_role_fits(want, pc->role, pc->read_only))
+            continue;
+        if (victim == NULL || pc->idle_since < victim->idle_since)
+            victim = pc;
+    }
+    if (victim != NULL)
+        fw__pool_retire(p, victim, &p->st.closed_idle,
+                        "making room for a connection of another role");
+}
+
 /* Hands out connections while waiters and fitting connections exist, opens new ones when
  * there is room, and refuses at once what nothing could ever serve. */
 void fw__pool_pump(fw_pool_t *p)
@@ -380,6 +402,9 @@ void fw__pool_pump(fw_pool_t *p)
         }
         bool candidate = false;
         phost_t *h = fw__pool_pick_host(p, w->want, 1, &candidate);
+        if (h != NULL && fw__pool_count_live(p) >= p->o.max_size &&
+            fw__pool_count_coming(p) < fw__pool_count_waiting(p))
+            make_room(p, w->want);
         if (h != NULL && fw__pool_count_live(p) < p->o.max_size &&
             fw__pool_count_coming(p) < fw__pool_count_waiting(p) && fw__pool_open(p, h) == 0)
             continue; /* one connection opening per waiter; its callback pumps again */
@@ -396,6 +421,13 @@ void fw__pool_pump(fw_pool_t *p)
         uint64_t retry = 0;
         for (size_t i = 0; i < p->nhosts; i++) {
             const phost_t *hh = &p->hosts[i];
+            if (w->want == FW_POOL_WRITE && fw__pool_write_recheck(p, hh)) {
+                /* a standby to dial again in case it was promoted: wait for that */
+                all_open = false;
+                if (retry == 0 || hh->recheck_at < retry)
+                    retry = hh->recheck_at;
+                continue;
+            }
             if (fw__pool_host_rank(w->want, hh) == 0)
                 continue;
             if (hh->breaker != BR_OPEN)

@@ -116,6 +116,27 @@ int fw__pool_host_rank(fw_pool_want_t want, const phost_t *h)
     return 0;
 }
 
+/*
+ * Failover: every host that could take a write (known primary, or role unknown) has its
+ * breaker open or half-open. A standby may have been promoted meanwhile, which only a fresh
+ * connect shows (a connection already open to it learns of it at its next query at best), so
+ * a standby whose breaker is closed may be dialled for a write, once per breaker_cooldown_ms
+ * (fw__pool_pick_host). Without this, the pool keeps the role each host showed when last
+ * connected: after a promotion every write is refused with FW_EROUTE for as long as the pool
+ * lives.
+ */
+bool fw__pool_write_recheck(const fw_pool_t *p, const phost_t *h)
+{
+    if (h->role != FW_ROLE_STANDBY || h->breaker != BR_CLOSED)
+        return false;
+    for (size_t i = 0; i < p->nhosts; i++) {
+        const phost_t *o = &p->hosts[i];
+        if (fw__pool_host_rank(FW_POOL_WRITE, o) > 0 && o->breaker == BR_CLOSED)
+            return false; /* a primary (or a host of unknown role) may still be dialled */
+    }
+    return true;
+}
+
 /* The best host to open a connection to for `want` (the least loaded of the best rank), or
  * NULL; *any_candidate says whether some host could fit once its back-off ends. */
 phost_t *fw__pool_pick_host(fw_pool_t *p, fw_pool_want_t want, int min_rank, bool *any_candidate)
@@ -134,6 +155,24 @@ phost_t *fw__pool_pick_host(fw_pool_t *p, fw_pool_want_t want, int min_rank, boo
             best = h;
             best_rank = r;
         }
+    }
+    if (best != NULL || want != FW_POOL_WRITE)
+        return best;
+    uint64_t now = uv_now(p->loop);
+    for (size_t i = 0; i < p->nhosts; i++) {
+        phost_t *h = &p->hosts[i];
+        if (!fw__pool_write_recheck(p, h))
+            continue;
+        *any_candidate = true; /* now, or at its recheck_at */
+        if (!fw__pool_host_usable(p, h) || h->recheck_at > now)
+            continue;
+        if (best == NULL || h->conns < best->conns)
+            best = h;
+    }
+    if (best != NULL) {
+        best->recheck_at = now + p->o.breaker_cooldown_ms;
+        fw__pool_log(p, FW_LOG_INFO, "pool: no primary usable: %s:%d (a standby) dialled again "
+                     "for a write, in case it was promoted", best->name, best->port);
     }
     return best;
 }
