@@ -493,8 +493,7 @@ int fw_pool_new(fw_pool_t **out, uv_loop_t *loop, const fw_pool_opts_t *opts, fw
     /* acquire_timeout_ms 0 would time out every acquire that has to wait, even for the
      * connection it just had opened: a pool that hands out nothing new. Refused rather than
      * read as "no limit", which would let a dead cluster hold every caller for ever. */
-    if (opts->max_size == 0 || opts->min_size > opts->max_size ||
-        opts->acquire_timeout_ms == 0) {
+    if (opts->max_size == 0 || opts->min_size > opts->max_size || opts->acquire_timeout_ms == 0) {
         if (err != NULL) {
             err->code = FW_EINVAL;
             if (opts->max_size == 0)

@@ -171,8 +171,10 @@ phost_t *fw__pool_pick_host(fw_pool_t *p, fw_pool_want_t want, int min_rank, boo
     }
     if (best != NULL) {
         best->recheck_at = now + p->o.breaker_cooldown_ms;
-        fw__pool_log(p, FW_LOG_INFO, "pool: no primary usable: %s:%d (a standby) dialled again "
-                     "for a write, in case it was promoted", best->name, best->port);
+        fw__pool_log(p, FW_LOG_INFO,
+                     "pool: no primary usable: %s:%d (a standby) dialled again "
+                     "for a write, in case it was promoted",
+                     best->name, best->port);
     }
     return best;
 }

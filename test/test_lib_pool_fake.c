@@ -132,8 +132,7 @@ static char conninfo_buf[256];
 static void opts_for_port(fw_pool_opts_t *o, int port)
 {
     snprintf(conninfo_buf, sizeof(conninfo_buf),
-             "host=127.0.0.1 port=%d dbname=app user=app sslmode=disable connect_timeout=2",
-             port);
+             "host=127.0.0.1 port=%d dbname=app user=app sslmode=disable connect_timeout=2", port);
     fw_pool_opts_init(o);
     o->conninfo = conninfo_buf;
     o->use_environment = false;
@@ -402,8 +401,7 @@ static void test_an_acquire_on_a_closing_threaded_pool_is_estate_at_once(void **
     assert_true(secs < 0.5);
     assert_int_equal(fw_pool_close_sync(p), FW_ESTATE); /* a second close, meanwhile */
     pthread_join(th, NULL);
-    printf("fw_pool_close_sync returned %d after %.3f s (the drain)\n", cl.rc,
-           cl.secs);
+    printf("fw_pool_close_sync returned %d after %.3f s (the drain)\n", cl.rc, cl.secs);
     assert_int_equal(cl.rc, 0);
     assert_true(cl.secs > 1.0); /* it did wait for the draining connection */
     fw_runtime_free(rt);

@@ -67,8 +67,8 @@ static long psql_long(int n, const char *sql)
     snprintf(cmd, sizeof(cmd),
              "PGPASSWORD='%s' '%s/psql' -X -q -At -h '%s' -p %d -U '%s' -d '%s' -c \"%s\" "
              "2>/dev/null",
-             env("FW_REPL_PASS_SCRAM"), env("FW_REPL_BINDIR"), env("FW_REPL_HOST4"),
-             node_port(n), env("FW_REPL_USER_SCRAM"), env("FW_REPL_DBNAME"), sql);
+             env("FW_REPL_PASS_SCRAM"), env("FW_REPL_BINDIR"), env("FW_REPL_HOST4"), node_port(n),
+             env("FW_REPL_USER_SCRAM"), env("FW_REPL_DBNAME"), sql);
     FILE *f = popen(cmd, "r");
     if (f == NULL)
         return -1;
@@ -201,7 +201,7 @@ typedef struct job_s {
     fw_stream_t *s;
     bool acquired; /* the acquire's callback ran */
     int acq_status;
-    bool done; /* the stream ended (or the acquire failed) */
+    bool done;  /* the stream ended (or the acquire failed) */
     int status; /* FW_END, or the failure */
     long rows;
     int node;
@@ -619,8 +619,8 @@ static void test_a_failover_under_50_streams(void **state)
         if (uv_hrtime() - t0 > 30000000000ull || jobs_done(jobs, NJOBS) > NJOBS - 20) {
             for (int i = 0; i < NJOBS; i++)
                 if (jobs[i].done && jobs[i].status != FW_END)
-                    fail_msg("before the failover, job %d: %s: %s", i,
-                             fw_err_name(jobs[i].status), jobs[i].err.message);
+                    fail_msg("before the failover, job %d: %s: %s", i, fw_err_name(jobs[i].status),
+                             jobs[i].err.message);
             fail_msg("the streams never got going (%d under way, %d done)", mid,
                      jobs_done(jobs, NJOBS));
         }
