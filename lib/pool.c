@@ -75,6 +75,8 @@ void fw__pool_retire(fw_pool_t *p, pconn_t *pc, uint64_t *reason, const char *wh
         return;
     pc->state = PC_CLOSING;
     pc->host->conns--;
+    if (reason == &p->st.closed_error)
+        pc->host->suspect = true; /* the server may be gone: see fw__pool_host_usable */
     (*reason)++;
     fw__pool_log(p, FW_LOG_INFO, "pool: closing a connection to %s:%d (%s)", pc->host->name,
                  pc->host->port, why);

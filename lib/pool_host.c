@@ -67,6 +67,7 @@ void fw__pool_host_ok(fw_pool_t *p, phost_t *h, fw_server_role_t role)
     h->breaker = BR_CLOSED;
     h->failures = 0;
     h->probing = false;
+    h->suspect = false;
     h->retry_at = 0;
     if (role != h->role && h->role != FW_ROLE_UNKNOWN)
         fw__pool_log(p, FW_LOG_WARNING, "pool: %s:%d is now a %s (was a %s)", h->name, h->port,
@@ -91,12 +92,23 @@ bool fw__pool_role_fits(fw_pool_want_t want, fw_server_role_t role, bool read_on
 }
 
 /* A host may be dialled now: its back-off is over; an open breaker only once its cooldown is
- * over and no probe runs. */
+ * over and no probe runs; and a host whose last connect failed, or one of whose connections
+ * broke (a server that just died, or a failover), only when no connect to it is under way.
+ * Without that last rule a primary that dies under load is dialled once per waiter at the
+ * same moment (25 refused connects for 25 waiters in test_lib_pool_load_live) before the
+ * first failure can open its breaker. */
 bool fw__pool_host_usable(fw_pool_t *p, const phost_t *h)
 {
     if (h->probing)
         return false;
-    return h->retry_at <= uv_now(p->loop);
+    if (h->retry_at > uv_now(p->loop))
+        return false;
+    if (h->suspect || h->failures > 0) {
+        for (const pconn_t *pc = p->conns; pc != NULL; pc = pc->next)
+            if (pc->host == h && (pc->state == PC_OPENING || pc->state == PC_SETUP))
+                return false;
+    }
+    return true;
 }
 
 /* How well a host fits a want: 0 = not at all; higher is better. A host never connected to

@@ -29,6 +29,7 @@ typedef struct phost_s {
     uint64_t retry_at; /* uv_now: no connect before this */
     uint64_t recheck_at; /* a standby: no connect for a write before this (pool_host.c) */
     bool probing;
+    bool suspect; /* a connection to it broke: one connect at a time until one succeeds */
     unsigned conns;
     uint64_t connects, probes;
     fw__series_t *lm_breaker[3]; /* fraiseql_pool_host_breaker{host, state}, by breaker_t */
