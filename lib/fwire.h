@@ -320,8 +320,11 @@ FW_EXTERN const char *fw_conn_parameter(const fw_conn_t *conn, const char *name)
  * and keeps a failing host from costing every request a timeout: per host, exponential
  * back-off with jitter after a failed connect and a circuit breaker (open after
  * `breaker_threshold` failures in a row; after `breaker_cooldown_ms` one probe connect decides
- * whether it closes again). target_session_attrs and load_balance_hosts of the connection
- * string are not used: the pool routes each request itself.
+ * whether it closes again). When every host that could take a write has an open breaker (the
+ * primary died), a standby is dialled again for a write once per cooldown, so a promotion is
+ * found; writes wait for that rather than fail with FW_EROUTE. target_session_attrs and
+ * load_balance_hosts of the connection string are not used: the pool routes each request
+ * itself.
  * Thread: embedded mode, everything on the loop's thread. Threaded mode: the calls marked so
  * from any thread but the runtime's (the pool itself runs on the runtime's loop; its hooks,
  * log_cb and after_connect, run there too).
