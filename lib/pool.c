@@ -187,38 +187,6 @@ int fw__pool_open(fw_pool_t *p, phost_t *h)
     return 0;
 }
 
-pconn_t *fw__pool_find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only)
-{
-    pconn_t *fallback = NULL;
-    for (pconn_t *pc = p->conns, *next; pc != NULL; pc = next) {
-        next = pc->next;
-        if (pc->state != PC_IDLE)
-            continue;
-        /* The idle reader has seen the server's FATAL or its close (a shutdown, a
-         * failover): never hand that out. */
-        if (!fw__conn_usable(pc->c)) {
-            fw__pool_retire(p, pc, &p->st.closed_error, "the server ended the connection");
-            continue;
-        }
-        /* the connection's own view, or a newer connect to its host (a promotion shows on a
-         * fresh connect before any old connection's next query does) */
-        if (fw_conn_role(pc->c) != pc->role ||
-            (pc->host->role != FW_ROLE_UNKNOWN && pc->host->role != pc->role)) {
-            fw__pool_retire(p, pc, &p->st.closed_role, "the server changed role");
-            continue;
-        }
-        if (!fw__pool_role_fits(want, pc->role, pc->read_only))
-            continue;
-        if (want == FW_POOL_READ && pc->role != FW_ROLE_STANDBY) {
-            if (!standby_only && fallback == NULL)
-                fallback = pc;
-            continue;
-        }
-        return pc;
-    }
-    return fallback;
-}
-
 /* Connections on their way to being idle: connecting, running the after-connect SQL, or
  * being health-checked (each may serve a waiter soon). */
 unsigned fw__pool_count_coming(const fw_pool_t *p)
@@ -344,25 +312,6 @@ static void on_wait_timer(uv_timer_t *t)
     fw__pool_lm_sync(p);
 }
 
-/* The pool is full and a waiter fits none of its idle connections (a write on a pool of idle
- * standby connections, a standby read when the first connects found the primary): close the
- * idle connection that fits the want least recently used, so a fitting one can open. Without
- * this, the waiter times out, and so does every later one of its kind, until the idle timeout
- * (10 minutes by default) frees a slot. Connections handed out are never touched. */
-static void make_room(fw_pool_t *p, fw_pool_want_t want)
-{
-    pconn_t *victim = NULL;
-    for (pconn_t *pc = p->conns; pc != NULL; pc = pc->next) {
-        if (pc->state != PC_IDLE || fw__pool_role_fits(want, pc->role, pc->read_only))
-            continue;
-        if (victim == NULL || pc->idle_since < victim->idle_since)
-            victim = pc;
-    }
-    if (victim != NULL)
-        fw__pool_retire(p, victim, &p->st.closed_idle,
-                        "making room for a connection of another role");
-}
-
 /* Hands out connections while waiters and fitting connections exist, opens new ones when
  * there is room, and refuses at once what nothing could ever serve. */
 void fw__pool_pump(fw_pool_t *p)
@@ -406,7 +355,7 @@ void fw__pool_pump(fw_pool_t *p)
         phost_t *h = fw__pool_pick_host(p, w->want, 1, &candidate);
         if (h != NULL && fw__pool_count_live(p) >= p->o.max_size &&
             fw__pool_count_coming(p) < fw__pool_count_waiting(p))
-            make_room(p, w->want);
+            fw__pool_make_room(p, w->want);
         if (h != NULL && fw__pool_count_live(p) < p->o.max_size &&
             fw__pool_count_coming(p) < fw__pool_count_waiting(p) && fw__pool_open(p, h) == 0)
             continue; /* one connection opening per waiter; its callback pumps again */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The pool's hosts: back-off, the circuit breaker, and which host serves a want (pool.c). */
+/* The pool's hosts: back-off, the circuit breaker, which host and which idle connection serve
+ * a want, and room for a want no idle connection fits (pool.c). */
 #include "pool_int.h"
 
 #include <stdarg.h>
@@ -191,3 +192,55 @@ phost_t *fw__pool_pick_host(fw_pool_t *p, fw_pool_want_t want, int min_rank, boo
     return best;
 }
 
+/* ---- idle connections ------------------------------------------------------------------- */
+
+pconn_t *fw__pool_find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only)
+{
+    pconn_t *fallback = NULL;
+    for (pconn_t *pc = p->conns, *next; pc != NULL; pc = next) {
+        next = pc->next;
+        if (pc->state != PC_IDLE)
+            continue;
+        /* The idle reader has seen the server's FATAL or its close (a shutdown, a
+         * failover): never hand that out. */
+        if (!fw__conn_usable(pc->c)) {
+            fw__pool_retire(p, pc, &p->st.closed_error, "the server ended the connection");
+            continue;
+        }
+        /* the connection's own view, or a newer connect to its host (a promotion shows on a
+         * fresh connect before any old connection's next query does) */
+        if (fw_conn_role(pc->c) != pc->role ||
+            (pc->host->role != FW_ROLE_UNKNOWN && pc->host->role != pc->role)) {
+            fw__pool_retire(p, pc, &p->st.closed_role, "the server changed role");
+            continue;
+        }
+        if (!fw__pool_role_fits(want, pc->role, pc->read_only))
+            continue;
+        if (want == FW_POOL_READ && pc->role != FW_ROLE_STANDBY) {
+            if (!standby_only && fallback == NULL)
+                fallback = pc;
+            continue;
+        }
+        return pc;
+    }
+    return fallback;
+}
+
+/* The pool is full and a waiter fits none of its idle connections (a write on a pool of idle
+ * standby connections, a standby read when the first connects found the primary): close the
+ * idle connection that fits the want least recently used, so a fitting one can open. Without
+ * this, the waiter times out, and so does every later one of its kind, until the idle timeout
+ * (10 minutes by default) frees a slot. Connections handed out are never touched. */
+void fw__pool_make_room(fw_pool_t *p, fw_pool_want_t want)
+{
+    pconn_t *victim = NULL;
+    for (pconn_t *pc = p->conns; pc != NULL; pc = pc->next) {
+        if (pc->state != PC_IDLE || fw__pool_role_fits(want, pc->role, pc->read_only))
+            continue;
+        if (victim == NULL || pc->idle_since < victim->idle_since)
+            victim = pc;
+    }
+    if (victim != NULL)
+        fw__pool_retire(p, victim, &p->st.closed_idle,
+                        "making room for a connection of another role");
+}

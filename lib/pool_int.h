@@ -104,6 +104,7 @@ bool fw__pool_host_usable(fw_pool_t *p, const phost_t *h);
 /* How well h fits a want (0: not at all). */
 int fw__pool_host_rank(fw_pool_want_t want, const phost_t *h);
 bool fw__pool_write_recheck(const fw_pool_t *p, const phost_t *h);
+void fw__pool_make_room(fw_pool_t *p, fw_pool_want_t want);
 /* The host to open a connection to for `want`, or NULL; *any_candidate: some host could. */
 phost_t *fw__pool_pick_host(fw_pool_t *p, fw_pool_want_t want, int min_rank, bool *any_candidate);
 
