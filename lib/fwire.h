@@ -320,8 +320,11 @@ FW_EXTERN const char *fw_conn_parameter(const fw_conn_t *conn, const char *name)
  * and keeps a failing host from costing every request a timeout: per host, exponential
  * back-off with jitter after a failed connect and a circuit breaker (open after
  * `breaker_threshold` failures in a row; after `breaker_cooldown_ms` one probe connect decides
- * whether it closes again). target_session_attrs and load_balance_hosts of the connection
- * string are not used: the pool routes each request itself.
+ * whether it closes again). When every host that could take a write has an open breaker (the
+ * primary died), a standby is dialled again for a write once per cooldown, so a promotion is
+ * found; writes wait for that rather than fail with FW_EROUTE. target_session_attrs and
+ * load_balance_hosts of the connection string are not used: the pool routes each request
+ * itself.
  * Thread: embedded mode, everything on the loop's thread. Threaded mode: the calls marked so
  * from any thread but the runtime's (the pool itself runs on the runtime's loop; its hooks,
  * log_cb and after_connect, run there too).
@@ -339,7 +342,8 @@ typedef struct fw_pool_opts_s {
     const char *conninfo;         /* borrowed for fw_pool_new */
     bool use_environment;         /* PG* variables and the passfile, as fw_conn_opts_t (true) */
     unsigned max_size;            /* connections open or opening at most (10) */
-    unsigned acquire_timeout_ms;  /* an acquire waits this long at most (5,000) */
+    unsigned acquire_timeout_ms;  /* an acquire waits this long at most (5,000; 0 is refused:
+                                     FW_EINVAL, there is no "no limit") */
     unsigned max_lifetime_ms;     /* a connection is retired at release after this (1,800,000;
                                      0: never) */
     unsigned lifetime_jitter_ms;  /* minus up to this much, at random per connection (so a
@@ -389,9 +393,10 @@ FW_EXTERN void fw_pool_opts_init(fw_pool_opts_t *o);
  * Creates a pool on `loop` (embedded mode). Nothing connects inside the call; connections open
  * on the first acquire, or from the loop at once up to min_size. opts and the strings in it
  * are borrowed for the call only (conninfo and after_connect_sql are copied). Returns 0 and
- * *out, or FW_EINVAL (a NULL argument, max_size 0, min_size > max_size: *err says which),
- * FW_ENOMEM or FW_ECONFIG (the connection string is bad: *err says why); *out NULL then. err
- * may be NULL. The pool is the library's memory: free it with fw_pool_close. Loop thread.
+ * *out, or FW_EINVAL (a NULL argument, max_size 0, min_size > max_size, acquire_timeout_ms 0:
+ * *err says which), FW_ENOMEM or FW_ECONFIG (the connection string is bad: *err says why);
+ * *out NULL then. err may be NULL. The pool is the library's memory: free it with
+ * fw_pool_close. Loop thread.
  */
 FW_EXTERN int fw_pool_new(fw_pool_t **out, struct uv_loop_s *loop, const fw_pool_opts_t *opts,
                           fw_error_t *err);

@@ -75,6 +75,8 @@ void fw__pool_retire(fw_pool_t *p, pconn_t *pc, uint64_t *reason, const char *wh
         return;
     pc->state = PC_CLOSING;
     pc->host->conns--;
+    if (reason == &p->st.closed_error)
+        pc->host->suspect = true; /* the server may be gone: see fw__pool_host_usable */
     (*reason)++;
     fw__pool_log(p, FW_LOG_INFO, "pool: closing a connection to %s:%d (%s)", pc->host->name,
                  pc->host->port, why);
@@ -183,35 +185,6 @@ int fw__pool_open(fw_pool_t *p, phost_t *h)
         fw__pool_log(p, FW_LOG_INFO, "pool: %s:%d breaker half-open: one probe", h->name, h->port);
     }
     return 0;
-}
-
-pconn_t *fw__pool_find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only)
-{
-    pconn_t *fallback = NULL;
-    for (pconn_t *pc = p->conns, *next; pc != NULL; pc = next) {
-        next = pc->next;
-        if (pc->state != PC_IDLE)
-            continue;
-        /* The idle reader has seen the server's FATAL or its close (a shutdown, a
-         * failover): never hand that out. */
-        if (!fw__conn_usable(pc->c)) {
-            fw__pool_retire(p, pc, &p->st.closed_error, "the server ended the connection");
-            continue;
-        }
-        if (fw_conn_role(pc->c) != pc->role) {
-            fw__pool_retire(p, pc, &p->st.closed_role, "the server changed role");
-            continue;
-        }
-        if (!fw__pool_role_fits(want, pc->role, pc->read_only))
-            continue;
-        if (want == FW_POOL_READ && pc->role != FW_ROLE_STANDBY) {
-            if (!standby_only && fallback == NULL)
-                fallback = pc;
-            continue;
-        }
-        return pc;
-    }
-    return fallback;
 }
 
 /* Connections on their way to being idle: connecting, running the after-connect SQL, or
@@ -380,6 +353,9 @@ void fw__pool_pump(fw_pool_t *p)
         }
         bool candidate = false;
         phost_t *h = fw__pool_pick_host(p, w->want, 1, &candidate);
+        if (h != NULL && fw__pool_count_live(p) >= p->o.max_size &&
+            fw__pool_count_coming(p) < fw__pool_count_waiting(p))
+            fw__pool_make_room(p, w->want);
         if (h != NULL && fw__pool_count_live(p) < p->o.max_size &&
             fw__pool_count_coming(p) < fw__pool_count_waiting(p) && fw__pool_open(p, h) == 0)
             continue; /* one connection opening per waiter; its callback pumps again */
@@ -396,6 +372,13 @@ void fw__pool_pump(fw_pool_t *p)
         uint64_t retry = 0;
         for (size_t i = 0; i < p->nhosts; i++) {
             const phost_t *hh = &p->hosts[i];
+            if (w->want == FW_POOL_WRITE && fw__pool_write_recheck(p, hh)) {
+                /* a standby to dial again in case it was promoted: wait for that */
+                all_open = false;
+                if (retry == 0 || hh->recheck_at < retry)
+                    retry = hh->recheck_at;
+                continue;
+            }
             if (fw__pool_host_rank(w->want, hh) == 0)
                 continue;
             if (hh->breaker != BR_OPEN)
@@ -458,11 +441,17 @@ int fw_pool_new(fw_pool_t **out, uv_loop_t *loop, const fw_pool_opts_t *opts, fw
     if (out == NULL || loop == NULL || opts == NULL)
         return FW_EINVAL;
     *out = NULL;
-    if (opts->max_size == 0 || opts->min_size > opts->max_size) {
+    /* acquire_timeout_ms 0 would time out every acquire that has to wait, even for the
+     * connection it just had opened: a pool that hands out nothing new. Refused rather than
+     * read as "no limit", which would let a dead cluster hold every caller for ever. */
+    if (opts->max_size == 0 || opts->min_size > opts->max_size || opts->acquire_timeout_ms == 0) {
         if (err != NULL) {
             err->code = FW_EINVAL;
             if (opts->max_size == 0)
                 snprintf(err->message, sizeof(err->message), "max_size must be at least 1");
+            else if (opts->acquire_timeout_ms == 0)
+                snprintf(err->message, sizeof(err->message),
+                         "acquire_timeout_ms must be at least 1");
             else
                 snprintf(err->message, sizeof(err->message),
                          "min_size (%u) is larger than max_size (%u)", opts->min_size,

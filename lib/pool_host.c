@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The pool's hosts: back-off, the circuit breaker, and which host serves a want (pool.c). */
+/* The pool's hosts: back-off, the circuit breaker, which host and which idle connection serve
+ * a want, and room for a want no idle connection fits (pool.c). */
 #include "pool_int.h"
 
 #include <stdarg.h>
@@ -67,6 +68,7 @@ void fw__pool_host_ok(fw_pool_t *p, phost_t *h, fw_server_role_t role)
     h->breaker = BR_CLOSED;
     h->failures = 0;
     h->probing = false;
+    h->suspect = false;
     h->retry_at = 0;
     if (role != h->role && h->role != FW_ROLE_UNKNOWN)
         fw__pool_log(p, FW_LOG_WARNING, "pool: %s:%d is now a %s (was a %s)", h->name, h->port,
@@ -91,12 +93,23 @@ bool fw__pool_role_fits(fw_pool_want_t want, fw_server_role_t role, bool read_on
 }
 
 /* A host may be dialled now: its back-off is over; an open breaker only once its cooldown is
- * over and no probe runs. */
+ * over and no probe runs; and a host whose last connect failed, or one of whose connections
+ * broke (a server that just died, or a failover), only when no connect to it is under way.
+ * Without that last rule a primary that dies under load is dialled once per waiter at the
+ * same moment (25 refused connects for 25 waiters in test_lib_pool_load_live) before the
+ * first failure can open its breaker. */
 bool fw__pool_host_usable(fw_pool_t *p, const phost_t *h)
 {
     if (h->probing)
         return false;
-    return h->retry_at <= uv_now(p->loop);
+    if (h->retry_at > uv_now(p->loop))
+        return false;
+    if (h->suspect || h->failures > 0) {
+        for (const pconn_t *pc = p->conns; pc != NULL; pc = pc->next)
+            if (pc->host == h && (pc->state == PC_OPENING || pc->state == PC_SETUP))
+                return false;
+    }
+    return true;
 }
 
 /* How well a host fits a want: 0 = not at all; higher is better. A host never connected to
@@ -114,6 +127,27 @@ int fw__pool_host_rank(fw_pool_want_t want, const phost_t *h)
         return h->role == FW_ROLE_STANDBY || h->role == FW_ROLE_UNKNOWN ? 3 : 0;
     }
     return 0;
+}
+
+/*
+ * Failover: every host that could take a write (known primary, or role unknown) has its
+ * breaker open or half-open. A standby may have been promoted meanwhile, which only a fresh
+ * connect shows (a connection already open to it learns of it at its next query at best), so
+ * a standby whose breaker is closed may be dialled for a write, once per breaker_cooldown_ms
+ * (fw__pool_pick_host). Without this, the pool keeps the role each host showed when last
+ * connected: after a promotion every write is refused with FW_EROUTE for as long as the pool
+ * lives.
+ */
+bool fw__pool_write_recheck(const fw_pool_t *p, const phost_t *h)
+{
+    if (h->role != FW_ROLE_STANDBY || h->breaker != BR_CLOSED)
+        return false;
+    for (size_t i = 0; i < p->nhosts; i++) {
+        const phost_t *o = &p->hosts[i];
+        if (fw__pool_host_rank(FW_POOL_WRITE, o) > 0 && o->breaker == BR_CLOSED)
+            return false; /* a primary (or a host of unknown role) may still be dialled */
+    }
+    return true;
 }
 
 /* The best host to open a connection to for `want` (the least loaded of the best rank), or
@@ -135,6 +169,78 @@ phost_t *fw__pool_pick_host(fw_pool_t *p, fw_pool_want_t want, int min_rank, boo
             best_rank = r;
         }
     }
+    if (best != NULL || want != FW_POOL_WRITE)
+        return best;
+    uint64_t now = uv_now(p->loop);
+    for (size_t i = 0; i < p->nhosts; i++) {
+        phost_t *h = &p->hosts[i];
+        if (!fw__pool_write_recheck(p, h))
+            continue;
+        *any_candidate = true; /* now, or at its recheck_at */
+        if (!fw__pool_host_usable(p, h) || h->recheck_at > now)
+            continue;
+        if (best == NULL || h->conns < best->conns)
+            best = h;
+    }
+    if (best != NULL) {
+        best->recheck_at = now + p->o.breaker_cooldown_ms;
+        fw__pool_log(p, FW_LOG_INFO,
+                     "pool: no primary usable: %s:%d (a standby) dialled again "
+                     "for a write, in case it was promoted",
+                     best->name, best->port);
+    }
     return best;
 }
 
+/* ---- idle connections ------------------------------------------------------------------- */
+
+pconn_t *fw__pool_find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only)
+{
+    pconn_t *fallback = NULL;
+    for (pconn_t *pc = p->conns, *next; pc != NULL; pc = next) {
+        next = pc->next;
+        if (pc->state != PC_IDLE)
+            continue;
+        /* The idle reader has seen the server's FATAL or its close (a shutdown, a
+         * failover): never hand that out. */
+        if (!fw__conn_usable(pc->c)) {
+            fw__pool_retire(p, pc, &p->st.closed_error, "the server ended the connection");
+            continue;
+        }
+        /* the connection's own view, or a newer connect to its host (a promotion shows on a
+         * fresh connect before any old connection's next query does) */
+        if (fw_conn_role(pc->c) != pc->role ||
+            (pc->host->role != FW_ROLE_UNKNOWN && pc->host->role != pc->role)) {
+            fw__pool_retire(p, pc, &p->st.closed_role, "the server changed role");
+            continue;
+        }
+        if (!fw__pool_role_fits(want, pc->role, pc->read_only))
+            continue;
+        if (want == FW_POOL_READ && pc->role != FW_ROLE_STANDBY) {
+            if (!standby_only && fallback == NULL)
+                fallback = pc;
+            continue;
+        }
+        return pc;
+    }
+    return fallback;
+}
+
+/* The pool is full and a waiter fits none of its idle connections (a write on a pool of idle
+ * standby connections, a standby read when the first connects found the primary): close the
+ * idle connection that fits the want least recently used, so a fitting one can open. Without
+ * this, the waiter times out, and so does every later one of its kind, until the idle timeout
+ * (10 minutes by default) frees a slot. Connections handed out are never touched. */
+void fw__pool_make_room(fw_pool_t *p, fw_pool_want_t want)
+{
+    pconn_t *victim = NULL;
+    for (pconn_t *pc = p->conns; pc != NULL; pc = pc->next) {
+        if (pc->state != PC_IDLE || fw__pool_role_fits(want, pc->role, pc->read_only))
+            continue;
+        if (victim == NULL || pc->idle_since < victim->idle_since)
+            victim = pc;
+    }
+    if (victim != NULL)
+        fw__pool_retire(p, victim, &p->st.closed_idle,
+                        "making room for a connection of another role");
+}

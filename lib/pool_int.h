@@ -27,7 +27,9 @@ typedef struct phost_s {
     breaker_t breaker;
     unsigned failures;
     uint64_t retry_at; /* uv_now: no connect before this */
+    uint64_t recheck_at; /* a standby: no connect for a write before this (pool_host.c) */
     bool probing;
+    bool suspect; /* a connection to it broke: one connect at a time until one succeeds */
     unsigned conns;
     uint64_t connects, probes;
     fw__series_t *lm_breaker[3]; /* fraiseql_pool_host_breaker{host, state}, by breaker_t */
@@ -101,6 +103,8 @@ bool fw__pool_role_fits(fw_pool_want_t want, fw_server_role_t role, bool read_on
 bool fw__pool_host_usable(fw_pool_t *p, const phost_t *h);
 /* How well h fits a want (0: not at all). */
 int fw__pool_host_rank(fw_pool_want_t want, const phost_t *h);
+bool fw__pool_write_recheck(const fw_pool_t *p, const phost_t *h);
+void fw__pool_make_room(fw_pool_t *p, fw_pool_want_t want);
 /* The host to open a connection to for `want`, or NULL; *any_candidate: some host could. */
 phost_t *fw__pool_pick_host(fw_pool_t *p, fw_pool_want_t want, int min_rank, bool *any_candidate);
 

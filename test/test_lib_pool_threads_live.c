@@ -170,7 +170,12 @@ static void test_threads_share_a_pool(void **state)
            (unsigned long long)st.acquires, st.acquire_wait_max_seconds);
     assert_int_equal(rows, (long)THREADS * ROUNDS * 5);
     assert_int_equal(st.acquires, THREADS * ROUNDS);
-    assert_true(st.opened >= 1 && st.opened <= 3);
+    /* never more than max_size open; beyond the first 3, only connections opened in place of
+     * an idle one of the wrong role closed for the writer (closed_idle: the pool makes room) */
+    printf("closed to make room: %llu\n", (unsigned long long)st.closed_idle);
+    assert_true(st.size <= 3);
+    assert_true(st.opened >= 1 && st.opened <= 3 + st.closed_idle);
+    assert_true(st.closed_idle <= ROUNDS);
     assert_int_equal(st.in_use, 0);
     assert_int_equal(st.acquire_timeouts, 0);
     assert_int_equal(fw_pool_close_sync(p), 0);

@@ -8,7 +8,10 @@ test/with-repl.sh (a primary, node 0, and two streaming standbys, nodes 1 and 2)
   of each node shows where); with `--read-from-primary` on the primary; /metrics lists the hosts;
 - /readyz: 200 while the cluster runs; every node stopped: 503 with a reason within a bound
   (measured and printed), and a stream fails fast instead of hanging; every node started
-  again: 200 within a bound, and streams are served again.
+  again: 200 within a bound, and streams are served again;
+- failover (last): two clients read without pause while the primary is stopped with
+  -m immediate and node 1 promoted; every read has every row or a JSON error, the reads after
+  it all succeed (on node 1 or 2), and /readyz is 200.
 
 Plain HTTP only (urllib): no websockets module needed. Each check prints ok/FAIL; exit 1 if
 any failed.
@@ -241,6 +244,73 @@ def main():
            "streams served again (%d rows)" % len(rows), repr((st, body[:200])))
     finally:
         gw.stop("readiness gateway")
+
+    failover()
+
+
+def failover():
+    """Last (the cluster keeps its new primary): reads keep coming while the primary is stopped
+    (-m immediate) and node 1 promoted; every read either has every row or fails with a JSON
+    error; reads after the failover succeed, and /readyz is 200 again."""
+    print("# failover while the gateway serves reads")
+    if not ctl("wait-streaming"):
+        ok(False, "wait-streaming before the failover")
+        return
+    want = int(admin(0, "SELECT count(*) FROM v_fixture"))
+    app_f = "fwire_gw_repl_failover_%d" % os.getpid()
+    gw = Gateway(app_f)
+    try:
+        t, body = gw.wait_ready(200, 10)
+        ok(t is not None, "failover gateway ready", body)
+        results = []  # (start, end, status, rows, body)
+        stop = threading.Event()
+
+        def reader():
+            while not stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    st, body = gw.get("/stream/fixture", 30)
+                except Exception as e:  # a reset connection, say: recorded as a failure
+                    st, body = None, repr(e)
+                rows = [l for l in body.splitlines() if l] if st == 200 else []
+                results.append((t0, time.monotonic(), st, len(rows), body[:200]))
+                time.sleep(0.02)
+
+        readers = [threading.Thread(target=reader) for _ in range(2)]
+        for r in readers:
+            r.start()
+        time.sleep(1.0)
+        t_fail = time.monotonic()
+        stopped = ctl("stop-node", 0, "immediate")
+        promoted = stopped and ctl("promote", 1)
+        t_done = time.monotonic()
+        ok(stopped and promoted, "primary stopped (-m immediate) and node 1 promoted in %.2f s"
+           % (t_done - t_fail))
+        t, body = gw.wait_ready(200, UP_BOUND)
+        ok(t is not None, "/readyz 200 %.2f s after the promotion (bound %.0f s)"
+           % (t if t is not None else -1, UP_BOUND), body)
+        time.sleep(2.0)  # reads go on after the failover
+        stop.set()
+        for r in readers:
+            r.join(60)
+        during = [x for x in results if x[1] >= t_fail and x[0] <= t_done]
+        after = [x for x in results if x[0] > t_done]
+        bad = [x for x in results if not (
+            (x[2] == 200 and x[3] == want) or
+            (x[2] is not None and x[2] >= 500 and '"code"' in x[4]))]
+        failed_reads = [x for x in results if x[2] != 200]
+        ok(not bad, "%d reads in all, %d during the failover, %d failed (each with a JSON "
+           "error): every read has all %d rows or a clear error" % (
+               len(results), len(during), len(failed_reads), want), repr(bad[:3]))
+        ok(len(after) >= 5 and all(x[2] == 200 and x[3] == want for x in after),
+           "%d reads after the failover: all 200 with every row" % len(after),
+           repr([x for x in after if x[2] != 200][:3]))
+        nodes, st, rows = stream_where(gw, app_f)
+        ok(st == 200 and len(nodes) == 1 and nodes[0] in (1, 2),
+           "a read after the failover runs on node %s (the new primary or the standby)" % nodes,
+           repr((st, nodes, len(rows))))
+    finally:
+        gw.stop("failover gateway")
 
 
 if __name__ == "__main__":
