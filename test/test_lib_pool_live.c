@@ -75,9 +75,9 @@ static void make_conninfo(char *buf, size_t cap, int port)
         snprintf(buf, cap,
                  "host=%s,%s,%s port=%d,%d,%d dbname=%s user=%s password=%s sslmode=disable "
                  "connect_timeout=2",
-                 env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), env("FW_REPL_HOST4"),
-                 node_port(0), node_port(1), node_port(2), env("FW_REPL_DBNAME"),
-                 env("FW_REPL_USER_SCRAM"), env("FW_REPL_PASS_SCRAM"));
+                 env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), node_port(0),
+                 node_port(1), node_port(2), env("FW_REPL_DBNAME"), env("FW_REPL_USER_SCRAM"),
+                 env("FW_REPL_PASS_SCRAM"));
 }
 
 static char conninfo_buf[1024];
@@ -558,6 +558,135 @@ static void test_min_size_opens_ahead_and_refills(void **state)
     assert_non_null(strstr(err.message, "min_size"));
 }
 
+/* ---- idle timeout and lifetime jitter ------------------------------------------------------ */
+
+/* Acquires n connections at once (all held), then gives them all back and waits until every
+ * connection of the pool is idle (a READ may open one more than it takes: a host of unknown
+ * role that turns out a primary). Returns the hrtime then; *idle, how many are idle. */
+static uint64_t open_n_then_idle(fw_pool_t *p, int n, unsigned *idle)
+{
+    got_t g[16];
+    assert_true(n <= 16);
+    memset(g, 0, sizeof(g));
+    for (int i = 0; i < n; i++)
+        assert_int_equal(fw_pool_acquire(p, FW_POOL_READ, on_acquired, &g[i]), 0);
+    for (int i = 0; i < n; i++) {
+        run_until(&g[i].done, 10000);
+        assert_true(g[i].done);
+        assert_int_equal(g[i].status, 0);
+    }
+    for (int i = 0; i < n; i++)
+        fw_pool_release(p, g[i].conn);
+    fw_pool_stats_t st;
+    uint64_t t0 = uv_hrtime();
+    do {
+        run_until(&(bool){false}, 2);
+        assert_int_equal(fw_pool_stats(p, &st), 0);
+    } while ((st.in_use != 0 || st.opening != 0 || st.idle != st.size) &&
+             uv_hrtime() - t0 < 5000000000u);
+    assert_int_equal(st.in_use, 0);
+    assert_true(st.idle >= (unsigned)n);
+    assert_int_equal(st.closed_idle + st.closed_lifetime, 0); /* nothing closed yet */
+    *idle = st.idle;
+    return uv_hrtime();
+}
+
+/* Runs the loop until the counter *at (a field of the stats, by offset) reaches want or ms
+ * pass; records the hrtime of every increase in ticks[] (at most cap). Returns how many. */
+static int watch_counter(fw_pool_t *p, size_t off, uint64_t want, int ms, uint64_t *ticks, int cap)
+{
+    fw_pool_stats_t st;
+    uint64_t last = 0;
+    int k = 0;
+    uint64_t t0 = uv_hrtime();
+    do {
+        run_until(&(bool){false}, 5);
+        assert_int_equal(fw_pool_stats(p, &st), 0);
+        uint64_t v;
+        memcpy(&v, (const char *)&st + off, sizeof(v));
+        for (; last < v && k < cap; last++)
+            ticks[k++] = uv_hrtime();
+        last = v;
+        if (v >= want)
+            break;
+    } while (uv_hrtime() - t0 < (uint64_t)ms * 1000000u);
+    return k;
+}
+
+static void test_idle_connections_close_after_the_idle_timeout(void **state)
+{
+    (void)state;
+    for (unsigned min_size = 0; min_size <= 1; min_size++) {
+        fw_pool_opts_t o;
+        pool_opts(&o, 6, 10000);
+        o.idle_timeout_ms = 1000; /* checked by the sweep, every second */
+        o.min_size = min_size;
+        fw_pool_t *p = new_pool_with(&o);
+        unsigned idle = 0;
+        uint64_t t0 = open_n_then_idle(p, 3, &idle);
+        uint64_t ticks[8];
+        /* every idle connection above min_size closes between 1 s (the timeout) and about
+         * 2 s (the next sweep after it) */
+        int k = watch_counter(p, offsetof(fw_pool_stats_t, closed_idle), idle - min_size, 6000,
+                              ticks, 8);
+        fw_pool_stats_t st;
+        assert_int_equal(fw_pool_stats(p, &st), 0);
+        double first = k > 0 ? (double)(ticks[0] - t0) / 1e9 : -1;
+        double last = k > 0 ? (double)(ticks[k - 1] - t0) / 1e9 : -1;
+        printf("idle timeout 1 s, min_size %u: closed_idle %llu, first %.3f s, last %.3f s "
+               "after the release; idle %u of %u\n",
+               min_size, (unsigned long long)st.closed_idle, first, last, st.idle, idle);
+        assert_int_equal(st.closed_idle, idle - min_size);
+        assert_true(first >= 0.9);
+        assert_true(last <= 3.5);
+        /* min_size stays open; nothing else closed it */
+        run_until(&(bool){false}, 1500);
+        assert_int_equal(fw_pool_stats(p, &st), 0);
+        assert_int_equal(st.closed_idle, idle - min_size);
+        assert_int_equal(st.idle, min_size);
+        assert_int_equal(st.closed_lifetime + st.closed_error + st.closed_role, 0);
+        close_pool(p);
+    }
+}
+
+static void test_lifetimes_are_spread_by_the_jitter(void **state)
+{
+    (void)state;
+    fw_pool_opts_t o;
+    pool_opts(&o, 16, 10000);
+    o.max_lifetime_ms = 3000;
+    o.lifetime_jitter_ms = 1900; /* each connection lives 1.1 to 3 s */
+    o.idle_timeout_ms = 0;       /* off: only lifetimes close */
+    fw_pool_t *p = new_pool_with(&o);
+    unsigned idle = 0;
+    uint64_t t0 = open_n_then_idle(p, 16, &idle);
+    int n = (int)idle;
+    uint64_t ticks[16];
+    int k =
+        watch_counter(p, offsetof(fw_pool_stats_t, closed_lifetime), (uint64_t)n, 6000, ticks, 16);
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(p, &st), 0);
+    assert_int_equal(st.closed_lifetime, (uint64_t)n);
+    assert_int_equal(k, n);
+    /* retired at the sweep after their expiry: the sweep runs every second and the expiries
+     * are spread over 1.9 s, so they fall at two or three different sweeps (all 16 within
+     * one second: a chance of (1/1.9)^16, 3e-5); without jitter (the min_size test) every
+     * lifetime ends at the same sweep */
+    int sweeps = 1;
+    for (int i = 1; i < k; i++)
+        if (ticks[i] - ticks[i - 1] > 500000000u)
+            sweeps++;
+    double first = (double)(ticks[0] - t0) / 1e9, last = (double)(ticks[k - 1] - t0) / 1e9;
+    printf("lifetime 3 s, jitter 1.9 s, %d connections: retired at %d sweeps, from %.3f s to "
+           "%.3f s after the release\n",
+           n, sweeps, first, last);
+    assert_true(sweeps >= 2);
+    assert_true(first >= 0.5); /* 1.1 s at least from the opens, which came before t0 */
+    assert_true(last <= 5.0);  /* 3 s lifetime + a sweep + slack */
+    assert_int_equal(st.closed_idle + st.closed_error + st.closed_role, 0);
+    close_pool(p);
+}
+
 /* ---- after-connect SQL -------------------------------------------------------------------- */
 
 static void test_after_connect_sql(void **state)
@@ -676,15 +805,16 @@ static void test_pool_metrics(void **state)
     run_until(&late.done, 5000);
     assert_int_equal(late.status, FW_ETIMEDOUT);
     char host0[128];
-    snprintf(host0, sizeof(host0),
-             "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"closed\"}",
+    snprintf(host0, sizeof(host0), "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"closed\"}",
              env("FW_REPL_HOST4"), node_port(0));
     printf("while open: connections %g, in_use %g, waiting %g, %s %g\n",
            metric(t1, "fraiseql_pool_connections"), metric(t1, "fraiseql_pool_connections_in_use"),
            metric(t1, "fraiseql_pool_acquires_waiting"), host0, metric(t1, host0));
     assert_true(metric(t1, "fraiseql_pool_connections") ==
-                (metric(t0, "fraiseql_pool_connections") > 0 ? metric(t0, "fraiseql_pool_connections")
-                                                            : 0) + 2);
+                (metric(t0, "fraiseql_pool_connections") > 0
+                     ? metric(t0, "fraiseql_pool_connections")
+                     : 0) +
+                    2);
     assert_true(metric(t1, "fraiseql_pool_connections_in_use") >= 2);
     assert_true(metric(t1, "fraiseql_pool_acquires_waiting") >= 1);
     assert_true(metric(t1, host0) >= 1);
@@ -698,8 +828,7 @@ static void test_pool_metrics(void **state)
     double base_acq = metric(t0, "fraiseql_pool_acquires_total");
     double base_to = metric(t0, "fraiseql_pool_acquire_timeouts_total");
     double base_open = metric(t0, "fraiseql_pool_connections_opened_total");
-    double base_closed =
-        metric(t0, "fraiseql_pool_connections_closed_total{reason=\"pool\"}");
+    double base_closed = metric(t0, "fraiseql_pool_connections_closed_total{reason=\"pool\"}");
     double base_wait = metric(t0, "fraiseql_pool_acquire_wait_seconds_count");
     assert_true(metric(t2, "fraiseql_pool_acquires_total") == (base_acq < 0 ? 0 : base_acq) + 2);
     assert_true(metric(t2, "fraiseql_pool_acquire_timeouts_total") ==
@@ -811,8 +940,8 @@ static void test_a_dead_standby_opens_its_breaker(void **state)
         snprintf(name, sizeof(name), "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"open\"}",
                  h.host, h.port);
         assert_true(metric(text, name) == 1);
-        snprintf(name, sizeof(name),
-                 "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"closed\"}", h.host, h.port);
+        snprintf(name, sizeof(name), "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"closed\"}",
+                 h.host, h.port);
         assert_true(metric(text, name) == 0);
         free(text);
     }
@@ -921,6 +1050,8 @@ int main(void)
         cmocka_unit_test(test_a_half_open_connection_fails_its_health_check),
         cmocka_unit_test(test_a_terminated_backend_is_not_handed_out),
         cmocka_unit_test(test_min_size_opens_ahead_and_refills),
+        cmocka_unit_test(test_idle_connections_close_after_the_idle_timeout),
+        cmocka_unit_test(test_lifetimes_are_spread_by_the_jitter),
         cmocka_unit_test(test_after_connect_sql),
         cmocka_unit_test(test_pool_metrics),
         cmocka_unit_test(test_a_dead_standby_opens_its_breaker),
