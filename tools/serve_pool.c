@@ -96,8 +96,7 @@ bool gw_ready(const gw_server_t *srv, char *why, size_t len)
     }
     uint64_t age = gw_elapsed(gw_now_ms(srv), srv->ready_ok_ms);
     if (age > READY_STALE_MS) {
-        snprintf(why, len, "no PostgreSQL server answered for %llu ms",
-                 (unsigned long long)age);
+        snprintf(why, len, "no PostgreSQL server answered for %llu ms", (unsigned long long)age);
         return false;
     }
     return true;
@@ -529,6 +528,8 @@ void gw_streams_metrics(const gw_server_t *srv, gwbuf_t *b)
                                                  : "unknown",
                      strcmp(h.breaker, "closed") == 0 ? 1 : 0);
     }
-    char why[8];
-    gauge(b, "fraiseql_gateway_ready", "1 when /readyz answers 200.", gw_ready(srv, why, sizeof(why)));
+    char why[sizeof(srv->ready_reason) + 64]; /* the reason is not shown here, but gw_ready
+                                                 writes it whole (gcc -O3 checks the size) */
+    gauge(b, "fraiseql_gateway_ready", "1 when /readyz answers 200.",
+          gw_ready(srv, why, sizeof(why)));
 }
