@@ -132,6 +132,8 @@ void fw__conn_maybe_free(fw_conn_t *c)
     fw__dial_free(&c->dial);
     fw__conninfo_free(c->ci);
     fw__wipe_conn_secrets(c);
+    fw__free(c->rbuf);
+    fw__free(c->plain);
     fw__free(c);
 }
 
@@ -247,7 +249,7 @@ static void idle_readable(fw__chan_t *ch)
 {
     fw_conn_t *c = ch->reader;
     while (c->state == FW__CONN_READY && !c->closing && ch->on_read == idle_readable) {
-        ssize_t n = fw__chan_read(ch, c->plain, sizeof(c->plain));
+        ssize_t n = fw__chan_read(ch, c->plain, FW__CONN_BUF);
         if (n == UV_EAGAIN)
             return;
         if (n < 0) {
@@ -358,13 +360,21 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
     fw_conn_t *c = fw__calloc(1, sizeof(*c));
     if (c == NULL)
         return FW_ENOMEM;
+    c->rbuf = fw__malloc(FW__CONN_BUF);
+    c->plain = fw__malloc(FW__CONN_BUF);
+    if (c->rbuf == NULL || c->plain == NULL) {
+        fw__free(c->rbuf);
+        fw__free(c->plain);
+        fw__free(c);
+        return FW_ENOMEM;
+    }
     if (opts != NULL)
         c->opts = *opts;
     else
         fw_conn_opts_init(&c->opts);
     c->opts.conninfo = NULL; /* borrowed: parsed below, never kept */
     c->loop = loop;
-    fw__chan_init(&c->chan, c->rbuf, sizeof(c->rbuf), c, on_write_error);
+    fw__chan_init(&c->chan, c->rbuf, FW__CONN_BUF, c, on_write_error);
     fw__pq_buf_init(&c->out, &fw__alloc);
     fw__pq_reader_init(&c->reader, NULL, &fw__alloc);
 
@@ -404,6 +414,8 @@ int fw_conn_new(fw_conn_t **out, uv_loop_t *loop, const fw_conn_opts_t *opts, fw
         fw__pq_buf_free(&c->out);
         fw__pq_reader_free(&c->reader);
         fw__wipe_conn_secrets(c);
+        fw__free(c->rbuf);
+        fw__free(c->plain);
         fw__free(c);
         return rc == FW_ENOMEM ? rc : FW_ECONFIG;
     }

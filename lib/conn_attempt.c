@@ -417,7 +417,7 @@ static void attempt_readable(fw__chan_t *ch)
          * and a later one breaks the TLS handshake. */
         bool raw = c->phase == FW_PHASE_SSL_RESPONSE || (ch->tls != NULL && !ch->tls_up);
         const uint8_t *p = raw ? ch->rbuf : c->plain;
-        ssize_t n = raw ? fw__chan_recv_raw(ch) : fw__chan_read(ch, c->plain, sizeof(c->plain));
+        ssize_t n = raw ? fw__chan_recv_raw(ch) : fw__chan_read(ch, c->plain, FW__CONN_BUF);
         if (n == UV_EAGAIN)
             return;
         if (n < 0) {

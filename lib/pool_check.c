@@ -116,7 +116,7 @@ void fw__pool_fill(fw_pool_t *p)
             if (best == NULL || h->conns < best->conns)
                 best = h;
         }
-        if (best == NULL || fw__pool_open(p, best) < 0)
+        if (best == NULL || !fw__pool_may_open(p) || fw__pool_open(p, best) < 0)
             break;
     }
     /* every host backing off (or its breaker open): come back when the first may be dialled,

@@ -72,6 +72,8 @@ struct fw_pool_s {
     uv_timer_t sweep;       /* idle timeouts, lifetimes: every second */
     uv_timer_t retry_timer; /* the end of a back-off, while an acquire waits */
     uv_idle_t kick;         /* runs the pump from the loop, never inside a call */
+    unsigned turn_opens;    /* connections opened this turn of the loop (fw__pool_may_open) */
+    uint64_t turn_stamp;    /* uv_now when they were counted */
     int handles;
     bool closing;
     fw_pool_close_cb close_cb;
@@ -116,6 +118,9 @@ void fw__pool_on_sweep(uv_timer_t *t);
 void fw__pool_pump(fw_pool_t *p);
 /* Runs the pump from the loop (never inside an API call). */
 void fw__pool_kick(fw_pool_t *p);
+/* True if one more connection may be opened in this turn of the loop; else the pump is kicked
+ * to the next turn. */
+bool fw__pool_may_open(fw_pool_t *p);
 /* Pumps again at uv_now `at` (the end of a back-off), unless a retry comes sooner. */
 void fw__pool_retry_at(fw_pool_t *p, uint64_t at);
 /* Closes a connection for `reason` (a counter of st). */

@@ -27,6 +27,21 @@
  * poll is level-triggered: unread bytes bring us back at once. */
 #define MAX_READS 32
 /*
+ * The loop's turn (issue 15: 1,000 streams on one loop, the timers' lag under 20 ms). Every
+ * ready socket of a turn is served before the loop runs its timers again, so many busy streams
+ * on one loop add up: 100 ready sockets that each read until EAGAIN (in embedded mode running
+ * the application's callback on every row) held the loop for 30-100 ms. A stream reads only
+ * while its turn is younger than TURN_MS: the time since the loop last polled (uv_now, updated
+ * when epoll_wait returns and when a loop iteration starts) against the monotonic clock, one
+ * vDSO call per read. Past it the stream leaves the rest for the next turn: the poll is
+ * level-triggered, so a readable socket comes back by itself (a coalescing one through its
+ * wake); the timers run in between. A stream that has given way TURN_FORCE times in a row reads once
+ * anyway, whatever the turn's age: epoll reports ready sockets in a stable order, and the last
+ * ones must not wait for ever behind the first.
+ */
+#define TURN_MS 2
+#define TURN_FORCE 4
+/*
  * Coalescing (issue 18). PostgreSQL writes in 8 KiB pieces; an event loop that wakes for each
  * pays epoll_wait + recv per piece where a blocking reader pays one read. While the server
  * sends fast, the socket is not watched at all: a timer reads it every COAL_MS to COAL_MAX_MS
@@ -519,15 +534,30 @@ static void coalesce_next(fw_stream_t *s)
     uv_timer_start(&s->coal, on_coal, COAL_MS, 0);
 }
 
+/* The loop's turn is TURN_MS old: give way (see TURN_MS), unless this stream has given way
+ * TURN_FORCE times in a row already. */
+static bool turn_over(fw_stream_t *s)
+{
+    uint64_t now_ms = uv_hrtime() / 1000000;
+    uint64_t t0 = uv_now(s->conn->loop);
+    if (now_ms < t0 + TURN_MS || s->turn_skips >= TURN_FORCE) {
+        s->turn_skips = 0;
+        return false;
+    }
+    s->turn_skips++;
+    return true;
+}
+
 /*
  * Parses what is there, then reads, parses and hands over, read by read, until the socket has
- * nothing more, the stream stalls, or it ends.
+ * nothing more, the stream stalls, the loop's turn is over, or the reply ends.
  */
 void fw__stream_pump(fw_stream_t *s)
 {
     if (s->in_pump || s->paused || s->conn == NULL)
         return; /* in_pump: a callback of ours started this again; the outer pump continues */
     s->in_pump = true;
+    s->turn_wake = false;
     for (int reads = 0;; reads++) {
         uint64_t t0 = 0;
         if (s->lm.e != NULL) {
@@ -582,10 +612,15 @@ void fw__stream_pump(fw_stream_t *s)
             coalesce_next(s);
             break;
         }
-        if (reads >= MAX_READS) {
-            /* Plaintext inside OpenSSL raises no socket event: come back for it. */
-            if (fw__chan_has_buffered(&s->conn->chan))
+        if (reads >= MAX_READS || turn_over(s)) {
+            /* Back at the next turn: a watched socket's level-triggered poll brings us; a
+             * coalescing stream's socket is not watched, and plaintext inside OpenSSL raises
+             * no socket event: the wake brings those (at once: not after a coalescing
+             * interval, which would idle a stream whose consumer is the slow part). */
+            if (s->coalescing || fw__chan_has_buffered(&s->conn->chan)) {
+                s->turn_wake = true;
                 uv_async_send(&s->wake);
+            }
             break;
         }
         int rc = fw__pipe_make_room(&s->pipe, &s->rx, s->reply.skip > 0);
@@ -621,7 +656,7 @@ void fw__stream_pump(fw_stream_t *s)
     }
     /* Left for another reason than an empty socket (the read limit, a stall, the end):
      * whatever comes next must not wait for a timer nobody armed. */
-    if (s->coalescing && !s->coal_armed)
+    if (s->coalescing && !s->coal_armed && !s->turn_wake)
         coal_leave(s);
     s->in_pump = false;
 }
@@ -656,7 +691,7 @@ int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, int npre)
 {
     s->conn = c;
     s->rx.scratch = c->plain;
-    s->rx.scratch_cap = sizeof(c->plain);
+    s->rx.scratch_cap = FW__CONN_BUF;
     size_t max_message =
         c->opts.max_message != 0 ? c->opts.max_message : FW__PQ_DEFAULT_MAX_MESSAGE;
     fw__reply_init(&s->reply, npre, s->explain, max_message, s->pipe.o.max_memory, &s->err);

@@ -102,6 +102,8 @@ struct fw_stream_s {
     uint64_t cycle_bytes; /* ...since the socket was last emptied */
     uint64_t win_bytes;   /* ...since win_t (uv_hrtime): the rate that turns coalescing on */
     uint64_t win_t;
+    int turn_skips; /* the loop's turns this stream gave way to others in a row (stream.c) */
+    bool turn_wake; /* it gave way and its wake will bring it back (stream.c) */
 
     /* ---- producer -> a sleeping consumer (threaded mode) ---- */
     pthread_mutex_t mu;

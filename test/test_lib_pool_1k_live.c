@@ -8,9 +8,8 @@
  * Asserted: the 10 killed streams fail with a clean code and fewer rows; the 990 others
  * return exactly the rows psql counts for the same query, with the same byte total and the
  * same id-weighted byte checksum; the pool replaced the 10 connections; the loop's own stall
- * (its CPU time between two ticks of a 5 ms repeating timer on the same loop) has a p99 under
- * 20 ms threaded, 40 ms embedded (where the rows are consumed on the loop too), and a maximum
- * under 200 ms (the wall-clock lateness is printed: on 2 cores with 100
+ * (its CPU time between two ticks of a 5 ms repeating timer on the same loop) stays under
+ * 20 ms at every tick, in both modes (the wall-clock lateness is printed: on 2 cores with 100
  * busy backends it is mostly the scheduler's); the RSS growth stays under connections x
  * (budget + per-connection overhead) + a fixed overhead. Under sanitizers: 200 streams, the
  * limits stretched, RSS not asserted. FW_LAG_TRACE=1 prints every tick with over 10 ms of
@@ -42,15 +41,13 @@
 #define PER_CONN_OVERHEAD ((size_t)448 * 1024)
 #define FIXED_OVERHEAD    ((size_t)8 * 1024 * 1024)
 #define LAG_PERIOD_MS     5
-/* The loop's own work between two ticks, p99. Threaded: the loop only moves bytes (p99 4-8 ms
- * measured). Embedded: it also runs every row through the application's callback, 100 streams
- * at full speed, up to ~100 ready sockets of 64 KiB per turn (p99 15-22 ms measured on a loaded
- * 2-core host): twice the 20 ms there. */
-#define LAG_LIMIT_MS          (20.0 * SLOW)
-#define LAG_LIMIT_EMBEDDED_MS (40.0 * SLOW)
-#define STALL_BOUND_MS                                                     \
-    (200.0 * SLOW) /* and at most: one turn of 100 ready sockets, plus the \
-                      100 connects the pool opens in one turn at the start */
+/* The loop's own work between two ticks (the issue's 20 ms timer lag, measured as the loop
+ * thread's CPU: the wall-clock lateness on 2 cores shared with 100 busy backends is the
+ * scheduler's, and is printed). At most, not only at the 99th percentile, in both modes: each
+ * stream reads only while the loop's turn is under 2 ms old (lib/stream.c, TURN_MS), and the
+ * pool opens at most 4 connections a turn (lib/pool.c, OPENS_PER_TURN). Measured on a 2-core
+ * host at load 20: max 7-12 ms, p99 5-7 ms. */
+#define LAG_LIMIT_MS (20.0 * SLOW)
 #define LAG_MAX_TICKS 65536
 
 /* ---- what psql says the query returns ------------------------------------------------------ */
@@ -297,8 +294,8 @@ static void check_results(req_t *reqs, int n, const fw_pool_stats_t *st, bool th
     assert_int_equal(st->acquire_timeouts, 0);
     assert_int_equal(st->acquires, (uint64_t)n);
     assert_true(lag->ticks > 100);
-    assert_true(p99 < (threaded ? LAG_LIMIT_MS : LAG_LIMIT_EMBEDDED_MS));
-    assert_true(lag->stall_ms < STALL_BOUND_MS);
+    assert_true(p99 < LAG_LIMIT_MS);
+    assert_true(lag->stall_ms < LAG_LIMIT_MS);
 #if !defined(FW_SANITIZED) /* ASan's quarantine keeps freed memory: RSS says nothing there */
     assert_true(grew <= budget);
 #endif
@@ -314,6 +311,8 @@ typedef struct run_s {
     req_t reqs[STREAMS];
     int finished;
     bool hold; /* the first wave keeps its rows unread */
+    uv_idle_t release; /* then gives them to drain(), RELEASE_PER_TURN a turn */
+    int released;
     int held_ready;
     uv_process_t proc;
     bool killer_done;
@@ -343,6 +342,23 @@ static void drain(req_t *r)
         finish(r, rc);
 }
 
+#define RELEASE_PER_TURN 10
+
+static void on_release(uv_idle_t *h)
+{
+    run_t *R = h->data;
+    int n = 0;
+    while (R->released < CONNS && n < RELEASE_PER_TURN) {
+        req_t *r = &R->reqs[R->released++];
+        if (r->s != NULL && !r->done) {
+            drain(r);
+            n++;
+        }
+    }
+    if (R->released == CONNS)
+        uv_close((uv_handle_t *)h, NULL);
+}
+
 static void on_killer_exit(uv_process_t *p, int64_t status, int sig)
 {
     run_t *R = p->data;
@@ -353,9 +369,10 @@ static void on_killer_exit(uv_process_t *p, int64_t status, int sig)
         printf("lag trace: %.3f s: killer exited\n", (double)(uv_hrtime() - R->lag.t0) / 1e9);
     uv_close((uv_handle_t *)p, NULL);
     R->hold = false;
-    for (int i = 0; i < CONNS; i++)
-        if (R->reqs[i].s != NULL && !R->reqs[i].done)
-            drain(&R->reqs[i]);
+    /* The held streams are the application's to drain: a few a turn, as an application that
+     * cares about its loop's lag would (100 budgets of rows in one callback are 20-25 ms of
+     * its own work, which no library can shorten). */
+    uv_idle_start(&R->release, on_release);
 }
 
 /* Every held stream has rows: end KILLS backends from a psql subprocess (uv_spawn: the loop
@@ -445,6 +462,8 @@ static void test_1000_streams_on_one_embedded_loop(void **state)
         fail_msg("fw_pool_new: %s", err.message);
     R->q = new_query();
     R->hold = true;
+    uv_idle_init(&R->loop, &R->release);
+    R->release.data = R;
     lag_start(&R->loop, &R->lag);
     uint64_t t0 = uv_hrtime();
     for (int i = 0; i < STREAMS; i++) {
@@ -456,6 +475,8 @@ static void test_1000_streams_on_one_embedded_loop(void **state)
         uv_run(&R->loop, UV_RUN_ONCE);
     double secs = secs_since(t0);
     lag_stop(&R->lag);
+    if (!uv_is_closing((uv_handle_t *)&R->release))
+        uv_close((uv_handle_t *)&R->release, NULL);
     if (R->finished < STREAMS)
         fail_msg("embedded: %d of %d streams ended in %.0f s (held with rows %d, killer %s)",
                  R->finished, STREAMS, secs, R->held_ready, R->killer_done ? "done" : "not done");
