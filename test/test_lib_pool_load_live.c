@@ -361,7 +361,7 @@ static void test_max_size_holds_on_the_servers_under_40_concurrent_streams(void 
     assert_int_equal(max_in_use, 5); /* the load did fill the pool */
     assert_int_equal(st.acquires, NJOBS);
     assert_int_equal(st.acquire_timeouts, 0);
-    assert_true(smp.samples >= 3);
+    assert_true(smp.samples >= 2); /* each a psql process: 2-8 in 3 s, fewer under load */
     assert_true(smp.max_total <= 5);
     assert_true(smp.max_total >= 3); /* the samples did see the pool's sessions */
     fw_query_free(q);
