@@ -544,6 +544,18 @@ if pl:
                   f"{c['wait_p50_ms']:.3f} | {c['wait_p99_ms']:.3f} |")
     md.append("")
 
+pk = load("pool1k.json")
+R["pool1k"] = pk
+if pk and pk.get("runs"):
+    md.append("### 1,000 streams over a pool of 100 on one loop (test_lib_pool_1k_live, each run)\n")
+    md.append("| run | mode | streams | wall s | loop stall p99 ms | max ms | ticks over 20 ms | "
+              "RSS growth MiB (bound) |\n|---|---|---|---|---|---|---|---|")
+    for r in pk["runs"]:
+        md.append(f"| {r['run']} | {r['mode']} | {r['complete']}/{r['streams']} | {r['wall_s']:.1f} | "
+                  f"{r['stall_p99_ms']:.1f} | {r['stall_max_ms']:.1f} | {r['ticks_over_20ms']} | "
+                  f"{r['rss_growth_mib']:.1f} ({r['rss_bound_mib']:.0f}) |")
+    md.append("")
+
 # ---- targets table first -----------------------------------------------------------------------
 tmd = ["## Targets (ratios from one run, side by side)\n",
        "| target | where | measured | bar | met |", "|---|---|---|---|---|"]

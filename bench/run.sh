@@ -20,7 +20,7 @@
 #             configured here with the project's default buildtype, debugoptimized)
 #   --runs    counted runs per case (default 5, at least 5 for results meant to be quoted)
 #   --only    run some sections: micro, decode, stream, firstrow, chunking, rss, predicate,
-#             metrics, allocs, stability, replay, connect, routing, pool, callgrind,
+#             metrics, allocs, stability, replay, connect, routing, pool, pool1k, callgrind,
 #             perfstat, syscalls
 #
 # The routing section (connect time through a three-host list whose first two hosts are
@@ -133,6 +133,7 @@ if [ "$mode" = quick ]; then
     decode_rows=100000
     connect_count=20
     pool_args=(--runs 3 --requests 1000) # about 1 minute on an idle machine
+    pool1k_runs=0                        # the 1,000-stream run: --full only
     stab_clients=fwire-embedded/rss=20,fwire-threaded/rss=20
     v_cg=v_bench_100k            # callgrind: per-row instructions between v_bench_1k and this
     v_sc=v_bench_100k            # syscalls: system calls per MB
@@ -145,6 +146,7 @@ else
     decode_rows=1000000
     connect_count=200
     pool_args=(--runs "$runs" --requests 4000)
+    pool1k_runs=3 # about 20 s each
     stab_clients=null,fwire-embedded/rss=100,fwire-threaded/rss=100
     v_cg=v_bench_1m
     v_sc=v_bench_1m
@@ -243,6 +245,41 @@ pool_section() {
     "$B/bench_pool" "${pool_args[@]}" --json "$raw/pool.json"
 }
 section pool pool_section
+
+# ---- 1,000 streams over a pool of 100 on one loop (issue 15) -------------------------------------
+# The integration test's program (test/test_lib_pool_1k_live.c: embedded loop, then one
+# runtime thread; it asserts counts, checksums and bounds), run pool1k_runs times: each run's
+# printed figures (wall, the loop's stall p99 and max, RSS growth) into raw/pool1k.json.
+pool1k_section() {
+    [ -n "${FW_TEST_SOCKDIR:-}" ] || { echo "skipped: needs the test cluster's users"; return 0; }
+    [ "$pool1k_runs" -gt 0 ] || { echo "skipped: --full only"; return 0; }
+    local t=$build/test/test_lib_pool_1k_live rc=0 i
+    [ -x "$t" ] || { echo "skipped: $t not built"; return 0; }
+    for i in $(seq 1 "$pool1k_runs"); do
+        "$t" >"$raw/pool1k-$i.log" 2>&1 || { tail -n 20 "$raw/pool1k-$i.log"; rc=1; }
+        grep -E '^(embedded|threaded): ' "$raw/pool1k-$i.log"
+    done
+    python3 - "$raw" "$pool1k_runs" <<'PY' || rc=1
+import json, re, sys
+raw, n = sys.argv[1], int(sys.argv[2])
+pat = re.compile(r"^(embedded|threaded): (\d+) streams over (\d+) connections in ([\d.]+) s: "
+                 r"(\d+) complete.*?loop stall p99 ([\d.]+) ms, max ([\d.]+) ms.*?; (\d+) ticks over.*?"
+                 r"\(\+([\d.]+) MiB, bound ([\d.]+) MiB")
+runs = []
+for i in range(1, n + 1):
+    for line in open(f"{raw}/pool1k-{i}.log"):
+        m = pat.match(line)
+        if m:
+            runs.append({"run": i, "mode": m[1], "streams": int(m[2]), "connections": int(m[3]),
+                         "wall_s": float(m[4]), "complete": int(m[5]), "stall_p99_ms": float(m[6]),
+                         "stall_max_ms": float(m[7]), "ticks_over_20ms": int(m[8]),
+                         "rss_growth_mib": float(m[9]), "rss_bound_mib": float(m[10])})
+json.dump({"runs": runs}, open(f"{raw}/pool1k.json", "w"), indent=1)
+sys.exit(0 if len(runs) == 2 * n else 1)
+PY
+    return $rc
+}
+section pool1k pool1k_section
 
 # ---- connect time with routing (issue 14) -------------------------------------------------------
 # A replicated cluster (a primary, node 0, and two streaming standbys) for this section only:
