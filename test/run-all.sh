@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Runs every test fwire has, the way CI does. Stages (each in its own build dir):
-#   gcc, clang  built as Debian builds a package (--buildtype=plain, CFLAGS from dpkg-buildflags plus
-#               -D_FORTIFY_SOURCE=2) with -Dwerror=true (warnings fail CI, never a user's build), the
-#               benchmarks and every test compiled; the unit and build suites run. One build per
-#               compiler serves both the developer's check and the packager's: the same sources with
-#               the same compiler, -O2 -g either way, so two builds would only compile twice.
-#   release     gcc --buildtype=release (-O3, which alone makes gcc's -Wformat-truncation see some
-#               buffers) with the project's default -Dwerror=false, failed on any warning in its log;
-#               clang's warnings come from its front end, the same at every -O, so a clang twin
-#               added compile time, not coverage
-#   asan        the whole suite (unit + integration against a throwaway PostgreSQL 15 and a replicated
-#               cluster + build checks) once, under ASan+UBSan, LeakSanitizer included
+#   gcc, clang  built as Debian builds a package (--buildtype=plain, CFLAGS from dpkg-buildflags
+#               plus -D_FORTIFY_SOURCE=2) with -Dwerror=true (warnings fail CI, never a user's
+#               build), the benchmarks and every test compiled; the unit and build suites run.
+#               One build per compiler serves both the developer's check and the packager's: the
+#               same sources, compiler and -O2 -g, so two builds would only compile twice.
+#   release     gcc --buildtype=release (-O3, which alone makes gcc's -Wformat-truncation see
+#               some buffers) with the project's default -Dwerror=false, failed on any warning in
+#               its log; clang's warnings come from its front end, the same at every -O, so a
+#               clang twin added compile time, not coverage
+#   asan        the whole suite (unit + integration against a throwaway PostgreSQL 15 and a
+#               replicated cluster + build checks) once, under ASan+UBSan, LeakSanitizer included
 #   tsan        the unit and threads suites under TSan
 #   valgrind    the unit suite under memcheck, on the gcc build
 #   fuzz        each fuzz target for FW_FUZZ_SECONDS (default 10)
