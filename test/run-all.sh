@@ -190,7 +190,9 @@ will_run() { # STAGE: selected by FW_STAGES and not skipped by FW_SKIP
   case " $stages " in *" $1 "*) ;; *) return 1 ;; esac
   case "$skip" in *" $1 "*) return 1 ;; esac
 }
-if will_run asan || will_run bench; then
+# (Not when the tests are told to skip the server or to use one of their own.)
+if { will_run asan || will_run bench; } && [ "${FW_TEST_NO_PG:-0}" != 1 ] &&
+  [ -z "${FW_TEST_SOCKDIR:-}" ]; then
   warm_pg_cache >"$out/pgcache-warm.log" 2>&1 &
   warm_pid=$!
 fi
