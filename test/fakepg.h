@@ -656,10 +656,9 @@ static inline void m_key(bb_t *b)
     msg_end(b, at);
 }
 
-/* ErrorResponse with severity (S and V), SQLSTATE and message only. */
-static inline void m_error(bb_t *b, const char *sev, const char *code, const char *msg)
+/* The fields every ErrorResponse and NoticeResponse has: severity (S and V), SQLSTATE, message. */
+static inline void m_error_fields(bb_t *b, const char *sev, const char *code, const char *msg)
 {
-    size_t at = msg_begin(b, 'E');
     bb_u8(b, 'S');
     bb_str(b, sev);
     bb_u8(b, 'V');
@@ -668,6 +667,13 @@ static inline void m_error(bb_t *b, const char *sev, const char *code, const cha
     bb_str(b, code);
     bb_u8(b, 'M');
     bb_str(b, msg);
+}
+
+/* ErrorResponse with those fields only. */
+static inline void m_error(bb_t *b, const char *sev, const char *code, const char *msg)
+{
+    size_t at = msg_begin(b, 'E');
+    m_error_fields(b, sev, code, msg);
     bb_u8(b, 0);
     msg_end(b, at);
 }

@@ -163,14 +163,7 @@ static void m_error_full(bb_t *b, char type, const char *sev, const char *code, 
                          const char *detail, const char *hint)
 {
     size_t at = msg_begin(b, type);
-    bb_u8(b, 'S');
-    bb_str(b, sev);
-    bb_u8(b, 'V');
-    bb_str(b, sev);
-    bb_u8(b, 'C');
-    bb_str(b, code);
-    bb_u8(b, 'M');
-    bb_str(b, msg);
+    m_error_fields(b, sev, code, msg);
     if (detail != NULL) {
         bb_u8(b, 'D');
         bb_str(b, detail);
