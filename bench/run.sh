@@ -18,7 +18,9 @@
 #             results.md, *.svg and *.png plots, raw/ (every program's own JSON and output)
 #   --build   a configured meson build dir to (re)build and use (default build/bench,
 #             configured here with the project's default buildtype, debugoptimized)
-#   --runs    counted runs per case (default 5, at least 5 for results meant to be quoted)
+#   --runs    counted runs per case (default 5, at least 5 for results meant to be quoted); the
+#             pool's rounds and callgrind's rounds are 3, or --runs when that is fewer (CI's
+#             smoke check runs --quick --runs 1: every section and client once, nothing quoted)
 #   --only    run some sections: micro, decode, stream, firstrow, chunking, rss, predicate,
 #             metrics, allocs, stability, replay, connect, routing, pool, pool1k, callgrind,
 #             perfstat, syscalls
@@ -132,8 +134,8 @@ if [ "$mode" = quick ]; then
     micro_args=(--quick)
     decode_rows=100000
     connect_count=20
-    pool_args=(--runs 3 --requests 1000) # about 1 minute on an idle machine
-    pool1k_runs=0                        # the 1,000-stream run: --full only
+    pool_args=(--runs $((runs < 3 ? runs : 3)) --requests 1000) # about 1 minute on an idle machine
+    pool1k_runs=0                                                # the 1,000-stream run: --full only
     stab_clients=fwire-embedded/rss=20,fwire-threaded/rss=20
     v_cg=v_bench_100k            # callgrind: per-row instructions between v_bench_1k and this
     v_sc=v_bench_100k            # syscalls: system calls per MB
@@ -298,12 +300,13 @@ section routing routing_section
 # ---- callgrind instruction counts ---------------------------------------------------------------
 # Instructions of the whole client process (callgrind), on a small and a big view: the slope
 # (big - small) / (rows big - rows small) is the per-row cost without process start, library
-# loading and connecting. Interleaved, 3 rounds; the report takes medians.
+# loading and connecting. Interleaved, 3 rounds (fewer with --runs below 3); the report takes
+# medians.
 callgrind_section() {
     command -v valgrind >/dev/null || { echo "skipped: no valgrind"; return 0; }
     local spec f n rc=0 round v
     : >"$raw/callgrind.tsv"
-    for round in 1 2 3; do
+    for round in $(seq 1 $((runs < 3 ? runs : 3))); do
         for v in v_bench_1k $v_cg; do
             for spec in null libpq-single fwire-embedded fwire-embedded/metrics=0 fwire-threaded \
                 fwire-threaded/metrics=0; do

@@ -630,4 +630,52 @@ static inline void m_param(bb_t *b, const char *name, const char *value)
     msg_end(b, at);
 }
 
+/* valgrind runs everything ~50x slower (meson.build's valgrind setup sets FW_TEST_TIME_SCALE):
+ * timeouts a test waits out are multiplied by this. */
+static inline double time_scale(void)
+{
+    const char *s = getenv("FW_TEST_TIME_SCALE");
+    double v = s != NULL ? atof(s) : 1.0;
+    return v >= 1.0 ? v : 1.0;
+}
+
+/* AuthenticationRequest with `code` (0: AuthenticationOk). */
+static inline void m_auth(bb_t *b, uint32_t code)
+{
+    size_t at = msg_begin(b, 'R');
+    bb_u32(b, code);
+    msg_end(b, at);
+}
+
+/* BackendKeyData: pid 4242, a 4-byte key 77 (protocol 3.0). */
+static inline void m_key(bb_t *b)
+{
+    size_t at = msg_begin(b, 'K');
+    bb_u32(b, 4242);
+    bb_u32(b, 77);
+    msg_end(b, at);
+}
+
+/* The fields every ErrorResponse and NoticeResponse has: severity (S and V), SQLSTATE, message. */
+static inline void m_error_fields(bb_t *b, const char *sev, const char *code, const char *msg)
+{
+    bb_u8(b, 'S');
+    bb_str(b, sev);
+    bb_u8(b, 'V');
+    bb_str(b, sev);
+    bb_u8(b, 'C');
+    bb_str(b, code);
+    bb_u8(b, 'M');
+    bb_str(b, msg);
+}
+
+/* ErrorResponse with those fields only. */
+static inline void m_error(bb_t *b, const char *sev, const char *code, const char *msg)
+{
+    size_t at = msg_begin(b, 'E');
+    m_error_fields(b, sev, code, msg);
+    bb_u8(b, 0);
+    msg_end(b, at);
+}
+
 #endif

@@ -26,13 +26,6 @@
 
 static uv_loop_t loop;
 
-static double time_scale(void)
-{
-    const char *s = getenv("FW_TEST_TIME_SCALE");
-    double v = s != NULL ? atof(s) : 1.0;
-    return v >= 1.0 ? v : 1.0;
-}
-
 static double now_s(void)
 {
     return (double)uv_hrtime() / 1e9;
@@ -54,42 +47,17 @@ static void run_until(const bool *flag, int ms)
 
 /* ---- backend messages -------------------------------------------------------------------- */
 
-static void m_auth_ok(bb_t *b)
-{
-    size_t at = msg_begin(b, 'R');
-    bb_u32(b, 0);
-    msg_end(b, at);
-}
-
-static void m_error(bb_t *b, const char *sev, const char *code, const char *msg)
-{
-    size_t at = msg_begin(b, 'E');
-    bb_u8(b, 'S');
-    bb_str(b, sev);
-    bb_u8(b, 'V');
-    bb_str(b, sev);
-    bb_u8(b, 'C');
-    bb_str(b, code);
-    bb_u8(b, 'M');
-    bb_str(b, msg);
-    bb_u8(b, 0);
-    msg_end(b, at);
-}
-
 /* A PostgreSQL 15 primary, trust authentication: ready at once. */
 static void startup_primary(bb_t *b)
 {
-    m_auth_ok(b);
+    m_auth(b, 0);
     m_param(b, "server_version", "15.6");
     m_param(b, "server_encoding", "UTF8");
     m_param(b, "client_encoding", "UTF8");
     m_param(b, "standard_conforming_strings", "on");
     m_param(b, "in_hot_standby", "off");
     m_param(b, "default_transaction_read_only", "off");
-    size_t at = msg_begin(b, 'K');
-    bb_u32(b, 4242);
-    bb_u32(b, 77);
-    msg_end(b, at);
+    m_key(b);
     m_ready(b);
 }
 

@@ -22,38 +22,9 @@
 #include <uv.h>
 
 #include "faultproxy.h"
+#include "repl_env.h"
 
 static uv_loop_t loop;
-
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0')
-        fail_msg("%s is not set (run through test/with-repl.sh)", name);
-    return v;
-}
-
-static int node_port(int n)
-{
-    char name[32];
-    snprintf(name, sizeof(name), "FW_REPL_N%d_PORT", n);
-    return atoi(env(name));
-}
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int
-sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return rc == -1 ? -1 : WEXITSTATUS(rc);
-}
 
 static void on_log(void *ud, fw_log_level_t level, const char *line)
 {
@@ -62,29 +33,11 @@ static void on_log(void *ud, fw_log_level_t level, const char *line)
         fprintf(stderr, "%s\n", line);
 }
 
-/* The connection string of the three nodes (or of one port only, when port > 0). */
-static void make_conninfo(char *buf, size_t cap, int port)
-{
-    if (port > 0)
-        snprintf(buf, cap,
-                 "host=%s port=%d dbname=%s user=%s password=%s sslmode=disable "
-                 "connect_timeout=2",
-                 env("FW_REPL_HOST4"), port, env("FW_REPL_DBNAME"), env("FW_REPL_USER_SCRAM"),
-                 env("FW_REPL_PASS_SCRAM"));
-    else
-        snprintf(buf, cap,
-                 "host=%s,%s,%s port=%d,%d,%d dbname=%s user=%s password=%s sslmode=disable "
-                 "connect_timeout=2",
-                 env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), node_port(0),
-                 node_port(1), node_port(2), env("FW_REPL_DBNAME"), env("FW_REPL_USER_SCRAM"),
-                 env("FW_REPL_PASS_SCRAM"));
-}
-
 static char conninfo_buf[1024];
 
 static void pool_opts(fw_pool_opts_t *o, unsigned max_size, unsigned timeout_ms)
 {
-    make_conninfo(conninfo_buf, sizeof(conninfo_buf), 0);
+    make_conninfo(conninfo_buf, sizeof(conninfo_buf), 0, NULL);
     fw_pool_opts_init(o);
     o->conninfo = conninfo_buf;
     o->use_environment = false;
@@ -139,16 +92,6 @@ static void run_until(bool *flag, int ms)
     uint64_t t0 = uv_hrtime();
     while (!*flag && uv_hrtime() - t0 < (uint64_t)ms * 1000000u)
         uv_run(&loop, UV_RUN_NOWAIT);
-}
-
-static int node_of(fw_conn_t *c)
-{
-    fw_conn_info_t info;
-    assert_int_equal(fw_conn_info(c, &info), 0);
-    for (int n = 0; n < 3; n++)
-        if (info.port == node_port(n))
-            return n;
-    return -1;
 }
 
 static got_t acquire(fw_pool_t *p, fw_pool_want_t want, int wait_ms)
@@ -353,13 +296,6 @@ static void test_a_stream_on_a_pooled_connection(void **state)
 
 /* ---- health check: a half-open connection is never handed out --------------------------- */
 
-static int backend_pid(fw_conn_t *c)
-{
-    fw_conn_info_t info;
-    assert_int_equal(fw_conn_info(c, &info), 0);
-    return info.backend_pid;
-}
-
 static void test_a_half_open_connection_fails_its_health_check(void **state)
 {
     (void)state;
@@ -368,7 +304,7 @@ static void test_a_half_open_connection_fails_its_health_check(void **state)
     fp_t fp;
     fp_start(&fp, (uint16_t)node_port(1));
     char ci[1024];
-    make_conninfo(ci, sizeof(ci), fp.port);
+    make_conninfo(ci, sizeof(ci), fp.port, NULL);
     fw_pool_opts_t o;
     pool_opts(&o, 2, 10000);
     o.conninfo = ci;

@@ -28,37 +28,9 @@
 #include <cmocka.h>
 #include <uv.h>
 
+#include "repl_env.h"
+
 static uv_loop_t loop;
-
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0')
-        fail_msg("%s is not set (run through test/with-repl.sh)", name);
-    return v;
-}
-
-static int node_port(int n)
-{
-    char name[32];
-    snprintf(name, sizeof(name), "FW_REPL_N%d_PORT", n);
-    return atoi(env(name));
-}
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int
-sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return rc == -1 ? -1 : WEXITSTATUS(rc);
-}
 
 /* One value psql prints for `sql` on node n (as the pool's own user), or -1. */
 static long psql_long(int n, const char *sql)
@@ -92,12 +64,9 @@ static char conninfo_buf[1024];
 /* The three nodes, SCRAM over TCP, sessions named `app`. */
 static void pool_opts(fw_pool_opts_t *o, unsigned max_size, unsigned timeout_ms, const char *app)
 {
-    snprintf(conninfo_buf, sizeof(conninfo_buf),
-             "host=%s,%s,%s port=%d,%d,%d dbname=%s user=%s password=%s sslmode=disable "
-             "connect_timeout=2 application_name=%s",
-             env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), node_port(0),
-             node_port(1), node_port(2), env("FW_REPL_DBNAME"), env("FW_REPL_USER_SCRAM"),
-             env("FW_REPL_PASS_SCRAM"), app);
+    char extra[256];
+    snprintf(extra, sizeof(extra), "application_name=%s", app);
+    make_conninfo(conninfo_buf, sizeof(conninfo_buf), 0, extra);
     fw_pool_opts_init(o);
     o->conninfo = conninfo_buf;
     o->use_environment = false;
@@ -129,23 +98,6 @@ static void run_for(int ms)
 {
     bool never = false;
     run_until(&never, ms);
-}
-
-static int node_of(fw_conn_t *c)
-{
-    fw_conn_info_t info;
-    assert_int_equal(fw_conn_info(c, &info), 0);
-    for (int n = 0; n < 3; n++)
-        if (info.port == node_port(n))
-            return n;
-    return -1;
-}
-
-static int backend_pid(fw_conn_t *c)
-{
-    fw_conn_info_t info;
-    assert_int_equal(fw_conn_info(c, &info), 0);
-    return info.backend_pid;
 }
 
 typedef struct got_s {

@@ -22,27 +22,7 @@
 #include <cmocka.h>
 #include <uv.h>
 
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0')
-        fail_msg("%s is not set (run through test/with-repl.sh)", name);
-    return v;
-}
-
-static int node_port(int n)
-{
-    char name[32];
-    snprintf(name, sizeof(name), "FW_REPL_N%d_PORT", n);
-    return atoi(env(name));
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "repl_env.h"
 
 static void sleep_ms(int ms)
 {
@@ -54,12 +34,7 @@ static char conninfo[1024];
 
 static fw_pool_t *new_pool(fw_runtime_t *rt, unsigned max_size, unsigned min_size)
 {
-    snprintf(conninfo, sizeof(conninfo),
-             "host=%s,%s,%s port=%d,%d,%d dbname=%s user=%s password=%s sslmode=disable "
-             "connect_timeout=2",
-             env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), env("FW_REPL_HOST4"), node_port(0),
-             node_port(1), node_port(2), env("FW_REPL_DBNAME"), env("FW_REPL_USER_SCRAM"),
-             env("FW_REPL_PASS_SCRAM"));
+    make_conninfo(conninfo, sizeof(conninfo), 0, NULL);
     fw_pool_opts_t o;
     fw_pool_opts_init(&o);
     o.conninfo = conninfo;
@@ -73,13 +48,6 @@ static fw_pool_t *new_pool(fw_runtime_t *rt, unsigned max_size, unsigned min_siz
     if (fw_pool_new_rt(&p, rt, &o, &err) != 0)
         fail_msg("fw_pool_new_rt: %s", err.message);
     return p;
-}
-
-static int backend_pid(fw_conn_t *c)
-{
-    fw_conn_info_t info;
-    assert_int_equal(fw_conn_info(c, &info), 0);
-    return info.backend_pid;
 }
 
 /* Streams v_fixture on a pooled connection from this thread: the rows, or a negative code. */

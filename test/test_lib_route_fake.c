@@ -29,45 +29,7 @@
 #include "fakepg.h"
 #include "fwire.h"
 
-/* valgrind runs everything ~50x slower (meson.build's valgrind setup sets this). */
-static double time_scale(void)
-{
-    const char *s = getenv("FW_TEST_TIME_SCALE");
-    double v = s != NULL ? atof(s) : 1.0;
-    return v >= 1.0 ? v : 1.0;
-}
-
 /* ---- building backend messages ----------------------------------------------------------- */
-
-static void m_auth(bb_t *b, uint32_t code)
-{
-    size_t at = msg_begin(b, 'R');
-    bb_u32(b, code);
-    msg_end(b, at);
-}
-
-static void m_key(bb_t *b)
-{
-    size_t at = msg_begin(b, 'K');
-    bb_u32(b, 4242);
-    bb_u32(b, 77);
-    msg_end(b, at);
-}
-
-static void m_error(bb_t *b, const char *sev, const char *code, const char *msg)
-{
-    size_t at = msg_begin(b, 'E');
-    bb_u8(b, 'S');
-    bb_str(b, sev);
-    bb_u8(b, 'V');
-    bb_str(b, sev);
-    bb_u8(b, 'C');
-    bb_str(b, code);
-    bb_u8(b, 'M');
-    bb_str(b, msg);
-    bb_u8(b, 0);
-    msg_end(b, at);
-}
 
 /* RowDescription of one text-format column. */
 static void m_rowdesc(bb_t *b, const char *name, uint32_t oid)

@@ -23,29 +23,9 @@
 
 #include <cmocka.h>
 
+#include "repl_env.h"
+
 static fw_runtime_t *rt;
-
-static const char *env(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0')
-        fail_msg("%s is not set (run through test/with-repl.sh)", name);
-    return v;
-}
-
-static int node_port(int n)
-{
-    char name[32];
-    snprintf(name, sizeof(name), "FW_REPL_N%d_PORT", n);
-    return atoi(env(name));
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* "host=127.0.0.1,127.0.0.1 port=P1,P0 ..." for the nodes in `order` (a string of digits). */
 static void dsn(char *out, size_t cap, const char *order, const char *extra)
@@ -86,17 +66,6 @@ static int connect_to(const char *conninfo, fw_conn_t **out, fw_error_t *err, lo
         o.log_ud = log;
     }
     return fw_conn_connect_sync(rt, &o, out, err);
-}
-
-/* The node a connection reached (by port), or -1. */
-static int node_of(fw_conn_t *c)
-{
-    fw_conn_info_t info;
-    assert_int_equal(fw_conn_info(c, &info), 0);
-    for (int n = 0; n < 3; n++)
-        if (info.port == node_port(n))
-            return n;
-    return -1;
 }
 
 static void expect_node(const char *order, const char *extra, int want_node,
@@ -238,21 +207,6 @@ static void test_load_balance(void **state)
 }
 
 /* ---- a password refused by the first host: the second is never contacted ----------------- */
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int
-sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return rc == -1 ? -1 : WEXITSTATUS(rc);
-}
 
 /* Lines of a server log that contain `what`. */
 static int log_count(int node, const char *what)

@@ -29,14 +29,6 @@
 #define KIB ((size_t)1024)
 #define MIB ((size_t)1024 * 1024)
 
-/* valgrind runs everything ~50x slower (meson.build sets FW_TEST_TIME_SCALE for it). */
-static double time_scale(void)
-{
-    const char *s = getenv("FW_TEST_TIME_SCALE");
-    double v = s != NULL ? atof(s) : 1.0;
-    return v >= 1.0 ? v : 1.0;
-}
-
 static uint64_t bound_ns(double seconds)
 {
     return (uint64_t)(seconds * time_scale() * 1e9);
@@ -167,18 +159,11 @@ static void m_row_sized(bb_t *b, size_t len)
 }
 
 /* ErrorResponse ('E') or NoticeResponse ('N'); NULL fields are left out. */
-static void m_error(bb_t *b, char type, const char *sev, const char *code, const char *msg,
-                    const char *detail, const char *hint)
+static void m_error_full(bb_t *b, char type, const char *sev, const char *code, const char *msg,
+                         const char *detail, const char *hint)
 {
     size_t at = msg_begin(b, type);
-    bb_u8(b, 'S');
-    bb_str(b, sev);
-    bb_u8(b, 'V');
-    bb_str(b, sev);
-    bb_u8(b, 'C');
-    bb_str(b, code);
-    bb_u8(b, 'M');
-    bb_str(b, msg);
+    m_error_fields(b, sev, code, msg);
     if (detail != NULL) {
         bb_u8(b, 'D');
         bb_str(b, detail);
@@ -776,14 +761,14 @@ static void test_notices_parameter_changes_and_notifications_mid_stream_change_n
     h_t *h = h_init();
     bb_t r = {0};
     m_empty(&r, '1');
-    m_error(&r, 'N', "NOTICE", "00000", "before bind", NULL, NULL);
+    m_error_full(&r, 'N', "NOTICE", "00000", "before bind", NULL, NULL);
     m_empty(&r, '2');
     m_param(&r, "TimeZone", "UTC");
     m_rowdesc(&r, &DATA_JSONB, 1);
     m_row(&r, "[1]");
     m_param(&r, "application_name", "changed");
     m_row(&r, "[2]");
-    m_error(&r, 'N', "WARNING", "01000", "watch\tout", NULL, NULL);
+    m_error_full(&r, 'N', "WARNING", "01000", "watch\tout", NULL, NULL);
     m_notify(&r, 42, "chan", "hello");
     m_row(&r, "[3]");
     m_complete(&r, "SELECT 3");
@@ -1142,8 +1127,8 @@ test_an_error_mid_stream_carries_every_field_and_the_connection_stays_usable(voi
         }
         for (int k = 0; k < cases[i].rows; k++)
             m_row(&r, k == 0 ? "[1]" : "[2]");
-        m_error(&r, 'E', "ERROR", "57014", "canceling statement due to statement timeout",
-                "line1\nline2", "raise statement_timeout");
+        m_error_full(&r, 'E', "ERROR", "57014", "canceling statement due to statement timeout",
+                     "line1\nline2", "raise statement_timeout");
         m_ready(&r);
         reply_rows(&r2, ONE_ROW, 1);
         h_reply(h, &r);
@@ -1192,8 +1177,8 @@ static void test_a_fatal_error_then_close_reports_the_fatal_and_breaks_the_conne
     bb_t r = {0};
     reply_head(&r);
     m_row(&r, "[1]");
-    m_error(&r, 'E', "FATAL", "57P01", "terminating connection due to administrator command", NULL,
-            NULL);
+    m_error_full(&r, 'E', "FATAL", "57P01", "terminating connection due to administrator command",
+                 NULL, NULL);
     h_reply(h, &r);
     h->f.query_close = true;
     h_connect(h);
@@ -1867,7 +1852,7 @@ test_threaded_mode_delivers_rows_then_the_server_error_then_runs_the_next_query(
     m_row(&r, "[1]");
     m_row(&r, NULL);
     m_row(&r, "[3]");
-    m_error(&r, 'E', "ERROR", "22P02", "invalid input syntax", "d", "h");
+    m_error_full(&r, 'E', "ERROR", "22P02", "invalid input syntax", "d", "h");
     m_ready(&r);
     reply_rows(&r2, ONE_ROW, 1);
     t_t *t = t_start(&r, &r2);
@@ -2107,7 +2092,8 @@ static void test_a_3_2_server_gets_the_whole_32_byte_key_in_the_cancel_request(v
     m_ready(&startup);
     reply_head(&head);
     m_row(&row, "{\"long\":\"query\"}");
-    m_error(&tail, 'E', "ERROR", "57014", "canceling statement due to user request", NULL, NULL);
+    m_error_full(&tail, 'E', "ERROR", "57014", "canceling statement due to user request", NULL,
+                 NULL);
     m_ready(&tail);
     reply_rows(&r2, ONE_ROW, 1);
     static fakepg_piece_t pieces[PIECES + 2];
