@@ -83,8 +83,8 @@ static void prefix_err(fw_error_t *err, const char *what, int part)
     if (part < 0)
         snprintf(err->message, sizeof(err->message), "parallel stream, %s: %.900s", what, m);
     else
-        snprintf(err->message, sizeof(err->message), "parallel stream, %s %d: %.900s", what,
-                 part, m);
+        snprintf(err->message, sizeof(err->message), "parallel stream, %s %d: %.900s", what, part,
+                 m);
 }
 
 void fw__par_destroy(fw__par_t *p)
@@ -98,11 +98,11 @@ void fw__par_destroy(fw__par_t *p)
 typedef struct setup_s {
     char snapshot[64];
     long version;
-    int64_t pages;        /* ctid: the table's pages now (a later page is in the last part) */
-    char relkind;         /* ctid: 'r' table, 'm' materialized view, ... */
-    bool empty;           /* key: no row has a key (min and max are NULL) */
-    int64_t kmin, kmax;   /* key */
-    int ncuts;            /* key: n - 1 cut points from the histogram, or 0 (min and max) */
+    int64_t pages;      /* ctid: the table's pages now (a later page is in the last part) */
+    char relkind;       /* ctid: 'r' table, 'm' materialized view, ... */
+    bool empty;         /* key: no row has a key (min and max are NULL) */
+    int64_t kmin, kmax; /* key */
+    int ncuts;          /* key: n - 1 cut points from the histogram, or 0 (min and max) */
     int64_t cuts[FW__QUERY_MAX_PARALLEL];
 } setup_t;
 
@@ -172,28 +172,28 @@ static int words(char *text, char **f, int n)
  * range is open below and the last open above. The histogram is read only for an integer key
  * (the CASE is what keeps the cast from failing on any other type).
  */
-#define KEY_SETUP_SQL                                                                             \
-    "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', pg_catalog.pg_export_snapshot(), "       \
-    "pg_catalog.current_setting('server_version_num'), coalesce(k.typ, '-'), "                    \
-    "coalesce(CASE WHEN k.typid IN (20, 21, 23) THEN (SELECT pg_catalog.array_to_string(ARRAY("   \
-    "SELECT h.b[1 + (pg_catalog.cardinality(h.b) - 1) * i / %d] "                                 \
-    "FROM pg_catalog.generate_series(1, %d - 1) AS i), ',') "                                     \
-    "FROM (SELECT s.histogram_bounds::text::bigint[] AS b FROM pg_catalog.pg_stats s "            \
-    "JOIN pg_catalog.pg_class c ON c.relname = s.tablename "                                      \
-    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = s.schemaname "      \
+#define KEY_SETUP_SQL                                                                            \
+    "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', pg_catalog.pg_export_snapshot(), "      \
+    "pg_catalog.current_setting('server_version_num'), coalesce(k.typ, '-'), "                   \
+    "coalesce(CASE WHEN k.typid IN (20, 21, 23) THEN (SELECT pg_catalog.array_to_string(ARRAY("  \
+    "SELECT h.b[1 + (pg_catalog.cardinality(h.b) - 1) * i / %d] "                                \
+    "FROM pg_catalog.generate_series(1, %d - 1) AS i), ',') "                                    \
+    "FROM (SELECT s.histogram_bounds::text::bigint[] AS b FROM pg_catalog.pg_stats s "           \
+    "JOIN pg_catalog.pg_class c ON c.relname = s.tablename "                                     \
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = s.schemaname "     \
     "WHERE s.attname = $2::text AND s.histogram_bounds IS NOT NULL AND c.oid = coalesce("        \
-    "(SELECT c2.oid FROM pg_catalog.pg_class c2 WHERE c2.oid = $1::pg_catalog.regclass "          \
-    "AND c2.relkind IN ('r', 'm', 'p')), "                                                        \
-    "(SELECT min(d.refobjid) FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_depend d "           \
-    "ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = w.oid "            \
-    "AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass "                              \
-    "WHERE w.ev_class = $1::pg_catalog.regclass AND d.refobjid <> w.ev_class "                    \
-    "HAVING pg_catalog.count(DISTINCT d.refobjid) = 1)) "                                         \
+    "(SELECT c2.oid FROM pg_catalog.pg_class c2 WHERE c2.oid = $1::pg_catalog.regclass "         \
+    "AND c2.relkind IN ('r', 'm', 'p')), "                                                       \
+    "(SELECT min(d.refobjid) FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_depend d "          \
+    "ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = w.oid "           \
+    "AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass "                             \
+    "WHERE w.ev_class = $1::pg_catalog.regclass AND d.refobjid <> w.ev_class "                   \
+    "HAVING pg_catalog.count(DISTINCT d.refobjid) = 1)) "                                        \
     "ORDER BY s.inherited LIMIT 1) AS h WHERE pg_catalog.cardinality(h.b) >= 2) END, '-'))) "    \
-    "AS \"data\" FROM (SELECT (SELECT pg_catalog.format_type(a.atttypid, NULL) "                  \
-    "FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::pg_catalog.regclass "                  \
-    "AND a.attname = $2::text AND a.attnum > 0 AND NOT a.attisdropped) AS typ, "                  \
-    "(SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid = "                       \
+    "AS \"data\" FROM (SELECT (SELECT pg_catalog.format_type(a.atttypid, NULL) "                 \
+    "FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::pg_catalog.regclass "                 \
+    "AND a.attname = $2::text AND a.attnum > 0 AND NOT a.attisdropped) AS typ, "                 \
+    "(SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid = "                      \
     "$1::pg_catalog.regclass AND a.attname = $2::text AND a.attnum > 0 AND NOT a.attisdropped) " \
     "AS typid) AS k"
 
@@ -238,8 +238,7 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
     if (q->pkey == NULL) {
         if (nf != 4 || !parse_i64(f[3], &st->pages)) {
             set_errf(err, FW_EPROTO_BAD_VALUE,
-                     "parallel stream: the server's size answer is not understood: %.200s",
-                     text);
+                     "parallel stream: the server's size answer is not understood: %.200s", text);
             return FW_EPROTO_BAD_VALUE;
         }
         st->relkind = f[2][0];
@@ -247,8 +246,7 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
     }
     /* The key's type (only its first word: "double" of "double precision"). */
     if (strcmp(f[2], "-") == 0) {
-        set_errf(err, FW_EINVAL, "%s has no column \"%s\" (the partition key)", q->source,
-                 q->pkey);
+        set_errf(err, FW_EINVAL, "%s has no column \"%s\" (the partition key)", q->source, q->pkey);
         return FW_EINVAL;
     }
     if (strcmp(f[2], "bigint") != 0 && strcmp(f[2], "integer") != 0 &&
@@ -263,9 +261,8 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
      * read the whole relation once more before the parts start). */
     if (nf == 4 && strcmp(f[3], "-") != 0) {
         int k = 0;
-        for (char *c = f[3], *save = NULL, *w; k <= FW__QUERY_MAX_PARALLEL &&
-                                              (w = strtok_r(c, ",", &save)) != NULL;
-             c = NULL) {
+        for (char *c = f[3], *save = NULL, *w;
+             k <= FW__QUERY_MAX_PARALLEL && (w = strtok_r(c, ",", &save)) != NULL; c = NULL) {
             if (k == FW__QUERY_MAX_PARALLEL || !parse_i64(w, &st->cuts[k]) ||
                 (k > 0 && st->cuts[k] < st->cuts[k - 1])) {
                 set_errf(err, FW_EPROTO_BAD_VALUE,
@@ -380,7 +377,8 @@ static void teardown(fw__par_t *p)
 static int64_t key_bound(const setup_t *st, int i, int n)
 {
     uint64_t span = (uint64_t)st->kmax - (uint64_t)st->kmin;
-    uint64_t off = span / (uint64_t)n * (uint64_t)i + span % (uint64_t)n * (uint64_t)i / (uint64_t)n;
+    uint64_t off =
+        span / (uint64_t)n * (uint64_t)i + span % (uint64_t)n * (uint64_t)i / (uint64_t)n;
     return (int64_t)((uint64_t)st->kmin + off);
 }
 
@@ -429,11 +427,9 @@ static int start_parts(fw__par_t *p, fw_stream_t *outer, const fw_query_t *q, co
             if (first && last)
                 run[i].cond = NULL;
             else if (first)
-                snprintf(cond[i], sizeof(cond[i]), "ctid < '(%" PRId64 ",0)'::pg_catalog.tid",
-                         b);
+                snprintf(cond[i], sizeof(cond[i]), "ctid < '(%" PRId64 ",0)'::pg_catalog.tid", b);
             else if (last)
-                snprintf(cond[i], sizeof(cond[i]), "ctid >= '(%" PRId64 ",0)'::pg_catalog.tid",
-                         a);
+                snprintf(cond[i], sizeof(cond[i]), "ctid >= '(%" PRId64 ",0)'::pg_catalog.tid", a);
             else
                 snprintf(cond[i], sizeof(cond[i]),
                          "ctid >= '(%" PRId64 ",0)'::pg_catalog.tid AND ctid < '(%" PRId64
@@ -733,9 +729,9 @@ void fw__par_stats(const fw_stream_t *s, fw_stream_stats_t *out)
     out->chunk_size = chunk;
     /* The state is the consumer's view (sticky), read without a lock: any thread may ask. */
     int sticky = atomic_load_explicit(&p->result, memory_order_relaxed);
-    out->state = sticky == FW_END            ? FW_STREAM_COMPLETED
-                 : sticky == FW_ECANCELED    ? FW_STREAM_CANCELLED
-                 : sticky < 0                ? FW_STREAM_FAILED
+    out->state = sticky == FW_END                                             ? FW_STREAM_COMPLETED
+                 : sticky == FW_ECANCELED                                     ? FW_STREAM_CANCELLED
+                 : sticky < 0                                                 ? FW_STREAM_FAILED
                  : atomic_load_explicit(&s->want_pause, memory_order_relaxed) ? FW_STREAM_PAUSED
                                                                               : FW_STREAM_RUNNING;
 }
