@@ -21,8 +21,8 @@
 # rows/s and the median peak RSS (/usr/bin/time %M, the whole client process) per variant,
 # and the speed-up of each median over one connection's, and the median of the per-round
 # speed-ups (each against the same round's one connection: the figure least moved by the load
-# of other jobs), and the client's CPU per row (user + sys of the whole process). Each run's row count is checked
-# against the first one's. Output: the table on stdout, the same as JSON in --out.
+# of other jobs), and the client's CPU per row (user + sys of the whole process). Each run's
+# row count is checked against the first one's. Output: the table on stdout, the same as JSON in --out.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -37,6 +37,7 @@ while [[ $# -gt 0 ]]; do
     --parallel) pars=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --pgdata) pgdata=$2; shift 2 ;;
+    -h | --help) sed -n '3,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) printf 'bench/parallel.sh: unknown option %s\n' "$1" >&2; exit 2 ;;
     esac
 done
