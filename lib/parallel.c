@@ -257,6 +257,10 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
                  q->pkey, f[2]);
         return FW_EINVAL;
     }
+    /* One part reads the whole range: no bound to find (min and max without an index would
+     * scan the relation once more for nothing). */
+    if (p->n == 1)
+        return 0;
     /* Cut points from the histogram: then no scan at all (min and max of an unindexed key
      * read the whole relation once more before the parts start). */
     if (nf == 4 && strcmp(f[3], "-") != 0) {
