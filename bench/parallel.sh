@@ -4,7 +4,7 @@
 # bench/parallel.sh: one connection against `fwire stream --parallel N` (issue 16).
 #
 #   bench/parallel.sh --dsn CONNINFO [--build DIR] [--relation REL] [--key COL] [--rounds R]
-#                     [--parallel "2 4"] [--out FILE.json]
+#                     [--parallel "2 4"] [--pgdata DIR] [--out FILE.json]
 #
 #   --dsn       a server with bench/setup.sql loaded (e.g. test/pgcluster.sh start DIR)
 #   --build     a built meson dir (default build/bench) holding tools/fwire
@@ -12,16 +12,21 @@
 #   --key       split by this integer key instead (--partition-key; the relation must show it)
 #   --rounds    counted rounds (default 5), after one warm-up round
 #   --parallel  the part counts to compare with one connection (default "2 4")
+#   --pgdata    the server's data directory (on this machine): adds the server's CPU per row,
+#               the CPU time of the backends the run used (the postmaster's reaped children:
+#               cutime + cstime of /proc/<postmaster>/stat, read once they have exited)
 #
 # Every round runs every variant once, in the same order (A B C A B C ...), so a change of
 # load on the machine hits every variant alike; the table gives the median, min and max of
 # rows/s and the median peak RSS (/usr/bin/time %M, the whole client process) per variant,
-# and the speed-up of each median over one connection's. Each run's row count is checked
-# against the first one's. Output: the table on stdout, the same as JSON in --out.
+# and the speed-up of each median over one connection's, and the median of the per-round
+# speed-ups (each against the same round's one connection: the figure least moved by the load
+# of other jobs), and the client's CPU per row (user + sys of the whole process). Each run's
+# row count is checked against the first one's. Output: the table on stdout, the same as JSON in --out.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-dsn= build=$root/build/bench relation=bench_1m key= rounds=5 pars="2 4" out=
+dsn= build=$root/build/bench relation=bench_1m key= rounds=5 pars="2 4" out= pgdata=
 while [[ $# -gt 0 ]]; do
     case $1 in
     --dsn) dsn=$2; shift 2 ;;
@@ -31,6 +36,8 @@ while [[ $# -gt 0 ]]; do
     --rounds) rounds=$2; shift 2 ;;
     --parallel) pars=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --pgdata) pgdata=$2; shift 2 ;;
+    -h | --help) sed -n '3,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) printf 'bench/parallel.sh: unknown option %s\n' "$1" >&2; exit 2 ;;
     esac
 done
@@ -45,18 +52,43 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 expect=
 
-# One run: "<rows> <seconds> <max RSS KiB>".
+pm=
+if [[ -n $pgdata ]]; then
+    pm=$(head -1 "$pgdata/postmaster.pid")
+    [[ -r /proc/$pm/stat ]] || { printf 'bench/parallel.sh: no postmaster %s\n' "$pm" >&2; exit 2; }
+fi
+# CPU seconds of the postmaster's children that have exited (cutime + cstime), once the run's
+# backends are gone: the children left are its own background processes (fewer than 10).
+server_cpu() {
+    [[ -n $pm ]] || { printf '0\n'; return; }
+    local i
+    for i in $(seq 100); do
+        [[ $(pgrep -c -P "$pm") -gt $base_children ]] || break
+        sleep 0.05
+    done
+    awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.3f\n", ($14 + $15) / hz}' \
+        "/proc/$pm/stat"
+}
+base_children=$([[ -n $pm ]] && pgrep -c -P "$pm" || printf '0')
+
+# One run: "<rows> <seconds> <max RSS KiB> <client CPU s> <server CPU s>".
 one() {
     local n=$1 args=()
     if [[ $n -gt 1 ]]; then
         args=(--parallel "$n")
         [[ -z $key ]] || args+=(--partition-key "$key")
     fi
-    /usr/bin/time -f '%e %M' -o "$tmp/time" "$fwire" stream "${args[@]}" --count \
+    local s0 s1
+    s0=$(server_cpu)
+    /usr/bin/time -f '%e %M %U %S' -o "$tmp/time" "$fwire" stream "${args[@]}" --count \
         "$relation" "$dsn" >"$tmp/count"
-    printf '%s %s\n' "$(cut -d' ' -f1 <"$tmp/count")" "$(cat "$tmp/time")"
+    s1=$(server_cpu)
+    printf '%s %s %s\n' "$(cut -d' ' -f1 <"$tmp/count")" \
+        "$(awk '{printf "%s %s %.2f", $1, $2, $3 + $4}' "$tmp/time")" \
+        "$(awk -v a="$s0" -v b="$s1" 'BEGIN {printf "%.2f", b - a}')"
 }
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq 0 "$rounds"); do
     for n in "${variants[@]}"; do
         r=$(one "$n")
@@ -83,20 +115,29 @@ split=ctid
 [[ -z $key ]] || split="key $key"
 printf '%s, %s rows, %d rounds interleaved after a warm-up, split by %s\n' "$relation" "$expect" \
     "$rounds" "$split"
-printf '| connections | rows/s median | min | max | speed-up (medians) | peak RSS KiB (median) |\n'
-printf '|---:|---:|---:|---:|---:|---:|\n'
+printf '| connections | rows/s median | min | max | speed-up (medians) | speed-up (per round, median) | client CPU ns/row | server CPU ns/row | peak RSS KiB |\n'
+printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 json="{\"relation\": \"$relation\", \"rows\": $expect, \"rounds\": $rounds, \"split\": \"${key:-ctid}\", \"variants\": ["
 sep=
 for n in "${variants[@]}"; do
-    awk '{printf "%.0f %s\n", $1 / $2, $3}' "$tmp/v$n" >"$tmp/r$n"
+    # rows/s, RSS, client and server CPU ns/row, and the speed-up against the same round's
+    # one connection
+    paste "$tmp/v$n" "$tmp/v1" | awk -v rows="$expect" '{printf "%.0f %s %.0f %.0f %.4f\n",
+        $1 / $2, $3, $4 * 1e9 / rows, $5 * 1e9 / rows, ($1 / $2) / ($6 / $7)}' >"$tmp/r$n"
     read -r med lo hi <<<"$(stat "$tmp/r$n" 1)"
     read -r rss _ _ <<<"$(stat "$tmp/r$n" 2)"
+    read -r ccpu _ _ <<<"$(stat "$tmp/r$n" 3)"
+    read -r scpu _ _ <<<"$(stat "$tmp/r$n" 4)"
+    read -r rup _ _ <<<"$(stat "$tmp/r$n" 5)"
     [[ -n $base ]] || base=$med
     up=$(awk -v a="$med" -v b="$base" 'BEGIN {printf "%.2f", a / b}')
-    printf '| %s | %.0f | %.0f | %.0f | %sx | %.0f |\n' "$n" "$med" "$lo" "$hi" "$up" "$rss"
-    json+="$sep{\"connections\": $n, \"rows_per_s_median\": $med, \"rows_per_s_min\": $lo, \"rows_per_s_max\": $hi, \"speedup\": $up, \"rss_kib_median\": $rss}"
+    [[ -n $pm ]] || scpu=-
+    printf '| %s | %.0f | %.0f | %.0f | %sx | %.2fx | %.0f | %s | %.0f |\n' "$n" "$med" "$lo" "$hi" \
+        "$up" "$rup" "$ccpu" "$scpu" "$rss"
+    json+="$sep{\"connections\": $n, \"rows_per_s_median\": $med, \"rows_per_s_min\": $lo, \"rows_per_s_max\": $hi, \"speedup\": $up, \"speedup_per_round\": $rup, \"client_cpu_ns_per_row\": $ccpu, \"server_cpu_ns_per_row\": \"$scpu\", \"rss_kib_median\": $rss}"
     sep=", "
 done
-json+="], \"load_end\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"cpus\": $(nproc)}"
+json+="], \"load_start\": \"$load_start\", \"load_end\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"cpus\": $(nproc)}"
 printf '%s\n' "$json" >"${out:-/dev/null}"
-printf 'load average now: %s; CPUs: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"
+printf 'load average at the start: %s, at the end: %s; CPUs: %s\n' "$load_start" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"

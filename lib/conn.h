@@ -262,6 +262,13 @@ void fw__wipe_conn_secrets(fw_conn_t *c);
 /* Threaded mode: runs fn(arg) on the connection's runtime thread and waits for it to return.
  * Thread: any thread but the runtime's. */
 void fw__runtime_call(fw_conn_t *conn, void (*fn)(void *arg), void *arg);
+/* Opens n connections with the same options at the same time (one batch of connect commands,
+ * so the n start-ups overlap) and waits for all of them. out[i] is the i-th connection or NULL
+ * if it failed; on any failure returns the first failure's code with its error in *err (NULL
+ * allowed), and the caller closes the connections that did open (fw_conn_close_sync). opts is
+ * borrowed until the call returns. Thread: any thread but the runtime's. */
+int fw__runtime_connect_n(fw_runtime_t *rt, const fw_conn_opts_t *opts, int n, fw_conn_t **out,
+                          fw_error_t *err);
 /* The same for a runtime. Thread: any thread but the runtime's. */
 void fw__runtime_run(fw_runtime_t *rt, void (*fn)(void *arg), void *arg);
 /* The runtime's loop, for code that runs on it (fw__runtime_run). */

@@ -768,8 +768,8 @@ FW_EXTERN int fw_query_explain(fw_query_t *q, bool on);
  * rows of one part keep their order. Each part has its own queue and its own byte budget
  * (fw_query_max_memory applies per part: receive memory is at most n times it);
  * fw_stream_stats() adds the parts up, fw_stream_part_stats() shows each one. The n
- * connections belong to the stream: fw_stream_free closes them (free the stream before
- * fw_runtime_free).
+ * connections are opened at the same time (their start-ups overlap) and belong to the stream:
+ * fw_stream_free closes them (free the stream before fw_runtime_free).
  * The split: without a partition key, ctid ranges of the relation's pages (a plain table or a
  * materialized view, PostgreSQL 14 or later: TID range scans); with fw_query_partition_key(),
  * ranges of that integer column. Anything else is refused by fw_stream_start() with FW_EINVAL
@@ -783,8 +783,12 @@ FW_EXTERN int fw_query_parallel(fw_query_t *q, int n);
 /*
  * The integer column (smallint, integer, bigint) a parallel stream splits on: part i reads
  * `column >= lo_i AND column < hi_i` (lo and hi are bind parameters; the first range open
- * below, the last open above and holding the rows whose key is NULL), the bounds cut the
- * range [min, max] the first connection reads at the snapshot into n equal spans. The column
+ * below, the last open above and holding the rows whose key is NULL). The bounds are n - 1
+ * quantiles of the column's statistics histogram (pg_stats.histogram_bounds, left by ANALYZE:
+ * parts of about equal rows even for a skewed key; a view borrows the statistics of the
+ * same-named column of the one relation its rule reads), else they cut the range [min, max]
+ * the first connection reads at the snapshot into n equal spans. Stale statistics cost balance
+ * only, never rows. The column
  * must be one the relation shows (a view's "id"), and should be indexed: each part's range is
  * then an index range scan, not a scan of the whole relation. An ORDER BY of this column alone
  * (ascending) is allowed: the parts are then delivered one after another, in key order, which

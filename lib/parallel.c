@@ -72,14 +72,19 @@ static void set_errf(fw_error_t *err, int code, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Prefixes err's message with the part it came from (a connect or a setup failure). */
+/* Prefixes err's message with the part it came from (a connect or a setup failure; part < 0:
+ * no number). */
 static void prefix_err(fw_error_t *err, const char *what, int part)
 {
     if (err == NULL)
         return;
     char m[sizeof(err->message)];
     snprintf(m, sizeof(m), "%s", err->message);
-    snprintf(err->message, sizeof(err->message), "parallel stream, %s %d: %.900s", what, part, m);
+    if (part < 0)
+        snprintf(err->message, sizeof(err->message), "parallel stream, %s: %.900s", what, m);
+    else
+        snprintf(err->message, sizeof(err->message), "parallel stream, %s %d: %.900s", what, part,
+                 m);
 }
 
 void fw__par_destroy(fw__par_t *p)
@@ -93,10 +98,12 @@ void fw__par_destroy(fw__par_t *p)
 typedef struct setup_s {
     char snapshot[64];
     long version;
-    int64_t pages;        /* ctid: the table's pages now (a later page is in the last part) */
-    char relkind;         /* ctid: 'r' table, 'm' materialized view, ... */
-    bool empty;           /* key: no row has a key (min and max are NULL) */
-    int64_t kmin, kmax;   /* key */
+    int64_t pages;      /* ctid: the table's pages now (a later page is in the last part) */
+    char relkind;       /* ctid: 'r' table, 'm' materialized view, ... */
+    bool empty;         /* key: no row has a key (min and max are NULL) */
+    int64_t kmin, kmax; /* key */
+    int ncuts;          /* key: n - 1 cut points from the histogram, or 0 (min and max) */
+    int64_t cuts[FW__QUERY_MAX_PARALLEL];
 } setup_t;
 
 static bool parse_i64(const char *s, int64_t *out)
@@ -157,13 +164,47 @@ static int words(char *text, char **f, int n)
 }
 
 /*
+ * The key's setup: the snapshot, the server's version, the key's type, and n - 1 cut points
+ * (both %d are n) from the histogram of the key's statistics (pg_stats.histogram_bounds,
+ * left by ANALYZE), or '-'. A view has no statistics of its own: for one whose rule reads exactly
+ * one relation, the statistics of that relation's column of the same name stand in (FraiseQL's
+ * `SELECT id, data FROM t`). Stale or borrowed bounds cost balance only, never rows: the first
+ * range is open below and the last open above. The histogram is read only for an integer key
+ * (the CASE is what keeps the cast from failing on any other type).
+ */
+#define KEY_SETUP_SQL                                                                            \
+    "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', pg_catalog.pg_export_snapshot(), "      \
+    "pg_catalog.current_setting('server_version_num'), coalesce(k.typ, '-'), "                   \
+    "coalesce(CASE WHEN k.typid IN (20, 21, 23) THEN (SELECT pg_catalog.array_to_string(ARRAY("  \
+    "SELECT h.b[1 + (pg_catalog.cardinality(h.b) - 1) * i / %d] "                                \
+    "FROM pg_catalog.generate_series(1, %d - 1) AS i), ',') "                                    \
+    "FROM (SELECT s.histogram_bounds::text::bigint[] AS b FROM pg_catalog.pg_stats s "           \
+    "JOIN pg_catalog.pg_class c ON c.relname = s.tablename "                                     \
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = s.schemaname "     \
+    "WHERE s.attname = $2::text AND s.histogram_bounds IS NOT NULL AND c.oid = coalesce("        \
+    "(SELECT c2.oid FROM pg_catalog.pg_class c2 WHERE c2.oid = $1::pg_catalog.regclass "         \
+    "AND c2.relkind IN ('r', 'm', 'p')), "                                                       \
+    "(SELECT min(d.refobjid) FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_depend d "          \
+    "ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = w.oid "           \
+    "AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass "                             \
+    "WHERE w.ev_class = $1::pg_catalog.regclass AND d.refobjid <> w.ev_class "                   \
+    "HAVING pg_catalog.count(DISTINCT d.refobjid) = 1)) "                                        \
+    "ORDER BY s.inherited LIMIT 1) AS h WHERE pg_catalog.cardinality(h.b) >= 2) END, '-'))) "    \
+    "AS \"data\" FROM (SELECT (SELECT pg_catalog.format_type(a.atttypid, NULL) "                 \
+    "FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::pg_catalog.regclass "                 \
+    "AND a.attname = $2::text AND a.attnum > 0 AND NOT a.attisdropped) AS typ, "                 \
+    "(SELECT a.atttypid FROM pg_catalog.pg_attribute a WHERE a.attrelid = "                      \
+    "$1::pg_catalog.regclass AND a.attname = $2::text AND a.attnum > 0 AND NOT a.attisdropped) " \
+    "AS typid) AS k"
+
+/*
  * On conns[0]: a new REPEATABLE READ READ ONLY transaction exports its snapshot, and reads what
  * the split needs at that snapshot: the relation's kind and pages (ctid), or the key column's
  * type, then its min and max (key). The transaction stays open: the snapshot lives as long.
  */
 static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err)
 {
-    char text[256];
+    char text[1024], sql[sizeof(KEY_SETUP_SQL) + 32];
     fw__query_run_t run = {
         .pre = {"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"},
         .npre = 1,
@@ -177,18 +218,14 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
                   "pg_catalog.current_setting('block_size')::bigint)) AS \"data\" "
                   "FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass";
     else
-        run.raw = "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', "
-                  "pg_catalog.pg_export_snapshot(), "
-                  "pg_catalog.current_setting('server_version_num'), "
-                  "coalesce((SELECT pg_catalog.format_type(a.atttypid, NULL) "
-                  "FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::pg_catalog.regclass "
-                  "AND a.attname = $2::text AND a.attnum > 0 AND NOT a.attisdropped), '-'))) "
-                  "AS \"data\"";
+        run.raw = sql;
+    if (q->pkey != NULL)
+        snprintf(sql, sizeof(sql), KEY_SETUP_SQL, p->n, p->n);
     int rc = run_one(p, q, &run, text, sizeof(text), err);
     if (rc < 0)
         return rc;
-    char *f[4] = {0};
-    int nf = words(text, f, 4);
+    char *f[5] = {0};
+    int nf = words(text, f, 5);
     size_t slen = f[0] != NULL ? strlen(f[0]) : 0;
     if (nf < 3 || slen == 0 || slen >= sizeof(st->snapshot) ||
         strspn(f[0], "0123456789ABCDEFabcdef-") != slen) {
@@ -201,8 +238,7 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
     if (q->pkey == NULL) {
         if (nf != 4 || !parse_i64(f[3], &st->pages)) {
             set_errf(err, FW_EPROTO_BAD_VALUE,
-                     "parallel stream: the server's size answer is not understood: %.200s",
-                     text);
+                     "parallel stream: the server's size answer is not understood: %.200s", text);
             return FW_EPROTO_BAD_VALUE;
         }
         st->relkind = f[2][0];
@@ -210,8 +246,7 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
     }
     /* The key's type (only its first word: "double" of "double precision"). */
     if (strcmp(f[2], "-") == 0) {
-        set_errf(err, FW_EINVAL, "%s has no column \"%s\" (the partition key)", q->source,
-                 q->pkey);
+        set_errf(err, FW_EINVAL, "%s has no column \"%s\" (the partition key)", q->source, q->pkey);
         return FW_EINVAL;
     }
     if (strcmp(f[2], "bigint") != 0 && strcmp(f[2], "integer") != 0 &&
@@ -222,8 +257,35 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
                  q->pkey, f[2]);
         return FW_EINVAL;
     }
-    /* Its range at the snapshot, in the same transaction: min and max (an index makes them
-     * two index probes). The key is quoted as an identifier ('"' doubled). */
+    /* One part reads the whole range: no bound to find (min and max without an index would
+     * scan the relation once more for nothing). */
+    if (p->n == 1)
+        return 0;
+    /* Cut points from the histogram: then no scan at all (min and max of an unindexed key
+     * read the whole relation once more before the parts start). */
+    if (nf == 4 && strcmp(f[3], "-") != 0) {
+        int k = 0;
+        for (char *c = f[3], *save = NULL, *w;
+             k <= FW__QUERY_MAX_PARALLEL && (w = strtok_r(c, ",", &save)) != NULL; c = NULL) {
+            if (k == FW__QUERY_MAX_PARALLEL || !parse_i64(w, &st->cuts[k]) ||
+                (k > 0 && st->cuts[k] < st->cuts[k - 1])) {
+                set_errf(err, FW_EPROTO_BAD_VALUE,
+                         "parallel stream: the key's histogram is not understood: %.200s", f[3]);
+                return FW_EPROTO_BAD_VALUE;
+            }
+            k++;
+        }
+        if (k != p->n - 1) {
+            set_errf(err, FW_EPROTO_BAD_VALUE,
+                     "parallel stream: %d cut points from the key's histogram, not %d", k,
+                     p->n - 1);
+            return FW_EPROTO_BAD_VALUE;
+        }
+        st->ncuts = k;
+        return 0;
+    }
+    /* Else its range at the snapshot, in the same transaction: min and max (an index makes
+     * them two index probes). The key is quoted as an identifier ('"' doubled). */
     char key[2 * FW__QUERY_MAX_IDENT + 3];
     size_t k = 0;
     key[k++] = '"';
@@ -234,7 +296,7 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
     }
     key[k++] = '"';
     key[k] = '\0';
-    char sql[1024]; /* two keys and the source, each at most 2 * 63 + 6 bytes quoted */
+    /* two keys and the source, each at most 2 * 63 + 6 bytes quoted: sql has room */
     snprintf(sql, sizeof(sql),
              "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', "
              "coalesce(min(%s)::text, '-'), coalesce(max(%s)::text, '-'))) AS \"data\" "
@@ -319,8 +381,25 @@ static void teardown(fw__par_t *p)
 static int64_t key_bound(const setup_t *st, int i, int n)
 {
     uint64_t span = (uint64_t)st->kmax - (uint64_t)st->kmin;
-    uint64_t off = span / (uint64_t)n * (uint64_t)i + span % (uint64_t)n * (uint64_t)i / (uint64_t)n;
+    uint64_t off =
+        span / (uint64_t)n * (uint64_t)i + span % (uint64_t)n * (uint64_t)i / (uint64_t)n;
     return (int64_t)((uint64_t)st->kmin + off);
+}
+
+/* The parts' starts, run on the loop thread in one call (one round trip to it, not n). */
+typedef struct starts_s {
+    int n;
+    fw__stream_start_t a[FW__QUERY_MAX_PARALLEL];
+} starts_t;
+
+static void start_all_on_loop(void *arg)
+{
+    starts_t *st = arg;
+    for (int i = 0; i < st->n; i++) {
+        fw__stream_start_on_loop(&st->a[i]);
+        if (st->a[i].rc < 0)
+            break;
+    }
 }
 
 static int start_parts(fw__par_t *p, fw_stream_t *outer, const fw_query_t *q, const setup_t *st,
@@ -328,13 +407,20 @@ static int start_parts(fw__par_t *p, fw_stream_t *outer, const fw_query_t *q, co
 {
     char set_snapshot[128];
     snprintf(set_snapshot, sizeof(set_snapshot), "SET TRANSACTION SNAPSHOT '%s'", st->snapshot);
+    char cond[FW__QUERY_MAX_PARALLEL][160], lo[FW__QUERY_MAX_PARALLEL][24],
+        hi[FW__QUERY_MAX_PARALLEL][24];
+    fw__query_run_t run[FW__QUERY_MAX_PARALLEL];
+    starts_t *all = fw__calloc(1, sizeof(*all));
+    if (all == NULL) {
+        set_errf(err, FW_ENOMEM, "out of memory");
+        return FW_ENOMEM;
+    }
+    memset(run, 0, sizeof(run));
     for (int i = 0; i < p->n; i++) {
-        char cond[160], lo[24], hi[24];
-        fw__query_run_t run = {.npre = 0};
         if (i > 0) {
-            run.pre[0] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
-            run.pre[1] = set_snapshot;
-            run.npre = 2;
+            run[i].pre[0] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+            run[i].pre[1] = set_snapshot;
+            run[i].npre = 2;
         }
         bool first = i == 0, last = i == p->n - 1;
         if (q->pkey == NULL) {
@@ -343,39 +429,48 @@ static int start_parts(fw__par_t *p, fw_stream_t *outer, const fw_query_t *q, co
             int64_t a = st->pages * i / p->n; /* pages < 2^32: no overflow */
             int64_t b = st->pages * (i + 1) / p->n;
             if (first && last)
-                run.cond = NULL;
+                run[i].cond = NULL;
             else if (first)
-                snprintf(cond, sizeof(cond), "ctid < '(%" PRId64 ",0)'::pg_catalog.tid", b);
+                snprintf(cond[i], sizeof(cond[i]), "ctid < '(%" PRId64 ",0)'::pg_catalog.tid", b);
             else if (last)
-                snprintf(cond, sizeof(cond), "ctid >= '(%" PRId64 ",0)'::pg_catalog.tid", a);
+                snprintf(cond[i], sizeof(cond[i]), "ctid >= '(%" PRId64 ",0)'::pg_catalog.tid", a);
             else
-                snprintf(cond, sizeof(cond),
+                snprintf(cond[i], sizeof(cond[i]),
                          "ctid >= '(%" PRId64 ",0)'::pg_catalog.tid AND ctid < '(%" PRId64
                          ",0)'::pg_catalog.tid",
                          a, b);
             if (!(first && last))
-                run.cond = cond;
+                run[i].cond = cond[i];
         } else if (st->empty) {
             /* No key at all: the first part reads everything (rows whose key is NULL). */
-            run.cond = first ? NULL : "false";
+            run[i].cond = first ? NULL : "false";
         } else {
-            snprintf(lo, sizeof(lo), "%" PRId64, key_bound(st, i, p->n));
-            snprintf(hi, sizeof(hi), "%" PRId64, key_bound(st, i + 1, p->n));
-            run.key_range = true;
-            run.key_lo = first ? NULL : lo;
-            run.key_hi = last ? NULL : hi;
-            run.key_nulls = last; /* ascending order puts NULL keys last */
+            /* Bound i is cut i - 1 (the histogram's) or min + span * i / n. */
+            snprintf(lo[i], sizeof(lo[i]), "%" PRId64,
+                     st->ncuts > 0 ? st->cuts[first ? 0 : i - 1] : key_bound(st, i, p->n));
+            snprintf(hi[i], sizeof(hi[i]), "%" PRId64,
+                     st->ncuts > 0 ? st->cuts[last ? i - 1 : i] : key_bound(st, i + 1, p->n));
+            run[i].key_range = true;
+            run[i].key_lo = first ? NULL : lo[i];
+            run[i].key_hi = last ? NULL : hi[i];
+            run[i].key_nulls = last; /* ascending order puts NULL keys last */
         }
-        fw__stream_start_t a = {p->conns[i], q, NULL, NULL, NULL, 0, err, &run, outer};
-        fw__runtime_call(p->conns[i], fw__stream_start_on_loop, &a);
-        if (a.rc < 0) {
+        all->a[i] = (fw__stream_start_t){p->conns[i], q, NULL, NULL, NULL, 0, err, &run[i], outer};
+    }
+    all->n = p->n;
+    fw__runtime_call(p->conns[0], start_all_on_loop, all);
+    int rc = 0;
+    for (int i = 0; i < p->n; i++) {
+        if (all->a[i].rc < 0) {
             prefix_err(err, "starting part", i);
-            return a.rc;
+            rc = all->a[i].rc;
+            break;
         }
-        p->parts[i] = a.s;
+        p->parts[i] = all->a[i].s;
         p->state[i] = 1;
     }
-    return 0;
+    fw__free(all);
+    return rc;
 }
 
 int fw__par_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, void *ud,
@@ -407,12 +502,12 @@ int fw__par_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, 
 
     fw_conn_opts_t o = conn->opts;
     o.conninfo = conn->conninfo_copy;
-    for (int i = 0; i < p->n; i++) {
-        rc = fw_conn_connect_sync(conn->runtime_link, &o, &p->conns[i], err);
-        if (rc < 0) {
-            prefix_err(err, "connecting part", i);
-            goto fail;
-        }
+    /* The n start-ups at once: connection set-up is part of the stream's wall time (under load
+     * a unix-socket start-up took 75-100 ms here; one after another, n of them added up). */
+    rc = fw__runtime_connect_n(conn->runtime_link, &o, p->n, p->conns, err);
+    if (rc < 0) {
+        prefix_err(err, "connecting the parts", -1);
+        goto fail;
     }
     setup_t st;
     memset(&st, 0, sizeof(st));
@@ -638,9 +733,9 @@ void fw__par_stats(const fw_stream_t *s, fw_stream_stats_t *out)
     out->chunk_size = chunk;
     /* The state is the consumer's view (sticky), read without a lock: any thread may ask. */
     int sticky = atomic_load_explicit(&p->result, memory_order_relaxed);
-    out->state = sticky == FW_END            ? FW_STREAM_COMPLETED
-                 : sticky == FW_ECANCELED    ? FW_STREAM_CANCELLED
-                 : sticky < 0                ? FW_STREAM_FAILED
+    out->state = sticky == FW_END                                             ? FW_STREAM_COMPLETED
+                 : sticky == FW_ECANCELED                                     ? FW_STREAM_CANCELLED
+                 : sticky < 0                                                 ? FW_STREAM_FAILED
                  : atomic_load_explicit(&s->want_pause, memory_order_relaxed) ? FW_STREAM_PAUSED
                                                                               : FW_STREAM_RUNNING;
 }

@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -243,24 +244,37 @@ int fw_runtime_new(fw_runtime_t **out)
     return 0;
 }
 
-/* Posts a command and waits for its answer. */
-static void post_and_wait(fw_runtime_t *rt, cmd_t *cmd)
+/* Posts n commands in one batch (one wake of the loop), then waits for every answer: the loop
+ * runs them all before it answers the first that needs I/O, so n connects proceed at once. */
+static void post_and_wait_n(fw_runtime_t *rt, cmd_t *cmds, int n)
 {
-    pthread_cond_init(&cmd->cond, NULL);
+    for (int i = 0; i < n; i++)
+        pthread_cond_init(&cmds[i].cond, NULL);
     pthread_mutex_lock(&rt->mu);
-    cmd->next = NULL;
-    if (rt->tail != NULL)
-        rt->tail->next = cmd;
-    else
-        rt->head = cmd;
-    rt->tail = cmd;
+    for (int i = 0; i < n; i++) {
+        cmd_t *cmd = &cmds[i];
+        cmd->next = NULL;
+        if (rt->tail != NULL)
+            rt->tail->next = cmd;
+        else
+            rt->head = cmd;
+        rt->tail = cmd;
+    }
     pthread_mutex_unlock(&rt->mu);
     uv_async_send(&rt->async);
     pthread_mutex_lock(&rt->mu);
-    while (!cmd->done)
-        pthread_cond_wait(&cmd->cond, &rt->mu);
+    for (int i = 0; i < n; i++)
+        while (!cmds[i].done)
+            pthread_cond_wait(&cmds[i].cond, &rt->mu);
     pthread_mutex_unlock(&rt->mu);
-    pthread_cond_destroy(&cmd->cond);
+    for (int i = 0; i < n; i++)
+        pthread_cond_destroy(&cmds[i].cond);
+}
+
+/* Posts a command and waits for its answer. */
+static void post_and_wait(fw_runtime_t *rt, cmd_t *cmd)
+{
+    post_and_wait_n(rt, cmd, 1);
 }
 
 int fw_conn_connect_sync(fw_runtime_t *rt, const fw_conn_opts_t *opts, fw_conn_t **out,
@@ -283,6 +297,41 @@ int fw_conn_connect_sync(fw_runtime_t *rt, const fw_conn_opts_t *opts, fw_conn_t
     }
     *out = cmd.conn;
     return 0;
+}
+
+int fw__runtime_connect_n(fw_runtime_t *rt, const fw_conn_opts_t *opts, int n, fw_conn_t **out,
+                          fw_error_t *err)
+{
+    cmd_t *cmds = fw__calloc((size_t)n, sizeof(*cmds));
+    if (cmds == NULL) {
+        if (err != NULL) {
+            memset(err, 0, sizeof(*err));
+            err->code = FW_ENOMEM;
+            snprintf(err->message, sizeof(err->message), "out of memory");
+        }
+        return FW_ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        cmds[i].kind = CMD_CONNECT;
+        cmds[i].opts = opts;
+    }
+    post_and_wait_n(rt, cmds, n);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        out[i] = cmds[i].conn;
+        if (cmds[i].status < 0 && rc == 0) {
+            rc = cmds[i].status;
+            if (err != NULL)
+                *err = cmds[i].err;
+            if (err != NULL) {
+                char m[sizeof(err->message)];
+                snprintf(m, sizeof(m), "%s", err->message);
+                snprintf(err->message, sizeof(err->message), "connection %d: %.900s", i, m);
+            }
+        }
+    }
+    fw__free(cmds);
+    return rc;
 }
 
 void fw_conn_close_sync(fw_conn_t *conn)

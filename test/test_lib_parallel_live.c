@@ -242,6 +242,63 @@ static void test_parallel_keyed_view_equals_one_connection_n1_to_4(void **state)
     sess_close(&S);
 }
 
+/* ---- key ranges from the histogram ------------------------------------------------------- */
+
+/* Reads `relation` over 2 parts split on "id"; returns part 0's rows, checks the total. */
+static uint64_t part0_rows(sess_t *S, const char *relation, uint64_t total)
+{
+    fw_stream_t *s = start_par(S, relation, "id", 2);
+    res_t r;
+    res_init(&r);
+    drain(s, &r);
+    if (r.code != FW_END)
+        fail_msg("%s: %s (%s)", relation, fw_err_name(r.code), r.err.message);
+    fw_stream_stats_t p0, p1;
+    assert_int_equal(fw_stream_part_stats(s, 0, &p0), 0);
+    assert_int_equal(fw_stream_part_stats(s, 1, &p1), 0);
+    fw_stream_free(s);
+    assert_int_equal(r.rows, total);
+    assert_int_equal(p0.rows_yielded + p1.rows_yielded, total);
+    print_message("%s: part 0 %" PRIu64 " rows, part 1 %" PRIu64 "\n", relation,
+                  p0.rows_yielded, p1.rows_yielded);
+    return p0.rows_yielded;
+}
+
+/*
+ * A skewed key: ids 1..9000 and 10^12 + 1..1000. Equal spans of [min, max] put 9,000 rows in
+ * part 0 and 1,000 in part 1; the histogram's median puts about 5,000 in each. With
+ * statistics (ANALYZE), on the table and through a view over it (the view borrows its
+ * table's), the parts are balanced; without (autovacuum off, never analyzed), min and max.
+ */
+static void test_parallel_key_bounds_come_from_the_histogram(void **state)
+{
+    (void)state;
+    char out[256];
+    psql("DROP VIEW IF EXISTS v_par_skew, v_par_skew_raw;\n"
+         "DROP TABLE IF EXISTS par_skew, par_skew_raw;\n"
+         "CREATE TABLE par_skew (id bigint, data jsonb) WITH (autovacuum_enabled = false);\n"
+         "CREATE TABLE par_skew_raw (id bigint, data jsonb) WITH (autovacuum_enabled = false);\n"
+         "INSERT INTO par_skew SELECT g, jsonb_build_object('id', g) FROM "
+         "(SELECT generate_series(1, 9000) AS g UNION ALL "
+         "SELECT 1000000000000 + generate_series(1, 1000)) AS x;\n"
+         "INSERT INTO par_skew_raw SELECT * FROM par_skew;\n"
+         "ANALYZE par_skew;\n"
+         "CREATE VIEW v_par_skew AS SELECT id, data FROM par_skew;\n"
+         "CREATE VIEW v_par_skew_raw AS SELECT id, data FROM par_skew_raw;\n"
+         "GRANT SELECT ON par_skew, par_skew_raw, v_par_skew, v_par_skew_raw TO PUBLIC;\n",
+         out, sizeof(out));
+    sess_t S;
+    sess_open(&S);
+    uint64_t t = part0_rows(&S, "par_skew", 10000);
+    assert_true(t >= 4000 && t <= 6000);
+    uint64_t v = part0_rows(&S, "v_par_skew", 10000);
+    assert_true(v >= 4000 && v <= 6000);
+    assert_int_equal(part0_rows(&S, "v_par_skew_raw", 10000), 9000);
+    sess_close(&S);
+    psql("DROP VIEW v_par_skew, v_par_skew_raw; DROP TABLE par_skew, par_skew_raw;\n", out,
+         sizeof(out));
+}
+
 /* ---- with a concurrent writer ------------------------------------------------------------ */
 
 /* Runs the writer in the background: deletes, inserts and updates (an UPDATE moves its row to
@@ -549,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_parallel_pause_resume_cancel_and_free),
         cmocka_unit_test(test_parallel_ctid_equals_one_connection_n1_to_4),
         cmocka_unit_test(test_parallel_keyed_view_equals_one_connection_n1_to_4),
+        cmocka_unit_test(test_parallel_key_bounds_come_from_the_histogram),
         cmocka_unit_test(test_parallel_reads_its_snapshot_while_a_writer_writes),
     };
     (void)view_oracle; /* stream_oracle.h helpers this file does not need */
