@@ -132,7 +132,6 @@ typedef struct copts_s {
     int pred, where; /* keep bucket < K; -1: no filter */
     long slow_ns;
     int rss_ms;
-    int exp, tgt; /* EXPERIMENT */
 } copts_t;
 
 /* Parses "KIND[/OPT...]" into *kind and *o; 0, or -1 with a message in why. */
@@ -184,10 +183,6 @@ static int parse_spec(const char *spec, int *kind, copts_t *o, char *why, size_t
             o->slow_ns = (long)v, needs_fw = false;
         else if (strcmp(opt, "metrics") == 0 && num_ok && v == 0)
             o->metrics_off = true, needs_fw = false;
-        else if (strcmp(opt, "exp") == 0 && num_ok)
-            o->exp = (int)v;
-        else if (strcmp(opt, "tgt") == 0 && num_ok)
-            o->tgt = (int)v;
         else if (strcmp(opt, "rss") == 0 && num_ok && v >= 1)
             o->rss_ms = (int)v, needs_fw = false;
         else
@@ -974,16 +969,6 @@ static int child_main(const char *client, const char *view, const char *dsn, int
     }
     if (copts.metrics_off)
         setenv("FWIRE_METRICS", "0", 1); /* before fwire reads it */
-    if (copts.exp > 0) {
-        char b[16];
-        snprintf(b, sizeof(b), "%d", copts.exp);
-        setenv("FW_EXP_COAL", b, 1);
-    }
-    if (copts.tgt > 0) {
-        char b[16];
-        snprintf(b, sizeof(b), "%d", copts.tgt);
-        setenv("FW_EXP_TARGET", b, 1);
-    }
     if (copts.allocs) {
         fw_allocator_t a = {count_malloc, count_realloc, count_free, NULL};
         if (fw_allocator_set(&a) != 0)

@@ -45,27 +45,38 @@ static void set_fd(fw__ftimer_t *t, uint64_t us)
 }
 #endif
 
-bool fw__ftimer_force_coarse;
-
 void fw__ftimer_init(uv_loop_t *loop, fw__ftimer_t *t)
 {
+    t->loop = loop;
+    t->made = false;
     t->active = false;
     t->interval_us = 0;
     t->cb = NULL;
     t->close_cb = NULL;
     t->fd = -1;
+}
+
+/* The handle, at the first start: most streams are short and never start their timer, and a
+ * timerfd costs two system calls (create, close) to a stream that does not use it. */
+static void make(fw__ftimer_t *t, bool fine)
+{
+    if (t->made)
+        return;
+    t->made = true;
 #ifdef __linux__
-    int fd = fw__ftimer_force_coarse ? -1 : timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    int fd = fine ? timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC) : -1;
     if (fd >= 0) {
-        if (uv_poll_init(loop, &t->h.poll, fd) == 0) {
+        if (uv_poll_init(t->loop, &t->h.poll, fd) == 0) {
             t->fd = fd;
             t->h.poll.data = t;
             return;
         }
         close(fd);
     }
+#else
+    (void)fine;
 #endif
-    uv_timer_init(loop, &t->h.timer); /* cannot fail */
+    uv_timer_init(t->loop, &t->h.timer); /* cannot fail */
     t->h.timer.data = t;
 }
 
@@ -73,6 +84,7 @@ void fw__ftimer_start(fw__ftimer_t *t, uint64_t interval_us, fw__ftimer_cb cb)
 {
     if (interval_us == 0)
         interval_us = 1;
+    make(t, true);
     t->cb = cb;
     t->interval_us = interval_us;
     t->active = true;
@@ -123,6 +135,7 @@ static void on_closed(uv_handle_t *h)
 
 void fw__ftimer_close(fw__ftimer_t *t, fw__ftimer_cb cb)
 {
+    make(t, false); /* never started: a libuv timer, to close through the loop all the same */
     t->active = false;
     t->close_cb = cb;
     uv_close(&t->h.handle, on_closed);

@@ -24,7 +24,9 @@ struct fw__ftimer_s {
         uv_poll_t poll;   /* fine: the timerfd */
         uv_timer_t timer; /* coarse: milliseconds */
     } h;
-    int fd;               /* the timerfd, or -1 (coarse) */
+    uv_loop_t *loop;
+    bool made; /* the handle exists (from the first start on) */
+    int fd;    /* the timerfd, or -1 (coarse) */
     bool active;
     uint64_t interval_us; /* while active */
     fw__ftimer_cb cb;
@@ -32,13 +34,13 @@ struct fw__ftimer_s {
     void *data; /* the owner's */
 };
 
-/* Sets *t up on loop. Cannot fail: without a timerfd, the timer is coarse. */
+/* Sets *t up on loop; the handle itself is made at the first start (a timerfd, or without
+ * one a coarse timer). Cannot fail. */
 void fw__ftimer_init(uv_loop_t *loop, fw__ftimer_t *t);
-extern bool fw__ftimer_force_coarse; /* EXPERIMENT */
 /* Runs cb every interval_us (at least 1) from now on; a running timer starts its period anew. */
 void fw__ftimer_start(fw__ftimer_t *t, uint64_t interval_us, fw__ftimer_cb cb);
 void fw__ftimer_stop(fw__ftimer_t *t);
-/* Whether the ticks are finer than libuv's milliseconds (a timerfd). */
+/* Whether the ticks are finer than libuv's milliseconds (a timerfd; known once started). */
 bool fw__ftimer_is_fine(const fw__ftimer_t *t);
 /* Stops and releases it; cb runs once the loop has let go of it (uv_close). */
 void fw__ftimer_close(fw__ftimer_t *t, fw__ftimer_cb cb);

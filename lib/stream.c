@@ -20,7 +20,6 @@
 #include "stream_int.h"
 
 #include <stdarg.h>
-#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -75,7 +74,6 @@
 #define COAL_TARGET ((uint64_t)64 * 1024)
 #define COAL_MIN_US 100
 #define COAL_MAX_US 1000
-static uint64_t s_target = COAL_TARGET; /* EXPERIMENT */
 enum { PUMP_NEED, PUMP_STALL, PUMP_OVER };
 
 static void adapt_chunk_size(fw_stream_t *s, bool stalled);
@@ -505,10 +503,9 @@ static void on_coal(fw__ftimer_t *t)
 /* The interval at which a cycle brings COAL_TARGET bytes, `got` having come in `ns`. */
 static uint64_t coal_interval(uint64_t got, uint64_t ns)
 {
-    uint64_t target = s_target;
-    if (got == 0 || ns / 1000 >= COAL_MAX_US * got / target)
+    if (got == 0 || ns / 1000 >= COAL_MAX_US * got / COAL_TARGET)
         return COAL_MAX_US;
-    uint64_t us = target * (ns / 1000) / got;
+    uint64_t us = COAL_TARGET * (ns / 1000) / got;
     return us < COAL_MIN_US ? COAL_MIN_US : us;
 }
 
@@ -540,8 +537,10 @@ static bool coalesce_next(fw_stream_t *s)
         /* Smoothed over about four cycles, but at once to a shorter interval when a cycle
          * brought twice the target: the server's buffer is then more than half full. */
         uint64_t ideal = coal_interval(got, ns);
-        s->coal_want = got > 2 * s_target && ideal < s->coal_want ? ideal
-                                                                  : (s->coal_want * 3 + ideal) / 4;
+        if (got > 2 * COAL_TARGET && ideal < s->coal_want)
+            s->coal_want = ideal;
+        else
+            s->coal_want = (s->coal_want * 3 + ideal) / 4;
         /* Re-arming costs a timerfd_settime: only for a change by a factor of 1.5 or more. */
         if (s->coal_want * 3 <= s->coal_us * 2 || s->coal_want * 2 >= s->coal_us * 3) {
             s->coal_us = s->coal_want;
@@ -560,7 +559,7 @@ static bool coalesce_next(fw_stream_t *s)
     s->win_t = now;
     s->win_bytes = 0;
     s->win_wakes = 0;
-    if (!fast || (!small && s->exp != 3) || s->exp == 1)
+    if (!fast || !small)
         return false;
     s->coalescing = true;
     s->coal_idle_ns = 0;
@@ -741,20 +740,10 @@ int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, int npre)
     s->nudge.data = s;
     uv_timer_init(c->loop, &s->ctl);
     s->ctl.data = s;
-    {
-        const char *e = getenv("FW_EXP_COAL");
-        fw__ftimer_force_coarse = e != NULL && atoi(e) == 2;
-    }
     fw__ftimer_init(c->loop, &s->coal); /* cannot fail */
     s->coal.data = s;
     s->coalescing = false;
     s->coal_us = s->coal_want = COAL_MAX_US;
-    {
-        const char *e = getenv("FW_EXP_COAL");
-        s->exp = e != NULL ? atoi(e) : 0;
-        e = getenv("FW_EXP_TARGET");
-        s_target = e != NULL ? (uint64_t)atoi(e) * 1024 : COAL_TARGET;
-    }
     s->rx_total = s->cycle_bytes = s->win_bytes = s->win_wakes = 0;
     s->win_t = uv_hrtime();
     s->open_handles = 4;

@@ -105,7 +105,6 @@ struct fw_stream_s {
     uint64_t win_bytes;    /* ...since win_t (uv_hrtime): the rate that turns coalescing on */
     uint64_t win_t;
     uint64_t win_wakes;    /* ...and the socket's wakes since win_t (bytes per wake) */
-    int exp; /* EXPERIMENT */
     int turn_skips; /* the loop's turns this stream gave way to others in a row (stream.c) */
     bool turn_wake; /* it gave way and its wake will bring it back (stream.c) */
 
