@@ -58,7 +58,8 @@
  * socket send buffer (about 208 KB on a unix socket, wmem_default), and a full buffer stops
  * the backend in send(). At 175 KB/ms, the rate of v_bench_1m on a quiet reference host,
  * that is about a millisecond: libuv's millisecond timers (which fire 0-2 ms after they are
- * asked to) held the backend back and cost 14-22% of wall time against a blocking reader.
+ * asked to) held the backend back and cost 12-22% of wall time against a blocking reader
+ * (0.90-0.91 of its wall time with the fine timer: docs/benchmarks.md, "Coalesced reads").
  * So the interval follows the measured rate, aiming at COAL_TARGET bytes a cycle, under a
  * third of that buffer, between COAL_MIN_US and COAL_MAX_US: smoothed over a few cycles, but
  * shortened at once by a cycle that brought twice the target. Each cycle costs an
