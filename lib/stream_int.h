@@ -8,6 +8,7 @@
 #define FW_STREAM_INT_H
 
 #include "conn.h"
+#include "ftimer.h"
 #include "lmetrics.h"
 #include "pipe.h"
 #include "query.h"
@@ -86,22 +87,24 @@ struct fw_stream_s {
     fw_pause_action_t pause_action;
     uint64_t last_rx; /* loop time of the last bytes received (idle timeout) */
     uv_timer_t nudge; /* wakes a sleeping consumer for a small batch (stream_wake.c) */
-    int open_handles; /* wake, nudge and ctl: the producer's reference goes with the last */
+    int open_handles; /* wake, nudge, ctl, coal: the producer's reference goes with the last */
     bool nudge_armed;
     uint64_t signaled_rows;  /* rows pushed when the consumer was last signalled */
     uint64_t signaled_bytes; /* and JSON bytes pushed then */
     bool drained;            /* the last read emptied the socket (and OpenSSL) */
     /* Coalesced reads in bulk (stream.c, coalesce_next): while the server sends fast, the
-     * socket is not watched for readable and `coal` reads it every millisecond instead. */
-    uv_timer_t coal;
+     * socket is not watched for readable and `coal` reads it every coal_us instead. */
+    fw__ftimer_t coal;
     bool coalescing;
-    bool coal_armed;
-    int coal_idle;        /* ms of coalescing cycles in a row that brought (almost) nothing */
-    uint64_t coal_ms;     /* the coalescing interval now */
-    uint64_t rx_total;    /* bytes received by this stream */
-    uint64_t cycle_bytes; /* ...since the socket was last emptied */
-    uint64_t win_bytes;   /* ...since win_t (uv_hrtime): the rate that turns coalescing on */
+    uint64_t coal_us;      /* the coalescing interval the timer runs at */
+    uint64_t coal_want;    /* ...and the one the measured rate asks for, smoothed */
+    uint64_t coal_idle_ns; /* time of coalescing cycles in a row that brought (almost) nothing */
+    uint64_t coal_t;       /* uv_hrtime at the end of the last coalescing cycle */
+    uint64_t rx_total;     /* bytes received by this stream */
+    uint64_t cycle_bytes;  /* ...since the socket was last emptied */
+    uint64_t win_bytes;    /* ...since win_t (uv_hrtime): the rate that turns coalescing on */
     uint64_t win_t;
+    uint64_t win_wakes;    /* ...and the socket's wakes since win_t (bytes per wake) */
     int turn_skips; /* the loop's turns this stream gave way to others in a row (stream.c) */
     bool turn_wake; /* it gave way and its wake will bring it back (stream.c) */
 

@@ -77,9 +77,10 @@ void fw__stream_notify(fw_stream_t *s, bool now)
         }
         signal_consumer(s);
     } else if (s->coalescing) {
-        /* Coalescing: the next read is at most a millisecond away and brings more rows; the
-         * batch grows to WAKE_ROWS there, or coal_leave wakes the consumer for what is left
-         * (fw__stream_wake_pending). No nudge timer: it would only wake the loop once more. */
+        /* Coalescing: the next read is at most a millisecond away (stream.c, COAL_MAX_US)
+         * and brings more rows; the batch grows to WAKE_ROWS there, or coal_leave wakes the
+         * consumer for what is left (fw__stream_wake_pending). No nudge timer: it would only
+         * wake the loop once more. */
     } else if (!s->nudge_armed && fresh > 0) {
         s->nudge_armed = true;
         uv_timer_start(&s->nudge, on_nudge, NUDGE_MS, 0);
