@@ -641,8 +641,7 @@ void fw_conn_close(fw_conn_t *c, fw_close_cb cb, void *ud)
 
 /* protocol_version took one reserved pointer's place: the struct must keep its size, or a
  * program built against the older header would be written past its end. */
-_Static_assert(sizeof(fw_conn_info_t) ==
-                   offsetof(fw_conn_info_t, role) + 8 * sizeof(void *),
+_Static_assert(sizeof(fw_conn_info_t) == offsetof(fw_conn_info_t, role) + 8 * sizeof(void *),
                "fw_conn_info_t changed size");
 
 int fw_conn_info(const fw_conn_t *c, fw_conn_info_t *info)
@@ -697,4 +696,3 @@ void fw__wipe_conn_secrets(fw_conn_t *c)
         c->conninfo_copy = NULL;
     }
 }
-

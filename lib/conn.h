@@ -164,7 +164,7 @@ struct fw_conn_s {
      * 128 KiB part of the record made every fw_conn_new an mmap and a zeroing of pages that
      * are only ever read after a read filled them (0.2-1 ms a connection, 25-45 ms for the
      * 100 connections a pool opens at once; issue 15). */
-    uint8_t *rbuf;  /* the channel's raw socket reads */
+    uint8_t *rbuf; /* the channel's raw socket reads */
     /* Plaintext of the attempt and the idle reader; lent to a running stream as the scratch
      * where a message split across receive slabs is joined (conn->stream owns it then). */
     uint8_t *plain;

@@ -22,7 +22,7 @@
  * through the slow-path flag it tested already (stream_api.c, poll_row).
  */
 #include "alloc.h"
-#include "stream_int.h"
+#include "parallel_int.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -34,23 +34,8 @@
  * one part's cache lines, short enough that no part's ring fills while another is read. */
 #define PART_STREAK 512
 
-typedef struct fw__par_s {
-    int n;
-    bool ordered; /* ORDER BY the partition key: the parts are read one after another */
-    int cur;      /* the part read last */
-    int streak;   /* rows taken from it in a row */
-    int live;     /* parts not ended yet */
-    fw_conn_t *conns[FW__QUERY_MAX_PARALLEL];
-    fw_stream_t *parts[FW__QUERY_MAX_PARALLEL];
-    int state[FW__QUERY_MAX_PARALLEL]; /* 1 running, FW_END (0) ended, < 0 failed */
-    char snapshot[64];
-    /* The consumer's sticky result (FW_END or a failure), for fw_stream_stats from any
-     * thread; 1 while running. */
-    _Atomic int result;
-} fw__par_t;
-
 /* The consumer's end: sticky for it, published for stats. */
-static int set_end(fw_stream_t *s, int code)
+int fw__par_set_end(fw_stream_t *s, int code)
 {
     s->sticky = code;
     atomic_store_explicit(&s->par->result, code, memory_order_relaxed);
@@ -364,7 +349,7 @@ static int check_query(const fw_conn_t *conn, const fw_query_t *q, bool *ordered
 }
 
 /* Frees what start made so far (the consumer's side: parts first, then their connections). */
-static void teardown(fw__par_t *p)
+void fw__par_teardown(fw__par_t *p)
 {
     for (int i = 0; i < p->n; i++) {
         fw_stream_free(p->parts[i]);
@@ -542,7 +527,7 @@ int fw__par_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, 
     *out = outer;
     return 0;
 fail:
-    teardown(p);
+    fw__par_teardown(p);
     fw__stream_unref(outer); /* frees p too */
     return rc;
 }
@@ -565,7 +550,7 @@ static int part_failed(fw_stream_t *s, fw__par_t *p, int i, int code)
         if (p->state[k] == 1) /* the cancel completes on the loop; free or cancel waits */
             (void)fw__stream_cancel_request(p->parts[k]);
     }
-    return set_end(s, code);
+    return fw__par_set_end(s, code);
 }
 
 int fw__par_poll(fw_stream_t *s, fw_row_t *row, fw_chunk_t **chunk)
@@ -616,7 +601,7 @@ int fw__par_poll(fw_stream_t *s, fw_row_t *row, fw_chunk_t **chunk)
         return part_failed(s, p, i, r);
     }
     if (p->live == 0)
-        return set_end(s, FW_END);
+        return fw__par_set_end(s, FW_END);
     return paused > 0 && waiting == 0 ? FW_PAUSED : FW_AGAIN;
 }
 
@@ -634,134 +619,4 @@ void fw__par_chunk_release(fw_stream_t *s, fw_chunk_t *chunk)
         }
     }
     /* Not taken from any part (released twice): ignored, as fw__pipe_release does. */
-}
-
-/* ---- control, stats, the end ------------------------------------------------------------- */
-
-int fw__par_pause(fw_stream_t *s, bool pause)
-{
-    fw__par_t *p = s->par;
-    if (s->sticky <= 0)
-        return FW_ESTATE;
-    int ok = 0;
-    for (int i = 0; i < p->n; i++) {
-        if (p->state[i] == 1 &&
-            (pause ? fw_stream_pause(p->parts[i]) : fw_stream_resume(p->parts[i])) == 0)
-            ok++;
-    }
-    if (ok > 0)
-        atomic_store_explicit(&s->want_pause, pause, memory_order_relaxed);
-    return ok > 0 ? 0 : FW_ESTATE;
-}
-
-/* Every part has published its end (the consumer waits on the parallel stream for that). */
-static int poll_all_final(fw_stream_t *s, void *arg)
-{
-    (void)arg;
-    fw__par_t *p = s->par;
-    for (int i = 0; i < p->n; i++) {
-        if (atomic_load_explicit(&p->parts[i]->final, memory_order_acquire) == FW__FINAL_NONE)
-            return FW_AGAIN;
-    }
-    return 0;
-}
-
-int fw__par_cancel(fw_stream_t *s)
-{
-    fw__par_t *p = s->par;
-    /* Every part's cancel goes out first, then one wait covers them all: the parts are
-     * drained at the same time, not one after another. */
-    for (int i = 0; i < p->n; i++)
-        (void)fw__stream_cancel_request(p->parts[i]);
-    (void)fw__stream_wait(s, -1, poll_all_final, NULL); /* bounded by the cancel timeouts */
-    int rc = 0;
-    for (int i = 0; i < p->n; i++) {
-        int r = fw__stream_cancel_end(p->parts[i]);
-        if (r < 0 && rc == 0)
-            rc = r;
-    }
-    if (s->sticky > 0) {
-        memset(&s->err, 0, sizeof(s->err));
-        s->err.code = rc < 0 ? rc : FW_ECANCELED;
-        s->err.phase = FW_PHASE_READY;
-        snprintf(s->err.message, sizeof(s->err.message), "%s",
-                 rc < 0 ? "a part's cancel did not complete in time; its connection was closed"
-                        : "the query was cancelled");
-        set_end(s, s->err.code);
-    }
-    for (int i = 0; i < p->n; i++)
-        if (p->state[i] == 1) {
-            p->state[i] = FW_ECANCELED;
-            p->live--;
-        }
-    return rc;
-}
-
-void fw__par_free(fw_stream_t *s)
-{
-    /* Parts first (a running one is cancelled without waiting), then their connections: the
-     * close ends what a cancel still waits for, and the transactions with it. */
-    teardown(s->par);
-    fw__stream_unref(s);
-}
-
-void fw__par_stats(const fw_stream_t *s, fw_stream_stats_t *out)
-{
-    const fw__par_t *p = s->par;
-    fw_stream_stats_t st;
-    uint32_t chunk = 0;
-    for (int i = 0; i < p->n; i++) {
-        if (p->parts[i] == NULL)
-            continue;
-        fw_stream_stats(p->parts[i], &st);
-        out->rows_buffered += st.rows_buffered;
-        out->chunks_buffered += st.chunks_buffered;
-        out->bytes_buffered += st.bytes_buffered;
-        out->rows_yielded += st.rows_yielded;
-        out->rows_filtered += st.rows_filtered;
-        out->bytes_received += st.bytes_received;
-        out->chunks_delivered += st.chunks_delivered;
-        out->read_stops += st.read_stops;
-        out->pauses += st.pauses;
-        out->pause_timeouts += st.pause_timeouts;
-        out->chunk_grows += st.chunk_grows;
-        out->chunk_shrinks += st.chunk_shrinks;
-        out->max_memory += st.max_memory;
-        if (st.chunk_size > chunk)
-            chunk = st.chunk_size;
-    }
-    out->chunk_size = chunk;
-    /* The state is the consumer's view (sticky), read without a lock: any thread may ask. */
-    int sticky = atomic_load_explicit(&p->result, memory_order_relaxed);
-    out->state = sticky == FW_END                                             ? FW_STREAM_COMPLETED
-                 : sticky == FW_ECANCELED                                     ? FW_STREAM_CANCELLED
-                 : sticky < 0                                                 ? FW_STREAM_FAILED
-                 : atomic_load_explicit(&s->want_pause, memory_order_relaxed) ? FW_STREAM_PAUSED
-                                                                              : FW_STREAM_RUNNING;
-}
-
-int fw_stream_parts(const fw_stream_t *s)
-{
-    if (s == NULL)
-        return FW_EINVAL;
-    return s->par != NULL ? s->par->n : 1;
-}
-
-int fw_stream_part_stats(const fw_stream_t *s, int part, fw_stream_stats_t *out)
-{
-    if (s == NULL || out == NULL || part < 0 || part >= fw_stream_parts(s))
-        return FW_EINVAL;
-    if (s->par == NULL) {
-        fw_stream_stats(s, out);
-        return 0;
-    }
-    if (s->par->parts[part] == NULL)
-        return FW_ESTATE;
-    fw_stream_stats(s->par->parts[part], out);
-    return 0;
-}
-
-const char *fw_stream_snapshot(const fw_stream_t *s)
-{
-    return s != NULL && s->par != NULL ? s->par->snapshot : NULL;
 }

@@ -26,7 +26,7 @@ typedef struct phost_s {
     fw_server_role_t role;
     breaker_t breaker;
     unsigned failures;
-    uint64_t retry_at; /* uv_now: no connect before this */
+    uint64_t retry_at;   /* uv_now: no connect before this */
     uint64_t recheck_at; /* a standby: no connect for a write before this (pool_host.c) */
     bool probing;
     bool suspect; /* a connection to it broke: one connect at a time until one succeeds */

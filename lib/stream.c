@@ -35,51 +35,16 @@
  * when epoll_wait returns and when a loop iteration starts) against the monotonic clock, one
  * vDSO call per read. Past it the stream leaves the rest for the next turn: the poll is
  * level-triggered, so a readable socket comes back by itself (a coalescing one through its
- * wake); the timers run in between. A stream that has given way TURN_FORCE times in a row reads once
- * anyway, whatever the turn's age: epoll reports ready sockets in a stable order, and the last
+ * wake); the timers run in between. A stream that has given way TURN_FORCE times in a row reads
+ * once anyway, whatever the turn's age: epoll reports ready sockets in a stable order, and the last
  * ones must not wait for ever behind the first.
  */
-#define TURN_MS 2
+#define TURN_MS    2
 #define TURN_FORCE 4
-/*
- * Coalescing (issue 18). PostgreSQL writes in 8 KiB pieces; an event loop that wakes for each
- * pays epoll_wait + recv per piece where a blocking reader pays one read. While the server
- * sends fast, the socket is not watched at all: a fine timer (ftimer.h: a timerfd on Linux)
- * reads it every coal_us, in 64 KiB recv()s back to back. Only after COAL_AFTER bytes (the
- * first rows and small results are read at once), while the bytes come at COAL_RATE or more
- * per millisecond and the socket's wakes bring less than COAL_SMALL each (a reader that the
- * scheduler runs late already finds large reads: a timer would only add system calls);
- * COAL_IDLE_MS of cycles that bring less than COAL_KEEP, one of the server's pieces (a slow
- * producer), go back to reading as soon as bytes arrive; the end of the reply
- * (ReadyForQuery) waits at most one interval. A unix socket's poll ignores SO_RCVLOWAT, so a
- * timer is the one way that works for both transports.
- *
- * The interval is the cost of the design: while we wait, the server's bytes pile up in its
- * socket send buffer (about 208 KB on a unix socket, wmem_default), and a full buffer stops
- * the backend in send(). At 175 KB/ms, the rate of v_bench_1m on a quiet reference host,
- * that is about a millisecond: libuv's millisecond timers (which fire 0-2 ms after they are
- * asked to) held the backend back and cost 12-22% of wall time against a blocking reader
- * (0.90-0.91 of its wall time with the fine timer: docs/benchmarks.md, "Coalesced reads").
- * So the interval follows the measured rate, aiming at COAL_TARGET bytes a cycle, under a
- * third of that buffer, between COAL_MIN_US and COAL_MAX_US: smoothed over a few cycles, but
- * shortened at once by a cycle that brought twice the target. Each cycle costs an
- * epoll_wait, a read() of the timerfd and one or two recv()s; re-arming the timer
- * (timerfd_settime) only when the interval changes by half.
- */
-#define COAL_AFTER ((uint64_t)1024 * 1024)
-#define COAL_WINDOW_MS 2
-#define COAL_RATE ((uint64_t)16 * 1024)
-#define COAL_KEEP ((uint64_t)8 * 1024)
-#define COAL_SMALL ((uint64_t)32 * 1024)
-#define COAL_IDLE_MS 8
-#define COAL_TARGET ((uint64_t)64 * 1024)
-#define COAL_MIN_US 100
-#define COAL_MAX_US 1000
 enum { PUMP_NEED, PUMP_STALL, PUMP_OVER };
 
 static void adapt_chunk_size(fw_stream_t *s, bool stalled);
 static void on_readable(fw__chan_t *ch);
-static void coal_leave(fw_stream_t *s);
 
 /* ---- ending ---------------------------------------------------------------------------- */
 
@@ -200,7 +165,7 @@ static void detach(fw_stream_t *s, const uint8_t *rest, size_t rest_len)
     s->paused = false;
     atomic_store_explicit(&s->stall_flag, false, memory_order_relaxed);
     s->reading = false;
-    coal_leave(s);
+    fw__stream_coal_leave(s);
     /* The idle reader takes over, with what came after ReadyForQuery and what OpenSSL holds:
      * before the consumer hears of the end, since its callback may start the next query,
      * whose bytes must not go to the idle reader. */
@@ -326,8 +291,7 @@ static int parse(fw_stream_t *s)
                 break;
             if (n < 0) {
                 s->rx.pos = pos;
-                conn_failed(s, (int)n,
-                            s->reply.why != NULL ? s->reply.why : fw_strerror((int)n));
+                conn_failed(s, (int)n, s->reply.why != NULL ? s->reply.why : fw_strerror((int)n));
                 return PUMP_OVER;
             }
             if (ev.kind != FW__RE_ROW)
@@ -396,7 +360,8 @@ static void stall(fw_stream_t *s)
 {
     fw_conn_t *c = s->conn;
     if (s->threaded)
-        fw__stream_notify(s, true); /* what is queued is what the consumer must drain for us to go on */
+        fw__stream_notify(
+            s, true); /* what is queued is what the consumer must drain for us to go on */
     (void)c;
     if (s->adaptive)
         adapt_chunk_size(s, true);
@@ -430,7 +395,7 @@ void fw__stream_set_reading(fw_stream_t *s)
                 !c->closing && c->chan.open;
     if (want == s->reading)
         return;
-    coal_leave(s);
+    fw__stream_coal_leave(s);
     s->reading = want;
     if (want)
         fw__chan_read_start(&c->chan, on_readable, s);
@@ -460,8 +425,7 @@ static void adapt_chunk_size(fw_stream_t *s, bool stalled)
     /* A consumer asleep waiting for rows keeps up, whatever is queued: threaded mode lets a
      * few chunks gather before it wakes one (fw__stream_notify), which would otherwise read as
      * a slow consumer. */
-    bool waiting =
-        s->threaded && atomic_load_explicit(&s->wake_to->waiter, memory_order_relaxed);
+    bool waiting = s->threaded && atomic_load_explicit(&s->wake_to->waiter, memory_order_relaxed);
     size_t queued = waiting ? 0 : fw__ring_size(&s->pipe.full);
     size_t cap = fw__ring_capacity(&s->pipe.full);
     /* A stall is the consumer at its slowest: it decides the window (chunker.h). */
@@ -476,99 +440,6 @@ static void adapt_chunk_size(fw_stream_t *s, bool stalled)
     fw__pipe_set_chunk_rows(&s->pipe, size);
     atomic_store_explicit(&s->st_chunk_grows, s->chunker.grows, memory_order_relaxed);
     atomic_store_explicit(&s->st_chunk_shrinks, s->chunker.shrinks, memory_order_relaxed);
-}
-
-/* ---- coalescing reads in bulk --------------------------------------------------------- */
-
-static void coal_leave(fw_stream_t *s)
-{
-    if (!s->coalescing)
-        return;
-    fw__ftimer_stop(&s->coal);
-    s->coalescing = false;
-    fw__stream_wake_pending(s);
-    s->win_t = uv_hrtime();
-    s->win_bytes = 0;
-    s->win_wakes = 0;
-    if (s->conn != NULL && s->reading)
-        fw__chan_read_defer(&s->conn->chan, false);
-}
-
-static void on_coal(fw__ftimer_t *t)
-{
-    fw_stream_t *s = t->data;
-    if (s->coalescing && s->conn != NULL)
-        fw__stream_pump(s);
-}
-
-/* The interval at which a cycle brings COAL_TARGET bytes, `got` having come in `ns`. */
-static uint64_t coal_interval(uint64_t got, uint64_t ns)
-{
-    if (got == 0 || ns / 1000 >= COAL_MAX_US * got / COAL_TARGET)
-        return COAL_MAX_US;
-    uint64_t us = COAL_TARGET * (ns / 1000) / got;
-    return us < COAL_MIN_US ? COAL_MIN_US : us;
-}
-
-/*
- * The socket is empty: read again when it becomes readable, or (coalescing) at the next tick.
- * Turns coalescing on after COAL_AFTER bytes, and keeps it, while the bytes come at COAL_RATE
- * per millisecond or more (measured on the monotonic clock). Returns whether the stream
- * coalesces.
- */
-static bool coalesce_next(fw_stream_t *s)
-{
-    uint64_t got = s->cycle_bytes;
-    s->cycle_bytes = 0;
-    if (s->rx_total < COAL_AFTER)
-        return false;
-    uint64_t now = uv_hrtime();
-    s->win_wakes++;
-    if (s->coalescing) {
-        uint64_t ns = now - s->coal_t;
-        s->coal_t = now;
-        /* COAL_IDLE_MS without a whole piece of the server's: it has slowed down. (Not at
-         * the first empty cycle: on a busy machine the server often misses a few
-         * milliseconds, and every change of what epoll watches is a system call.) */
-        s->coal_idle_ns = got < COAL_KEEP ? s->coal_idle_ns + ns : 0;
-        if (s->coal_idle_ns >= (uint64_t)COAL_IDLE_MS * 1000000) {
-            coal_leave(s);
-            return false;
-        }
-        /* Smoothed over about four cycles, but at once to a shorter interval when a cycle
-         * brought twice the target: the server's buffer is then more than half full. */
-        uint64_t ideal = coal_interval(got, ns);
-        if (got > 2 * COAL_TARGET && ideal < s->coal_want)
-            s->coal_want = ideal;
-        else
-            s->coal_want = (s->coal_want * 3 + ideal) / 4;
-        /* Re-arming costs a timerfd_settime: only for a change by a factor of 1.5 or more. */
-        if (s->coal_want * 3 <= s->coal_us * 2 || s->coal_want * 2 >= s->coal_us * 3) {
-            s->coal_us = s->coal_want;
-            fw__ftimer_start(&s->coal, s->coal_us, on_coal);
-        }
-        return true;
-    }
-    uint64_t ns = now - s->win_t;
-    if (ns < (uint64_t)COAL_WINDOW_MS * 1000000)
-        return false;
-    /* bytes per ms >= COAL_RATE, i.e. bytes * 1e6 >= COAL_RATE * ns; and wakes that bring
-     * less than COAL_SMALL each */
-    bool fast = s->win_bytes * 1000000 >= COAL_RATE * ns;
-    bool small = s->win_bytes < COAL_SMALL * s->win_wakes;
-    uint64_t win = s->win_bytes;
-    s->win_t = now;
-    s->win_bytes = 0;
-    s->win_wakes = 0;
-    if (!fast || !small)
-        return false;
-    s->coalescing = true;
-    s->coal_idle_ns = 0;
-    s->coal_t = now;
-    s->coal_us = s->coal_want = coal_interval(win, ns);
-    fw__chan_read_defer(&s->conn->chan, true);
-    fw__ftimer_start(&s->coal, s->coal_us, on_coal);
-    return true;
 }
 
 /* The loop's turn is TURN_MS old: give way (see TURN_MS), unless this stream has given way
@@ -647,7 +518,7 @@ void fw__stream_pump(fw_stream_t *s)
              * (level-triggered) instead of a recv() that would say EAGAIN, or reads it on
              * the coalescing timer. */
             s->drained = false;
-            coal = coalesce_next(s);
+            coal = fw__stream_coalesce_next(s);
             break;
         }
         if (reads >= MAX_READS || turn_over(s)) {
@@ -674,7 +545,7 @@ void fw__stream_pump(fw_stream_t *s)
         if (n == UV_EAGAIN) {
             fw__stream_unstall(s);
             if (s->conn != NULL && s->reading)
-                coal = coalesce_next(s);
+                coal = fw__stream_coalesce_next(s);
             break;
         }
         if (n < 0) {
@@ -695,7 +566,7 @@ void fw__stream_pump(fw_stream_t *s)
     /* Left for another reason than an empty socket (the read limit, a stall, the end):
      * whatever comes next must not wait for a timer nobody armed. */
     if (s->coalescing && !coal && !s->turn_wake)
-        coal_leave(s);
+        fw__stream_coal_leave(s);
     s->in_pump = false;
 }
 
@@ -744,7 +615,7 @@ int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, int npre)
     fw__ftimer_init(c->loop, &s->coal); /* cannot fail */
     s->coal.data = s;
     s->coalescing = false;
-    s->coal_us = s->coal_want = COAL_MAX_US;
+    fw__stream_coal_init(s);
     s->rx_total = s->cycle_bytes = s->win_bytes = s->win_wakes = 0;
     s->win_t = uv_hrtime();
     s->open_handles = 4;

@@ -34,16 +34,16 @@ struct fw_stream_s {
      * side only: set right after the start, read by fw_stream_free) */
     fw_pool_t *release_to;
     fw_conn_t *release_conn;
-    bool explain;  /* the query is an EXPLAIN (FORMAT JSON): its schema differs */
+    bool explain; /* the query is an EXPLAIN (FORMAT JSON): its schema differs */
 
     /* ---- producer (loop thread) ---- */
-    fw_conn_t *conn; /* NULL once detached: the query is over for the connection */
+    fw_conn_t *conn;   /* NULL once detached: the query is over for the connection */
     fw__reply_t reply; /* the reply machine: phases, schema check, limits (reply.h) */
-    bool stalled;     /* socket reading stopped for backpressure */
-    bool in_pump;     /* re-entrancy guard */
-    bool pushed;      /* chunks handed over since the last notification */
-    fw__rx_t rx; /* the receive slab and parse position (stream/pipe.h); its scratch is
-                  * conn->plain, FW__STREAM_SLAB bytes: a message tail between slabs */
+    bool stalled;      /* socket reading stopped for backpressure */
+    bool in_pump;      /* re-entrancy guard */
+    bool pushed;       /* chunks handed over since the last notification */
+    fw__rx_t rx;       /* the receive slab and parse position (stream/pipe.h); its scratch is
+                        * conn->plain, FW__STREAM_SLAB bytes: a message tail between slabs */
     fw_predicate_cb pred;
     void *pred_ud;
     fw_rows_ready_cb ready;
@@ -59,7 +59,7 @@ struct fw_stream_s {
     uv_async_t wake;         /* loop thread handle; uv_async_send from any thread */
     pthread_mutex_t wake_mu; /* guards wake_alive against the handle's close */
     bool wake_alive;
-    _Atomic bool want_pause;  /* applied on the loop by stream_ctl.c */
+    _Atomic bool want_pause; /* applied on the loop by stream_ctl.c */
     _Atomic bool want_cancel;
     _Atomic bool abandoned;   /* the consumer freed its handle */
     _Atomic bool stall_flag;  /* the producer waits for releases */
@@ -104,9 +104,9 @@ struct fw_stream_s {
     uint64_t cycle_bytes;  /* ...since the socket was last emptied */
     uint64_t win_bytes;    /* ...since win_t (uv_hrtime): the rate that turns coalescing on */
     uint64_t win_t;
-    uint64_t win_wakes;    /* ...and the socket's wakes since win_t (bytes per wake) */
-    int turn_skips; /* the loop's turns this stream gave way to others in a row (stream.c) */
-    bool turn_wake; /* it gave way and its wake will bring it back (stream.c) */
+    uint64_t win_wakes; /* ...and the socket's wakes since win_t (bytes per wake) */
+    int turn_skips;     /* the loop's turns this stream gave way to others in a row (stream.c) */
+    bool turn_wake;     /* it gave way and its wake will bring it back (stream.c) */
 
     /* ---- producer -> a sleeping consumer (threaded mode) ---- */
     pthread_mutex_t mu;
@@ -123,7 +123,7 @@ struct fw_stream_s {
     struct fw__par_s *par; /* this handle is a parallel stream: its parts are here */
 
     /* ---- consumer only ---- */
-    int sticky;            /* FW_END or the failure, once reported */
+    int sticky; /* FW_END or the failure, once reported */
     /* The consumer's slow path, tested once per poll where the cancel flag alone was tested
      * before, so a parallel stream costs the ordinary one nothing per row: */
     uint8_t slow;
@@ -169,6 +169,13 @@ void fw__stream_conn_gone(fw_stream_t *s, int code, const char *why);
 int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, int npre);
 void fw__stream_pump(fw_stream_t *s);
 void fw__stream_set_reading(fw_stream_t *s);
+/* Coalesced reads (stream_coal.c): the socket is empty, read again when it becomes readable or
+ * at the next tick of the fine timer; returns whether the stream coalesces. */
+bool fw__stream_coalesce_next(fw_stream_t *s);
+/* Back to reading on every socket event (no-op when not coalescing). */
+void fw__stream_coal_leave(fw_stream_t *s);
+/* The coalescing state of a stream that begins. */
+void fw__stream_coal_init(fw_stream_t *s);
 void fw__stream_unstall(fw_stream_t *s);
 void fw__stream_finish(fw_stream_t *s);
 /* stream_ctl.c, loop thread */
