@@ -33,6 +33,16 @@ static void on_closed(fw__ftimer_t *t)
     c->closes++;
 }
 
+/* Closes the timer, runs the loop until it is closed, and checks the callback ran once and the
+ * loop has nothing left. */
+static void close_and_end(uv_loop_t *loop, fw__ftimer_t *t, ctx_t *c)
+{
+    fw__ftimer_close(t, on_closed);
+    uv_run(loop, UV_RUN_DEFAULT);
+    assert_int_equal(c->closes, 1);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
 static void test_ticks_repeat_until_stopped_and_a_stopped_timer_lets_the_loop_end(void **state)
 {
     (void)state;
@@ -52,10 +62,7 @@ static void test_ticks_repeat_until_stopped_and_a_stopped_timer_lets_the_loop_en
     /* Stopped: another turn brings no tick. */
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(c.ticks, 5);
-    fw__ftimer_close(&t, on_closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(c.closes, 1);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    close_and_end(&loop, &t, &c);
 }
 
 static void test_a_restart_changes_the_interval_and_keeps_ticking(void **state)
@@ -77,10 +84,7 @@ static void test_a_restart_changes_the_interval_and_keeps_ticking(void **state)
     fw__ftimer_start(&t, 300, on_tick);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(c.ticks, 6);
-    fw__ftimer_close(&t, on_closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(c.closes, 1);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    close_and_end(&loop, &t, &c);
 }
 
 static void test_closing_a_running_timer_runs_the_callback_once(void **state)
