@@ -26,7 +26,6 @@
 
 static void maybe_free(fw_pool_t *p);
 static void on_wait_timer(uv_timer_t *t);
-static void on_retry_timer(uv_timer_t *t);
 
 void fw_pool_opts_init(fw_pool_opts_t *o)
 {
@@ -409,56 +408,6 @@ void fw__pool_pump(fw_pool_t *p)
     fw__pool_fill(p); /* min_size */
     arm_wait_timer(p);
     fw__pool_lm_sync(p);
-}
-
-void fw__pool_retry_at(fw_pool_t *p, uint64_t at)
-{
-    uint64_t now = uv_now(p->loop);
-    if (at > now && (!uv_is_active((uv_handle_t *)&p->retry_timer) ||
-                     uv_timer_get_due_in(&p->retry_timer) > at - now))
-        uv_timer_start(&p->retry_timer, on_retry_timer, at - now, 0);
-}
-
-static void on_retry_timer(uv_timer_t *t)
-{
-    fw__pool_pump(t->data);
-}
-
-static void on_kick(uv_idle_t *h)
-{
-    fw_pool_t *p = h->data;
-    uv_idle_stop(h);
-    p->turn_opens = 0;
-    fw__pool_pump(p);
-}
-
-/*
- * Opening a connection costs the loop 0.2-0.7 ms of CPU here (the connection's buffers are
- * fresh pages, and a page fault on this VM costs about 10 us), so a burst of 100 waiters that
- * opened 100 connections in one turn held the loop for 25-90 ms (issue 15: its timers' lag
- * must stay under 20 ms). At most OPENS_PER_TURN a turn; the rest on the next ones, which come
- * at once (the kick is an idle handle: the loop polls without waiting while it is active).
- */
-#define OPENS_PER_TURN 4
-
-bool fw__pool_may_open(fw_pool_t *p)
-{
-    uint64_t now = uv_now(p->loop);
-    if (now != p->turn_stamp) {
-        p->turn_stamp = now;
-        p->turn_opens = 0;
-    }
-    if (p->turn_opens >= OPENS_PER_TURN) {
-        fw__pool_kick(p);
-        return false;
-    }
-    p->turn_opens++;
-    return true;
-}
-
-void fw__pool_kick(fw_pool_t *p)
-{
-    uv_idle_start(&p->kick, on_kick);
 }
 
 /* ---- public ----------------------------------------------------------------------------- */
