@@ -25,11 +25,11 @@
 #include <cmocka.h>
 #include <uv.h>
 
+#include "pool_loop.h"
+
 /* The bound both cancels must meet: from fw_stream_cancel to the stream's end, and to the
  * server's backend no longer running the query (the gateway's cancel test uses 1 s too). */
 #define CANCEL_BOUND_MS 1000.0
-
-static uv_loop_t loop;
 
 static const char *env(const char *name)
 {
@@ -68,13 +68,6 @@ server_sql(char *out, size_t cap, const char *fmt, ...)
         out[0] = '\0';
     out[strcspn(out, "\n")] = '\0';
     assert_int_equal(pclose(f), 0);
-}
-
-static void run_until(bool *flag, int ms)
-{
-    uint64_t t0 = uv_hrtime();
-    while (!*flag && uv_hrtime() - t0 < (uint64_t)ms * 1000000u)
-        uv_run(&loop, UV_RUN_NOWAIT);
 }
 
 typedef struct conn_wait_s {
@@ -129,31 +122,6 @@ static void close_conn(fw_conn_t *c)
     fw_conn_close(c, NULL, NULL);
     for (int i = 0; i < 20; i++)
         uv_run(&loop, UV_RUN_NOWAIT);
-}
-
-typedef struct rows_s {
-    bool done;
-    long rows;
-    uint64_t bytes;
-    int status;
-    double first_row_ms;
-} rows_t;
-
-static void on_rows(fw_stream_t *s, void *ud)
-{
-    rows_t *r = ud;
-    fw_row_t row;
-    int rc;
-    while ((rc = fw_stream_try_next(s, &row)) == FW_ROW) {
-        if (r->rows == 0)
-            r->first_row_ms = now_ms();
-        r->rows++;
-        r->bytes += row.is_null ? 0 : row.len;
-    }
-    if (rc != FW_AGAIN && rc != FW_PAUSED) {
-        r->status = rc == FW_END ? FW_END : fw_stream_error(s)->code;
-        r->done = true;
-    }
 }
 
 static fw_query_t *view_query(const char *view)
@@ -294,33 +262,6 @@ static void test_a_cancel_through_pgbouncer_ends_the_server_query_in_time(void *
 
 /* ---- fw_pool_t through PgBouncer -------------------------------------------------------- */
 
-typedef struct got_s {
-    bool done;
-    int status;
-    fw_conn_t *conn;
-    char message[1024];
-} got_t;
-
-static void on_acquired(fw_pool_t *p, fw_conn_t *c, int status, const fw_error_t *err, void *ud)
-{
-    (void)p;
-    got_t *g = ud;
-    assert_false(g->done);
-    g->done = true;
-    g->status = status;
-    g->conn = c;
-    if (err != NULL)
-        snprintf(g->message, sizeof(g->message), "%s", err->message);
-}
-
-static bool pool_closed;
-static void on_pool_closed(fw_pool_t *p, void *ud)
-{
-    (void)p;
-    (void)ud;
-    pool_closed = true;
-}
-
 static void test_a_pool_through_pgbouncer_acquires_streams_and_releases(void **state)
 {
     (void)state;
@@ -388,10 +329,7 @@ static void test_a_pool_through_pgbouncer_acquires_streams_and_releases(void **s
     assert_int_equal(total, (long)(ROUNDS - ROUNDS / AT_ONCE / 5) * 5);
     fw_query_free(small);
     fw_query_free(big);
-    pool_closed = false;
-    fw_pool_close(p, on_pool_closed, NULL);
-    run_until(&pool_closed, 10000);
-    assert_true(pool_closed);
+    close_pool(p);
 }
 
 /* ---- start-up parameters ----------------------------------------------------------------- */

@@ -23,26 +23,11 @@
 #include <uv.h>
 
 #include "fakepg.h"
-
-static uv_loop_t loop;
+#include "pool_loop.h"
 
 static double now_s(void)
 {
     return (double)uv_hrtime() / 1e9;
-}
-
-static void run_for(int ms)
-{
-    uint64_t t0 = uv_hrtime();
-    while (uv_hrtime() - t0 < (uint64_t)ms * 1000000u)
-        uv_run(&loop, UV_RUN_NOWAIT);
-}
-
-static void run_until(const bool *flag, int ms)
-{
-    uint64_t t0 = uv_hrtime();
-    while (!*flag && uv_hrtime() - t0 < (uint64_t)ms * 1000000u)
-        uv_run(&loop, UV_RUN_NOWAIT);
 }
 
 /* ---- backend messages -------------------------------------------------------------------- */
@@ -104,42 +89,6 @@ static void opts_for_port(fw_pool_opts_t *o, int port)
     fw_pool_opts_init(o);
     o->conninfo = conninfo_buf;
     o->use_environment = false;
-}
-
-typedef struct got_s {
-    bool done;
-    int calls;
-    int status;
-    fw_conn_t *conn;
-    char message[1024];
-} got_t;
-
-static void on_acquired(fw_pool_t *p, fw_conn_t *c, int status, const fw_error_t *err, void *ud)
-{
-    (void)p;
-    got_t *g = ud;
-    g->calls++;
-    g->done = true;
-    g->status = status;
-    g->conn = c;
-    if (err != NULL)
-        snprintf(g->message, sizeof(g->message), "%s", err->message);
-}
-
-static bool closed_flag;
-static void on_pool_closed(fw_pool_t *p, void *ud)
-{
-    (void)p;
-    (void)ud;
-    closed_flag = true;
-}
-
-static void close_pool(fw_pool_t *p)
-{
-    closed_flag = false;
-    fw_pool_close(p, on_pool_closed, NULL);
-    run_until(&closed_flag, 5000);
-    assert_true(closed_flag);
 }
 
 /* ---- bad input at creation --------------------------------------------------------------- */

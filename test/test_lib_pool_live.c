@@ -23,104 +23,7 @@
 
 #include "faultproxy.h"
 #include "repl_env.h"
-
-static uv_loop_t loop;
-
-static void on_log(void *ud, fw_log_level_t level, const char *line)
-{
-    (void)ud;
-    if (level >= FW_LOG_INFO && strncmp(line, "pool:", 5) == 0)
-        fprintf(stderr, "%s\n", line);
-}
-
-static char conninfo_buf[1024];
-
-static void pool_opts(fw_pool_opts_t *o, unsigned max_size, unsigned timeout_ms)
-{
-    make_conninfo(conninfo_buf, sizeof(conninfo_buf), 0, NULL);
-    fw_pool_opts_init(o);
-    o->conninfo = conninfo_buf;
-    o->use_environment = false;
-    o->max_size = max_size;
-    o->acquire_timeout_ms = timeout_ms;
-    o->breaker_cooldown_ms = 1000;
-    o->backoff_base_ms = 50;
-    if (getenv("FW_TEST_VERBOSE") != NULL)
-        o->log_cb = on_log;
-}
-
-static fw_pool_t *new_pool_with(const fw_pool_opts_t *o)
-{
-    fw_pool_t *p = NULL;
-    fw_error_t err;
-    if (fw_pool_new(&p, &loop, o, &err) != 0)
-        fail_msg("fw_pool_new: %s", err.message);
-    return p;
-}
-
-static fw_pool_t *new_pool(unsigned max_size, unsigned timeout_ms)
-{
-    fw_pool_opts_t o;
-    pool_opts(&o, max_size, timeout_ms);
-    return new_pool_with(&o);
-}
-
-typedef struct got_s {
-    bool done;
-    int status;
-    fw_conn_t *conn;
-    char message[1024];
-    char sqlstate[6];
-} got_t;
-
-static void on_acquired(fw_pool_t *p, fw_conn_t *c, int status, const fw_error_t *err, void *ud)
-{
-    (void)p;
-    got_t *g = ud;
-    assert_false(g->done); /* exactly once */
-    g->done = true;
-    g->status = status;
-    g->conn = c;
-    if (err != NULL) {
-        snprintf(g->message, sizeof(g->message), "%s", err->message);
-        memcpy(g->sqlstate, err->sqlstate, sizeof(g->sqlstate));
-    }
-}
-
-static void run_until(bool *flag, int ms)
-{
-    uint64_t t0 = uv_hrtime();
-    while (!*flag && uv_hrtime() - t0 < (uint64_t)ms * 1000000u)
-        uv_run(&loop, UV_RUN_NOWAIT);
-}
-
-static got_t acquire(fw_pool_t *p, fw_pool_want_t want, int wait_ms)
-{
-    got_t g;
-    memset(&g, 0, sizeof(g));
-    assert_int_equal(fw_pool_acquire(p, want, on_acquired, &g), 0);
-    assert_false(g.done); /* never inside the call */
-    run_until(&g.done, wait_ms);
-    assert_true(g.done);
-    return g;
-}
-
-static bool closed_flag;
-static void on_pool_closed(fw_pool_t *p, void *ud)
-{
-    (void)p;
-    (void)ud;
-    assert_false(closed_flag);
-    closed_flag = true;
-}
-
-static void close_pool(fw_pool_t *p)
-{
-    closed_flag = false;
-    fw_pool_close(p, on_pool_closed, NULL);
-    run_until(&closed_flag, 5000);
-    assert_true(closed_flag);
-}
+#include "pool_loop.h"
 
 /* ---- routing by role, reuse, limits ------------------------------------------------------ */
 
@@ -204,25 +107,6 @@ static void test_reads_go_to_standbys_writes_to_the_primary(void **state)
 
 /* ---- a stream on a pooled connection; a stream freed mid-way drains before reuse --------- */
 
-typedef struct rows_s {
-    bool done;
-    long rows;
-    int status;
-} rows_t;
-
-static void on_rows(fw_stream_t *s, void *ud)
-{
-    rows_t *r = ud;
-    fw_row_t row;
-    int rc;
-    while ((rc = fw_stream_try_next(s, &row)) == FW_ROW)
-        r->rows++;
-    if (rc != FW_AGAIN) {
-        r->status = rc;
-        r->done = true;
-    }
-}
-
 static void test_a_stream_on_a_pooled_connection(void **state)
 {
     (void)state;
@@ -232,7 +116,7 @@ static void test_a_stream_on_a_pooled_connection(void **state)
     fw_query_t *q;
     assert_int_equal(fw_query_new(&q), 0);
     assert_int_equal(fw_query_relation(q, "v_fixture"), 0);
-    rows_t r = {false, 0, 0};
+    rows_t r = {0};
     fw_stream_t *s = NULL;
     fw_error_t err;
     assert_int_equal(fw_stream_start(g.conn, q, on_rows, &r, &s, &err), 0);
@@ -245,14 +129,14 @@ static void test_a_stream_on_a_pooled_connection(void **state)
     /* the same connection again, usable for a second query */
     got_t g2 = acquire(p, FW_POOL_READ, 5000);
     assert_ptr_equal(g2.conn, g.conn);
-    rows_t r2 = {false, 0, 0};
+    rows_t r2 = {0};
     assert_int_equal(fw_stream_start(g2.conn, q, on_rows, &r2, &s, &err), 0);
     /* freed after the first row: the pool waits for the drain (fw_conn_when_idle) */
     fw_stream_free(s);
     fw_pool_release(p, g2.conn);
     got_t g3 = acquire(p, FW_POOL_READ, 10000);
     assert_int_equal(g3.status, 0);
-    rows_t r3 = {false, 0, 0};
+    rows_t r3 = {0};
     assert_int_equal(fw_stream_start(g3.conn, q, on_rows, &r3, &s, &err), 0);
     run_until(&r3.done, 10000);
     assert_int_equal(r3.status, FW_END);
@@ -262,7 +146,7 @@ static void test_a_stream_on_a_pooled_connection(void **state)
     /* fw_pool_stream_start: fw_stream_free gives the connection back (no fw_pool_release) */
     got_t g4 = acquire(p, FW_POOL_READ, 10000);
     assert_int_equal(g4.status, 0);
-    rows_t r4 = {false, 0, 0};
+    rows_t r4 = {0};
     assert_int_equal(fw_pool_stream_start(p, g4.conn, q, on_rows, &r4, &s, &err), 0);
     run_until(&r4.done, 10000);
     assert_int_equal(r4.status, FW_END);
@@ -306,7 +190,7 @@ static void test_a_half_open_connection_fails_its_health_check(void **state)
     char ci[1024];
     make_conninfo(ci, sizeof(ci), fp.port, NULL);
     fw_pool_opts_t o;
-    pool_opts(&o, 2, 10000);
+    pool_opts(&o, 2, 10000, NULL);
     o.conninfo = ci;
     o.health_check_after_ms = 200;
     o.health_check_timeout_ms = 700;
@@ -355,18 +239,7 @@ static void test_a_half_open_connection_fails_its_health_check(void **state)
     assert_int_equal(st.acquire_timeouts, 0);
     assert_true(secs >= 0.65 && secs < 5.0);
     /* the new connection works */
-    fw_query_t *q;
-    assert_int_equal(fw_query_new(&q), 0);
-    assert_int_equal(fw_query_relation(q, "v_fixture"), 0);
-    rows_t r = {false, 0, 0};
-    fw_stream_t *s = NULL;
-    fw_error_t err;
-    assert_int_equal(fw_stream_start(c.conn, q, on_rows, &r, &s, &err), 0);
-    run_until(&r.done, 10000);
-    assert_int_equal(r.status, FW_END);
-    assert_int_equal(r.rows, 5);
-    fw_stream_free(s);
-    fw_query_free(q);
+    expect_fixture_rows(c.conn);
     fw_pool_release(p, c.conn);
     /* the peer closes (FIN) when the check's answer comes: found at once, not at the timeout */
     run_until(&(bool){false}, 300);
@@ -398,7 +271,7 @@ static void test_a_terminated_backend_is_not_handed_out(void **state)
 {
     (void)state;
     fw_pool_opts_t o;
-    pool_opts(&o, 3, 10000);
+    pool_opts(&o, 3, 10000, NULL);
     o.health_check_after_ms = 0; /* every hand-out checked */
     fw_pool_t *p = new_pool_with(&o);
     got_t a = acquire(p, FW_POOL_WRITE, 10000);
@@ -442,7 +315,7 @@ static void test_min_size_opens_ahead_and_refills(void **state)
 {
     (void)state;
     fw_pool_opts_t o;
-    pool_opts(&o, 5, 10000);
+    pool_opts(&o, 5, 10000, NULL);
     o.min_size = 3;
     o.max_lifetime_ms = 1500;
     o.lifetime_jitter_ms = 0;
@@ -485,7 +358,7 @@ static void test_min_size_opens_ahead_and_refills(void **state)
     assert_int_equal(st.idle, 3);
     close_pool(p);
     /* bad values are refused, with a reason */
-    pool_opts(&o, 2, 1000);
+    pool_opts(&o, 2, 1000, NULL);
     o.min_size = 3;
     fw_pool_t *bad = NULL;
     fw_error_t err;
@@ -554,7 +427,7 @@ static void test_idle_connections_close_after_the_idle_timeout(void **state)
     (void)state;
     for (unsigned min_size = 0; min_size <= 1; min_size++) {
         fw_pool_opts_t o;
-        pool_opts(&o, 6, 10000);
+        pool_opts(&o, 6, 10000, NULL);
         o.idle_timeout_ms = 1000; /* checked by the sweep, every second */
         o.min_size = min_size;
         fw_pool_t *p = new_pool_with(&o);
@@ -589,7 +462,7 @@ static void test_lifetimes_are_spread_by_the_jitter(void **state)
 {
     (void)state;
     fw_pool_opts_t o;
-    pool_opts(&o, 16, 10000);
+    pool_opts(&o, 16, 10000, NULL);
     o.max_lifetime_ms = 3000;
     o.lifetime_jitter_ms = 1900; /* each connection lives 1.1 to 3 s */
     o.idle_timeout_ms = 0;       /* off: only lifetimes close */
@@ -629,7 +502,7 @@ static void test_after_connect_sql(void **state)
 {
     (void)state;
     fw_pool_opts_t o;
-    pool_opts(&o, 2, 5000);
+    pool_opts(&o, 2, 5000, NULL);
     o.after_connect_sql = "SET application_name = 'fwire_pool_test'; SET search_path = public";
     fw_pool_t *p = new_pool_with(&o);
     got_t g = acquire(p, FW_POOL_READ, 10000);
@@ -643,19 +516,14 @@ static void test_after_connect_sql(void **state)
                                            "'fwire_pool_test' AND current_schemas(false) = "
                                            "ARRAY['public']::name[]"),
                      0);
-    rows_t r = {false, 0, 0};
-    fw_stream_t *s = NULL;
-    fw_error_t err;
-    assert_int_equal(fw_stream_start(g.conn, q, on_rows, &r, &s, &err), 0);
-    run_until(&r.done, 10000);
+    rows_t r = stream_all(g.conn, q, 10000);
     assert_int_equal(r.status, FW_END);
     assert_int_equal(r.rows, 5);
-    fw_stream_free(s);
     fw_query_free(q);
     fw_pool_release(p, g.conn);
     close_pool(p);
     /* SQL that fails: no connection is handed out; the acquire says why, SQLSTATE included */
-    pool_opts(&o, 2, 4000);
+    pool_opts(&o, 2, 4000, NULL);
     o.after_connect_sql = "SELECT 1/0";
     p = new_pool_with(&o);
     got_t f = acquire(p, FW_POOL_WRITE, 10000);
@@ -671,7 +539,7 @@ static void test_after_connect_sql(void **state)
     assert_true(st.connect_failures >= 1);
     close_pool(p);
     /* SQL that leaves a transaction open: refused, with a message that says so */
-    pool_opts(&o, 2, 3000);
+    pool_opts(&o, 2, 3000, NULL);
     o.after_connect_sql = "BEGIN";
     p = new_pool_with(&o);
     got_t t = acquire(p, FW_POOL_WRITE, 10000);
@@ -830,7 +698,7 @@ static void test_a_dead_standby_opens_its_breaker(void **state)
     /* min_size with node 2 dead: filled from the live nodes; the dead one is dialled once
      * (then backs off) and not again while min_size is met */
     fw_pool_opts_t mo;
-    pool_opts(&mo, 8, 3000);
+    pool_opts(&mo, 8, 3000, NULL);
     mo.min_size = 3;
     p = new_pool_with(&mo);
     run_until(&(bool){false}, 2500);
@@ -915,7 +783,7 @@ static void test_failover_retires_and_reroutes(void **state)
     assert_int_equal(fw_query_relation(q, "v_fixture"), 0);
     /* (with the ReadyForQuery after the backend noticed: the first query, or the next) */
     for (int i = 0; i < 5 && fw_conn_role(r.conn) != FW_ROLE_PRIMARY; i++) {
-        rows_t rr = {false, 0, 0};
+        rows_t rr = {0};
         fw_stream_t *s = NULL;
         fw_error_t err;
         assert_int_equal(fw_stream_start(r.conn, q, on_rows, &rr, &s, &err), 0);

@@ -29,8 +29,7 @@
 #include <uv.h>
 
 #include "repl_env.h"
-
-static uv_loop_t loop;
+#include "pool_loop.h"
 
 /* One value psql prints for `sql` on node n (as the pool's own user), or -1. */
 static long psql_long(int n, const char *sql)
@@ -50,99 +49,6 @@ static long psql_long(int n, const char *sql)
     if (got == NULL || rc != 0)
         return -1;
     return strtol(line, NULL, 10);
-}
-
-static void on_log(void *ud, fw_log_level_t level, const char *line)
-{
-    (void)ud;
-    if (level >= FW_LOG_INFO && strncmp(line, "pool:", 5) == 0)
-        fprintf(stderr, "%s\n", line);
-}
-
-static char conninfo_buf[1024];
-
-/* The three nodes, SCRAM over TCP, sessions named `app`. */
-static void pool_opts(fw_pool_opts_t *o, unsigned max_size, unsigned timeout_ms, const char *app)
-{
-    char extra[256];
-    snprintf(extra, sizeof(extra), "application_name=%s", app);
-    make_conninfo(conninfo_buf, sizeof(conninfo_buf), 0, extra);
-    fw_pool_opts_init(o);
-    o->conninfo = conninfo_buf;
-    o->use_environment = false;
-    o->max_size = max_size;
-    o->acquire_timeout_ms = timeout_ms;
-    o->breaker_cooldown_ms = 1000;
-    o->backoff_base_ms = 50;
-    if (getenv("FW_TEST_VERBOSE") != NULL)
-        o->log_cb = on_log;
-}
-
-static fw_pool_t *new_pool_with(const fw_pool_opts_t *o)
-{
-    fw_pool_t *p = NULL;
-    fw_error_t err;
-    if (fw_pool_new(&p, &loop, o, &err) != 0)
-        fail_msg("fw_pool_new: %s", err.message);
-    return p;
-}
-
-static void run_until(const bool *flag, int ms)
-{
-    uint64_t t0 = uv_hrtime();
-    while (!*flag && uv_hrtime() - t0 < (uint64_t)ms * 1000000u)
-        uv_run(&loop, UV_RUN_NOWAIT);
-}
-
-static void run_for(int ms)
-{
-    bool never = false;
-    run_until(&never, ms);
-}
-
-typedef struct got_s {
-    bool done;
-    int status;
-    fw_conn_t *conn;
-    char message[1024];
-} got_t;
-
-static void on_acquired(fw_pool_t *p, fw_conn_t *c, int status, const fw_error_t *err, void *ud)
-{
-    (void)p;
-    got_t *g = ud;
-    assert_false(g->done);
-    g->done = true;
-    g->status = status;
-    g->conn = c;
-    if (err != NULL)
-        snprintf(g->message, sizeof(g->message), "%s", err->message);
-}
-
-static got_t acquire(fw_pool_t *p, fw_pool_want_t want, int wait_ms)
-{
-    got_t g;
-    memset(&g, 0, sizeof(g));
-    assert_int_equal(fw_pool_acquire(p, want, on_acquired, &g), 0);
-    run_until(&g.done, wait_ms);
-    assert_true(g.done);
-    return g;
-}
-
-static bool closed_flag;
-static void on_pool_closed(fw_pool_t *p, void *ud)
-{
-    (void)p;
-    (void)ud;
-    closed_flag = true;
-}
-
-static void close_pool(fw_pool_t *p)
-{
-    closed_flag = false;
-    fw_pool_close(p, on_pool_closed, NULL);
-    run_until(&closed_flag, 10000);
-    assert_true(closed_flag);
 }
 
 /* ---- jobs: acquire, then stream on the connection (fw_pool_stream_start gives it back) ---- */
@@ -348,25 +254,6 @@ static int cont_stopped(void **state)
     return 0;
 }
 
-typedef struct rows_s {
-    bool done;
-    long rows;
-    int status;
-} rows_t;
-
-static void on_rows(fw_stream_t *s, void *ud)
-{
-    rows_t *r = ud;
-    fw_row_t row;
-    int rc;
-    while ((rc = fw_stream_try_next(s, &row)) == FW_ROW)
-        r->rows++;
-    if (rc != FW_AGAIN) {
-        r->status = rc;
-        r->done = true;
-    }
-}
-
 static void test_a_frozen_backend_fails_its_health_check(void **state)
 {
     (void)state;
@@ -404,18 +291,7 @@ static void test_a_frozen_backend_fails_its_health_check(void **state)
     assert_int_equal(st.acquire_timeouts, 0);
     assert_true(secs >= 0.65 && secs < 5.0); /* the check's timeout found it */
     /* the new connection works */
-    fw_query_t *q;
-    assert_int_equal(fw_query_new(&q), 0);
-    assert_int_equal(fw_query_relation(q, "v_fixture"), 0);
-    rows_t r = {false, 0, 0};
-    fw_stream_t *s = NULL;
-    fw_error_t err;
-    assert_int_equal(fw_stream_start(b.conn, q, on_rows, &r, &s, &err), 0);
-    run_until(&r.done, 10000);
-    assert_int_equal(r.status, FW_END);
-    assert_int_equal(r.rows, 5);
-    fw_stream_free(s);
-    fw_query_free(q);
+    expect_fixture_rows(b.conn);
     fw_pool_release(p, b.conn);
     close_pool(p);
     /* thawed, the old backend finds its client gone and exits */
@@ -636,7 +512,7 @@ static void test_a_failover_under_50_streams(void **state)
         assert_int_equal(fw_conn_role(w[i].conn), FW_ROLE_PRIMARY);
     }
     /* and the server agrees: not in recovery */
-    rows_t r = {false, 0, 0};
+    rows_t r = {0};
     fw_query_t *rq;
     assert_int_equal(fw_query_new(&rq), 0);
     assert_int_equal(fw_query_relation(rq, "v_fixture"), 0);
