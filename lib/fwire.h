@@ -384,6 +384,9 @@ typedef struct fw_pool_opts_s {
     /* Hooks every connection gets (as fw_conn_opts_t; may be NULL). */
     void (*log_cb)(void *ud, fw_log_level_t level, const char *line);
     void *log_ud;
+    /* Zero (fw_pool_opts_init sets it): room for later options without breaking the ABI; a
+     * later field takes a slot's place and the size stays the same. */
+    void *reserved[8];
 } fw_pool_opts_t;
 
 /* Fills *o (caller's storage) with the defaults above. Thread: any thread. */

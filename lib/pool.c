@@ -20,11 +20,16 @@
 #include "pool_int.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static void maybe_free(fw_pool_t *p);
+
+/* A later option takes a reserved slot's place: the size a program was built with stays. */
+_Static_assert(sizeof(fw_pool_opts_t) == offsetof(fw_pool_opts_t, log_ud) + 9 * sizeof(void *),
+               "fw_pool_opts_t changed size");
 static void on_wait_timer(uv_timer_t *t);
 
 void fw_pool_opts_init(fw_pool_opts_t *o)
@@ -422,18 +427,26 @@ int fw_pool_new(fw_pool_t **out, uv_loop_t *loop, const fw_pool_opts_t *opts, fw
     /* acquire_timeout_ms 0 would time out every acquire that has to wait, even for the
      * connection it just had opened: a pool that hands out nothing new. Refused rather than
      * read as "no limit", which would let a dead cluster hold every caller for ever. */
-    if (opts->max_size == 0 || opts->min_size > opts->max_size || opts->acquire_timeout_ms == 0) {
+    const char *bad = NULL;
+    char msg[96];
+    if (opts->max_size == 0)
+        bad = "max_size must be at least 1";
+    else if (opts->acquire_timeout_ms == 0)
+        bad = "acquire_timeout_ms must be at least 1";
+    else if (opts->min_size > opts->max_size) {
+        snprintf(msg, sizeof(msg), "min_size (%u) is larger than max_size (%u)", opts->min_size,
+                 opts->max_size);
+        bad = msg;
+    }
+    /* A set reserved slot is an option of a later version this library does not have. */
+    for (size_t i = 0; bad == NULL && i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
+        if (opts->reserved[i] != NULL)
+            bad = "fw_pool_opts_t has an option this version of the library does not know "
+                  "(a reserved slot is set: initialise with fw_pool_opts_init)";
+    if (bad != NULL) {
         if (err != NULL) {
             err->code = FW_EINVAL;
-            if (opts->max_size == 0)
-                snprintf(err->message, sizeof(err->message), "max_size must be at least 1");
-            else if (opts->acquire_timeout_ms == 0)
-                snprintf(err->message, sizeof(err->message),
-                         "acquire_timeout_ms must be at least 1");
-            else
-                snprintf(err->message, sizeof(err->message),
-                         "min_size (%u) is larger than max_size (%u)", opts->min_size,
-                         opts->max_size);
+            snprintf(err->message, sizeof(err->message), "%s", bad);
         }
         return FW_EINVAL;
     }

@@ -138,6 +138,10 @@ static void test_options_that_make_no_sense_are_refused_in_both_modes(void **sta
     opts_for_port(&o, 1);
     o.acquire_timeout_ms = 0;
     expect_refused(rt, &o, "acquire_timeout_ms");
+    /* a reserved slot set (an option of a later version): refused, not ignored */
+    opts_for_port(&o, 1);
+    o.reserved[7] = &o;
+    expect_refused(rt, &o, "reserved slot");
     /* NULL options, NULL out */
     assert_int_equal(fw_pool_new(&p, &loop, NULL, &err), FW_EINVAL);
     assert_int_equal(fw_pool_new(NULL, &loop, &o, &err), FW_EINVAL);
