@@ -102,6 +102,10 @@ typedef struct fakepg_s {
     bool query_simple;
     /* How many connections to serve one after another, each with the whole script (0: one). */
     unsigned conns;
+    /* With conns > 1: serve them at the same time instead, each on a thread of its own (a
+     * client that opens several connections at once and keeps them all open). queries[] is
+     * then not recorded, nor conn_got_end. At most 8. */
+    bool concurrent;
     /* When > 0: give up waiting for the client (accept, reads, writes) after this long, so a
      * broken test ends instead of hanging. */
     unsigned io_timeout_ms;
@@ -144,6 +148,7 @@ typedef struct fakepg_s {
     atomic_bool no_more; /* fakepg_stop began: accept only a connection already waiting */
     int cancel_fds[16];  /* ignore_cancels: the connections kept open */
     int ncancel_fds;
+    pthread_mutex_t got_lock; /* got and got_len (concurrent connections) */
 } fakepg_t;
 
 static inline int fakepg_read_n(int fd, uint8_t *buf, size_t n)
@@ -420,18 +425,60 @@ static inline void fakepg_serve(fakepg_t *f, int fd, unsigned conn)
                     f->conn_eof[conn] = true;
                 break;
             }
+            pthread_mutex_lock(&f->got_lock);
             size_t room = sizeof(f->got) - f->got_len;
             size_t take = (size_t)k < room ? (size_t)k : room;
             memcpy(f->got + f->got_len, buf, take);
             f->got_len += take;
+            pthread_mutex_unlock(&f->got_lock);
         }
     }
+}
+
+typedef struct fakepg_conn_s {
+    fakepg_t *f;
+    int fd;
+    unsigned i;
+} fakepg_conn_t;
+
+static inline void *fakepg_conn_main(void *arg)
+{
+    fakepg_conn_t *c = arg;
+    fakepg_serve(c->f, c->fd, c->i);
+    close(c->fd);
+    return NULL;
+}
+
+/* conns connections at the same time, one thread each (`concurrent`). */
+static inline void fakepg_serve_concurrent(fakepg_t *f, unsigned n)
+{
+    pthread_t t[8];
+    fakepg_conn_t c[8];
+    unsigned started = 0;
+    for (unsigned i = 0; i < n && i < 8; i++) {
+        int fd = fakepg_accept(f);
+        if (fd < 0)
+            break;
+        atomic_fetch_add(&f->accepted, 1);
+        c[i] = (fakepg_conn_t){f, fd, i + 1}; /* never 0: queries[] is not recorded */
+        if (pthread_create(&t[i], NULL, fakepg_conn_main, &c[i]) != 0) {
+            close(fd);
+            break;
+        }
+        started++;
+    }
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
 }
 
 static inline void *fakepg_main(void *arg)
 {
     fakepg_t *f = arg;
     unsigned n = f->conns > 0 ? f->conns : 1;
+    if (f->concurrent) {
+        fakepg_serve_concurrent(f, n);
+        return NULL;
+    }
     for (unsigned i = 0; i < n; i++) {
         int fd = fakepg_accept(f);
         if (fd < 0)
@@ -462,6 +509,7 @@ static inline int fakepg_start(fakepg_t *f)
         listen(f->lfd, 4) != 0 || getsockname(f->lfd, (struct sockaddr *)&sa, &len) != 0)
         return -1;
     f->port = ntohs(sa.sin_port);
+    pthread_mutex_init(&f->got_lock, NULL);
     return pthread_create(&f->thread, NULL, fakepg_main, f) == 0 ? 0 : -1;
 }
 
@@ -480,6 +528,7 @@ static inline void fakepg_stop(fakepg_t *f)
         close(f->cancel_fds[i]);
     f->ncancel_fds = 0;
     close(f->lfd);
+    pthread_mutex_destroy(&f->got_lock);
 }
 
 /* The bytes connection `conn` sent after its script (*len of them); after fakepg_stop. */
