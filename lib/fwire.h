@@ -384,6 +384,10 @@ typedef struct fw_pool_opts_s {
     /* Hooks every connection gets (as fw_conn_opts_t; may be NULL). */
     void (*log_cb)(void *ud, fw_log_level_t level, const char *line);
     void *log_ud;
+    /* The pool's name: the value of the label `pool` on its fraiseql_pool_* metrics (NULL:
+     * "default"; 1 to 63 bytes, else fw_pool_new: FW_EINVAL). Copied by fw_pool_new. Pools of
+     * the same name add into the same series; past 16 names, further ones are "other". */
+    const char *name;
     /* Zero (fw_pool_opts_init sets it): room for later options without breaking the ABI; a
      * later field takes a slot's place and the size stays the same. */
     void *reserved[8];

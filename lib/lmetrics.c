@@ -42,7 +42,7 @@ enum {
     F_AUTH_SECONDS, F_STARTUP_SECONDS, F_FIRST_ROW_SECONDS, F_QUERY_SECONDS, F_QUERY_ROWS,
     F_QUERY_BYTES, F_CHUNK_ROWS, F_CHUNK_SECONDS, F_OCCUPANCY, F_READ_STOP_SECONDS,
     F_PAUSE_SECONDS, F_CANCEL_SECONDS, F_FILTER_SECONDS,
-    /* the pools (fw_pool_t): every pool of the process adds into the same series */
+    /* the pools (fw_pool_t), labelled by fw_pool_opts_t.name: pools of one name add up */
     F_POOL_SIZE, F_POOL_IDLE, F_POOL_IN_USE, F_POOL_WAITING, F_POOL_ACQUIRES, F_POOL_TIMEOUTS,
     F_POOL_REFUSED, F_POOL_WAIT_SECONDS, F_POOL_OPENED, F_POOL_CONNECT_FAILED, F_POOL_CLOSED,
     F_POOL_HEALTH_CHECKS, F_POOL_BREAKER,
@@ -54,6 +54,8 @@ enum {
 #define H FW__METRIC_HISTOGRAM
 #define L1(a) 1, {a}
 #define L2(a, b) 2, {a, b}
+#define L3(a, b, c) 3, {a, b, c}
+#define POOLS 16 /* pool names with series of their own; then "other" */
 #define HB(b) b, N(b)
 
 static const fw__family_def_t DEFS[F_COUNT] = {
@@ -165,44 +167,46 @@ static const fw__family_def_t DEFS[F_COUNT] = {
                           "Time spent in the client-side predicate, per chunk of rows read.", H,
                           L1("entity"), HB(SECONDS), ENT},
     [F_POOL_SIZE] = {"fraiseql_pool_connections",
-                     "Connections of the process's pools, open or opening.", G, 0, {0}, NULL, 0,
-                     1},
+                     "Connections of the process's pools, open or opening.", G, L1("pool"),
+                     NULL, 0, POOLS},
     [F_POOL_IDLE] = {"fraiseql_pool_connections_idle", "Pooled connections ready and idle.", G,
-                     0, {0}, NULL, 0, 1},
+                     L1("pool"), NULL, 0, POOLS},
     [F_POOL_IN_USE] = {"fraiseql_pool_connections_in_use",
-                       "Pooled connections handed out (until released and idle again).", G, 0,
-                       {0}, NULL, 0, 1},
+                       "Pooled connections handed out (until released and idle again).", G,
+                       L1("pool"), NULL, 0, POOLS},
     [F_POOL_WAITING] = {"fraiseql_pool_acquires_waiting",
-                        "Acquires waiting for a pooled connection.", G, 0, {0}, NULL, 0, 1},
+                        "Acquires waiting for a pooled connection.", G, L1("pool"), NULL, 0,
+                        POOLS},
     [F_POOL_ACQUIRES] = {"fraiseql_pool_acquires_total",
-                         "Acquires that got a pooled connection.", C, 0, {0}, NULL, 0, 1},
+                         "Acquires that got a pooled connection.", C, L1("pool"), NULL, 0,
+                         POOLS},
     [F_POOL_TIMEOUTS] = {"fraiseql_pool_acquire_timeouts_total",
-                         "Acquires that waited acquire_timeout_ms and got nothing.", C, 0, {0},
-                         NULL, 0, 1},
+                         "Acquires that waited acquire_timeout_ms and got nothing.", C,
+                         L1("pool"), NULL, 0, POOLS},
     [F_POOL_REFUSED] = {"fraiseql_pool_acquire_refused_total",
                         "Acquires refused at once: no server of the kind wanted was usable.", C,
-                        0, {0}, NULL, 0, 1},
+                        L1("pool"), NULL, 0, POOLS},
     [F_POOL_WAIT_SECONDS] = {"fraiseql_pool_acquire_wait_seconds",
                              "From an acquire to its answer (a connection, a timeout, a "
                              "refusal).",
-                             H, 0, {0}, HB(SECONDS), 1},
+                             H, L1("pool"), HB(SECONDS), POOLS},
     [F_POOL_OPENED] = {"fraiseql_pool_connections_opened_total",
-                       "Pooled connections opened (after their after-connect SQL).", C, 0, {0},
-                       NULL, 0, 1},
+                       "Pooled connections opened (after their after-connect SQL).", C,
+                       L1("pool"), NULL, 0, POOLS},
     [F_POOL_CONNECT_FAILED] = {"fraiseql_pool_connect_failures_total",
-                               "Pooled connects (or after-connect SQL) that failed.", C, 0, {0},
-                               NULL, 0, 1},
+                               "Pooled connects (or after-connect SQL) that failed.", C,
+                               L1("pool"), NULL, 0, POOLS},
     [F_POOL_CLOSED] = {"fraiseql_pool_connections_closed_total",
                        "Pooled connections closed, by reason: lifetime, idle, health, role, "
                        "error or pool.",
-                       C, L1("reason"), NULL, 0, 8},
+                       C, L2("pool", "reason"), NULL, 0, POOLS * 8},
     [F_POOL_HEALTH_CHECKS] = {"fraiseql_pool_health_checks_total",
                               "Round trips made on idle connections before handing them out.",
-                              C, 0, {0}, NULL, 0, 1},
+                              C, L1("pool"), NULL, 0, POOLS},
     [F_POOL_BREAKER] = {"fraiseql_pool_host_breaker",
-                        "Pools whose circuit breaker for the host is in the state (closed, "
-                        "open, half-open).",
-                        G, L2("host", "state"), NULL, 0, 64 * 3},
+                        "Pools of the name whose circuit breaker for the host is in the state "
+                        "(closed, open, half-open).",
+                        G, L3("pool", "host", "state"), NULL, 0, 4 * 64 * 3},
 };
 
 #undef C
@@ -554,35 +558,36 @@ void fw__lm_notice(const char *severity)
 
 /* ---- pools ------------------------------------------------------------------------------- */
 
-void fw__lm_pool(fw__lm_pool_t *m)
+void fw__lm_pool(fw__lm_pool_t *m, const char *pool)
 {
     memset(m, 0, sizeof(*m));
     if (!fw__lm_on())
         return;
-    m->size = series(F_POOL_SIZE, NULL);
-    m->idle = series(F_POOL_IDLE, NULL);
-    m->in_use = series(F_POOL_IN_USE, NULL);
-    m->waiting = series(F_POOL_WAITING, NULL);
-    m->acquires = series(F_POOL_ACQUIRES, NULL);
-    m->timeouts = series(F_POOL_TIMEOUTS, NULL);
-    m->refused = series(F_POOL_REFUSED, NULL);
-    m->wait_seconds = series(F_POOL_WAIT_SECONDS, NULL);
-    m->opened = series(F_POOL_OPENED, NULL);
-    m->connect_failures = series(F_POOL_CONNECT_FAILED, NULL);
-    m->health_checks = series(F_POOL_HEALTH_CHECKS, NULL);
+    const char *v[] = {pool};
+    m->size = series(F_POOL_SIZE, v);
+    m->idle = series(F_POOL_IDLE, v);
+    m->in_use = series(F_POOL_IN_USE, v);
+    m->waiting = series(F_POOL_WAITING, v);
+    m->acquires = series(F_POOL_ACQUIRES, v);
+    m->timeouts = series(F_POOL_TIMEOUTS, v);
+    m->refused = series(F_POOL_REFUSED, v);
+    m->wait_seconds = series(F_POOL_WAIT_SECONDS, v);
+    m->opened = series(F_POOL_OPENED, v);
+    m->connect_failures = series(F_POOL_CONNECT_FAILED, v);
+    m->health_checks = series(F_POOL_HEALTH_CHECKS, v);
     static const char *const reasons[FW__LM_POOL_REASONS] = {"lifetime", "idle",  "health",
                                                              "role",     "error", "pool"};
     for (int i = 0; i < FW__LM_POOL_REASONS; i++) {
-        const char *v[] = {reasons[i]};
-        m->closed[i] = series(F_POOL_CLOSED, v);
+        const char *pr[] = {pool, reasons[i]};
+        m->closed[i] = series(F_POOL_CLOSED, pr);
     }
 }
 
-fw__series_t *fw__lm_pool_breaker(const char *host, const char *state)
+fw__series_t *fw__lm_pool_breaker(const char *pool, const char *host, const char *state)
 {
     if (!fw__lm_on())
         return NULL;
-    const char *v[] = {host, state};
+    const char *v[] = {pool, host, state};
     return series(F_POOL_BREAKER, v);
 }
 

@@ -96,8 +96,9 @@ void fw__lm_auth(const char *mechanism, const char *reason, uint64_t ns);
 void fw__lm_protocol_error(int code);
 void fw__lm_notice(const char *severity);
 
-/* A pool's series (fraiseql_pool_*): looked up once when the pool is made; all NULL when
- * recording is off then. closed[] in the order lifetime, idle, health, role, error, pool. */
+/* A pool's series (fraiseql_pool_*{pool}, `pool` its name): looked up once when the pool is
+ * made; all NULL when recording is off then. closed[] in the order lifetime, idle, health,
+ * role, error, pool. */
 #define FW__LM_POOL_REASONS 6
 typedef struct fw__lm_pool_s {
     fw__series_t *size, *idle, *in_use, *waiting;
@@ -105,10 +106,11 @@ typedef struct fw__lm_pool_s {
     fw__series_t *health_checks;
     fw__series_t *closed[FW__LM_POOL_REASONS];
 } fw__lm_pool_t;
-void fw__lm_pool(fw__lm_pool_t *m);
-/* The gauge fraiseql_pool_host_breaker{host, state}: how many pools see the host's breaker in
- * that state ("closed", "open", "half-open"). NULL when recording is off. Thread: any. */
-fw__series_t *fw__lm_pool_breaker(const char *host, const char *state);
+void fw__lm_pool(fw__lm_pool_t *m, const char *pool);
+/* The gauge fraiseql_pool_host_breaker{pool, host, state}: how many pools of the name see the
+ * host's breaker in that state ("closed", "open", "half-open"). NULL when recording is off.
+ * Thread: any. */
+fw__series_t *fw__lm_pool_breaker(const char *pool, const char *host, const char *state);
 
 /* The category label of a query error code ("server", "timeout", "memory_limit", ...). */
 const char *fw__lm_error_category(int code, const char *sqlstate);

@@ -28,7 +28,7 @@
 static void maybe_free(fw_pool_t *p);
 
 /* A later option takes a reserved slot's place: the size a program was built with stays. */
-_Static_assert(sizeof(fw_pool_opts_t) == offsetof(fw_pool_opts_t, log_ud) + 9 * sizeof(void *),
+_Static_assert(sizeof(fw_pool_opts_t) == offsetof(fw_pool_opts_t, name) + 9 * sizeof(void *),
                "fw_pool_opts_t changed size");
 static void on_wait_timer(uv_timer_t *t);
 
@@ -438,6 +438,9 @@ int fw_pool_new(fw_pool_t **out, uv_loop_t *loop, const fw_pool_opts_t *opts, fw
                  opts->max_size);
         bad = msg;
     }
+    if (bad == NULL && opts->name != NULL &&
+        (opts->name[0] == '\0' || strlen(opts->name) >= sizeof(((fw_pool_t *)0)->name)))
+        bad = "name must be 1 to 63 bytes (or NULL: \"default\")";
     /* A set reserved slot is an option of a later version this library does not have. */
     for (size_t i = 0; bad == NULL && i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
         if (opts->reserved[i] != NULL)
@@ -495,6 +498,8 @@ int fw_pool_new(fw_pool_t **out, uv_loop_t *loop, const fw_pool_opts_t *opts, fw
     p->o = *opts;
     p->o.conninfo = NULL;
     p->o.after_connect_sql = NULL; /* p->after_connect_sql is the copy */
+    snprintf(p->name, sizeof(p->name), "%s", opts->name != NULL ? opts->name : "default");
+    p->o.name = NULL; /* p->name is the copy */
     p->rng = uv_hrtime() | 1;
     uv_timer_init(loop, &p->wait_timer);
     p->wait_timer.data = p;

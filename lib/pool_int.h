@@ -83,6 +83,7 @@ struct fw_pool_s {
     char *after_connect_sql; /* the copy of o.after_connect_sql, or NULL */
     fw_error_t last_err;     /* the last failed connect or after-connect SQL */
     fw__lm_pool_t lm;        /* fraiseql_pool_* (pool_stats.c) */
+    char name[64];           /* o.name's copy: the metrics' label `pool` */
     fw_runtime_t *rt;        /* threaded mode (pool_sync.c), or NULL */
     fw__rt_child_t rt_child; /* its place among the runtime's children */
     fw_pool_stats_t lm_pub;  /* what this pool has added to them so far */

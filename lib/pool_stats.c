@@ -90,14 +90,14 @@ int fw_pool_host(const fw_pool_t *p, size_t i, fw_pool_host_t *out)
 
 void fw__pool_lm_init(fw_pool_t *p)
 {
-    fw__lm_pool(&p->lm);
+    fw__lm_pool(&p->lm, p->name);
     for (size_t i = 0; i < p->nhosts; i++) {
         phost_t *h = &p->hosts[i];
         char label[300];
         snprintf(label, sizeof(label), "%s:%d", h->name, h->port);
-        h->lm_breaker[BR_CLOSED] = fw__lm_pool_breaker(label, "closed");
-        h->lm_breaker[BR_OPEN] = fw__lm_pool_breaker(label, "open");
-        h->lm_breaker[BR_HALF_OPEN] = fw__lm_pool_breaker(label, "half-open");
+        h->lm_breaker[BR_CLOSED] = fw__lm_pool_breaker(p->name, label, "closed");
+        h->lm_breaker[BR_OPEN] = fw__lm_pool_breaker(p->name, label, "open");
+        h->lm_breaker[BR_HALF_OPEN] = fw__lm_pool_breaker(p->name, label, "half-open");
         h->lm_state = BR_CLOSED;
         if (h->lm_breaker[BR_CLOSED] != NULL)
             fw__metric_gauge_add(h->lm_breaker[BR_CLOSED], 1);

@@ -138,6 +138,18 @@ static void test_options_that_make_no_sense_are_refused_in_both_modes(void **sta
     opts_for_port(&o, 1);
     o.acquire_timeout_ms = 0;
     expect_refused(rt, &o, "acquire_timeout_ms");
+    /* a name the metrics' label cannot take: empty, or 64 bytes and more */
+    opts_for_port(&o, 1);
+    o.name = "";
+    expect_refused(rt, &o, "name must be 1 to 63 bytes");
+    char long_name[65];
+    memset(long_name, 'p', 64);
+    long_name[64] = '\0';
+    o.name = long_name;
+    expect_refused(rt, &o, "name must be 1 to 63 bytes");
+    long_name[63] = '\0'; /* 63: fine */
+    assert_int_equal(fw_pool_new(&p, &loop, &o, &err), 0);
+    close_pool(p);
     /* a reserved slot set (an option of a later version): refused, not ignored */
     opts_for_port(&o, 1);
     o.reserved[7] = &o;

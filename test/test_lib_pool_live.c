@@ -596,7 +596,16 @@ static void test_pool_metrics(void **state)
 {
     (void)state;
     char *t0 = render();
-    fw_pool_t *p = new_pool(2, 500);
+    fw_pool_opts_t o;
+    pool_opts(&o, 2, 500, NULL);
+    o.name = "api"; /* every series below is this pool's: {pool="api"} */
+    fw_pool_t *p = new_pool_with(&o);
+    /* another pool of another name: its own series, which this pool's figures never reach */
+    pool_opts(&o, 1, 500, NULL);
+    o.name = "batch";
+    fw_pool_t *other = new_pool_with(&o);
+    got_t ob = acquire(other, FW_POOL_WRITE, 10000);
+    assert_int_equal(ob.status, 0);
     got_t a = acquire(p, FW_POOL_WRITE, 10000);
     got_t b = acquire(p, FW_POOL_WRITE, 10000);
     assert_int_equal(a.status, 0);
@@ -609,43 +618,52 @@ static void test_pool_metrics(void **state)
     run_until(&late.done, 5000);
     assert_int_equal(late.status, FW_ETIMEDOUT);
     char host0[128];
-    snprintf(host0, sizeof(host0), "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"closed\"}",
+    snprintf(host0, sizeof(host0),
+             "fraiseql_pool_host_breaker{pool=\"api\",host=\"%s:%d\",state=\"closed\"}",
              env("FW_REPL_HOST4"), node_port(0));
     printf("while open: connections %g, in_use %g, waiting %g, %s %g\n",
-           metric(t1, "fraiseql_pool_connections"), metric(t1, "fraiseql_pool_connections_in_use"),
-           metric(t1, "fraiseql_pool_acquires_waiting"), host0, metric(t1, host0));
-    assert_true(metric(t1, "fraiseql_pool_connections") ==
-                (metric(t0, "fraiseql_pool_connections") > 0
-                     ? metric(t0, "fraiseql_pool_connections")
+           metric(t1, "fraiseql_pool_connections{pool=\"api\"}"),
+           metric(t1, "fraiseql_pool_connections_in_use{pool=\"api\"}"),
+           metric(t1, "fraiseql_pool_acquires_waiting{pool=\"api\"}"), host0, metric(t1, host0));
+    assert_true(metric(t1, "fraiseql_pool_connections{pool=\"api\"}") ==
+                (metric(t0, "fraiseql_pool_connections{pool=\"api\"}") > 0
+                     ? metric(t0, "fraiseql_pool_connections{pool=\"api\"}")
                      : 0) +
                     2);
-    assert_true(metric(t1, "fraiseql_pool_connections_in_use") >= 2);
-    assert_true(metric(t1, "fraiseql_pool_acquires_waiting") >= 1);
+    assert_true(metric(t1, "fraiseql_pool_connections_in_use{pool=\"api\"}") >= 2);
+    assert_true(metric(t1, "fraiseql_pool_acquires_waiting{pool=\"api\"}") >= 1);
     assert_true(metric(t1, host0) >= 1);
     promtool_check(t1);
+    /* the other pool's one connection, in its own series */
+    assert_true(metric(t1, "fraiseql_pool_connections_in_use{pool=\"batch\"}") == 1);
     fw_pool_release(p, a.conn);
     fw_pool_release(p, b.conn);
     close_pool(p);
+    fw_pool_release(other, ob.conn);
+    close_pool(other);
     char *t2 = render();
     promtool_check(t2);
     /* the counters moved by what this pool did; its gauges went back */
-    double base_acq = metric(t0, "fraiseql_pool_acquires_total");
-    double base_to = metric(t0, "fraiseql_pool_acquire_timeouts_total");
-    double base_open = metric(t0, "fraiseql_pool_connections_opened_total");
-    double base_closed = metric(t0, "fraiseql_pool_connections_closed_total{reason=\"pool\"}");
-    double base_wait = metric(t0, "fraiseql_pool_acquire_wait_seconds_count");
-    assert_true(metric(t2, "fraiseql_pool_acquires_total") == (base_acq < 0 ? 0 : base_acq) + 2);
-    assert_true(metric(t2, "fraiseql_pool_acquire_timeouts_total") ==
+    double base_acq = metric(t0, "fraiseql_pool_acquires_total{pool=\"api\"}");
+    double base_to = metric(t0, "fraiseql_pool_acquire_timeouts_total{pool=\"api\"}");
+    double base_open = metric(t0, "fraiseql_pool_connections_opened_total{pool=\"api\"}");
+    double base_closed =
+        metric(t0, "fraiseql_pool_connections_closed_total{pool=\"api\",reason=\"pool\"}");
+    double base_wait = metric(t0, "fraiseql_pool_acquire_wait_seconds_count{pool=\"api\"}");
+    assert_true(metric(t2, "fraiseql_pool_acquires_total{pool=\"api\"}") ==
+                (base_acq < 0 ? 0 : base_acq) + 2);
+    assert_true(metric(t2, "fraiseql_pool_acquire_timeouts_total{pool=\"api\"}") ==
                 (base_to < 0 ? 0 : base_to) + 1);
-    assert_true(metric(t2, "fraiseql_pool_connections_opened_total") ==
+    assert_true(metric(t2, "fraiseql_pool_connections_opened_total{pool=\"api\"}") ==
                 (base_open < 0 ? 0 : base_open) + 2);
-    assert_true(metric(t2, "fraiseql_pool_connections_closed_total{reason=\"pool\"}") ==
-                (base_closed < 0 ? 0 : base_closed) + 2);
-    assert_true(metric(t2, "fraiseql_pool_acquire_wait_seconds_count") ==
+    assert_true(
+        metric(t2, "fraiseql_pool_connections_closed_total{pool=\"api\",reason=\"pool\"}") ==
+        (base_closed < 0 ? 0 : base_closed) + 2);
+    assert_true(metric(t2, "fraiseql_pool_acquire_wait_seconds_count{pool=\"api\"}") ==
                 (base_wait < 0 ? 0 : base_wait) + 3);
-    assert_true(metric(t2, "fraiseql_pool_connections") == 0);
-    assert_true(metric(t2, "fraiseql_pool_connections_in_use") == 0);
-    assert_true(metric(t2, "fraiseql_pool_acquires_waiting") == 0);
+    assert_true(metric(t2, "fraiseql_pool_connections{pool=\"api\"}") == 0);
+    assert_true(metric(t2, "fraiseql_pool_connections_in_use{pool=\"api\"}") == 0);
+    assert_true(metric(t2, "fraiseql_pool_acquires_waiting{pool=\"api\"}") == 0);
     assert_true(metric(t2, host0) == 0);
     free(t0);
     free(t1);
@@ -741,10 +759,12 @@ static void test_a_dead_standby_opens_its_breaker(void **state)
         /* the same in the metrics: this pool counts the host's breaker as open */
         char *text = render();
         char name[160];
-        snprintf(name, sizeof(name), "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"open\"}",
+        snprintf(name, sizeof(name),
+                 "fraiseql_pool_host_breaker{pool=\"default\",host=\"%s:%d\",state=\"open\"}",
                  h.host, h.port);
         assert_true(metric(text, name) == 1);
-        snprintf(name, sizeof(name), "fraiseql_pool_host_breaker{host=\"%s:%d\",state=\"closed\"}",
+        snprintf(name, sizeof(name),
+                 "fraiseql_pool_host_breaker{pool=\"default\",host=\"%s:%d\",state=\"closed\"}",
                  h.host, h.port);
         assert_true(metric(text, name) == 0);
         free(text);

@@ -39,6 +39,7 @@ int gw_pool_init(gw_server_t *srv, char *errbuf, size_t errlen)
     fw_pool_opts_t o;
     fw_pool_opts_init(&o);
     o.conninfo = srv->cfg.dsn;
+    o.name = "gateway"; /* fraiseql_pool_*{pool="gateway"} on /metrics */
     /* the probe takes one of these too, for a round trip, when the streams leave one free */
     o.max_size = srv->cfg.pool_size;
     o.acquire_timeout_ms = ACQUIRE_TIMEOUT_MS;
