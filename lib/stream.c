@@ -349,7 +349,19 @@ static int parse(fw_stream_t *s)
 static ssize_t receive(fw_stream_t *s)
 {
     fw__slab_t *sl = s->rx.slab;
-    ssize_t n = fw__chan_read(&s->conn->chan, sl->data + sl->used, sl->cap - sl->used);
+    size_t want = sl->cap - sl->used;
+    size_t have = sl->used - s->rx.pos;
+    if (have >= 5 && s->reply.skip == 0) {
+        /* A message larger than a slab is being received into a slab of its own: this read
+         * stops at its end plus the next message's header. The bytes after it would be the
+         * start of the next row, which (a large row again, as a rule) does not fit the room
+         * left and would be copied into a new slab; this way what moves is 5 bytes, for one
+         * more recv() per large row instead of a copy of up to a slab. */
+        size_t msg = (size_t)fw__be32(sl->data + s->rx.pos + 1) + 1;
+        if (msg > s->pipe.o.slab_size && msg > have && msg - have + 5 < want)
+            want = msg - have + 5;
+    }
+    ssize_t n = fw__chan_read(&s->conn->chan, sl->data + sl->used, want);
     s->drained = s->conn->chan.drained;
     return n;
 }

@@ -494,6 +494,16 @@ static size_t pending_size(const fw__rx_t *rx, bool skipping)
     return (size_t)fw__be32(sl->data + rx->pos + 1) + 1;
 }
 
+/* The tail of the receive slab moves to its start (memmove: it may overlap), one copy. */
+static int move_to_start(fw__rx_t *rx, size_t tail)
+{
+    fw__slab_t *sl = rx->slab;
+    memmove(sl->data, sl->data + rx->pos, tail);
+    sl->used = tail;
+    rx->pos = 0;
+    return FW__PIPE_OK;
+}
+
 int fw__pipe_make_room(fw__pipe_t *p, fw__rx_t *rx, bool skipping)
 {
     fw__slab_t *sl = rx->slab;
@@ -527,29 +537,34 @@ int fw__pipe_make_room(fw__pipe_t *p, fw__rx_t *rx, bool skipping)
     }
     /* Chunks the consumer released may be all that still pins the old slab. */
     fw__pipe_reclaim(p);
+    /* Only the producer holds the old slab and the message fits it. */
+    bool reusable = sl != NULL && sl->refs == 1 && !sl->oversize && sl->cap >= need && sl->cap > tail;
+    if (reusable && sl->cap <= slab_size(p, want))
+        return move_to_start(rx, tail); /* the size a new slab would be: keep it */
     fw__slab_t *ns;
-    if (sl != NULL && sl->refs == 1 && tail <= rx->scratch_cap) {
-        /* No chunk points into the old slab: park the tail in the scratch buffer and give the
-         * slab back first, so the budget never has to hold the old and the new one together
-         * and a budget of one slab still makes progress. */
+    int rc = get_for(p, want, &ns);
+    if (rc == FW__PIPE_FULL && reusable)
+        return move_to_start(rx, tail); /* larger than needed, but no room for another */
+    if (rc == FW__PIPE_FULL && sl != NULL && sl->refs == 1 && tail <= rx->scratch_cap) {
+        /* The budget cannot hold the old slab and a new one together, and no chunk points
+         * into the old one: park the tail in the scratch buffer and give the slab back first,
+         * so that a budget of one slab still makes progress (two copies, only here). */
         memcpy(rx->scratch, sl->data + rx->pos, tail);
         fw__pipe_slab_unref(p, sl);
         rx->slab = NULL;
         rx->pos = 0;
         rx->parked = tail;
-        int rc = get_for(p, want, &ns);
+        rc = get_for(p, want, &ns);
         if (rc != FW__PIPE_OK)
             return rc; /* parked: restored at the top once the consumer has released */
         memcpy(ns->data, rx->scratch, tail);
         rx->parked = 0;
-    } else {
-        int rc = get_for(p, want, &ns);
-        if (rc != FW__PIPE_OK)
-            return rc;
-        if (sl != NULL) {
-            memcpy(ns->data, sl->data + rx->pos, tail);
-            fw__pipe_slab_unref(p, sl);
-        }
+    } else if (rc != FW__PIPE_OK) {
+        return rc;
+    } else if (sl != NULL) {
+        /* One copy, straight into the new slab; the old one goes back when its chunks do. */
+        memcpy(ns->data, sl->data + rx->pos, tail);
+        fw__pipe_slab_unref(p, sl);
     }
     ns->used = tail;
     rx->slab = ns;
