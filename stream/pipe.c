@@ -559,6 +559,25 @@ int fw__pipe_make_room(fw__pipe_t *p, fw__rx_t *rx, bool skipping)
             return rc; /* parked: restored at the top once the consumer has released */
         memcpy(ns->data, rx->scratch, tail);
         rx->parked = 0;
+    } else if (rc == FW__PIPE_FULL && sl != NULL && sl->refs == 1 && p->held == sl->cap) {
+        /* The tail is larger than the scratch buffer (a big slab's) and this slab is all the
+         * pipe holds: no release will ever come to make room, so waiting would hang. Carry the
+         * tail over in a buffer of its own for the moment the old slab is given back (the
+         * budget is exceeded by the tail for that moment only, never while rows are held). */
+        uint8_t *carry = pipe_alloc(p, tail);
+        if (carry == NULL)
+            return FW_ENOMEM;
+        memcpy(carry, sl->data + rx->pos, tail);
+        fw__pipe_slab_unref(p, sl);
+        rx->slab = NULL;
+        rx->pos = 0;
+        rc = get_for(p, want, &ns); /* nothing is held: fits, or gets a slab of its own */
+        if (rc != FW__PIPE_OK) {
+            fw__aligned_free(&p->alloc, carry);
+            return rc == FW__PIPE_FULL ? FW_ENOMEM : rc;
+        }
+        memcpy(ns->data, carry, tail);
+        fw__aligned_free(&p->alloc, carry);
     } else if (rc != FW__PIPE_OK) {
         return rc;
     } else if (sl != NULL) {

@@ -1627,6 +1627,46 @@ static void test_pipe_make_room_moves_a_tail_once_while_a_row_pins_the_old_slab(
     fw__pipe_free(p);
 }
 
+/* A big slab whose tail (larger than the scratch buffer) starts a row larger than the slab,
+ * the budget too small for both slabs, and nothing else held: no release can ever come, so
+ * make_room must not wait (it did: FW__PIPE_FULL for ever); the tail is carried over. */
+static void test_pipe_make_room_carries_a_tail_larger_than_the_scratch_when_alone(void **state)
+{
+    (void)state;
+    fw__pipe_t *p = pipe_new(1024, 12288, 4, 4, 8, NULL);
+    uint8_t scratch[1024];
+    memset(scratch, SENTINEL, sizeof(scratch));
+    fw__rx_t rx = {NULL, 0, 0, scratch, sizeof(scratch)};
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    put_partial(rx.slab, 5000, 100);
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    fw__slab_t *big = rx.slab;
+    assert_int_equal(big->cap, 5120);
+    /* a 3,000-byte row, then the first 2,120 bytes of a 9,000-byte one: the slab is full */
+    put_message(big->data, 3000, 1);
+    static uint8_t next[9000];
+    put_message(next, sizeof(next), 2);
+    memcpy(big->data + 3000, next, 2120);
+    big->used = 5120;
+    assert_int_equal(fw__pipe_add(p, big, (const char *)big->data + 5, 2995, false), FW__PIPE_OK);
+    rx.pos = 3000;
+    assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
+    fw_row_t row;
+    assert_true(fw__pipe_next(p, &row));
+    check_body(&row, 3000, 1);
+    assert_false(fw__pipe_next(p, &row)); /* released: the producer alone holds the slab */
+    assert_int_equal(fw__pipe_make_room(p, &rx, false), FW__PIPE_OK);
+    assert_true(rx.slab->cap >= 9000); /* a slab for the whole row (maybe at the same address) */
+    assert_int_equal(rx.pos, 0);
+    assert_int_equal(rx.slab->used, 2120);
+    assert_memory_equal(rx.slab->data, next, 2120);
+    assert_true(scratch_untouched(scratch, sizeof(scratch)));
+    assert_int_equal(stats(p).bytes_held, rx.slab->cap); /* the new slab alone */
+    assert_true(stats(p).bytes_held <= 12288);
+    fw__pipe_slab_unref(p, rx.slab);
+    fw__pipe_free(p);
+}
+
 static void test_pipe_make_room_parks_only_when_the_budget_cannot_hold_both(void **state)
 {
     (void)state;
@@ -1850,6 +1890,7 @@ int main(void)
         cmocka_unit_test(test_pipe_make_room_reuses_a_free_big_slab_in_place_for_the_next_big_row),
         cmocka_unit_test(test_pipe_make_room_moves_a_tail_once_while_a_row_pins_the_old_slab),
         cmocka_unit_test(test_pipe_make_room_parks_only_when_the_budget_cannot_hold_both),
+        cmocka_unit_test(test_pipe_make_room_carries_a_tail_larger_than_the_scratch_when_alone),
         cmocka_unit_test(test_pipe_large_rows_across_slabs_stay_whole_within_the_budget),
         cmocka_unit_test(test_pipe_an_oversize_slab_waits_until_nothing_is_held_and_is_freed_on_release),
         cmocka_unit_test(test_pipe_make_room_gives_a_row_over_the_budget_a_slab_once_the_queue_drains),
