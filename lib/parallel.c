@@ -535,7 +535,8 @@ int fw__par_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, 
         set_errf(err, rc,
                  "%s is %s: ctid ranges need a plain table; read its table instead "
                  "(fw_query_relation), or name an indexed integer key column the view shows "
-                 "(fw_query_partition_key)",
+                 "(fw_query_partition_key) or a column showing its table's ctid "
+                 "(fw_query_partition_ctid)",
                  q->source,
                  st.relkind == 'v'   ? "a view"
                  : st.relkind == 'p' ? "a partitioned table"

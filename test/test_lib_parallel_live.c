@@ -557,6 +557,8 @@ static void test_parallel_refuses_what_it_cannot_split(void **state)
     expect_refused(&S, q, FW_EINVAL, "fw_query_partition_key");
     q = par_query("v_bench_1k", 2);
     expect_refused(&S, q, FW_EINVAL, "fw_query_relation");
+    q = par_query("v_bench_1k", 2);
+    expect_refused(&S, q, FW_EINVAL, "fw_query_partition_ctid");
     /* LIMIT, OFFSET, EXPLAIN, ORDER BY other than the key */
     q = par_query("bench_1k", 2);
     assert_int_equal(fw_query_limit(q, 10), 0);
