@@ -15,6 +15,16 @@
 #   --pgdata    the server's data directory (on this machine): adds the server's CPU per row,
 #               the CPU time of the backends the run used (the postmaster's reaped children:
 #               cutime + cstime of /proc/<postmaster>/stat, read once they have exited)
+#   --memory    instead of the speed table: peak RSS against the byte budget (N x --max-memory,
+#               4 MiB per part by default), bench_1m and bench_10m, N = 1, 2 and 4 (or --parallel's
+#               counts with 1), each with a fast consumer (--count) and a stalled one (the output
+#               into a pipe whose reader sleeps --stall seconds first, so every part's queue
+#               fills to its budget); --rounds runs each (median). bench_10m (10,000,000 rows,
+#               ids 1..10^7, ~3.7 GB, an index on id) is made from bench_1m when missing, with
+#               --setup-dsn (a role that may create tables; default --dsn): about 2-4 minutes.
+#               Not in bench/run.sh or CI.
+#   --stall     seconds the stalled consumer's reader waits (default 3)
+#   --setup-dsn CONNINFO for making bench_10m (psql)
 #
 # Every round runs every variant once, in the same order (A B C A B C ...), so a change of
 # load on the machine hits every variant alike; the table gives the median, min and max of
@@ -27,13 +37,17 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 dsn= build=$root/build/bench relation=bench_1m key= rounds=5 pars="2 4" out= pgdata=
+memory=0 stall=3 setup_dsn= rounds_given=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --dsn) dsn=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --relation) relation=$2; shift 2 ;;
     --key) key=$2; shift 2 ;;
-    --rounds) rounds=$2; shift 2 ;;
+    --rounds) rounds=$2; rounds_given=1; shift 2 ;;
+    --memory) memory=1; shift ;;
+    --stall) stall=$2; shift 2 ;;
+    --setup-dsn) setup_dsn=$2; shift 2 ;;
     --parallel) pars=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --pgdata) pgdata=$2; shift 2 ;;
@@ -45,6 +59,79 @@ done
 fwire=$build/tools/fwire
 [[ -x $fwire ]] || { printf 'bench/parallel.sh: %s not built\n' "$fwire" >&2; exit 2; }
 [[ $rounds -ge 1 ]] || { printf 'bench/parallel.sh: --rounds wants 1 or more\n' >&2; exit 2; }
+
+# ---- --memory: peak RSS against the budget, 1M and 10M rows --------------------------------
+if [[ $memory -eq 1 ]]; then
+    [[ $rounds_given -eq 1 ]] || rounds=1
+    psql_bin=$(command -v psql || true)
+    [[ -n $psql_bin ]] || psql_bin=${FW_TEST_PGBINDIR:-/usr/lib/postgresql/15/bin}/psql
+    have=$("$psql_bin" -X -At -d "$dsn" -c "SELECT to_regclass('bench_10m') IS NOT NULL")
+    if [[ $have != t ]]; then
+        printf 'making bench_10m from bench_1m (10,000,000 rows, ~3.7 GB) ...\n' >&2
+        "$psql_bin" -X -q -v ON_ERROR_STOP=1 -d "${setup_dsn:-$dsn}" <<'SQL'
+SET max_parallel_workers_per_gather = 0;
+CREATE UNLOGGED TABLE bench_10m AS
+SELECT k * 1000000 + b.id AS id, b.data FROM generate_series(0, 9) AS k, bench_1m AS b
+ORDER BY k, b.id;
+CREATE INDEX bench_10m_id ON bench_10m (id);
+VACUUM ANALYZE bench_10m;
+GRANT SELECT ON bench_10m TO PUBLIC;
+SQL
+    fi
+    budget=$((4 * 1024 * 1024))
+    mtmp=$(mktemp -d)
+    trap 'rm -rf "$mtmp"' EXIT
+    ns="1"
+    for n in ${pars/#1 /}; do [[ $n == 1 ]] || ns+=" $n"; done
+    load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+    for round in $(seq "$rounds"); do
+        for rel in bench_1m bench_10m; do
+            for consumer in fast stalled; do
+                for n in $ns; do
+                    args=()
+                    [[ $n -eq 1 ]] || args=(--parallel "$n")
+                    if [[ $consumer == fast ]]; then
+                        /usr/bin/time -f '%M %e' -o "$mtmp/time" "$fwire" stream "${args[@]}" \
+                            --count "$rel" "$dsn" >"$mtmp/out"
+                        rows=$(cut -d' ' -f1 <"$mtmp/out")
+                    else
+                        /usr/bin/time -f '%M %e' -o "$mtmp/time" "$fwire" stream "${args[@]}" \
+                            "$rel" "$dsn" | { sleep "$stall"; wc -l >"$mtmp/out"; }
+                        rows=$(tr -d ' ' <"$mtmp/out")
+                    fi
+                    printf '%s %s\n' "$rows" "$(cat "$mtmp/time")" >>"$mtmp/$rel.$consumer.$n"
+                done
+            done
+        done
+    done
+    printf 'peak RSS (/usr/bin/time %%M, the whole fwire process) against the byte budget (%d MiB per part), %d round(s), stalled reader %ss\n' \
+        $((budget / 1048576)) "$rounds" "$stall"
+    printf '| relation | rows | consumer | parts N | budget N x 4 MiB | peak RSS MiB (median) | RSS - budget MiB |\n'
+    printf '|---|---:|---|---:|---:|---:|---:|\n'
+    json="{\"memory\": true, \"budget_per_part_bytes\": $budget, \"rounds\": $rounds, \"stall_s\": $stall, \"runs\": ["
+    sep=
+    for rel in bench_1m bench_10m; do
+        for consumer in fast stalled; do
+            for n in $ns; do
+                f=$mtmp/$rel.$consumer.$n
+                rows=$(cut -d' ' -f1 "$f" | sort -u)
+                [[ $(wc -l <<<"$rows") -eq 1 ]] || { printf 'bench/parallel.sh: row counts differ: %s\n' "$rows" >&2; exit 1; }
+                rss=$(cut -d' ' -f2 "$f" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}')
+                read -r mib over <<<"$(awk -v k="$rss" -v n="$n" -v b="$budget" 'BEGIN {
+                    printf "%.1f %.1f", k / 1024, k / 1024 - n * b / 1048576 }')"
+                printf '| %s | %s | %s | %s | %s MiB | %s | %s |\n' "$rel" "$rows" "$consumer" "$n" \
+                    $((n * budget / 1048576)) "$mib" "$over"
+                json+="$sep{\"relation\": \"$rel\", \"rows\": $rows, \"consumer\": \"$consumer\", \"parts\": $n, \"budget_bytes\": $((n * budget)), \"peak_rss_kib_median\": $rss}"
+                sep=", "
+            done
+        done
+    done
+    json+="], \"load_start\": \"$load_start\", \"load_end\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"cpus\": $(nproc)}"
+    printf '%s\n' "$json" >"${out:-/dev/null}"
+    printf 'load average at the start: %s, at the end: %s; CPUs: %s\n' "$load_start" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"
+    exit 0
+fi
 
 variants=(1)
 for n in $pars; do variants+=("$n"); done

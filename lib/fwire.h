@@ -778,8 +778,9 @@ FW_EXTERN int fw_query_explain(fw_query_t *q, bool on);
  * connections are opened at the same time (their start-ups overlap) and belong to the stream:
  * fw_stream_free closes them (free the stream before fw_runtime_free).
  * The split: without a partition key, ctid ranges of the relation's pages (a plain table or a
- * materialized view, PostgreSQL 14 or later: TID range scans); with fw_query_partition_key(),
- * ranges of that integer column. Anything else is refused by fw_stream_start() with FW_EINVAL
+ * materialized view, PostgreSQL 14 or later: TID range scans); with fw_query_partition_ctid(),
+ * the same ctid ranges through a view that shows its one table's ctid as a column; with
+ * fw_query_partition_key(), ranges of that integer column. Anything else is refused by fw_stream_start() with FW_EINVAL
  * and a message naming both options, and so are LIMIT, OFFSET, EXPLAIN and an ORDER BY other
  * than the partition key ascending. Threaded mode only for now: an embedded-mode connection
  * gives FW_EINVAL ("run in threaded mode only"). Returns 0 or FW_EINVAL (n out of range).
@@ -800,10 +801,28 @@ FW_EXTERN int fw_query_parallel(fw_query_t *q, int n);
  * then an index range scan, not a scan of the whole relation. An ORDER BY of this column alone
  * (ascending) is allowed: the parts are then delivered one after another, in key order, which
  * costs most of the speed-up (the later parts wait, their budget full, while the first is
- * read). `column` is copied, used as a quoted identifier; NULL removes the key (ctid ranges).
+ * read). Replaces a ctid column set before (fw_query_partition_ctid). `column` is copied, used
+ * as a quoted identifier; NULL removes the key (ctid ranges).
  * Returns 0 or FW_EINVAL (empty, or over 63 bytes), FW_ENOMEM. Thread: the query's owner.
  */
 FW_EXTERN int fw_query_partition_key(fw_query_t *q, const char *column);
+
+/*
+ * Splits a parallel stream over a VIEW by its table's pages, like a table (ctid ranges, TID
+ * range scans, PostgreSQL 14 or later): `column` is the view's column showing the ctid of the
+ * one table it reads (`CREATE VIEW v AS SELECT t.ctid AS row_ctid, t.data FROM t WHERE ...`).
+ * Part i reads `column >= '(a,0)' AND column < '(b,0)'`, which PostgreSQL pushes through the
+ * view into a TID range scan of the table (no index, no key needed); the pages come from the
+ * size of the table the view's rule reads. fw_stream_start() refuses with FW_EINVAL, before any
+ * row, a relation that is not a view, a column that does not exist or is not of type tid, and a
+ * view whose rule reads anything but exactly one table (or materialized view) or does not read
+ * its ctid. The column must be that table's ctid itself (never NULL): rows whose column is
+ * NULL are in no part. An ORDER BY of this column alone (ascending) is allowed, as for a key.
+ * Replaces a partition key set before (and fw_query_partition_key replaces it); `column` is
+ * copied, used as a quoted identifier; NULL removes it. Returns 0 or FW_EINVAL (empty, or over
+ * 63 bytes), FW_ENOMEM. Thread: the query's owner.
+ */
+FW_EXTERN int fw_query_partition_ctid(fw_query_t *q, const char *column);
 
 /* ==== streams ============================================================================= */
 

@@ -139,6 +139,20 @@ static int run_one(fw__par_t *p, const fw_query_t *q, const fw__query_run_t *run
     return 0;
 }
 
+/* dst (2 * FW__QUERY_MAX_IDENT + 3 bytes) = name quoted as an identifier ('"' doubled). */
+static void quote_ident(char *dst, const char *name)
+{
+    size_t k = 0;
+    dst[k++] = '"';
+    for (const char *c = name; *c != '\0'; c++) {
+        if (*c == '"')
+            dst[k++] = '"';
+        dst[k++] = *c;
+    }
+    dst[k++] = '"';
+    dst[k] = '\0';
+}
+
 /* Splits text at spaces into at most n words; returns how many. */
 static int words(char *text, char **f, int n)
 {
@@ -195,7 +209,9 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
         .npre = 1,
         .raw_param = {q->source, q->pkey},
     };
-    if (q->pkey == NULL)
+    if (q->pkey != NULL && q->pkey_ctid)
+        run.raw = fw__par_ctid_col_sql;
+    else if (q->pkey == NULL)
         run.raw = "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', "
                   "pg_catalog.pg_export_snapshot(), "
                   "pg_catalog.current_setting('server_version_num'), c.relkind, "
@@ -204,13 +220,13 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
                   "FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass";
     else
         run.raw = sql;
-    if (q->pkey != NULL)
+    if (q->pkey != NULL && !q->pkey_ctid)
         snprintf(sql, sizeof(sql), KEY_SETUP_SQL, p->n, p->n);
     int rc = run_one(p, q, &run, text, sizeof(text), err);
     if (rc < 0)
         return rc;
-    char *f[5] = {0};
-    int nf = words(text, f, 5);
+    char *f[8] = {0};
+    int nf = words(text, f, 8);
     size_t slen = f[0] != NULL ? strlen(f[0]) : 0;
     if (nf < 3 || slen == 0 || slen >= sizeof(st->snapshot) ||
         strspn(f[0], "0123456789ABCDEFabcdef-") != slen) {
@@ -220,6 +236,14 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
     }
     memcpy(st->snapshot, f[0], slen + 1);
     st->version = strtol(f[1], NULL, 10);
+    if (q->pkey != NULL && q->pkey_ctid) {
+        if (nf != 8) {
+            set_errf(err, FW_EPROTO_BAD_VALUE,
+                     "parallel stream: the server's view answer is not understood: %.200s", text);
+            return FW_EPROTO_BAD_VALUE;
+        }
+        return fw__par_ctid_col_check(q, f, &st->pages, &st->relkind, err);
+    }
     if (q->pkey == NULL) {
         if (nf != 4 || !parse_i64(f[3], &st->pages)) {
             set_errf(err, FW_EPROTO_BAD_VALUE,
@@ -272,15 +296,7 @@ static int setup(fw__par_t *p, const fw_query_t *q, setup_t *st, fw_error_t *err
     /* Else its range at the snapshot, in the same transaction: min and max (an index makes
      * them two index probes). The key is quoted as an identifier ('"' doubled). */
     char key[2 * FW__QUERY_MAX_IDENT + 3];
-    size_t k = 0;
-    key[k++] = '"';
-    for (const char *c = q->pkey; *c != '\0'; c++) {
-        if (*c == '"')
-            key[k++] = '"';
-        key[k++] = *c;
-    }
-    key[k++] = '"';
-    key[k] = '\0';
+    quote_ident(key, q->pkey);
     /* two keys and the source, each at most 2 * 63 + 6 bytes quoted: sql has room */
     snprintf(sql, sizeof(sql),
              "SELECT pg_catalog.to_json(pg_catalog.concat_ws(' ', "
@@ -392,7 +408,12 @@ static int start_parts(fw__par_t *p, fw_stream_t *outer, const fw_query_t *q, co
 {
     char set_snapshot[128];
     snprintf(set_snapshot, sizeof(set_snapshot), "SET TRANSACTION SNAPSHOT '%s'", st->snapshot);
-    char cond[FW__QUERY_MAX_PARALLEL][160], lo[FW__QUERY_MAX_PARALLEL][24],
+    /* ctid ranges on the table's ctid, or on a view's column showing it (quoted, '"' doubled) */
+    char col[2 * FW__QUERY_MAX_IDENT + 3] = "ctid";
+    if (q->pkey != NULL && q->pkey_ctid)
+        quote_ident(col, q->pkey);
+    bool by_ctid = q->pkey == NULL || q->pkey_ctid;
+    char cond[FW__QUERY_MAX_PARALLEL][2 * sizeof(col) + 80], lo[FW__QUERY_MAX_PARALLEL][24],
         hi[FW__QUERY_MAX_PARALLEL][24];
     fw__query_run_t run[FW__QUERY_MAX_PARALLEL];
     starts_t *all = fw__calloc(1, sizeof(*all));
@@ -408,7 +429,7 @@ static int start_parts(fw__par_t *p, fw_stream_t *outer, const fw_query_t *q, co
             run[i].npre = 2;
         }
         bool first = i == 0, last = i == p->n - 1;
-        if (q->pkey == NULL) {
+        if (by_ctid) {
             /* Pages [a, b): the first range open below, the last open above (pages added
              * after the size was read hold rows the snapshot cannot see, or none). */
             int64_t a = st->pages * i / p->n; /* pages < 2^32: no overflow */
@@ -416,14 +437,16 @@ static int start_parts(fw__par_t *p, fw_stream_t *outer, const fw_query_t *q, co
             if (first && last)
                 run[i].cond = NULL;
             else if (first)
-                snprintf(cond[i], sizeof(cond[i]), "ctid < '(%" PRId64 ",0)'::pg_catalog.tid", b);
+                snprintf(cond[i], sizeof(cond[i]), "%s < '(%" PRId64 ",0)'::pg_catalog.tid", col,
+                         b);
             else if (last)
-                snprintf(cond[i], sizeof(cond[i]), "ctid >= '(%" PRId64 ",0)'::pg_catalog.tid", a);
+                snprintf(cond[i], sizeof(cond[i]), "%s >= '(%" PRId64 ",0)'::pg_catalog.tid", col,
+                         a);
             else
                 snprintf(cond[i], sizeof(cond[i]),
-                         "ctid >= '(%" PRId64 ",0)'::pg_catalog.tid AND ctid < '(%" PRId64
+                         "%s >= '(%" PRId64 ",0)'::pg_catalog.tid AND %s < '(%" PRId64
                          ",0)'::pg_catalog.tid",
-                         a, b);
+                         col, a, col, b);
             if (!(first && last))
                 run[i].cond = cond[i];
         } else if (st->empty) {
@@ -499,7 +522,7 @@ int fw__par_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, 
     rc = setup(p, q, &st, err);
     if (rc < 0)
         goto fail;
-    if (q->pkey == NULL && st.version < 140000) {
+    if ((q->pkey == NULL || q->pkey_ctid) && st.version < 140000) {
         rc = FW_EINVAL;
         set_errf(err, rc,
                  "ctid ranges need PostgreSQL 14 or later (TID range scans; this server is "
@@ -512,7 +535,8 @@ int fw__par_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, 
         set_errf(err, rc,
                  "%s is %s: ctid ranges need a plain table; read its table instead "
                  "(fw_query_relation), or name an indexed integer key column the view shows "
-                 "(fw_query_partition_key)",
+                 "(fw_query_partition_key) or a column showing its table's ctid "
+                 "(fw_query_partition_ctid)",
                  q->source,
                  st.relkind == 'v'   ? "a view"
                  : st.relkind == 'p' ? "a partitioned table"

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
 int fw_query_new(fw_query_t **out)
@@ -502,7 +501,8 @@ int fw_query_parallel(fw_query_t *q, int n)
     return 0;
 }
 
-int fw_query_partition_key(fw_query_t *q, const char *column)
+/* fw_query_partition_key and fw_query_partition_ctid: one column, the last one set wins. */
+static int set_partition(fw_query_t *q, const char *column, bool ctid)
 {
     if (q == NULL)
         return FW_EINVAL;
@@ -511,6 +511,7 @@ int fw_query_partition_key(fw_query_t *q, const char *column)
     if (column == NULL) {
         fw__free(q->pkey);
         q->pkey = NULL;
+        q->pkey_ctid = false;
         return 0;
     }
     size_t n = strlen(column);
@@ -522,7 +523,18 @@ int fw_query_partition_key(fw_query_t *q, const char *column)
     memcpy(k, column, n + 1);
     fw__free(q->pkey);
     q->pkey = k;
+    q->pkey_ctid = ctid;
     return 0;
+}
+
+int fw_query_partition_key(fw_query_t *q, const char *column)
+{
+    return set_partition(q, column, false);
+}
+
+int fw_query_partition_ctid(fw_query_t *q, const char *column)
+{
+    return set_partition(q, column, true);
 }
 
 /* ---- what the stream needs ------------------------------------------------------------- */

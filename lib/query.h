@@ -96,6 +96,7 @@ struct fw_query_s {
     bool explain; /* EXPLAIN (FORMAT JSON) of the statement instead of the statement */
     int parallel; /* fw_query_parallel: parts (0: an ordinary stream) */
     char *pkey;   /* fw_query_partition_key: the key column, unquoted, or NULL (ctid ranges) */
+    bool pkey_ctid; /* fw_query_partition_ctid: pkey is a view's column showing its table's ctid */
     /* The metrics' entity label: the entity name ("user" for v_user) or the relation as given
      * ("public.v_user"); empty without a source. */
     char label[2 * FW__QUERY_MAX_IDENT + 2];
@@ -117,7 +118,8 @@ int fw__query_encode(const fw_query_t *q, fw__pq_buf_t *out);
  * What one run of a query adds to it (a parallel stream's part, or its setup): statements sent
  * first, without parameters, whose results are dropped (BEGIN, SET TRANSACTION SNAPSHOT); one
  * more WHERE condition; or a statement of fwire's own instead of the query's.
- *  - `cond`: trusted SQL made by fwire (a ctid range: numbers only), ANDed like where_sql.
+ *  - `cond`: trusted SQL made by fwire (a ctid range: numbers, ctid or a quoted column),
+ *    ANDed like where_sql.
  *  - `key_lo`/`key_hi`: a key range on the column q->pkey, as bind parameters after the
  *    query's own: `key >= lo` (NULL: open below) and `key < hi` (NULL: open above); with
  *    `key_nulls`, rows whose key is NULL too. Used only when `key_range` is set.

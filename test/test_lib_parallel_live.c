@@ -140,14 +140,17 @@ static void drain(fw_stream_t *s, res_t *r)
     res_finish(r);
 }
 
-/* Starts a parallel read of `relation` (key: NULL for ctid ranges) over n parts. */
+/* Starts a parallel read of `relation` (key: NULL for ctid ranges, "tid:COL" for a view's ctid
+ * column, fw_query_partition_ctid) over n parts. */
 static fw_stream_t *start_par(sess_t *S, const char *relation, const char *key, int n)
 {
     fw_query_t *q;
     assert_int_equal(fw_query_new(&q), 0);
     assert_int_equal(fw_query_relation(q, relation), 0);
     assert_int_equal(fw_query_parallel(q, n), 0);
-    if (key != NULL)
+    if (key != NULL && strncmp(key, "tid:", 4) == 0)
+        assert_int_equal(fw_query_partition_ctid(q, key + 4), 0);
+    else if (key != NULL)
         assert_int_equal(fw_query_partition_key(q, key), 0);
     fw_stream_t *s = NULL;
     int rc = fw_stream_start(S->conn, q, NULL, NULL, &s, &S->err);
@@ -160,8 +163,7 @@ static fw_stream_t *start_par(sess_t *S, const char *relation, const char *key, 
 }
 
 /* One parallel read checked against the server's answer at its snapshot; returns that answer. */
-static void check_at_snapshot(sess_t *S, const char *relation, const char *key, int n,
-                              oracle_t *at)
+static void check_at_snapshot(sess_t *S, const char *relation, const char *key, int n, oracle_t *at)
 {
     fw_stream_t *s = start_par(S, relation, key, n);
     char snap[64];
@@ -195,6 +197,9 @@ static void check_at_snapshot(sess_t *S, const char *relation, const char *key, 
     for (int i = 0; i < n; i++) {
         assert_int_equal(fw_stream_part_stats(s, i, &part), 0);
         assert_int_equal(part.state, FW_STREAM_COMPLETED);
+        /* ctid ranges really split: every part read some (key ranges may leave one empty) */
+        if (key == NULL || strncmp(key, "tid:", 4) == 0)
+            assert_true(part.rows_yielded > 0);
         parts_rows += part.rows_yielded;
     }
     assert_int_equal(fw_stream_part_stats(s, n, &part), FW_EINVAL);
@@ -242,6 +247,27 @@ static void test_parallel_keyed_view_equals_one_connection_n1_to_4(void **state)
     sess_close(&S);
 }
 
+/* A view showing its table's ctid (fw_query_partition_ctid), with a filter of its own: split by
+ * the table's pages through the view (TID range scans pushed down). */
+static void test_parallel_ctid_view_equals_one_connection_n1_to_4(void **state)
+{
+    (void)state;
+    char out[256];
+    psql(
+        "CREATE OR REPLACE VIEW v_par_ctid AS SELECT t.ctid AS \"row ctid\", t.data FROM " BIG_TABLE
+        " t WHERE t.id % 3 <> 0;\n"
+        "GRANT SELECT ON v_par_ctid TO PUBLIC;\n",
+        out, sizeof(out));
+    sess_t S;
+    sess_open(&S);
+    for (int n = 1; n <= 4; n++) {
+        oracle_t at;
+        check_at_snapshot(&S, "v_par_ctid", "tid:row ctid", n, &at);
+        assert_true(at.rows >= 60000);
+    }
+    sess_close(&S);
+}
+
 /* ---- key ranges from the histogram ------------------------------------------------------- */
 
 /* Reads `relation` over 2 parts split on "id"; returns part 0's rows, checks the total. */
@@ -259,8 +285,8 @@ static uint64_t part0_rows(sess_t *S, const char *relation, uint64_t total)
     fw_stream_free(s);
     assert_int_equal(r.rows, total);
     assert_int_equal(p0.rows_yielded + p1.rows_yielded, total);
-    print_message("%s: part 0 %" PRIu64 " rows, part 1 %" PRIu64 "\n", relation,
-                  p0.rows_yielded, p1.rows_yielded);
+    print_message("%s: part 0 %" PRIu64 " rows, part 1 %" PRIu64 "\n", relation, p0.rows_yielded,
+                  p1.rows_yielded);
     return p0.rows_yielded;
 }
 
@@ -355,8 +381,7 @@ static void test_parallel_reads_its_snapshot_while_a_writer_writes(void **state)
                  out, sizeof(out));
             FILE *w = writer_start();
             oracle_t at, after;
-            check_at_snapshot(&S, mode == 0 ? "par_w" : "v_par_w", mode == 0 ? NULL : "id", n,
-                              &at);
+            check_at_snapshot(&S, mode == 0 ? "par_w" : "v_par_w", mode == 0 ? NULL : "id", n, &at);
             assert_int_equal(pclose(w), 0);
             oracle_now("SELECT data FROM par_w", &after);
             /* The writer went on after the snapshot: the table changed under the stream. */
@@ -532,6 +557,8 @@ static void test_parallel_refuses_what_it_cannot_split(void **state)
     expect_refused(&S, q, FW_EINVAL, "fw_query_partition_key");
     q = par_query("v_bench_1k", 2);
     expect_refused(&S, q, FW_EINVAL, "fw_query_relation");
+    q = par_query("v_bench_1k", 2);
+    expect_refused(&S, q, FW_EINVAL, "fw_query_partition_ctid");
     /* LIMIT, OFFSET, EXPLAIN, ORDER BY other than the key */
     q = par_query("bench_1k", 2);
     assert_int_equal(fw_query_limit(q, 10), 0);
@@ -555,6 +582,36 @@ static void test_parallel_refuses_what_it_cannot_split(void **state)
     expect_refused(&S, q, FW_EINVAL, "no column \"nope\"");
     q = par_query("no_such_table", 2);
     expect_refused(&S, q, FW_ESERVER, "no_such_table");
+    /* a ctid column (fw_query_partition_ctid): not a tid, missing, on a table, a view over two
+     * tables, over a view, and not its table's ctid */
+    char out[256];
+    psql(
+        "CREATE OR REPLACE VIEW v_par_notid AS SELECT t.id AS row_ctid, t.data FROM bench_1k t;\n"
+        "CREATE OR REPLACE VIEW v_par_two AS SELECT a.ctid AS row_ctid, a.data FROM bench_1k a "
+        "JOIN bench_100k b USING (id);\n"
+        "CREATE OR REPLACE VIEW v_par_onview AS SELECT NULL::tid AS row_ctid, data FROM "
+        "v_par_100k;\n"
+        "CREATE OR REPLACE VIEW v_par_noctid AS SELECT NULL::tid AS row_ctid, data FROM bench_1k;\n"
+        "GRANT SELECT ON v_par_notid, v_par_two, v_par_onview, v_par_noctid TO PUBLIC;\n",
+        out, sizeof(out));
+    static const struct {
+        const char *rel, *col, *needle;
+    } bad[] = {
+        {"v_par_notid", "row_ctid", "must be of type tid"},
+        {"v_par_two", "nope", "no column \"nope\""},
+        {"bench_1k", "id", "not a view"},
+        {"v_par_two", "row_ctid", "reads 2 relation(s)"},
+        {"v_par_onview", "row_ctid", "kinds 'v'"},
+        {"v_par_noctid", "row_ctid", "no ctid"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        q = par_query(bad[i].rel, 2);
+        assert_int_equal(fw_query_partition_ctid(q, bad[i].col), 0);
+        expect_refused(&S, q, FW_EINVAL, bad[i].needle);
+    }
+    q = par_query("bench_1k", 2);
+    assert_int_equal(fw_query_partition_ctid(q, ""), FW_EINVAL);
+    fw_query_free(q);
     sess_close(&S);
 
     /* embedded mode: refused with a clear message, nothing started */
@@ -606,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_parallel_pause_resume_cancel_and_free),
         cmocka_unit_test(test_parallel_ctid_equals_one_connection_n1_to_4),
         cmocka_unit_test(test_parallel_keyed_view_equals_one_connection_n1_to_4),
+        cmocka_unit_test(test_parallel_ctid_view_equals_one_connection_n1_to_4),
         cmocka_unit_test(test_parallel_key_bounds_come_from_the_histogram),
         cmocka_unit_test(test_parallel_reads_its_snapshot_while_a_writer_writes),
     };

@@ -578,6 +578,24 @@ static void test_parallel_part_runs_put_snapshot_first_and_bind_key_bounds_last(
     assert_int_equal(fw_query_partition_key(t, k64), 0);
     assert_int_equal(fw_query_partition_key(t, NULL), 0);
     fw_query_free(t);
+    /* a view's ctid column: the same limits; the last of the two setters wins */
+    assert_int_equal(fw_query_new(&t), 0);
+    assert_int_equal(fw_query_partition_ctid(t, k64), 0);
+    assert_true(t->pkey_ctid);
+    assert_string_equal(t->pkey, k64);
+    assert_int_equal(fw_query_partition_key(t, "id"), 0);
+    assert_false(t->pkey_ctid);
+    assert_int_equal(fw_query_partition_ctid(t, "row_ctid"), 0);
+    assert_true(t->pkey_ctid);
+    assert_string_equal(t->pkey, "row_ctid");
+    assert_int_equal(fw_query_partition_ctid(t, NULL), 0);
+    assert_null(t->pkey);
+    assert_false(t->pkey_ctid);
+    fw_query_free(t);
+    assert_int_equal(fw_query_new(&t), 0);
+    k64[63] = 'k';
+    assert_int_equal(fw_query_partition_ctid(t, k64), FW_EINVAL);
+    fw_query_free(t);
 }
 
 

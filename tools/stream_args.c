@@ -70,6 +70,8 @@ static void usage(FILE *f)
           "                            --max-memory applies per part\n"
           "  --partition-key COL       the integer column --parallel splits on (a view's\n"
           "                            indexed key); --order-by COL keeps key order\n"
+          "  --partition-ctid COL      split a view by its one table's pages: COL is the\n"
+          "                            view's column showing the table's ctid (t.ctid AS COL)\n"
           "\n",
           f);
     fputs("Output:\n"
@@ -335,6 +337,7 @@ enum {
     OPT_VERBOSE,
     OPT_PARALLEL,
     OPT_PARTITION_KEY,
+    OPT_PARTITION_CTID,
 };
 
 static const cli_opt_t stream_opts[] = {
@@ -359,6 +362,7 @@ static const cli_opt_t stream_opts[] = {
     {"cancel-timeout", 0, true, OPT_CANCEL_TIMEOUT},
     {"parallel", 0, true, OPT_PARALLEL},
     {"partition-key", 0, true, OPT_PARTITION_KEY},
+    {"partition-ctid", 0, true, OPT_PARTITION_CTID},
     {"nulls", 0, true, OPT_NULLS},
     {"count", 0, false, OPT_COUNT},
     {"stats", 0, false, OPT_STATS},
@@ -463,6 +467,9 @@ static int one_option(stream_args_t *a, int c, const char *arg, order_key_t *key
     case OPT_PARTITION_KEY:
         rc = fw_query_partition_key(q, arg);
         return rc < 0 ? rejected("--partition-key", arg, rc) : -1;
+    case OPT_PARTITION_CTID:
+        rc = fw_query_partition_ctid(q, arg);
+        return rc < 0 ? rejected("--partition-ctid", arg, rc) : -1;
     case OPT_NULLS:
         a->nulls_given = true;
         if (strcmp(arg, "skip") == 0)
