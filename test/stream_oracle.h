@@ -151,6 +151,29 @@ static const oracle_t *view_oracle(const char *view, bool ordered)
     return oracle(sql, ordered);
 }
 
+/* The server's answer for `select` (returning a column named data) at `snapshot`: psql imports
+ * the snapshot a parallel stream exported (fw_stream_snapshot) while the stream is open. */
+static inline void oracle_at(const char *snapshot, const char *select, oracle_t *o)
+{
+    char q[4096], out[1024];
+    snprintf(q, sizeof(q),
+             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
+             "SET TRANSACTION SNAPSHOT '%s';\n"
+             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0),\n"
+             "  coalesce(sum(('x' || substr(md5(coalesce(data::text, '<NULL>')), 1, 15))"
+             "::bit(60)::bigint) %% 18446744073709551616, 0)\n"
+             "FROM (%s) AS s;\nCOMMIT;\n",
+             snapshot, select);
+    psql(q, out, sizeof(out));
+    char *f[3];
+    if (split(out, f, 3) != 3)
+        fail_msg("unexpected psql output: %s", out);
+    memset(o, 0, sizeof(*o));
+    o->rows = u64(f[0]);
+    o->bytes = u64(f[1]);
+    o->sum = u64(f[2]);
+}
+
 /* ---- what a consumer saw ------------------------------------------------------------------- */
 
 typedef struct res_s {
