@@ -1600,7 +1600,7 @@ static void usage(const char *argv0)
             "clients: comma-separated KIND[/OPTION...]; kinds null,libpq-single,libpq-exec,\n"
             "         fwire-threaded,fwire-embedded,fwire-cli (default: all; fwire-cli needs\n"
             "         --fwire); options chunk=N adaptive budget=N[K|M] pred=K where=K slow=NS\n"
-            "         metrics=0 rss=MS allocs (see the top of bench_stream.c)\n",
+            "         metrics=0 rss=MS allocs par=N (see the top of bench_stream.c)\n",
             argv0);
 }
 
@@ -1715,8 +1715,12 @@ int main(int argc, char **argv)
                 return 2;
             }
             view_t *v = &views[nviews++];
-            snprintf(v->name, sizeof(v->name), "%s%s", strncmp(t, "v_", 2) == 0 ? "" : "v_bench_",
-                     t);
+            /* "=NAME": the relation as it is (a table, for /par's ctid ranges) */
+            if (t[0] == '=')
+                snprintf(v->name, sizeof(v->name), "%s", t + 1);
+            else
+                snprintf(v->name, sizeof(v->name), "%s%s",
+                         strncmp(t, "v_", 2) == 0 ? "" : "v_bench_", t);
             if (!valid_view(v->name)) {
                 fprintf(stderr,
                         "bench_stream: %s: a view name is lower-case letters, digits "

@@ -34,6 +34,7 @@
 
 #include "fwire.h"
 
+#include "fakepg.h"
 #include "stream_oracle.h"
 
 static void psql(const char *sql, char *out, size_t cap)
@@ -488,6 +489,51 @@ static void test_emb_refuses_what_it_cannot_split_before_any_row(void **state)
     emb_close(&E);
 }
 
+/* A fake server that answers the user's connection and no other: the parts' connects time out
+ * (connect_timeout), and that is the stream's failure, before any row, through the callback. */
+static const uint8_t STARTUP_OK[] = {'R', 0, 0, 0, 8, 0, 0, 0, 0,   'K', 0, 0, 0, 12,
+                                     0,   0, 0, 7, 0, 0, 0, 9, 'Z', 0,   0, 0, 5, 'I'};
+
+static void test_emb_parts_that_cannot_connect_fail_the_stream_before_any_row(void **state)
+{
+    (void)state;
+    fakepg_t f;
+    memset(&f, 0, sizeof(f));
+    f.startup_reply = STARTUP_OK;
+    f.startup_reply_len = sizeof(STARTUP_OK);
+    assert_int_equal(fakepg_start(&f), 0);
+    emb_t E;
+    memset(&E, 0, sizeof(E));
+    live_loop_init(&E.loop, &E.tick);
+    char ci[256];
+    snprintf(ci, sizeof(ci),
+             "host=127.0.0.1 port=%d user=u dbname=d sslmode=disable connect_timeout=2", f.port);
+    fw_conn_opts_t o;
+    fw_conn_opts_init(&o);
+    o.conninfo = ci;
+    o.use_environment = false;
+    assert_int_equal(fw_conn_new(&E.conn, &E.loop, &o, &E.err), 0);
+    assert_int_equal(fw_conn_connect(E.conn, on_connect, &E), 0);
+    live_run_until_counted(&E.loop, &E.connects, 10);
+    assert_int_equal(E.connect_status, 0);
+    int64_t live0 = live_now();
+    rd_t d;
+    start(&E, par_query("t", NULL, 3), &d);
+    live_run_until(&E.loop, "connect failure", &d.done, 30, "the stream's failure");
+    assert_int_equal(d.r.code, FW_ETIMEDOUT);
+    if (strstr(d.r.err.message, "parallel stream, connecting the parts: connection ") == NULL)
+        fail_msg("message: %s", d.r.err.message);
+    assert_int_equal(d.r.rows, 0);
+    assert_int_equal(d.calls, 1);
+    assert_null(fw_stream_snapshot(d.s));
+    fw_stream_stats_t st;
+    assert_int_equal(fw_stream_part_stats(d.s, 0, &st), FW_ESTATE);
+    fw_stream_free(d.s);
+    settle(&E, live0, "after the connect failure");
+    emb_close(&E);
+    fakepg_stop(&f);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -519,6 +565,7 @@ int main(void)
     assert_int_equal(fw_allocator_set(&counting), 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_emb_refuses_what_it_cannot_split_before_any_row),
+        cmocka_unit_test(test_emb_parts_that_cannot_connect_fail_the_stream_before_any_row),
         cmocka_unit_test(test_emb_cancel_and_free_at_every_turn_of_the_setup),
         cmocka_unit_test(test_emb_pause_during_setup_cancel_and_free_while_running),
         cmocka_unit_test(test_emb_error_in_one_part_is_reported_after_its_rows),
