@@ -126,6 +126,7 @@ static void start_parts(fw_stream_t *s)
     fw__free(r);
     p->live = p->n;
     e->phase = EMB_RUNNING;
+    p->hold = false; /* the consumer polls the parts directly */
 }
 
 static void on_setup_rows(fw_stream_t *st, void *ud);
@@ -225,6 +226,7 @@ int fw__par_emb_start(fw_stream_t *outer, fw_conn_t *conn, const fw_query_t *q,
         return FW_ENOMEM;
     }
     e->outer = outer;
+    p->hold = true;
     e->ready = ready;
     e->ud = ud;
     fw_conn_opts_t o = conn->opts;
@@ -302,6 +304,7 @@ int fw__par_emb_cancel(fw_stream_t *s)
         return 0;
     }
     p->cancelling = true;
+    p->hold = true;
     /* As an ordinary stream's: when every part had ended already, no callback follows and the
      * next try_next gives FW_ECANCELED; else the last part's end calls the user once more. */
     for (int i = 0; i < p->n; i++)

@@ -26,6 +26,7 @@ typedef struct fw__par_s {
     _Atomic int result;
     fw__par_emb_t *emb; /* embedded mode: its set-up; NULL in threaded mode */
     bool cancelling;    /* embedded mode: fw_stream_cancel was called, parts still ending */
+    bool hold; /* embedded mode: the consumer's poll asks parallel_emb.c first (set-up, cancel) */
 } fw__par_t;
 
 /* What the first connection learned: the snapshot, the server, and what to split. */
