@@ -20,6 +20,10 @@
  * so the exporting transaction stays open until every part has imported the snapshot, and
  * longer. The ordinary stream's hot path is untouched: its consumer reaches this file only
  * through the slow-path flag it tested already (stream_api.c, poll_row).
+ *
+ * The set-up's steps (fw__par_setup_step, fw__par_part_runs) serve both modes: threaded mode
+ * runs them here one after another, blocking the caller; embedded mode runs them as a state
+ * machine on the caller's loop (parallel_emb.c).
  */
 #include "alloc.h"
 #include "parallel_int.h"

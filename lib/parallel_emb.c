@@ -42,7 +42,7 @@ struct fw__par_emb_s {
     fw_stream_t *setup; /* ...its stream */
     bool got, bad;      /* its row came; it was not what the step expects */
     bool want_pause;    /* fw_stream_pause before the parts run */
-    uv_timer_t kick;    /* calls the user's callback from the loop (OVER, a cancel's end) */
+    uv_timer_t kick;    /* calls the user's callback from the loop once the set-up is OVER */
     fw__par_setup_t st;
     char text[1024];
     char sql[FW__PAR_SQL_CAP];
