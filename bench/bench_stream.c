@@ -35,6 +35,8 @@
  *                   kept in the JSON output): RSS over time
  *   /allocs         fwire: counts fwire's allocations in the query window through
  *                   fw_allocator_set (libuv's and OpenSSL's are not seen there)
+ *   /par=N          fwire: fw_query_parallel(N), a parallel stream (a table: ctid ranges; in
+ *                   embedded mode the set-up runs on the client's loop too)
  *   /ext            libpq-single: the extended protocol (PQsendQueryParams, no parameters),
  *                   as fwire uses, instead of the simple query
  * With /pred or /where the expected answer is the filtered one, from the server too; for every
@@ -130,6 +132,7 @@ typedef struct copts_s {
     size_t chunk, budget;
     bool adaptive, metrics_off, allocs, ext;
     int pred, where; /* keep bucket < K; -1: no filter */
+    int par;         /* fw_query_parallel; 0: an ordinary stream */
     long slow_ns;
     int rss_ms;
 } copts_t;
@@ -179,6 +182,8 @@ static int parse_spec(const char *spec, int *kind, copts_t *o, char *why, size_t
             o->pred = (int)v;
         else if (strcmp(opt, "where") == 0 && num_ok && v >= 1 && v <= 10)
             o->where = (int)v;
+        else if (strcmp(opt, "par") == 0 && num_ok && v >= 1 && v <= 16)
+            o->par = (int)v;
         else if (strcmp(opt, "slow") == 0 && num_ok)
             o->slow_ns = (long)v, needs_fw = false;
         else if (strcmp(opt, "metrics") == 0 && num_ok && v == 0)
@@ -731,6 +736,8 @@ static int make_query(const char *client, const char *view, fw_query_t **q)
         rc = fw_query_max_memory(*q, copts.budget);
     if (rc == 0 && copts.pred >= 0)
         rc = fw_query_predicate(*q, bucket_below, &copts.pred);
+    if (rc == 0 && copts.par > 0)
+        rc = fw_query_parallel(*q, copts.par);
     if (rc == 0 && copts.where >= 0) {
         char k[16];
         snprintf(k, sizeof(k), "%d", copts.where);
@@ -1593,7 +1600,7 @@ static void usage(const char *argv0)
             "clients: comma-separated KIND[/OPTION...]; kinds null,libpq-single,libpq-exec,\n"
             "         fwire-threaded,fwire-embedded,fwire-cli (default: all; fwire-cli needs\n"
             "         --fwire); options chunk=N adaptive budget=N[K|M] pred=K where=K slow=NS\n"
-            "         metrics=0 rss=MS allocs (see the top of bench_stream.c)\n",
+            "         metrics=0 rss=MS allocs par=N (see the top of bench_stream.c)\n",
             argv0);
 }
 
@@ -1708,8 +1715,12 @@ int main(int argc, char **argv)
                 return 2;
             }
             view_t *v = &views[nviews++];
-            snprintf(v->name, sizeof(v->name), "%s%s", strncmp(t, "v_", 2) == 0 ? "" : "v_bench_",
-                     t);
+            /* "=NAME": the relation as it is (a table, for /par's ctid ranges) */
+            if (t[0] == '=')
+                snprintf(v->name, sizeof(v->name), "%s", t + 1);
+            else
+                snprintf(v->name, sizeof(v->name), "%s%s",
+                         strncmp(t, "v_", 2) == 0 ? "" : "v_bench_", t);
             if (!valid_view(v->name)) {
                 fprintf(stderr,
                         "bench_stream: %s: a view name is lower-case letters, digits "

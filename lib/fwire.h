@@ -776,15 +776,20 @@ FW_EXTERN int fw_query_explain(fw_query_t *q, bool on);
  * (fw_query_max_memory applies per part: receive memory is at most n times it);
  * fw_stream_stats() adds the parts up, fw_stream_part_stats() shows each one. The n
  * connections are opened at the same time (their start-ups overlap) and belong to the stream:
- * fw_stream_free closes them (free the stream before fw_runtime_free).
+ * fw_stream_free closes them (free the stream before fw_runtime_free; in embedded mode their
+ * close completes on the loop: run it before uv_loop_close).
  * The split: without a partition key, ctid ranges of the relation's pages (a plain table or a
  * materialized view, PostgreSQL 14 or later: TID range scans); with fw_query_partition_ctid(),
  * the same ctid ranges through a view that shows its one table's ctid as a column; with
  * fw_query_partition_key(), ranges of that integer column. Anything else is refused by fw_stream_start() with FW_EINVAL
  * and a message naming both options, and so are LIMIT, OFFSET, EXPLAIN and an ORDER BY other
- * than the partition key ascending. Threaded mode only for now: an embedded-mode connection
- * gives FW_EINVAL ("run in threaded mode only"). Returns 0 or FW_EINVAL (n out of range).
- * Thread: the query's owner.
+ * than the partition key ascending. Both modes: in threaded mode fw_stream_start() returns
+ * once the parts run (its errors are the set-up's); in embedded mode it returns at once, the
+ * set-up (the n connects, the snapshot, the parts' starts) runs on the caller's loop without
+ * blocking it, and what only the server can tell (no such key, not a table, a connect that
+ * failed) comes as the stream's failure, before any row, through the rows-ready callback;
+ * fw_stream_snapshot() is NULL and fw_stream_part_stats() FW_ESTATE until the parts run.
+ * Returns 0 or FW_EINVAL (n out of range). Thread: the query's owner.
  */
 FW_EXTERN int fw_query_parallel(fw_query_t *q, int n);
 
@@ -939,11 +944,12 @@ FW_EXTERN void fw_stream_stats(const fw_stream_t *s, fw_stream_stats_t *out);
 FW_EXTERN int fw_stream_parts(const fw_stream_t *s);
 
 /* Fills *out (caller-owned) with part `part`'s own figures (0 .. fw_stream_parts() - 1; an
- * ordinary stream's part 0 is itself). Returns 0 or FW_EINVAL. Thread: as fw_stream_stats. */
+ * ordinary stream's part 0 is itself). Returns 0, FW_EINVAL, or FW_ESTATE when the part has not
+ * started (embedded mode's set-up) or never did (it failed). Thread: as fw_stream_stats. */
 FW_EXTERN int fw_stream_part_stats(const fw_stream_t *s, int part, fw_stream_stats_t *out);
 
 /* The id of the snapshot a parallel stream reads at ("00000003-0000001B-1"), or NULL for an
- * ordinary stream. Borrowed until fw_stream_free; valid (importable by SET TRANSACTION
+ * ordinary stream (and, in embedded mode, while the set-up has not exported it yet). Borrowed until fw_stream_free; valid (importable by SET TRANSACTION
  * SNAPSHOT in another session) until then, since the exporting transaction stays open as long
  * as the stream does. Thread: any thread while the stream exists. */
 FW_EXTERN const char *fw_stream_snapshot(const fw_stream_t *s);

@@ -12,8 +12,13 @@
 int fw__par_pause(fw_stream_t *s, bool pause)
 {
     fw__par_t *p = s->par;
-    if (s->sticky <= 0)
+    if (s->sticky <= 0 || p->cancelling)
         return FW_ESTATE;
+    if (p->emb != NULL && fw__par_emb_pause(s, pause)) {
+        /* Embedded mode, still setting up: the parts start paused (or not). */
+        atomic_store_explicit(&s->want_pause, pause, memory_order_relaxed);
+        return 0;
+    }
     int ok = 0;
     for (int i = 0; i < p->n; i++) {
         if (p->state[i] == 1 &&
@@ -25,29 +30,29 @@ int fw__par_pause(fw_stream_t *s, bool pause)
     return ok > 0 ? 0 : FW_ESTATE;
 }
 
+bool fw__par_all_final(const fw__par_t *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        if (p->parts[i] != NULL &&
+            atomic_load_explicit(&p->parts[i]->final, memory_order_acquire) == FW__FINAL_NONE)
+            return false;
+    }
+    return true;
+}
+
 /* Every part has published its end (the consumer waits on the parallel stream for that). */
 static int poll_all_final(fw_stream_t *s, void *arg)
 {
     (void)arg;
-    fw__par_t *p = s->par;
-    for (int i = 0; i < p->n; i++) {
-        if (atomic_load_explicit(&p->parts[i]->final, memory_order_acquire) == FW__FINAL_NONE)
-            return FW_AGAIN;
-    }
-    return 0;
+    return fw__par_all_final(s->par) ? 0 : FW_AGAIN;
 }
 
-int fw__par_cancel(fw_stream_t *s)
+int fw__par_cancel_finish(fw_stream_t *s)
 {
     fw__par_t *p = s->par;
-    /* Every part's cancel goes out first, then one wait covers them all: the parts are
-     * drained at the same time, not one after another. */
-    for (int i = 0; i < p->n; i++)
-        (void)fw__stream_cancel_request(p->parts[i]);
-    (void)fw__stream_wait(s, -1, poll_all_final, NULL); /* bounded by the cancel timeouts */
     int rc = 0;
     for (int i = 0; i < p->n; i++) {
-        int r = fw__stream_cancel_end(p->parts[i]);
+        int r = p->parts[i] != NULL ? fw__stream_cancel_end(p->parts[i]) : 0;
         if (r < 0 && rc == 0)
             rc = r;
     }
@@ -65,13 +70,31 @@ int fw__par_cancel(fw_stream_t *s)
             p->state[i] = FW_ECANCELED;
             p->live--;
         }
+    p->cancelling = false;
     return rc;
+}
+
+int fw__par_cancel(fw_stream_t *s)
+{
+    fw__par_t *p = s->par;
+    if (p->emb != NULL)
+        return fw__par_emb_cancel(s); /* returns at once; the rows-ready callback tells the end */
+    /* Every part's cancel goes out first, then one wait covers them all: the parts are
+     * drained at the same time, not one after another. */
+    for (int i = 0; i < p->n; i++)
+        (void)fw__stream_cancel_request(p->parts[i]);
+    (void)fw__stream_wait(s, -1, poll_all_final, NULL); /* bounded by the cancel timeouts */
+    return fw__par_cancel_finish(s);
 }
 
 void fw__par_free(fw_stream_t *s)
 {
     /* Parts first (a running one is cancelled without waiting), then their connections: the
      * close ends what a cancel still waits for, and the transactions with it. */
+    if (s->par->emb != NULL) {
+        fw__par_emb_free(s); /* a set-up in flight too; the loop closes what is left */
+        return;
+    }
     fw__par_teardown(s->par);
     fw__stream_unref(s);
 }
@@ -134,5 +157,6 @@ int fw_stream_part_stats(const fw_stream_t *s, int part, fw_stream_stats_t *out)
 
 const char *fw_stream_snapshot(const fw_stream_t *s)
 {
-    return s != NULL && s->par != NULL ? s->par->snapshot : NULL;
+    /* NULL too while an embedded-mode set-up has not exported it yet */
+    return s != NULL && s->par != NULL && s->par->snapshot[0] != '\0' ? s->par->snapshot : NULL;
 }

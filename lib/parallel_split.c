@@ -95,3 +95,16 @@ int fw__par_ctid_col_check(const fw_query_t *q, char **f, int64_t *pages, char *
     }
     return 0;
 }
+
+void fw__par_quote_ident(char *dst, const char *name)
+{
+    size_t k = 0;
+    dst[k++] = '"';
+    for (const char *c = name; *c != '\0'; c++) {
+        if (*c == '"')
+            dst[k++] = '"';
+        dst[k++] = *c;
+    }
+    dst[k++] = '"';
+    dst[k] = '\0';
+}

@@ -59,6 +59,69 @@ void fw_query_free(fw_query_t *q)
     fw__free(q);
 }
 
+/* A copy of one condition's strings: the pointer array and the bytes after it, one block as
+ * add_typed makes it (the strings lie back to back, path elements first). */
+static const char **clone_strs(const fw__query_cond_t *c)
+{
+    size_t nstrs = c->npath + c->nvalues;
+    if (c->strs == NULL || nstrs == 0)
+        return NULL;
+    const char *first = c->strs[0];
+    size_t bytes = 0;
+    for (size_t i = 0; i < nstrs; i++) {
+        size_t end = (size_t)(c->strs[i] - first) + strlen(c->strs[i]) + 1;
+        bytes = end > bytes ? end : bytes;
+    }
+    const char **strs = fw__malloc(nstrs * sizeof(char *) + bytes);
+    if (strs == NULL)
+        return NULL;
+    char *to = (char *)(strs + nstrs);
+    memcpy(to, first, bytes);
+    for (size_t i = 0; i < nstrs; i++)
+        strs[i] = to + (c->strs[i] - first);
+    return strs;
+}
+
+fw_query_t *fw__query_clone(const fw_query_t *q)
+{
+    fw_query_t *c = fw__calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    *c = *q;
+    c->conds = NULL;
+    c->orders = NULL;
+    c->nconds = c->conds_cap = c->norders = c->orders_cap = 0;
+    c->source = q->source != NULL ? fw__strdup(q->source) : NULL;
+    c->pkey = q->pkey != NULL ? fw__strdup(q->pkey) : NULL;
+    bool ok = (q->source == NULL || c->source != NULL) && (q->pkey == NULL || c->pkey != NULL);
+    if (ok && q->nconds > 0 && (c->conds = fw__calloc(q->nconds, sizeof(*c->conds))) == NULL)
+        ok = false;
+    for (size_t i = 0; ok && i < q->nconds; i++) {
+        c->conds[i] = q->conds[i];
+        c->conds[i].sql = NULL;
+        c->conds[i].strs = NULL;
+        c->nconds = c->conds_cap = i + 1;
+        if (q->conds[i].sql != NULL)
+            ok = (c->conds[i].sql = fw__strdup(q->conds[i].sql)) != NULL;
+        else if (q->conds[i].strs != NULL)
+            ok = (c->conds[i].strs = clone_strs(&q->conds[i])) != NULL;
+    }
+    if (ok && q->norders > 0 && (c->orders = fw__calloc(q->norders, sizeof(*c->orders))) == NULL)
+        ok = false;
+    for (size_t i = 0; ok && i < q->norders; i++) {
+        c->norders = c->orders_cap = i + 1;
+        c->orders[i].descending = q->orders[i].descending;
+        ok = (c->orders[i].expression = fw__strdup(q->orders[i].expression)) != NULL &&
+             (q->orders[i].collation == NULL ||
+              (c->orders[i].collation = fw__strdup(q->orders[i].collation)) != NULL);
+    }
+    if (!ok) {
+        fw_query_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 /* Records the first error; every setter returns through here on failure. */
 static int fail(fw_query_t *q, int err)
 {

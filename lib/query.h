@@ -145,6 +145,10 @@ int fw__query_encode_run(const fw_query_t *q, const fw__query_run_t *run, fw__pq
  * BindComplete, one DataRow and CommandComplete come before the main statement's), else 0. */
 int fw__query_preamble(const fw_query_t *q);
 
+/* A deep copy of q (free it with fw_query_free), or NULL when out of memory: what an
+ * embedded-mode parallel stream keeps, since its parts start after fw_stream_start returned. */
+fw_query_t *fw__query_clone(const fw_query_t *q);
+
 /* Rows per chunk; FW__QUERY_DEFAULT_CHUNK_SIZE unless set. */
 size_t fw__query_chunk_size(const fw_query_t *q);
 

@@ -151,6 +151,91 @@ static const oracle_t *view_oracle(const char *view, bool ordered)
     return oracle(sql, ordered);
 }
 
+/* The server's answer for `select` (returning a column named data) at `snapshot`: psql imports
+ * the snapshot a parallel stream exported (fw_stream_snapshot) while the stream is open. */
+static inline void oracle_at(const char *snapshot, const char *select, oracle_t *o)
+{
+    char q[4096], out[1024];
+    snprintf(q, sizeof(q),
+             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
+             "SET TRANSACTION SNAPSHOT '%s';\n"
+             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0),\n"
+             "  coalesce(sum(('x' || substr(md5(coalesce(data::text, '<NULL>')), 1, 15))"
+             "::bit(60)::bigint) %% 18446744073709551616, 0)\n"
+             "FROM (%s) AS s;\nCOMMIT;\n",
+             snapshot, select);
+    psql(q, out, sizeof(out));
+    char *f[3];
+    if (split(out, f, 3) != 3)
+        fail_msg("unexpected psql output: %s", out);
+    memset(o, 0, sizeof(*o));
+    o->rows = u64(f[0]);
+    o->bytes = u64(f[1]);
+    o->sum = u64(f[2]);
+}
+
+/* The server's answer for `select` now (outside any snapshot). */
+static inline void oracle_now(const char *select, oracle_t *o)
+{
+    char q[2048], out[1024];
+    snprintf(q, sizeof(q),
+             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0),\n"
+             "  coalesce(sum(('x' || substr(md5(coalesce(data::text, '<NULL>')), 1, 15))"
+             "::bit(60)::bigint) %% 18446744073709551616, 0)\n"
+             "FROM (%s) AS s;\n",
+             select);
+    psql(q, out, sizeof(out));
+    char *f[3];
+    if (split(out, f, 3) != 3)
+        fail_msg("unexpected psql output: %s", out);
+    memset(o, 0, sizeof(*o));
+    o->rows = u64(f[0]);
+    o->bytes = u64(f[1]);
+    o->sum = u64(f[2]);
+}
+
+/* Runs a writer on `table` (id bigint, data jsonb, ids below 2,000,000) in the background:
+ * deletes, inserts and updates (an UPDATE moves its row to the end of the heap: a read not at
+ * one snapshot would see it twice or not at all). Returns once its first commit is visible. */
+static inline FILE *writer_start(const char *table)
+{
+    char path[] = "/tmp/fw-par-writer-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "DO $$ BEGIN FOR i IN 1..300 LOOP\n"
+             "  DELETE FROM %s WHERE id = (SELECT min(id) FROM %s);\n"
+             "  INSERT INTO %s SELECT 2000000 + i, jsonb_build_object('id', 2000000 + i, 'w', i);\n"
+             "  UPDATE %s SET data = data || jsonb_build_object('u', i) WHERE id = 5000 + 7 * i;\n"
+             "  COMMIT;\n"
+             "  PERFORM pg_sleep(0.01);\n"
+             "END LOOP; END $$;\n",
+             table, table, table, table);
+    assert_int_equal(write(fd, sql, strlen(sql)), (ssize_t)strlen(sql));
+    close(fd);
+    const char *bindir = getenv("FW_TEST_PGBINDIR");
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "'%s/psql' -X -q -v ON_ERROR_STOP=1 -h '%s' -p '%s' -U '%s' -d '%s' -f '%s'; "
+             "rm -f '%s'",
+             bindir != NULL && bindir[0] != '\0' ? bindir : "/usr/lib/postgresql/15/bin",
+             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_ADMIN"),
+             env("FW_TEST_DBNAME"), path, path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    /* Wait for its first commit, so the snapshot falls inside its run. */
+    char out[64], count[128];
+    snprintf(count, sizeof(count), "SELECT count(*) FROM %s WHERE id > 2000000", table);
+    for (int i = 0; i < 500; i++) {
+        psql(count, out, sizeof(out));
+        if (strcmp(out, "0") != 0)
+            break;
+        sleep_ms(10);
+    }
+    return p;
+}
+
 /* ---- what a consumer saw ------------------------------------------------------------------- */
 
 typedef struct res_s {

@@ -138,9 +138,9 @@ static void test_a_set_up_answer_that_makes_no_sense_fails_the_start(void **stat
     (void)state;
     /* not a snapshot id; no page count; a page count that is no number */
     expect_start_fails("15.6", "\"'; DROP TABLE t; -- 150006 r 10\"", 2, NULL,
-                       FW_EPROTO_BAD_VALUE, "snapshot answer is not understood");
+                       FW_EPROTO_BAD_VALUE, "not understood: '; DROP TABLE t; -- 150006 r 10");
     expect_start_fails("15.6", "\"00000003-0000001B-1 150006 r\"", 2, NULL, FW_EPROTO_BAD_VALUE,
-                       "size answer is not understood");
+                       "size answer is not understood: 00000003-0000001B-1 150006 r");
     expect_start_fails("15.6", "\"00000003-0000001B-1 150006 r 12x\"", 2, NULL,
                        FW_EPROTO_BAD_VALUE, "size answer is not understood");
 }

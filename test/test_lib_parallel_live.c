@@ -13,6 +13,8 @@
  *
  * Sizes: bench_1m (1,000,000 rows) by ctid and as a keyed view, N = 1..4, in the plain build;
  * under sanitizers bench_100k (100,000), so the ASan and TSan runs stay within minutes.
+ * Embedded mode (the set-up as a state machine on the caller's loop) is tested in
+ * test_lib_parallel_emb_live.c.
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
 
@@ -84,47 +86,6 @@ static void sess_close(sess_t *S)
 {
     fw_conn_close_sync(S->conn);
     fw_runtime_free(S->rt);
-}
-
-/* The server's answer for `select` (returning a column named data) at `snapshot`. */
-static void oracle_at(const char *snapshot, const char *select, oracle_t *o)
-{
-    char q[4096], out[1024];
-    snprintf(q, sizeof(q),
-             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
-             "SET TRANSACTION SNAPSHOT '%s';\n"
-             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0),\n"
-             "  coalesce(sum(('x' || substr(md5(coalesce(data::text, '<NULL>')), 1, 15))"
-             "::bit(60)::bigint) %% 18446744073709551616, 0)\n"
-             "FROM (%s) AS s;\nCOMMIT;\n",
-             snapshot, select);
-    psql(q, out, sizeof(out));
-    char *f[3];
-    if (split(out, f, 3) != 3)
-        fail_msg("unexpected psql output: %s", out);
-    memset(o, 0, sizeof(*o));
-    o->rows = u64(f[0]);
-    o->bytes = u64(f[1]);
-    o->sum = u64(f[2]);
-}
-
-static void oracle_now(const char *select, oracle_t *o)
-{
-    char q[2048], out[1024];
-    snprintf(q, sizeof(q),
-             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0),\n"
-             "  coalesce(sum(('x' || substr(md5(coalesce(data::text, '<NULL>')), 1, 15))"
-             "::bit(60)::bigint) %% 18446744073709551616, 0)\n"
-             "FROM (%s) AS s;\n",
-             select);
-    psql(q, out, sizeof(out));
-    char *f[3];
-    if (split(out, f, 3) != 3)
-        fail_msg("unexpected psql output: %s", out);
-    memset(o, 0, sizeof(*o));
-    o->rows = u64(f[0]);
-    o->bytes = u64(f[1]);
-    o->sum = u64(f[2]);
 }
 
 /* Drains s into r (threaded), with a generous deadline per row. */
@@ -327,44 +288,6 @@ static void test_parallel_key_bounds_come_from_the_histogram(void **state)
 
 /* ---- with a concurrent writer ------------------------------------------------------------ */
 
-/* Runs the writer in the background: deletes, inserts and updates (an UPDATE moves its row to
- * the end of the heap: a read not at one snapshot would see it twice or not at all). */
-static FILE *writer_start(void)
-{
-    char path[] = "/tmp/fw-par-writer-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    const char *sql =
-        "DO $$ BEGIN FOR i IN 1..300 LOOP\n"
-        "  DELETE FROM par_w WHERE id = (SELECT min(id) FROM par_w);\n"
-        "  INSERT INTO par_w SELECT 2000000 + i, jsonb_build_object('id', 2000000 + i, 'w', i);\n"
-        "  UPDATE par_w SET data = data || jsonb_build_object('u', i) WHERE id = 5000 + 7 * i;\n"
-        "  COMMIT;\n"
-        "  PERFORM pg_sleep(0.01);\n"
-        "END LOOP; END $$;\n";
-    assert_int_equal(write(fd, sql, strlen(sql)), (ssize_t)strlen(sql));
-    close(fd);
-    const char *bindir = getenv("FW_TEST_PGBINDIR");
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd),
-             "'%s/psql' -X -q -v ON_ERROR_STOP=1 -h '%s' -p '%s' -U '%s' -d '%s' -f '%s'; "
-             "rm -f '%s'",
-             bindir != NULL && bindir[0] != '\0' ? bindir : "/usr/lib/postgresql/15/bin",
-             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_ADMIN"),
-             env("FW_TEST_DBNAME"), path, path);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    /* Wait for its first commit, so the snapshot falls inside its run. */
-    char out[64];
-    for (int i = 0; i < 500; i++) {
-        psql("SELECT count(*) FROM par_w WHERE id > 2000000", out, sizeof(out));
-        if (strcmp(out, "0") != 0)
-            break;
-        sleep_ms(10);
-    }
-    return p;
-}
-
 static void test_parallel_reads_its_snapshot_while_a_writer_writes(void **state)
 {
     (void)state;
@@ -379,7 +302,7 @@ static void test_parallel_reads_its_snapshot_while_a_writer_writes(void **state)
                  "CREATE VIEW v_par_w AS SELECT id, data FROM par_w;\n"
                  "GRANT SELECT ON par_w, v_par_w TO PUBLIC;\n",
                  out, sizeof(out));
-            FILE *w = writer_start();
+            FILE *w = writer_start("par_w");
             oracle_t at, after;
             check_at_snapshot(&S, mode == 0 ? "par_w" : "v_par_w", mode == 0 ? NULL : "id", n, &at);
             assert_int_equal(pclose(w), 0);
@@ -614,29 +537,7 @@ static void test_parallel_refuses_what_it_cannot_split(void **state)
     fw_query_free(q);
     sess_close(&S);
 
-    /* embedded mode: refused with a clear message, nothing started */
-    uv_loop_t loop;
-    assert_int_equal(uv_loop_init(&loop), 0);
-    fw_conn_t *c;
-    fw_error_t err;
-    fw_conn_opts_t o;
-    fw_conn_opts_init(&o);
-    char ci[1024];
-    snprintf(ci, sizeof(ci), "host=%s port=%s dbname=%s user=%s", env("FW_TEST_SOCKDIR"),
-             env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
-    o.conninfo = ci;
-    o.use_environment = false;
-    if (fw_conn_new(&c, &loop, &o, &err) != 0)
-        fail_msg("fw_conn_new: %s", err.message);
-    q = par_query("bench_1k", 2);
-    fw_stream_t *s = NULL;
-    assert_int_equal(fw_stream_start(c, q, NULL, NULL, &s, &err), FW_EINVAL);
-    assert_non_null(strstr(err.message, "threaded mode"));
-    assert_null(s);
-    fw_query_free(q);
-    fw_conn_close(c, NULL, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    /* embedded mode: test_lib_parallel_emb_live.c */
 
     /* an ordinary stream: one part, no snapshot */
     assert_int_equal(fw_stream_parts(NULL), FW_EINVAL);

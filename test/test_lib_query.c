@@ -1072,6 +1072,42 @@ static void test_strings_are_copied(void **state)
     fw_query_free(q);
 }
 
+/* fw__query_clone: a deep copy that encodes to the same bytes once the original is gone. */
+static void test_clone_is_deep_and_encodes_the_same_bytes(void **state)
+{
+    (void)state;
+    const char *in[] = {"1", "2", "3"};
+    fw_query_t *q = on_entity("e");
+    assert_int_equal(fw_query_where(q, "a.b.c", FW_OP_EQ, FW_VALUE_TEXT, "x"), 0);
+    assert_int_equal(fw_query_where(q, NULL, FW_OP_IS_NULL, FW_VALUE_TEXT, NULL), 0);
+    assert_int_equal(fw_query_where_in(q, "n", FW_VALUE_NUMBER, in, 3), 0);
+    assert_int_equal(fw_query_where_in(q, "n", FW_VALUE_NUMBER, in, 0), 0);
+    assert_int_equal(fw_query_where_sql(q, "true"), 0);
+    assert_int_equal(fw_query_order_by(q, "id", "C", true), 0);
+    assert_int_equal(fw_query_order_by(q, "data->>'a'", NULL, false), 0);
+    assert_int_equal(fw_query_parallel(q, 3), 0);
+    assert_int_equal(fw_query_partition_key(q, "id"), 0);
+    assert_int_equal(fw_query_statement_timeout(q, 100), 0);
+    fw__pq_buf_t a, b;
+    fw__pq_buf_init(&a, &fw__alloc);
+    fw__pq_buf_init(&b, &fw__alloc);
+    assert_int_equal(fw__query_encode(q, &a), 0);
+    fw_query_t *c = fw__query_clone(q);
+    assert_non_null(c);
+    assert_ptr_not_equal(c->source, q->source);
+    assert_ptr_not_equal(c->pkey, q->pkey);
+    assert_ptr_not_equal(c->conds[0].strs, q->conds[0].strs);
+    fw_query_free(q); /* ASan: the copy shares nothing with it */
+    assert_int_equal(fw__query_encode(c, &b), 0);
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.data, b.data, a.len);
+    assert_int_equal(c->parallel, 3);
+    assert_string_equal(c->pkey, "id");
+    fw__pq_buf_free(&a);
+    fw__pq_buf_free(&b);
+    fw_query_free(c);
+}
+
 /* ---- memory through the allocator hook ---------------------------------------------------- */
 
 typedef struct counting_s {
@@ -1170,6 +1206,12 @@ static int build_everything(void)
             assert_true(b.err == rc || (b.err == 0 && b.len == 0));
         fw__pq_buf_free(&b);
     }
+    if (rc == 0) { /* the copy an embedded parallel stream keeps */
+        fw_query_t *c = fw__query_clone(q);
+        if (c == NULL)
+            rc = FW_ENOMEM;
+        fw_query_free(c);
+    }
     fw_query_free(q);
     return rc;
 }
@@ -1234,6 +1276,7 @@ int main(void)
         cmocka_unit_test(test_encode_binds_all_65535_parameters),
         cmocka_unit_test(test_sql_output_follows_snprintf),
         cmocka_unit_test(test_strings_are_copied),
+        cmocka_unit_test(test_clone_is_deep_and_encodes_the_same_bytes),
         cmocka_unit_test(test_parallel_part_runs_put_snapshot_first_and_bind_key_bounds_last),
         cmocka_unit_test_setup_teardown(test_every_allocation_goes_through_the_allocator_hook,
                                         install_counting, restore_allocator),
