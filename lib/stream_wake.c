@@ -28,9 +28,15 @@ static void signal_consumer(fw_stream_t *s)
      * the two sides sees the other's write, so a wakeup is never lost. */
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&s->waiter, memory_order_relaxed)) {
+        /* The lock orders this wake after a consumer that is between its last poll and its
+         * wait (it holds mu until pthread_cond_wait releases it); the broadcast comes after the
+         * unlock, so the woken consumer does not run into a mutex still held here and sleep on
+         * it once more (strace showed a FUTEX_WAIT returning EAGAIN on the consumer and a second
+         * FUTEX_WAKE here for every wake). The stream outlives this call: the loop thread holds
+         * its reference while it reads. */
         pthread_mutex_lock(&s->mu);
-        pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
+        pthread_cond_broadcast(&s->cv);
     }
 }
 

@@ -34,6 +34,14 @@
 #define FW_SANITIZED 1
 #endif
 #endif
+/* ThreadSanitizer alone (the threaded paths are what it is for). */
+#if defined(__SANITIZE_THREAD__)
+#define FW_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define FW_TSAN 1
+#endif
+#endif
 #if defined(FW_SANITIZED)
 #define SLOW 5.0
 #else
