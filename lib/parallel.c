@@ -84,18 +84,6 @@ void fw__par_destroy(fw__par_t *p)
 
 typedef fw__par_setup_t setup_t;
 
-static bool parse_i64(const char *s, int64_t *out)
-{
-    char *end;
-    if (s[0] == '\0')
-        return false;
-    long long v = strtoll(s, &end, 10);
-    if (*end != '\0')
-        return false;
-    *out = (int64_t)v;
-    return true;
-}
-
 bool fw__par_answer(const fw_row_t *row, char *text, size_t cap)
 {
     if (row->is_null || row->len < 2 || row->len >= cap || row->json[0] != '"' ||
@@ -265,7 +253,7 @@ static int first_answer(const fw__par_t *p, const fw_query_t *q, setup_t *st, ch
         return rc < 0 ? rc : check_ctid(q, st, err);
     }
     if (q->pkey == NULL) {
-        if (nf != 4 || !parse_i64(f[3], &st->pages)) {
+        if (nf != 4 || !fw__par_parse_i64(f[3], &st->pages)) {
             set_errf(err, FW_EPROTO_BAD_VALUE,
                      "parallel stream: the server's size answer is not understood: %s", whole);
             return FW_EPROTO_BAD_VALUE;
@@ -296,7 +284,7 @@ static int first_answer(const fw__par_t *p, const fw_query_t *q, setup_t *st, ch
         int k = 0;
         for (char *c = f[3], *save = NULL, *w;
              k <= FW__QUERY_MAX_PARALLEL && (w = strtok_r(c, ",", &save)) != NULL; c = NULL) {
-            if (k == FW__QUERY_MAX_PARALLEL || !parse_i64(w, &st->cuts[k]) ||
+            if (k == FW__QUERY_MAX_PARALLEL || !fw__par_parse_i64(w, &st->cuts[k]) ||
                 (k > 0 && st->cuts[k] < st->cuts[k - 1])) {
                 set_errf(err, FW_EPROTO_BAD_VALUE,
                          "parallel stream: the key's histogram is not understood: %.200s", f[3]);
@@ -343,7 +331,7 @@ static int range_answer(setup_t *st, char *text, fw_error_t *err)
         st->empty = true;
         return 0;
     }
-    if (nf != 2 || !parse_i64(f[0], &st->kmin) || !parse_i64(f[1], &st->kmax)) {
+    if (nf != 2 || !fw__par_parse_i64(f[0], &st->kmin) || !fw__par_parse_i64(f[1], &st->kmax)) {
         set_errf(err, FW_EPROTO_BAD_VALUE,
                  "parallel stream: the key's range is not understood: %s", whole);
         return FW_EPROTO_BAD_VALUE;

@@ -117,5 +117,7 @@ int fw__par_ctid_col_check(const fw_query_t *q, char **f, int64_t *pages, char *
                            fw_error_t *err);
 /* dst (2 * FW__QUERY_MAX_IDENT + 3 bytes) = name quoted as an identifier ('"' doubled). */
 void fw__par_quote_ident(char *dst, const char *name);
+/* A whole decimal integer (no trailing bytes): true and *out, else false. */
+bool fw__par_parse_i64(const char *s, int64_t *out);
 
 #endif

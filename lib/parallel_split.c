@@ -12,22 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void set_errf(fw_error_t *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_errf(fw_error_t *err, int code, const char *fmt, ...)
-{
-    if (err == NULL)
-        return;
-    memset(err, 0, sizeof(*err));
-    err->code = code;
-    err->phase = FW_PHASE_READY;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
-    va_end(ap);
-}
+#define set_errf fw__par_errf
 
-static bool parse_i64(const char *s, int64_t *out)
+bool fw__par_parse_i64(const char *s, int64_t *out)
 {
     char *end;
     if (s[0] == '\0')
@@ -61,7 +48,7 @@ int fw__par_ctid_col_check(const fw_query_t *q, char **f, int64_t *pages, char *
                            fw_error_t *err)
 {
     int64_t nrel = 0;
-    if (!parse_i64(f[3], &nrel) || !parse_i64(f[6], pages)) {
+    if (!fw__par_parse_i64(f[3], &nrel) || !fw__par_parse_i64(f[6], pages)) {
         set_errf(err, FW_EPROTO_BAD_VALUE, "parallel stream: the view answer is not understood");
         return FW_EPROTO_BAD_VALUE;
     }

@@ -155,15 +155,18 @@ static const oracle_t *view_oracle(const char *view, bool ordered)
  * the snapshot a parallel stream exported (fw_stream_snapshot) while the stream is open. */
 static inline void oracle_at(const char *snapshot, const char *select, oracle_t *o)
 {
-    char q[4096], out[1024];
+    char q[4096], out[1024], snap[160] = "";
+    if (snapshot != NULL) /* else: now, outside any snapshot */
+        snprintf(snap, sizeof(snap),
+                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
+                 "SET TRANSACTION SNAPSHOT '%s';\n",
+                 snapshot);
     snprintf(q, sizeof(q),
-             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
-             "SET TRANSACTION SNAPSHOT '%s';\n"
-             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0),\n"
+             "%sSELECT count(*), coalesce(sum(octet_length(data::text)), 0),\n"
              "  coalesce(sum(('x' || substr(md5(coalesce(data::text, '<NULL>')), 1, 15))"
              "::bit(60)::bigint) %% 18446744073709551616, 0)\n"
-             "FROM (%s) AS s;\nCOMMIT;\n",
-             snapshot, select);
+             "FROM (%s) AS s;\n%s",
+             snap, select, snapshot != NULL ? "COMMIT;\n" : "");
     psql(q, out, sizeof(out));
     char *f[3];
     if (split(out, f, 3) != 3)
@@ -177,21 +180,7 @@ static inline void oracle_at(const char *snapshot, const char *select, oracle_t 
 /* The server's answer for `select` now (outside any snapshot). */
 static inline void oracle_now(const char *select, oracle_t *o)
 {
-    char q[2048], out[1024];
-    snprintf(q, sizeof(q),
-             "SELECT count(*), coalesce(sum(octet_length(data::text)), 0),\n"
-             "  coalesce(sum(('x' || substr(md5(coalesce(data::text, '<NULL>')), 1, 15))"
-             "::bit(60)::bigint) %% 18446744073709551616, 0)\n"
-             "FROM (%s) AS s;\n",
-             select);
-    psql(q, out, sizeof(out));
-    char *f[3];
-    if (split(out, f, 3) != 3)
-        fail_msg("unexpected psql output: %s", out);
-    memset(o, 0, sizeof(*o));
-    o->rows = u64(f[0]);
-    o->bytes = u64(f[1]);
-    o->sum = u64(f[2]);
+    oracle_at(NULL, select, o);
 }
 
 /* Runs a writer on `table` (id bigint, data jsonb, ids below 2,000,000) in the background:

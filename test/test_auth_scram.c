@@ -955,7 +955,7 @@ static void test_derive_gives_the_bytes_of_pkcs5_pbkdf2_hmac(void **state)
                 }
                 cases++;
             }
-    assert_int_equal(cases, 7 * 4 * 3 + 7);
+    assert_int_equal(cases, 7 * 4 * 3 + (time_scale() > 1.0 ? 0 : 7));
 }
 
 /* Sets the flag from another thread after a delay: what lib/conn.c does on connect_timeout. */
