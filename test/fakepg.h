@@ -727,4 +727,20 @@ static inline void m_error(bb_t *b, const char *sev, const char *code, const cha
     msg_end(b, at);
 }
 
+/* A start-up that succeeds at once (trust authentication) as a primary of `version` ("15.6"):
+ * AuthenticationOk, the ParameterStatus a PostgreSQL 15 primary sends that fwire reads,
+ * BackendKeyData, ReadyForQuery. */
+static inline void m_startup_ok(bb_t *b, const char *version)
+{
+    m_auth(b, 0);
+    m_param(b, "server_version", version);
+    m_param(b, "server_encoding", "UTF8");
+    m_param(b, "client_encoding", "UTF8");
+    m_param(b, "standard_conforming_strings", "on");
+    m_param(b, "in_hot_standby", "off");
+    m_param(b, "default_transaction_read_only", "off");
+    m_key(b);
+    m_ready(b);
+}
+
 #endif

@@ -25,19 +25,6 @@
 
 #include "fakepg.h"
 
-/* Trust authentication, ready at once, as a server of `version` ("13.14"). */
-static void startup(bb_t *b, const char *version)
-{
-    m_auth(b, 0);
-    m_param(b, "server_version", version);
-    m_param(b, "server_encoding", "UTF8");
-    m_param(b, "client_encoding", "UTF8");
-    m_param(b, "standard_conforming_strings", "on");
-    m_param(b, "integer_datetimes", "on");
-    m_key(b);
-    m_ready(b);
-}
-
 /* The reply to the set-up run: BEGIN (ParseComplete, BindComplete, CommandComplete), then the
  * one-row answer `answer` (JSON text) in a column named data of type json, then ReadyForQuery. */
 static void setup_reply(bb_t *b, const char *answer)
@@ -78,7 +65,7 @@ static int fake_up(const char *version, const char *answer, int n)
     memset(&g_fake, 0, sizeof(g_fake));
     bb_free(&g_startup);
     bb_free(&g_reply);
-    startup(&g_startup, version);
+    m_startup_ok(&g_startup, version);
     setup_reply(&g_reply, answer);
     g_fake.startup_reply = g_startup.p;
     g_fake.startup_reply_len = g_startup.len;

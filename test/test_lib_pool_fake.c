@@ -32,20 +32,6 @@ static double now_s(void)
 
 /* ---- backend messages -------------------------------------------------------------------- */
 
-/* A PostgreSQL 15 primary, trust authentication: ready at once. */
-static void startup_primary(bb_t *b)
-{
-    m_auth(b, 0);
-    m_param(b, "server_version", "15.6");
-    m_param(b, "server_encoding", "UTF8");
-    m_param(b, "client_encoding", "UTF8");
-    m_param(b, "standard_conforming_strings", "on");
-    m_param(b, "in_hot_standby", "off");
-    m_param(b, "default_transaction_read_only", "off");
-    m_key(b);
-    m_ready(b);
-}
-
 /* The reply to a stream's query: ParseComplete, BindComplete, RowDescription (data jsonb),
  * one row, CommandComplete, ReadyForQuery. */
 static void reply_one_row(bb_t *b)
@@ -227,7 +213,7 @@ static void test_an_acquire_on_a_closing_embedded_pool_is_estate_at_once(void **
 {
     (void)state;
     fakepg_t *f = fake_init();
-    startup_primary(&g_startup);
+    m_startup_ok(&g_startup, "15.6");
     f->startup_reply = g_startup.p;
     f->startup_reply_len = g_startup.len;
     assert_int_equal(fakepg_start(f), 0);
@@ -290,7 +276,7 @@ static void test_an_acquire_on_a_closing_threaded_pool_is_estate_at_once(void **
 {
     (void)state;
     fakepg_t *f = fake_init();
-    startup_primary(&g_startup);
+    m_startup_ok(&g_startup, "15.6");
     reply_one_row(&g_reply);
     static fakepg_piece_t piece;
     piece.ptr = g_reply.p;
