@@ -185,22 +185,28 @@ static inline void oracle_now(const char *select, oracle_t *o)
 
 /* Runs a writer on `table` (id bigint, data jsonb, ids below 2,000,000) in the background:
  * deletes, inserts and updates (an UPDATE moves its row to the end of the heap: a read not at
- * one snapshot would see it twice or not at all). Returns once its first commit is visible. */
+ * one snapshot would see it twice or not at all), a commit every ~10 ms, until writer_stop()
+ * (or 3,000 rounds). Returns once its first commit is visible. */
 static inline FILE *writer_start(const char *table)
 {
+    char setup[256], ignored[64];
+    snprintf(setup, sizeof(setup), "DROP TABLE IF EXISTS %s_stop; CREATE TABLE %s_stop (x int);",
+             table, table);
+    psql(setup, ignored, sizeof(ignored));
     char path[] = "/tmp/fw-par-writer-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     char sql[1024];
     snprintf(sql, sizeof(sql),
-             "DO $$ BEGIN FOR i IN 1..300 LOOP\n"
+             "DO $$ BEGIN FOR i IN 1..3000 LOOP\n"
+             "  EXIT WHEN EXISTS (SELECT 1 FROM %s_stop);\n"
              "  DELETE FROM %s WHERE id = (SELECT min(id) FROM %s);\n"
              "  INSERT INTO %s SELECT 2000000 + i, jsonb_build_object('id', 2000000 + i, 'w', i);\n"
              "  UPDATE %s SET data = data || jsonb_build_object('u', i) WHERE id = 5000 + 7 * i;\n"
              "  COMMIT;\n"
              "  PERFORM pg_sleep(0.01);\n"
              "END LOOP; END $$;\n",
-             table, table, table, table);
+             table, table, table, table, table);
     assert_int_equal(write(fd, sql, strlen(sql)), (ssize_t)strlen(sql));
     close(fd);
     const char *bindir = getenv("FW_TEST_PGBINDIR");
@@ -223,6 +229,19 @@ static inline FILE *writer_start(const char *table)
         sleep_ms(10);
     }
     return p;
+}
+
+/* Ends the writer writer_start() returned (at its next round) and waits for it: 0 when it
+ * exited cleanly. */
+static inline int writer_stop(FILE *w, const char *table)
+{
+    char sql[256], ignored[64];
+    snprintf(sql, sizeof(sql), "INSERT INTO %s_stop VALUES (1);", table);
+    psql(sql, ignored, sizeof(ignored));
+    int rc = pclose(w);
+    snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s_stop;", table);
+    psql(sql, ignored, sizeof(ignored));
+    return rc;
 }
 
 /* ---- what a consumer saw ------------------------------------------------------------------- */

@@ -269,7 +269,7 @@ static void test_emb_reads_its_snapshot_while_a_writer_writes(void **state)
             oracle_t at, after;
             check_at_snapshot(&E, mode == 0 ? "par_we" : "v_par_we", mode == 0 ? NULL : "id", n,
                               &at);
-            assert_int_equal(pclose(w), 0);
+            assert_int_equal(writer_stop(w, "par_we"), 0);
             oracle_now("SELECT data FROM par_we", &after);
             assert_true(after.sum != at.sum || after.rows != at.rows);
         }

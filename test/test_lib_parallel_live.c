@@ -305,7 +305,7 @@ static void test_parallel_reads_its_snapshot_while_a_writer_writes(void **state)
             FILE *w = writer_start("par_w");
             oracle_t at, after;
             check_at_snapshot(&S, mode == 0 ? "par_w" : "v_par_w", mode == 0 ? NULL : "id", n, &at);
-            assert_int_equal(pclose(w), 0);
+            assert_int_equal(writer_stop(w, "par_w"), 0);
             oracle_now("SELECT data FROM par_w", &after);
             /* The writer went on after the snapshot: the table changed under the stream. */
             assert_true(after.sum != at.sum || after.rows != at.rows);
