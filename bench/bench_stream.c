@@ -37,6 +37,10 @@
  *                   fw_allocator_set (libuv's and OpenSSL's are not seen there)
  *   /par=N          fwire: fw_query_parallel(N), a parallel stream (a table: ctid ranges; in
  *                   embedded mode the set-up runs on the client's loop too)
+ *   /pool           fwire-threaded: the stream's connections come from a pool (one host,
+ *                   fw_pool_stream_start_wait), which first runs the same stream once, untimed:
+ *                   the timed one runs on backends that have read before (warm), as a
+ *                   long-running service's pool would (with /par=N the parts too)
  *   /ext            libpq-single: the extended protocol (PQsendQueryParams, no parameters),
  *                   as fwire uses, instead of the simple query
  * With /pred or /where the expected answer is the filtered one, from the server too; for every
@@ -133,6 +137,7 @@ typedef struct copts_s {
     bool adaptive, metrics_off, allocs, ext;
     int pred, where; /* keep bucket < K; -1: no filter */
     int par;         /* fw_query_parallel; 0: an ordinary stream */
+    bool pool;       /* fwire-threaded: from a pool, after one untimed warm-up stream */
     long slow_ns;
     int rss_ms;
 } copts_t;
@@ -184,6 +189,8 @@ static int parse_spec(const char *spec, int *kind, copts_t *o, char *why, size_t
             o->where = (int)v;
         else if (strcmp(opt, "par") == 0 && num_ok && v >= 1 && v <= 16)
             o->par = (int)v;
+        else if (strcmp(opt, "pool") == 0 && eq == NULL && *kind == C_FW_THREADED)
+            o->pool = true;
         else if (strcmp(opt, "slow") == 0 && num_ok)
             o->slow_ns = (long)v, needs_fw = false;
         else if (strcmp(opt, "metrics") == 0 && num_ok && v == 0)
@@ -757,6 +764,51 @@ static void take_stats(const fw_stream_t *s, child_res_t *r)
     r->filtered = (int64_t)st.rows_filtered;
 }
 
+/* /pool: a pool of one host; one untimed run of q warms its backends, then the timed run. */
+static int run_fw_threaded_pool(fw_runtime_t *rt, const char *dsn, const fw_query_t *q,
+                                child_res_t *r)
+{
+    fw_error_t err;
+    memset(&err, 0, sizeof(err));
+    fw_pool_opts_t po;
+    fw_pool_opts_init(&po);
+    po.conninfo = dsn;
+    po.use_environment = false;
+    po.max_size = copts.par > 0 ? (unsigned)copts.par : 1;
+    fw_pool_t *pool = NULL;
+    int rc = fw_pool_new_rt(&pool, rt, &po, &err);
+    if (rc < 0) {
+        fw_report("fwire-threaded/pool", rc, &err);
+        return rc;
+    }
+    for (int round = 0; round < 2 && rc >= 0; round++) {
+        child_res_t warm;
+        memset(&warm, 0, sizeof(warm));
+        child_res_t *res = round == 0 ? &warm : r;
+        fw_stream_t *s = NULL;
+        mark_q0(res);
+        rc = fw_pool_stream_start_wait(pool, FW_POOL_READ, 0, q, &s, &err);
+        if (rc < 0) {
+            mark_end(res);
+            fw_report("fwire-threaded/pool", rc, &err);
+            break;
+        }
+        fw_row_t row;
+        while ((rc = fw_stream_next(s, &row, -1)) == FW_ROW || rc == FW_AGAIN)
+            if (rc == FW_ROW)
+                count_row(res, row.json, row.len);
+        mark_end(res);
+        take_stats(s, res);
+        if (rc < 0)
+            fw_report("fwire-threaded/pool", rc, fw_stream_error(s));
+        fw_stream_free(s);
+    }
+    int cr = fw_pool_close_sync(pool);
+    if (cr < 0)
+        fw_report("fwire-threaded/pool: close", cr, NULL);
+    return rc == FW_END && cr == 0 ? FW_END : -1;
+}
+
 static int run_fw_threaded(const char *dsn, const char *view, child_res_t *r)
 {
     fw_error_t err;
@@ -770,6 +822,12 @@ static int run_fw_threaded(const char *dsn, const char *view, child_res_t *r)
         fw_report("fwire-threaded", rc, NULL);
         fw_query_free(q);
         return -1;
+    }
+    if (copts.pool) {
+        rc = run_fw_threaded_pool(rt, dsn, q, r);
+        fw_runtime_free(rt);
+        fw_query_free(q);
+        return rc == FW_END ? 0 : -1;
     }
     fw_conn_opts_t opts;
     fw_conn_opts_init(&opts);
@@ -1600,7 +1658,7 @@ static void usage(const char *argv0)
             "clients: comma-separated KIND[/OPTION...]; kinds null,libpq-single,libpq-exec,\n"
             "         fwire-threaded,fwire-embedded,fwire-cli (default: all; fwire-cli needs\n"
             "         --fwire); options chunk=N adaptive budget=N[K|M] pred=K where=K slow=NS\n"
-            "         metrics=0 rss=MS allocs par=N (see the top of bench_stream.c)\n",
+            "         metrics=0 rss=MS allocs par=N pool (see the top of bench_stream.c)\n",
             argv0);
 }
 

@@ -157,6 +157,11 @@ struct fw_conn_s {
     bool exec_done; /* ReadyForQuery came (or the connection broke): deliver */
     unsigned exec_timeout_ms;
 
+    /* A parallel stream from a pool ran a transaction here (its snapshot's, or a part's): the
+     * pool rolls it back when the connection comes back, before anyone else gets it (pool.c).
+     * Set by the consumer before fw_pool_release; read on the loop after it. */
+    bool par_rollback;
+
     void *runtime_link;         /* threaded mode: the runtime's bookkeeping */
     struct fw_stream_s *stream; /* the query running now, or NULL (loop thread) */
 

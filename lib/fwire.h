@@ -789,6 +789,12 @@ FW_EXTERN int fw_query_explain(fw_query_t *q, bool on);
  * blocking it, and what only the server can tell (no such key, not a table, a connect that
  * failed) comes as the stream's failure, before any row, through the rows-ready callback;
  * fw_stream_snapshot() is NULL and fw_stream_part_stats() FW_ESTATE until the parts run.
+ * Started with fw_pool_stream_start() instead, the parts run on the pool's connections: the
+ * one given (part 0, which exports the snapshot) and n - 1 more the stream acquires (FW_POOL_READ;
+ * threaded mode waits up to the pool's acquire_timeout_ms); fw_stream_free gives them back,
+ * the pool rolls their transactions back before anyone else gets them. Backends that have read
+ * before have their shared buffers mapped, which a split scan needs to beat one connection
+ * (docs/streaming.md). The pool must serve one server (one host; else FW_EINVAL).
  * Returns 0 or FW_EINVAL (n out of range). Thread: the query's owner.
  */
 FW_EXTERN int fw_query_parallel(fw_query_t *q, int n);
@@ -1003,9 +1009,11 @@ FW_EXTERN void fw_stream_free(fw_stream_t *s);
  * the connection back to the pool when the stream is freed: fw_stream_free cancels and drains
  * an unfinished query, then releases (a connection that cannot be reused is closed, as at
  * fw_pool_release). Do not call fw_pool_release on it yourself. When the start fails, conn
- * is released at once and *out is NULL. Returns as fw_stream_start; FW_EINVAL for a NULL pool,
- * conn or out. Thread: as fw_stream_start (embedded: the loop's, for example inside the
- * acquire callback; threaded: any thread but the runtime's).
+ * is released at once and *out is NULL. A parallel query (fw_query_parallel) runs its parts on
+ * this connection and n - 1 more from the pool, all given back at fw_stream_free. Returns as
+ * fw_stream_start; FW_EINVAL for a NULL pool, conn or out, or a parallel query on a pool of
+ * more than one server. Thread: as fw_stream_start (embedded: the loop's, for example inside
+ * the acquire callback; threaded: any thread but the runtime's).
  */
 FW_EXTERN int fw_pool_stream_start(fw_pool_t *pool, fw_conn_t *conn, const fw_query_t *q,
                                    fw_rows_ready_cb ready, void *ud, fw_stream_t **out,

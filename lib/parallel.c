@@ -411,17 +411,27 @@ static int check_query(const fw_conn_t *conn, const fw_query_t *q, bool *ordered
 /* Frees what start made so far (the consumer's side: parts first, then their connections). */
 void fw__par_teardown(fw__par_t *p)
 {
+    bool ran[FW__QUERY_MAX_PARALLEL];
     for (int i = 0; i < p->n; i++) {
+        ran[i] = i == 0 || p->parts[i] != NULL; /* conns[0] ran the set-up */
         fw_stream_free(p->parts[i]);
         p->parts[i] = NULL;
     }
     for (int i = 0; i < p->n; i++) {
         fw_conn_t *c = p->conns[i];
         p->conns[i] = NULL; /* first: a pending connect's callback runs inside the close */
-        if (p->emb != NULL)
+        if (p->pool != NULL) {
+            /* back to the pool, which rolls the transaction back first (pool.c); conns[0]
+             * goes back from fw_stream_free (or fw_pool_stream_start's failure) */
+            if (c != NULL && ran[i])
+                c->par_rollback = true;
+            if (i > 0)
+                fw_pool_release(p->pool, c);
+        } else if (p->emb != NULL) {
             fw_conn_close(c, NULL, NULL);
-        else
+        } else {
             fw_conn_close_sync(c);
+        }
     }
 }
 
@@ -536,13 +546,21 @@ static int start_parts(fw__par_t *p, fw_stream_t *outer, const fw_query_t *q, co
     return rc;
 }
 
-int fw__par_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, void *ud,
-                  fw_stream_t **out, fw_error_t *err)
+int fw__par_start(fw_pool_t *pool, fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready,
+                  void *ud, fw_stream_t **out, fw_error_t *err)
 {
     bool ordered;
     int rc = check_query(conn, q, &ordered, err);
     if (rc < 0)
         return rc;
+    if (pool != NULL) {
+        char why[sizeof(err->message)];
+        rc = fw__pool_par_fits(pool, conn, why, sizeof(why));
+        if (rc < 0) {
+            set_errf(err, rc, "%s", why);
+            return rc;
+        }
+    }
     fw_stream_t *outer = fw__stream_alloc();
     fw__par_t *p = fw__calloc(1, sizeof(*p));
     if (outer == NULL || p == NULL) {
@@ -555,6 +573,7 @@ int fw__par_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, 
     atomic_init(&p->result, 1);
     p->n = q->parallel;
     p->ordered = ordered;
+    p->pool = pool;
     outer->par = p;
     outer->slow = FW__SLOW_PAR;
     outer->threaded = conn->runtime_link != NULL;
@@ -572,14 +591,29 @@ int fw__par_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, 
         return 0;
     }
 
-    fw_conn_opts_t o = conn->opts;
-    o.conninfo = conn->conninfo_copy;
-    /* The n start-ups at once: connection set-up is part of the stream's wall time (under load
-     * a unix-socket start-up took 75-100 ms here; one after another, n of them added up). */
-    rc = fw__runtime_connect_n(conn->runtime_link, &o, p->n, p->conns, err);
-    if (rc < 0) {
-        fw__par_prefix_err(err, "connecting the parts", -1);
-        goto fail;
+    if (pool != NULL) {
+        /* The pool's connections: this one, and n - 1 more (idle ones at once; its backends
+         * have read before, so their buffers are warm: docs/streaming.md) */
+        p->conns[0] = conn;
+        for (int i = 1; i < p->n; i++) {
+            rc = fw_pool_acquire_wait(pool, FW_POOL_READ, 0, &p->conns[i], err);
+            if (rc < 0) {
+                p->conns[i] = NULL;
+                fw__par_prefix_err(err, "taking the parts' connections from the pool", -1);
+                goto fail;
+            }
+        }
+    } else {
+        fw_conn_opts_t o = conn->opts;
+        o.conninfo = conn->conninfo_copy;
+        /* The n start-ups at once: connection set-up is part of the stream's wall time (under
+         * load a unix-socket start-up took 75-100 ms here; one after another, n of them added
+         * up). */
+        rc = fw__runtime_connect_n(conn->runtime_link, &o, p->n, p->conns, err);
+        if (rc < 0) {
+            fw__par_prefix_err(err, "connecting the parts", -1);
+            goto fail;
+        }
     }
     setup_t st;
     memset(&st, 0, sizeof(st));

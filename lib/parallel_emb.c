@@ -216,6 +216,37 @@ static void on_connect(fw_conn_t *c, int status, const fw_error_t *cerr, void *u
     next_step(s);
 }
 
+/* A connection for part `i` came from the pool (or why none came). Each pending acquire holds
+ * a reference to the stream: a connection arriving after the stream's end goes back at once. */
+static void on_acquired(fw_pool_t *pool, fw_conn_t *c, int status, const fw_error_t *aerr,
+                        void *ud)
+{
+    fw_stream_t *s = ud;
+    fw__par_t *p = s->par;
+    fw__par_emb_t *e = p->emb;
+    if (e->phase != EMB_CONNECTING) {
+        fw_pool_release(pool, c); /* untouched; NULL is ignored */
+    } else if (status < 0) {
+        fw_error_t err;
+        if (aerr != NULL)
+            err = *aerr;
+        else
+            fw__par_errf(&err, status, "%s", fw_strerror(status));
+        fw__par_prefix_err(&err, "taking the parts' connections from the pool", -1);
+        emb_over(s, &err);
+    } else {
+        int i = 1;
+        while (i < p->n && p->conns[i] != NULL)
+            i++;
+        p->conns[i] = c; /* a free slot: n - 1 acquires for n - 1 slots */
+        if (++e->connected == p->n) {
+            e->phase = EMB_SETUP;
+            next_step(s);
+        }
+    }
+    fw__stream_unref(s);
+}
+
 int fw__par_emb_start(fw_stream_t *outer, fw_conn_t *conn, const fw_query_t *q,
                       fw_rows_ready_cb ready, void *ud, fw_error_t *err)
 {
@@ -229,6 +260,32 @@ int fw__par_emb_start(fw_stream_t *outer, fw_conn_t *conn, const fw_query_t *q,
     p->hold = true;
     e->ready = ready;
     e->ud = ud;
+    if (p->pool != NULL) {
+        /* conns[0] is this one; n - 1 more from the pool (answers come from the loop later) */
+        p->conns[0] = conn;
+        e->connected = 1;
+        uv_timer_init(conn->loop, &e->kick);
+        e->kick.data = e;
+        atomic_fetch_add_explicit(&outer->refs, 1, memory_order_relaxed); /* the timer's */
+        if (p->n == 1) {
+            e->phase = EMB_SETUP;
+            next_step(outer);
+            return 0;
+        }
+        for (int i = 1; i < p->n; i++) {
+            atomic_fetch_add_explicit(&outer->refs, 1, memory_order_relaxed); /* the acquire's */
+            int rc = fw_pool_acquire(p->pool, FW_POOL_READ, on_acquired, outer);
+            if (rc < 0) { /* the pool is closing: the consumer hears of it */
+                fw__stream_unref(outer);
+                fw_error_t ae;
+                fw__par_errf(&ae, rc, "parallel stream, taking the parts' connections from the "
+                                      "pool: %s", fw_strerror(rc));
+                emb_over(outer, &ae);
+                break;
+            }
+        }
+        return 0;
+    }
     fw_conn_opts_t o = conn->opts;
     o.conninfo = conn->conninfo_copy;
     for (int i = 0; i < p->n; i++) {

@@ -17,6 +17,10 @@ typedef struct fw__par_s {
     int cur;      /* the part read last */
     int streak;   /* rows taken from it in a row */
     int live;     /* parts not ended yet */
+    /* fw_pool_stream_start: the pool the connections come from (conns[0] is the one the
+     * stream was started on, given back by fw_stream_free; the others go back at the
+     * teardown), their transactions rolled back by the pool. NULL: the stream's own. */
+    fw_pool_t *pool;
     fw_conn_t *conns[FW__QUERY_MAX_PARALLEL];
     fw_stream_t *parts[FW__QUERY_MAX_PARALLEL];
     int state[FW__QUERY_MAX_PARALLEL]; /* 1 running, FW_END (0) ended, < 0 failed */

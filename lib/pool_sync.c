@@ -241,9 +241,9 @@ int fw_pool_stream_start(fw_pool_t *p, fw_conn_t *c, const fw_query_t *q, fw_row
         set_err(err, FW_EINVAL, "pool, conn and out are required");
         return FW_EINVAL;
     }
-    int rc = fw_stream_start(c, q, ready, ud, out, err);
+    int rc = fw__stream_start_pool(p, c, q, ready, ud, out, err);
     if (rc < 0) {
-        fw_pool_release(p, c); /* nothing runs on it: back at once */
+        fw_pool_release(p, c); /* back at once (a parallel set-up's transaction rolled back) */
         return rc;
     }
     fw__stream_release_to(*out, p, c);
@@ -264,4 +264,27 @@ int fw_pool_stream_start_wait(fw_pool_t *p, fw_pool_want_t want, unsigned timeou
     if (rc < 0)
         return rc;
     return fw_pool_stream_start(p, c, q, NULL, NULL, out, err);
+}
+
+/* ---- parallel streams -------------------------------------------------------------------- */
+
+int fw__pool_par_fits(const fw_pool_t *p, const fw_conn_t *conn, char *why, size_t cap)
+{
+    if (p->nhosts != 1) {
+        snprintf(why, cap,
+                 "a parallel stream takes its parts from a pool of one server (this pool has %zu "
+                 "hosts): the parts import one server's snapshot; use a pool of that server, or "
+                 "fw_stream_start on one connection (the parts then open their own)",
+                 p->nhosts);
+        return FW_EINVAL;
+    }
+    if (p->loop != conn->loop || (p->rt != NULL) != (conn->runtime_link != NULL)) {
+        snprintf(why, cap, "the connection is not one of this pool's");
+        return FW_EINVAL;
+    }
+    if (p->closing) {
+        snprintf(why, cap, "the pool is closing");
+        return FW_ESTATE;
+    }
+    return 0;
 }

@@ -52,6 +52,12 @@ const char *fw_stream_state_name(fw_stream_state_t state)
 int fw_stream_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, void *ud,
                     fw_stream_t **out, fw_error_t *err)
 {
+    return fw__stream_start_pool(NULL, conn, q, ready, ud, out, err);
+}
+
+int fw__stream_start_pool(fw_pool_t *pool, fw_conn_t *conn, const fw_query_t *q,
+                          fw_rows_ready_cb ready, void *ud, fw_stream_t **out, fw_error_t *err)
+{
     if (err != NULL)
         memset(err, 0, sizeof(*err));
     if (out != NULL)
@@ -72,7 +78,7 @@ int fw_stream_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready
         return (int)sql;
     }
     if (q->parallel > 0)
-        return fw__par_start(conn, q, ready, ud, out, err);
+        return fw__par_start(pool, conn, q, ready, ud, out, err);
     fw__stream_start_t a = {conn, q, ready, ud, NULL, 0, err, NULL, NULL};
     if (conn->runtime_link != NULL)
         fw__runtime_call(conn, fw__stream_start_on_loop, &a);

@@ -162,6 +162,14 @@ void fw__stream_set_err(fw_error_t *err, int code, const char *msg);
 /* fw_pool_stream_start: fw_stream_free gives conn back to pool. Consumer thread, right after
  * the start. */
 void fw__stream_release_to(fw_stream_t *s, fw_pool_t *pool, fw_conn_t *conn);
+/* fw_stream_start, and fw_pool_stream_start's start: pool is the pool conn came from (a
+ * parallel query takes its other parts' connections from it), or NULL. */
+int fw__stream_start_pool(fw_pool_t *pool, fw_conn_t *conn, const fw_query_t *q,
+                          fw_rows_ready_cb ready, void *ud, fw_stream_t **out, fw_error_t *err);
+/* pool_sync.c, for a parallel stream from a pool: why the pool cannot give the parts of one
+ * stream started on conn (FW_EINVAL and a message in why, cap bytes), or 0. The parts import
+ * one server's snapshot: the pool must serve one server, on conn's loop. */
+int fw__pool_par_fits(const fw_pool_t *pool, const fw_conn_t *conn, char *why, size_t cap);
 
 /* Producer (stream.c), loop thread. */
 void fw__stream_on_wake(uv_async_t *h);
@@ -188,8 +196,9 @@ void fw__stream_unref(fw_stream_t *s);
 /* parallel.c: frees what a parallel stream owns besides the handle (its last owner left). */
 void fw__par_destroy(struct fw__par_s *p);
 /* parallel.c, the consumer: the parallel stream's poll (a row or a chunk), stats, control. */
-int fw__par_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready, void *ud,
-                  fw_stream_t **out, fw_error_t *err);
+/* pool: fw_pool_stream_start's pool (conn is one of its connections), or NULL */
+int fw__par_start(fw_pool_t *pool, fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready,
+                  void *ud, fw_stream_t **out, fw_error_t *err);
 int fw__par_poll(fw_stream_t *s, fw_row_t *row, fw_chunk_t **chunk);
 void fw__par_stats(const fw_stream_t *s, fw_stream_stats_t *out);
 int fw__par_pause(fw_stream_t *s, bool pause);

@@ -145,12 +145,44 @@ static fw_query_t *par_query(const char *relation, const char *key, int n)
     return q;
 }
 
+/* When set, start() takes the stream's connection from this pool (fw_pool_stream_start: the
+ * parts' other connections come from it too). */
+static fw_pool_t *g_pool;
+
+typedef struct acq_s {
+    fw_conn_t *c;
+    int status;
+    bool done;
+} acq_t;
+
+static void on_acquired(fw_pool_t *pool, fw_conn_t *c, int status, const fw_error_t *err,
+                        void *ud)
+{
+    (void)pool;
+    (void)err;
+    acq_t *a = ud;
+    a->c = c;
+    a->status = status;
+    a->done = true;
+}
+
+static fw_conn_t *pool_acquire(emb_t *E)
+{
+    acq_t a = {NULL, 1, false};
+    assert_int_equal(fw_pool_acquire(g_pool, FW_POOL_READ, on_acquired, &a), 0);
+    live_run_until(&E->loop, "pool acquire", &a.done, 30, "the acquire's answer");
+    assert_int_equal(a.status, 0);
+    return a.c;
+}
+
 /* Starts q (freed at once: the stream keeps a copy) with d as the reader. */
 static void start(emb_t *E, fw_query_t *q, rd_t *d)
 {
     memset(d, 0, sizeof(*d));
     res_init(&d->r);
-    int rc = fw_stream_start(E->conn, q, on_rows, d, &d->s, &E->err);
+    int rc = g_pool != NULL
+                 ? fw_pool_stream_start(g_pool, pool_acquire(E), q, on_rows, d, &d->s, &E->err)
+                 : fw_stream_start(E->conn, q, on_rows, d, &d->s, &E->err);
     fw_query_free(q);
     if (rc != 0)
         fail_msg("parallel start: %s", E->err.message);
@@ -246,6 +278,130 @@ static void test_emb_ctid_and_keyed_view_equal_the_server_n1_to_4(void **state)
         check_at_snapshot(&E, "v_par_emb_keyed", "id", n, &at);
         assert_true(at.rows >= 100000);
     }
+    emb_close(&E);
+}
+
+/* ---- parts from a pool ------------------------------------------------------------------ */
+
+static int backends_not_idle(const char *app)
+{
+    char sql[256], out[64];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s' AND state <> "
+             "'idle'",
+             app);
+    psql(sql, out, sizeof(out));
+    return atoi(out);
+}
+
+/* Runs the loop until the pool has every connection back and none is inside a transaction. */
+static void wait_pool_clean(emb_t *E, fw_pool_t *pool, const char *app)
+{
+    fw_pool_stats_t st;
+    uint64_t t0 = uv_hrtime();
+    while (secs_since(t0) < 10 * SLOW) {
+        for (int i = 0; i < 20; i++)
+            uv_run(&E->loop, UV_RUN_NOWAIT);
+        assert_int_equal(fw_pool_stats(pool, &st), 0);
+        if (st.in_use == 0 && backends_not_idle(app) == 0)
+            return;
+    }
+    fail_msg("after fw_stream_free: %u connection(s) in use, %d backend(s) not idle", st.in_use,
+             backends_not_idle(app));
+}
+
+static void on_pool_closed(fw_pool_t *pool, void *ud)
+{
+    (void)pool;
+    *(bool *)ud = true;
+}
+
+static fw_pool_t *pool_open(emb_t *E, char *ci)
+{
+    fw_pool_opts_t po;
+    fw_pool_opts_init(&po);
+    po.conninfo = ci;
+    po.max_size = 8;
+    po.name = "parallel-emb";
+    fw_pool_t *pool = NULL;
+    if (fw_pool_new(&pool, &E->loop, &po, &E->err) != 0)
+        fail_msg("pool: %s", E->err.message);
+    return pool;
+}
+
+static void pool_close(emb_t *E, fw_pool_t *pool)
+{
+    bool closed = false;
+    fw_pool_close(pool, on_pool_closed, &closed);
+    live_run_until(&E->loop, "pool close", &closed, 30, "the pool's close");
+}
+
+static void test_emb_from_a_pool_reuses_its_connections_and_ends_their_transactions(void **state)
+{
+    (void)state;
+    char out[256];
+    psql("CREATE OR REPLACE VIEW v_par_emb_keyed AS SELECT id, data FROM " BIG_TABLE ";\n"
+         "GRANT SELECT ON v_par_emb_keyed TO PUBLIC;\n",
+         out, sizeof(out));
+    emb_t E;
+    emb_open(&E);
+    int64_t live0 = live_now();
+    char ci[1024];
+    snprintf(ci, sizeof(ci),
+             "host=%s port=%s dbname=%s user=%s sslmode=disable application_name=fw_par_pool_emb",
+             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
+             env("FW_TEST_USER_TRUST"));
+    fw_pool_t *pool = pool_open(&E, ci);
+    g_pool = pool;
+    oracle_t at;
+    for (int round = 0; round < 2; round++) {
+        for (int n = 1; n <= 3; n++) {
+            check_at_snapshot(&E, BIG_TABLE, NULL, n, &at);
+            wait_pool_clean(&E, pool, "fw_par_pool_emb");
+        }
+        check_at_snapshot(&E, "v_par_emb_keyed", "id", 3, &at);
+        wait_pool_clean(&E, pool, "fw_par_pool_emb");
+    }
+    /* Freed from its callback after a few rows: the parts are cancelled, and the connections
+     * come back clean all the same. */
+    rd_t d;
+    start(&E, par_query(BIG_TABLE, NULL, 3), &d);
+    d.free_at = 10;
+    run_until_done(&E, &d, "free after 10 rows");
+    wait_pool_clean(&E, pool, "fw_par_pool_emb");
+    /* Freed during the set-up (right after the start: the acquires are still out). */
+    start(&E, par_query(BIG_TABLE, NULL, 3), &d);
+    fw_stream_free(d.s);
+    wait_pool_clean(&E, pool, "fw_par_pool_emb");
+    check_at_snapshot(&E, BIG_TABLE, NULL, 3, &at);
+    wait_pool_clean(&E, pool, "fw_par_pool_emb");
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(pool, &st), 0);
+    print_message("pool: opened %" PRIu64 ", acquires %" PRIu64 ", closed for an error %" PRIu64
+                  "\n",
+                  st.opened, st.acquires, st.closed_error);
+    assert_int_equal(st.opened, 3);
+    assert_int_equal(st.closed_error, 0);
+    g_pool = NULL;
+    pool_close(&E, pool);
+
+    /* A pool of two hosts (the same server twice): refused before anything runs. */
+    snprintf(ci, sizeof(ci), "host=%s,%s port=%s,%s dbname=%s user=%s sslmode=disable",
+             env("FW_TEST_SOCKDIR"), env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"),
+             env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
+    pool = pool_open(&E, ci);
+    g_pool = pool;
+    fw_query_t *q = par_query(BIG_TABLE, NULL, 2);
+    fw_stream_t *s = NULL;
+    assert_int_equal(fw_pool_stream_start(pool, pool_acquire(&E), q, on_rows, NULL, &s, &E.err),
+                     FW_EINVAL);
+    fw_query_free(q);
+    assert_null(s);
+    assert_non_null(strstr(E.err.message, "a pool of one server"));
+    wait_pool_clean(&E, pool, "none");
+    g_pool = NULL;
+    pool_close(&E, pool);
+    settle(&E, live0, "the pools' streams");
     emb_close(&E);
 }
 
@@ -604,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_emb_error_in_one_part_is_reported_after_its_rows),
         cmocka_unit_test(test_emb_ordered_by_key_delivers_key_order),
         cmocka_unit_test(test_emb_reads_its_snapshot_while_a_writer_writes),
+        cmocka_unit_test(test_emb_from_a_pool_reuses_its_connections_and_ends_their_transactions),
         cmocka_unit_test(test_emb_ctid_and_keyed_view_equal_the_server_n1_to_4),
     };
     (void)view_oracle; /* stream_oracle.h helpers this file does not need */

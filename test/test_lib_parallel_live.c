@@ -101,6 +101,9 @@ static void drain(fw_stream_t *s, res_t *r)
     res_finish(r);
 }
 
+/* When set, start_par takes the stream's connections from this pool (fw_pool_stream_start). */
+static fw_pool_t *g_pool;
+
 /* Starts a parallel read of `relation` (key: NULL for ctid ranges, "tid:COL" for a view's ctid
  * column, fw_query_partition_ctid) over n parts. */
 static fw_stream_t *start_par(sess_t *S, const char *relation, const char *key, int n)
@@ -114,7 +117,8 @@ static fw_stream_t *start_par(sess_t *S, const char *relation, const char *key, 
     else if (key != NULL)
         assert_int_equal(fw_query_partition_key(q, key), 0);
     fw_stream_t *s = NULL;
-    int rc = fw_stream_start(S->conn, q, NULL, NULL, &s, &S->err);
+    int rc = g_pool != NULL ? fw_pool_stream_start_wait(g_pool, FW_POOL_READ, 0, q, &s, &S->err)
+                            : fw_stream_start(S->conn, q, NULL, NULL, &s, &S->err);
     fw_query_free(q);
     if (rc != 0)
         fail_msg("parallel start (%s, %d parts): %s", relation, n, S->err.message);
@@ -312,6 +316,108 @@ static void test_parallel_reads_its_snapshot_while_a_writer_writes(void **state)
         }
     }
     psql("DROP VIEW IF EXISTS v_par_w; DROP TABLE IF EXISTS par_w;", out, sizeof(out));
+    sess_close(&S);
+}
+
+/* ---- parts from a pool ----------------------------------------------------------------------- */
+
+/* Backends of application_name `app` that are not plainly idle (in a transaction, or busy). */
+static int backends_not_idle(const char *app)
+{
+    char sql[256], out[64];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s' AND state <> "
+             "'idle'",
+             app);
+    psql(sql, out, sizeof(out));
+    return atoi(out);
+}
+
+/* After fw_stream_free the pool has every connection back, none inside a transaction. */
+static void wait_pool_clean(fw_pool_t *pool, const char *app)
+{
+    fw_pool_stats_t st;
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(fw_pool_stats(pool, &st), 0);
+        if (st.in_use == 0 && backends_not_idle(app) == 0)
+            return;
+        sleep_ms(10);
+    }
+    fail_msg("5 s after fw_stream_free: %u connection(s) in use, %d backend(s) not idle", st.in_use,
+             backends_not_idle(app));
+}
+
+static void test_parallel_from_a_pool_reuses_its_connections_and_ends_their_transactions(
+    void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S);
+    char ci[1024];
+    snprintf(ci, sizeof(ci),
+             "host=%s port=%s dbname=%s user=%s sslmode=disable application_name=fw_par_pool",
+             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
+             env("FW_TEST_USER_TRUST"));
+    fw_pool_opts_t po;
+    fw_pool_opts_init(&po);
+    po.conninfo = ci;
+    po.max_size = 8;
+    po.name = "parallel";
+    fw_pool_t *pool = NULL;
+    if (fw_pool_new_rt(&pool, S.rt, &po, &S.err) != 0)
+        fail_msg("pool: %s", S.err.message);
+    g_pool = pool;
+    /* Rounds of N = 1..3 by ctid and N = 3 by key: each the server's answer at its snapshot,
+     * and afterwards every connection back in the pool, no transaction left open on it. */
+    oracle_t at;
+    for (int round = 0; round < 2; round++) {
+        for (int n = 1; n <= 3; n++) {
+            check_at_snapshot(&S, BIG_TABLE, NULL, n, &at);
+            wait_pool_clean(pool, "fw_par_pool");
+        }
+        check_at_snapshot(&S, "v_par_100k", "id", 3, &at);
+        wait_pool_clean(pool, "fw_par_pool");
+    }
+    /* Freed after a few rows (the parts cancelled mid-read): the same. */
+    fw_stream_t *s = start_par(&S, BIG_TABLE, NULL, 3);
+    fw_row_t row;
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(fw_stream_next(s, &row, (int)(30000 * SLOW)), FW_ROW);
+    fw_stream_free(s);
+    wait_pool_clean(pool, "fw_par_pool");
+    check_at_snapshot(&S, BIG_TABLE, NULL, 3, &at);
+    wait_pool_clean(pool, "fw_par_pool");
+    /* Nine streams of up to three connections: the pool opened three and handed them out again
+     * (their backends warm), closed none for an error. */
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(pool, &st), 0);
+    print_message("pool: opened %" PRIu64 ", acquires %" PRIu64 ", closed for an error %" PRIu64
+                  "\n",
+                  st.opened, st.acquires, st.closed_error);
+    assert_int_equal(st.opened, 3);
+    assert_int_equal(st.acquires, 2 * (1 + 2 + 3 + 3) + 3 + 3);
+    assert_int_equal(st.closed_error, 0);
+    g_pool = NULL;
+    assert_int_equal(fw_pool_close_sync(pool), 0);
+
+    /* A pool of two hosts (here the same server twice) cannot promise one server: refused. */
+    snprintf(ci, sizeof(ci), "host=%s,%s port=%s,%s dbname=%s user=%s sslmode=disable",
+             env("FW_TEST_SOCKDIR"), env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"),
+             env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
+    po.conninfo = ci;
+    assert_int_equal(fw_pool_new_rt(&pool, S.rt, &po, &S.err), 0);
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, BIG_TABLE), 0);
+    assert_int_equal(fw_query_parallel(q, 2), 0);
+    s = NULL;
+    assert_int_equal(fw_pool_stream_start_wait(pool, FW_POOL_READ, 0, q, &s, &S.err), FW_EINVAL);
+    assert_null(s);
+    assert_non_null(strstr(S.err.message, "a pool of one server"));
+    fw_query_free(q);
+    assert_int_equal(fw_pool_stats(pool, &st), 0);
+    assert_int_equal(st.in_use, 0); /* the connection it took went back */
+    assert_int_equal(fw_pool_close_sync(pool), 0);
     sess_close(&S);
 }
 
@@ -567,6 +673,8 @@ int main(void)
         cmocka_unit_test(test_parallel_ctid_view_equals_one_connection_n1_to_4),
         cmocka_unit_test(test_parallel_key_bounds_come_from_the_histogram),
         cmocka_unit_test(test_parallel_reads_its_snapshot_while_a_writer_writes),
+        cmocka_unit_test(
+            test_parallel_from_a_pool_reuses_its_connections_and_ends_their_transactions),
     };
     (void)view_oracle; /* stream_oracle.h helpers this file does not need */
     (void)secs_since;
