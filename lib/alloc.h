@@ -24,4 +24,9 @@ char *fw__strdup(const char *s);
  */
 extern const fw_allocator_t fw__alloc;
 
+/* The receive-slab cache across streams (fw__pipe_opts_t's slab_get / slab_put; alloc.c says
+ * why): blocks from fw__aligned_alloc(&fw__alloc, bytes, 16). Any thread. */
+void *fw__slab_cache_get(size_t bytes);
+bool fw__slab_cache_put(void *block, size_t bytes);
+
 #endif /* FW_ALLOC_H */

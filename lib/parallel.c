@@ -408,33 +408,6 @@ static int check_query(const fw_conn_t *conn, const fw_query_t *q, bool *ordered
     return 0;
 }
 
-/* Frees what start made so far (the consumer's side: parts first, then their connections). */
-void fw__par_teardown(fw__par_t *p)
-{
-    bool ran[FW__QUERY_MAX_PARALLEL];
-    for (int i = 0; i < p->n; i++) {
-        ran[i] = i == 0 || p->parts[i] != NULL; /* conns[0] ran the set-up */
-        fw_stream_free(p->parts[i]);
-        p->parts[i] = NULL;
-    }
-    for (int i = 0; i < p->n; i++) {
-        fw_conn_t *c = p->conns[i];
-        p->conns[i] = NULL; /* first: a pending connect's callback runs inside the close */
-        if (p->pool != NULL) {
-            /* back to the pool, which rolls the transaction back first (pool.c); conns[0]
-             * goes back from fw_stream_free (or fw_pool_stream_start's failure) */
-            if (c != NULL && ran[i])
-                c->par_rollback = true;
-            if (i > 0)
-                fw_pool_release(p->pool, c);
-        } else if (p->emb != NULL) {
-            fw_conn_close(c, NULL, NULL);
-        } else {
-            fw_conn_close_sync(c);
-        }
-    }
-}
-
 /* min + (max - min) * i / n in unsigned arithmetic: no overflow for any int64 min and max.
  * The last range is open above, so max itself needs no +1. */
 static int64_t key_bound(const setup_t *st, int i, int n)

@@ -87,6 +87,33 @@ int fw__par_cancel(fw_stream_t *s)
     return fw__par_cancel_finish(s);
 }
 
+/* Frees what start made so far (the consumer's side: parts first, then their connections). */
+void fw__par_teardown(fw__par_t *p)
+{
+    bool ran[FW__QUERY_MAX_PARALLEL];
+    for (int i = 0; i < p->n; i++) {
+        ran[i] = i == 0 || p->parts[i] != NULL; /* conns[0] ran the set-up */
+        fw_stream_free(p->parts[i]);
+        p->parts[i] = NULL;
+    }
+    for (int i = 0; i < p->n; i++) {
+        fw_conn_t *c = p->conns[i];
+        p->conns[i] = NULL; /* first: a pending connect's callback runs inside the close */
+        if (p->pool != NULL) {
+            /* back to the pool, which rolls the transaction back first (pool.c); conns[0]
+             * goes back from fw_stream_free (or fw_pool_stream_start's failure) */
+            if (c != NULL && ran[i])
+                c->par_rollback = true;
+            if (i > 0)
+                fw_pool_release(p->pool, c);
+        } else if (p->emb != NULL) {
+            fw_conn_close(c, NULL, NULL);
+        } else {
+            fw_conn_close_sync(c);
+        }
+    }
+}
+
 void fw__par_free(fw_stream_t *s)
 {
     /* Parts first (a running one is cancelled without waiting), then their connections: the

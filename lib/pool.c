@@ -562,30 +562,6 @@ static pconn_t *find_conn(fw_pool_t *p, const fw_conn_t *c)
     return NULL;
 }
 
-static void back_to_idle(fw_pool_t *p, pconn_t *pc);
-
-/* The ROLLBACK of a parallel stream's transaction (on_released_idle) is over. */
-static void on_rolled_back(fw_conn_t *c, int status, const fw_error_t *err, void *ud)
-{
-    pconn_t *pc = ud;
-    fw_pool_t *p = pc->pool;
-    (void)c;
-    (void)err;
-    if (pc->state != PC_CHECKING)
-        return; /* retired meanwhile (the pool closes) */
-    pc->state = PC_IN_USE;
-    if (p->closing) {
-        fw__pool_retire(p, pc, &p->st.closed_pool, "the pool is closing");
-        return;
-    }
-    if (status < 0) {
-        fw__pool_retire(p, pc, &p->st.closed_error, "ROLLBACK after a parallel stream failed");
-        fw__pool_pump(p);
-        return;
-    }
-    back_to_idle(p, pc);
-}
-
 static void on_released_idle(fw_conn_t *c, int status, void *ud)
 {
     pconn_t *pc = ud;
@@ -602,20 +578,13 @@ static void on_released_idle(fw_conn_t *c, int status, void *ud)
         return;
     }
     if (c->par_rollback) {
-        /* A parallel stream's transaction (the snapshot's, REPEATABLE READ READ ONLY; open, or
-         * aborted by a cancel): ended before the connection is anyone else's. */
-        c->par_rollback = false;
-        pc->state = PC_CHECKING;
-        if (fw__conn_exec(c, "ROLLBACK", p->o.health_check_timeout_ms, on_rolled_back, pc) == 0)
-            return;
-        pc->state = PC_IN_USE;
-        fw__pool_retire(p, pc, &p->st.closed_error, "the connection cannot be reused");
+        fw__pool_rollback(p, pc); /* pool_check.c; then fw__pool_back_to_idle */
         return;
     }
-    back_to_idle(p, pc);
+    fw__pool_back_to_idle(p, pc);
 }
 
-static void back_to_idle(fw_pool_t *p, pconn_t *pc)
+void fw__pool_back_to_idle(fw_pool_t *p, pconn_t *pc)
 {
     fw_server_role_t role = fw_conn_role(pc->c);
     bool ro = fw_conn_read_only(pc->c);

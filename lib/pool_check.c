@@ -96,6 +96,42 @@ int fw__pool_check(fw_pool_t *p, pconn_t *pc)
     return rc;
 }
 
+/* ---- a parallel stream's transaction, at release ------------------------------------------ */
+
+/* The ROLLBACK is over: idle again, or retired. */
+static void on_rolled_back(fw_conn_t *c, int status, const fw_error_t *err, void *ud)
+{
+    pconn_t *pc = ud;
+    fw_pool_t *p = pc->pool;
+    (void)c;
+    (void)err;
+    if (pc->state != PC_CHECKING)
+        return; /* retired meanwhile (the pool closes) */
+    pc->state = PC_IN_USE; /* fw__pool_retire expects a live slot */
+    if (p->closing) {
+        fw__pool_retire(p, pc, &p->st.closed_pool, "the pool is closing");
+        return;
+    }
+    if (status < 0) {
+        fw__pool_retire(p, pc, &p->st.closed_error, "ROLLBACK after a parallel stream failed");
+        fw__pool_pump(p);
+        return;
+    }
+    fw__pool_back_to_idle(p, pc);
+}
+
+void fw__pool_rollback(fw_pool_t *p, pconn_t *pc)
+{
+    /* A parallel stream's transaction (the snapshot's, REPEATABLE READ READ ONLY; open, or
+     * aborted by a cancel) ends before the connection is anyone else's. */
+    pc->c->par_rollback = false;
+    pc->state = PC_CHECKING;
+    if (fw__conn_exec(pc->c, "ROLLBACK", p->o.health_check_timeout_ms, on_rolled_back, pc) == 0)
+        return;
+    pc->state = PC_IN_USE;
+    fw__pool_retire(p, pc, &p->st.closed_error, "the connection cannot be reused");
+}
+
 /* ---- min_size ---------------------------------------------------------------------------- */
 
 void fw__pool_fill(fw_pool_t *p)

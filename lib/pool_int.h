@@ -160,6 +160,12 @@ void fw__pool_lm_fini(fw_pool_t *p);
 /* pool_check.c */
 /* Runs after_connect_sql on a new connection (PC_SETUP), then fw__pool_opened. */
 void fw__pool_setup(fw_pool_t *p, pconn_t *pc);
+/* Released with a parallel stream's transaction on it (conn->par_rollback): ROLLBACK, then idle
+ * (fw__pool_back_to_idle), or retired. pc is PC_IN_USE. */
+void fw__pool_rollback(fw_pool_t *p, pconn_t *pc);
+/* pool.c: a released connection, idle now: back in the pool, or retired (role changed,
+ * lifetime). */
+void fw__pool_back_to_idle(fw_pool_t *p, pconn_t *pc);
 /* Whether an idle connection must pass a health check before it is handed out. */
 bool fw__pool_needs_check(const fw_pool_t *p, const pconn_t *pc);
 /* Starts the check (PC_HEALTH); it pumps again when done. 0 or an error (then retired). */

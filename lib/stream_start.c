@@ -90,6 +90,8 @@ void fw__stream_start_on_loop(void *arg)
         .chunk_rows = (uint32_t)chunk,
         .chunk_cap = (uint32_t)chunk,
         .ring_cap = FW__STREAM_RING,
+        .slab_get = fw__slab_cache_get,
+        .slab_put = fw__slab_cache_put,
     };
     if (a->q->adaptive) {
         /* Chunks are allocated at the ceiling so the size can move without reallocating. */

@@ -39,13 +39,22 @@ int fw__pipe_init(fw__pipe_t *p, const fw__pipe_opts_t *o, const fw_allocator_t 
     return 0;
 }
 
+/* A slab's memory goes back: a standard slab to the shared cache when it takes it. */
+static void slab_release_block(fw__pipe_t *p, fw__slab_t *s)
+{
+    if (!s->big && !s->oversize && p->o.slab_put != NULL &&
+        p->o.slab_put(s, sizeof(fw__slab_t) + s->cap))
+        return;
+    fw__aligned_free(&p->alloc, s);
+}
+
 void fw__pipe_free(fw__pipe_t *p)
 {
     if (p == NULL)
         return;
     for (fw__slab_t *s = p->all; s != NULL;) {
         fw__slab_t *next = s->all_next;
-        fw__aligned_free(&p->alloc, s);
+        slab_release_block(p, s);
         s = next;
     }
     for (fw__chunk_t *c = p->chunk_all; c != NULL;) {
@@ -82,7 +91,7 @@ static void slab_destroy(fw__pipe_t *p, fw__slab_t *s)
         p->all = s->all_next;
     if (s->all_next != NULL)
         s->all_next->all_prev = s->all_prev;
-    fw__aligned_free(&p->alloc, s);
+    slab_release_block(p, s);
 }
 
 /* Pops the first slab of a free list. */
@@ -111,7 +120,11 @@ static fw__slab_t *slab_new(fw__pipe_t *p, size_t size, bool big, bool oversize)
 {
     if (size > SIZE_MAX - sizeof(fw__slab_t))
         return NULL;
-    fw__slab_t *s = pipe_alloc(p, sizeof(fw__slab_t) + size);
+    fw__slab_t *s = NULL;
+    if (!big && !oversize && p->o.slab_get != NULL)
+        s = p->o.slab_get(sizeof(fw__slab_t) + size);
+    if (s == NULL)
+        s = pipe_alloc(p, sizeof(fw__slab_t) + size);
     if (s == NULL)
         return NULL;
     s->cap = size;

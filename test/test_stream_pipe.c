@@ -244,6 +244,105 @@ static void test_pipe_init_sizes_the_rings_so_a_release_never_fails(void **state
 
 /* ---- slabs and the budget ---------------------------------------------------------------- */
 
+/* A shared slab cache as lib/ keeps one (fw__pipe_opts_t.slab_get / slab_put): up to 3 blocks. */
+static struct {
+    void *block[3];
+    size_t n, bytes, gets, hits, puts, refused;
+} g_cache;
+
+static void *cache_get(size_t bytes)
+{
+    g_cache.gets++;
+    if (g_cache.n == 0 || g_cache.bytes != bytes)
+        return NULL;
+    g_cache.hits++;
+    return g_cache.block[--g_cache.n];
+}
+
+static bool cache_put(void *block, size_t bytes)
+{
+    if (g_cache.n == 3) {
+        g_cache.refused++;
+        return false;
+    }
+    g_cache.bytes = bytes;
+    g_cache.block[g_cache.n++] = block;
+    g_cache.puts++;
+    return true;
+}
+
+static void test_pipe_standard_slabs_go_to_the_shared_cache_and_come_back_from_it(void **state)
+{
+    (void)state;
+    memset(&g_cache, 0, sizeof(g_cache));
+    counting_alloc_t c = {0};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
+    fw__pipe_opts_t o = opts(4 * KIB, 64 * KIB, 4, 4, 8);
+    o.slab_get = cache_get;
+    o.slab_put = cache_put;
+    /* A first stream: two standard slabs and a big one, all allocated (the cache is empty). */
+    assert_int_equal(fw__pipe_init(&g_pipe, &o, &hook), 0);
+    fw__slab_t *a, *b, *big;
+    assert_int_equal(fw__pipe_slab_get(&g_pipe, 100, &a), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_slab_get(&g_pipe, 100, &b), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_slab_get(&g_pipe, 6 * KIB, &big), FW__PIPE_OK);
+    assert_true(big->big);
+    assert_int_equal(g_cache.gets, 2); /* asked for the standard ones only */
+    assert_int_equal(g_cache.hits, 0);
+    size_t allocs = c.allocs; /* two rings, three slabs */
+    assert_int_equal(allocs, 5);
+    fw__pipe_slab_unref(&g_pipe, a);
+    fw__pipe_slab_unref(&g_pipe, b);
+    fw__pipe_slab_unref(&g_pipe, big);
+    /* Its end: the standard slabs go to the cache (not freed), the big one and the rings are
+     * freed. */
+    fw__pipe_free(&g_pipe);
+    assert_int_equal(g_cache.puts, 2);
+    assert_int_equal(g_cache.bytes, sizeof(fw__slab_t) + 4 * KIB);
+    assert_int_equal(c.frees, 3);
+    /* The next stream takes them back before allocating: its third slab is a new one. */
+    assert_int_equal(fw__pipe_init(&g_pipe, &o, &hook), 0);
+    fw__slab_t *x, *y, *z;
+    assert_int_equal(fw__pipe_slab_get(&g_pipe, 1, &x), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_slab_get(&g_pipe, 1, &y), FW__PIPE_OK);
+    assert_true((x == a && y == b) || (x == b && y == a));
+    assert_int_equal(x->used, 0);
+    assert_int_equal(x->refs, 1);
+    assert_int_equal(g_cache.hits, 2);
+    assert_int_equal(c.allocs, allocs + 2); /* the rings only */
+    assert_int_equal(fw__pipe_slab_get(&g_pipe, 1, &z), FW__PIPE_OK);
+    assert_int_equal(c.allocs, allocs + 3);
+    assert_int_equal(stats(&g_pipe).bytes_held, 12 * KIB); /* the budget counts them all */
+    fw__pipe_slab_unref(&g_pipe, x);
+    fw__pipe_slab_unref(&g_pipe, y);
+    fw__pipe_slab_unref(&g_pipe, z);
+    fw__pipe_free(&g_pipe);
+    assert_int_equal(g_cache.n, 3);
+    /* A full cache refuses: the pipe frees what it does not take. */
+    assert_int_equal(fw__pipe_init(&g_pipe, &o, &hook), 0);
+    for (int i = 0; i < 4; i++) {
+        fw__slab_t *s4;
+        assert_int_equal(fw__pipe_slab_get(&g_pipe, 1, &s4), FW__PIPE_OK);
+        fw__pipe_slab_unref(&g_pipe, s4); /* pooled in the pipe, then reused */
+    }
+    fw__slab_t *s1, *s2, *s3, *s4;
+    assert_int_equal(fw__pipe_slab_get(&g_pipe, 1, &s1), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_slab_get(&g_pipe, 1, &s2), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_slab_get(&g_pipe, 1, &s3), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_slab_get(&g_pipe, 1, &s4), FW__PIPE_OK);
+    fw__pipe_slab_unref(&g_pipe, s1);
+    fw__pipe_slab_unref(&g_pipe, s2);
+    fw__pipe_slab_unref(&g_pipe, s3);
+    fw__pipe_slab_unref(&g_pipe, s4);
+    fw__pipe_free(&g_pipe);
+    assert_int_equal(g_cache.n, 3);
+    assert_int_equal(g_cache.refused, 1);
+    /* Every block is either freed or in the cache, and the cache's go back with the hook. */
+    while (g_cache.n > 0)
+        fw__aligned_free(&hook, g_cache.block[--g_cache.n]);
+    assert_int_equal(c.allocs, c.frees);
+}
+
 static void test_pipe_standard_slabs_return_to_the_pool_and_are_reused(void **state)
 {
     (void)state;
@@ -1867,6 +1966,7 @@ int main(void)
         cmocka_unit_test(test_pipe_init_reports_ring_allocation_failures),
         cmocka_unit_test(test_pipe_init_sizes_the_rings_so_a_release_never_fails),
         cmocka_unit_test(test_pipe_standard_slabs_return_to_the_pool_and_are_reused),
+        cmocka_unit_test(test_pipe_standard_slabs_go_to_the_shared_cache_and_come_back_from_it),
         cmocka_unit_test(test_pipe_big_slab_is_rounded_to_whole_slabs_and_reused),
         cmocka_unit_test(test_pipe_cached_big_slabs_are_reused_best_fit),
         cmocka_unit_test(test_pipe_budget_is_full_exactly_when_held_plus_size_exceeds_it),
