@@ -794,7 +794,8 @@ FW_EXTERN int fw_query_explain(fw_query_t *q, bool on);
  * threaded mode waits up to the pool's acquire_timeout_ms); fw_stream_free gives them back,
  * the pool rolls their transactions back before anyone else gets them. Backends that have read
  * before have their shared buffers mapped, which a split scan needs to beat one connection
- * (docs/streaming.md). The pool must serve one server (one host; else FW_EINVAL).
+ * (docs/streaming.md). The n - 1 are connections to the server the given one is on, whatever
+ * the pool's other hosts (the parts import that server's snapshot).
  * Returns 0 or FW_EINVAL (n out of range). Thread: the query's owner.
  */
 FW_EXTERN int fw_query_parallel(fw_query_t *q, int n);
@@ -1011,8 +1012,7 @@ FW_EXTERN void fw_stream_free(fw_stream_t *s);
  * fw_pool_release). Do not call fw_pool_release on it yourself. When the start fails, conn
  * is released at once and *out is NULL. A parallel query (fw_query_parallel) runs its parts on
  * this connection and n - 1 more from the pool, all given back at fw_stream_free. Returns as
- * fw_stream_start; FW_EINVAL for a NULL pool, conn or out, or a parallel query on a pool of
- * more than one server. Thread: as fw_stream_start (embedded: the loop's, for example inside
+ * fw_stream_start; FW_EINVAL for a NULL pool, conn or out. Thread: as fw_stream_start (embedded: the loop's, for example inside
  * the acquire callback; threaded: any thread but the runtime's).
  */
 FW_EXTERN int fw_pool_stream_start(fw_pool_t *pool, fw_conn_t *conn, const fw_query_t *q,

@@ -569,7 +569,7 @@ int fw__par_start(fw_pool_t *pool, fw_conn_t *conn, const fw_query_t *q, fw_rows
          * have read before, so their buffers are warm: docs/streaming.md) */
         p->conns[0] = conn;
         for (int i = 1; i < p->n; i++) {
-            rc = fw_pool_acquire_wait(pool, FW_POOL_READ, 0, &p->conns[i], err);
+            rc = fw__pool_acquire_wait_like(pool, FW_POOL_READ, 0, conn, &p->conns[i], err);
             if (rc < 0) {
                 p->conns[i] = NULL;
                 fw__par_prefix_err(err, "taking the parts' connections from the pool", -1);

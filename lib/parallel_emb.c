@@ -274,7 +274,7 @@ int fw__par_emb_start(fw_stream_t *outer, fw_conn_t *conn, const fw_query_t *q,
         }
         for (int i = 1; i < p->n; i++) {
             atomic_fetch_add_explicit(&outer->refs, 1, memory_order_relaxed); /* the acquire's */
-            int rc = fw_pool_acquire(p->pool, FW_POOL_READ, on_acquired, outer);
+            int rc = fw__pool_acquire_like(p->pool, conn, on_acquired, outer);
             if (rc < 0) { /* the pool is closing: the consumer hears of it */
                 fw__stream_unref(outer);
                 fw_error_t ae;

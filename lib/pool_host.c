@@ -194,12 +194,13 @@ phost_t *fw__pool_pick_host(fw_pool_t *p, fw_pool_want_t want, int min_rank, boo
 
 /* ---- idle connections ------------------------------------------------------------------- */
 
-pconn_t *fw__pool_find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only)
+pconn_t *fw__pool_find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only,
+                            const phost_t *host)
 {
     pconn_t *fallback = NULL;
     for (pconn_t *pc = p->conns, *next; pc != NULL; pc = next) {
         next = pc->next;
-        if (pc->state != PC_IDLE)
+        if (pc->state != PC_IDLE || (host != NULL && pc->host != host))
             continue;
         /* The idle reader has seen the server's FATAL or its close (a shutdown, a
          * failover): never hand that out. */

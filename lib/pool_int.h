@@ -58,6 +58,7 @@ typedef struct waiter_s {
     void *ud;
     uint64_t since, deadline; /* uv_now */
     uint64_t since_ns;        /* uv_hrtime, for the wait statistics */
+    struct phost_s *pin;      /* a connection to this host only (fw__pool_acquire_ms's like) */
 } waiter_t;
 
 struct fw_pool_s {
@@ -130,14 +131,18 @@ void fw__pool_retire(fw_pool_t *p, pconn_t *pc, uint64_t *reason, const char *wh
 void fw__pool_opened(fw_pool_t *p, pconn_t *pc);
 /* A connect (or its after-connect SQL) failed: logged, kept as last_err, the host backs off. */
 void fw__pool_open_failed(fw_pool_t *p, pconn_t *pc, int status, const fw_error_t *err);
-pconn_t *fw__pool_find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only);
+/* An idle connection that fits want (host: only that host's; NULL: any). */
+pconn_t *fw__pool_find_idle(fw_pool_t *p, fw_pool_want_t want, bool standby_only,
+                            const phost_t *host);
 unsigned fw__pool_count_coming(const fw_pool_t *p);
 unsigned fw__pool_count_waiting(const fw_pool_t *p);
 unsigned fw__pool_count_live(const fw_pool_t *p);
 int fw__pool_open(fw_pool_t *p, phost_t *h);
-/* fw_pool_acquire with its own timeout; in both modes. Loop thread. */
+/* fw_pool_acquire with its own timeout; in both modes. like: NULL, or a connection of this
+ * pool handed out: then a connection to the same server (any role; a parallel stream's parts
+ * import its snapshot), FW_EINVAL when like is not this pool's. Loop thread. */
 int fw__pool_acquire_ms(fw_pool_t *p, fw_pool_want_t want, unsigned timeout_ms,
-                        fw_pool_acquire_cb cb, void *ud);
+                        fw_pool_acquire_cb cb, void *ud, const fw_conn_t *like);
 /* fw_pool_release on the loop thread, in both modes. */
 void fw__pool_release(fw_pool_t *p, fw_conn_t *c);
 /* pool_stats.c: fw_pool_stats on the loop thread, in both modes. */

@@ -11,7 +11,7 @@
  * fw_stream_next on them work from the caller's thread as on fw_conn_connect_sync's.
  */
 #include "pool_int.h"
-#include "stream_int.h" /* fw__stream_release_to only */
+#include "stream_int.h" /* fw__stream_release_to, the parallel stream's acquires */
 
 #include <pthread.h>
 #include <stdio.h>
@@ -86,7 +86,8 @@ typedef struct acq_call_s {
     fw_pool_t *p;
     fw_pool_want_t want;
     unsigned timeout_ms;
-    int rc; /* fw__pool_acquire_ms */
+    const fw_conn_t *like; /* fw__pool_acquire_wait_like */
+    int rc;                /* fw__pool_acquire_ms */
     pthread_cond_t cond;
     /* ---- under sync_mu ---- */
     bool done;
@@ -113,11 +114,18 @@ static void acquire_on_loop(void *arg)
 {
     acq_call_t *a = arg;
     a->rc = a->p->closing ? FW_ESTATE
-                          : fw__pool_acquire_ms(a->p, a->want, a->timeout_ms, on_acquired, a);
+                          : fw__pool_acquire_ms(a->p, a->want, a->timeout_ms, on_acquired, a,
+                                                a->like);
 }
 
 int fw_pool_acquire_wait(fw_pool_t *p, fw_pool_want_t want, unsigned timeout_ms,
                          fw_conn_t **out, fw_error_t *err)
+{
+    return fw__pool_acquire_wait_like(p, want, timeout_ms, NULL, out, err);
+}
+
+int fw__pool_acquire_wait_like(fw_pool_t *p, fw_pool_want_t want, unsigned timeout_ms,
+                               const fw_conn_t *like, fw_conn_t **out, fw_error_t *err)
 {
     if (err != NULL)
         memset(err, 0, sizeof(*err));
@@ -135,12 +143,16 @@ int fw_pool_acquire_wait(fw_pool_t *p, fw_pool_want_t want, unsigned timeout_ms,
     memset(&a, 0, sizeof(a));
     a.p = p;
     a.want = want;
+    a.like = like;
     a.timeout_ms = timeout_ms > 0 ? timeout_ms : p->o.acquire_timeout_ms;
     pthread_cond_init(&a.cond, NULL);
     fw__runtime_run(p->rt, acquire_on_loop, &a);
     if (a.rc < 0) {
         pthread_cond_destroy(&a.cond);
-        set_err(err, a.rc, a.rc == FW_ESTATE ? "the pool is closing" : fw_strerror(a.rc));
+        set_err(err, a.rc,
+                a.rc == FW_ESTATE                 ? "the pool is closing"
+                : a.rc == FW_EINVAL && like != NULL ? "the connection is not one of this pool's"
+                                                    : fw_strerror(a.rc));
         return a.rc;
     }
     /* the pool answers within timeout_ms (its wait timer), or at once when it closes */
@@ -268,16 +280,15 @@ int fw_pool_stream_start_wait(fw_pool_t *p, fw_pool_want_t want, unsigned timeou
 
 /* ---- parallel streams -------------------------------------------------------------------- */
 
+int fw__pool_acquire_like(fw_pool_t *p, const fw_conn_t *like, fw_pool_acquire_cb cb, void *ud)
+{
+    if (p == NULL || p->rt != NULL || like == NULL)
+        return FW_EINVAL;
+    return fw__pool_acquire_ms(p, FW_POOL_READ, p->o.acquire_timeout_ms, cb, ud, like);
+}
+
 int fw__pool_par_fits(const fw_pool_t *p, const fw_conn_t *conn, char *why, size_t cap)
 {
-    if (p->nhosts != 1) {
-        snprintf(why, cap,
-                 "a parallel stream takes its parts from a pool of one server (this pool has %zu "
-                 "hosts): the parts import one server's snapshot; use a pool of that server, or "
-                 "fw_stream_start on one connection (the parts then open their own)",
-                 p->nhosts);
-        return FW_EINVAL;
-    }
     if (p->loop != conn->loop || (p->rt != NULL) != (conn->runtime_link != NULL)) {
         snprintf(why, cap, "the connection is not one of this pool's");
         return FW_EINVAL;

@@ -167,9 +167,15 @@ void fw__stream_release_to(fw_stream_t *s, fw_pool_t *pool, fw_conn_t *conn);
 int fw__stream_start_pool(fw_pool_t *pool, fw_conn_t *conn, const fw_query_t *q,
                           fw_rows_ready_cb ready, void *ud, fw_stream_t **out, fw_error_t *err);
 /* pool_sync.c, for a parallel stream from a pool: why the pool cannot give the parts of one
- * stream started on conn (FW_EINVAL and a message in why, cap bytes), or 0. The parts import
- * one server's snapshot: the pool must serve one server, on conn's loop. */
+ * stream started on conn (not on conn's loop, closing: a code and a message in why, cap
+ * bytes), or 0. */
 int fw__pool_par_fits(const fw_pool_t *pool, const fw_conn_t *conn, char *why, size_t cap);
+/* A connection to the server `like` (one of the pool's, handed out) is on: the parts of a
+ * parallel stream import its snapshot. Threaded: fw_pool_acquire_wait's answers; embedded:
+ * fw_pool_acquire's (cb from the loop), with the pool's acquire_timeout_ms. */
+int fw__pool_acquire_wait_like(fw_pool_t *p, fw_pool_want_t want, unsigned timeout_ms,
+                               const fw_conn_t *like, fw_conn_t **out, fw_error_t *err);
+int fw__pool_acquire_like(fw_pool_t *p, const fw_conn_t *like, fw_pool_acquire_cb cb, void *ud);
 
 /* Producer (stream.c), loop thread. */
 void fw__stream_on_wake(uv_async_t *h);

@@ -195,10 +195,104 @@ static void test_a_parallel_stream_on_a_standby_reads_its_snapshot(void **state)
     fw_runtime_free(rt);
 }
 
+/* Drains s into a digest: FW_END expected. */
+static digest_t drain_digest(fw_stream_t *s, const char *what)
+{
+    digest_t got = {0, 0, 0};
+    fw_row_t row;
+    int rc;
+    while ((rc = fw_stream_next(s, &row, 60000)) == FW_ROW) {
+        unsigned char d[16];
+        MD5((const unsigned char *)row.json, row.len, d);
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+            v = v << 8 | d[i];
+        got.rows++;
+        got.bytes += row.len;
+        got.sum += v >> 4;
+    }
+    if (rc != FW_END)
+        fail_msg("%s: %s: %s", what, fw_err_name(rc), fw_stream_error(s)->message);
+    return got;
+}
+
+/* A pool over the primary and both standbys, with idle connections on every node: a parallel
+ * stream's parts are taken from the node of the connection it starts on (they import that
+ * server's snapshot; a part on the other standby would fail with "invalid snapshot
+ * identifier"), on a standby and on the primary. */
+static void test_a_parallel_stream_from_a_routing_pool_keeps_its_parts_on_one_server(void **state)
+{
+    (void)state;
+    char ci[1024];
+    make_conninfo(ci, sizeof(ci), 0, "application_name=fw_par_repl_pool");
+    fw_runtime_t *rt;
+    assert_int_equal(fw_runtime_new(&rt), 0);
+    fw_pool_opts_t po;
+    fw_pool_opts_init(&po);
+    po.conninfo = ci;
+    po.use_environment = false;
+    po.max_size = 12;
+    fw_pool_t *pool = NULL;
+    fw_error_t err;
+    if (fw_pool_new_rt(&pool, rt, &po, &err) != 0)
+        fail_msg("pool: %s", err.message);
+    /* Idle connections on every node: four reads (standbys, least used first) and a write. */
+    fw_conn_t *warm[5];
+    for (int i = 0; i < 5; i++)
+        if (fw_pool_acquire_wait(pool, i < 4 ? FW_POOL_READ : FW_POOL_WRITE, 0, &warm[i], &err) !=
+            0)
+            fail_msg("warm-up acquire %d: %s", i, err.message);
+    int on[3] = {0, 0, 0};
+    for (int i = 0; i < 5; i++)
+        on[node_of(warm[i])]++;
+    assert_int_equal(on[0], 1);
+    assert_int_equal(on[1], 2);
+    assert_int_equal(on[2], 2);
+    for (int i = 0; i < 5; i++)
+        fw_pool_release(pool, warm[i]);
+    int seen[3] = {0, 0, 0};
+    for (int round = 0; round < 6; round++) {
+        fw_conn_t *c = NULL;
+        fw_pool_want_t want = round == 5 ? FW_POOL_WRITE : FW_POOL_READ;
+        if (fw_pool_acquire_wait(pool, want, 0, &c, &err) != 0)
+            fail_msg("acquire: %s", err.message);
+        int n = node_of(c);
+        seen[n]++;
+        fw_query_t *q;
+        assert_int_equal(fw_query_new(&q), 0);
+        assert_int_equal(fw_query_relation(q, "par_repl"), 0);
+        assert_int_equal(fw_query_parallel(q, 3), 0);
+        fw_stream_t *s = NULL;
+        if (fw_pool_stream_start(pool, c, q, NULL, NULL, &s, &err) != 0)
+            fail_msg("round %d, node %d: %s", round, n, err.message);
+        fw_query_free(q);
+        char snap[64], what[64];
+        snprintf(snap, sizeof(snap), "%s", fw_stream_snapshot(s));
+        digest_t at = server_digest(n, snap, "SELECT data FROM par_repl");
+        snprintf(what, sizeof(what), "round %d on node %d", round, n);
+        digest_t got = drain_digest(s, what);
+        fw_stream_free(s);
+        print_message("pool, %s: %" PRIu64 " rows, at snapshot %s %" PRIu64 "\n", what,
+                      got.rows, snap, at.rows);
+        assert_int_equal(got.rows, at.rows);
+        assert_int_equal(got.bytes, at.bytes);
+        assert_int_equal(got.sum, at.sum);
+    }
+    assert_int_equal(seen[0], 1); /* the write round on the primary */
+    assert_int_equal(seen[1] + seen[2], 5);
+    fw_pool_stats_t st;
+    assert_int_equal(fw_pool_stats(pool, &st), 0);
+    assert_int_equal(st.closed_error, 0);
+    assert_int_equal(st.acquire_refused, 0);
+    assert_int_equal(fw_pool_close_sync(pool), 0);
+    fw_runtime_free(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_parallel_stream_on_a_standby_reads_its_snapshot),
+        cmocka_unit_test(test_a_parallel_stream_from_a_routing_pool_keeps_its_parts_on_one_server),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
