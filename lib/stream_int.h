@@ -89,6 +89,8 @@ struct fw_stream_s {
     uv_timer_t nudge; /* wakes a sleeping consumer for a small batch (stream_wake.c) */
     int open_handles; /* wake, nudge, ctl, coal: the producer's reference goes with the last */
     bool nudge_armed;
+    uint8_t nudge_ms;         /* the nudge's delay now: NUDGE_MS, longer in a steady flow */
+    uint64_t nudge_fired_at;  /* uv_now when the nudge last fired, 0 never */
     uint64_t signaled_rows;  /* rows pushed when the consumer was last signalled */
     uint64_t signaled_bytes; /* and JSON bytes pushed then */
     bool drained;            /* the last read emptied the socket (and OpenSSL) */
