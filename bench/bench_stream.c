@@ -764,6 +764,22 @@ static void take_stats(const fw_stream_t *s, child_res_t *r)
     r->filtered = (int64_t)st.rows_filtered;
 }
 
+/* Threaded mode: every row of s into r, the end marked, the stream's stats taken. Returns
+ * the end (FW_END or the failure, reported). */
+static int drain_threaded(fw_stream_t *s, child_res_t *r, const char *client)
+{
+    fw_row_t row;
+    int rc;
+    while ((rc = fw_stream_next(s, &row, -1)) == FW_ROW || rc == FW_AGAIN)
+        if (rc == FW_ROW)
+            count_row(r, row.json, row.len);
+    mark_end(r);
+    take_stats(s, r);
+    if (rc < 0)
+        fw_report(client, rc, fw_stream_error(s));
+    return rc;
+}
+
 /* /pool: a pool of one host; one untimed run of q warms its backends, then the timed run. */
 static int run_fw_threaded_pool(fw_runtime_t *rt, const char *dsn, const fw_query_t *q,
                                 child_res_t *r)
@@ -793,14 +809,7 @@ static int run_fw_threaded_pool(fw_runtime_t *rt, const char *dsn, const fw_quer
             fw_report("fwire-threaded/pool", rc, &err);
             break;
         }
-        fw_row_t row;
-        while ((rc = fw_stream_next(s, &row, -1)) == FW_ROW || rc == FW_AGAIN)
-            if (rc == FW_ROW)
-                count_row(res, row.json, row.len);
-        mark_end(res);
-        take_stats(s, res);
-        if (rc < 0)
-            fw_report("fwire-threaded/pool", rc, fw_stream_error(s));
+        rc = drain_threaded(s, res, "fwire-threaded/pool");
         fw_stream_free(s);
     }
     int cr = fw_pool_close_sync(pool);
@@ -844,14 +853,7 @@ static int run_fw_threaded(const char *dsn, const char *view, child_res_t *r)
         mark_end(r);
         fw_report("fwire-threaded", rc, &err);
     } else {
-        fw_row_t row;
-        while ((rc = fw_stream_next(s, &row, -1)) == FW_ROW || rc == FW_AGAIN)
-            if (rc == FW_ROW)
-                count_row(r, row.json, row.len);
-        mark_end(r);
-        take_stats(s, r);
-        if (rc < 0)
-            fw_report("fwire-threaded", rc, fw_stream_error(s));
+        rc = drain_threaded(s, r, "fwire-threaded");
     }
     fw_stream_free(s);
     fw_conn_close_sync(conn);

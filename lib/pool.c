@@ -298,6 +298,16 @@ static void on_wait_timer(uv_timer_t *t)
     fw__pool_lm_sync(p);
 }
 
+/* The head waiter w gets the idle connection pc. */
+static void hand_out(fw_pool_t *p, waiter_t *w, pconn_t *pc)
+{
+    pop_waiter(p);
+    pc->state = PC_IN_USE;
+    pc->proven = false;
+    p->st.acquires++;
+    finish_waiter(p, w, pc->c, 0, NULL);
+}
+
 /* The head waiter wants a connection to one server (fw__pool_acquire_ms's `like`): an idle
  * one there, a new one there when there is room, a refusal when that server is failing. True:
  * look at the head again; false: wait for a connection to come back or open. */
@@ -310,11 +320,7 @@ static bool pump_pinned(fw_pool_t *p, waiter_t *w)
         return true;
     }
     if (pc != NULL) {
-        pop_waiter(p);
-        pc->state = PC_IN_USE;
-        pc->proven = false;
-        p->st.acquires++;
-        finish_waiter(p, w, pc->c, 0, NULL);
+        hand_out(p, w, pc);
         return true;
     }
     if (fw__pool_count_coming(p) >= fw__pool_count_waiting(p))
@@ -381,11 +387,7 @@ void fw__pool_pump(fw_pool_t *p)
             continue;
         }
         if (pc != NULL) {
-            pop_waiter(p);
-            pc->state = PC_IN_USE;
-            pc->proven = false;
-            p->st.acquires++;
-            finish_waiter(p, w, pc->c, 0, NULL);
+            hand_out(p, w, pc);
             continue;
         }
         bool candidate = false;

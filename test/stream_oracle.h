@@ -231,6 +231,18 @@ static inline FILE *writer_start(const char *table)
     return p;
 }
 
+/* Backends of application_name `app` that are not plainly idle (in a transaction, or busy). */
+static inline int backends_not_idle(const char *app)
+{
+    char sql[256], out[64];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s' AND state <> "
+             "'idle'",
+             app);
+    psql(sql, out, sizeof(out));
+    return atoi(out);
+}
+
 /* Ends the writer writer_start() returned (at its next round) and waits for it: 0 when it
  * exited cleanly. */
 static inline int writer_stop(FILE *w, const char *table)

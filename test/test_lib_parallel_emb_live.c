@@ -262,13 +262,19 @@ static void check_at_snapshot(emb_t *E, const char *relation, const char *key, i
     assert_int_equal(d.over_budget, 0);
 }
 
-static void test_emb_ctid_and_keyed_view_equal_the_server_n1_to_4(void **state)
+/* v_par_emb_keyed: the big table as a view with its key (id) beside data. */
+static void make_keyed_view(void)
 {
-    (void)state;
     char out[256];
     psql("CREATE OR REPLACE VIEW v_par_emb_keyed AS SELECT id, data FROM " BIG_TABLE ";\n"
          "GRANT SELECT ON v_par_emb_keyed TO PUBLIC;\n",
          out, sizeof(out));
+}
+
+static void test_emb_ctid_and_keyed_view_equal_the_server_n1_to_4(void **state)
+{
+    (void)state;
+    make_keyed_view();
     emb_t E;
     emb_open(&E);
     for (int n = 1; n <= 4; n++) {
@@ -282,17 +288,6 @@ static void test_emb_ctid_and_keyed_view_equal_the_server_n1_to_4(void **state)
 }
 
 /* ---- parts from a pool ------------------------------------------------------------------ */
-
-static int backends_not_idle(const char *app)
-{
-    char sql[256], out[64];
-    snprintf(sql, sizeof(sql),
-             "SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s' AND state <> "
-             "'idle'",
-             app);
-    psql(sql, out, sizeof(out));
-    return atoi(out);
-}
 
 /* Runs the loop until the pool has every connection back and none is inside a transaction. */
 static void wait_pool_clean(emb_t *E, fw_pool_t *pool, const char *app)
@@ -339,10 +334,7 @@ static void pool_close(emb_t *E, fw_pool_t *pool)
 static void test_emb_from_a_pool_reuses_its_connections_and_ends_their_transactions(void **state)
 {
     (void)state;
-    char out[256];
-    psql("CREATE OR REPLACE VIEW v_par_emb_keyed AS SELECT id, data FROM " BIG_TABLE ";\n"
-         "GRANT SELECT ON v_par_emb_keyed TO PUBLIC;\n",
-         out, sizeof(out));
+    make_keyed_view();
     emb_t E;
     emb_open(&E);
     int64_t live0 = live_now();

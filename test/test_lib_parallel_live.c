@@ -321,18 +321,6 @@ static void test_parallel_reads_its_snapshot_while_a_writer_writes(void **state)
 
 /* ---- parts from a pool ----------------------------------------------------------------------- */
 
-/* Backends of application_name `app` that are not plainly idle (in a transaction, or busy). */
-static int backends_not_idle(const char *app)
-{
-    char sql[256], out[64];
-    snprintf(sql, sizeof(sql),
-             "SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s' AND state <> "
-             "'idle'",
-             app);
-    psql(sql, out, sizeof(out));
-    return atoi(out);
-}
-
 /* After fw_stream_free the pool has every connection back, none inside a transaction. */
 static void wait_pool_clean(fw_pool_t *pool, const char *app)
 {

@@ -110,6 +110,28 @@ static int setup(void **state)
     return -1;
 }
 
+/* Drains s into a digest: FW_END expected. */
+static digest_t drain_digest(fw_stream_t *s, const char *what)
+{
+    digest_t got = {0, 0, 0};
+    fw_row_t row;
+    int rc;
+    while ((rc = fw_stream_next(s, &row, 60000)) == FW_ROW) {
+        unsigned char d[16];
+        assert_false(row.is_null);
+        MD5((const unsigned char *)row.json, row.len, d);
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+            v = v << 8 | d[i];
+        got.rows++;
+        got.bytes += row.len;
+        got.sum += v >> 4;
+    }
+    if (rc != FW_END)
+        fail_msg("%s: %s: %s", what, fw_err_name(rc), fw_stream_error(s)->message);
+    return got;
+}
+
 static void test_a_parallel_stream_on_a_standby_reads_its_snapshot(void **state)
 {
     (void)state;
@@ -157,23 +179,9 @@ static void test_a_parallel_stream_on_a_standby_reads_its_snapshot(void **state)
                      "FROM generate_series(1, 500) AS i;\n",
                      round % 7, 1000000 * (round + 1), 1000000 * (round + 1));
             node_sql(0, w, out, sizeof(out));
-            digest_t got = {0, 0, 0};
-            fw_row_t row;
-            int rc;
-            while ((rc = fw_stream_next(s, &row, 60000)) == FW_ROW) {
-                unsigned char d[16];
-                assert_false(row.is_null);
-                MD5((const unsigned char *)row.json, row.len, d);
-                uint64_t v = 0;
-                for (int i = 0; i < 8; i++)
-                    v = v << 8 | d[i];
-                got.rows++;
-                got.bytes += row.len;
-                got.sum += v >> 4;
-            }
-            if (rc != FW_END)
-                fail_msg("%s, %d parts: %s: %s", cases[k].relation, n, fw_err_name(rc),
-                         fw_stream_error(s)->message);
+            char what[96];
+            snprintf(what, sizeof(what), "%s, %d parts", cases[k].relation, n);
+            digest_t got = drain_digest(s, what);
             fw_stream_free(s);
             print_message("standby, %s %s N=%d: %" PRIu64 " rows, at snapshot %s %" PRIu64 "\n",
                           cases[k].relation, cases[k].key != NULL ? "by key" : "by ctid", n,
@@ -193,27 +201,6 @@ static void test_a_parallel_stream_on_a_standby_reads_its_snapshot(void **state)
     }
     fw_conn_close_sync(c);
     fw_runtime_free(rt);
-}
-
-/* Drains s into a digest: FW_END expected. */
-static digest_t drain_digest(fw_stream_t *s, const char *what)
-{
-    digest_t got = {0, 0, 0};
-    fw_row_t row;
-    int rc;
-    while ((rc = fw_stream_next(s, &row, 60000)) == FW_ROW) {
-        unsigned char d[16];
-        MD5((const unsigned char *)row.json, row.len, d);
-        uint64_t v = 0;
-        for (int i = 0; i < 8; i++)
-            v = v << 8 | d[i];
-        got.rows++;
-        got.bytes += row.len;
-        got.sum += v >> 4;
-    }
-    if (rc != FW_END)
-        fail_msg("%s: %s: %s", what, fw_err_name(rc), fw_stream_error(s)->message);
-    return got;
 }
 
 /* A pool over the primary and both standbys, with idle connections on every node: a parallel
