@@ -187,3 +187,19 @@ const char *fw_stream_snapshot(const fw_stream_t *s)
     /* NULL too while an embedded-mode set-up has not exported it yet */
     return s != NULL && s->par != NULL && s->par->snapshot[0] != '\0' ? s->par->snapshot : NULL;
 }
+
+void fw__par_chunk_release(fw_stream_t *s, fw_chunk_t *chunk)
+{
+    fw__par_t *p = s->par;
+    for (int i = 0; i < p->n; i++) {
+        if (p->parts[i] == NULL)
+            continue;
+        for (const fw__chunk_t *c = p->parts[i]->pipe.taken_list; c != NULL; c = c->taken_next) {
+            if (c == chunk) {
+                fw_chunk_release(p->parts[i], chunk);
+                return;
+            }
+        }
+    }
+    /* Not taken from any part (released twice): ignored, as fw__pipe_release does. */
+}

@@ -247,6 +247,11 @@ static int wait_for(fw_stream_t *s, int timeout_ms, int (*poll)(fw_stream_t *, v
     return r;
 }
 
+int fw__stream_poll_row(fw_stream_t *s, fw_row_t *row)
+{
+    return poll_row(s, row);
+}
+
 static int poll_row_v(fw_stream_t *s, void *arg)
 {
     return poll_row(s, arg);

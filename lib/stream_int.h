@@ -208,6 +208,8 @@ void fw__par_destroy(struct fw__par_s *p);
 int fw__par_start(fw_pool_t *pool, fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready,
                   void *ud, fw_stream_t **out, fw_error_t *err);
 int fw__par_poll(fw_stream_t *s, fw_row_t *row, fw_chunk_t **chunk);
+/* stream_api.c: fw_stream_try_next without its argument checks (a parallel stream's parts). */
+int fw__stream_poll_row(fw_stream_t *s, fw_row_t *row);
 void fw__par_stats(const fw_stream_t *s, fw_stream_stats_t *out);
 int fw__par_pause(fw_stream_t *s, bool pause);
 int fw__par_cancel(fw_stream_t *s);
