@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A parallel stream over a view split by its table's pages (fw_query_partition_ctid): the
- * setup statement that finds the one table the view's rule reads, and the checks of its answer.
- * The split itself is parallel.c's ctid ranges, on the view's column instead of ctid.
+ * How a parallel stream's rows are split: each part's run (ctid or key ranges, from the set-up's
+ * answer), and for a view split by its table's pages (fw_query_partition_ctid) the setup
+ * statement that finds the one table the view's rule reads, and the checks of its answer.
  */
 #include "parallel_int.h"
 
@@ -94,4 +94,70 @@ void fw__par_quote_ident(char *dst, const char *name)
     }
     dst[k++] = '"';
     dst[k] = '\0';
+}
+
+/* min + (max - min) * i / n in unsigned arithmetic: no overflow for any int64 min and max.
+ * The last range is open above, so max itself needs no +1. */
+static int64_t key_bound(const fw__par_setup_t *st, int i, int n)
+{
+    uint64_t span = (uint64_t)st->kmax - (uint64_t)st->kmin;
+    uint64_t off =
+        span / (uint64_t)n * (uint64_t)i + span % (uint64_t)n * (uint64_t)i / (uint64_t)n;
+    return (int64_t)((uint64_t)st->kmin + off);
+}
+
+void fw__par_part_runs(const fw__par_t *p, const fw_query_t *q, const fw__par_setup_t *st,
+                       fw__par_runs_t *r)
+{
+    snprintf(r->set_snapshot, sizeof(r->set_snapshot), "SET TRANSACTION SNAPSHOT '%s'",
+             st->snapshot);
+    fw__query_run_t *run = r->run;
+    memset(run, 0, sizeof(r->run));
+    /* ctid ranges on the table's ctid, or on a view's column showing it (quoted) */
+    char col[2 * FW__QUERY_MAX_IDENT + 3] = "ctid";
+    if (q->pkey != NULL && q->pkey_ctid)
+        fw__par_quote_ident(col, q->pkey);
+    bool by_ctid = q->pkey == NULL || q->pkey_ctid;
+    for (int i = 0; i < p->n; i++) {
+        if (i > 0) {
+            run[i].pre[0] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+            run[i].pre[1] = r->set_snapshot;
+            run[i].npre = 2;
+        }
+        bool first = i == 0, last = i == p->n - 1;
+        if (by_ctid) {
+            /* Pages [a, b): the first range open below, the last open above (pages added
+             * after the size was read hold rows the snapshot cannot see, or none). */
+            int64_t a = st->pages * i / p->n; /* pages < 2^32: no overflow */
+            int64_t b = st->pages * (i + 1) / p->n;
+            if (first && last)
+                run[i].cond = NULL;
+            else if (first)
+                snprintf(r->cond[i], sizeof(r->cond[i]), "%s < '(%" PRId64 ",0)'::pg_catalog.tid",
+                         col, b);
+            else if (last)
+                snprintf(r->cond[i], sizeof(r->cond[i]), "%s >= '(%" PRId64 ",0)'::pg_catalog.tid",
+                         col, a);
+            else
+                snprintf(r->cond[i], sizeof(r->cond[i]),
+                         "%s >= '(%" PRId64 ",0)'::pg_catalog.tid AND %s < '(%" PRId64
+                         ",0)'::pg_catalog.tid",
+                         col, a, col, b);
+            if (!(first && last))
+                run[i].cond = r->cond[i];
+        } else if (st->empty) {
+            /* No key at all: the first part reads everything (rows whose key is NULL). */
+            run[i].cond = first ? NULL : "false";
+        } else {
+            /* Bound i is cut i - 1 (the histogram's) or min + span * i / n. */
+            snprintf(r->lo[i], sizeof(r->lo[i]), "%" PRId64,
+                     st->ncuts > 0 ? st->cuts[first ? 0 : i - 1] : key_bound(st, i, p->n));
+            snprintf(r->hi[i], sizeof(r->hi[i]), "%" PRId64,
+                     st->ncuts > 0 ? st->cuts[last ? i - 1 : i] : key_bound(st, i + 1, p->n));
+            run[i].key_range = true;
+            run[i].key_lo = first ? NULL : r->lo[i];
+            run[i].key_hi = last ? NULL : r->hi[i];
+            run[i].key_nulls = last; /* ascending order puts NULL keys last */
+        }
+    }
 }

@@ -231,6 +231,40 @@ static inline FILE *writer_start(const char *table)
     return p;
 }
 
+/* The test cluster's connection string for a pool: its one server (twice: listed as two hosts),
+ * the trust user, application_name `app` (NULL: none). */
+static inline void pool_conninfo(char *ci, size_t cap, const char *app, bool twice)
+{
+    const char *sock = env("FW_TEST_SOCKDIR"), *port = env("FW_TEST_PORT");
+    snprintf(ci, cap, "host=%s%s%s port=%s%s%s dbname=%s user=%s sslmode=disable%s%s", sock,
+             twice ? "," : "", twice ? sock : "", port, twice ? "," : "", twice ? port : "",
+             env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"),
+             app != NULL ? " application_name=" : "", app != NULL ? app : "");
+}
+
+/* A pool's options for ci (borrowed): up to 8 connections, named `name`. */
+static inline fw_pool_opts_t pool_opts(const char *ci, const char *name)
+{
+    fw_pool_opts_t po;
+    fw_pool_opts_init(&po);
+    po.conninfo = ci;
+    po.max_size = 8;
+    po.name = name;
+    return po;
+}
+
+/* After the pool tests' streams of up to three parts: the pool opened three connections and
+ * handed them out again (their backends warm), closed none for an error. Its stats into *st. */
+static inline void check_pool_reused(fw_pool_t *pool, fw_pool_stats_t *st)
+{
+    assert_int_equal(fw_pool_stats(pool, st), 0);
+    print_message("pool: opened %" PRIu64 ", acquires %" PRIu64 ", closed for an error %" PRIu64
+                  "\n",
+                  st->opened, st->acquires, st->closed_error);
+    assert_int_equal(st->opened, 3);
+    assert_int_equal(st->closed_error, 0);
+}
+
 /* Backends of application_name `app` that are not plainly idle (in a transaction, or busy). */
 static inline int backends_not_idle(const char *app)
 {

@@ -311,13 +311,9 @@ static void on_pool_closed(fw_pool_t *pool, void *ud)
     *(bool *)ud = true;
 }
 
-static fw_pool_t *pool_open(emb_t *E, char *ci)
+static fw_pool_t *pool_open(emb_t *E, const char *ci)
 {
-    fw_pool_opts_t po;
-    fw_pool_opts_init(&po);
-    po.conninfo = ci;
-    po.max_size = 8;
-    po.name = "parallel-emb";
+    fw_pool_opts_t po = pool_opts(ci, "parallel-emb");
     fw_pool_t *pool = NULL;
     if (fw_pool_new(&pool, &E->loop, &po, &E->err) != 0)
         fail_msg("pool: %s", E->err.message);
@@ -339,10 +335,7 @@ static void test_emb_from_a_pool_reuses_its_connections_and_ends_their_transacti
     emb_open(&E);
     int64_t live0 = live_now();
     char ci[1024];
-    snprintf(ci, sizeof(ci),
-             "host=%s port=%s dbname=%s user=%s sslmode=disable application_name=fw_par_pool_emb",
-             env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"), env("FW_TEST_DBNAME"),
-             env("FW_TEST_USER_TRUST"));
+    pool_conninfo(ci, sizeof(ci), "fw_par_pool_emb", false);
     fw_pool_t *pool = pool_open(&E, ci);
     g_pool = pool;
     oracle_t at;
@@ -368,20 +361,13 @@ static void test_emb_from_a_pool_reuses_its_connections_and_ends_their_transacti
     check_at_snapshot(&E, BIG_TABLE, NULL, 3, &at);
     wait_pool_clean(&E, pool, "fw_par_pool_emb");
     fw_pool_stats_t st;
-    assert_int_equal(fw_pool_stats(pool, &st), 0);
-    print_message("pool: opened %" PRIu64 ", acquires %" PRIu64 ", closed for an error %" PRIu64
-                  "\n",
-                  st.opened, st.acquires, st.closed_error);
-    assert_int_equal(st.opened, 3);
-    assert_int_equal(st.closed_error, 0);
+    check_pool_reused(pool, &st);
     g_pool = NULL;
     pool_close(&E, pool);
 
     /* A pool of two hosts (the same server twice): the parts come from the first part's host
      * (test_lib_parallel_repl_live.c shows it with three servers). */
-    snprintf(ci, sizeof(ci), "host=%s,%s port=%s,%s dbname=%s user=%s sslmode=disable",
-             env("FW_TEST_SOCKDIR"), env("FW_TEST_SOCKDIR"), env("FW_TEST_PORT"),
-             env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
+    pool_conninfo(ci, sizeof(ci), NULL, true);
     pool = pool_open(&E, ci);
     g_pool = pool;
     check_at_snapshot(&E, BIG_TABLE, NULL, 2, &at);
