@@ -59,6 +59,8 @@ typedef struct gw_counters_s {
     uint64_t auth_failures_total;
     uint64_t pg_acquires_total;
     uint64_t pg_acquire_failures_total;
+    uint64_t parallel_streams_total;
+    uint64_t parallel_parts_total;
 } gw_counters_t;
 
 struct gw_server_s {
@@ -79,7 +81,7 @@ struct gw_server_s {
     gw_stream_t *graveyard; /* ended streams, freed by gw_streams_reap */
     uint32_t nqueued;
     fw_pool_t *fwpool;    /* NULL once closed */
-    uint32_t pg_held;     /* connections held by streams */
+    uint32_t pg_held;     /* connections held by streams (a parallel one's parts included) */
     uint32_t pg_pending;  /* acquires asked for streams, not yet answered */
     /* readiness (serve_pool.c): the last proof that PostgreSQL answers, and whether an
      * acquire or the probe failed since */

@@ -75,7 +75,13 @@ void gw_config_usage(FILE *f)
             "                                 usable, else on the primary)\n"
             "  --drain-seconds N              on SIGTERM, let running streams finish for up to\n"
             "                                 N s (/readyz is 503 at once); default 0: cancel\n"
-            "                                 them at once"
+            "                                 them at once\n"
+            "  --parallel ENTITY=N[:KEY][,...] read ENTITY over up to N PostgreSQL connections\n"
+            "                                 under one snapshot when a request has no limit\n"
+            "                                 and no order_by (N 2..16, at most --pool-size);\n"
+            "                                 KEY: an integer column of v_ENTITY to split by,\n"
+            "                                 tid:COL a ctid column it shows, none: ctid\n"
+            "                                 ranges (a table or materialized view)\n"
             "  --stream-budget BYTES          receive memory per stream, default 1M\n"
             "  --abandon-seconds N            a stream paused this long in all is cancelled,\n"
             "                                 default 60\n"
@@ -262,6 +268,9 @@ static int config_set(gw_config_t *cfg, const char *key, const char *v, bool *lo
     }
     if (strcmp(key, "allow") == 0)
         return add_list(&cfg->allow, &cfg->nallow, v) < 0 ? bad("out of memory") : -1;
+    if (strcmp(key, "parallel") == 0)
+        return add_list(&cfg->parallel_raw, &cfg->nparallel_raw, v) < 0 ? bad("out of memory")
+                                                                        : -1;
     if (strcmp(key, "allow-origin") == 0)
         return add_list(&cfg->origins, &cfg->norigins, v) < 0 ? bad("out of memory") : -1;
     if (strcmp(key, "allow-host") == 0)
@@ -287,6 +296,71 @@ static int config_set(gw_config_t *cfg, const char *key, const char *v, bool *lo
         return -1;
     }
     return bad("unknown option '%s' (fwire serve --help)", key);
+}
+
+const gw_parallel_t *gw_config_parallel(const gw_config_t *cfg, const char *entity)
+{
+    for (size_t i = 0; i < cfg->nparallel; i++)
+        if (strcmp(cfg->parallel[i].entity, entity) == 0)
+            return &cfg->parallel[i];
+    return NULL;
+}
+
+/* The largest --parallel N: fw_query_parallel's cap. */
+#define GW_MAX_PARALLEL 16
+
+/* Parses the --parallel values ("ENTITY=N[:KEY]") once the allowlist and --pool-size are
+ * known. Returns -1 to go on or an exit code. */
+static int parse_parallel(gw_config_t *cfg)
+{
+    if (cfg->nparallel_raw == 0)
+        return -1;
+    cfg->parallel = calloc(cfg->nparallel_raw, sizeof(*cfg->parallel));
+    if (cfg->parallel == NULL)
+        return bad("out of memory");
+    for (size_t i = 0; i < cfg->nparallel_raw; i++) {
+        const char *v = cfg->parallel_raw[i];
+        const char *eq = strchr(v, '=');
+        if (eq == NULL || eq == v)
+            return bad("--parallel wants ENTITY=N[:KEY], got '%s'", v);
+        const char *colon = strchr(eq + 1, ':');
+        size_t nlen = colon != NULL ? (size_t)(colon - eq - 1) : strlen(eq + 1);
+        char num[16];
+        uint64_t n = 0;
+        if (nlen == 0 || nlen >= sizeof(num))
+            return bad("--parallel %s: N must be a whole number from 2 to %d", v, GW_MAX_PARALLEL);
+        memcpy(num, eq + 1, nlen);
+        num[nlen] = '\0';
+        if (!parse_u64(num, GW_MAX_PARALLEL, &n, false) || n < 2)
+            return bad("--parallel %s: N must be a whole number from 2 to %d", v, GW_MAX_PARALLEL);
+        if (n > cfg->pool_size)
+            return bad("--parallel %s: %llu connections is more than --pool-size %u", v,
+                       (unsigned long long)n, cfg->pool_size);
+        gw_parallel_t *p = &cfg->parallel[cfg->nparallel];
+        p->entity = strndup(v, (size_t)(eq - v));
+        if (p->entity == NULL)
+            return bad("out of memory");
+        cfg->nparallel++;
+        p->n = (uint32_t)n;
+        if (colon != NULL) {
+            const char *key = colon + 1;
+            const char *col = strncmp(key, "tid:", 4) == 0 ? key + 4 : key;
+            if (*col == '\0' || strlen(col) > 63)
+                return bad("--parallel %s: KEY must be a column name of 1 to 63 bytes", v);
+            p->key = strdup(key);
+            if (p->key == NULL)
+                return bad("out of memory");
+        }
+        bool allowed = false;
+        for (size_t k = 0; k < cfg->nallow; k++)
+            allowed = allowed || strcmp(cfg->allow[k], p->entity) == 0;
+        if (!allowed)
+            return bad("--parallel %s: entity '%s' is not in --allow", v, p->entity);
+        for (size_t k = 0; k + 1 < cfg->nparallel; k++)
+            if (strcmp(cfg->parallel[k].entity, p->entity) == 0)
+                return bad("--parallel: entity '%s' given twice", p->entity);
+    }
+    return -1;
 }
 
 static int load_file(gw_config_t *cfg, const char *path, bool *low_set)
@@ -338,6 +412,14 @@ static int load_file(gw_config_t *cfg, const char *path, bool *low_set)
 
 void gw_config_free(gw_config_t *cfg)
 {
+    for (size_t i = 0; i < cfg->nparallel_raw; i++)
+        free(cfg->parallel_raw[i]);
+    free(cfg->parallel_raw);
+    for (size_t i = 0; i < cfg->nparallel; i++) {
+        free(cfg->parallel[i].entity);
+        free(cfg->parallel[i].key);
+    }
+    free(cfg->parallel);
     free(cfg->listen_host);
     free(cfg->dsn);
     if (cfg->token != NULL) {
@@ -396,6 +478,7 @@ static const cli_opt_t serve_opts[] = {
     {"low-watermark", 0, true, 27},
     {"read-from-primary", 0, false, OPT_READ_FROM_PRIMARY},
     {"drain-seconds", 0, true, 29},
+    {"parallel", 0, true, 30},
     {NULL, 0, false, 0},
 };
 
@@ -493,5 +576,5 @@ int gw_config_load(gw_config_t *cfg, int argc, char **argv)
         if (strlen(cfg->allow[i]) > GW_MAX_ENTITY)
             return bad("--allow: entity '%s' is longer than %d bytes", cfg->allow[i],
                        GW_MAX_ENTITY);
-    return -1;
+    return parse_parallel(cfg);
 }

@@ -8,6 +8,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* --parallel ENTITY=N[:KEY]: requests for ENTITY read over up to N connections. */
+typedef struct gw_parallel_s {
+    char *entity;
+    uint32_t n;
+    char *key; /* NULL: ctid ranges (a table or materialized view); "tid:COL": a view's ctid
+                  column (fw_query_partition_ctid); else an integer key (fw_query_partition_key) */
+} gw_parallel_t;
+
 typedef struct gw_config_s {
     char *listen_host;
     int listen_port;
@@ -42,11 +50,17 @@ typedef struct gw_config_s {
     bool read_from_primary; /* every query on the primary (FW_POOL_WRITE), not a standby */
     uint32_t drain_seconds; /* SIGTERM: running streams may finish for this long (0: at once) */
     bool verbose;
+    char **parallel_raw; /* --parallel values as given, parsed into `parallel` at the end */
+    size_t nparallel_raw;
+    gw_parallel_t *parallel;
+    size_t nparallel;
 } gw_config_t;
 
 /* serve_config.c. Returns -1 to go on, or an exit code (help printed: EXIT_OK). */
 int gw_config_load(gw_config_t *cfg, int argc, char **argv);
 void gw_config_free(gw_config_t *cfg);
 void gw_config_usage(FILE *f);
+/* The --parallel setting of an entity, or NULL. */
+const gw_parallel_t *gw_config_parallel(const gw_config_t *cfg, const char *entity);
 
 #endif /* FWIRE_SERVE_CONFIG_H */

@@ -117,8 +117,26 @@ static bool may_take(const gw_server_t *srv, const gw_stream_t *s, uint32_t extr
         return true;
     uint32_t held = extra;
     for (const gw_stream_t *o = c->streams; o != NULL; o = o->cnext)
-        held += o->pg != NULL;
+        held += o->pg != NULL ? o->pg->weight : 0;
     return held < srv->cfg.max_pool_per_connection;
+}
+
+uint32_t gw_pool_parts(const gw_server_t *srv, const gw_stream_t *s, uint32_t want)
+{
+    uint32_t used = srv->pg_held + srv->pg_pending + (srv->probe_busy ? 1u : 0u);
+    uint32_t room = srv->cfg.pool_size > used ? srv->cfg.pool_size - used : 0;
+    const gw_client_t *c = s->client;
+    if (c != NULL) {
+        uint32_t held = 0; /* s's own connection included */
+        for (const gw_stream_t *o = c->streams; o != NULL; o = o->cnext)
+            held += o->pg != NULL ? o->pg->weight : 0;
+        uint32_t share = srv->cfg.max_pool_per_connection > held
+                             ? srv->cfg.max_pool_per_connection - held
+                             : 0;
+        if (share < room)
+            room = share;
+    }
+    return want - 1 < room ? want : room + 1;
 }
 
 /* Queued streams that could take a connection now, each client counted up to its share. */
@@ -178,6 +196,7 @@ static void on_acquired(fw_pool_t *pool, fw_conn_t *conn, int status, const fw_e
     }
     pg->srv = srv;
     pg->conn = conn;
+    pg->weight = 1;
     srv->pg_held++;
     fw_conn_info_t info;
     if (srv->cfg.verbose && fw_conn_info(conn, &info) == 0)
@@ -214,8 +233,8 @@ void gw_pg_release(gw_pg_t *pg, bool usable)
      * itself knows the same (fwire marks it BAD on every error the gateway calls unusable). */
     (void)usable;
     gw_server_t *srv = pg->srv;
-    srv->pg_held--;
-    if (srv->fwpool != NULL)
+    srv->pg_held -= pg->weight;
+    if (srv->fwpool != NULL && !pg->stream_owned)
         fw_pool_release(srv->fwpool, pg->conn);
     free(pg);
     gw_pool_dispatch(srv);
@@ -511,6 +530,12 @@ void gw_streams_metrics(const gw_server_t *srv, gwbuf_t *b)
             "PostgreSQL connection attempts that failed.", ps.connect_failures);
     counter(b, "fraiseql_gateway_pool_acquires_total", "Connections handed to streams.",
             c->pg_acquires_total);
+    counter(b, "fraiseql_gateway_parallel_streams_total",
+            "Streams read over several PostgreSQL connections under one snapshot (--parallel).",
+            c->parallel_streams_total);
+    counter(b, "fraiseql_gateway_parallel_parts_total",
+            "Connections those streams read over, summed (fewer than N when the pool was busy).",
+            c->parallel_parts_total);
     counter(b, "fraiseql_gateway_pool_acquire_failures_total",
             "Acquires that failed (every server failing, or a timeout).",
             c->pg_acquire_failures_total);

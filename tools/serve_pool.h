@@ -6,6 +6,7 @@
 
 #include <fwire.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "serve_json.h"
 
@@ -18,6 +19,11 @@ typedef struct gw_pg_s gw_pg_t;
 struct gw_pg_s {
     gw_server_t *srv;
     fw_conn_t *conn;
+    /* Connections this stream counts for: 1, or the parts of a parallel stream (--parallel),
+     * which fwire acquires from the pool itself and gives back at fw_stream_free. */
+    uint32_t weight;
+    /* fw_pool_stream_start took conn: fw_stream_free (or its failed start) gives it back */
+    bool stream_owned;
 };
 
 /* Creates the fw_pool_t of --dsn (nothing connects yet). Returns 0, or a negative fwire code
@@ -34,6 +40,10 @@ bool gw_ready(const gw_server_t *srv, char *why, size_t len);
 /* Appends the gateway's metric lines. */
 void gw_streams_metrics(const gw_server_t *srv, gwbuf_t *b);
 bool gw_entity_allowed(const gw_server_t *srv, const char *entity);
+/* The parts a parallel stream of s may run on now, from 1 to `want`: the room left under
+ * --pool-size (streams held, acquires pending, the probe) and under the client's share
+ * (--max-pool-per-connection), counting the connection s already holds. Never waits for more. */
+uint32_t gw_pool_parts(const gw_server_t *srv, const gw_stream_t *s, uint32_t want);
 /* Asks the pool for connections for the streams that wait and may take one. */
 void gw_pool_dispatch(gw_server_t *srv);
 /* A stream is done with its connection: back to the pool, which drains it first when its

@@ -100,8 +100,11 @@ static void stream_free(gw_stream_t *s, int code)
         s->fs = NULL;
     }
     if (s->pg != NULL) {
-        gw_pg_release(s->pg, conn_usable(code));
+        /* unlinked first: the release dispatches, and the client's share counts its streams'
+         * connections (may_take reads s->pg) */
+        gw_pg_t *pg = s->pg;
         s->pg = NULL;
+        gw_pg_release(pg, conn_usable(code));
     }
     queue_remove(s);
     s->client_at_end = s->client;
@@ -381,7 +384,32 @@ static void start_query(gw_stream_t *s)
     memset(&err, 0, sizeof(err));
     if (s->limit >= 0 && (s->estimate < 0 || s->estimate > s->limit))
         s->estimate = s->limit;
-    int rc = fw_stream_start(s->pg->conn, s->q, on_rows, s, &s->fs, &err);
+    int rc;
+    uint32_t parts = s->par != NULL ? gw_pool_parts(s->srv, s, s->par->n) : 1;
+    if (parts >= 2) {
+        /* --parallel: the parts come from the pool (fw_pool_stream_start), which gets them all
+         * back at fw_stream_free; counted as held from now, so no other stream takes them. */
+        const char *key = s->par->key;
+        rc = fw_query_parallel(s->q, (int)parts);
+        if (rc == 0 && key != NULL)
+            rc = strncmp(key, "tid:", 4) == 0 ? fw_query_partition_ctid(s->q, key + 4)
+                                              : fw_query_partition_key(s->q, key);
+        s->pg->weight = parts;
+        s->pg->stream_owned = true;
+        s->srv->pg_held += parts - 1;
+        s->srv->c.parallel_streams_total++;
+        s->srv->c.parallel_parts_total += parts;
+        if (rc == 0)
+            rc = fw_pool_stream_start(s->srv->fwpool, s->pg->conn, s->q, on_rows, s, &s->fs,
+                                      &err);
+        else {
+            snprintf(err.message, sizeof(err.message), "--parallel %s=%u refused: %s",
+                     s->par->entity, s->par->n, fw_strerror(rc));
+            fw_pool_release(s->srv->fwpool, s->pg->conn);
+        }
+    } else {
+        rc = fw_stream_start(s->pg->conn, s->q, on_rows, s, &s->fs, &err);
+    }
     if (rc < 0) {
         s->fs = NULL;
         stream_end_error(s, rc, &err);
@@ -406,7 +434,8 @@ static void start_query(gw_stream_t *s)
     }
     /* NDJSON: the 200 goes out with the first rows (or the end), so an error before any row
      * (a view of the wrong shape, a failure at the first fetch) is still an HTTP status */
-    gw_log(s->srv, "stream %s: %s started (estimate %" PRId64 ")", s->id, s->entity, s->estimate);
+    gw_log(s->srv, "stream %s: %s started (estimate %" PRId64 ", %u connection%s)", s->id,
+           s->entity, s->estimate, parts, parts > 1 ? "s" : "");
 }
 
 static void explain_rows(gw_stream_t *s)
@@ -602,6 +631,10 @@ void gw_stream_request(gw_client_t *c, const gw_request_t *req)
     gw_uuid_v4(s->id);
     s->limit = req->limit;
     s->estimate = -1;
+    /* A split has no global order and no LIMIT (fw_query_parallel): such requests of a
+     * --parallel entity run on one connection, as any other. */
+    if (req->limit < 0 && req->order_path == NULL)
+        s->par = gw_config_parallel(cfg, req->entity);
     s->batch_size = req->batch_size != 0 ? req->batch_size : cfg->batch_size;
     if (c->mode == GW_CLIENT_NDJSON)
         s->batch_size = 1000; /* chunks of NDJSON: not a protocol unit, just fewer writes */

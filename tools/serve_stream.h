@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "serve_config.h"
 #include "serve_json.h"
 #include "serve_req.h"
 
@@ -57,6 +58,7 @@ struct gw_stream_s {
     gw_pg_t *pg;
     int64_t limit;
     int64_t estimate; /* -1 unknown */
+    const gw_parallel_t *par; /* --parallel of its entity, when the request can be split */
     uint32_t batch_size;
     /* counters */
     uint64_t start_ms; /* when the request arrived */

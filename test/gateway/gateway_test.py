@@ -950,6 +950,122 @@ async def group_concurrency():
            "busy %s, connects_total %s" % (vals.get(busy), vals.get("fraiseql_gateway_pool_connects_total")))
     finally:
         gw.stop()
+    await parallel_case()
+
+
+async def parallel_case():
+    """--parallel: an entity's streams read over several connections under one snapshot, each
+    equal to psql's answer; requests with a limit stay on one connection; a busy pool gives
+    fewer parts, never a wait; a cancel and the end give every connection back idle."""
+    sfx = "_wss" if TLS else ""
+    key, mat, tid, bad = ("gwpar_key" + sfx, "gwpar_mat" + sfx, "gwpar_tid" + sfx,
+                          "gwpar_bad" + sfx)
+    psql("DROP VIEW IF EXISTS v_{k}, v_{t}, v_{b}; DROP MATERIALIZED VIEW IF EXISTS v_{m};"
+         "DROP TABLE IF EXISTS t_{k};"
+         "CREATE TABLE t_{k} AS SELECT id, data FROM bench_100k WHERE id <= 20000;"
+         "CREATE INDEX ON t_{k} (id); ANALYZE t_{k};"
+         "CREATE VIEW v_{k} AS SELECT id, data FROM t_{k};"
+         "CREATE MATERIALIZED VIEW v_{m} AS SELECT data FROM t_{k};"
+         "CREATE VIEW v_{t} AS SELECT t.ctid AS rid, t.data FROM t_{k} t;"
+         "CREATE VIEW v_{b} AS SELECT data FROM t_{k};"
+         "GRANT SELECT ON t_{k}, v_{k}, v_{m}, v_{t}, v_{b} TO PUBLIC"
+         .format(k=key, m=mat, t=tid, b=bad), dsn=ADMIN_DSN)
+    want = oracle("v_" + key)
+    gw = Gateway("--pool-size", "4", "--max-pool-per-connection", "4", "--parallel",
+                 "%s=3:id,%s=4,%s=2:tid:rid,%s=2:id" % (key, mat, tid, bad),
+                 allow=ALLOW + ",%s,%s,%s,%s" % (key, mat, tid, bad))
+
+    def parts():
+        v = gw.metrics()[2]
+        return (v.get("fraiseql_gateway_parallel_streams_total", -1),
+                v.get("fraiseql_gateway_parallel_parts_total", -1))
+
+    try:
+        async with ws_connect(gw.ws, max_size=2 ** 24) as ws:
+            for ent, n, how in ((key, 3, "key ranges"), (mat, 4, "ctid ranges"),
+                                (tid, 2, "a ctid column")):
+                before = parts()
+                res = await run_stream(ws, {"type": "stream_query", "request_id": ent,
+                                            "entity": ent, "batch_size": 500})
+                check_complete(res, want, "--parallel %s=%d (%s)" % (ent, n, how), exact=False)
+                after = parts()
+                ok(after == (before[0] + 1, before[1] + n),
+                   "--parallel %s: one stream over %d connections on /metrics" % (ent, n),
+                   "%r -> %r" % (before, after))
+            before = parts()
+            res = await run_stream(ws, {"type": "stream_query", "request_id": "w",
+                                        "entity": key, "batch_size": 500,
+                                        "where": [{"path": "bucket", "op": "eq", "value": 3}]})
+            check_complete(res, oracle("v_" + key, "data->'bucket' = '3'"),
+                           "--parallel with a where filter", exact=False)
+            res = await run_stream(ws, {"type": "stream_query", "request_id": "l",
+                                        "entity": key, "limit": 7})
+            ok(res["end"]["type"] == "query_completed" and len(res["rows"]) == 7,
+               "--parallel: a request with a limit completes", repr(res["end"]))
+            ok(parts() == (before[0] + 1, before[1] + 3),
+               "--parallel: the filtered request was split, the limited one was not",
+               "%r -> %r" % (before, parts()))
+            st, body, _ = gw.get("/stream/" + key)
+            lines = [l for l in body.split("\n") if l]
+            ok(st == 200 and (len(lines), row_sum(lines)) == want,
+               "--parallel over NDJSON: count and checksum equal psql's",
+               "status %s, %d rows" % (st, len(lines)))
+            # a busy pool: two paused streams hold 2 of the 4 connections, so the split gets
+            # the one left beside its own: 2 parts, and no wait
+            async with ws_connect(gw.ws) as ws2:
+                sids = []
+                for i in range(2):
+                    await ws2.send(json.dumps({"type": "stream_query", "request_id": "p%d" % i,
+                                               "entity": "fixture_sleepy", "batch_size": 1}))
+                    while True:
+                        _, m = await recv_json(ws2)
+                        if m["type"] == "query_started":
+                            break
+                    sids.append(m["stream_id"])
+                    await ws2.send(json.dumps({"type": "pause_query", "stream_id": sids[-1]}))
+                before = parts()
+                res = await run_stream(ws, {"type": "stream_query", "request_id": "busy",
+                                            "entity": key, "batch_size": 500})
+                check_complete(res, want, "--parallel with 2 of 4 connections taken",
+                               exact=False)
+                ok(parts() == (before[0] + 1, before[1] + 2),
+                   "--parallel: a busy pool gives the split the connections it has (2 of 3)",
+                   "%r -> %r" % (before, parts()))
+                for sid in sids:
+                    await ws2.send(json.dumps({"type": "cancel_query", "stream_id": sid}))
+            # a cancel in the middle ends every part
+            await ws.send(json.dumps({"type": "stream_query", "request_id": "c", "entity": key,
+                                      "batch_size": 100}))
+            _, m = await recv_json(ws)
+            sid = m.get("stream_id")
+            _, m = await recv_json(ws)
+            ok(m["type"] == "query_batch", "--parallel cancel: rows are flowing", repr(m)[:200])
+            await ws.send(json.dumps({"type": "cancel_query", "stream_id": sid}))
+            while m["type"] in ("query_batch", "query_progress"):
+                _, m = await recv_json(ws)
+            ok(m["type"] == "query_cancelled", "--parallel: cancel_query ends the split",
+               repr(m)[:200])
+            # a key the view does not have: an error for the request, the gateway goes on
+            res = await run_stream(ws, {"type": "stream_query", "request_id": "bad",
+                                        "entity": bad})
+            e = res["end"] or {}
+            ok(e.get("type") == "query_error" and "id" in e.get("message", ""),
+               "--parallel with a missing key column: a query_error naming it", repr(e)[:300])
+            res = await run_stream(ws, {"type": "stream_query", "request_id": "after",
+                                        "entity": key, "batch_size": 500})
+            check_complete(res, want, "--parallel after the failed one", exact=False)
+        busy = 'fraiseql_gateway_pool_connections{state="busy"}'
+        held, vals, body = await wait_metric(gw, lambda v: v.get(busy, 1) == 0, 4)
+        ok(held and prometheus_ok(body), "--parallel: every connection is back in the pool",
+           "busy %s" % vals.get(busy))
+        left = psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s' AND "
+                    "state <> 'idle'" % APP, dsn=ADMIN_DSN).strip()
+        ok(left == "0", "--parallel: no backend of the gateway is left in a transaction",
+           left)
+    finally:
+        gw.stop("the --parallel gateway")
+        psql("DROP VIEW v_{k}, v_{t}, v_{b}; DROP MATERIALIZED VIEW v_{m}; DROP TABLE t_{k}"
+             .format(k=key, m=mat, t=tid, b=bad), dsn=ADMIN_DSN)
 
 
 async def group_backpressure():
@@ -1143,7 +1259,18 @@ async def group_auth():
                          (["--read-from-primary", "yes"], b"'yes'"),
                          (["--dsn", "host=a,b,c port=1,2"], b"invalid connection options"),
                          (["--dsn", "host=a target_session_attrs=bogus"],
-                          b"invalid connection options")):
+                          b"invalid connection options"),
+                         # --parallel: N, the entity, the key, the pool
+                         (["--parallel", "x=1"], b"N must be a whole number from 2 to 16"),
+                         (["--parallel", "x=17"], b"N must be a whole number from 2 to 16"),
+                         (["--parallel", "x=two"], b"N must be a whole number"),
+                         (["--parallel", "x"], b"--parallel wants ENTITY=N[:KEY]"),
+                         (["--parallel", "=2"], b"--parallel wants ENTITY=N[:KEY]"),
+                         (["--parallel", "y=2"], b"entity 'y' is not in --allow"),
+                         (["--parallel", "x=2:"], b"KEY must be a column name"),
+                         (["--parallel", "x=2:tid:"], b"KEY must be a column name"),
+                         (["--parallel", "x=5"], b"more than --pool-size 4"),
+                         (["--parallel", "x=2,x=3"], b"entity 'x' given twice")):
         r = subprocess.run([FWIRE, "serve", "--allow", "x"] + args, capture_output=True)
         ok(r.returncode == 1 and needle in r.stderr, "serve %r: exit 1 naming it" % args,
            repr((r.returncode, r.stderr[:200])))
