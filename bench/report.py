@@ -449,6 +449,47 @@ if pred:
         ("CPU ms (whole process)", col("cpu_ms", 1)), ("first row ms", col_first)])
     md.append("where=K / pred=K keep the rows whose \"bucket\" (id % 10) is below K: 10, 50, 90 %.\n")
 
+# ---- parallel streams --------------------------------------------------------------------------
+par = load("parallel.json")
+R["parallel"] = par
+if par:
+    def round_ratio(view, c, refkind):
+        """Median over rounds of one connection's query time ÷ this client's (a speed-up)."""
+        r = ref(par, view, refkind)
+        if r is None or r is c or c.get("failed") or r.get("failed"):
+            return None
+        xs = sorted(a["query_ns"] / b["query_ns"] for a, b in zip(r["runs"], c["runs"])
+                    if b["query_ns"] > 0)
+        return xs[len(xs) // 2] if xs else None
+
+    def col_speed(refkind):
+        def f(view, c):
+            x = round_ratio(view, c, refkind)
+            return "" if x is None else f"{x:.2f}"
+        return f
+    stream_table(par, "Parallel streams: one connection against N parts (fw_query_parallel)", [
+        ("rows/s", col("rows_per_s")), ("query ms", col("query_ms", 1)),
+        ("speed-up vs one fresh connection (per-round median)", col_speed("fwire-threaded")),
+        ("speed-up vs one warm pooled connection", col_speed("fwire-threaded/pool")),
+        ("client CPU ns/row (query)", col("query_cpu_ns_per_row", 0)),
+        ("peak RSS MiB", col("peak_rss_mib", 2))])
+    md.append("/par=N: N parts on fresh connections (ctid ranges of the table); /pool: the stream "
+              "runs once untimed on a pool, then the timed run on the same (warm) backends.\n")
+    for v in par["views"]:
+        view = v["view"]
+        for c in v["clients"]:
+            k = c["client"]
+            if k == "fwire-threaded/par=2":
+                target("parallel N = 2, rows/s ÷ one fresh connection", round_ratio(view, c, "fwire-threaded"),
+                       ">=", 1.5, view)
+            if k == "fwire-threaded/pool/par=2":
+                target("parallel N = 2 from a pool, rows/s ÷ one warm pooled connection",
+                       round_ratio(view, c, "fwire-threaded/pool"), ">=", 1.5, view)
+                one = ref(par, view, "fwire-threaded/pool")
+                target("parallel N = 2 from a pool, client CPU per row ÷ one warm connection's",
+                       ratio(med(c, "query_cpu_ns_per_row"), med(one, "query_cpu_ns_per_row")),
+                       "<=", 1.0, view)
+
 # ---- stability ---------------------------------------------------------------------------------
 stab_rows = []
 if stab:

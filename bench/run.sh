@@ -22,8 +22,8 @@
 #             pool's rounds and callgrind's rounds are 3, or --runs when that is fewer (CI's
 #             smoke check runs --quick --runs 1: every section and client once, nothing quoted)
 #   --only    run some sections: micro, decode, stream, firstrow, chunking, rss, predicate,
-#             metrics, allocs, stability, replay, connect, routing, pool, pool1k, callgrind,
-#             perfstat, syscalls
+#             metrics, allocs, parallel, stability, replay, connect, routing, pool, pool1k,
+#             callgrind, perfstat, syscalls
 #
 # The routing section (connect time through a three-host list whose first two hosts are
 # standbys, target_session_attrs=read-write) starts a replicated cluster of its own through
@@ -197,6 +197,12 @@ section metrics stream metrics --views "$v_big" \
 # fwire's allocations in the query window, by result size (0 per row: flat)
 section allocs stream allocs --views "${views_main%%,v_bench_large*}" \
     --clients fwire-embedded/allocs,fwire-threaded/allocs
+# parallel streams (issue 16): one connection against N = 2 and 4 parts, each on fresh
+# connections and from a pool whose backends have read before (/pool: one untimed run first);
+# a table, so ctid ranges. bench/parallel.sh has the CLI's figures and the memory check.
+par_clients=fwire-threaded,fwire-threaded/par=2,fwire-threaded/par=4
+par_clients+=,fwire-threaded/pool,fwire-threaded/pool/par=2,fwire-threaded/pool/par=4
+section parallel stream parallel --views "=${v_big#v_}" --clients "$par_clients"
 # stability: RSS sampled over a long stream
 section stability stream stability --views "$v_stab" --clients "$stab_clients" --timeout 1800
 
