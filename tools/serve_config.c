@@ -76,12 +76,14 @@ void gw_config_usage(FILE *f)
             "  --drain-seconds N              on SIGTERM, let running streams finish for up to\n"
             "                                 N s (/readyz is 503 at once); default 0: cancel\n"
             "                                 them at once\n"
-            "  --parallel ENTITY=N[:KEY][,...] read ENTITY over up to N PostgreSQL connections\n"
+            "  --parallel ENTITY=N[:KEY][,...]\n"
+            "                                 read ENTITY over up to N PostgreSQL connections\n"
             "                                 under one snapshot when a request has no limit\n"
-            "                                 and no order_by (N 2..16, at most --pool-size);\n"
-            "                                 KEY: an integer column of v_ENTITY to split by,\n"
-            "                                 tid:COL a ctid column it shows, none: ctid\n"
-            "                                 ranges (a table or materialized view)\n"
+            "                                 and no order_by (N 2..16, at most\n"
+            "                                 --max-pool-per-connection); KEY: an integer\n"
+            "                                 column of v_ENTITY to split by, tid:COL a ctid\n"
+            "                                 column it shows, none: ctid ranges (a table or\n"
+            "                                 materialized view)\n"
             "  --stream-budget BYTES          receive memory per stream, default 1M\n"
             "  --abandon-seconds N            a stream paused this long in all is cancelled,\n"
             "                                 default 60\n"
@@ -227,7 +229,7 @@ static const struct {
     size_t off;
     uint64_t min;
 } size_keys[] = {
-    {"stream-budget", offsetof(gw_config_t, stream_budget), 64u * 1024u},
+    {"stream-budget", offsetof(gw_config_t, stream_budget), GW_MIN_STREAM_BUDGET},
     {"high-watermark", offsetof(gw_config_t, high_watermark), 16u * 1024u},
     {"low-watermark", offsetof(gw_config_t, low_watermark), 0},
 };
@@ -336,6 +338,11 @@ static int parse_parallel(gw_config_t *cfg)
         if (n > cfg->pool_size)
             return bad("--parallel %s: %llu connections is more than --pool-size %u", v,
                        (unsigned long long)n, cfg->pool_size);
+        /* the parts count in the client's share: a larger N could never be had */
+        if (n > cfg->max_pool_per_connection)
+            return bad("--parallel %s: %llu connections is more than one client may hold "
+                       "(--max-pool-per-connection %u; by default half of --pool-size)",
+                       v, (unsigned long long)n, cfg->max_pool_per_connection);
         gw_parallel_t *p = &cfg->parallel[cfg->nparallel];
         p->entity = strndup(v, (size_t)(eq - v));
         if (p->entity == NULL)
@@ -345,8 +352,11 @@ static int parse_parallel(gw_config_t *cfg)
         if (colon != NULL) {
             const char *key = colon + 1;
             const char *col = strncmp(key, "tid:", 4) == 0 ? key + 4 : key;
-            if (*col == '\0' || strlen(col) > 63)
-                return bad("--parallel %s: KEY must be a column name of 1 to 63 bytes", v);
+            size_t cl = strlen(col);
+            if (cl == 0 || cl > 63 || strspn(col, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST"
+                                                  "UVWXYZ0123456789_") != cl)
+                return bad("--parallel %s: KEY must be a column name of 1 to 63 letters, digits "
+                           "or _ (tid:COL for a ctid column)", v);
             p->key = strdup(key);
             if (p->key == NULL)
                 return bad("out of memory");

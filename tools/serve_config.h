@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The smallest --stream-budget (and a --parallel part's share of it). */
+#define GW_MIN_STREAM_BUDGET ((size_t)64 * 1024)
+
 /* --parallel ENTITY=N[:KEY]: requests for ENTITY read over up to N connections. */
 typedef struct gw_parallel_s {
     char *entity;

@@ -125,6 +125,16 @@ uint32_t gw_pool_parts(const gw_server_t *srv, const gw_stream_t *s, uint32_t wa
 {
     uint32_t used = srv->pg_held + srv->pg_pending + (srv->probe_busy ? 1u : 0u);
     uint32_t room = srv->cfg.pool_size > used ? srv->cfg.pool_size - used : 0;
+    /* ...and what the pool itself can hand out at once: a connection the gateway let go may
+     * still be draining or rolling back there, and an abandoned probe's acquire may wait. */
+    fw_pool_stats_t ps;
+    memset(&ps, 0, sizeof(ps));
+    if (srv->fwpool != NULL && fw_pool_stats(srv->fwpool, &ps) == 0) {
+        uint32_t free_now = ps.idle + (ps.size < srv->cfg.pool_size ? srv->cfg.pool_size - ps.size : 0);
+        free_now = free_now > ps.waiting ? free_now - ps.waiting : 0;
+        if (free_now < room)
+            room = free_now;
+    }
     const gw_client_t *c = s->client;
     if (c != NULL) {
         uint32_t held = 0; /* s's own connection included */

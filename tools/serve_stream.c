@@ -394,15 +394,25 @@ static void start_query(gw_stream_t *s)
         if (rc == 0 && key != NULL)
             rc = strncmp(key, "tid:", 4) == 0 ? fw_query_partition_ctid(s->q, key + 4)
                                               : fw_query_partition_key(s->q, key);
+        /* --stream-budget bounds the stream's receive memory, as for any stream: fwire's
+         * budget is per part, so each part gets its share (at least the flag's minimum). */
+        size_t budget = s->srv->cfg.stream_budget / parts;
+        if (rc == 0)
+            rc = fw_query_max_memory(s->q, budget < GW_MIN_STREAM_BUDGET ? GW_MIN_STREAM_BUDGET
+                                                                         : budget);
+        /* from here the stream counts for `parts` connections, and fw_pool_stream_start owns
+         * conn (it gives it back itself, also when the start fails) */
         s->pg->weight = parts;
         s->pg->stream_owned = true;
         s->srv->pg_held += parts - 1;
-        s->srv->c.parallel_streams_total++;
-        s->srv->c.parallel_parts_total += parts;
-        if (rc == 0)
+        if (rc == 0) {
             rc = fw_pool_stream_start(s->srv->fwpool, s->pg->conn, s->q, on_rows, s, &s->fs,
                                       &err);
-        else {
+            if (rc == 0) {
+                s->srv->c.parallel_streams_total++;
+                s->srv->c.parallel_parts_total += parts;
+            }
+        } else {
             snprintf(err.message, sizeof(err.message), "--parallel %s=%u refused: %s",
                      s->par->entity, s->par->n, fw_strerror(rc));
             fw_pool_release(s->srv->fwpool, s->pg->conn);
