@@ -63,8 +63,7 @@ void fw__stream_unref(fw_stream_t *s)
     fw__pipe_free(&s->pipe);
     if (s->wake_to != s && s->wake_to != NULL)
         fw__stream_unref(s->wake_to);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
+    fw__park_destroy(&s->park);
     pthread_mutex_destroy(&s->wake_mu);
     fw__aligned_free(&fw__alloc, s);
 }
@@ -437,7 +436,7 @@ static void adapt_chunk_size(fw_stream_t *s, bool stalled)
     /* A consumer asleep waiting for rows keeps up, whatever is queued: threaded mode lets a
      * few chunks gather before it wakes one (fw__stream_notify), which would otherwise read as
      * a slow consumer. */
-    bool waiting = s->threaded && atomic_load_explicit(&s->wake_to->waiter, memory_order_relaxed);
+    bool waiting = s->threaded && fw__park_sleeping(&s->wake_to->park);
     size_t queued = waiting ? 0 : fw__ring_size(&s->pipe.full);
     size_t cap = fw__ring_capacity(&s->pipe.full);
     /* A stall is the consumer at its slowest: it decides the window (chunker.h). */

@@ -6,7 +6,7 @@
  *
  * The consumer's fast path is a pop from the pipe: no lock, no syscall. It touches shared
  * state only when a chunk is finished (one release into the empty ring), when it has nothing
- * to read (then it may sleep, announcing itself in `waiter`), and when the producer is stalled
+ * to read (then it may sleep, announcing itself in its park word), and when the producer is stalled
  * (then it wakes the loop once enough has been released).
  */
 #include "alloc.h"
@@ -229,21 +229,18 @@ static int wait_for(fw_stream_t *s, int timeout_ms, int (*poll)(fw_stream_t *, v
     struct timespec deadline;
     if (timeout_ms > 0)
         deadline_after(&deadline, timeout_ms);
-    pthread_mutex_lock(&s->mu);
-    /* seq_cst: pairs with the producer's fence after its push (stream_wake.c, signal_consumer). */
-    atomic_store_explicit(&s->waiter, true, memory_order_seq_cst);
     for (;;) {
+        /* seq_cst: pairs with the producer's fence after its push (fw__park_wake): it sees
+         * this 1, or this look sees its rows. */
+        atomic_store_explicit(&s->park.word, 1, memory_order_seq_cst);
         if ((r = poll(s, arg)) != FW_AGAIN)
             break;
-        int w = timeout_ms > 0 ? pthread_cond_timedwait(&s->cv, &s->mu, &deadline)
-                               : pthread_cond_wait(&s->cv, &s->mu);
-        if (w == ETIMEDOUT) {
+        if (!fw__park_wait(&s->park, timeout_ms > 0 ? &deadline : NULL)) {
             r = poll(s, arg);
             break;
         }
     }
-    atomic_store_explicit(&s->waiter, false, memory_order_relaxed);
-    pthread_mutex_unlock(&s->mu);
+    atomic_store_explicit(&s->park.word, 0, memory_order_relaxed);
     return r;
 }
 

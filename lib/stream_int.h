@@ -7,6 +7,7 @@
 #ifndef FW_STREAM_INT_H
 #define FW_STREAM_INT_H
 
+#include "park.h"
 #include "conn.h"
 #include "ftimer.h"
 #include "lmetrics.h"
@@ -111,16 +112,14 @@ struct fw_stream_s {
     bool turn_wake;     /* it gave way and its wake will bring it back (stream.c) */
 
     /* ---- producer -> a sleeping consumer (threaded mode) ---- */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    _Atomic bool waiter;
+    fw__park_t park; /* the consumer sleeps on it (park.h) */
 
     /* ---- metrics (lmetrics.h): the entity's series and what this stream added to them ---- */
     fw__lm_stream_t lm;
 
     /* ---- a parallel stream (parallel.c): set at start, read-only ---- */
     /* Whom the producer wakes: the stream itself, or the parallel stream a part belongs to
-     * (whose mu, cv and waiter its consumer sleeps on; the part holds a reference to it). */
+     * (whose park its consumer sleeps on; the part holds a reference to it). */
     fw_stream_t *wake_to;
     struct fw__par_s *par; /* this handle is a parallel stream: its parts are here */
 

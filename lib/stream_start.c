@@ -28,16 +28,13 @@ fw_stream_t *fw__stream_alloc(void)
     if (s == NULL)
         return NULL;
     memset(s, 0, sizeof(*s));
-    pthread_mutex_init(&s->mu, NULL);
+    if (fw__park_init(&s->park) != 0) {
+        fw__aligned_free(&fw__alloc, s);
+        return NULL;
+    }
     pthread_mutex_init(&s->wake_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
     atomic_init(&s->refs, 1);
     atomic_init(&s->final, FW__FINAL_NONE);
-    atomic_init(&s->waiter, false);
     atomic_init(&s->stall_flag, false);
     atomic_init(&s->abandoned, false);
     atomic_init(&s->wake_at, 0);

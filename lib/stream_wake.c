@@ -27,22 +27,11 @@
  * parallel stream's that this stream is a part of (wake_to). */
 static void signal_consumer(fw_stream_t *s)
 {
-    s = s->wake_to;
-    /* seq_cst fence: orders our ring push (or final store) before the load of `waiter`, against
-     * the consumer's store of `waiter` before its re-check of the ring (stream_api.c). One of
-     * the two sides sees the other's write, so a wakeup is never lost. */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&s->waiter, memory_order_relaxed)) {
-        /* The lock orders this wake after a consumer that is between its last poll and its
-         * wait (it holds mu until pthread_cond_wait releases it); the broadcast comes after the
-         * unlock, so the woken consumer does not run into a mutex still held here and sleep on
-         * it once more (strace showed a FUTEX_WAIT returning EAGAIN on the consumer and a second
-         * FUTEX_WAKE here for every wake). The stream outlives this call: the loop thread holds
-         * its reference while it reads. */
-        pthread_mutex_lock(&s->mu);
-        pthread_mutex_unlock(&s->mu);
-        pthread_cond_broadcast(&s->cv);
-    }
+    /* After our ring push (or final store): fw__park_wake's fence orders it before the look at
+     * the consumer's park word, against the consumer's store of 1 before its last poll
+     * (stream_api.c, wait_for). The stream outlives this call: the loop thread holds its
+     * reference while it reads. */
+    fw__park_wake(&s->wake_to->park);
 }
 
 static void on_nudge(uv_timer_t *t)
