@@ -1054,6 +1054,20 @@ async def parallel_case():
                 _, m = await recv_json(ws)
             ok(m["type"] == "query_cancelled", "--parallel: cancel_query ends the split",
                repr(m)[:200])
+            # the client leaves in the middle: every part is cancelled and given back
+            async with ws_connect(gw.ws, max_size=2 ** 24) as ws3:
+                await ws3.send(json.dumps({"type": "stream_query", "request_id": "gone",
+                                           "entity": key, "batch_size": 100}))
+                _, m = await recv_json(ws3)
+                _, m = await recv_json(ws3)
+                ok(m["type"] == "query_batch", "--parallel, client gone: rows were flowing",
+                   repr(m)[:200])
+                ws3.transport.abort()  # no close frame: the TCP connection just drops
+            busy = 'fraiseql_gateway_pool_connections{state="busy"}'
+            held, vals, _ = await wait_metric(gw, lambda v: v.get(busy, 1) == 0, 5)
+            ok(held and await wait_backends_idle("v_" + key, 5),
+               "--parallel, client gone: its parts are cancelled and back in the pool",
+               "busy %s" % vals.get(busy))
             # a key the view does not have: an error for the request, the gateway goes on
             res = await run_stream(ws, {"type": "stream_query", "request_id": "bad",
                                         "entity": bad})
