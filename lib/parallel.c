@@ -13,7 +13,7 @@
  * Each part keeps its own pipe: one SPSC ring, one producer (the runtime's loop thread), one
  * consumer (the thread that calls fw_stream_next on the parallel stream). The consumer polls
  * the parts in turn; a part's producer wakes a sleeping consumer through the parallel stream's
- * condition variable (fw_stream_s.wake_to), so one sleep covers every part.
+ * park word (fw_stream_s.wake_to, park.h), so one sleep covers every part.
  *
  * The connections are the parallel stream's own, opened from the connection string of the
  * connection the query was started on (that one runs nothing), and closed by fw_stream_free:

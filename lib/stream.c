@@ -436,7 +436,7 @@ static void adapt_chunk_size(fw_stream_t *s, bool stalled)
     /* A consumer asleep waiting for rows keeps up, whatever is queued: threaded mode lets a
      * few chunks gather before it wakes one (fw__stream_notify), which would otherwise read as
      * a slow consumer. */
-    bool waiting = s->threaded && fw__park_sleeping(&s->wake_to->park);
+    bool waiting = s->threaded && fw__park_waiting(&s->wake_to->park);
     size_t queued = waiting ? 0 : fw__ring_size(&s->pipe.full);
     size_t cap = fw__ring_capacity(&s->pipe.full);
     /* A stall is the consumer at its slowest: it decides the window (chunker.h). */

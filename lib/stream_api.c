@@ -230,9 +230,9 @@ static int wait_for(fw_stream_t *s, int timeout_ms, int (*poll)(fw_stream_t *, v
     if (timeout_ms > 0)
         deadline_after(&deadline, timeout_ms);
     for (;;) {
-        /* seq_cst: pairs with the producer's fence after its push (fw__park_wake): it sees
-         * this 1, or this look sees its rows. */
-        atomic_store_explicit(&s->park.word, 1, memory_order_seq_cst);
+        /* Announced with a seq_cst fence before the look, paired with the producer's after
+         * its push (fw__park_wake): it sees the announcement, or this look sees its rows. */
+        fw__park_announce(&s->park);
         if ((r = poll(s, arg)) != FW_AGAIN)
             break;
         if (!fw__park_wait(&s->park, timeout_ms > 0 ? &deadline : NULL)) {
@@ -240,7 +240,7 @@ static int wait_for(fw_stream_t *s, int timeout_ms, int (*poll)(fw_stream_t *, v
             break;
         }
     }
-    atomic_store_explicit(&s->park.word, 0, memory_order_relaxed);
+    fw__park_leave(&s->park);
     return r;
 }
 

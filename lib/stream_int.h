@@ -216,7 +216,7 @@ void fw__par_free(fw_stream_t *s);
 void fw__par_chunk_release(fw_stream_t *s, fw_chunk_t *chunk);
 /* stream_api.c, the consumer: fw_stream_cancel in two halves (request: false when the stream
  * had already ended; end: what cancel returns, once `final` is set), and its waiting loop
- * (spin, then sleep on s's condition variable until `poll` gives something but FW_AGAIN). */
+ * (spin, then sleep on s's park word until `poll` gives something but FW_AGAIN). */
 bool fw__stream_cancel_request(fw_stream_t *s);
 int fw__stream_cancel_end(fw_stream_t *s);
 int fw__stream_wait(fw_stream_t *s, int timeout_ms, int (*poll)(fw_stream_t *, void *), void *arg);

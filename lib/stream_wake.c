@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Telling the consumer that rows (or the end) are there: the rows-ready callback in embedded
- * mode; in threaded mode a condition variable, signalled only when the consumer says it sleeps,
+ * mode; in threaded mode the consumer's park word (park.h), woken only when it says it sleeps,
  * and batched so a fast stream does not pay a futex call and two context switches per read.
  */
 #include "stream_int.h"
