@@ -101,6 +101,8 @@ void fw__chan_read_defer(fw__chan_t *ch, bool defer)
 
 ssize_t fw__chan_recv_raw(fw__chan_t *ch)
 {
+    if (ch->tls != NULL && fw__tls_unlend(ch->tls) < 0)
+        return FW_ENOMEM;
     return fw__sock_recv(&ch->sock, ch->rbuf, ch->rcap);
 }
 
@@ -165,12 +167,17 @@ ssize_t fw__chan_read(fw__chan_t *ch, uint8_t *buf, size_t cap)
             return UV_EOF;
         if (k < 0)
             return k == FW_ENOMEM ? k : FW_ETLS;
+        /* fw__tls_read said "more": OpenSSL has read all that was lent (unlend is then free,
+         * and keeps the rule if that ever changes). */
+        if (fw__tls_unlend(ch->tls) < 0)
+            return FW_ENOMEM;
         ssize_t n = fw__sock_recv(&ch->sock, ch->rbuf, ch->rcap);
         if (n <= 0)
             return n;
         /* Drained once OpenSSL has handed out all of this short read. */
         ch->short_read = (size_t)n < ch->rcap;
-        if (fw__tls_feed(ch->tls, ch->rbuf, (size_t)n) < 0)
+        /* Lent, not copied: rbuf is received into again only after the next "more". */
+        if (fw__tls_feed_view(ch->tls, ch->rbuf, (size_t)n) < 0)
             return FW_ENOMEM;
         /* OpenSSL may answer (a key update, a ticket acknowledgement). */
         int rc = flush_tls(ch);

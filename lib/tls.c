@@ -34,7 +34,8 @@ typedef enum tls_state_e {
 struct fw__tls_s {
     SSL_CTX *ctx;
     SSL *ssl;
-    BIO *in;  /* socket -> OpenSSL: fw__tls_feed writes here (owned by ssl) */
+    BIO *in;  /* socket -> OpenSSL: reads inq (tls_in.c; the BIO is owned by ssl) */
+    fw__tls_in_t inq; /* what fw__tls_feed and fw__tls_feed_view gave, not yet read */
     BIO *out; /* OpenSSL -> socket: fw__tls_out shows this (owned by ssl) */
     tls_state_t state;
     int err;
@@ -197,7 +198,7 @@ int fw__tls_new(fw__tls_t **tp, const fw__tls_config_t *cfg, char *err, size_t e
         goto fail;
 
     t->ssl = SSL_new(t->ctx);
-    t->in = BIO_new(BIO_s_mem());
+    t->in = fw__tls_in_bio(&t->inq);
     t->out = BIO_new(BIO_s_mem());
     if (t->ssl == NULL || t->in == NULL || t->out == NULL) {
         BIO_free(t->in);
@@ -206,9 +207,6 @@ int fw__tls_new(fw__tls_t **tp, const fw__tls_config_t *cfg, char *err, size_t e
         rc = fw__tls_msg_fail(err, errlen, FW_ENOMEM, "out of memory");
         goto fail;
     }
-    /* An empty memory BIO reads as "retry", never as end of file: a missing byte means "feed
-     * more", and the end of the socket is the transport's to report. */
-    BIO_set_mem_eof_return(t->in, -1);
     SSL_set_bio(t->ssl, t->in, t->out); /* the SSL owns both BIOs from here */
     SSL_set_connect_state(t->ssl);
     SSL_set_app_data(t->ssl, t);
@@ -255,13 +253,28 @@ int fw__tls_feed(fw__tls_t *t, const uint8_t *cipher, size_t len)
         return FW_EINVAL;
     if (t->state == ST_FAILED)
         return t->err;
-    while (len > 0) {
-        int n = len > (size_t)INT32_MAX ? INT32_MAX : (int)len;
-        if (BIO_write(t->in, cipher, n) != n)
-            return engine_fail(t, FW_ENOMEM, "out of memory buffering TLS input");
-        cipher += n;
-        len -= (size_t)n;
-    }
+    if (!fw__tls_in_append(&t->inq, cipher, len))
+        return engine_fail(t, FW_ENOMEM, "out of memory buffering TLS input");
+    return 0;
+}
+
+int fw__tls_feed_view(fw__tls_t *t, const uint8_t *cipher, size_t len)
+{
+    if (t == NULL || (cipher == NULL && len > 0))
+        return FW_EINVAL;
+    if (t->state == ST_FAILED)
+        return t->err;
+    if (!fw__tls_in_view(&t->inq, cipher, len))
+        return engine_fail(t, FW_ENOMEM, "out of memory buffering TLS input");
+    return 0;
+}
+
+int fw__tls_unlend(fw__tls_t *t)
+{
+    if (t == NULL || t->state == ST_FAILED)
+        return 0;
+    if (!fw__tls_in_keep(&t->inq))
+        return engine_fail(t, FW_ENOMEM, "out of memory buffering TLS input");
     return 0;
 }
 
@@ -484,7 +497,7 @@ bool fw__tls_has_buffered(const fw__tls_t *t)
 {
     if (t == NULL || t->ssl == NULL || t->state == ST_FAILED)
         return false;
-    return SSL_has_pending(t->ssl) == 1 || BIO_ctrl_pending(t->in) > 0;
+    return SSL_has_pending(t->ssl) == 1 || t->inq.len > 0;
 }
 
 int fw__tls_cb_data(fw__tls_t *t, uint8_t *out, size_t cap, size_t *len, const char **why)
@@ -565,6 +578,7 @@ void fw__tls_free(fw__tls_t *t)
     if (t == NULL)
         return;
     SSL_free(t->ssl); /* frees both BIOs */
+    fw__tls_in_free(&t->inq);
     SSL_CTX_free(t->ctx);
     X509_free(t->leaf);
     OPENSSL_free(t->host);

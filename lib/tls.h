@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * TLS for one connection attempt, sans-I/O (STYLE 2): an OpenSSL 3 client on two memory BIOs.
- * The channel (channel.c, the only caller of the record functions) moves the bytes; this unit
- * never touches a socket, a clock or a global.
+ * TLS for one connection attempt, sans-I/O (STYLE 2): an OpenSSL 3 client between a BIO that
+ * reads the ciphertext the channel lends or gives it (tls_in.c) and a memory BIO for what it
+ * sends. The channel (channel.c, the only caller of the record functions) moves the bytes;
+ * this unit never touches a socket or a clock (its one global: the input BIO's method, made
+ * once).
  *
  *   fw__tls_new (all files loaded: configuration errors come before any socket)
  *   -> SSLRequest sent, answer judged by fw__tls_ssl_response
@@ -137,6 +139,18 @@ int fw__tls_new(fw__tls_t **t, const fw__tls_config_t *cfg, char *err, size_t er
 /* Bytes read from the socket (borrowed for the call; copied). Then call fw__tls_handshake or
  * loop fw__tls_read. Returns 0, FW_ENOMEM, or the engine's sticky error. */
 int fw__tls_feed(fw__tls_t *t, const uint8_t *cipher, size_t len);
+
+/*
+ * As fw__tls_feed, but lent, not copied (the bulk path: one copy of every byte less): the
+ * caller must leave cipher[0..len) as it is until fw__tls_read has returned 0 (OpenSSL has
+ * read all of it), or until fw__tls_unlend. (Bytes fed before and still unread: copied.)
+ */
+int fw__tls_feed_view(fw__tls_t *t, const uint8_t *cipher, size_t len);
+
+/* Copies what is still lent (fw__tls_feed_view) and unread into the engine, so the caller may
+ * reuse its buffer. Returns 0 (also on an engine that has already failed) or FW_ENOMEM (the
+ * engine fails with it). */
+int fw__tls_unlend(fw__tls_t *t);
 
 /*
  * Advances the handshake with the bytes fed so far. Returns FW__TLS_DONE, FW__TLS_CONTINUE, or

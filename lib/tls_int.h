@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What the two halves of the TLS unit share (private to tls.c and tls_config.c): the message
- * helpers, and the configuration half's two entry points that fw__tls_new calls. Unlike tls.h,
- * this header names OpenSSL types; nothing outside those two files includes it.
+ * What the parts of the TLS unit share (private to tls.c, tls_config.c and tls_in.c): the
+ * message helpers, the configuration half's two entry points that fw__tls_new calls, and the
+ * ciphertext input. Unlike tls.h, this header names OpenSSL types; nothing outside those
+ * files includes it.
  */
 #ifndef FW_LIB_TLS_INT_H
 #define FW_LIB_TLS_INT_H
@@ -11,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/ssl.h>
 
@@ -45,5 +47,35 @@ int fw__tls_config_check(const fw__tls_config_t *cfg, bool *host_is_ip, int *min
  */
 int fw__tls_ctx_new(SSL_CTX **ctx, const fw__tls_config_t *cfg, int minv, int maxv,
                     SSL_verify_cb verify_cb, char *err, size_t errlen);
+
+/* ---- the ciphertext input (tls_in.c) ---- */
+
+/* What OpenSSL has still to read: a view of the caller's buffer, or the engine's own copy. */
+typedef struct fw__tls_in_s {
+    const uint8_t *p; /* unread bytes */
+    size_t len;
+    bool owned;   /* p points into own */
+    uint8_t *own; /* the engine's buffer (malloc), for bytes that cannot stay lent */
+    size_t cap;
+} fw__tls_in_t;
+
+/* A new BIO that reads `in` (reset here); NULL when out of memory. The SSL that it is given
+ * to frees it; `in` must outlive it, and is freed with fw__tls_in_free after the SSL. */
+BIO *fw__tls_in_bio(fw__tls_in_t *in);
+
+/* Lends p[0..len) to OpenSSL: no copy, but the bytes must stay as they are until OpenSSL has
+ * read them or fw__tls_in_keep has copied them. (If bytes are still unread, copies instead.)
+ * false: out of memory. */
+bool fw__tls_in_view(fw__tls_in_t *in, const uint8_t *p, size_t len);
+
+/* Copies p[0..len) after the unread bytes. false: out of memory (nothing changed). */
+bool fw__tls_in_append(fw__tls_in_t *in, const uint8_t *p, size_t len);
+
+/* Copies unread lent bytes into the engine's own buffer, so the lender may reuse its buffer.
+ * false: out of memory (nothing changed). */
+bool fw__tls_in_keep(fw__tls_in_t *in);
+
+/* Frees the engine's buffer. */
+void fw__tls_in_free(fw__tls_in_t *in);
 
 #endif

@@ -1100,6 +1100,66 @@ static void test_large_payload_in_many_records_is_drained_by_the_read_loop(void 
     srv_free(&s);
 }
 
+/* fw__tls_feed_view lends the buffer (no copy: the channel's bulk path); fw__tls_unlend copies
+ * what OpenSSL has not read, so the lender may overwrite its buffer; a second feed while bytes
+ * are unread keeps them in order. Garbage in the reused buffers would fail the records' MACs. */
+static void test_lent_ciphertext_survives_the_lender_reusing_its_buffer(void **state)
+{
+    (void)state;
+    srv_t s;
+    fw__tls_t *t = open_pair(&s);
+    const size_t total = 40000;
+    uint8_t *payload = malloc(total), *got = malloc(total + 1);
+    assert_true(payload && got);
+    for (size_t i = 0; i < total; i++)
+        payload[i] = (uint8_t)(i * 13 + i / 97);
+
+    srv_write_records(&s, payload, total, 4000); /* 10 records */
+    size_t n;
+    uint8_t *wire = srv_take(&s, &n);
+    assert_int_equal(fw__tls_feed_view(t, wire, n), 0);
+    assert_int_equal(fw__tls_read(t, got, total + 1), 4000);
+    assert_true(fw__tls_has_buffered(t));
+    assert_int_equal(fw__tls_unlend(t), 0);
+    memset(wire, 0xA5, n); /* the lender receives into its buffer again */
+    size_t have = 4000;
+    long r;
+    while ((r = fw__tls_read(t, got + have, total + 1 - have)) > 0)
+        have += (size_t)r;
+    assert_int_equal(r, 0);
+    assert_int_equal(have, total);
+    assert_memory_equal(got, payload, total);
+    assert_int_equal(fw__tls_unlend(t), 0); /* nothing lent: nothing to do */
+    free(wire);
+
+    /* Two lent pieces, the first not yet read when the second comes: both kept, in order. */
+    srv_write_records(&s, payload, total, 5000);
+    wire = srv_take(&s, &n);
+    size_t half = n / 2 + 7;
+    uint8_t *a = malloc(half), *b = malloc(n - half);
+    assert_true(a && b);
+    memcpy(a, wire, half);
+    memcpy(b, wire + half, n - half);
+    assert_int_equal(fw__tls_feed_view(t, a, half), 0);
+    assert_int_equal(fw__tls_feed_view(t, b, n - half), 0);
+    memset(a, 0x5A, half);
+    memset(b, 0x5A, n - half);
+    have = 0;
+    while ((r = fw__tls_read(t, got + have, total + 1 - have)) > 0)
+        have += (size_t)r;
+    assert_int_equal(r, 0);
+    assert_int_equal(have, total);
+    assert_memory_equal(got, payload, total);
+    assert_false(fw__tls_has_buffered(t));
+    free(a);
+    free(b);
+    free(wire);
+    free(payload);
+    free(got);
+    fw__tls_free(t);
+    srv_free(&s);
+}
+
 static void test_one_big_record_read_in_small_pieces_reports_pending_plaintext(void **state)
 {
     (void)state;
@@ -1449,6 +1509,7 @@ int main(void)
         cmocka_unit_test(test_protocol_range_is_honoured),
         cmocka_unit_test(test_sni_carries_host_names_only),
         cmocka_unit_test(test_large_payload_in_many_records_is_drained_by_the_read_loop),
+        cmocka_unit_test(test_lent_ciphertext_survives_the_lender_reusing_its_buffer),
         cmocka_unit_test(test_one_big_record_read_in_small_pieces_reports_pending_plaintext),
         cmocka_unit_test(test_records_split_at_every_byte_arrive_whole),
         cmocka_unit_test(test_write_reaches_the_server_and_is_capped_when_not_flushed),
