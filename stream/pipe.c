@@ -241,6 +241,34 @@ void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s)
 
 /* ---- producer: chunks ------------------------------------------------------------------ */
 
+/*
+ * Whether a free chunk suits the rows per chunk in use now: it holds them, and is not far
+ * larger (a chunk size that shrank). Chunks are allocated for the size in use, not for
+ * chunk_cap: in flight they are one each per read when the consumer sleeps (up to the ring's
+ * 64), and 64 arrays of 1,024 rows (24 KiB each, the adaptive ceiling) for ~30 rows each
+ * touched a page apiece, about 250 KiB of RSS in a TLS stream read by a thread (issue 18);
+ * arrays of the rows in use share pages. A size that changes (the adaptive chunker, at most
+ * once per window of flushes) reallocates chunks as they come back, not on every use.
+ */
+#define CHUNK_SMALL_ROWS 128 /* 3 KiB of rows: under a page, never reallocated for shrinking */
+static bool chunk_suits(const fw__chunk_t *c, uint32_t rows)
+{
+    return c->cap >= rows && (c->cap <= CHUNK_SMALL_ROWS || c->cap / 4 <= rows);
+}
+
+/* Unlinks c from the list of every chunk and frees it. */
+static void chunk_destroy(fw__pipe_t *p, fw__chunk_t *c)
+{
+    for (fw__chunk_t **at = &p->chunk_all; *at != NULL; at = &(*at)->all_next) {
+        if (*at == c) {
+            *at = c->all_next;
+            break;
+        }
+    }
+    p->chunks--;
+    fw__aligned_free(&p->alloc, c);
+}
+
 static int chunk_get(fw__pipe_t *p, fw__chunk_t **out)
 {
     if (p->chunk_pool == NULL)
@@ -248,13 +276,19 @@ static int chunk_get(fw__pipe_t *p, fw__chunk_t **out)
     fw__chunk_t *c = p->chunk_pool;
     if (c == NULL && p->chunks >= p->max_chunks)
         return FW__PIPE_FULL;
+    uint32_t rows = p->o.chunk_rows;
     if (c != NULL) {
         p->chunk_pool = c->next;
-    } else {
-        c = pipe_alloc(p, sizeof(fw__chunk_t) + (size_t)p->o.chunk_cap * sizeof(fw_row_t));
+        if (!chunk_suits(c, rows)) {
+            chunk_destroy(p, c);
+            c = NULL;
+        }
+    }
+    if (c == NULL) {
+        c = pipe_alloc(p, sizeof(fw__chunk_t) + (size_t)rows * sizeof(fw_row_t));
         if (c == NULL)
             return FW_ENOMEM;
-        c->cap = p->o.chunk_cap;
+        c->cap = rows;
         c->all_next = p->chunk_all;
         p->chunk_all = c;
         p->chunks++;
@@ -290,7 +324,7 @@ int fw__pipe_flush(fw__pipe_t *p)
 int fw__pipe_add(fw__pipe_t *p, fw__slab_t *slab, const char *json, size_t len, bool is_null)
 {
     fw__chunk_t *c = p->open;
-    if (c != NULL && (c->n >= p->o.chunk_rows || c->slab != slab)) {
+    if (c != NULL && (c->n >= p->o.chunk_rows || c->n >= c->cap || c->slab != slab)) {
         int rc = fw__pipe_flush(p);
         if (rc != FW__PIPE_OK)
             return rc;

@@ -53,7 +53,8 @@ typedef struct fw__pipe_opts_s {
     size_t slab_size;    /* bytes of a standard slab */
     size_t max_memory;   /* the byte budget: bytes of slabs held (in flight) */
     uint32_t chunk_rows; /* rows per chunk now (may change while running) */
-    uint32_t chunk_cap;  /* the largest chunk_rows ever used: chunks are allocated this big */
+    uint32_t chunk_cap;  /* the largest chunk_rows may become (chunks are allocated for the
+                            chunk_rows in use when they are made, see chunk_get) */
     size_t ring_cap;     /* chunks queued at most (rounded up to a power of two) */
     /* Optional (NULL for none): runs on the consumer for every chunk it gives back, just
      * before the producer can see it again (lib/ records per-chunk metrics with it). */
