@@ -563,6 +563,18 @@ static int part_failed(fw_stream_t *s, fw__par_t *p, int i, int code)
 
 static int par_poll_parts(fw_stream_t *s, fw_row_t *row, fw_chunk_t **chunk);
 
+/* Part i gave a row: the rest of its current chunk goes out through poll_row's own path
+ * (stream_api.c, par_fast), counted in the streak now, so parts still take turns every
+ * PART_STREAK rows (at a chunk's end). Not in embedded mode (hold) nor ordered. */
+static inline void lend_chunk(fw_stream_t *s, fw__par_t *p, int i)
+{
+    const fw__chunk_t *c = p->parts[i]->pipe.cur;
+    if (c == NULL || p->hold || p->ordered)
+        return;
+    s->par_fast = p->parts[i];
+    p->streak += (int)(c->n - c->first);
+}
+
 int fw__par_poll(fw_stream_t *s, fw_row_t *row, fw_chunk_t **chunk)
 {
     /* The row path, apart from the loop so it needs no saved registers: the current part,
@@ -573,6 +585,7 @@ int fw__par_poll(fw_stream_t *s, fw_row_t *row, fw_chunk_t **chunk)
     if (row != NULL && s->sticky > 0 && !p->hold && !p->ordered && p->state[p->cur] == 1 &&
         p->streak < PART_STREAK - 1 && fw__stream_poll_row(p->parts[p->cur], row) == FW_ROW) {
         p->streak++;
+        lend_chunk(s, p, p->cur);
         return FW_ROW;
     }
     return par_poll_parts(s, row, chunk);
@@ -613,7 +626,11 @@ __attribute__((noinline)) static int par_poll_parts(fw_stream_t *s, fw_row_t *ro
             } else if (!p->ordered && ++p->streak >= PART_STREAK) {
                 p->streak = 0;
                 p->cur = (i + 1) % p->n;
+                s->par_fast = NULL; /* the rest of this chunk waits for the part's turn */
+                return FW_ROW;
             }
+            if (row != NULL)
+                lend_chunk(s, p, i);
             return FW_ROW;
         }
         if (r == FW_END) {

@@ -162,8 +162,17 @@ static int poll_row(fw_stream_t *s, fw_row_t *row)
 {
     if (s->sticky <= 0)
         return s->sticky;
-    if (s->slow)
+    if (s->slow) {
+        /* A parallel stream, inside a part's chunk: the row without the slow path's calls
+         * (callgrind, bench_100k threaded, 2 parts: 59 instructions a row more than one
+         * stream before this, 8 with it). */
+        if (s->slow == FW__SLOW_PAR && s->par_fast != NULL &&
+            fw__pipe_next_in_chunk(&s->par_fast->pipe, row))
+            return FW_ROW;
         return poll_slow(s, row, NULL);
+    }
+    if (fw__pipe_next_in_chunk(&s->pipe, row))
+        return FW_ROW; /* inline: no chunk taken or released, nothing for after_release */
     bool got = fw__pipe_next(&s->pipe, row);
     after_release(s);
     if (got)

@@ -129,6 +129,9 @@ struct fw_stream_s {
      * before, so a parallel stream costs the ordinary one nothing per row: */
     uint8_t slow;
     uint64_t released_seen;
+    /* A parallel stream: the part whose current chunk poll_row reads on its own, the rest of
+     * that chunk having been counted in the part's streak (parallel.c, lend_chunk). */
+    fw_stream_t *par_fast;
 };
 /* fw_stream_s.slow bits */
 #define FW__SLOW_CANCEL 1u /* fw_stream_cancel was called: rows are no longer delivered */

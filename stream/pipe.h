@@ -211,6 +211,20 @@ void fw__pipe_set_chunk_rows(fw__pipe_t *p, uint32_t rows);
  * released when the consumer moves past its last row. Thread: consumer. */
 bool fw__pipe_next(fw__pipe_t *p, fw_row_t *row);
 
+/* The next row of the chunk being read, if it has one: fw__pipe_next without taking or
+ * releasing a chunk (the caller goes through fw__pipe_next when this says false).
+ * Thread: consumer. */
+static inline bool fw__pipe_next_in_chunk(fw__pipe_t *p, fw_row_t *row)
+{
+    fw__chunk_t *c = p->cur;
+    if (c == NULL || c->first >= c->n)
+        return false;
+    *row = c->rows[c->first++];
+    /* relaxed: a counter for stats only. */
+    atomic_store_explicit(&p->st_rows_yielded, ++p->yielded, memory_order_relaxed);
+    return true;
+}
+
 /* The next whole chunk (the rest of the current one first), or NULL. Thread: consumer. */
 fw__chunk_t *fw__pipe_take(fw__pipe_t *p);
 
