@@ -45,6 +45,17 @@ static inline void fw__wipe(void *p, size_t n)
 #endif
 }
 
+/* A buffer's next capacity for `needed` bytes: `cap` (at least `floor`) doubled until it
+ * holds them, or exactly `needed` where doubling would overflow. */
+static inline size_t fw__grow_cap(size_t cap, size_t floor, size_t needed)
+{
+    if (cap < floor)
+        cap = floor;
+    while (cap < needed)
+        cap = cap > SIZE_MAX / 2 ? needed : cap * 2;
+    return cap;
+}
+
 /* Equality of two secrets in time that depends only on n (SCRAM proofs, tokens). */
 static inline bool fw__ct_equal(const void *a, const void *b, size_t n)
 {

@@ -15,6 +15,8 @@
  */
 #include "tls_int.h"
 
+#include "fw_util.h"
+
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -110,9 +112,7 @@ static bool own_room(fw__tls_in_t *in, size_t len)
         return false;
     size_t need = in->len + len;
     if (need > in->cap) {
-        size_t cap = in->cap < 4096 ? 4096 : in->cap;
-        while (cap < need)
-            cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+        size_t cap = fw__grow_cap(in->cap, 4096, need);
         uint8_t *own = malloc(cap);
         if (own == NULL)
             return false;

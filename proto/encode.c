@@ -62,9 +62,7 @@ static int reserve(fw__pq_buf_t *b, size_t n)
     size_t needed = b->len + n;
     if (needed <= b->cap)
         return 0;
-    size_t cap = b->cap < 256 ? 256 : b->cap;
-    while (cap < needed)
-        cap = cap > SIZE_MAX / 2 ? needed : cap * 2;
+    size_t cap = fw__grow_cap(b->cap, 256, needed);
     uint8_t *np = b->alloc.realloc_fn(b->alloc.ud, b->data, cap);
     if (np == NULL)
         return FW_ENOMEM;

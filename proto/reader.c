@@ -76,9 +76,7 @@ static int spill_append(fw__pq_reader_t *r, const uint8_t *p, size_t n)
         return FW_ENOMEM;
     size_t needed = r->spill_len + n;
     if (needed > r->spill_cap) {
-        size_t cap = r->spill_cap < 256 ? 256 : r->spill_cap;
-        while (cap < needed)
-            cap = cap > SIZE_MAX / 2 ? needed : cap * 2;
+        size_t cap = fw__grow_cap(r->spill_cap, 256, needed);
         uint8_t *np = r->alloc.realloc_fn(r->alloc.ud, r->spill, cap);
         if (np == NULL)
             return FW_ENOMEM;

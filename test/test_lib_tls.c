@@ -1059,16 +1059,24 @@ static void srv_write_records(srv_t *s, const uint8_t *p, size_t n, size_t recor
     }
 }
 
+/* n bytes of a pattern that repeats only over long stretches (the caller frees). */
+static uint8_t *pattern(size_t n, size_t mul, size_t div)
+{
+    uint8_t *p = malloc(n);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * mul + i / div);
+    return p;
+}
+
 static void test_large_payload_in_many_records_is_drained_by_the_read_loop(void **state)
 {
     (void)state;
     srv_t s;
     fw__tls_t *t = open_pair(&s);
     const size_t total = 200 * 1024;
-    uint8_t *payload = malloc(total), *got = malloc(total + 1);
-    assert_true(payload && got);
-    for (size_t i = 0; i < total; i++)
-        payload[i] = (uint8_t)(i * 7 + i / 251);
+    uint8_t *payload = pattern(total, 7, 251), *got = malloc(total + 1);
+    assert_non_null(got);
     srv_write_records(&s, payload, total, 3000); /* 69 records */
     size_t n;
     uint8_t *wire = srv_take(&s, &n);
@@ -1109,10 +1117,8 @@ static void test_lent_ciphertext_survives_the_lender_reusing_its_buffer(void **s
     srv_t s;
     fw__tls_t *t = open_pair(&s);
     const size_t total = 40000;
-    uint8_t *payload = malloc(total), *got = malloc(total + 1);
-    assert_true(payload && got);
-    for (size_t i = 0; i < total; i++)
-        payload[i] = (uint8_t)(i * 13 + i / 97);
+    uint8_t *payload = pattern(total, 13, 97), *got = malloc(total + 1);
+    assert_non_null(got);
 
     srv_write_records(&s, payload, total, 4000); /* 10 records */
     size_t n;
