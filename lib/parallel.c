@@ -41,6 +41,7 @@
 /* The consumer's end: sticky for it, published for stats. */
 int fw__par_set_end(fw_stream_t *s, int code)
 {
+    s->par_fast = NULL;
     s->sticky = code;
     atomic_store_explicit(&s->par->result, code, memory_order_relaxed);
     return code;
@@ -565,7 +566,9 @@ static int par_poll_parts(fw_stream_t *s, fw_row_t *row, fw_chunk_t **chunk);
 
 /* Part i gave a row: the rest of its current chunk goes out through poll_row's own path
  * (stream_api.c, par_fast), counted in the streak now, so parts still take turns every
- * PART_STREAK rows (at a chunk's end). Not in embedded mode (hold) nor ordered. */
+ * PART_STREAK rows (at a chunk's end). Not while the parts are held (embedded mode's set-up or
+ * cancel) nor ordered; a cancel and the end clear par_fast, and a part with its own slow path
+ * (cancelled) is never read through it. */
 static inline void lend_chunk(fw_stream_t *s, fw__par_t *p, int i)
 {
     const fw__chunk_t *c = p->parts[i]->pipe.cur;

@@ -77,6 +77,7 @@ int fw__par_cancel_finish(fw_stream_t *s)
 int fw__par_cancel(fw_stream_t *s)
 {
     fw__par_t *p = s->par;
+    s->par_fast = NULL; /* no row of a lent chunk after a cancel */
     if (p->emb != NULL)
         return fw__par_emb_cancel(s); /* returns at once; the rows-ready callback tells the end */
     /* Every part's cancel goes out first, then one wait covers them all: the parts are

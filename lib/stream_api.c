@@ -166,7 +166,7 @@ static int poll_row(fw_stream_t *s, fw_row_t *row)
         /* A parallel stream, inside a part's chunk: the row without the slow path's calls
          * (callgrind, bench_100k threaded, 2 parts: 59 instructions a row more than one
          * stream before this, 8 with it). */
-        if (s->slow == FW__SLOW_PAR && s->par_fast != NULL &&
+        if (s->slow == FW__SLOW_PAR && s->par_fast != NULL && s->par_fast->slow == 0 &&
             fw__pipe_next_in_chunk(&s->par_fast->pipe, row))
             return FW_ROW;
         return poll_slow(s, row, NULL);

@@ -19,14 +19,17 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bio.h>
 
-static BIO_METHOD *g_method;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+/* Made on first use and kept for the life of the process: never freed, since a BIO may be in
+ * use on a runtime thread while the process exits (a leak checker sees it as reachable). */
+static BIO_METHOD *_Atomic g_method;
+static pthread_mutex_t g_method_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int in_read(BIO *b, char *out, size_t cap, size_t *got)
 {
@@ -69,36 +72,38 @@ static int in_create(BIO *b)
     return 1;
 }
 
-static void make_method(void)
+/* The method, made under the mutex the first time (and again after a failure: out of memory
+ * once is not out of memory for good). NULL when it cannot be made. */
+static BIO_METHOD *method(void)
 {
-    int type = BIO_get_new_index();
-    if (type == -1)
-        return;
-    BIO_METHOD *m = BIO_meth_new(type | BIO_TYPE_SOURCE_SINK, "fwire ciphertext in");
-    if (m == NULL)
-        return;
-    if (BIO_meth_set_read_ex(m, in_read) != 1 || BIO_meth_set_ctrl(m, in_ctrl) != 1 ||
-        BIO_meth_set_create(m, in_create) != 1) {
-        BIO_meth_free(m);
-        return;
+    BIO_METHOD *m = atomic_load_explicit(&g_method, memory_order_acquire);
+    if (m != NULL)
+        return m;
+    pthread_mutex_lock(&g_method_mu);
+    m = atomic_load_explicit(&g_method, memory_order_relaxed);
+    if (m == NULL) {
+        int type = BIO_get_new_index();
+        m = type == -1 ? NULL : BIO_meth_new(type | BIO_TYPE_SOURCE_SINK, "fwire ciphertext in");
+        if (m != NULL && (BIO_meth_set_read_ex(m, in_read) != 1 ||
+                          BIO_meth_set_ctrl(m, in_ctrl) != 1 ||
+                          BIO_meth_set_create(m, in_create) != 1)) {
+            BIO_meth_free(m);
+            m = NULL;
+        }
+        if (m != NULL)
+            atomic_store_explicit(&g_method, m, memory_order_release);
     }
-    g_method = m;
-}
-
-/* The method lives as long as the process; freed at exit so that leak checkers see nothing
- * (after every SSL that used it: those are freed by their owners before exit). */
-__attribute__((destructor)) static void free_method(void)
-{
-    BIO_meth_free(g_method);
-    g_method = NULL;
+    pthread_mutex_unlock(&g_method_mu);
+    return m;
 }
 
 BIO *fw__tls_in_bio(fw__tls_in_t *in)
 {
     memset(in, 0, sizeof(*in));
-    if (pthread_once(&g_once, make_method) != 0 || g_method == NULL)
+    BIO_METHOD *m = method();
+    if (m == NULL)
         return NULL;
-    BIO *b = BIO_new(g_method);
+    BIO *b = BIO_new(m);
     if (b != NULL)
         BIO_set_data(b, in);
     return b;

@@ -277,21 +277,26 @@ static int chunk_get(fw__pipe_t *p, fw__chunk_t **out)
     if (c == NULL && p->chunks >= p->max_chunks)
         return FW__PIPE_FULL;
     uint32_t rows = p->o.chunk_rows;
-    if (c != NULL) {
+    if (c != NULL)
         p->chunk_pool = c->next;
-        if (!chunk_suits(c, rows)) {
-            chunk_destroy(p, c);
-            c = NULL;
-        }
-    }
-    if (c == NULL) {
-        c = pipe_alloc(p, sizeof(fw__chunk_t) + (size_t)rows * sizeof(fw_row_t));
-        if (c == NULL)
+    if (c == NULL || !chunk_suits(c, rows)) {
+        fw__chunk_t *nc = pipe_alloc(p, sizeof(fw__chunk_t) + (size_t)rows * sizeof(fw_row_t));
+        if (nc == NULL && (c == NULL || c->cap < rows)) {
+            if (c != NULL) { /* back to the pool: nothing changed */
+                c->next = p->chunk_pool;
+                p->chunk_pool = c;
+            }
             return FW_ENOMEM;
-        c->cap = rows;
-        c->all_next = p->chunk_all;
-        p->chunk_all = c;
-        p->chunks++;
+        }
+        if (nc != NULL) {
+            if (c != NULL)
+                chunk_destroy(p, c); /* too large for the size in use */
+            c = nc;
+            c->cap = rows;
+            c->all_next = p->chunk_all;
+            p->chunk_all = c;
+            p->chunks++;
+        } /* else: out of memory, but the old chunk still holds the rows: keep it */
     }
     c->next = NULL;
     c->taken = false;
