@@ -242,18 +242,32 @@ void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s)
 /* ---- producer: chunks ------------------------------------------------------------------ */
 
 /*
- * Whether a free chunk suits the rows per chunk in use now: it holds them, and is not far
- * larger (a chunk size that shrank). Chunks are allocated for the size in use, not for
- * chunk_cap: in flight they are one each per read when the consumer sleeps (up to the ring's
- * 64), and 64 arrays of 1,024 rows (24 KiB each, the adaptive ceiling) for ~30 rows each
- * touched a page apiece, about 250 KiB of RSS in a TLS stream read by a thread (issue 18);
- * arrays of the rows in use share pages. A size that changes (the adaptive chunker, at most
- * once per window of flushes) reallocates chunks as they come back, not on every use.
+ * Chunks are allocated for the rows per chunk in use, not for chunk_cap: in flight they are one
+ * each per read when the consumer sleeps (up to the ring's 64), and 64 arrays of 1,024 rows
+ * (24 KiB each, the adaptive ceiling) for ~30 rows each touched a page apiece, about 250 KiB
+ * of RSS in a TLS stream read by a thread (issue 18); arrays of the rows in use share pages.
+ * Sizes go by powers of two (CHUNK_MIN_ROWS up, capped at chunk_cap), and a free chunk is
+ * reallocated only when the size in use is past twice its size or under an eighth of it, so
+ * the adaptive chunker's steps of 1.5x back and forth reallocate nothing (a test counts the
+ * allocator's calls: 100k rows may cost no more than a pool's worth over 1k rows), and a
+ * chunk is reallocated a few times at most over a stream. A chunk smaller than the size in
+ * use just holds fewer rows (fw__pipe_add flushes it when full).
  */
+#define CHUNK_MIN_ROWS   32  /* 768 bytes of rows */
 #define CHUNK_SMALL_ROWS 128 /* 3 KiB of rows: under a page, never reallocated for shrinking */
 static bool chunk_suits(const fw__chunk_t *c, uint32_t rows)
 {
-    return c->cap >= rows && (c->cap <= CHUNK_SMALL_ROWS || c->cap / 4 <= rows);
+    return (uint64_t)c->cap * 2 >= rows && (c->cap <= CHUNK_SMALL_ROWS || c->cap / 8 <= rows);
+}
+
+/* The rows a new chunk is made for: the power of two at or above `rows` (at least
+ * CHUNK_MIN_ROWS), capped at chunk_cap (never below rows: chunk_rows <= chunk_cap). */
+static uint32_t chunk_class(const fw__pipe_t *p, uint32_t rows)
+{
+    uint64_t n = CHUNK_MIN_ROWS;
+    while (n < rows)
+        n *= 2;
+    return n > p->o.chunk_cap ? (p->o.chunk_cap > rows ? p->o.chunk_cap : rows) : (uint32_t)n;
 }
 
 /* Unlinks c from the list of every chunk and frees it. */
@@ -280,23 +294,19 @@ static int chunk_get(fw__pipe_t *p, fw__chunk_t **out)
     if (c != NULL)
         p->chunk_pool = c->next;
     if (c == NULL || !chunk_suits(c, rows)) {
-        fw__chunk_t *nc = pipe_alloc(p, sizeof(fw__chunk_t) + (size_t)rows * sizeof(fw_row_t));
-        if (nc == NULL && (c == NULL || c->cap < rows)) {
-            if (c != NULL) { /* back to the pool: nothing changed */
-                c->next = p->chunk_pool;
-                p->chunk_pool = c;
-            }
+        uint32_t cap = chunk_class(p, rows);
+        fw__chunk_t *nc = pipe_alloc(p, sizeof(fw__chunk_t) + (size_t)cap * sizeof(fw_row_t));
+        if (nc == NULL && c == NULL)
             return FW_ENOMEM;
-        }
         if (nc != NULL) {
             if (c != NULL)
-                chunk_destroy(p, c); /* too large for the size in use */
+                chunk_destroy(p, c); /* far from the size in use */
             c = nc;
-            c->cap = rows;
+            c->cap = cap;
             c->all_next = p->chunk_all;
             p->chunk_all = c;
             p->chunks++;
-        } /* else: out of memory, but the old chunk still holds the rows: keep it */
+        } /* else: out of memory, but the old chunk still takes rows (fewer or more): keep it */
     }
     c->next = NULL;
     c->taken = false;
