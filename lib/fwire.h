@@ -938,7 +938,12 @@ typedef struct fw_stream_stats_s {
     uint32_t chunk_size;     /* current rows per chunk */
     fw_stream_state_t state;
     uint64_t max_memory; /* the byte budget */
-    uint64_t reserved[8];
+    /* How the socket was read (system calls per byte: docs/benchmarks.md): times a readable
+     * socket woke the reader (an epoll_wait and a recv or more each), and ticks of the timer
+     * that reads it in bulk while the server sends fast (coalesced reads). */
+    uint64_t read_wakeups;
+    uint64_t read_ticks;
+    uint64_t reserved[6];
 } fw_stream_stats_t;
 
 /* Fills *out. Reads atomics only: never blocks. Thread: any thread while the stream exists.

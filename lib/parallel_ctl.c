@@ -148,6 +148,8 @@ void fw__par_stats(const fw_stream_t *s, fw_stream_stats_t *out)
         out->pause_timeouts += st.pause_timeouts;
         out->chunk_grows += st.chunk_grows;
         out->chunk_shrinks += st.chunk_shrinks;
+        out->read_wakeups += st.read_wakeups;
+        out->read_ticks += st.read_ticks;
         out->max_memory += st.max_memory;
         if (st.chunk_size > chunk)
             chunk = st.chunk_size;

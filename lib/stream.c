@@ -402,10 +402,23 @@ static void stall(fw_stream_t *s)
 void fw__stream_set_reading(fw_stream_t *s)
 {
     fw_conn_t *c = s->conn;
-    bool want = c != NULL && !s->stalled && !s->paused && c->state == FW__CONN_READY &&
-                !c->closing && c->chan.open;
+    bool usable = c != NULL && !s->paused && c->state == FW__CONN_READY && !c->closing &&
+                  c->chan.open;
+    bool want = usable && !s->stalled;
+    if (s->coalescing && !usable)
+        fw__stream_coal_leave(s); /* paused or closing while a stall kept it (below) */
     if (want == s->reading)
         return;
+    if (s->coalescing) {
+        /* A stall, or its end, while coalescing: coalescing goes on across it. The socket is
+         * not watched anyway (deferred), and the timer's ticks pass over a stalled stream
+         * (stream_coal.c, on_coal). Ending it cost an epoll_ctl at each end of the stall and
+         * then COAL_WINDOW_MS of reads woken by every 8 KiB piece before it began again. */
+        s->reading = want;
+        if (want)
+            s->coal_t = uv_hrtime(); /* the stall is no cycle of the server's rate */
+        return;
+    }
     fw__stream_coal_leave(s);
     s->reading = want;
     if (want)
@@ -498,7 +511,12 @@ void fw__stream_pump(fw_stream_t *s)
             uint64_t n = s->rows_total - rows_before;
             s->read_rows = s->read_rows == 0 ? n : (s->read_rows * 7 + n) / 8;
             uint64_t hint = 2 * s->read_rows;
-            fw__chunker_hint_batch(&s->chunker, hint > UINT32_MAX ? UINT32_MAX : (uint32_t)hint);
+            uint32_t rows = hint > UINT32_MAX ? UINT32_MAX : (uint32_t)hint;
+            fw__chunker_hint_batch(&s->chunker, rows);
+            /* ...and every read hands its chunk over: new chunks are made for a read's rows,
+             * not for the adaptive size (over TLS ~30 rows a read against a size of several
+             * hundred; 64 chunks in flight were 150 KB of arrays, massif). */
+            fw__pipe_hint_fill(&s->pipe, rows);
         }
         if (r == PUMP_OVER)
             break;
@@ -574,16 +592,26 @@ void fw__stream_pump(fw_stream_t *s)
         fw__pipe_note_received(&s->pipe, (size_t)n);
         s->last_rx = uv_now(s->conn->loop);
     }
-    /* Left for another reason than an empty socket (the read limit, a stall, the end):
+    /* Left for another reason than an empty socket (the read limit, the end; a stall keeps
+     * it, fw__stream_set_reading):
      * whatever comes next must not wait for a timer nobody armed. */
-    if (s->coalescing && !coal && !s->turn_wake)
+    if (s->coalescing && !coal && !s->turn_wake && !s->stalled)
         fw__stream_coal_leave(s);
     s->in_pump = false;
 }
 
+/* A counter the loop thread alone writes, for fw_stream_stats on any thread. */
+void fw__stream_count(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 static void on_readable(fw__chan_t *ch)
 {
-    fw__stream_pump(ch->reader);
+    fw_stream_t *s = ch->reader;
+    fw__stream_count(&s->st_read_wakeups);
+    fw__stream_pump(s);
 }
 
 void fw__stream_on_wake(uv_async_t *h)

@@ -356,6 +356,8 @@ void fw_stream_stats(const fw_stream_t *s, fw_stream_stats_t *out)
     out->pause_timeouts = atomic_load_explicit(&s->st_pause_timeouts, memory_order_relaxed);
     out->chunk_grows = atomic_load_explicit(&s->st_chunk_grows, memory_order_relaxed);
     out->chunk_shrinks = atomic_load_explicit(&s->st_chunk_shrinks, memory_order_relaxed);
+    out->read_wakeups = atomic_load_explicit(&s->st_read_wakeups, memory_order_relaxed);
+    out->read_ticks = atomic_load_explicit(&s->st_read_ticks, memory_order_relaxed);
     int f = atomic_load_explicit(&s->final, memory_order_relaxed);
     out->state = f == FW__FINAL_COMPLETED                                      ? FW_STREAM_COMPLETED
                  : f == FW__FINAL_FAILED                                       ? FW_STREAM_FAILED

@@ -62,8 +62,12 @@ void fw__stream_coal_leave(fw_stream_t *s)
 static void on_coal(fw__ftimer_t *t)
 {
     fw_stream_t *s = t->data;
-    if (s->coalescing && s->conn != NULL)
+    /* A stalled stream keeps coalescing (fw__stream_set_reading): its wake, not a tick,
+     * brings it back once the consumer has made room. */
+    if (s->coalescing && s->conn != NULL && !s->stalled) {
+        fw__stream_count(&s->st_read_ticks);
         fw__stream_pump(s);
+    }
 }
 
 /* The interval at which a cycle brings COAL_TARGET bytes, `got` having come in `ns`. */

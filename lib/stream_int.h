@@ -69,6 +69,7 @@ struct fw_stream_s {
     /* ---- statistics the producer writes and any thread reads (fw_stream_stats) ---- */
     _Atomic uint64_t st_pauses, st_pause_timeouts;
     _Atomic uint64_t st_chunk_grows, st_chunk_shrinks;
+    _Atomic uint64_t st_read_wakeups, st_read_ticks;
 
     /* ---- producer only (loop thread): control, adaptive size, wakeups ---- */
     uv_timer_t ctl; /* idle timeout, pause timeout, cancel timeout (stream_ctl.c) */
@@ -142,6 +143,12 @@ struct fw_stream_s {
 #define FW__STREAM_SLAB ((size_t)64 * 1024)
 /* Chunks in flight: 64 chunks of up to one slab each cover a 4 MiB budget. */
 #define FW__STREAM_RING 64
+/* Threaded mode: standard slabs held at most before the reads stall (fw__pipe_opts_t.soft_held),
+ * when the budget is at least twice this. The consumer thread, woken at half of it
+ * (fw__stream_notify), drains while the loop thread waits; without it the loop thread read up
+ * to the ring's 64 chunks ahead of a consumer the scheduler ran late (over TLS one 8 KiB
+ * record a chunk: 9 slabs, 576 KiB). A stall keeps coalescing (fw__stream_set_reading). */
+#define FW__STREAM_SOFT_HELD ((size_t)256 * 1024)
 /* Threaded mode: rows that wake a sleeping consumer at once (stream_wake.c, fw__stream_notify). */
 #define FW__STREAM_WAKE_ROWS 1024
 
@@ -190,6 +197,8 @@ void fw__stream_set_reading(fw_stream_t *s);
 /* Coalesced reads (stream_coal.c): the socket is empty, read again when it becomes readable or
  * at the next tick of the fine timer; returns whether the stream coalesces. */
 bool fw__stream_coalesce_next(fw_stream_t *s);
+/* Adds one to a statistic the loop thread alone writes (fw_stream_stats reads it). */
+void fw__stream_count(_Atomic uint64_t *c);
 /* Back to reading on every socket event (no-op when not coalescing). */
 void fw__stream_coal_leave(fw_stream_t *s);
 /* The coalescing state of a stream that begins. */

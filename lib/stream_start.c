@@ -87,6 +87,10 @@ void fw__stream_start_on_loop(void *arg)
         .chunk_rows = (uint32_t)chunk,
         .chunk_cap = (uint32_t)chunk,
         .ring_cap = FW__STREAM_RING,
+        .soft_held = c->runtime_link != NULL && budget >= 2 * FW__STREAM_SOFT_HELD &&
+                             4 * FW__STREAM_SLAB <= FW__STREAM_SOFT_HELD
+                         ? FW__STREAM_SOFT_HELD
+                         : 0,
         .slab_get = fw__slab_cache_get,
         .slab_put = fw__slab_cache_put,
     };

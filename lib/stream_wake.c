@@ -83,7 +83,8 @@ void fw__stream_notify(fw_stream_t *s, bool now)
     /* Half the ring queued also wakes it: with small chunks (adaptive, fast consumer) a
      * batch of WAKE_ROWS would fill the ring and stop the reads before the consumer woke. */
     if (now || s->signaled_rows == 0 || fresh >= WAKE_ROWS ||
-        fresh_bytes >= s->pipe.o.max_memory / WAKE_BUDGET_PART ||
+        fresh_bytes >= (s->pipe.o.soft_held != 0 ? s->pipe.o.soft_held / 2
+                                                 : s->pipe.o.max_memory / WAKE_BUDGET_PART) ||
         fw__ring_size(&s->pipe.full) >= fw__ring_capacity(&s->pipe.full) / 2) {
         s->signaled_rows = s->pipe.rows_pushed;
         s->signaled_bytes = s->pipe.bytes_pushed;

@@ -145,7 +145,18 @@ static void hold(fw__pipe_t *p, fw__slab_t *s)
     s->used = 0;
     s->refs = 1;
     p->held += s->cap;
+    if (!s->big)
+        p->held_std += s->cap;
     publish_held(p);
+}
+
+/* Another standard slab would pass the soft limit (fw__pipe_opts_t.soft_held). Never with
+ * fewer than 3 standard slabs held, so at least 2 are pinned by chunks handed over (the open
+ * chunk points into the producer's current slab only): the consumer's releases end the stall. */
+static bool soft_full(const fw__pipe_t *p, size_t size)
+{
+    return p->o.soft_held != 0 && p->held_std + size > p->o.soft_held &&
+           p->held_std >= 3 * size;
 }
 
 int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
@@ -165,6 +176,11 @@ int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
      * keeps the pipe at a slab or two instead of letting it grow to the budget. */
     if (big || p->pool == NULL)
         fw__pipe_reclaim(p);
+    if (!big && soft_full(p, size)) {
+        fw__pipe_reclaim(p);
+        if (soft_full(p, size))
+            return FW__PIPE_FULL;
+    }
     fw__slab_t *s = big ? take_big(p, need) : (p->pool != NULL ? pop_free(p, &p->pool) : NULL);
     if (s != NULL && over_budget(p, p->held, s->cap)) {
         /* A cached buffer too large for what the budget has left: give it up. */
@@ -228,6 +244,8 @@ void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s)
     if (--s->refs > 0)
         return;
     p->held -= s->cap;
+    if (!s->big)
+        p->held_std -= s->cap;
     publish_held(p);
     if (s->oversize) { /* beyond the budget: it goes back at once */
         slab_destroy(p, s);
@@ -242,7 +260,8 @@ void fw__pipe_slab_unref(fw__pipe_t *p, fw__slab_t *s)
 /* ---- producer: chunks ------------------------------------------------------------------ */
 
 /*
- * Chunks are allocated for the rows per chunk in use, not for chunk_cap: in flight they are one
+ * Chunks are allocated for the rows per chunk in use (or for the rows a chunk is expected to
+ * get, fw__pipe_hint_fill, when fewer), not for chunk_cap: in flight they are one
  * each per read when the consumer sleeps (up to the ring's 64), and 64 arrays of 1,024 rows
  * (24 KiB each, the adaptive ceiling) for ~30 rows each touched a page apiece, about 250 KiB
  * of RSS in a TLS stream read by a thread (issue 18); arrays of the rows in use share pages.
@@ -291,6 +310,8 @@ static int chunk_get(fw__pipe_t *p, fw__chunk_t **out)
     if (c == NULL && p->chunks >= p->max_chunks)
         return FW__PIPE_FULL;
     uint32_t rows = p->o.chunk_rows;
+    if (p->fill_rows != 0 && p->fill_rows < rows)
+        rows = p->fill_rows;
     if (c != NULL)
         p->chunk_pool = c->next;
     if (c == NULL || !chunk_suits(c, rows)) {
@@ -403,6 +424,11 @@ void fw__pipe_set_chunk_rows(fw__pipe_t *p, uint32_t rows)
         rows = p->o.chunk_cap;
     p->o.chunk_rows = rows;
     atomic_store_explicit(&p->st_chunk_rows, rows, memory_order_relaxed);
+}
+
+void fw__pipe_hint_fill(fw__pipe_t *p, uint32_t rows)
+{
+    p->fill_rows = rows;
 }
 
 /* ---- consumer -------------------------------------------------------------------------- */

@@ -56,6 +56,13 @@ typedef struct fw__pipe_opts_s {
     uint32_t chunk_cap;  /* the largest chunk_rows may become (chunks are allocated for the
                             chunk_rows in use when they are made, see chunk_get) */
     size_t ring_cap;     /* chunks queued at most (rounded up to a power of two) */
+    /* A soft limit under the budget, 0 for none: no new standard slab once the standard slabs
+     * held would pass it (FW__PIPE_FULL, as for the budget: the producer stalls until the
+     * consumer releases). lib/ sets it for threaded streams, whose consumer thread the
+     * scheduler may run late: bytes read ahead of it are memory, not speed. Slabs for rows
+     * larger than a standard slab are not counted and not limited (by the budget only). At
+     * least 4 standard slabs. */
+    size_t soft_held;
     /* Optional (NULL for none): runs on the consumer for every chunk it gives back, just
      * before the producer can see it again (lib/ records per-chunk metrics with it). */
     void (*on_release)(void *ud, const fw__chunk_t *c);
@@ -77,6 +84,8 @@ typedef struct fw__pipe_s {
     fw_allocator_t alloc; /* the rings' hook, copied: slabs and chunks come from it too */
     fw__pipe_opts_t o;
     size_t held;          /* bytes of slabs with refs > 0: what the budget bounds */
+    size_t held_std;      /* ...of them, standard slabs: what soft_held bounds */
+    uint32_t fill_rows;   /* fw__pipe_hint_fill, 0 none */
     size_t pooled;        /* bytes of free slabs kept for reuse (both pools) */
     fw__slab_t *pool;     /* free standard slabs */
     fw__slab_t *big_pool; /* free big slabs, any sizes (reused best-fit) */
@@ -204,6 +213,12 @@ void fw__pipe_note_read_stop(fw__pipe_t *p);
 
 /* Changes rows per chunk (1..chunk_cap); takes effect for the next chunk. Thread: producer. */
 void fw__pipe_set_chunk_rows(fw__pipe_t *p, uint32_t rows);
+/* The rows a chunk is expected to get before it is handed over (0: chunk_rows), when that is
+ * fewer than chunk_rows: a producer that hands a chunk over after each read, a read bringing
+ * about `rows`. New chunks are allocated for it (chunk_get), not for chunk_rows; a chunk
+ * still takes up to chunk_rows rows, a smaller one being handed over when full. Thread:
+ * producer. */
+void fw__pipe_hint_fill(fw__pipe_t *p, uint32_t rows);
 
 /* ---- consumer ---- */
 

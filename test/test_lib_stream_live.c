@@ -790,6 +790,73 @@ static void test_a_slow_consumer_keeps_memory_within_the_budget(void **state)
     sess_close(&S);
 }
 
+/*
+ * Threaded mode reads no more than 256 KiB of receive slabs (FW__STREAM_SOFT_HELD) ahead of its
+ * consumer, whatever the budget (the default 4 MiB here): a consumer thread the scheduler runs
+ * late let the loop thread read up to the ring's 64 chunks ahead (issue 18: TLS threaded peak
+ * RSS). The reads stall there instead, and a stall while reading in bulk keeps reading in bulk:
+ * the socket is not watched again after each stall (every readable event is an epoll_wait and
+ * a recv or more, ~8 KiB each from PostgreSQL).
+ */
+static void test_a_threaded_stream_reads_at_most_256_kib_ahead_and_its_stalls_keep_bulk_reads(
+    void **state)
+{
+    (void)state;
+    const oracle_t *o = view_oracle("v_bench_1m", false);
+    sess_t S;
+    sess_open(&S, true, false);
+    fw_query_t *q = query("v_bench_1m", 0, 0);
+    fw_stream_t *s;
+    fw_error_t err;
+    assert_int_equal(fw_stream_start(S.conn, q, NULL, NULL, &s, &err), 0);
+    fw_query_free(q);
+    sampler_t sm = {.s = s};
+    atomic_init(&sm.stop, false);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, sampler_main, &sm), 0);
+    res_t r;
+    res_init(&r);
+    int rc;
+    fw_row_t row;
+    uint64_t t0 = uv_hrtime();
+    while ((rc = fw_stream_next(s, &row, 1000)) == FW_ROW || rc == FW_AGAIN) {
+        if (secs_since(t0) > 300 * SLOW)
+            break;
+        if (rc == FW_AGAIN)
+            continue;
+        res_row(&r, &row);
+        if (r.rows % 2000 == 0)
+            sleep_ms(1); /* the loop thread reads on meanwhile: up to the limit */
+    }
+    atomic_store(&sm.stop, true);
+    pthread_join(th, NULL);
+    r.code = rc;
+    fw_stream_stats(s, &r.stats);
+    res_finish(&r);
+    check_res(&r, o, false, "threaded, consumer with pauses");
+    assert_int_equal(sm.max_memory, 4 * MIB); /* the default budget */
+    assert_true(sm.samples > 10);
+    print_message("read-ahead: %.1f s, max %" PRIu64 " bytes buffered (%" PRIu64
+                  " samples), %" PRIu64 " read stops, %" PRIu64 " readable wakeups, %" PRIu64
+                  " bulk-read ticks\n",
+                  secs_since(t0), sm.max_bytes, sm.samples, r.stats.read_stops,
+                  r.stats.read_wakeups, r.stats.read_ticks);
+    if (sm.max_bytes > 256 * KIB)
+        fail_msg("the loop thread read %" PRIu64 " bytes ahead of its consumer (limit 256 KiB)",
+                 sm.max_bytes);
+    if (r.stats.read_stops < 20)
+        fail_msg("%" PRIu64 " read stops: the consumer's pauses did not stop the reads at the "
+                 "limit", r.stats.read_stops);
+    /* Reading in bulk (ticks) goes on across the stalls; once it had ended at each stall, every
+     * one of the server's pieces woke the reader again. */
+    if (r.stats.read_ticks == 0 || r.stats.read_wakeups > r.stats.read_ticks)
+        fail_msg("%" PRIu64 " readable wakeups against %" PRIu64 " bulk-read ticks, %" PRIu64
+                 " read stops: a stall ended the bulk reads",
+                 r.stats.read_wakeups, r.stats.read_ticks, r.stats.read_stops);
+    fw_stream_free(s);
+    sess_close(&S);
+}
+
 /* ---- 7. no allocation per row ----------------------------------------------------------- */
 
 /* Streams `view` on S, counting allocator calls from the start to the end (before the free)
@@ -1389,6 +1456,8 @@ int main(void)
         cmocka_unit_test(test_schema_errors_fail_the_stream_and_the_connection_runs_the_next_query),
         cmocka_unit_test(test_a_second_stream_is_refused_while_the_first_runs),
         cmocka_unit_test(test_a_slow_consumer_keeps_memory_within_the_budget),
+        cmocka_unit_test(
+            test_a_threaded_stream_reads_at_most_256_kib_ahead_and_its_stalls_keep_bulk_reads),
         cmocka_unit_test(test_streaming_allocates_nothing_per_row),
         cmocka_unit_test(test_two_threads_deliver_every_row_exactly_once),
         cmocka_unit_test(test_a_consumer_holding_a_chunk_still_gets_the_rows_after_it),

@@ -1162,6 +1162,144 @@ static void test_pipe_set_chunk_rows_clamps_to_1_and_chunk_cap(void **state)
     fw__pipe_free(p);
 }
 
+/*
+ * The soft limit (fw__pipe_opts_t.soft_held, threaded streams): no new standard slab once the
+ * standard slabs held would pass it, as FW__PIPE_FULL; never while fewer than three are held
+ * (two pinned by chunks handed over, so the consumer's releases end the wait); big slabs are
+ * neither counted nor stopped by it (the budget alone bounds them).
+ */
+static void test_pipe_soft_limit_stops_standard_slabs_and_not_big_ones(void **state)
+{
+    (void)state;
+    fw__pipe_opts_t o = opts(4 * KIB, 64 * KIB, 4, 4, 64);
+    o.soft_held = 16 * KIB;
+    assert_int_equal(fw__pipe_init(&g_pipe, &o, NULL), 0);
+    fw__pipe_t *p = &g_pipe;
+    fw__slab_t *sl[6];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(fw__pipe_slab_get(p, 1, &sl[i]), FW__PIPE_OK);
+    assert_int_equal(p->held_std, 16 * KIB);
+    fw__slab_t *x = (fw__slab_t *)(uintptr_t)1;
+    assert_int_equal(fw__pipe_slab_get(p, 1, &x), FW__PIPE_FULL);
+    assert_null(x);
+    /* A row larger than a standard slab still gets one (8 KiB, within the 64 KiB budget). */
+    fw__slab_t *big;
+    assert_int_equal(fw__pipe_slab_get(p, 6 * KIB, &big), FW__PIPE_OK);
+    assert_true(big->big);
+    assert_int_equal(p->held, 24 * KIB);
+    assert_int_equal(p->held_std, 16 * KIB);
+    assert_int_equal(fw__pipe_slab_get(p, 1, &x), FW__PIPE_FULL); /* still at the limit */
+    /* One standard slab given back: room for exactly one. */
+    fw__pipe_slab_unref(p, sl[0]);
+    assert_int_equal(p->held_std, 12 * KIB);
+    assert_int_equal(fw__pipe_slab_get(p, 1, &sl[0]), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_slab_get(p, 1, &x), FW__PIPE_FULL);
+    /* The big slab's release changes nothing for standard slabs. */
+    fw__pipe_slab_unref(p, big);
+    assert_int_equal(p->held_std, 16 * KIB);
+    assert_int_equal(fw__pipe_slab_get(p, 1, &x), FW__PIPE_FULL);
+    /* Chunks the consumer released are taken back first: a slab pinned only by a released
+     * chunk counts no more. */
+    assert_int_equal(add_text(p, sl[1], "{}"), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
+    fw__pipe_slab_unref(p, sl[1]); /* the producer's reference; the chunk holds it now */
+    assert_int_equal(p->held_std, 16 * KIB);
+    expect_row(p, "{}");
+    fw_row_t row;
+    assert_false(fw__pipe_next(p, &row)); /* released: not yet reclaimed by the producer */
+    assert_int_equal(fw__pipe_slab_get(p, 1, &sl[1]), FW__PIPE_OK);
+    for (int i = 0; i < 4; i++)
+        fw__pipe_slab_unref(p, sl[i]);
+    assert_int_equal(p->held_std, 0);
+    assert_int_equal(p->held, 0);
+    fw__pipe_free(p);
+
+    /* A limit under three slabs: three are held all the same, never a fourth. */
+    o.soft_held = 5 * KIB;
+    assert_int_equal(fw__pipe_init(&g_pipe, &o, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(fw__pipe_slab_get(p, 1, &sl[i]), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_slab_get(p, 1, &x), FW__PIPE_FULL);
+    for (int i = 0; i < 3; i++)
+        fw__pipe_slab_unref(p, sl[i]);
+    fw__pipe_free(p);
+
+    /* No limit (0): the budget alone, 16 slabs. */
+    o.soft_held = 0;
+    assert_int_equal(fw__pipe_init(&g_pipe, &o, NULL), 0);
+    fw__slab_t *all[16];
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(fw__pipe_slab_get(p, 1, &all[i]), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_slab_get(p, 1, &x), FW__PIPE_FULL);
+    for (int i = 0; i < 16; i++)
+        fw__pipe_slab_unref(p, all[i]);
+    fw__pipe_free(p);
+}
+
+/*
+ * fw__pipe_hint_fill: chunks are made for the rows a chunk is expected to get when that is
+ * fewer than chunk_rows (the power of two at or above it, 32 at least), hold that many, and are
+ * handed over when full; chunks already made are kept while they suit the size (no
+ * reallocation for every change of the hint).
+ */
+static void test_pipe_chunks_are_made_for_the_fill_hint(void **state)
+{
+    (void)state;
+    counting_alloc_t c = {0};
+    fw_allocator_t hook = {counting_malloc_fn, NULL, counting_free_fn, &c};
+    fw__pipe_t *p = pipe_new(64 * KIB, 1024 * KIB, 1024, 1024, 64, &hook);
+    fw__slab_t *s;
+    assert_int_equal(fw__pipe_slab_get(p, 1, &s), FW__PIPE_OK);
+    /* No hint: made for chunk_rows. */
+    assert_int_equal(add_text(p, s, "1"), FW__PIPE_OK);
+    assert_int_equal(p->open->cap, 1024);
+    assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
+    fw__pipe_drain(p);
+    fw__pipe_reclaim(p);
+    /* 40 rows expected: a chunk of 64, handed over at its 64th row. */
+    fw__pipe_hint_fill(p, 40);
+    uint64_t before = stats(p).chunks_buffered;
+    for (int k = 0; k < 65; k++)
+        assert_int_equal(add_text(p, s, "1"), FW__PIPE_OK);
+    assert_int_equal(stats(p).chunks_buffered - before, 1);
+    assert_int_equal(p->open->cap, 64);
+    assert_int_equal(p->open->n, 1);
+    assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
+    fw__chunk_t *ch = fw__pipe_take(p);
+    assert_int_equal(ch->n - ch->first, 64);
+    fw__pipe_release(p, ch);
+    fw__pipe_drain(p);
+    fw__pipe_reclaim(p);
+    /* A hint that moves within a factor of two reuses the chunks made. */
+    size_t allocs = c.ok;
+    for (int round = 0; round < 8; round++) {
+        fw__pipe_hint_fill(p, round % 2 == 0 ? 60 : 33);
+        for (int k = 0; k < 50; k++)
+            assert_int_equal(add_text(p, s, "1"), FW__PIPE_OK);
+        assert_int_equal(p->open->cap, 64);
+        assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
+        fw__pipe_drain(p);
+        fw__pipe_reclaim(p);
+    }
+    assert_int_equal(c.ok, allocs);
+    fw__pipe_slab_unref(p, s);
+    fw__pipe_free(p);
+    /* A hint above chunk_rows: chunk_rows (100: chunks of 128 taking 100 each). */
+    p = pipe_new(64 * KIB, 1024 * KIB, 100, 1024, 64, &hook);
+    assert_int_equal(fw__pipe_slab_get(p, 1, &s), FW__PIPE_OK);
+    fw__pipe_hint_fill(p, 5000);
+    for (int k = 0; k < 101; k++)
+        assert_int_equal(add_text(p, s, "1"), FW__PIPE_OK);
+    assert_int_equal(p->open->cap, 128);
+    assert_int_equal(p->open->n, 1);
+    assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
+    fw__pipe_drain(p);
+    fw__pipe_reclaim(p);
+    fw__pipe_slab_unref(p, s);
+    fw__pipe_free(p);
+    assert_int_equal(c.frees, c.ok);
+}
+
 /* ---- allocation failures ------------------------------------------------------------------ */
 
 /*
@@ -1983,6 +2121,8 @@ int main(void)
         cmocka_unit_test(test_pipe_drain_and_reclaim_return_every_slab_to_the_pool),
         cmocka_unit_test(test_pipe_stats_are_exact_at_every_step),
         cmocka_unit_test(test_pipe_set_chunk_rows_clamps_to_1_and_chunk_cap),
+        cmocka_unit_test(test_pipe_soft_limit_stops_standard_slabs_and_not_big_ones),
+        cmocka_unit_test(test_pipe_chunks_are_made_for_the_fill_hint),
         cmocka_unit_test(test_pipe_make_room_keeps_a_slab_with_room),
         cmocka_unit_test(test_pipe_make_room_moves_a_tail_that_does_not_fit),
         cmocka_unit_test(test_pipe_make_room_gives_a_big_message_a_slab_of_its_own),
