@@ -379,11 +379,13 @@ want = {"state": "completed", "rows": 6, "sql_nulls": 2, "rows_filtered": 0}
 for k in ["rows_buffered", "chunks_buffered", "bytes_buffered", "rows_yielded", "rows_filtered",
           "bytes_received", "chunks_delivered", "read_stops", "chunk_size", "chunk_grows",
           "chunk_shrinks", "pauses", "pause_timeouts", "state",
-          "max_memory", "rows", "sql_nulls", "json_bytes", "seconds"]:
+          "max_memory", "read_wakeups", "read_ticks", "rows", "sql_nulls", "json_bytes",
+          "seconds"]:
     assert k in s, k
 for k, v in want.items():
     assert s[k] == v, (k, s[k])
 assert s["bytes_received"] > 0 and s["max_memory"] == 4 << 20
+assert s["read_wakeups"] + s["read_ticks"] > 0  # the rows came from somewhere
 EOF
 # --progress: the line is redrawn in place (\r ... erase to the end), and the last thing on
 # stderr is one summary line that stays: rows, MB, rows/s, seconds.

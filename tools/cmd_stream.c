@@ -309,12 +309,12 @@ static void print_stats(const fw_stream_stats_t *st, const totals_t *t, double s
             ", \"chunk_size\": %" PRIu32 ", \"chunk_grows\": %" PRIu64
             ", \"chunk_shrinks\": %" PRIu64 ", \"pauses\": %" PRIu64
             ", \"pause_timeouts\": %" PRIu64 ", \"state\": \"%s\", \"max_memory\": %" PRIu64
-            ", \"rows\": %" PRIu64 ", \"sql_nulls\": %" PRIu64 ", \"json_bytes\": %" PRIu64
+            ", \"read_wakeups\": %" PRIu64 ", \"read_ticks\": %" PRIu64 ", \"rows\": %" PRIu64 ", \"sql_nulls\": %" PRIu64 ", \"json_bytes\": %" PRIu64
             ", \"seconds\": %.6f}\n",
             st->rows_buffered, st->chunks_buffered, st->bytes_buffered, st->rows_yielded,
             st->rows_filtered, st->bytes_received, st->chunks_delivered, st->read_stops,
             st->chunk_size, st->chunk_grows, st->chunk_shrinks, st->pauses, st->pause_timeouts,
-            fw_stream_state_name(st->state), st->max_memory, t->rows, t->sql_nulls, t->json_bytes,
+            fw_stream_state_name(st->state), st->max_memory, st->read_wakeups, st->read_ticks, t->rows, t->sql_nulls, t->json_bytes,
             seconds);
 }
 
