@@ -729,24 +729,26 @@ static void *sampler_main(void *arg)
     return NULL;
 }
 
-static void test_a_slow_consumer_keeps_memory_within_the_budget(void **state)
+/* A threaded stream of v_bench_1m (budget 0: the default) read by a consumer that sleeps 1 ms
+ * every 2,000 rows, while a second thread samples its stats: *r holds the rows, the end and
+ * the final stats, *sm the samples; RSS at 10 % and at the end. The stream is freed. */
+static void run_sampled(size_t budget, const char *what, res_t *r, sampler_t *sm, size_t *rss10,
+                        size_t *rss100, double *secs)
 {
-    (void)state;
     const oracle_t *o = view_oracle("v_bench_1m", false);
     sess_t S;
     sess_open(&S, true, false);
-    fw_query_t *q = query("v_bench_1m", 0, 256 * KIB);
+    fw_query_t *q = query("v_bench_1m", 0, budget);
     fw_stream_t *s;
     fw_error_t err;
     assert_int_equal(fw_stream_start(S.conn, q, NULL, NULL, &s, &err), 0);
     fw_query_free(q);
-    sampler_t sm = {.s = s};
-    atomic_init(&sm.stop, false);
+    *sm = (sampler_t){.s = s};
+    atomic_init(&sm->stop, false);
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, sampler_main, &sm), 0);
-    res_t r;
-    res_init(&r);
-    size_t rss10 = 0, rss100 = 0;
+    assert_int_equal(pthread_create(&th, NULL, sampler_main, sm), 0);
+    res_init(r);
+    *rss10 = 0;
     int rc;
     fw_row_t row;
     uint64_t t0 = uv_hrtime();
@@ -755,21 +757,34 @@ static void test_a_slow_consumer_keeps_memory_within_the_budget(void **state)
             break;
         if (rc == FW_AGAIN)
             continue;
-        res_row(&r, &row);
-        if (r.rows % 2000 == 0)
-            sleep_ms(1);
-        if (r.rows == o->rows / 10)
-            rss10 = rss_bytes();
+        res_row(r, &row);
+        if (r->rows % 2000 == 0)
+            sleep_ms(1); /* the loop thread reads on meanwhile, up to what it may hold */
+        if (r->rows == o->rows / 10)
+            *rss10 = rss_bytes();
     }
-    rss100 = rss_bytes();
-    atomic_store(&sm.stop, true);
+    *rss100 = rss_bytes();
+    atomic_store(&sm->stop, true);
     pthread_join(th, NULL);
-    r.code = rc;
-    fw_stream_stats(s, &r.stats);
-    res_finish(&r);
-    check_res(&r, o, false, "slow consumer");
-    check_ids(&r, false, true, "slow consumer");
-    assert_true(sm.samples > 10);
+    r->code = rc;
+    fw_stream_stats(s, &r->stats);
+    res_finish(r);
+    check_res(r, o, false, what);
+    check_ids(r, false, true, what);
+    assert_true(sm->samples > 10);
+    *secs = secs_since(t0);
+    fw_stream_free(s);
+    sess_close(&S);
+}
+
+static void test_a_slow_consumer_keeps_memory_within_the_budget(void **state)
+{
+    (void)state;
+    res_t r;
+    sampler_t sm;
+    size_t rss10, rss100;
+    double secs;
+    run_sampled(256 * KIB, "slow consumer", &r, &sm, &rss10, &rss100, &secs);
     assert_true(sm.running_samples > 0);
     assert_int_equal(sm.max_memory, 256 * KIB);
     if (sm.max_bytes > 256 * KIB || r.stats.bytes_buffered > 256 * KIB)
@@ -778,16 +793,14 @@ static void test_a_slow_consumer_keeps_memory_within_the_budget(void **state)
     assert_true(sm.max_bytes > 0);
     if (r.stats.read_stops == 0)
         fail_msg("the producer never stopped reading for a consumer this slow");
-    assert_true(r.stats.bytes_received > o->bytes);
+    assert_true(r.stats.bytes_received > view_oracle("v_bench_1m", false)->bytes);
     print_message("slow consumer: %.1f s, %" PRIu64 " samples, max %" PRIu64
                   " bytes buffered, %" PRIu64 " read stops, RSS %zu -> %zu KiB\n",
-                  secs_since(t0), sm.samples, sm.max_bytes, r.stats.read_stops, rss10 / KIB,
+                  secs, sm.samples, sm.max_bytes, r.stats.read_stops, rss10 / KIB,
                   rss100 / KIB);
     if (rss100 > rss10 + 8 * MIB)
         fail_msg("RSS grew from %zu to %zu KiB between 10%% and 100%% of the stream", rss10 / KIB,
                  rss100 / KIB);
-    fw_stream_free(s);
-    sess_close(&S);
 }
 
 /*
@@ -802,45 +815,17 @@ static void test_a_threaded_stream_reads_at_most_256_kib_ahead_and_its_stalls_ke
     void **state)
 {
     (void)state;
-    const oracle_t *o = view_oracle("v_bench_1m", false);
-    sess_t S;
-    sess_open(&S, true, false);
-    fw_query_t *q = query("v_bench_1m", 0, 0);
-    fw_stream_t *s;
-    fw_error_t err;
-    assert_int_equal(fw_stream_start(S.conn, q, NULL, NULL, &s, &err), 0);
-    fw_query_free(q);
-    sampler_t sm = {.s = s};
-    atomic_init(&sm.stop, false);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, sampler_main, &sm), 0);
     res_t r;
-    res_init(&r);
-    int rc;
-    fw_row_t row;
-    uint64_t t0 = uv_hrtime();
-    while ((rc = fw_stream_next(s, &row, 1000)) == FW_ROW || rc == FW_AGAIN) {
-        if (secs_since(t0) > 300 * SLOW)
-            break;
-        if (rc == FW_AGAIN)
-            continue;
-        res_row(&r, &row);
-        if (r.rows % 2000 == 0)
-            sleep_ms(1); /* the loop thread reads on meanwhile: up to the limit */
-    }
-    atomic_store(&sm.stop, true);
-    pthread_join(th, NULL);
-    r.code = rc;
-    fw_stream_stats(s, &r.stats);
-    res_finish(&r);
-    check_res(&r, o, false, "threaded, consumer with pauses");
+    sampler_t sm;
+    size_t rss10, rss100;
+    double secs;
+    run_sampled(0, "threaded, consumer with pauses", &r, &sm, &rss10, &rss100, &secs);
     assert_int_equal(sm.max_memory, 4 * MIB); /* the default budget */
-    assert_true(sm.samples > 10);
     print_message("read-ahead: %.1f s, max %" PRIu64 " bytes buffered (%" PRIu64
                   " samples), %" PRIu64 " read stops, %" PRIu64 " readable wakeups, %" PRIu64
                   " bulk-read ticks\n",
-                  secs_since(t0), sm.max_bytes, sm.samples, r.stats.read_stops,
-                  r.stats.read_wakeups, r.stats.read_ticks);
+                  secs, sm.max_bytes, sm.samples, r.stats.read_stops, r.stats.read_wakeups,
+                  r.stats.read_ticks);
     if (sm.max_bytes > 256 * KIB)
         fail_msg("the loop thread read %" PRIu64 " bytes ahead of its consumer (limit 256 KiB)",
                  sm.max_bytes);
@@ -853,8 +838,6 @@ static void test_a_threaded_stream_reads_at_most_256_kib_ahead_and_its_stalls_ke
         fail_msg("%" PRIu64 " readable wakeups against %" PRIu64 " bulk-read ticks, %" PRIu64
                  " read stops: a stall ended the bulk reads",
                  r.stats.read_wakeups, r.stats.read_ticks, r.stats.read_stops);
-    fw_stream_free(s);
-    sess_close(&S);
 }
 
 /* ---- 7. no allocation per row ----------------------------------------------------------- */
