@@ -127,6 +127,14 @@ void fw__par_free(fw_stream_t *s)
     fw__stream_unref(s);
 }
 
+void fw__par_soft_nudge(fw_stream_t *s)
+{
+    const fw__par_t *p = s->par;
+    for (int i = 0; i < p->n; i++)
+        if (p->parts[i] != NULL)
+            fw__stream_soft_nudge(p->parts[i]);
+}
+
 void fw__par_stats(const fw_stream_t *s, fw_stream_stats_t *out)
 {
     const fw__par_t *p = s->par;

@@ -370,6 +370,10 @@ static ssize_t receive(fw_stream_t *s)
 static void stall(fw_stream_t *s)
 {
     fw_conn_t *c = s->conn;
+    /* Before the consumer is woken: once it has taken what is queued, finding nothing more it
+     * wakes us (fw__stream_soft_nudge); set after the wake, a consumer already past its look
+     * would sleep until its timeout. */
+    atomic_store_explicit(&s->soft_stall, s->pipe.soft_hit, memory_order_seq_cst);
     if (s->threaded)
         fw__stream_notify(
             s, true); /* what is queued is what the consumer must drain for us to go on */
@@ -411,12 +415,14 @@ void fw__stream_set_reading(fw_stream_t *s)
         return;
     if (s->coalescing) {
         /* A stall, or its end, while coalescing: coalescing goes on across it. The socket is
-         * not watched anyway (deferred), and the timer's ticks pass over a stalled stream
-         * (stream_coal.c, on_coal). Ending it cost an epoll_ctl at each end of the stall and
+         * not watched anyway (deferred), and the timer is disarmed until the stall ends (a
+         * timerfd_settime each way, no epoll_ctl). Ending it cost an epoll_ctl at each end of the stall and
          * then COAL_WINDOW_MS of reads woken by every 8 KiB piece before it began again. */
         s->reading = want;
         if (want)
-            s->coal_t = uv_hrtime(); /* the stall is no cycle of the server's rate */
+            fw__stream_coal_resume(s);
+        else
+            fw__stream_coal_hold(s);
         return;
     }
     fw__stream_coal_leave(s);
@@ -430,6 +436,8 @@ void fw__stream_set_reading(fw_stream_t *s)
 void fw__stream_unstall(fw_stream_t *s)
 {
     atomic_store_explicit(&s->stall_flag, false, memory_order_relaxed);
+    atomic_store_explicit(&s->soft_stall, false, memory_order_relaxed);
+    s->pipe.soft_hit = false;
     if (s->stalled) {
         s->stalled = false;
         if (s->lm.e != NULL && s->lm.t_stall != 0) {
@@ -536,6 +544,7 @@ void fw__stream_pump(fw_stream_t *s)
         }
         if (atomic_load_explicit(&s->abandoned, memory_order_relaxed) && !s->reply.discard) {
             s->reply.discard = true; /* the consumer left: read the rest of the reply and drop it */
+            s->pipe.o.soft_held = 0;  /* ...within the budget alone */
             fw__pipe_reclaim(&s->pipe);
         }
         if (r == PUMP_STALL) {
@@ -626,7 +635,11 @@ void fw__stream_on_wake(uv_async_t *h)
     if (s->stalled || atomic_load_explicit(&s->stall_flag, memory_order_relaxed)) {
         uint64_t at = atomic_load_explicit(&s->wake_at, memory_order_relaxed);
         bool abandoned = atomic_load_explicit(&s->abandoned, memory_order_relaxed);
-        if (!abandoned && fw__pipe_released(&s->pipe) < at && fw__pipe_outstanding(&s->pipe) > 0)
+        /* At the read-ahead limit with every chunk taken: the consumer holds them, it is not
+         * behind (soft_nudge in stream_api.c woke us); the limit no longer applies. */
+        bool taken = s->pipe.soft_hit && fw__ring_size(&s->pipe.full) == 0;
+        if (!abandoned && !taken && fw__pipe_released(&s->pipe) < at &&
+            fw__pipe_outstanding(&s->pipe) > 0)
             return; /* woken early (a release raced the threshold): keep waiting */
         fw__stream_unstall(s);
     }

@@ -98,6 +98,17 @@ static void wake_producer(fw_stream_t *s)
     pthread_mutex_unlock(&s->wake_mu);
 }
 
+void fw__stream_soft_nudge(fw_stream_t *s)
+{
+    if (s->par != NULL) {
+        fw__par_soft_nudge(s);
+        return;
+    }
+    if (atomic_load_explicit(&s->soft_stall, memory_order_relaxed) &&
+        atomic_exchange_explicit(&s->soft_stall, false, memory_order_relaxed))
+        wake_producer(s);
+}
+
 /* After the consumer released chunks: wake a stalled producer once enough are back. */
 static void after_release(fw_stream_t *s)
 {
@@ -228,8 +239,11 @@ static void deadline_after(struct timespec *ts, int ms)
 static int wait_for(fw_stream_t *s, int timeout_ms, int (*poll)(fw_stream_t *, void *), void *arg)
 {
     int r = poll(s, arg);
-    if (r != FW_AGAIN || timeout_ms == 0)
+    if (r != FW_AGAIN || timeout_ms == 0) {
+        if (r == FW_AGAIN)
+            fw__stream_soft_nudge(s);
         return r; /* FW_PAUSED too: a paused stream never makes the consumer wait */
+    }
     for (int i = 0; i < SPIN_POLLS; i++) {
         cpu_relax();
         if ((r = poll(s, arg)) != FW_AGAIN)
@@ -244,6 +258,7 @@ static int wait_for(fw_stream_t *s, int timeout_ms, int (*poll)(fw_stream_t *, v
         fw__park_announce(&s->park);
         if ((r = poll(s, arg)) != FW_AGAIN)
             break;
+        fw__stream_soft_nudge(s);
         if (!fw__park_wait(&s->park, timeout_ms > 0 ? &deadline : NULL)) {
             r = poll(s, arg);
             break;

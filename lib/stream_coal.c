@@ -70,6 +70,19 @@ static void on_coal(fw__ftimer_t *t)
     }
 }
 
+/* A stall while coalescing (fw__stream_set_reading): the timer is disarmed, not watched less
+ * (no epoll_ctl), and armed again when the stall ends; the stall is no cycle of the rate. */
+void fw__stream_coal_hold(fw_stream_t *s)
+{
+    fw__ftimer_stop(&s->coal);
+}
+
+void fw__stream_coal_resume(fw_stream_t *s)
+{
+    s->coal_t = uv_hrtime();
+    fw__ftimer_start(&s->coal, s->coal_us, on_coal);
+}
+
 /* The interval at which a cycle brings COAL_TARGET bytes, `got` having come in `ns`. */
 static uint64_t coal_interval(uint64_t got, uint64_t ns)
 {
@@ -87,6 +100,8 @@ static uint64_t coal_interval(uint64_t got, uint64_t ns)
  */
 bool fw__stream_coalesce_next(fw_stream_t *s)
 {
+    if (!s->reading)
+        return false; /* stalled or paused: the stall's end, not a tick, reads next */
     uint64_t got = s->cycle_bytes;
     s->cycle_bytes = 0;
     if (s->rx_total < COAL_AFTER)

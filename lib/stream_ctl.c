@@ -79,7 +79,11 @@ void fw__stream_start_cancel(fw_stream_t *s, int code, const char *why)
         s->paused = false;
         lm_pause_over(s);
     }
-    fw__stream_unstall(s); /* nothing is queued any more: never wait for the consumer */
+    /* Nothing is queued any more: never wait for the consumer, and the rows still coming are
+     * dropped within the budget alone (the read-ahead limit would wait for a consumer that
+     * may hold its chunks, or be paused, until the cancel times out). */
+    s->pipe.o.soft_held = 0;
+    fw__stream_unstall(s);
     fw__cancel_target_t target;
     fw__tls_config_t tls;
     fw__conn_cancel_target(c, &target, &tls);

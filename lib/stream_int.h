@@ -64,6 +64,9 @@ struct fw_stream_s {
     _Atomic bool want_cancel;
     _Atomic bool abandoned;   /* the consumer freed its handle */
     _Atomic bool stall_flag;  /* the producer waits for releases */
+    /* ...and that stall is at the read-ahead limit (fw__pipe_opts_t.soft_held): a consumer that
+     * finds nothing to take wakes the producer once (stream_api.c, soft_nudge) */
+    _Atomic bool soft_stall;
     _Atomic uint64_t wake_at; /* ...until the consumer has released this many chunks */
 
     /* ---- statistics the producer writes and any thread reads (fw_stream_stats) ---- */
@@ -199,6 +202,14 @@ void fw__stream_set_reading(fw_stream_t *s);
 bool fw__stream_coalesce_next(fw_stream_t *s);
 /* Adds one to a statistic the loop thread alone writes (fw_stream_stats reads it). */
 void fw__stream_count(_Atomic uint64_t *c);
+/* Consumer, finding nothing to take: a producer stalled at the read-ahead limit goes on (once
+ * per stall), since the consumer then holds what it took and is not behind
+ * (fw__stream_on_wake). A parallel stream asks each of its parts (fw__par_soft_nudge). */
+void fw__stream_soft_nudge(fw_stream_t *s);
+void fw__par_soft_nudge(fw_stream_t *s);
+/* A stall while coalescing: the timer disarmed, and armed again at its end. */
+void fw__stream_coal_hold(fw_stream_t *s);
+void fw__stream_coal_resume(fw_stream_t *s);
 /* Back to reading on every socket event (no-op when not coalescing). */
 void fw__stream_coal_leave(fw_stream_t *s);
 /* The coalescing state of a stream that begins. */

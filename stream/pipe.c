@@ -152,11 +152,13 @@ static void hold(fw__pipe_t *p, fw__slab_t *s)
 
 /* Another standard slab would pass the soft limit (fw__pipe_opts_t.soft_held). Never with
  * fewer than 3 standard slabs held, so at least 2 are pinned by chunks handed over (the open
- * chunk points into the producer's current slab only): the consumer's releases end the stall. */
+ * chunk points into the producer's current slab only), and never while the consumer has taken
+ * every chunk queued: then it is not behind but holding what it took, which only the budget
+ * bounds (a consumer that gathers chunks before it releases any would wait for ever). */
 static bool soft_full(const fw__pipe_t *p, size_t size)
 {
     return p->o.soft_held != 0 && p->held_std + size > p->o.soft_held &&
-           p->held_std >= 3 * size;
+           p->held_std >= 3 * size && fw__ring_size(&p->full) > 0;
 }
 
 int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
@@ -176,10 +178,13 @@ int fw__pipe_slab_get(fw__pipe_t *p, size_t need, fw__slab_t **out)
      * keeps the pipe at a slab or two instead of letting it grow to the budget. */
     if (big || p->pool == NULL)
         fw__pipe_reclaim(p);
+    p->soft_hit = false;
     if (!big && soft_full(p, size)) {
         fw__pipe_reclaim(p);
-        if (soft_full(p, size))
+        if (soft_full(p, size)) {
+            p->soft_hit = true;
             return FW__PIPE_FULL;
+        }
     }
     fw__slab_t *s = big ? take_big(p, need) : (p->pool != NULL ? pop_free(p, &p->pool) : NULL);
     if (s != NULL && over_budget(p, p->held, s->cap)) {

@@ -60,8 +60,9 @@ typedef struct fw__pipe_opts_s {
      * held would pass it (FW__PIPE_FULL, as for the budget: the producer stalls until the
      * consumer releases). lib/ sets it for threaded streams, whose consumer thread the
      * scheduler may run late: bytes read ahead of it are memory, not speed. Slabs for rows
-     * larger than a standard slab are not counted and not limited (by the budget only). At
-     * least 4 standard slabs. */
+     * larger than a standard slab are not counted and not limited (by the budget only), and it
+     * never stops the producer while the ring is empty (the consumer then holds what it took).
+     * At least 4 standard slabs. */
     size_t soft_held;
     /* Optional (NULL for none): runs on the consumer for every chunk it gives back, just
      * before the producer can see it again (lib/ records per-chunk metrics with it). */
@@ -86,6 +87,9 @@ typedef struct fw__pipe_s {
     size_t held;          /* bytes of slabs with refs > 0: what the budget bounds */
     size_t held_std;      /* ...of them, standard slabs: what soft_held bounds */
     uint32_t fill_rows;   /* fw__pipe_hint_fill, 0 none */
+    /* The last fw__pipe_slab_get said FW__PIPE_FULL for the soft limit (not the budget): the
+     * producer's stall may end as soon as the consumer has taken every queued chunk (lib/). */
+    bool soft_hit;
     size_t pooled;        /* bytes of free slabs kept for reuse (both pools) */
     fw__slab_t *pool;     /* free standard slabs */
     fw__slab_t *big_pool; /* free big slabs, any sizes (reused best-fit) */

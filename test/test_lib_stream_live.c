@@ -840,6 +840,76 @@ static void test_a_threaded_stream_reads_at_most_256_kib_ahead_and_its_stalls_ke
                  r.stats.read_wakeups, r.stats.read_ticks, r.stats.read_stops);
 }
 
+/*
+ * The read-ahead limit never stops a consumer that gathers chunks before it releases any: with
+ * every queued chunk taken, it is not behind but holding, which only the budget bounds. Here
+ * it takes whole chunks until it holds 600 KB of rows (more than the 256 KiB limit, less than
+ * the 4 MiB budget), then gives them all back, to the end of v_bench_100k. Before the limit
+ * gave way to an empty queue, the stream stopped for good at the first 256 KiB.
+ */
+static void test_a_consumer_gathering_chunks_past_the_read_ahead_limit_gets_every_row(
+    void **state)
+{
+    (void)state;
+    const oracle_t *o = view_oracle("v_bench_100k", false);
+    sess_t S;
+    sess_open(&S, true, false);
+    fw_query_t *q = query("v_bench_100k", 0, 0);
+    fw_stream_t *s;
+    fw_error_t err;
+    assert_int_equal(fw_stream_start(S.conn, q, NULL, NULL, &s, &err), 0);
+    fw_query_free(q);
+    res_t r;
+    res_init(&r);
+    enum { MAX_HELD = 4096 };
+    static fw_chunk_t *held[MAX_HELD];
+    size_t nheld = 0, held_bytes = 0, batches = 0, most = 0, timeouts = 0;
+    int rc;
+    uint64_t t0 = uv_hrtime();
+    for (;;) {
+        fw_chunk_t *ch = NULL;
+        rc = fw_stream_next_chunk(s, &ch, 1000);
+        /* A second without a row from a server sending as fast as it can: the producer waits
+         * for the consumer (for ever, or until a timeout lets the consumer look again). */
+        if (rc == FW_AGAIN && ++timeouts > 3)
+            fail_msg("%zu waits of 1 s for the next chunk, holding %zu bytes in %zu chunks after "
+                     "%" PRIu64 " rows: the read-ahead limit waits for a consumer that holds "
+                     "its chunks", timeouts, held_bytes, nheld, r.rows);
+        if (rc == FW_AGAIN)
+            continue;
+        if (rc != FW_ROW)
+            break;
+        size_t n;
+        const fw_row_t *rows = fw_chunk_rows(ch, &n);
+        for (size_t i = 0; i < n; i++) {
+            res_row(&r, &rows[i]);
+            held_bytes += rows[i].len;
+        }
+        assert_true(nheld < MAX_HELD);
+        held[nheld++] = ch;
+        if (held_bytes > most)
+            most = held_bytes;
+        if (held_bytes >= 600 * KIB) {
+            while (nheld > 0)
+                fw_chunk_release(s, held[--nheld]);
+            held_bytes = 0;
+            batches++;
+        }
+    }
+    while (nheld > 0)
+        fw_chunk_release(s, held[--nheld]);
+    r.code = rc;
+    fw_stream_stats(s, &r.stats);
+    res_finish(&r);
+    check_res(&r, o, false, "gathering consumer");
+    print_message("gathering consumer: %.1f s, %zu batches of 600 KB, at most %zu bytes held, %" PRIu64
+                  " read stops\n",
+                  secs_since(t0), batches, most, r.stats.read_stops);
+    assert_true(batches >= 30);
+    fw_stream_free(s);
+    sess_close(&S);
+}
+
 /* ---- 7. no allocation per row ----------------------------------------------------------- */
 
 /* Streams `view` on S, counting allocator calls from the start to the end (before the free)
@@ -1441,6 +1511,8 @@ int main(void)
         cmocka_unit_test(test_a_slow_consumer_keeps_memory_within_the_budget),
         cmocka_unit_test(
             test_a_threaded_stream_reads_at_most_256_kib_ahead_and_its_stalls_keep_bulk_reads),
+        cmocka_unit_test(
+            test_a_consumer_gathering_chunks_past_the_read_ahead_limit_gets_every_row),
         cmocka_unit_test(test_streaming_allocates_nothing_per_row),
         cmocka_unit_test(test_two_threads_deliver_every_row_exactly_once),
         cmocka_unit_test(test_a_consumer_holding_a_chunk_still_gets_the_rows_after_it),

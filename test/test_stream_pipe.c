@@ -1164,9 +1164,10 @@ static void test_pipe_set_chunk_rows_clamps_to_1_and_chunk_cap(void **state)
 
 /*
  * The soft limit (fw__pipe_opts_t.soft_held, threaded streams): no new standard slab once the
- * standard slabs held would pass it, as FW__PIPE_FULL; never while fewer than three are held
- * (two pinned by chunks handed over, so the consumer's releases end the wait); big slabs are
- * neither counted nor stopped by it (the budget alone bounds them).
+ * standard slabs held would pass it, as FW__PIPE_FULL (soft_hit set); never while fewer than
+ * three are held, and never while the ring is empty (the consumer has taken everything queued:
+ * it holds, it is not behind, and only the budget bounds what it holds); big slabs are neither
+ * counted nor stopped by it.
  */
 static void test_pipe_soft_limit_stops_standard_slabs_and_not_big_ones(void **state)
 {
@@ -1180,11 +1181,21 @@ static void test_pipe_soft_limit_stops_standard_slabs_and_not_big_ones(void **st
         assert_int_equal(fw__pipe_slab_get(p, 1, &sl[i]), FW__PIPE_OK);
     assert_int_equal(p->held_std, 16 * KIB);
     fw__slab_t *x = (fw__slab_t *)(uintptr_t)1;
+    /* Nothing queued: the consumer is not behind, the limit gives way (the budget holds). */
+    assert_int_equal(fw__pipe_slab_get(p, 1, &x), FW__PIPE_OK);
+    assert_false(p->soft_hit);
+    fw__pipe_slab_unref(p, x);
+    /* A chunk queued: at the limit. */
+    assert_int_equal(add_text(p, sl[1], "{}"), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
+    x = (fw__slab_t *)(uintptr_t)1;
     assert_int_equal(fw__pipe_slab_get(p, 1, &x), FW__PIPE_FULL);
     assert_null(x);
+    assert_true(p->soft_hit);
     /* A row larger than a standard slab still gets one (8 KiB, within the 64 KiB budget). */
     fw__slab_t *big;
     assert_int_equal(fw__pipe_slab_get(p, 6 * KIB, &big), FW__PIPE_OK);
+    assert_false(p->soft_hit);
     assert_true(big->big);
     assert_int_equal(p->held, 24 * KIB);
     assert_int_equal(p->held_std, 16 * KIB);
@@ -1198,18 +1209,26 @@ static void test_pipe_soft_limit_stops_standard_slabs_and_not_big_ones(void **st
     fw__pipe_slab_unref(p, big);
     assert_int_equal(p->held_std, 16 * KIB);
     assert_int_equal(fw__pipe_slab_get(p, 1, &x), FW__PIPE_FULL);
-    /* Chunks the consumer released are taken back first: a slab pinned only by a released
-     * chunk counts no more. */
-    assert_int_equal(add_text(p, sl[1], "{}"), FW__PIPE_OK);
+    /* The consumer takes the chunk and holds it: the ring is empty, the limit gives way. */
+    fw__chunk_t *held = fw__pipe_take(p);
+    assert_non_null(held);
+    assert_int_equal(fw__pipe_slab_get(p, 1, &sl[4]), FW__PIPE_OK);
+    assert_false(p->soft_hit);
+    assert_int_equal(p->held_std, 20 * KIB);
+    /* Released, and the producer's reference dropped: the slab it pinned counts no more. */
+    fw__pipe_slab_unref(p, sl[1]);
+    fw__pipe_release(p, held);
+    assert_int_equal(add_text(p, sl[2], "[]"), FW__PIPE_OK); /* queued again */
     assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
-    fw__pipe_slab_unref(p, sl[1]); /* the producer's reference; the chunk holds it now */
-    assert_int_equal(p->held_std, 16 * KIB);
-    expect_row(p, "{}");
-    fw_row_t row;
-    assert_false(fw__pipe_next(p, &row)); /* released: not yet reclaimed by the producer */
+    assert_int_equal(fw__pipe_slab_get(p, 1, &sl[1]), FW__PIPE_FULL); /* 16 KiB held + 4 */
+    fw__pipe_slab_unref(p, sl[4]);
     assert_int_equal(fw__pipe_slab_get(p, 1, &sl[1]), FW__PIPE_OK);
+    expect_row(p, "[]");
+    fw_row_t row;
+    assert_false(fw__pipe_next(p, &row));
     for (int i = 0; i < 4; i++)
         fw__pipe_slab_unref(p, sl[i]);
+    fw__pipe_reclaim(p);
     assert_int_equal(p->held_std, 0);
     assert_int_equal(p->held, 0);
     fw__pipe_free(p);
@@ -1219,9 +1238,13 @@ static void test_pipe_soft_limit_stops_standard_slabs_and_not_big_ones(void **st
     assert_int_equal(fw__pipe_init(&g_pipe, &o, NULL), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(fw__pipe_slab_get(p, 1, &sl[i]), FW__PIPE_OK);
+    assert_int_equal(add_text(p, sl[0], "1"), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
     assert_int_equal(fw__pipe_slab_get(p, 1, &x), FW__PIPE_FULL);
+    fw__pipe_drain(p);
     for (int i = 0; i < 3; i++)
         fw__pipe_slab_unref(p, sl[i]);
+    fw__pipe_reclaim(p);
     fw__pipe_free(p);
 
     /* No limit (0): the budget alone, 16 slabs. */
@@ -1230,9 +1253,14 @@ static void test_pipe_soft_limit_stops_standard_slabs_and_not_big_ones(void **st
     fw__slab_t *all[16];
     for (int i = 0; i < 16; i++)
         assert_int_equal(fw__pipe_slab_get(p, 1, &all[i]), FW__PIPE_OK);
+    assert_int_equal(add_text(p, all[0], "1"), FW__PIPE_OK);
+    assert_int_equal(fw__pipe_flush(p), FW__PIPE_OK);
     assert_int_equal(fw__pipe_slab_get(p, 1, &x), FW__PIPE_FULL);
+    assert_false(p->soft_hit);
+    fw__pipe_drain(p);
     for (int i = 0; i < 16; i++)
         fw__pipe_slab_unref(p, all[i]);
+    fw__pipe_reclaim(p);
     fw__pipe_free(p);
 }
 
