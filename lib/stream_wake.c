@@ -20,7 +20,9 @@
  * tried and measured: it restored the wake cadence but its extra chunks (one page each) cost
  * 1.4 MiB of RSS with a slow consumer (bench/run.sh --only chunking). */
 #define WAKE_ROWS FW__STREAM_WAKE_ROWS
-/* ...or this part of the byte budget, so large rows never wait until the budget is full. */
+/* ...or this part of the byte budget, so large rows never wait until the budget is full (half
+ * the read-ahead limit instead when the stream has one, fw__pipe_opts_t.soft_held: woken any
+ * later, the consumer would find the producer stalled at it every time). */
 #define WAKE_BUDGET_PART 8
 
 /* Wakes a consumer sleeping in fw_stream_next (threaded mode): the stream's own, or the

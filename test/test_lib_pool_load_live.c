@@ -36,18 +36,20 @@ static long psql_long(int n, const char *sql)
 {
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
-             "PGPASSWORD='%s' '%s/psql' -X -q -At -h '%s' -p %d -U '%s' -d '%s' -c \"%s\" "
-             "2>/dev/null",
+             "PGPASSWORD='%s' '%s/psql' -X -q -At -h '%s' -p %d -U '%s' -d '%s' -c \"%s\" 2>&1",
              env("FW_REPL_PASS_SCRAM"), env("FW_REPL_BINDIR"), env("FW_REPL_HOST4"), node_port(n),
              env("FW_REPL_USER_SCRAM"), env("FW_REPL_DBNAME"), sql);
     FILE *f = popen(cmd, "r");
     if (f == NULL)
         return -1;
-    char line[64] = "";
+    char line[256] = "";
     char *got = fgets(line, sizeof(line), f);
     int rc = pclose(f);
-    if (got == NULL || rc != 0)
+    if (got == NULL || rc != 0) {
+        /* psql's own words, for the log of a failing run */
+        print_message("psql on node %d failed (status %d): %s\n", n, rc, got != NULL ? line : "");
         return -1;
+    }
     return strtol(line, NULL, 10);
 }
 
@@ -408,7 +410,12 @@ static void test_a_failover_under_50_streams(void **state)
                         env("FW_REPL_DIR")),
                      0);
     /* the server's count (on a standby: the view is there too; 10 s) */
+    /* (once more after a failure: CI's ASan run saw one psql fail here, its reason not kept) */
     long want_rows = psql_long(2, "SELECT count(*) FROM v_pool_drip_long");
+    if (want_rows != 200) {
+        usleep(500000);
+        want_rows = psql_long(2, "SELECT count(*) FROM v_pool_drip_long");
+    }
     assert_int_equal(want_rows, 200);
     fw_pool_opts_t o;
     pool_opts(&o, 25, 20000, "fw_pool_failover");

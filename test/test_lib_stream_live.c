@@ -910,6 +910,45 @@ static void test_a_consumer_gathering_chunks_past_the_read_ahead_limit_gets_ever
     sess_close(&S);
 }
 
+/*
+ * A cancel while the producer waits at the read-ahead limit, its bulk reads kept across the
+ * stall: the queued chunks pin its slabs and the consumer, blocked in fw_stream_cancel,
+ * releases nothing; the cancel completes (0, then FW_ECANCELED, not FW_ETIMEDOUT) and the
+ * connection runs the next query. (It passes without the cancel's reset of the limit too: the
+ * rest of the reply is dropped as it is read. The reset is for a discard that needs a slab.)
+ */
+static void test_a_cancel_at_the_read_ahead_limit_completes(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S, true, false);
+    fw_query_t *q = query("v_bench_1m", 0, 0);
+    assert_int_equal(fw_query_cancel_timeout(q, 1500), 0);
+    fw_stream_t *s;
+    fw_error_t err;
+    assert_int_equal(fw_stream_start(S.conn, q, NULL, NULL, &s, &err), 0);
+    fw_query_free(q);
+    fw_row_t row;
+    assert_int_equal(fw_stream_next(s, &row, 5000), FW_ROW);
+    /* The loop thread reads on to the limit and stalls there, chunks queued. */
+    fw_stream_stats_t st;
+    uint64_t t0 = uv_hrtime();
+    do {
+        sleep_ms(20);
+        fw_stream_stats(s, &st);
+    } while (st.read_stops == 0 && secs_since(t0) < 10 * SLOW);
+    assert_true(st.read_stops > 0);
+    assert_true(st.chunks_buffered > 0);
+    int rc = fw_stream_cancel(s);
+    if (rc != 0)
+        fail_msg("fw_stream_cancel at the read-ahead limit returned %s (%s): it waited for a "
+                 "consumer that holds the queue", fw_strerror(rc), fw_stream_error(s)->message);
+    assert_int_equal(fw_stream_next(s, &row, 1000), FW_ECANCELED);
+    fw_stream_free(s);
+    expect_view(&S, "v_fixture", false, CONSUME_NEXT); /* the connection runs the next query */
+    sess_close(&S);
+}
+
 /* ---- 7. no allocation per row ----------------------------------------------------------- */
 
 /* Streams `view` on S, counting allocator calls from the start to the end (before the free)
@@ -1513,6 +1552,7 @@ int main(void)
             test_a_threaded_stream_reads_at_most_256_kib_ahead_and_its_stalls_keep_bulk_reads),
         cmocka_unit_test(
             test_a_consumer_gathering_chunks_past_the_read_ahead_limit_gets_every_row),
+        cmocka_unit_test(test_a_cancel_at_the_read_ahead_limit_completes),
         cmocka_unit_test(test_streaming_allocates_nothing_per_row),
         cmocka_unit_test(test_two_threads_deliver_every_row_exactly_once),
         cmocka_unit_test(test_a_consumer_holding_a_chunk_still_gets_the_rows_after_it),
