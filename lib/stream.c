@@ -367,13 +367,17 @@ static ssize_t receive(fw_stream_t *s)
 
 /* ---- backpressure ---------------------------------------------------------------------- */
 
-static void stall(fw_stream_t *s)
+/* Stops reading until the consumer has released enough; `soft`: the cause is the read-ahead
+ * limit (fw__pipe_opts_t.soft_held), which gives way once the consumer has taken every queued
+ * chunk (fw__stream_on_wake). */
+static void stall(fw_stream_t *s, bool soft)
 {
     fw_conn_t *c = s->conn;
     /* Before the consumer is woken: once it has taken what is queued, finding nothing more it
      * wakes us (fw__stream_soft_nudge); set after the wake, a consumer already past its look
      * would sleep until its timeout. */
-    atomic_store_explicit(&s->soft_stall, s->pipe.soft_hit, memory_order_seq_cst);
+    s->soft_stalled = soft;
+    atomic_store_explicit(&s->soft_stall, soft, memory_order_seq_cst);
     if (s->threaded)
         fw__stream_notify(
             s, true); /* what is queued is what the consumer must drain for us to go on */
@@ -437,7 +441,7 @@ void fw__stream_unstall(fw_stream_t *s)
 {
     atomic_store_explicit(&s->stall_flag, false, memory_order_relaxed);
     atomic_store_explicit(&s->soft_stall, false, memory_order_relaxed);
-    s->pipe.soft_hit = false;
+    s->soft_stalled = false;
     if (s->stalled) {
         s->stalled = false;
         if (s->lm.e != NULL && s->lm.t_stall != 0) {
@@ -548,7 +552,7 @@ void fw__stream_pump(fw_stream_t *s)
             fw__pipe_reclaim(&s->pipe);
         }
         if (r == PUMP_STALL) {
-            stall(s);
+            stall(s, false); /* the queue of chunks is full */
             break;
         }
         if (s->drained) {
@@ -572,7 +576,7 @@ void fw__stream_pump(fw_stream_t *s)
         }
         int rc = fw__pipe_make_room(&s->pipe, &s->rx, s->reply.skip > 0);
         if (rc == FW__PIPE_FULL) {
-            stall(s);
+            stall(s, s->pipe.soft_hit); /* the budget, or the read-ahead limit */
             break;
         }
         if (rc < 0) {
@@ -637,7 +641,7 @@ void fw__stream_on_wake(uv_async_t *h)
         bool abandoned = atomic_load_explicit(&s->abandoned, memory_order_relaxed);
         /* At the read-ahead limit with every chunk taken: the consumer holds them, it is not
          * behind (soft_nudge in stream_api.c woke us); the limit no longer applies. */
-        bool taken = s->pipe.soft_hit && fw__ring_size(&s->pipe.full) == 0;
+        bool taken = s->soft_stalled && fw__ring_size(&s->pipe.full) == 0;
         if (!abandoned && !taken && fw__pipe_released(&s->pipe) < at &&
             fw__pipe_outstanding(&s->pipe) > 0)
             return; /* woken early (a release raced the threshold): keep waiting */

@@ -104,7 +104,12 @@ void fw__stream_soft_nudge(fw_stream_t *s)
         fw__par_soft_nudge(s);
         return;
     }
-    if (atomic_load_explicit(&s->soft_stall, memory_order_relaxed) &&
+    /* Only with this stream's own queue empty: the producer lets the stall end only then (its
+     * pushes come before the flag, and a stalled producer pushes nothing), and a nudge spent
+     * while chunks were still queued (a parallel stream asks every part; or the consumer woken
+     * just now) would be the last one. */
+    if (atomic_load_explicit(&s->soft_stall, memory_order_acquire) &&
+        fw__ring_size(&s->pipe.full) == 0 &&
         atomic_exchange_explicit(&s->soft_stall, false, memory_order_relaxed))
         wake_producer(s);
 }

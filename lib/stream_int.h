@@ -41,6 +41,7 @@ struct fw_stream_s {
     fw_conn_t *conn;   /* NULL once detached: the query is over for the connection */
     fw__reply_t reply; /* the reply machine: phases, schema check, limits (reply.h) */
     bool stalled;      /* socket reading stopped for backpressure */
+    bool soft_stalled; /* ...at the read-ahead limit (stall(), stream.c) */
     bool in_pump;      /* re-entrancy guard */
     bool pushed;       /* chunks handed over since the last notification */
     fw__rx_t rx;       /* the receive slab and parse position (stream/pipe.h); its scratch is

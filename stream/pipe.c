@@ -228,6 +228,7 @@ bool fw__pipe_never_fits(const fw__pipe_t *p, size_t need)
 int fw__pipe_slab_get_oversize(fw__pipe_t *p, size_t need, fw__slab_t **out)
 {
     *out = NULL;
+    p->soft_hit = false; /* never the read-ahead limit: the budget (nothing else held) */
     fw__pipe_reclaim(p);
     if (p->held > 0)
         return FW__PIPE_FULL;
@@ -599,6 +600,7 @@ static int move_to_start(fw__rx_t *rx, size_t tail)
 
 int fw__pipe_make_room(fw__pipe_t *p, fw__rx_t *rx, bool skipping)
 {
+    p->soft_hit = false; /* set again only by this call's fw__pipe_slab_get */
     fw__slab_t *sl = rx->slab;
     if (sl == NULL && rx->parked > 0) {
         /* A tail parked in the scratch buffer while the budget was full (below). */

@@ -87,8 +87,9 @@ typedef struct fw__pipe_s {
     size_t held;          /* bytes of slabs with refs > 0: what the budget bounds */
     size_t held_std;      /* ...of them, standard slabs: what soft_held bounds */
     uint32_t fill_rows;   /* fw__pipe_hint_fill, 0 none */
-    /* The last fw__pipe_slab_get said FW__PIPE_FULL for the soft limit (not the budget): the
-     * producer's stall may end as soon as the consumer has taken every queued chunk (lib/). */
+    /* The last fw__pipe_slab_get said FW__PIPE_FULL for the soft limit (not the budget), and no
+     * fw__pipe_make_room or oversize request came since: the producer's stall may end as soon
+     * as the consumer has taken every queued chunk (lib/). */
     bool soft_hit;
     size_t pooled;        /* bytes of free slabs kept for reuse (both pools) */
     fw__slab_t *pool;     /* free standard slabs */

@@ -419,6 +419,69 @@ static void test_parallel_ordered_by_key_delivers_key_order(void **state)
     sess_close(&S);
 }
 
+/*
+ * Ordered by the key, the parts are read one after another: a later part reads ahead to its
+ * read-ahead limit (threaded mode, 256 KiB) and waits there while the consumer is still on an
+ * earlier one. A consumer that gathers chunks before releasing any (600 KB here) must still get
+ * every row: the later part's stall gives way once its queue is taken (a nudge spent on it
+ * while its chunks were still queued once left it waiting for ever).
+ */
+static void test_parallel_ordered_with_a_consumer_gathering_chunks_gets_every_row(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S);
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, "v_par_100k"), 0);
+    assert_int_equal(fw_query_parallel(q, 3), 0);
+    assert_int_equal(fw_query_partition_key(q, "id"), 0);
+    assert_int_equal(fw_query_order_by(q, "id", NULL, false), 0);
+    fw_stream_t *s;
+    assert_int_equal(fw_stream_start(S.conn, q, NULL, NULL, &s, &S.err), 0);
+    fw_query_free(q);
+    enum { MAX_HELD = 8192 };
+    static fw_chunk_t *held[MAX_HELD];
+    size_t nheld = 0, held_bytes = 0, batches = 0, timeouts = 0;
+    uint64_t rows = 0;
+    int rc;
+    for (;;) {
+        fw_chunk_t *ch = NULL;
+        rc = fw_stream_next_chunk(s, &ch, 1000);
+        if (rc == FW_AGAIN && ++timeouts > 3)
+            fail_msg("%zu waits of 1 s for the next chunk, holding %zu bytes in %zu chunks after "
+                     "%" PRIu64 " rows: a part waits at its read-ahead limit for a consumer "
+                     "that holds its chunks", timeouts, held_bytes, nheld, rows);
+        if (rc == FW_AGAIN)
+            continue;
+        if (rc != FW_ROW)
+            break;
+        size_t n;
+        const fw_row_t *r = fw_chunk_rows(ch, &n);
+        for (size_t i = 0; i < n; i++)
+            held_bytes += r[i].len;
+        rows += n;
+        assert_true(nheld < MAX_HELD);
+        held[nheld++] = ch;
+        if (held_bytes >= 600 * 1024) {
+            while (nheld > 0)
+                fw_chunk_release(s, held[--nheld]);
+            held_bytes = 0;
+            batches++;
+        }
+    }
+    while (nheld > 0)
+        fw_chunk_release(s, held[--nheld]);
+    if (rc != FW_END)
+        fail_msg("ended with %s: %s", fw_strerror(rc), fw_stream_error(s)->message);
+    assert_int_equal(rows, 100000);
+    print_message("ordered, 3 parts, gathering consumer: %" PRIu64 " rows, %zu batches of 600 KB\n",
+                  rows, batches);
+    assert_true(batches >= 2);
+    fw_stream_free(s);
+    sess_close(&S);
+}
+
 /* ---- control: pause, cancel, free, a failing part ------------------------------------------ */
 
 static void test_parallel_pause_resume_cancel_and_free(void **state)
@@ -635,6 +698,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parallel_refuses_what_it_cannot_split),
         cmocka_unit_test(test_parallel_ordered_by_key_delivers_key_order),
+        cmocka_unit_test(test_parallel_ordered_with_a_consumer_gathering_chunks_gets_every_row),
         cmocka_unit_test(test_parallel_error_in_one_part_is_reported_after_its_rows),
         cmocka_unit_test(test_parallel_pause_resume_cancel_and_free),
         cmocka_unit_test(test_parallel_ctid_equals_one_connection_n1_to_4),
@@ -647,5 +711,9 @@ int main(void)
     };
     (void)view_oracle; /* stream_oracle.h helpers this file does not need */
     (void)secs_since;
+    /* FW_TEST_FILTER=pattern runs the matching cases only (cmocka's glob). */
+    const char *filter = getenv("FW_TEST_FILTER");
+    if (filter != NULL && filter[0] != '\0')
+        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
