@@ -37,6 +37,7 @@
 
 #include "fwire.h"
 
+#include "gather.h"
 #include "stream_oracle.h"
 
 /* DDL and the writer run as the admin; what is read is readable by the trust user. */
@@ -392,11 +393,9 @@ static void test_parallel_from_a_pool_reuses_its_connections_and_ends_their_tran
 
 /* ---- ordered by the key -------------------------------------------------------------------- */
 
-static void test_parallel_ordered_by_key_delivers_key_order(void **state)
+/* Starts v_par_100k over 3 parts split by id and ordered by it. */
+static fw_stream_t *start_ordered(sess_t *S)
 {
-    (void)state;
-    sess_t S;
-    sess_open(&S);
     fw_query_t *q;
     assert_int_equal(fw_query_new(&q), 0);
     assert_int_equal(fw_query_relation(q, "v_par_100k"), 0);
@@ -404,8 +403,17 @@ static void test_parallel_ordered_by_key_delivers_key_order(void **state)
     assert_int_equal(fw_query_partition_key(q, "id"), 0);
     assert_int_equal(fw_query_order_by(q, "id", NULL, false), 0);
     fw_stream_t *s;
-    assert_int_equal(fw_stream_start(S.conn, q, NULL, NULL, &s, &S.err), 0);
+    assert_int_equal(fw_stream_start(S->conn, q, NULL, NULL, &s, &S->err), 0);
     fw_query_free(q);
+    return s;
+}
+
+static void test_parallel_ordered_by_key_delivers_key_order(void **state)
+{
+    (void)state;
+    sess_t S;
+    sess_open(&S);
+    fw_stream_t *s = start_ordered(&S);
     res_t r;
     res_init(&r);
     drain(s, &r);
@@ -431,53 +439,15 @@ static void test_parallel_ordered_with_a_consumer_gathering_chunks_gets_every_ro
     (void)state;
     sess_t S;
     sess_open(&S);
-    fw_query_t *q;
-    assert_int_equal(fw_query_new(&q), 0);
-    assert_int_equal(fw_query_relation(q, "v_par_100k"), 0);
-    assert_int_equal(fw_query_parallel(q, 3), 0);
-    assert_int_equal(fw_query_partition_key(q, "id"), 0);
-    assert_int_equal(fw_query_order_by(q, "id", NULL, false), 0);
-    fw_stream_t *s;
-    assert_int_equal(fw_stream_start(S.conn, q, NULL, NULL, &s, &S.err), 0);
-    fw_query_free(q);
-    enum { MAX_HELD = 8192 };
-    static fw_chunk_t *held[MAX_HELD];
-    size_t nheld = 0, held_bytes = 0, batches = 0, timeouts = 0;
-    uint64_t rows = 0;
-    int rc;
-    for (;;) {
-        fw_chunk_t *ch = NULL;
-        rc = fw_stream_next_chunk(s, &ch, 1000);
-        if (rc == FW_AGAIN && ++timeouts > 3)
-            fail_msg("%zu waits of 1 s for the next chunk, holding %zu bytes in %zu chunks after "
-                     "%" PRIu64 " rows: a part waits at its read-ahead limit for a consumer "
-                     "that holds its chunks", timeouts, held_bytes, nheld, rows);
-        if (rc == FW_AGAIN)
-            continue;
-        if (rc != FW_ROW)
-            break;
-        size_t n;
-        const fw_row_t *r = fw_chunk_rows(ch, &n);
-        for (size_t i = 0; i < n; i++)
-            held_bytes += r[i].len;
-        rows += n;
-        assert_true(nheld < MAX_HELD);
-        held[nheld++] = ch;
-        if (held_bytes >= 600 * 1024) {
-            while (nheld > 0)
-                fw_chunk_release(s, held[--nheld]);
-            held_bytes = 0;
-            batches++;
-        }
-    }
-    while (nheld > 0)
-        fw_chunk_release(s, held[--nheld]);
+    fw_stream_t *s = start_ordered(&S);
+    gathered_t g;
+    int rc = gather_chunks(s, 600 * 1024, NULL, NULL, &g);
     if (rc != FW_END)
         fail_msg("ended with %s: %s", fw_strerror(rc), fw_stream_error(s)->message);
-    assert_int_equal(rows, 100000);
+    assert_int_equal(g.rows, 100000);
     print_message("ordered, 3 parts, gathering consumer: %" PRIu64 " rows, %zu batches of 600 KB\n",
-                  rows, batches);
-    assert_true(batches >= 2);
+                  g.rows, g.batches);
+    assert_true(g.batches >= 2);
     fw_stream_free(s);
     sess_close(&S);
 }

@@ -43,6 +43,7 @@
 
 #include "fwire.h"
 
+#include "gather.h"
 #include "stream_oracle.h"
 
 /* The trust user sees what the tests read. */
@@ -847,6 +848,11 @@ static void test_a_threaded_stream_reads_at_most_256_kib_ahead_and_its_stalls_ke
  * the 4 MiB budget), then gives them all back, to the end of v_bench_100k. Before the limit
  * gave way to an empty queue, the stream stopped for good at the first 256 KiB.
  */
+static void gathered_row(void *ud, const fw_row_t *row)
+{
+    res_row(ud, row);
+}
+
 static void test_a_consumer_gathering_chunks_past_the_read_ahead_limit_gets_every_row(
     void **state)
 {
@@ -861,51 +867,16 @@ static void test_a_consumer_gathering_chunks_past_the_read_ahead_limit_gets_ever
     fw_query_free(q);
     res_t r;
     res_init(&r);
-    enum { MAX_HELD = 4096 };
-    static fw_chunk_t *held[MAX_HELD];
-    size_t nheld = 0, held_bytes = 0, batches = 0, most = 0, timeouts = 0;
-    int rc;
     uint64_t t0 = uv_hrtime();
-    for (;;) {
-        fw_chunk_t *ch = NULL;
-        rc = fw_stream_next_chunk(s, &ch, 1000);
-        /* A second without a row from a server sending as fast as it can: the producer waits
-         * for the consumer (for ever, or until a timeout lets the consumer look again). */
-        if (rc == FW_AGAIN && ++timeouts > 3)
-            fail_msg("%zu waits of 1 s for the next chunk, holding %zu bytes in %zu chunks after "
-                     "%" PRIu64 " rows: the read-ahead limit waits for a consumer that holds "
-                     "its chunks", timeouts, held_bytes, nheld, r.rows);
-        if (rc == FW_AGAIN)
-            continue;
-        if (rc != FW_ROW)
-            break;
-        size_t n;
-        const fw_row_t *rows = fw_chunk_rows(ch, &n);
-        for (size_t i = 0; i < n; i++) {
-            res_row(&r, &rows[i]);
-            held_bytes += rows[i].len;
-        }
-        assert_true(nheld < MAX_HELD);
-        held[nheld++] = ch;
-        if (held_bytes > most)
-            most = held_bytes;
-        if (held_bytes >= 600 * KIB) {
-            while (nheld > 0)
-                fw_chunk_release(s, held[--nheld]);
-            held_bytes = 0;
-            batches++;
-        }
-    }
-    while (nheld > 0)
-        fw_chunk_release(s, held[--nheld]);
-    r.code = rc;
+    gathered_t g;
+    r.code = gather_chunks(s, 600 * KIB, gathered_row, &r, &g);
     fw_stream_stats(s, &r.stats);
     res_finish(&r);
     check_res(&r, o, false, "gathering consumer");
     print_message("gathering consumer: %.1f s, %zu batches of 600 KB, at most %zu bytes held, %" PRIu64
                   " read stops\n",
-                  secs_since(t0), batches, most, r.stats.read_stops);
-    assert_true(batches >= 30);
+                  secs_since(t0), g.batches, g.most, r.stats.read_stops);
+    assert_true(g.batches >= 30);
     fw_stream_free(s);
     sess_close(&S);
 }
