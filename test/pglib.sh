@@ -127,8 +127,14 @@ port_busy() {
 }
 
 random_port() {
-    # 20000..60000 inclusive; RANDOM is 15 bits, so combine two draws.
-    printf '%d' $((20000 + (RANDOM * 32768 + RANDOM) % 40001))
+    # Below the kernel's ephemeral range (32768..60999 by default): a port there may be the
+    # source port of some client's loopback connection, which nothing listens on (port_busy
+    # cannot see it) but which still fails the server's bind. 20000..LOW-1, or 20000..60000
+    # when the ephemeral range starts too low to leave room. RANDOM is 15 bits: two draws.
+    local lo=0 hi=60000 _
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=0
+    if [[ $lo =~ ^[0-9]+$ ]] && ((lo > 21000)); then hi=$((lo - 1)); fi
+    printf '%d' $((20000 + (RANDOM * 32768 + RANDOM) % (hi - 20000 + 1)))
 }
 
 server_running() {
@@ -328,7 +334,11 @@ start_server_on() {
             pgport=$port
             return 0
         fi
-        as_server "$bindir/pg_ctl" stop -D "$datadir" -m immediate -w -s >/dev/null 2>&1 || true
+        # A partial bind: stop it cleanly. Never -m immediate here: the next start would run
+        # crash recovery, which empties every UNLOGGED table (the bench tables) while the
+        # cluster still looks healthy, and every test reading them would then see 0 rows.
+        as_server "$bindir/pg_ctl" stop -D "$datadir" -m fast -w -t 60 -s >/dev/null 2>&1 ||
+            as_server "$bindir/pg_ctl" stop -D "$datadir" -m immediate -w -s >/dev/null 2>&1 || true
     fi
     if grep -qE 'could not bind|Address already in use|could not create any TCP/IP sockets|could not create lock file' "$logfile"; then
         return 1
