@@ -48,6 +48,22 @@ fw_stream_t *fw__stream_alloc(void)
     return s;
 }
 
+/*
+ * The start failed with `rc` after the query was handed to the socket (`sent` is what that
+ * returned): the server's reply to it would arrive with no stream to read it, so the connection
+ * is closed (it is broken now, like one whose send failed) and the caller gets rc.
+ */
+static void start_failed(fw__stream_start_t *a, fw_conn_t *c, int rc, int sent)
+{
+    fw__conn_abort(c);
+    a->rc = rc;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "%s; the query was already sent, so the connection is closed%s",
+             rc == FW_ENOMEM ? "out of memory" : fw_strerror(rc),
+             sent < 0 ? " (its send had failed too)" : "");
+    fw__stream_set_err(a->err, rc, msg);
+}
+
 void fw__stream_start_on_loop(void *arg)
 {
     fw__stream_start_t *a = arg;
@@ -73,10 +89,23 @@ void fw__stream_start_on_loop(void *arg)
                 "time (read its stream to the end or free it first)");
         return;
     }
+    /* The query goes out first: everything below (the stream's memory, its pipe, its metrics
+     * series, its handles) is made while the server works on it, off the first row's path.
+     * What fails after this point leaves a reply in flight that nothing would read: the
+     * connection is closed (start_failed). A send that fails is kept for later: the stream
+     * ends with it, as before. */
+    fw__pq_buf_reset(&c->out);
+    int rc = fw__query_encode_run(a->q, a->run, &c->out);
+    if (rc < 0) {
+        fw__pq_buf_reset(&c->out);
+        a->rc = rc;
+        fw__stream_set_err(a->err, rc, rc == FW_ENOMEM ? "out of memory" : fw_strerror(rc));
+        return;
+    }
+    int sent = fw__conn_flush_out(c);
     fw_stream_t *s = fw__stream_alloc();
     if (s == NULL) {
-        a->rc = FW_ENOMEM;
-        fw__stream_set_err(a->err, FW_ENOMEM, "out of memory");
+        start_failed(a, c, FW_ENOMEM, sent);
         return;
     }
     size_t chunk = fw__query_chunk_size(a->q);
@@ -109,18 +138,12 @@ void fw__stream_start_on_loop(void *arg)
         o.on_release = fw__stream_lm_chunk;
         o.hook_ud = s;
     }
-    int rc = fw__pipe_init(&s->pipe, &o, &fw__alloc);
-    if (rc == 0) {
-        fw__pq_buf_reset(&c->out);
-        rc = fw__query_encode_run(a->q, a->run, &c->out);
-    }
+    rc = fw__pipe_init(&s->pipe, &o, &fw__alloc);
     if (rc < 0) {
-        fw__pq_buf_reset(&c->out);
         fw__pipe_free(&s->pipe);
         atomic_store(&s->refs, 1);
         fw__stream_unref(s);
-        a->rc = rc;
-        fw__stream_set_err(a->err, rc, rc == FW_ENOMEM ? "out of memory" : fw_strerror(rc));
+        start_failed(a, c, rc, sent);
         return;
     }
     s->threaded = c->runtime_link != NULL;
@@ -145,11 +168,9 @@ void fw__stream_start_on_loop(void *arg)
         npre += fw__query_preamble(a->q);
     rc = fw__stream_begin(s, c, npre);
     if (rc < 0) {
-        fw__pq_buf_reset(&c->out);
         fw__pipe_free(&s->pipe);
         fw__stream_unref(s);
-        a->rc = rc;
-        fw__stream_set_err(a->err, rc, fw_strerror(rc));
+        start_failed(a, c, rc, sent);
         return;
     }
     atomic_store_explicit(&s->refs, 2, memory_order_relaxed); /* consumer + producer */
@@ -161,11 +182,10 @@ void fw__stream_start_on_loop(void *arg)
         fw__metric_gauge_set(s->lm.e->chunk_size, (int64_t)o.chunk_rows);
     }
     fw__stream_ctl_begin(s);
-    rc = fw__conn_flush_out(c);
-    if (rc < 0) {
+    if (sent < 0) {
         /* The stream exists now: it ends through the normal path, failed. */
         c->state = FW__CONN_BAD;
-        fw__stream_conn_gone(s, rc, "could not send the query");
+        fw__stream_conn_gone(s, sent, "could not send the query");
     }
     a->s = s;
     a->rc = 0;
