@@ -13,6 +13,7 @@
 #include "query.h"
 
 #include "alloc.h"
+#include "lmetrics.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -157,8 +158,10 @@ int fw_query_entity(fw_query_t *q, const char *entity)
     if (n == 0 || n > FW__QUERY_MAX_IDENT - 2)
         return fail(q, FW_EINVAL);
     int rc = set_source(q, NULL, 0, "v_", entity, n);
-    if (rc == 0)
+    if (rc == 0) {
         snprintf(q->label, sizeof(q->label), "%s", entity);
+        q->lm_e = fw__lm_entity(q->label);
+    }
     return rc;
 }
 
@@ -184,8 +187,10 @@ int fw_query_relation(fw_query_t *q, const char *relation)
     if (rlen == 0 || rlen > FW__QUERY_MAX_IDENT)
         return fail(q, FW_EINVAL);
     int rc = set_source(q, schema, slen, "", rel, rlen);
-    if (rc == 0)
+    if (rc == 0) {
         snprintf(q->label, sizeof(q->label), "%s", relation);
+        q->lm_e = fw__lm_entity(q->label);
+    }
     return rc;
 }
 

@@ -100,6 +100,10 @@ struct fw_query_s {
     /* The metrics' entity label: the entity name ("user" for v_user) or the relation as given
      * ("public.v_user"); empty without a source. */
     char label[2 * FW__QUERY_MAX_IDENT + 2];
+    /* The label's metrics series, looked up when the label is set (entities live as long as
+     * the process: lmetrics.c), so that a stream's start does not make them; NULL with
+     * metrics off then, or without a label. */
+    struct fw__lm_entity_s *lm_e;
 };
 
 /*

@@ -360,6 +360,11 @@ static ssize_t receive(fw_stream_t *s)
         if (msg > s->pipe.o.slab_size && msg > have && msg - have + 5 < want)
             want = msg - have + 5;
     }
+    /* The reply's first bytes are read in a small piece: its first rows reach the consumer
+     * once FIRST_READ bytes are parsed, not the up to 64 KiB the server may have sent by the
+     * time the loop reads (one more recv() per stream). */
+    if (s->rx_total < FW__STREAM_FIRST_READ && want > FW__STREAM_FIRST_READ - s->rx_total)
+        want = FW__STREAM_FIRST_READ - (size_t)s->rx_total;
     ssize_t n = fw__chan_read(&s->conn->chan, sl->data + sl->used, want);
     s->drained = s->conn->chan.drained;
     return n;

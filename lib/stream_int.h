@@ -147,6 +147,8 @@ struct fw_stream_s {
 #define FW__STREAM_SLAB ((size_t)64 * 1024)
 /* Chunks in flight: 64 chunks of up to one slab each cover a 4 MiB budget. */
 #define FW__STREAM_RING 64
+/* Bytes of a reply read before its first rows are handed over (stream.c, receive). */
+#define FW__STREAM_FIRST_READ ((size_t)4096)
 /* Threaded mode: standard slabs held at most before the reads stall (fw__pipe_opts_t.soft_held),
  * when the budget is at least twice this. The consumer thread, woken at half of it
  * (fw__stream_notify), drains while the loop thread waits; without it the loop thread read up

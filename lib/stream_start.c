@@ -131,9 +131,12 @@ void fw__stream_start_on_loop(void *arg)
         o.chunk_cap = a->q->chunk_policy.ceiling;
 
     }
-    /* Metrics: the entity's series, looked up once here (lmetrics.h); none when off. */
+    /* Metrics: the entity's series, looked up when the query's label was set (query.c); none
+     * when off. */
     bool raw = a->run != NULL && a->run->raw != NULL; /* fwire's own statement: no metrics */
-    s->lm.e = raw ? NULL : fw__lm_entity(a->q->label[0] != '\0' ? a->q->label : NULL);
+    s->lm.e = raw || !fw__lm_on()          ? NULL
+              : a->q->lm_e != NULL         ? a->q->lm_e
+              : fw__lm_entity(a->q->label[0] != '\0' ? a->q->label : NULL);
     if (s->lm.e != NULL) {
         o.on_release = fw__stream_lm_chunk;
         o.hook_ud = s;

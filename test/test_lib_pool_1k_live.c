@@ -302,10 +302,13 @@ static void check_results(req_t *reqs, int n, const fw_pool_stats_t *st, bool th
     assert_int_equal(st->closed_error, KILLS);
     assert_int_equal(st->acquire_timeouts, 0);
     assert_int_equal(st->acquires, (uint64_t)n);
-    /* The 5 ms timer kept ticking through the run (at least half its ticks), and long enough
-     * for the p99 to mean something. (At least 100 ticks before: the sanitizer builds' 200
-     * streams took 0.8 s in one CI run: 96 ticks.) */
-    if (lag->ticks < 40 || lag->ticks < secs * 1000.0 / 5.0 / 2.0)
+    /* The 5 ms timer kept ticking through the run, and long enough for the p99 to mean
+     * something: at least a quarter of its ticks, and 40. A repeating uv timer is re-armed
+     * from its callback, so every tick's wall-clock lateness (tens of ms with 100 busy
+     * backends on 2 cores) pushes the later ones back: one run had 375 of 778 ticks with
+     * nothing wrong. (At least 100 ticks before: the sanitizer builds' 200 streams took 0.8 s
+     * in one CI run, 96 ticks; half of the ticks after that: the 375.) */
+    if (lag->ticks < 40 || lag->ticks < secs * 1000.0 / 5.0 / 4.0)
         fail_msg("%u ticks of the 5 ms timer in %.2f s", lag->ticks, secs);
     assert_true(p99 < LAG_LIMIT_MS);
     /* Every tick but a rare outlier: see LAG_LIMIT_MS */
