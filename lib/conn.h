@@ -267,6 +267,9 @@ void fw__wipe_conn_secrets(fw_conn_t *c);
 /* Threaded mode: runs fn(arg) on the connection's runtime thread and waits for it to return.
  * Thread: any thread but the runtime's. */
 void fw__runtime_call(fw_conn_t *conn, void (*fn)(void *arg), void *arg);
+/* From inside a fw__runtime_call's fn (loop thread): fn(arg) runs once the caller has been
+ * answered, before the loop takes anything else. */
+void fw__runtime_then(fw_conn_t *conn, void (*fn)(void *arg), void *arg);
 /* Opens n connections with the same options at the same time (one batch of connect commands,
  * so the n start-ups overlap) and waits for all of them. out[i] is the i-th connection or NULL
  * if it failed; on any failure returns the first failure's code with its error in *err (NULL

@@ -103,7 +103,7 @@ bool fw__par_answer(const fw_row_t *row, char *text, size_t cap)
 static int run_one(fw__par_t *p, const fw_query_t *q, const fw__query_run_t *run, char *text,
                    size_t cap, fw_error_t *err)
 {
-    fw__stream_start_t a = {p->conns[0], q, NULL, NULL, NULL, 0, err, run, NULL};
+    fw__stream_start_t a = {p->conns[0], q, NULL, NULL, NULL, 0, err, run, NULL, false};
     fw__runtime_call(p->conns[0], fw__stream_start_on_loop, &a);
     if (a.rc < 0) {
         fw__par_prefix_err(err, "setting up on connection", 0);
@@ -437,7 +437,7 @@ static int start_parts(fw__par_t *p, fw_stream_t *outer, const fw_query_t *q, co
     fw__par_part_runs(p, q, st, &all->runs);
     for (int i = 0; i < p->n; i++)
         all->a[i] = (fw__stream_start_t){p->conns[i], q,   NULL, NULL, NULL, 0,
-                                         err,         &all->runs.run[i], outer};
+                                         err,         &all->runs.run[i], outer, false};
     all->n = p->n;
     fw__runtime_call(p->conns[0], start_all_on_loop, all);
     int rc = 0;

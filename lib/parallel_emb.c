@@ -110,7 +110,8 @@ static void start_parts(fw_stream_t *s)
     }
     fw__par_part_runs(p, e->q, &e->st, r);
     for (int i = 0; i < p->n; i++) {
-        fw__stream_start_t a = {p->conns[i], e->q, on_part_rows, s, NULL, 0, &err, &r->run[i], s};
+        fw__stream_start_t a = {p->conns[i], e->q, on_part_rows, s, NULL, 0, &err, &r->run[i], s,
+                                false};
         fw__stream_start_on_loop(&a);
         if (a.rc < 0) {
             fw__free(r);
@@ -148,7 +149,7 @@ static void next_step(fw_stream_t *s)
         return;
     }
     e->got = e->bad = false;
-    fw__stream_start_t a = {p->conns[0], e->q, on_setup_rows, s, NULL, 0, &err, &run, NULL};
+    fw__stream_start_t a = {p->conns[0], e->q, on_setup_rows, s, NULL, 0, &err, &run, NULL, false};
     fw__stream_start_on_loop(&a);
     if (a.rc < 0) {
         fw__par_prefix_err(&err, "setting up on connection", 0);

@@ -44,6 +44,8 @@ struct fw_runtime_s {
     cmd_t *head, *tail; /* commands not yet taken by the loop */
     link_t *conns;      /* loop thread only */
     cmd_t *stop;        /* the pending stop command, loop thread only */
+    void (*then_fn)(void *arg); /* fw__runtime_then: after the CMD_CALL's answer, loop thread */
+    void *then_arg;
     fw__rt_child_t *children; /* pools on this loop, loop thread only */
     bool started;
 };
@@ -173,6 +175,11 @@ static void on_async(uv_async_t *h)
         case CMD_CALL:
             cmd->fn(cmd->arg);
             answer(rt, cmd);
+            if (rt->then_fn != NULL) {
+                void (*then)(void *) = rt->then_fn;
+                rt->then_fn = NULL;
+                then(rt->then_arg);
+            }
             break;
         case CMD_STOP:
             rt->stop = cmd;
@@ -348,6 +355,13 @@ void fw_conn_close_sync(fw_conn_t *conn)
 void fw__runtime_call(fw_conn_t *conn, void (*fn)(void *arg), void *arg)
 {
     fw__runtime_run(conn->runtime_link, fn, arg);
+}
+
+void fw__runtime_then(fw_conn_t *conn, void (*fn)(void *arg), void *arg)
+{
+    fw_runtime_t *rt = conn->runtime_link;
+    rt->then_fn = fn;
+    rt->then_arg = arg;
 }
 
 void fw__runtime_run(fw_runtime_t *rt, void (*fn)(void *arg), void *arg)

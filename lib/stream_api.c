@@ -79,9 +79,11 @@ int fw__stream_start_pool(fw_pool_t *pool, fw_conn_t *conn, const fw_query_t *q,
     }
     if (q->parallel > 0)
         return fw__par_start(pool, conn, q, ready, ud, out, err);
-    fw__stream_start_t a = {conn, q, ready, ud, NULL, 0, err, NULL, NULL};
-    if (conn->runtime_link != NULL)
+    fw__stream_start_t a = {conn, q, ready, ud, NULL, 0, err, NULL, NULL, false};
+    if (conn->runtime_link != NULL) {
+        a.send_after_answer = true;
         fw__runtime_call(conn, fw__stream_start_on_loop, &a);
+    }
     else
         fw__stream_start_on_loop(&a);
     *out = a.s;

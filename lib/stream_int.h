@@ -169,6 +169,9 @@ typedef struct fw__stream_start_s {
     fw_error_t *err;
     const fw__query_run_t *run; /* NULL, or a parallel part's additions (query.h) */
     fw_stream_t *wake_to;       /* NULL, or the parallel stream the part belongs to */
+    /* fw_stream_start in threaded mode, run by fw__runtime_call: the query is sent once the
+     * caller has been answered (stream_start.c, start_send); otherwise at once. */
+    bool send_after_answer;
 } fw__stream_start_t;
 /* A stream handle with nothing started (stream_start.c): refs 1, the consumer's. */
 fw_stream_t *fw__stream_alloc(void);
