@@ -117,6 +117,22 @@ static void stream(const char *view, long sleep_ns_per_100_rows, run_t *out)
     fw_runtime_free(rt);
 }
 
+/* One stream of `view` (stream()), checked: every row and byte of the oracle's, and the
+ * adaptive metrics moved exactly as the stream's own stats say. */
+static void stream_checked(const char *view, long sleep_ns_per_100_rows, unsigned long long rows,
+                           unsigned long long bytes, run_t *r)
+{
+    char size[256];
+    snprintf(size, sizeof(size), "fraiseql_adaptive_chunk_size_rows{entity=\"%s\"}", view);
+    double up0 = adjustments(view, "up"), down0 = adjustments(view, "down");
+    stream(view, sleep_ns_per_100_rows, r);
+    assert_true(adjustments(view, "up") - up0 == (double)r->st.chunk_grows);
+    assert_true(adjustments(view, "down") - down0 == (double)r->st.chunk_shrinks);
+    assert_true(metric(size) == (double)r->st.chunk_size);
+    assert_int_equal(r->rows, rows);
+    assert_int_equal(r->bytes, bytes);
+}
+
 /*
  * Where a fast consumer leaves the chunk size depends on the machine: one descheduled for a
  * moment (the sanitizer builds of CI, with another test on the other core) fills the ring and
@@ -132,14 +148,7 @@ static void test_a_fast_consumer_drives_chunks_down(void **state)
     bool small = false;
     for (int attempt = 1; attempt <= 3 && !small; attempt++) {
         run_t r;
-        double up0 = adjustments("v_bench_1m", "up"), down0 = adjustments("v_bench_1m", "down");
-        stream("v_bench_1m", 0, &r);
-        assert_true(adjustments("v_bench_1m", "up") - up0 == (double)r.st.chunk_grows);
-        assert_true(adjustments("v_bench_1m", "down") - down0 == (double)r.st.chunk_shrinks);
-        assert_true(metric("fraiseql_adaptive_chunk_size_rows{entity=\"v_bench_1m\"}") ==
-                    (double)r.st.chunk_size);
-        assert_int_equal(r.rows, rows);
-        assert_int_equal(r.bytes, bytes);
+        stream_checked("v_bench_1m", 0, rows, bytes, &r);
         print_message("fast consumer, run %d: chunk size %u, %llu shrinks, %llu grows\n", attempt,
                       r.st.chunk_size, (unsigned long long)r.st.chunk_shrinks,
                       (unsigned long long)r.st.chunk_grows);
@@ -155,14 +164,7 @@ static void test_a_slow_consumer_drives_chunks_up(void **state)
     unsigned long long rows, bytes;
     oracle("v_bench_100k", &rows, &bytes);
     run_t r;
-    double up0 = adjustments("v_bench_100k", "up"), down0 = adjustments("v_bench_100k", "down");
-    stream("v_bench_100k", 400 * 1000, &r); /* 0.4 ms per 100 rows: 250K rows/s at most */
-    assert_true(adjustments("v_bench_100k", "up") - up0 == (double)r.st.chunk_grows);
-    assert_true(adjustments("v_bench_100k", "down") - down0 == (double)r.st.chunk_shrinks);
-    assert_true(metric("fraiseql_adaptive_chunk_size_rows{entity=\"v_bench_100k\"}") ==
-                (double)r.st.chunk_size);
-    assert_int_equal(r.rows, rows);
-    assert_int_equal(r.bytes, bytes);
+    stream_checked("v_bench_100k", 400 * 1000, rows, bytes, &r); /* 250K rows/s at most */
     print_message("slow consumer: chunk size %u, %llu grows, %llu shrinks, %llu read stops\n",
                   r.st.chunk_size, (unsigned long long)r.st.chunk_grows,
                   (unsigned long long)r.st.chunk_shrinks, (unsigned long long)r.st.read_stops);
