@@ -114,12 +114,13 @@ void fw__stream_start_on_loop(void *arg)
      * its handles) is made while the server works on it, off the first row's path. What fails
      * after this point leaves a reply in flight that nothing would read: the connection is
      * closed (start_failed). A send that fails is kept for later: the stream ends with it.
-     * Threaded, from fw_stream_start, it goes out right after the caller is answered
-     * (start_send; parallel parts and pool starts send at once): woken while the
+     * Threaded, from fw_stream_start or fw_pool_stream_start, it goes out right after the
+     * caller is answered (start_send; parallel parts send at once): woken while the
      * backend still waits for the query, the caller's thread finds a core free; woken after
      * the send, it could wait behind the busy backend for a scheduler tick (1-3 ms; one start
      * in six on v_bench_1m here: docs/benchmarks.md, "The first row: the query goes out
      * first"). The set-up is short (5-7 us) now that the metrics series are found earlier. */
+    uint64_t t_start = uv_hrtime(); /* the metrics' start of the query (startup, first row) */
     fw__pq_buf_reset(&c->out);
     int rc = fw__query_encode_run(a->q, a->run, &c->out);
     if (rc < 0) {
@@ -205,7 +206,7 @@ void fw__stream_start_on_loop(void *arg)
     }
     atomic_store_explicit(&s->refs, 2, memory_order_relaxed); /* consumer + producer */
     if (s->lm.e != NULL) {
-        s->lm.t_start = uv_hrtime();
+        s->lm.t_start = t_start;
         fw__lm_query_submitted(s->lm.e->name, a->q->nconds > 0, s->pred != NULL,
                                a->q->norders > 0);
         fw__metric_gauge_add(s->lm.e->streams_active, 1);
