@@ -876,6 +876,9 @@ typedef void (*fw_rows_ready_cb)(fw_stream_t *stream, void *ud);
  * One query at a time per connection: FW_EBUSY while another stream on it has not ended.
  * Returns 0 and *out; or FW_EINVAL, the query's recorded error, FW_EBUSY, FW_ESTATE (the
  * connection is not connected, or is bad), FW_ENOMEM, with *err filled (err may be NULL).
+ * In embedded mode the query is sent before the stream's own memory is made, so an FW_ENOMEM
+ * from that point also closes the connection (a reply is on its way that nothing would read):
+ * close it and connect again, as for FW_ESTATE.
  * Errors the server reports (SQL errors, FW_ESCHEMA) arrive through the stream.
  */
 FW_EXTERN int fw_stream_start(fw_conn_t *conn, const fw_query_t *q, fw_rows_ready_cb ready,
