@@ -10,7 +10,9 @@
  * that order; by default the six kinds below, without options):
  *   null            the physical limit: a blocking unix/TCP socket (test/pq_plain.h), the simple
  *                   query, 256 KiB reads, fw__pq_frame() over the bytes; counts DataRows and
- *                   their value lengths and skips the value bytes without copying them
+ *                   their value lengths and skips the value bytes without copying them. With
+ *                   sslmode require / verify-ca / verify-full in the connection string, over
+ *                   TLS: blocking SSL_read of up to 256 KiB (trust authentication only)
  *   libpq-single    PQsendQuery + PQsetSingleRowMode, a PGresult per row (PQgetvalue and
  *                   PQgetlength of each)
  *   libpq-exec      PQexec: the whole result in memory, then PQgetvalue/PQgetlength of each row
@@ -43,6 +45,9 @@
  *                   long-running service's pool would (with /par=N the parts too)
  *   /ext            libpq-single: the extended protocol (PQsendQueryParams, no parameters),
  *                   as fwire uses, instead of the simple query
+ *   /warm           libpq-single, fwire-threaded: the same query runs once untimed on the
+ *                   connection, then, 5 ms later, the timed one: a warm backend, and (threaded)
+ *                   a loop thread that has gone back to sleep, as in a long-running service
  * With /pred or /where the expected answer is the filtered one, from the server too; for every
  * client the JSON output has "wire_bytes": the protocol bytes received for the query (fwire:
  * fw_stream_stats bytes_received; null: every byte read after the query was sent; -1 libpq).
@@ -115,6 +120,9 @@
 #include <uv.h>
 
 #include "pq_plain.h"
+
+#include <netdb.h>
+#include <openssl/ssl.h>
 #include "proto.h"
 
 #define MAX_RUNS      1000
@@ -138,6 +146,7 @@ typedef struct copts_s {
     int pred, where; /* keep bucket < K; -1: no filter */
     int par;         /* fw_query_parallel; 0: an ordinary stream */
     bool pool;       /* fwire-threaded: from a pool, after one untimed warm-up stream */
+    bool warm;       /* libpq-single, fwire-threaded: the timed query is the connection's second */
     long slow_ns;
     int rss_ms;
 } copts_t;
@@ -191,6 +200,9 @@ static int parse_spec(const char *spec, int *kind, copts_t *o, char *why, size_t
             o->par = (int)v;
         else if (strcmp(opt, "pool") == 0 && eq == NULL && *kind == C_FW_THREADED)
             o->pool = true;
+        else if (strcmp(opt, "warm") == 0 && eq == NULL &&
+                 (*kind == C_FW_THREADED || *kind == C_PQ_SINGLE))
+            o->warm = true, needs_fw = false;
         else if (strcmp(opt, "slow") == 0 && num_ok)
             o->slow_ns = (long)v, needs_fw = false;
         else if (strcmp(opt, "metrics") == 0 && num_ok && v == 0)
@@ -246,6 +258,13 @@ typedef struct child_res_s {
 } child_res_t;
 
 static copts_t copts;            /* the child's options */
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
 static _Atomic uint64_t nallocs; /* fwire allocations, when counted */
 static uint64_t allocs_q0;
 
@@ -356,6 +375,7 @@ static int dsn_each(const char *s, void (*fn)(const char *key, const char *val, 
 /* The connection keywords the null client understands. */
 typedef struct dsn_s {
     char host[512], port[16], user[128], dbname[128];
+    char sslmode[16], sslrootcert[512];
 } dsn_t;
 
 /* Copies val into dst (cap bytes), cut to fit. Not snprintf("%s"): gcc -O3 inlines dsn_each's
@@ -381,6 +401,10 @@ static void dsn_take(const char *key, const char *val, void *ud)
         copy_cut(d->user, sizeof(d->user), val);
     else if (strcmp(key, "dbname") == 0)
         copy_cut(d->dbname, sizeof(d->dbname), val);
+    else if (strcmp(key, "sslmode") == 0)
+        copy_cut(d->sslmode, sizeof(d->sslmode), val);
+    else if (strcmp(key, "sslrootcert") == 0)
+        copy_cut(d->sslrootcert, sizeof(d->sslrootcert), val);
 }
 
 static int dsn_parse(const char *s, dsn_t *d)
@@ -402,6 +426,7 @@ static int dsn_parse(const char *s, dsn_t *d)
 
 typedef struct null_rd_s {
     int fd;
+    SSL *ssl; /* sslmode require, verify-ca or verify-full: blocking SSL_read/SSL_write */
     uint8_t *buf;
     size_t cap, start, end;
     size_t skip; /* bytes of a DataRow already counted that are still to come: dropped unread */
@@ -437,6 +462,86 @@ static int null_count(child_res_t *r, const uint8_t *p)
  * arrives, so no value byte is ever copied (a 100 KB row never waits in a buffer). An
  * ErrorResponse fails the call.
  */
+/* One read: recv() on the socket, or SSL_read (which decrypts what one call of it reads: up to
+ * the n bytes asked for, record after record). */
+static ssize_t null_recv(null_rd_t *rd, uint8_t *p, size_t n)
+{
+    if (rd->ssl == NULL)
+        return plain_recv(rd->fd, p, n);
+    size_t got = 0;
+    int ok = SSL_read_ex(rd->ssl, p, n, &got);
+    return ok == 1 ? (ssize_t)got : -1;
+}
+
+static int null_send(null_rd_t *rd, const uint8_t *p, size_t n)
+{
+    if (rd->ssl == NULL)
+        return plain_send_all(rd->fd, p, n);
+    size_t put = 0;
+    return n == 0 || (SSL_write_ex(rd->ssl, p, n, &put) == 1 && put == n) ? 0 : -1;
+}
+
+/* TCP to host (a name or an address) and port; -1 on failure. */
+static int null_open_tcp(const char *host, const char *port)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, port, &hints, &res) != 0)
+        return -1;
+    int fd = -1;
+    for (struct addrinfo *a = res; a != NULL && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/*
+ * sslmode require, verify-ca or verify-full: the SSLRequest, then a blocking TLS handshake
+ * (verify-*: the chain against sslrootcert; verify-full: the host name too). 0 or -1.
+ */
+static int null_tls(null_rd_t *rd, const dsn_t *d, SSL_CTX **ctxp)
+{
+    static const uint8_t req[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}; /* 80877103 */
+    uint8_t ans = 0;
+    if (plain_send_all(rd->fd, req, sizeof(req)) != 0 || plain_recv(rd->fd, &ans, 1) != 1 ||
+        ans != 'S') {
+        fprintf(stderr, "bench_stream: null client: the server refused TLS\n");
+        return -1;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    *ctxp = ctx;
+    if (ctx == NULL || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
+        return -1;
+    bool verify = strncmp(d->sslmode, "verify-", 7) == 0;
+    if (verify) {
+        if (SSL_CTX_load_verify_locations(ctx, d->sslrootcert, NULL) != 1) {
+            fprintf(stderr, "bench_stream: null client: cannot load sslrootcert %s\n",
+                    d->sslrootcert);
+            return -1;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    }
+    rd->ssl = SSL_new(ctx);
+    if (rd->ssl == NULL || SSL_set_fd(rd->ssl, rd->fd) != 1)
+        return -1;
+    if (strcmp(d->sslmode, "verify-full") == 0 && SSL_set1_host(rd->ssl, d->host) != 1)
+        return -1;
+    if (d->host[0] != '/' && SSL_set_tlsext_host_name(rd->ssl, d->host) != 1)
+        return -1;
+    if (SSL_connect(rd->ssl) != 1) {
+        fprintf(stderr, "bench_stream: null client: the TLS handshake failed\n");
+        return -1;
+    }
+    return 0;
+}
+
 static int null_until_ready(null_rd_t *rd, child_res_t *r)
 {
     for (;;) {
@@ -496,7 +601,7 @@ static int null_until_ready(null_rd_t *rd, child_res_t *r)
             rd->buf = nb;
             rd->cap = need;
         }
-        ssize_t got = plain_recv(rd->fd, rd->buf + rd->end, rd->cap - rd->end);
+        ssize_t got = null_recv(rd, rd->buf + rd->end, rd->cap - rd->end);
         if (got <= 0) {
             fprintf(stderr, "bench_stream: null client: the server closed the connection\n");
             return -1;
@@ -517,7 +622,8 @@ static int run_null(const char *dsn, const char *view, child_res_t *r)
     dsn_t d;
     if (dsn_parse(dsn, &d) < 0)
         return -1;
-    int fd = d.host[0] == '/' ? plain_open_unix(d.host, d.port) : plain_open_tcp4(d.host, d.port);
+    bool tls = strcmp(d.sslmode, "require") == 0 || strncmp(d.sslmode, "verify-", 7) == 0;
+    int fd = d.host[0] == '/' ? plain_open_unix(d.host, d.port) : null_open_tcp(d.host, d.port);
     if (fd < 0) {
         fprintf(stderr, "bench_stream: null client: connect to %s port %s: %s\n", d.host, d.port,
                 strerror(errno));
@@ -526,6 +632,13 @@ static int run_null(const char *dsn, const char *view, child_res_t *r)
     null_rd_t rd;
     memset(&rd, 0, sizeof(rd));
     rd.fd = fd;
+    SSL_CTX *ctx = NULL;
+    if (tls && null_tls(&rd, &d, &ctx) != 0) {
+        SSL_free(rd.ssl);
+        SSL_CTX_free(ctx);
+        close(fd);
+        return -1;
+    }
     rd.cap = NULL_READ;
     rd.buf = malloc(rd.cap);
     fw__pq_limits_init(&rd.lim);
@@ -537,7 +650,7 @@ static int run_null(const char *dsn, const char *view, child_res_t *r)
     snprintf(sql, sizeof(sql), "SELECT data FROM %s", view);
     int rc = rd.buf == NULL ? -1 : fw__pq_put_startup(&b, kv);
     if (rc == 0)
-        rc = plain_send_all(fd, b.data, b.len);
+        rc = null_send(&rd, b.data, b.len);
     if (rc == 0)
         rc = null_until_ready(&rd, NULL);
     fw__pq_buf_reset(&b);
@@ -546,14 +659,18 @@ static int run_null(const char *dsn, const char *view, child_res_t *r)
     if (rc == 0) {
         mark_q0(r);
         r->wire = 0;
-        rc = plain_send_all(fd, b.data, b.len);
+        rc = null_send(&rd, b.data, b.len);
     }
     if (rc == 0)
         rc = null_until_ready(&rd, r);
     mark_end(r);
     fw__pq_buf_reset(&b);
     if (fw__pq_put_terminate(&b) == 0)
-        (void)plain_send_all(fd, b.data, b.len);
+        (void)null_send(&rd, b.data, b.len);
+    if (rd.ssl != NULL)
+        (void)SSL_shutdown(rd.ssl);
+    SSL_free(rd.ssl);
+    SSL_CTX_free(ctx);
     close(fd);
     fw__pq_buf_free(&b);
     free(rd.buf);
@@ -652,27 +769,34 @@ static int run_pq_single(const char *dsn, const char *view, child_res_t *r)
         return -1;
     char sql[256];
     snprintf(sql, sizeof(sql), "SELECT data FROM %s", view);
-    mark_q0(r);
-    int sent = copts.ext ? pq.send_query_params(pc, sql, 0, NULL, NULL, NULL, NULL, 0)
-                         : pq.send_query(pc, sql);
-    if (!sent || !pq.set_single_row_mode(pc)) {
-        fprintf(stderr, "bench_stream: libpq-single: %s", pq.error_message(pc));
-        pq.finish(pc);
-        return -1;
-    }
     int rc = 0;
-    PGresult *res;
-    while ((res = pq.get_result(pc)) != NULL) {
-        ExecStatusType st = pq.result_status(res);
-        if (st == PGRES_SINGLE_TUPLE)
-            count_row(r, pq.get_value(res, 0, 0), (size_t)pq.get_length(res, 0, 0));
-        else if (st != PGRES_TUPLES_OK) {
-            fprintf(stderr, "bench_stream: libpq-single: %s", pq.result_error_message(res));
-            rc = -1;
+    for (int round = copts.warm ? 0 : 1; round < 2 && rc == 0; round++) {
+        child_res_t warm;
+        memset(&warm, 0, sizeof(warm));
+        child_res_t *res_r = round == 0 ? &warm : r;
+        if (round == 1 && copts.warm)
+            nap_ms(5);
+        mark_q0(res_r);
+        int sent = copts.ext ? pq.send_query_params(pc, sql, 0, NULL, NULL, NULL, NULL, 0)
+                             : pq.send_query(pc, sql);
+        if (!sent || !pq.set_single_row_mode(pc)) {
+            fprintf(stderr, "bench_stream: libpq-single: %s", pq.error_message(pc));
+            pq.finish(pc);
+            return -1;
         }
-        pq.clear(res);
+        PGresult *res;
+        while ((res = pq.get_result(pc)) != NULL) {
+            ExecStatusType st = pq.result_status(res);
+            if (st == PGRES_SINGLE_TUPLE)
+                count_row(res_r, pq.get_value(res, 0, 0), (size_t)pq.get_length(res, 0, 0));
+            else if (st != PGRES_TUPLES_OK) {
+                fprintf(stderr, "bench_stream: libpq-single: %s", pq.result_error_message(res));
+                rc = -1;
+            }
+            pq.clear(res);
+        }
+        mark_end(res_r);
     }
-    mark_end(r);
     pq.finish(pc);
     return rc;
 }
@@ -845,6 +969,17 @@ static int run_fw_threaded(const char *dsn, const char *view, child_res_t *r)
     fw_conn_t *conn = NULL;
     rc = fw_conn_connect_sync(rt, &opts, &conn, &err);
     fw_stream_t *s = NULL;
+    if (rc == 0 && copts.warm) { /* the same query once, untimed; then the timed one */
+        child_res_t warm;
+        memset(&warm, 0, sizeof(warm));
+        mark_q0(&warm);
+        rc = fw_stream_start(conn, q, NULL, NULL, &s, &err);
+        if (rc == 0)
+            rc = drain_threaded(s, &warm, "fwire-threaded") == FW_END ? 0 : -1;
+        fw_stream_free(s);
+        s = NULL;
+        nap_ms(5);
+    }
     if (rc == 0) {
         mark_q0(r);
         rc = fw_stream_start(conn, q, NULL, NULL, &s, &err);
