@@ -343,7 +343,8 @@ static void post_and_wait_n(fw_runtime_t *rt, cmd_t *cmds, int n)
     atomic_store_explicit(&rt->posted, true, memory_order_relaxed);
     pthread_mutex_unlock(&rt->mu);
     uv_async_send(&rt->async);
-    if (n == 1 && cmds[0].kind == CMD_CALL && atomic_load_explicit(&rt->awake, memory_order_relaxed)) {
+    if (n == 1 && cmds[0].kind == CMD_CALL &&
+        atomic_load_explicit(&rt->awake, memory_order_relaxed)) {
         /* The loop thread is awake for us (on_linger): the answer comes within microseconds.
          * Poll for it, giving the core away between looks (the loop thread may have been put
          * on this one), rather than sleep: the wake-up would be on the first row's path. */
