@@ -45,9 +45,10 @@
  *                   long-running service's pool would (with /par=N the parts too)
  *   /ext            libpq-single: the extended protocol (PQsendQueryParams, no parameters),
  *                   as fwire uses, instead of the simple query
- *   /warm           libpq-single, fwire-threaded: the same query runs once untimed on the
- *                   connection, then, 5 ms later, the timed one: a warm backend, and (threaded)
- *                   a loop thread that has gone back to sleep, as in a long-running service
+ *   /warm           libpq-single, fwire-threaded, fwire-embedded: the same query runs once
+ *                   untimed on the connection, then, 5 ms later, the timed one: a warm backend,
+ *                   and (threaded) a loop thread that has gone back to sleep, as in a
+ *                   long-running service
  * With /pred or /where the expected answer is the filtered one, from the server too; for every
  * client the JSON output has "wire_bytes": the protocol bytes received for the query (fwire:
  * fw_stream_stats bytes_received; null: every byte read after the query was sent; -1 libpq).
@@ -201,7 +202,7 @@ static int parse_spec(const char *spec, int *kind, copts_t *o, char *why, size_t
         else if (strcmp(opt, "pool") == 0 && eq == NULL && *kind == C_FW_THREADED)
             o->pool = true;
         else if (strcmp(opt, "warm") == 0 && eq == NULL &&
-                 (*kind == C_FW_THREADED || *kind == C_PQ_SINGLE))
+                 (*kind == C_FW_THREADED || *kind == C_FW_EMBEDDED || *kind == C_PQ_SINGLE))
             o->warm = true, needs_fw = false;
         else if (strcmp(opt, "slow") == 0 && num_ok)
             o->slow_ns = (long)v, needs_fw = false;
@@ -1002,10 +1003,22 @@ static int run_fw_threaded(const char *dsn, const char *view, child_res_t *r)
 typedef struct emb_s {
     fw_query_t *q;
     fw_stream_t *s;
+    fw_conn_t *conn;
     child_res_t *r;
-    int status; /* 1 while running; then FW_END or a negative code */
+    child_res_t *cur; /* r, or (/warm) `warm` during the untimed first query */
+    child_res_t warm;
+    uv_timer_t timer; /* /warm: the 5 ms between the two queries */
+    int status;       /* 1 while running; then FW_END or a negative code */
     fw_error_t err;
 } emb_t;
+
+static void emb_start(emb_t *e, child_res_t *res);
+
+static void emb_second(uv_timer_t *t)
+{
+    emb_t *e = t->data;
+    emb_start(e, e->r);
+}
 
 static void emb_ready(fw_stream_t *s, void *ud)
 {
@@ -1015,16 +1028,29 @@ static void emb_ready(fw_stream_t *s, void *ud)
     fw_row_t row;
     int rc;
     while ((rc = fw_stream_try_next(s, &row)) == FW_ROW)
-        count_row(e->r, row.json, row.len);
+        count_row(e->cur, row.json, row.len);
     if (rc == FW_AGAIN)
         return;
-    mark_end(e->r);
-    take_stats(s, e->r);
-    e->status = rc;
+    mark_end(e->cur);
+    take_stats(s, e->cur);
     if (rc < 0)
         e->err = *fw_stream_error(s);
     fw_stream_free(s);
     e->s = NULL;
+    if (rc == FW_END && e->cur == &e->warm) { /* /warm: now the timed query, 5 ms later */
+        uv_timer_start(&e->timer, emb_second, 5, 0);
+        return;
+    }
+    e->status = rc;
+}
+
+static void emb_start(emb_t *e, child_res_t *res)
+{
+    e->cur = res;
+    mark_q0(res);
+    int rc = fw_stream_start(e->conn, e->q, emb_ready, e, &e->s, &e->err);
+    if (rc < 0)
+        e->status = rc;
 }
 
 static void emb_connected(fw_conn_t *conn, int status, const fw_error_t *err, void *ud)
@@ -1036,10 +1062,8 @@ static void emb_connected(fw_conn_t *conn, int status, const fw_error_t *err, vo
             e->err = *err;
         return;
     }
-    mark_q0(e->r);
-    int rc = fw_stream_start(conn, e->q, emb_ready, e, &e->s, &e->err);
-    if (rc < 0)
-        e->status = rc;
+    e->conn = conn;
+    emb_start(e, copts.warm ? &e->warm : e->r);
 }
 
 static int run_fw_embedded(const char *dsn, const char *view, child_res_t *r)
@@ -1055,6 +1079,8 @@ static int run_fw_embedded(const char *dsn, const char *view, child_res_t *r)
         fw_query_free(e.q);
         return -1;
     }
+    uv_timer_init(&loop, &e.timer);
+    e.timer.data = &e;
     fw_conn_opts_t opts;
     fw_conn_opts_init(&opts);
     opts.conninfo = dsn;
@@ -1081,6 +1107,7 @@ static int run_fw_embedded(const char *dsn, const char *view, child_res_t *r)
             fw_stream_free(e.s);
         fw_conn_close(conn, NULL, NULL);
     }
+    uv_close((uv_handle_t *)&e.timer, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (e.status < 0) {
         if (r->t_end == 0)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <uv.h>
@@ -968,6 +969,47 @@ static void test_threaded_runtime_connects_and_closes(void **state)
     fw_runtime_free(rt);
 }
 
+/* CPU time of this process (every thread), ns. */
+static int64_t process_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* After a connect the loop thread polls for the caller's next command for a moment (runtime.c,
+ * on_linger), then sleeps: an idle runtime costs no CPU. A linger that never ended would burn
+ * a core here. */
+static void test_an_idle_threaded_connection_costs_no_cpu_after_the_connect(void **state)
+{
+    (void)state;
+    fw_runtime_t *rt;
+    fw_conn_t *c = NULL;
+    fw_conn_opts_t o;
+    fw_error_t err;
+    char d[1024];
+    assert_int_equal(fw_runtime_new(&rt), 0);
+    fw_conn_opts_init(&o);
+    o.use_environment = false;
+    o.conninfo = dsn(d, sizeof(d), "host=%s port=%s dbname=%s user=%s", env("FW_TEST_SOCKDIR"),
+                     env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
+    for (int round = 0; round < 3; round++) {
+        if (fw_conn_connect_sync(rt, &o, &c, &err) != 0)
+            fail_msg("connect_sync: %s", err.message);
+        struct timespec nap = {0, 20 * 1000000L}; /* the linger is 300 us at most */
+        nanosleep(&nap, NULL);
+        int64_t cpu0 = process_cpu_ns();
+        struct timespec idle = {0, 300 * 1000000L};
+        nanosleep(&idle, NULL);
+        int64_t used = process_cpu_ns() - cpu0;
+        fw_conn_close_sync(c);
+        if (used > 60 * 1000000L)
+            fail_msg("round %d: %lld ms of CPU in 300 ms of idleness", round,
+                     (long long)(used / 1000000));
+    }
+    fw_runtime_free(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -993,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_timeout_during_key_derivation_stops_the_cpu_work),
         cmocka_unit_test(test_close_before_the_connect_finishes_runs_both_callbacks_once),
         cmocka_unit_test(test_threaded_runtime_connects_and_closes),
+        cmocka_unit_test(test_an_idle_threaded_connection_costs_no_cpu_after_the_connect),
     };
     return cmocka_run_group_tests_name("lib_conn_live", tests, NULL, NULL);
 }
