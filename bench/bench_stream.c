@@ -11,8 +11,9 @@
  *   null            the physical limit: a blocking unix/TCP socket (test/pq_plain.h), the simple
  *                   query, 256 KiB reads, fw__pq_frame() over the bytes; counts DataRows and
  *                   their value lengths and skips the value bytes without copying them. With
- *                   sslmode require / verify-ca / verify-full in the connection string, over
- *                   TLS: blocking SSL_read of up to 256 KiB (trust authentication only)
+ *                   sslmode require / verify-ca / verify-full in the connection string (TCP), over
+ *                   TLS: blocking SSL_read asked for 256 KiB, which hands out one TLS record (up
+ *                   to 16 KiB) a call, as a naive reader gets (trust authentication only)
  *   libpq-single    PQsendQuery + PQsetSingleRowMode, a PGresult per row (PQgetvalue and
  *                   PQgetlength of each)
  *   libpq-exec      PQexec: the whole result in memory, then PQgetvalue/PQgetlength of each row
@@ -199,9 +200,9 @@ static int parse_spec(const char *spec, int *kind, copts_t *o, char *why, size_t
             o->where = (int)v;
         else if (strcmp(opt, "par") == 0 && num_ok && v >= 1 && v <= 16)
             o->par = (int)v;
-        else if (strcmp(opt, "pool") == 0 && eq == NULL && *kind == C_FW_THREADED)
-            o->pool = true;
-        else if (strcmp(opt, "warm") == 0 && eq == NULL &&
+        else if (strcmp(opt, "pool") == 0 && eq == NULL && *kind == C_FW_THREADED && !o->warm)
+            o->pool = true; /* (a pool's stream is a warm one already: not with /warm) */
+        else if (strcmp(opt, "warm") == 0 && eq == NULL && !o->pool &&
                  (*kind == C_FW_THREADED || *kind == C_FW_EMBEDDED || *kind == C_PQ_SINGLE))
             o->warm = true, needs_fw = false;
         else if (strcmp(opt, "slow") == 0 && num_ok)
@@ -463,8 +464,8 @@ static int null_count(child_res_t *r, const uint8_t *p)
  * arrives, so no value byte is ever copied (a 100 KB row never waits in a buffer). An
  * ErrorResponse fails the call.
  */
-/* One read: recv() on the socket, or SSL_read (which decrypts what one call of it reads: up to
- * the n bytes asked for, record after record). */
+/* One read: recv() on the socket, or SSL_read (one TLS record's plaintext at most: no
+ * read-ahead, as a naive reader has it). */
 static ssize_t null_recv(null_rd_t *rd, uint8_t *p, size_t n)
 {
     if (rd->ssl == NULL)
@@ -623,7 +624,9 @@ static int run_null(const char *dsn, const char *view, child_res_t *r)
     dsn_t d;
     if (dsn_parse(dsn, &d) < 0)
         return -1;
-    bool tls = strcmp(d.sslmode, "require") == 0 || strncmp(d.sslmode, "verify-", 7) == 0;
+    /* (as libpq: no TLS over a unix socket, whatever sslmode says) */
+    bool tls = d.host[0] != '/' &&
+               (strcmp(d.sslmode, "require") == 0 || strncmp(d.sslmode, "verify-", 7) == 0);
     int fd = d.host[0] == '/' ? plain_open_unix(d.host, d.port) : null_open_tcp(d.host, d.port);
     if (fd < 0) {
         fprintf(stderr, "bench_stream: null client: connect to %s port %s: %s\n", d.host, d.port,
@@ -975,10 +978,18 @@ static int run_fw_threaded(const char *dsn, const char *view, child_res_t *r)
         memset(&warm, 0, sizeof(warm));
         mark_q0(&warm);
         rc = fw_stream_start(conn, q, NULL, NULL, &s, &err);
-        if (rc == 0)
-            rc = drain_threaded(s, &warm, "fwire-threaded") == FW_END ? 0 : -1;
+        if (rc < 0)
+            fw_report("fwire-threaded/warm", rc, &err);
+        else if (drain_threaded(s, &warm, "fwire-threaded/warm") != FW_END)
+            rc = -1; /* reported by drain_threaded */
         fw_stream_free(s);
         s = NULL;
+        if (rc < 0) {
+            fw_conn_close_sync(conn);
+            fw_runtime_free(rt);
+            fw_query_free(q);
+            return -1;
+        }
         nap_ms(5);
     }
     if (rc == 0) {

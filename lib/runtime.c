@@ -2,9 +2,10 @@
 /*
  * Threaded mode: a runtime owns one libuv loop on its own thread and serves many connections.
  * Callers on other threads hand it commands through a mutex-protected list and uv_async_send,
- * then wait on a condition variable for the answer. The stream's rows do not come through
- * here (the SPSC ring); connect, start, free and close do. After answering a connect or a call
- * the loop thread stays awake a moment for the caller's next command (on_linger).
+ * then wait on a condition variable for the answer. The stream's rows and its control requests
+ * do not come through here (the SPSC ring, the stream's own wake); connect, start and close do.
+ * After answering a connect or a call the loop thread stays awake a moment for the caller's
+ * next command (on_linger).
  */
 #include "alloc.h"
 #include "conn.h"
@@ -223,8 +224,8 @@ static void on_async(uv_async_t *h)
 }
 
 /* Nothing waits on the loop that a short spin would delay: no pool, no connect or close under
- * way, no query, exec or cancel on any connection (a metrics listener's scrape may wait up to
- * LINGER_NS). */
+ * way, no query, exec or cancel on any connection (a metrics listener's scrape, or a handle of
+ * the user's on fw__runtime_loop, may wait up to LINGER_NS). */
 static bool quiet(const fw_runtime_t *rt)
 {
     if (rt->children != NULL || rt->stop != NULL)
@@ -352,6 +353,8 @@ static void post_and_wait_n(fw_runtime_t *rt, cmd_t *cmds, int n)
         while (!atomic_load_explicit(&cmds[0].done, memory_order_acquire) && uv_hrtime() < until)
             sched_yield();
     }
+    /* Always through the mutex, even when the poll saw the answer: answer() may still be
+     * inside its critical section, reading cmd (on this stack) and its condition variable. */
     pthread_mutex_lock(&rt->mu);
     for (int i = 0; i < n; i++) {
         cmds[i].sleeping = true;
