@@ -4,7 +4,7 @@
  * side in one run against the same server.
  *
  *   bench_stream [--runs N] [--quick] [--views LIST] [--clients LIST] [--dsn CONNINFO]
- *                [--fwire PATH] [--json OUT] [--timeout SECONDS]
+ *                [--fwire PATH] [--json OUT] [--timeout SECONDS] [--first-row] [--gap MS]
  *
  * Clients (--clients takes a comma-separated list of client specs, KIND[/OPTION...], run in
  * that order; by default the six kinds below, without options):
@@ -50,14 +50,26 @@
  *                   untimed on the connection, then, 5 ms later, the timed one: a warm backend,
  *                   and (threaded) a loop thread that has gone back to sleep, as in a
  *                   long-running service
+ * --first-row: every run ends at the timed query's first row (the child prints its line and
+ * _exits there: the kernel closes its socket the same way for every client), so a run costs a
+ * connect and a first row, not a whole stream: hundreds of runs per client, which a first row
+ * needs on these VMs (a fresh backend's first query, thread and vCPU wake-ups, and a backend
+ * that preempts the client on the CPU where the client just woke it, in some runs of every
+ * client: docs/benchmarks.md, "First rows: many short runs"). The table then has the first
+ * row's median and percentiles; rows, CPU and RSS are not measured.
+ * --gap MS: a pause of MS milliseconds before each run of a view: the last run's backend has
+ * exited by then (with --first-row it ends only when it finds the socket closed) and the
+ * machine is quiet, as between a service's requests. Back to back, a run competes with the
+ * last one's backend for the two CPUs.
  * With /pred or /where the expected answer is the filtered one, from the server too; for every
  * client the JSON output has "wire_bytes": the protocol bytes received for the query (fwire:
  * fw_stream_stats bytes_received; null: every byte read after the query was sent; -1 libpq).
  *
  * Every client touches each row: its length is summed and its first byte read (the null
  * client reads only the length). The null and libpq clients send the simple query
- * `SELECT data FROM VIEW`; fwire always uses the extended protocol (Parse, Bind, Describe,
- * Execute, Sync of `SELECT "data" FROM "VIEW"`): the same rows, the same text.
+ * `SELECT data FROM VIEW`; fwire sends `SELECT "data" FROM "VIEW"`, the plain query, as one
+ * simple Query too (lib/query.h, fw__query_simple; /pred and /where queries go out on the
+ * extended protocol): the same rows, the same text.
  *
  * Every measured run is a separate process, so CPU time and peak RSS are the client's own: the
  * program re-executes itself (/proc/self/exe --client NAME --view V --dsn CONNINFO) and the
@@ -260,6 +272,9 @@ typedef struct child_res_s {
 } child_res_t;
 
 static copts_t copts;            /* the child's options */
+/* --first-row: the timed query's result; its first row ends the process (first_row_exit) */
+static child_res_t *first_exit_res;
+static void first_row_exit(child_res_t *r);
 
 static void nap_ms(long ms)
 {
@@ -273,8 +288,11 @@ static uint64_t allocs_q0;
 /* Counts one row; first row's time taken here. Inlined into every client's loop. */
 static inline void count_row(child_res_t *r, const char *p, size_t len)
 {
-    if (r->rows++ == 0)
+    if (r->rows++ == 0) {
         r->t_first = now_ns();
+        if (r == first_exit_res)
+            first_row_exit(r);
+    }
     r->bytes += len;
     if (len > 0)
         r->touch += (unsigned char)p[0];
@@ -452,8 +470,11 @@ static int null_count(child_res_t *r, const uint8_t *p)
         fprintf(stderr, "bench_stream: null client: a DataRow that is not one column\n");
         return -1;
     }
-    if (r->rows++ == 0)
+    if (r->rows++ == 0) {
         r->t_first = now_ns();
+        if (r == first_exit_res)
+            first_row_exit(r);
+    }
     r->bytes += col > 0 ? (uint32_t)col : 0;
     return 0;
 }
@@ -1197,6 +1218,29 @@ static void *rss_thread(void *arg)
     return NULL;
 }
 
+/* The child's one line of results. */
+static void print_result(const child_res_t *r)
+{
+    printf(RESULT_TAG " rows=%llu bytes=%llu setup_ns=%lld query_ns=%lld first_ns=%lld "
+                      "query_cpu_ns=%lld hwm_kib=%ld touch=%llu wire=%lld filtered=%lld "
+                      "allocs=%lld\n",
+           (unsigned long long)r->rows, (unsigned long long)r->bytes,
+           (long long)(r->t_q0 - r->t_main), (long long)(r->t_end - r->t_q0),
+           (long long)(r->rows > 0 ? r->t_first - r->t_q0 : -1),
+           (long long)(r->cpu_end - r->cpu_q0), vm_hwm_kib(), (unsigned long long)r->touch,
+           (long long)r->wire, (long long)r->filtered, (long long)r->allocs);
+}
+
+/* --first-row: the timed query's first row is in hand; the process says so and ends at once,
+ * for every client the same way (_exit: the kernel closes the socket, the backend finds it
+ * closed at its next send and ends). The rest of the result would only make the run longer. */
+static void first_row_exit(child_res_t *r)
+{
+    mark_end(r);
+    print_result(r);
+    _exit(fflush(stdout) == 0 ? 0 : 1);
+}
+
 static int child_main(const char *client, const char *view, const char *dsn, int64_t t_main)
 {
     child_res_t r;
@@ -1218,6 +1262,8 @@ static int child_main(const char *client, const char *view, const char *dsn, int
     }
     if (copts.rss_ms > 0 && pthread_create(&rss_s.th, NULL, rss_thread, NULL) != 0)
         return 1;
+    if (getenv("FW_BENCH_FIRST_ROW") != NULL)
+        first_exit_res = &r;
     if (kind == C_NULL)
         rc = run_null(dsn, view, &r);
     else if (kind == C_PQ_SINGLE)
@@ -1242,13 +1288,7 @@ static int child_main(const char *client, const char *view, const char *dsn, int
     }
     if (rc < 0)
         return 1;
-    printf(RESULT_TAG " rows=%llu bytes=%llu setup_ns=%lld query_ns=%lld first_ns=%lld "
-                      "query_cpu_ns=%lld hwm_kib=%ld touch=%llu wire=%lld filtered=%lld "
-                      "allocs=%lld\n",
-           (unsigned long long)r.rows, (unsigned long long)r.bytes, (long long)(r.t_q0 - r.t_main),
-           (long long)(r.t_end - r.t_q0), (long long)(r.rows > 0 ? r.t_first - r.t_q0 : -1),
-           (long long)(r.cpu_end - r.cpu_q0), vm_hwm_kib(), (unsigned long long)r.touch,
-           (long long)r.wire, (long long)r.filtered, (long long)r.allocs);
+    print_result(&r);
     if (copts.rss_ms > 0) {
         printf(RSS_TAG " %d", rss_s.n);
         for (int i = 0; i < rss_s.n; i++)
@@ -1280,6 +1320,7 @@ typedef struct cell_s { /* one (view, client) */
     /* medians (min/max for wall) over the counted runs */
     double rows_s, mb_s, cpu_row, qcpu_row, rss_mib, hwm_mib, first_ms, query_ms, wall_ms;
     double wall_min, wall_max, wire_mb, allocs, cpu_ms;
+    double first_p10, first_p25, first_p75, first_p90; /* first row ms, nearest rank */
 } cell_t;
 
 typedef struct view_s {
@@ -1298,6 +1339,8 @@ typedef struct bench_s {
     const char *count_dsn; /* where the expected answers come from */
     const char *fwire;     /* --fwire PATH, or NULL */
     int timeout_s;
+    bool first_row; /* --first-row: each run ends at its first row (FW_BENCH_FIRST_ROW) */
+    int gap_ms;     /* --gap: a pause before each run of a view */
     client_t cl[MAX_CLIENTS];
     int ncl;
     int ref_null, ref_pqs; /* the first plain null and libpq-single in cl, or -1 */
@@ -1600,6 +1643,11 @@ static void cell_stats(cell_t *c, bool cli)
     c->rss_mib = median(rss, n);
     c->hwm_mib = cli ? -1 : median(hwm, n);
     c->first_ms = cli ? -1 : median(first, n);
+    /* median() sorted first[]: nearest-rank percentiles */
+    c->first_p10 = cli ? -1 : first[(n - 1) / 10];
+    c->first_p25 = cli ? -1 : first[(n - 1) / 4];
+    c->first_p75 = cli ? -1 : first[(n - 1) - (n - 1) / 4];
+    c->first_p90 = cli ? -1 : first[(n - 1) - (n - 1) / 10];
     c->query_ms = cli ? -1 : median(query, n);
     c->wall_ms = median(wall, n);
     c->wire_mb = median(wire, n);
@@ -1626,8 +1674,37 @@ static void fmt_num(char *buf, size_t cap, double v, int decimals)
         snprintf(buf, cap, "%.*f", decimals, v);
 }
 
+/* --first-row: the first row's distribution, each client against libpq-single's median. */
+static void print_first_table(view_t *views, int nviews, const bench_t *b)
+{
+    printf("| view | client | first row ms: median | p10 | p25 | p75 | p90 | median ÷ "
+           "libpq-single |\n|---|---|---|---|---|---|---|---|\n");
+    for (int vi = 0; vi < nviews; vi++) {
+        const view_t *v = &views[vi];
+        const cell_t *pqs = b->ref_pqs >= 0 ? &v->cell[b->ref_pqs] : NULL;
+        for (int ci = 0; ci < b->ncl; ci++) {
+            const cell_t *c = &v->cell[ci];
+            if (c->failed || c->n == 0) {
+                printf("| %s | %s | FAILED: %s ||||||\n", v->name, b->cl[ci].spec,
+                       c->why[0] ? c->why : "no run");
+                continue;
+            }
+            char r[32] = "";
+            if (pqs != NULL && !pqs->failed && pqs->n > 0 && ci != b->ref_pqs)
+                snprintf(r, sizeof(r), "%.3f", c->first_ms / pqs->first_ms);
+            printf("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %s |\n", v->name,
+                   b->cl[ci].spec, c->first_ms, c->first_p10, c->first_p25, c->first_p75,
+                   c->first_p90, r);
+        }
+    }
+}
+
 static void print_table(view_t *views, int nviews, const bench_t *b)
 {
+    if (b->first_row) {
+        print_first_table(views, nviews, b);
+        return;
+    }
     printf("| view | client | rows/s | MB/s | CPU ns/row | query CPU ns/row | peak RSS MiB | "
            "first row ms | query ms | wall ms [min, max] | query/null | wall/null | "
            "CPU/row ÷ libpq-single |\n"
@@ -1727,10 +1804,13 @@ static int write_json(const char *path, view_t *views, int nviews, const bench_t
                     "\"cpu_ns_per_row\": %.2f, \"query_cpu_ns_per_row\": %.2f, "
                     "\"peak_rss_mib\": %.3f, \"vm_hwm_mib\": %.3f, \"first_row_ms\": %.4f, "
                     "\"query_ms\": %.4f, \"wall_ms\": %.4f, \"cpu_ms\": %.4f, \"wire_mb\": %.4f, "
-                    "\"allocs\": %.1f}, \"wall_ms_min\": %.4f, \"wall_ms_max\": %.4f, \"runs\": [",
+                    "\"allocs\": %.1f}, \"first_row_ms_pct\": {\"p10\": %.4f, \"p25\": %.4f, "
+                    "\"p75\": %.4f, \"p90\": %.4f}, \"wall_ms_min\": %.4f, \"wall_ms_max\": %.4f, "
+                    "\"runs\": [",
                     c->rows_s, c->mb_s, c->cpu_row, c->qcpu_row, c->rss_mib, c->hwm_mib,
                     c->first_ms, c->query_ms, c->wall_ms, c->cpu_ms, c->wire_mb, c->allocs,
-                    c->wall_min, c->wall_max);
+                    c->first_p10, c->first_p25, c->first_p75, c->first_p90, c->wall_min,
+                    c->wall_max);
             for (int i = 0; i < c->n; i++) {
                 const run_t *r = &c->runs[i];
                 fprintf(f,
@@ -1831,6 +1911,8 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s [--runs N] [--quick] [--views LIST] [--clients LIST] [--dsn CONNINFO]\n"
             "       [--count-dsn CONNINFO] [--fwire PATH] [--json OUT] [--timeout SECONDS]\n"
+            "       [--first-row]   each run ends at its first row: first-row times only\n"
+            "       [--gap MS]      a pause before each run of a view\n"
             "views: comma-separated (default " DEFAULT_VIEWS "; \"1m\" means v_bench_1m)\n"
             "clients: comma-separated KIND[/OPTION...]; kinds null,libpq-single,libpq-exec,\n"
             "         fwire-threaded,fwire-embedded,fwire-cli (default: all; fwire-cli needs\n"
@@ -1879,6 +1961,10 @@ int main(int argc, char **argv)
             json_out = argv[++i];
         } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
             b.timeout_s = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--first-row") == 0) {
+            b.first_row = true;
+        } else if (strcmp(argv[i], "--gap") == 0 && i + 1 < argc) {
+            b.gap_ms = atoi(argv[++i]);
         } else {
             usage(argv[0]);
             return 2;
@@ -1890,8 +1976,9 @@ int main(int argc, char **argv)
         if (!views_given)
             views_arg = "v_bench_1k,v_bench_100k";
     }
-    if (runs < 1 || runs > MAX_RUNS || b.timeout_s < 1) {
-        fprintf(stderr, "bench_stream: --runs must be 1..%d and --timeout at least 1\n", MAX_RUNS);
+    if (runs < 1 || runs > MAX_RUNS || b.timeout_s < 1 || b.gap_ms < 0 || b.gap_ms > 60000) {
+        fprintf(stderr, "bench_stream: --runs must be 1..%d, --timeout at least 1, --gap 0..60000\n",
+                MAX_RUNS);
         return 2;
     }
 
@@ -1935,6 +2022,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_stream: no client to run\n");
             return 2;
         }
+        for (int ci = 0; ci < b.ncl && b.first_row; ci++)
+            if (b.cl[ci].kind == C_FW_CLI) {
+                fprintf(stderr, "bench_stream: --first-row: fwire-cli reports no first row\n");
+                return 2;
+            }
+        /* The children find it in their environment (child_main). */
+        if (b.first_row && setenv("FW_BENCH_FIRST_ROW", "1", 1) != 0)
+            return 1;
     }
 
     /* Views. */
@@ -2051,12 +2146,15 @@ int main(int argc, char **argv)
                 if (c->failed)
                     continue;
                 run_t run;
+                if (b.gap_ms > 0)
+                    nap_ms(b.gap_ms);
                 if (run_once(&b, ci, v->name, c->why, sizeof(c->why), &run) < 0) {
                     c->failed = true;
                     bad = true;
                     continue;
                 }
-                check_counts(&b, v, ci, &run);
+                if (!b.first_row)
+                    check_counts(&b, v, ci, &run);
                 if (round >= 0)
                     c->runs[c->n++] = run;
             }
@@ -2079,9 +2177,14 @@ int main(int argc, char **argv)
            "peak RSS %.1f MiB, CPU %.2f ms, wall %.2f ms\n\n",
            floor_cell.rss_mib, floor_cell.cpu_row / 1e6, floor_cell.wall_ms);
     print_table(views, nviews, &b);
-    printf("\nrows/s and MB/s: from sending the query to the last row (connect excluded); "
-           "† fwire-cli: whole process, connect included.\nCPU ns/row: the whole process "
-           "(user+sys, wait4); query CPU: the query window only. Peak RSS: ru_maxrss.\n");
+    if (b.first_row)
+        printf("\n--first-row: each run ended at its first row (the process exits there, the "
+               "same way for every client); first row: from just before the query is sent to "
+               "the first row in hand, on a fresh connection.\n");
+    else
+        printf("\nrows/s and MB/s: from sending the query to the last row (connect excluded); "
+               "† fwire-cli: whole process, connect included.\nCPU ns/row: the whole process "
+               "(user+sys, wait4); query CPU: the query window only. Peak RSS: ru_maxrss.\n");
     for (int vi = 0; vi < nviews; vi++)
         printf("%s: %llu rows, %llu bytes of JSON text\n", views[vi].name,
                (unsigned long long)views[vi].cell[0].rows,

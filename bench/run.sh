@@ -136,7 +136,7 @@ if [ "$mode" = quick ]; then
     connect_count=20
     pool_args=(--runs $((runs < 3 ? runs : 3)) --requests 1000) # about 1 minute on an idle machine
     pool1k_runs=0                                                # the 1,000-stream run: --full only
-    fr_runs=$runs                # the firstrow section's runs
+    fr_runs=50                   # the firstrow section's runs (each ends at its first row)
     stab_clients=fwire-embedded/rss=20,fwire-threaded/rss=20
     v_cg=v_bench_100k            # callgrind: per-row instructions between v_bench_1k and this
     v_sc=v_bench_100k            # syscalls: system calls per MB
@@ -151,9 +151,10 @@ else
     pool_args=(--runs "$runs" --requests 4000)
     pool1k_runs=3 # about 20 s each
     # First rows move by +-10 % between medians of 5 on these VMs (a fresh backend's first
-    # query, thread wake-ups, ~1 ms scheduler delays in some runs): the bar (within 10 % of
-    # libpq) needs more runs. 5x --runs.
-    fr_runs=$((runs * 5))
+    # query, thread and vCPU wake-ups, ~1-2 ms scheduler delays in some runs of every client,
+    # v_bench_large's two bands): the bar (within 10 % of libpq) needs hundreds of runs, which
+    # --first-row makes cheap (each run ends at its first row).
+    fr_runs=$((runs * 40 > 1000 ? 1000 : runs * 40))
     stab_clients=null,fwire-embedded/rss=100,fwire-threaded/rss=100
     v_cg=v_bench_1m
     v_sc=v_bench_1m
@@ -170,10 +171,13 @@ section decode "$B/bench_pq_decode" --rows "$decode_rows" --runs "$runs" --json 
 clients_all=null,libpq-single,libpq-exec,fwire-threaded,fwire-embedded,fwire-cli
 # throughput, CPU per row, first row, peak RSS: every client, every view
 section stream stream stream --views "$views_main" --clients "$clients_all" --fwire "$FWIRE"
-# time to first row: libpq with the extended protocol too (fwire's protocol), to tell the
-# protocol's cost on the server from the client's
+# time to first row on a fresh connection: every run ends at its first row (--first-row), 10 ms
+# after the last (--gap: the last run's backend has exited, the machine is quiet, as a service's
+# between requests); libpq with the extended protocol too, to tell the protocol's cost on the
+# server from the client's (fwire sends the plain query as a simple Query, anything more on the
+# extended protocol)
 firstrow_section() {
-    stream firstrow --views "$views_main" --runs "$fr_runs" \
+    stream firstrow --views "$views_main" --runs "$fr_runs" --first-row --gap 10 \
         --clients null,libpq-single,libpq-single/ext,fwire-embedded,fwire-threaded || return 1
     # a slow producer (test/fixtures.sql: 40 rows of 12 KiB, 25 ms apart): reading in bulk
     # (coalesced reads) must not delay its rows

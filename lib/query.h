@@ -145,6 +145,19 @@ typedef struct fw__query_run_s {
 /* fw__query_encode() with a run's additions (`run` may be NULL: the query alone). */
 int fw__query_encode_run(const fw_query_t *q, const fw__query_run_t *run, fw__pq_buf_t *out);
 
+/*
+ * Whether a run of q goes out as one simple-protocol Query message instead: only the query with
+ * nothing but its source (and EXPLAIN): no condition, order, limit, offset, statement timeout or
+ * run addition. That query has no parameter, and no SQL but fwire's own (quoted identifiers),
+ * so the simple protocol's one difference that matters, several statements in one string, cannot
+ * arise; anything with a caller's SQL fragment (fw_query_where_sql, order expressions) stays on
+ * the extended protocol, which refuses a second statement. Why: a fresh backend answers a
+ * simple query's first row 4-5 % sooner than the same statement through Parse/Bind/Describe/
+ * Execute (docs/benchmarks.md, "First rows: many short runs"). The reply then has no
+ * ParseComplete or BindComplete: fw__reply_init(..., simple = true, ...).
+ */
+bool fw__query_simple(const fw_query_t *q, const fw__query_run_t *run);
+
 /* 1 when fw__query_encode() puts the statement-timeout statement first (its ParseComplete,
  * BindComplete, one DataRow and CommandComplete come before the main statement's), else 0. */
 int fw__query_preamble(const fw_query_t *q);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The statement a query runs, and its wire form: fw_query_sql() renders the one statement
- * fwire sends, and fw__query_encode() turns a run of it into Parse/Bind/Describe/Execute/Sync.
+ * fwire sends, and fw__query_encode() turns a run of it into Parse/Bind/Describe/Execute/Sync
+ * (or, for the query with nothing but its source, one simple Query: fw__query_simple).
  *
  * Every value a caller gives, path elements included, travels as a bind parameter; only the
  * identifiers (quoted here) and the two kinds of trusted SQL (where_sql, order_by expressions)
@@ -386,6 +387,14 @@ int fw__query_encode(const fw_query_t *q, fw__pq_buf_t *out)
     return fw__query_encode_run(q, NULL, out);
 }
 
+bool fw__query_simple(const fw_query_t *q, const fw__query_run_t *run)
+{
+    return q != NULL && q->err == 0 && q->source != NULL && q->nparams == 0 && q->nconds == 0 &&
+           q->norders == 0 && q->limit < 0 && q->offset < 0 && q->statement_timeout_ms == 0 &&
+           (run == NULL || (run->npre == 0 && run->cond == NULL && !run->key_range &&
+                            run->raw == NULL));
+}
+
 int fw__query_encode_run(const fw_query_t *q, const fw__query_run_t *run, fw__pq_buf_t *out)
 {
     if (q == NULL || out == NULL)
@@ -459,11 +468,16 @@ int fw__query_encode_run(const fw_query_t *q, const fw__query_run_t *run, fw__pq
         fw__pq_put_bind(out, "", "", 0, NULL, 1, &p, 0, NULL);
         fw__pq_put_execute(out, "", 0);
     }
-    fw__pq_put_parse(out, "", sql, nparams, oids);
-    fw__pq_put_bind(out, "", "", 0, NULL, nparams, params, 0, NULL);
-    fw__pq_put_describe(out, 'P', "");
-    fw__pq_put_execute(out, "", 0);
-    fw__pq_put_sync(out);
+    if (fw__query_simple(q, run)) {
+        /* RowDescription, DataRows, CommandComplete, ReadyForQuery (fw__query_simple) */
+        fw__pq_put_query(out, sql);
+    } else {
+        fw__pq_put_parse(out, "", sql, nparams, oids);
+        fw__pq_put_bind(out, "", "", 0, NULL, nparams, params, 0, NULL);
+        fw__pq_put_describe(out, 'P', "");
+        fw__pq_put_execute(out, "", 0);
+        fw__pq_put_sync(out);
+    }
     rc = out->err; /* sticky: the first failure of the batch */
 done:
     fw__free(params);

@@ -97,11 +97,13 @@ static fw__reply_event_kind_t check_schema(fw__reply_t *r, const fw__pq_msg_t *m
                 m->u.rowdesc.nfields > 8 ? ", ..." : "");
 }
 
-void fw__reply_init(fw__reply_t *r, int npre, bool explain, size_t max_message,
+void fw__reply_init(fw__reply_t *r, int npre, bool simple, bool explain, size_t max_message,
                     size_t max_memory, fw_error_t *err)
 {
     memset(r, 0, sizeof(*r));
-    r->phase = npre > 0 ? FW__RP_PRE_PARSE : FW__RP_PARSE;
+    r->phase = simple ? FW__RP_DESC : npre > 0 ? FW__RP_PRE_PARSE : FW__RP_PARSE;
+    if (simple)
+        npre = 0;
     r->pre_left = npre;
     r->explain = explain;
     r->max_message = max_message;

@@ -84,9 +84,11 @@ typedef struct fw__reply_s {
  * each gives ParseComplete, BindComplete, rows (dropped) and CommandComplete. `err` must
  * outlive r and is where failures are written (the first one wins, but a FATAL server error
  * overrides one of ours). The row cap is max_message: a row over the byte budget is delivered
- * alone in a buffer of its own (stream/pipe.h, fw__pipe_slab_get_oversize).
+ * alone in a buffer of its own (stream/pipe.h, fw__pipe_slab_get_oversize). `simple`: the query
+ * went out as one simple-protocol Query (query.h, fw__query_simple; npre is then 0): the reply
+ * starts at RowDescription, with no ParseComplete or BindComplete.
  */
-void fw__reply_init(fw__reply_t *r, int npre, bool explain, size_t max_message,
+void fw__reply_init(fw__reply_t *r, int npre, bool simple, bool explain, size_t max_message,
                     size_t max_memory, fw_error_t *err);
 
 /* Every message fw__reply_row does not take (see fw__reply_next). */

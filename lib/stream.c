@@ -657,14 +657,15 @@ void fw__stream_on_wake(uv_async_t *h)
 
 /* ---- starting -------------------------------------------------------------------------- */
 
-int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, int npre)
+int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, int npre, bool simple)
 {
     s->conn = c;
     s->rx.scratch = c->plain;
     s->rx.scratch_cap = FW__CONN_BUF;
     size_t max_message =
         c->opts.max_message != 0 ? c->opts.max_message : FW__PQ_DEFAULT_MAX_MESSAGE;
-    fw__reply_init(&s->reply, npre, s->explain, max_message, s->pipe.o.max_memory, &s->err);
+    fw__reply_init(&s->reply, npre, simple, s->explain, max_message, s->pipe.o.max_memory,
+                   &s->err);
     int rc = uv_async_init(c->loop, &s->wake, fw__stream_on_wake);
     if (rc < 0)
         return rc;

@@ -200,7 +200,7 @@ int fw__pool_acquire_like(fw_pool_t *p, const fw_conn_t *like, fw_pool_acquire_c
 /* Producer (stream.c), loop thread. */
 void fw__stream_on_wake(uv_async_t *h);
 void fw__stream_conn_gone(fw_stream_t *s, int code, const char *why);
-int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, int npre);
+int fw__stream_begin(fw_stream_t *s, fw_conn_t *c, int npre, bool simple);
 void fw__stream_pump(fw_stream_t *s);
 void fw__stream_set_reading(fw_stream_t *s);
 /* Coalesced reads (stream_coal.c): the socket is empty, read again when it becomes readable or

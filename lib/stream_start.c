@@ -197,7 +197,7 @@ void fw__stream_start_on_loop(void *arg)
     int npre = a->run != NULL ? a->run->npre : 0;
     if (a->run == NULL || a->run->raw == NULL)
         npre += fw__query_preamble(a->q);
-    rc = fw__stream_begin(s, c, npre);
+    rc = fw__stream_begin(s, c, npre, fw__query_simple(a->q, a->run));
     if (rc < 0) {
         fw__pipe_free(&s->pipe);
         fw__stream_unref(s);

@@ -97,8 +97,9 @@ typedef struct fakepg_s {
     bool query_close;
     const uint8_t *query_reply2;
     size_t query_reply2_len;
-    /* The client's query is one simple Query ('Q'), which has no Sync after it (libpq's and
-     * fwire's target_session_attrs check): the query phase reads up to the first 'Q'. */
+    /* Unused: a query phase always ends at a Sync or at a simple Query ('Q', which has no Sync
+     * after it: the target_session_attrs check, and a plain stream's query, query.h
+     * fw__query_simple). Kept so that the scripts that set it still say what they expect. */
     bool query_simple;
     /* How many connections to serve one after another, each with the whole script (0: one). */
     unsigned conns;
@@ -183,10 +184,10 @@ static inline bool fakepg_send_all(int fd, const uint8_t *p, size_t n)
 }
 
 /*
- * Reads frontend messages into q until a Sync (simple: until a simple Query). Returns 0 there,
- * -1 when the client sent Terminate, closed, or sent something that is no message.
+ * Reads frontend messages into q until a Sync or a simple Query. Returns 0 there, -1 when the
+ * client sent Terminate, closed, or sent something that is no message.
  */
-static inline int fakepg_read_query(int fd, fakepg_query_t *q, bool simple)
+static inline int fakepg_read_query(int fd, fakepg_query_t *q)
 {
     uint8_t hdr[5], body[4096];
     size_t ntypes = 0;
@@ -216,7 +217,7 @@ static inline int fakepg_read_query(int fd, fakepg_query_t *q, bool simple)
         }
         if (hdr[0] == 'X')
             return -1;
-        if (hdr[0] == 'S' || (simple && hdr[0] == 'Q')) {
+        if (hdr[0] == 'S' || hdr[0] == 'Q') {
             q->synced = true;
             return 0;
         }
@@ -255,14 +256,14 @@ static inline bool fakepg_query_phase(fakepg_t *f, int fd, bool record)
     fakepg_query_t scratch[2];
     fakepg_query_t *qs = record ? f->queries : scratch;
     memset(scratch, 0, sizeof(scratch));
-    if (fakepg_read_query(fd, &qs[0], f->query_simple) != 0)
+    if (fakepg_read_query(fd, &qs[0]) != 0)
         return false;
     fakepg_send_reply(f, fd);
     if (record)
         f->nqueries = 1;
     if (f->query_close)
         return true;
-    if (f->query_reply2 != NULL && fakepg_read_query(fd, &qs[1], f->query_simple) == 0) {
+    if (f->query_reply2 != NULL && fakepg_read_query(fd, &qs[1]) == 0) {
         (void)fakepg_send_all(fd, f->query_reply2, f->query_reply2_len);
         if (record)
             f->nqueries = 2;

@@ -599,14 +599,90 @@ static void test_parallel_part_runs_put_snapshot_first_and_bind_key_bounds_last(
 }
 
 
-static void test_encoded_run_matches_hand_built_bytes(void **state)
+/* The query with nothing but its source: one simple Query (query.h, fw__query_simple). */
+static void test_the_plain_query_is_one_simple_query(void **state)
 {
     (void)state;
     fw_query_t *q = on_entity("u");
     fw__pq_buf_t b;
     fw__pq_buf_init(&b, &fw__alloc);
+    assert_true(fw__query_simple(q, NULL));
     assert_int_equal(fw__query_encode(q, &b), 0);
     static const char sql[] = "SELECT \"data\" FROM \"v_u\"";
+    uint8_t want[64];
+    size_t n = 0;
+    want[n++] = 'Q';
+    want[n++] = 0, want[n++] = 0, want[n++] = 0, want[n++] = (uint8_t)(4 + sizeof(sql));
+    memcpy(want + n, sql, sizeof(sql)); /* with its NUL */
+    n += sizeof(sql);
+    assert_int_equal(b.len, n);
+    assert_memory_equal(b.data, want, n);
+    assert_int_equal(fw__query_preamble(q), 0);
+    /* EXPLAIN of it too */
+    assert_int_equal(fw_query_explain(q, true), 0);
+    assert_true(fw__query_simple(q, NULL));
+    fw__pq_buf_reset(&b);
+    assert_int_equal(fw__query_encode(q, &b), 0);
+    assert_int_equal(b.data[0], 'Q');
+    fw__pq_buf_free(&b);
+    fw_query_free(q);
+}
+
+/* Anything more than the source stays on the extended protocol: values as parameters, and a
+ * caller's SQL fragment where Parse refuses a second statement. */
+static void test_anything_but_the_source_keeps_the_extended_protocol(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 7; k++) {
+        fw_query_t *q = on_entity("u");
+        int rc = 0;
+        if (k == 0)
+            rc = fw_query_where(q, "a", FW_OP_EQ, FW_VALUE_NUMBER, "1");
+        else if (k == 1)
+            rc = fw_query_where_sql(q, "true; DROP TABLE x");
+        else if (k == 2)
+            rc = fw_query_order_by(q, "a", NULL, false);
+        else if (k == 3)
+            rc = fw_query_limit(q, 10);
+        else if (k == 4)
+            rc = fw_query_offset(q, 10);
+        else if (k == 5)
+            rc = fw_query_statement_timeout(q, 5000);
+        else
+            rc = fw_query_limit(q, 0);
+        assert_int_equal(rc, 0);
+        assert_false(fw__query_simple(q, NULL));
+        fw__pq_buf_t b;
+        fw__pq_buf_init(&b, &fw__alloc);
+        assert_int_equal(fw__query_encode(q, &b), 0);
+        assert_int_equal(b.data[0], 'P');
+        assert_int_equal(b.data[b.len - 5], 'S'); /* ends with Sync */
+        fw__pq_buf_free(&b);
+        fw_query_free(q);
+    }
+    /* a run's additions too: a parallel part's BEGIN, its ctid range, a key range, fwire's own
+     * statement */
+    fw_query_t *q = on_entity("u");
+    fw__query_run_t pre = {.pre = {"BEGIN"}, .npre = 1};
+    fw__query_run_t cond = {.cond = "ctid >= '(0,0)'"};
+    fw__query_run_t raw = {.raw = "SELECT '1'::json AS data"};
+    assert_true(fw__query_simple(q, NULL));
+    assert_false(fw__query_simple(q, &pre));
+    assert_false(fw__query_simple(q, &cond));
+    assert_false(fw__query_simple(q, &raw));
+    assert_false(fw__query_simple(NULL, NULL));
+    fw_query_free(q);
+}
+
+static void test_encoded_run_matches_hand_built_bytes(void **state)
+{
+    (void)state;
+    fw_query_t *q = on_entity("u");
+    assert_int_equal(fw_query_where_sql(q, "true"), 0); /* not the plain query: extended */
+    fw__pq_buf_t b;
+    fw__pq_buf_init(&b, &fw__alloc);
+    assert_int_equal(fw__query_encode(q, &b), 0);
+    static const char sql[] = "SELECT \"data\" FROM \"v_u\" WHERE (\ntrue\n)";
     uint8_t want[128];
     size_t n = 0;
     size_t plen = 4 + 1 + sizeof(sql) + 2;
@@ -1261,6 +1337,8 @@ int main(void)
         cmocka_unit_test(test_order_by_keys_keep_their_order_collation_and_direction),
         cmocka_unit_test(test_limit_and_offset_are_bigint_parameters_set_once),
         cmocka_unit_test(test_parameters_are_numbered_in_the_order_of_the_text),
+        cmocka_unit_test(test_the_plain_query_is_one_simple_query),
+        cmocka_unit_test(test_anything_but_the_source_keeps_the_extended_protocol),
         cmocka_unit_test(test_encoded_run_matches_hand_built_bytes),
         cmocka_unit_test(test_encoded_run_is_parse_bind_describe_execute_sync),
         cmocka_unit_test(test_statement_timeout_sends_set_config_first_in_the_same_sync),

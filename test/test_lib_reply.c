@@ -179,9 +179,11 @@ typedef struct cfg_s {
     bool explain;
     size_t max_message;
     size_t max_memory;
+    bool simple; /* the query went out as a simple Query: no ParseComplete, BindComplete */
 } cfg_t;
 
-static const cfg_t plain = {false, false, 1u << 20, 1u << 22};
+static const cfg_t plain = {false, false, 1u << 20, 1u << 22, false};
+static const cfg_t simple_q = {false, false, 1u << 20, 1u << 22, true};
 
 static void logf_(run_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(run_t *r, const char *fmt, ...)
@@ -202,7 +204,8 @@ static void drive(const cfg_t *c, const bytes_t *in, size_t first, size_t step, 
 {
     memset(r, 0, sizeof(*r));
     fw__reply_t rp;
-    fw__reply_init(&rp, c->preamble, c->explain, c->max_message, c->max_memory, &r->err);
+    fw__reply_init(&rp, c->preamble, c->simple, c->explain, c->max_message, c->max_memory,
+                   &r->err);
     size_t have = 0, pos = 0;
     while (have < in->n || pos < have) {
         size_t want = have == 0 && first > 0 ? first : step == 0 ? in->n : step;
@@ -337,6 +340,69 @@ static void test_json_column_and_explain_plan_are_accepted(void **state)
     run_t r = check_all_ways(&plain, &e);
     assert_string_equal(r.log, "FAILED READY");
     assert_int_equal(r.err.code, FW_ESCHEMA);
+}
+
+/* The simple protocol (query.h, fw__query_simple): RowDescription first, the rest the same. */
+static void test_a_simple_query_reply_starts_at_the_row_description(void **state)
+{
+    (void)state;
+    bytes_t b = {.n = 0};
+    desc(&b, 1, "data", (uint32_t)3802, 0);
+    row(&b, "{\"a\":1}");
+    row(&b, NULL);
+    complete(&b, "SELECT 2");
+    ready(&b);
+    run_t r = check_all_ways(&simple_q, &b);
+    assert_string_equal(r.log, "DESC ROW:{\"a\":1} NULL READY");
+    assert_int_equal(r.rc, 0);
+    /* an error before any row, and one after rows: the server's, kept whole */
+    bytes_t e = {.n = 0};
+    error_msg(&e, 'E', "ERROR", "42P01", "relation \"v_x\" does not exist");
+    ready(&e);
+    r = check_all_ways(&simple_q, &e);
+    assert_string_equal(r.log, "SERR READY");
+    assert_string_equal(r.err.sqlstate, "42P01");
+    e.n = 0;
+    desc(&e, 1, "data", (uint32_t)114, 0);
+    row(&e, "1");
+    error_msg(&e, 'E', "ERROR", "22012", "division by zero");
+    ready(&e);
+    r = check_all_ways(&simple_q, &e);
+    assert_string_equal(r.log, "DESC ROW:1 SERR READY");
+    /* the wrong shape is refused as on the extended protocol */
+    e.n = 0;
+    desc(&e, 2, "data", (uint32_t)3802, 0, "id", (uint32_t)23, 0);
+    row(&e, "1");
+    complete(&e, "SELECT 1");
+    ready(&e);
+    r = check_all_ways(&simple_q, &e);
+    assert_string_equal(r.log, "FAILED READY");
+    assert_int_equal(r.err.code, FW_ESCHEMA);
+    /* an extended-protocol reply is out of place here, and the other way round */
+    bytes_t x = {.n = 0};
+    head(&x);
+    row(&x, "1");
+    complete(&x, "SELECT 1");
+    ready(&x);
+    assert_int_equal(check_all_ways(&simple_q, &x).rc, FW_EPROTO_UNEXPECTED);
+    assert_int_equal(check_all_ways(&plain, &b).rc, FW_EPROTO_UNEXPECTED);
+    /* no RowDescription (not a SELECT), a row first, ReadyForQuery first, an empty query */
+    static const char *const bad[] = {"C", "D", "Z", "I"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        x.n = 0;
+        if (bad[i][0] == 'C')
+            complete(&x, "INSERT 0 1");
+        else if (bad[i][0] == 'D')
+            row(&x, "1");
+        else if (bad[i][0] == 'Z')
+            ready(&x);
+        else
+            empty(&x, 'I');
+        run_t v = check_all_ways(&simple_q, &x);
+        if (v.rc != FW_EPROTO_UNEXPECTED)
+            fail_msg("%s first: expected FW_EPROTO_UNEXPECTED, got %s (log \"%s\")", bad[i],
+                     fw_err_name(v.rc), v.log);
+    }
 }
 
 static void test_statement_timeout_preamble_row_is_not_delivered(void **state)
@@ -758,6 +824,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows_then_ready),
         cmocka_unit_test(test_json_column_and_explain_plan_are_accepted),
+        cmocka_unit_test(test_a_simple_query_reply_starts_at_the_row_description),
         cmocka_unit_test(test_statement_timeout_preamble_row_is_not_delivered),
         cmocka_unit_test(test_rows_then_error_keep_every_field),
         cmocka_unit_test(test_fatal_error_is_flagged),

@@ -495,8 +495,21 @@ static void h_connect(h_t *h)
         fail_msg("connect: %s", h->connect_err.message);
 }
 
-/* A query on relation t; the fake server does not read the SQL. */
+/* A query on relation t; the fake server does not read the SQL. Its condition keeps it on the
+ * extended protocol, whose replies (ParseComplete, BindComplete, ...) these tests script: the
+ * query with nothing but its relation goes out as one simple Query (query.h, fw__query_simple;
+ * query_plain below). */
 static fw_query_t *query(void)
+{
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, "t"), 0);
+    assert_int_equal(fw_query_where_sql(q, "true"), 0);
+    return q;
+}
+
+/* The query with nothing but its relation: a simple Query. */
+static fw_query_t *query_plain(void)
 {
     fw_query_t *q;
     assert_int_equal(fw_query_new(&q), 0);
@@ -611,6 +624,57 @@ static int start_on_bad(h_t *h, char *msg, size_t cap)
 /* ---- the happy path, whole and in pieces --------------------------------------------------- */
 
 static const char *const THREE[] = {"{\"a\":1}", NULL, "[2,\"x\"]"};
+
+/* The query with nothing but its relation goes out as one simple Query (query.h,
+ * fw__query_simple): its reply has no ParseComplete or BindComplete; the connection then runs
+ * an extended-protocol query as before. A server that answers the simple Query as if it were
+ * extended (ParseComplete first) breaks the protocol: the stream fails with a protocol error. */
+static void test_the_plain_query_is_a_simple_query(void **state)
+{
+    (void)state;
+    h_t *h = h_init();
+    bb_t r1 = {0}, r2 = {0};
+    m_rowdesc(&r1, &DATA_JSONB, 1);
+    for (size_t i = 0; i < 3; i++)
+        m_row(&r1, THREE[i]);
+    m_complete(&r1, "SELECT 3");
+    m_ready(&r1);
+    reply_rows(&r2, ONE_ROW, 1);
+    h_reply(h, &r1);
+    h->f.query_reply2 = r2.p;
+    h->f.query_reply2_len = r2.len;
+    h_connect(h);
+    assert_int_equal(h_run_query(h, query_plain()), FW_END);
+    expect_rows(h, THREE, 3);
+    fw_stream_stats_t st;
+    fw_stream_stats(h->s, &st);
+    assert_int_equal(st.bytes_received, r1.len);
+    h_free_stream(h);
+    /* a condition: the extended protocol; the fake reads it up to its Sync */
+    assert_int_equal(h_run(h), FW_END);
+    expect_rows(h, ONE_ROW, 1);
+    h_close(h);
+    assert_int_equal(h->f.nqueries, 2);
+    assert_string_equal(h->f.queries[0].types, "Q");
+    static const char sql[] = "SELECT \"data\" FROM \"t\""; /* with its NUL */
+    assert_int_equal(h->f.queries[0].sent_len, 5 + sizeof(sql));
+    assert_memory_equal(h->f.queries[0].sent + 5, sql, sizeof(sql));
+    assert_string_equal(h->f.queries[1].types, "PBDES");
+    bb_free(&r1);
+    bb_free(&r2);
+
+    h = h_init();
+    bb_t r3 = {0};
+    reply_rows(&r3, ONE_ROW, 1); /* ParseComplete, BindComplete, ... to a simple Query */
+    h_reply(h, &r3);
+    h_connect(h);
+    int rc = h_run_query(h, query_plain());
+    if (rc != FW_EPROTO_UNEXPECTED)
+        fail_msg("expected FW_EPROTO_UNEXPECTED, got %s: %s", fw_err_name(rc), h->err.message);
+    assert_int_equal(h->nrows, 0);
+    h_close(h);
+    bb_free(&r3);
+}
 
 static void test_rows_arrive_and_the_connection_runs_the_next_query(void **state)
 {
@@ -2149,6 +2213,7 @@ static void test_a_3_2_server_gets_the_whole_32_byte_key_in_the_cancel_request(v
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_the_plain_query_is_a_simple_query),
         cmocka_unit_test(test_rows_arrive_and_the_connection_runs_the_next_query),
         cmocka_unit_test(test_a_second_query_is_refused_while_one_runs),
         cmocka_unit_test(test_rows_arrive_when_the_reply_comes_byte_by_byte),

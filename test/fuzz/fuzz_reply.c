@@ -2,7 +2,7 @@
 /*
  * libFuzzer target: the reply machine (lib/reply.c), the whole per-message state machine of a
  * streaming query, fed hostile server bytes. Byte 0 picks the options (preamble, explain, small
- * limits), byte 1 the piece size; the rest is what the server sends. Every input runs twice,
+ * limits, the simple protocol's reply), byte 1 the piece size; the rest is what the server sends. Every input runs twice,
  * whole and in pieces, and the two runs must give the same events, the same end and the same
  * error (a difference is a bug in how partial messages are handled). Rows must point inside the
  * input; every call must consume something, need more, or fail.
@@ -31,7 +31,8 @@ static void drive(const uint8_t *opt, const uint8_t *in, size_t n, size_t step, 
     fw__reply_t rp;
     size_t max_message = (opt[0] & 4) ? 64 : FW__PQ_DEFAULT_MAX_MESSAGE;
     size_t max_memory = (opt[0] & 8) ? 256 : (size_t)4 << 20;
-    fw__reply_init(&rp, (opt[0] & 1) != 0, (opt[0] & 2) != 0, max_message, max_memory, &r->err);
+    fw__reply_init(&rp, (opt[0] & 1) != 0, (opt[0] & 16) != 0, (opt[0] & 2) != 0, max_message,
+                   max_memory, &r->err);
     size_t have = 0, pos = 0;
     for (;;) {
         bool more = have < n;
