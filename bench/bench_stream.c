@@ -45,7 +45,8 @@
  *                   the timed one runs on backends that have read before (warm), as a
  *                   long-running service's pool would (with /par=N the parts too)
  *   /ext            libpq-single: the extended protocol (PQsendQueryParams, no parameters),
- *                   as fwire uses, instead of the simple query
+ *                   as fwire uses for any query with more than its source, instead of the
+ *                   simple query
  *   /warm           libpq-single, fwire-threaded, fwire-embedded: the same query runs once
  *                   untimed on the connection, then, 5 ms later, the timed one: a warm backend,
  *                   and (threaded) a loop thread that has gone back to sleep, as in a
@@ -68,8 +69,8 @@
  * Every client touches each row: its length is summed and its first byte read (the null
  * client reads only the length). The null and libpq clients send the simple query
  * `SELECT data FROM VIEW`; fwire sends `SELECT "data" FROM "VIEW"`, the plain query, as one
- * simple Query too (lib/query.h, fw__query_simple; /pred and /where queries go out on the
- * extended protocol): the same rows, the same text.
+ * simple Query too (lib/query.h, fw__query_simple; /where queries, with a condition, go out on
+ * the extended protocol): the same rows, the same text.
  *
  * Every measured run is a separate process, so CPU time and peak RSS are the client's own: the
  * program re-executes itself (/proc/self/exe --client NAME --view V --dsn CONNINFO) and the
@@ -1590,6 +1591,24 @@ static void check_counts(const bench_t *b, view_t *v, int client, const run_t *r
             (unsigned long long)c->bytes);
 }
 
+/* --first-row: a run must end at its first row (one row, a first-row time), or with no row at
+ * all when the server has none for it. */
+static void check_first(const bench_t *b, view_t *v, int client, const run_t *run)
+{
+    cell_t *c = &v->cell[client];
+    uint64_t want = c->rows > 0 ? 1 : 0;
+    if (run->rows == want && (want == 0 || run->first_ns >= 0))
+        return;
+    if (c->mismatch)
+        return;
+    c->mismatch = true;
+    fprintf(stderr,
+            "bench_stream: ERROR: %s on %s (--first-row) ended with %llu rows and first row %lld "
+            "ns; the server has %llu rows for it\n",
+            b->cl[client].spec, v->name, (unsigned long long)run->rows, (long long)run->first_ns,
+            (unsigned long long)c->rows);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -1643,11 +1662,11 @@ static void cell_stats(cell_t *c, bool cli)
     c->rss_mib = median(rss, n);
     c->hwm_mib = cli ? -1 : median(hwm, n);
     c->first_ms = cli ? -1 : median(first, n);
-    /* median() sorted first[]: nearest-rank percentiles */
-    c->first_p10 = cli ? -1 : first[(n - 1) / 10];
-    c->first_p25 = cli ? -1 : first[(n - 1) / 4];
-    c->first_p75 = cli ? -1 : first[(n - 1) - (n - 1) / 4];
-    c->first_p90 = cli ? -1 : first[(n - 1) - (n - 1) / 10];
+    /* median() sorted first[]: nearest-rank percentiles, the value at rank ceil(p n) */
+    c->first_p10 = cli ? -1 : first[(n * 10 + 99) / 100 - 1];
+    c->first_p25 = cli ? -1 : first[(n * 25 + 99) / 100 - 1];
+    c->first_p75 = cli ? -1 : first[(n * 75 + 99) / 100 - 1];
+    c->first_p90 = cli ? -1 : first[(n * 90 + 99) / 100 - 1];
     c->query_ms = cli ? -1 : median(query, n);
     c->wall_ms = median(wall, n);
     c->wire_mb = median(wire, n);
@@ -1774,8 +1793,10 @@ static int write_json(const char *path, view_t *views, int nviews, const bench_t
     }
     fprintf(f,
             "{\"benchmark\": \"stream\", \"date\": \"%s\", \"fwire\": \"%s\", \"libuv\": \"%s\", "
-            "\"libpq\": %d, \"server_version\": %d, \"runs\": %d, \"warmup\": 1, \"dsn\": ",
-            date, fw_version_string(), uv_version_string(), pq.lib_version(), server_version, runs);
+            "\"libpq\": %d, \"server_version\": %d, \"runs\": %d, \"warmup\": 1, "
+            "\"first_row_only\": %s, \"gap_ms\": %d, \"dsn\": ",
+            date, fw_version_string(), uv_version_string(), pq.lib_version(), server_version, runs,
+            b->first_row ? "true" : "false", b->gap_ms);
     json_str(f, b->dsn);
     fprintf(f,
             ", \"process_floor\": {\"peak_rss_mib\": %.3f, \"cpu_ms\": %.4f, \"wall_ms\": %.4f}, "
@@ -2010,6 +2031,12 @@ int main(int argc, char **argv)
                     fprintf(stderr, "bench_stream: fwire-cli skipped: no --fwire PATH\n");
                 continue;
             }
+            if (b.first_row && (c->kind == C_FW_CLI || c->kind == C_PQ_EXEC)) {
+                /* the command reports no first row; PQexec's is its whole result */
+                fprintf(stderr, "bench_stream: --first-row: %s skipped (no first row of its own)\n",
+                        t);
+                continue;
+            }
             snprintf(c->spec, sizeof(c->spec), "%s", t);
             c->filter = o.pred >= 0 ? o.pred : o.where;
             if (strchr(t, '/') == NULL && c->kind == C_NULL && b.ref_null < 0)
@@ -2022,11 +2049,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_stream: no client to run\n");
             return 2;
         }
-        for (int ci = 0; ci < b.ncl && b.first_row; ci++)
-            if (b.cl[ci].kind == C_FW_CLI) {
-                fprintf(stderr, "bench_stream: --first-row: fwire-cli reports no first row\n");
-                return 2;
-            }
         /* The children find it in their environment (child_main). */
         if (b.first_row && setenv("FW_BENCH_FIRST_ROW", "1", 1) != 0)
             return 1;
@@ -2153,15 +2175,21 @@ int main(int argc, char **argv)
                     bad = true;
                     continue;
                 }
-                if (!b.first_row)
+                if (b.first_row)
+                    check_first(&b, v, ci, &run);
+                else
                     check_counts(&b, v, ci, &run);
                 if (round >= 0)
                     c->runs[c->n++] = run;
             }
         }
         for (int ci = 0; ci < b.ncl; ci++) {
-            cell_stats(&v->cell[ci], b.cl[ci].kind == C_FW_CLI);
-            bad |= v->cell[ci].mismatch;
+            cell_t *c = &v->cell[ci];
+            cell_stats(c, b.cl[ci].kind == C_FW_CLI);
+            if (b.first_row && c->n > 0) /* measured up to the first row only: not rates */
+                c->rows_s = c->mb_s = c->cpu_row = c->qcpu_row = c->rss_mib = c->hwm_mib =
+                    c->query_ms = c->wire_mb = c->allocs = c->cpu_ms = -1;
+            bad |= c->mismatch;
         }
     }
     if (interrupted) {

@@ -136,7 +136,7 @@ if [ "$mode" = quick ]; then
     connect_count=20
     pool_args=(--runs $((runs < 3 ? runs : 3)) --requests 1000) # about 1 minute on an idle machine
     pool1k_runs=0                                                # the 1,000-stream run: --full only
-    fr_runs=$((runs * 10))       # the firstrow section's runs (each ends at its first row)
+    fr_runs=$((runs * 10 > 1000 ? 1000 : runs * 10)) # the firstrow section's (each ends at its first row)
     stab_clients=fwire-embedded/rss=20,fwire-threaded/rss=20
     v_cg=v_bench_100k            # callgrind: per-row instructions between v_bench_1k and this
     v_sc=v_bench_100k            # syscalls: system calls per MB

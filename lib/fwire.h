@@ -555,7 +555,10 @@ FW_EXTERN void fw_conn_close_sync(fw_conn_t *conn);
  *
  * with the extended protocol (Parse/Bind/Describe/Execute/Sync, unnamed statement, text
  * results), so every typed value travels as a bind parameter and no fragment can stack a second
- * statement. The result must be exactly one column named `data` of type json or jsonb.
+ * statement. The one exception is the query with nothing but its relation (no condition, order,
+ * limit, offset or statement timeout): it has no value and no caller SQL, and goes out as one
+ * simple-protocol Query, which a fresh backend answers sooner. The result must be exactly one
+ * column named `data` of type json or jsonb.
  *
  * Setters record the first error in the query and return it; later setters do nothing and
  * return it again, and fw_stream_start() refuses the query with it. So a chain of setters can

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The query builder (internal to lib/): what fw_query_* records, and how one run of a query is
- * encoded for the extended protocol. The streaming code reads a query only through the
+ * encoded for the extended protocol (the plain query: one simple Query, fw__query_simple).
+ * The streaming code reads a query only through the
  * functions below, and copies what it needs (fw_stream_start() does not keep `q`).
  *
  * SQL shape (fw_query_sql() shows it; tests compare it byte for byte):
@@ -111,7 +112,8 @@ struct fw_query_s {
  * first Parse("", "SELECT pg_catalog.set_config('statement_timeout', $1, true)", 1 param of
  * type 0) + Bind(text param "<ms>") + Execute(0) (no Describe); then Parse("", main SQL,
  * nparams, all types 0) + Bind("", "", text params, text results) + Describe('P', "") +
- * Execute("", 0) + Sync. Returns 0 or a negative error: the query's recorded error, FW_EINVAL
+ * Execute("", 0) + Sync; or, when fw__query_simple(q, NULL), one Query("main SQL") alone.
+ * Returns 0 or a negative error: the query's recorded error, FW_EINVAL
  * (no source), FW_ENOMEM, FW_ETOOBIG (a message over the frontend limit), or the sticky error
  * `out` already had. On error nothing usable was appended: `out` is either unchanged or holds
  * the error as its sticky error (fw__pq_buf_reset() before reuse).

@@ -2,7 +2,8 @@
 /*
  * Private to lib/: the reply machine of a streaming query, sans-I/O (STYLE 2, 12). It is fed the
  * bytes the server sent in answer to one extended-protocol run (fw__query_encode: an optional
- * statement-timeout statement, then Parse/Bind/Describe/Execute/Sync) and says, message by
+ * statement-timeout statement, then Parse/Bind/Describe/Execute/Sync), or to one simple Query
+ * (the plain query: query.h, fw__query_simple), and says, message by
  * message, what happened: a row, a notice, the server's error, a failure of ours (the result is
  * not one json/jsonb column named "data", a row over a limit), the end (ReadyForQuery), or a
  * protocol violation. It owns the phases and the schema check; it never touches a socket, a

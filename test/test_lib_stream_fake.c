@@ -1054,12 +1054,19 @@ test_a_malformed_datarow_fails_after_the_rows_before_and_breaks_the_connection(v
  * pieces. `fits`: the row is delivered; else FW_ETOOBIG after the rows before, naming the limit,
  * and the row's bytes are never buffered. Either way the next query on the connection works.
  */
+/* run_limit_case's query: the plain query (a simple Query and its reply) instead of one with a
+ * condition (the extended protocol). */
+static bool g_limit_plain;
+
 static void run_limit_case(report_t *rep, const char *what, size_t max_message, size_t budget,
                            size_t len, bool fits, const char *limit_name)
 {
     h_t *h = h_init();
     bb_t r = {0}, r2 = {0};
-    reply_head(&r);
+    if (g_limit_plain)
+        m_rowdesc(&r, &DATA_JSONB, 1);
+    else
+        reply_head(&r);
     m_row(&r, "[1]");
     m_row(&r, "[2]");
     m_row_sized(&r, len);
@@ -1075,7 +1082,7 @@ static void run_limit_case(report_t *rep, const char *what, size_t max_message, 
     h->max_message = max_message;
     h_connect(h);
     atomic_store(&g_max_alloc, 0); /* from here: the query's allocations only */
-    fw_query_t *q = query();
+    fw_query_t *q = g_limit_plain ? query_plain() : query();
     if (budget != 0)
         assert_int_equal(fw_query_max_memory(q, budget), 0);
     int rc = h_run_query(h, q);
@@ -1139,6 +1146,11 @@ static void test_a_row_over_max_message_is_skipped_and_the_connection_stays_usab
     run_limit_case(&rep, "at the limit", MIB, 0, MIB, true, NULL);
     run_limit_case(&rep, "one past the limit", MIB, 0, MIB + 1, false, "max_message");
     run_limit_case(&rep, "2 MiB row, 1 MiB limit", MIB, 0, 2 * MIB, false, "max_message");
+    /* and after a simple Query (the plain query): the same, cancel and all */
+    g_limit_plain = true;
+    run_limit_case(&rep, "simple Query, default limit, 2 MiB row", 0, 0, 2 * MIB, true, NULL);
+    run_limit_case(&rep, "simple Query, one past the limit", MIB, 0, MIB + 1, false, "max_message");
+    g_limit_plain = false;
     assert_int_equal(fw_allocator_set(NULL), 0);
     report_end(&rep);
 }
