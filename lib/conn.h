@@ -71,6 +71,10 @@ struct fw_conn_s {
     fw_phase_t phase;
     bool closing;
     int pending; /* handles and jobs still to finish before the memory goes (+ fw__dial_pending) */
+    /* Threaded: queries sent, and how long after its send the last one's first bytes came
+     * (0: none measured; the first query's is not: a fresh backend's first is slow). They
+     * decide whether the loop watches for the next reply (runtime.c, fw__runtime_spin). */
+    uint64_t nqueries, reply_ns;
 
     fw__dialer_t dial; /* which host and address this attempt uses (dialer.h) */
 
@@ -270,6 +274,10 @@ void fw__runtime_call(fw_conn_t *conn, void (*fn)(void *arg), void *arg);
 /* From inside a fw__runtime_call's fn (loop thread): fn(arg) runs once the caller has been
  * answered, before the loop takes anything else. */
 void fw__runtime_then(fw_conn_t *conn, void (*fn)(void *arg), void *arg);
+/* Threaded, loop thread: conn's query has just gone out; before the loop sleeps, it watches
+ * conn's socket for a moment when conn's last reply came within that moment (runtime.c,
+ * spin_reply). */
+void fw__runtime_spin(fw_conn_t *conn);
 /* Opens n connections with the same options at the same time (one batch of connect commands,
  * so the n start-ups overlap) and waits for all of them. out[i] is the i-th connection or NULL
  * if it failed; on any failure returns the first failure's code with its error in *err (NULL

@@ -521,7 +521,9 @@ FW_EXTERN int fw_pool_close_sync(fw_pool_t *pool);
  * blocked on that thread. After answering a connect or a call, while nothing else runs on it,
  * that thread stays awake for up to 300 us for the caller's next command (a query started right
  * after a connect goes out without a thread wake-up); a connect nothing follows costs that much
- * CPU. Returns 0 or FW_ENOMEM / a libuv code. Thread: any thread.
+ * CPU. Likewise after sending a query on a connection whose last reply came within 300 us: it
+ * watches for the reply for up to 300 us before it sleeps. Returns 0 or FW_ENOMEM / a libuv
+ * code. Thread: any thread.
  */
 FW_EXTERN int fw_runtime_new(fw_runtime_t **out);
 

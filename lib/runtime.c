@@ -5,11 +5,13 @@
  * then wait on a condition variable for the answer. The stream's rows and its control requests
  * do not come through here (the SPSC ring, the stream's own wake); connect, start and close do.
  * After answering a connect or a call the loop thread stays awake a moment for the caller's
- * next command (on_linger).
+ * next command, and after sending a stream's query for the first bytes of its reply
+ * (on_linger).
  */
 #include "alloc.h"
 #include "conn.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -22,6 +24,8 @@
 #define LINGER_NS 300000u
 /* How long a caller polls for the answer to a call before it sleeps (post_and_wait_n). */
 #define CALL_POLL_NS 200000u
+/* How long the loop thread watches a stream's socket after sending its query (on_linger). */
+#define REPLY_SPIN_NS 300000u
 
 typedef enum cmd_kind_e { CMD_CONNECT, CMD_CLOSE, CMD_STOP, CMD_CALL } cmd_kind_t;
 
@@ -61,6 +65,8 @@ struct fw_runtime_s {
     uint64_t linger_until;    /* loop thread only: stay awake for a next command until then */
     atomic_bool posted;       /* a command is in the list (set by posters, cleared by on_async) */
     atomic_bool awake;        /* on_linger polls the list (or runs what it found there) */
+    const fw_conn_t *spin_conn; /* fw__runtime_spin: its query has just gone out (loop thread) */
+    uint64_t spin_until;
     bool started;
 };
 
@@ -251,9 +257,65 @@ static bool quiet(const fw_runtime_t *rt)
  * uv_async_send still wakes the loop once more afterwards (an empty on_async).
  * docs/benchmarks.md, "The first row: the loop stays awake after a connect".
  */
+/* Like quiet(), but `c`, still on this runtime, is streaming: its reply is what the loop waits
+ * for. */
+static bool quiet_but(const fw_runtime_t *rt, const fw_conn_t *c)
+{
+    if (rt->children != NULL || rt->stop != NULL)
+        return false;
+    bool found = false;
+    for (const link_t *l = rt->conns; l != NULL; l = l->next) {
+        const fw_conn_t *o = l->conn;
+        if (o == c) {
+            if (l->waiting != NULL || o->stream == NULL || o->state != FW__CONN_READY ||
+                o->cancel_stream != NULL || !o->chan.open || o->closing)
+                return false;
+            found = true;
+        } else if (l->waiting != NULL || o->stream != NULL || o->cancel_stream != NULL ||
+                   o->exec_cb != NULL || o->state != FW__CONN_READY) {
+            return false;
+        }
+    }
+    return found;
+}
+
+/*
+ * A stream's query has just gone out (fw__runtime_spin): for REPLY_SPIN_NS, while nothing else
+ * runs on this loop, the thread watches the socket (poll with no timeout) and the command list
+ * instead of sleeping, giving its core away between looks, as on_linger does after a connect.
+ * A warm backend answers in 150-250 us here; a sleeping loop thread is woken for those bytes
+ * 20-60 us later, and in some runs (its vCPU halted, or the backend run on its core) 1 ms or
+ * more: the threaded first row on a warm connection was 1.24-1.35x libpq's, its 90th percentile
+ * 1.4 ms. At most REPLY_SPIN_NS of CPU per query start (docs/benchmarks.md, "The first row on a
+ * warm connection: the loop watches for the reply").
+ */
+static void spin_reply(fw_runtime_t *rt, const fw_conn_t *c, uint64_t until)
+{
+    struct pollfd pfd = {.fd = c->chan.sock.fd, .events = POLLIN};
+    atomic_store_explicit(&rt->awake, true, memory_order_relaxed);
+    for (;;) {
+        if (atomic_load_explicit(&rt->posted, memory_order_relaxed)) {
+            on_async(&rt->async);
+            break;
+        }
+        if (poll(&pfd, 1, 0) != 0 || uv_hrtime() >= until)
+            break; /* readable (or an error): the loop's own poll takes it from here */
+        sched_yield();
+    }
+    atomic_store_explicit(&rt->awake, false, memory_order_relaxed);
+}
+
 static void on_linger(uv_prepare_t *h)
 {
     fw_runtime_t *rt = h->data;
+    if (rt->spin_until != 0) {
+        uint64_t su = rt->spin_until;
+        const fw_conn_t *sc = rt->spin_conn;
+        rt->spin_until = 0;
+        rt->spin_conn = NULL;
+        if (quiet_but(rt, sc))
+            spin_reply(rt, sc, su);
+    }
     uint64_t until = rt->linger_until;
     rt->linger_until = 0;
     if (until == 0 || !quiet(rt))
@@ -443,6 +505,19 @@ void fw_conn_close_sync(fw_conn_t *conn)
 void fw__runtime_call(fw_conn_t *conn, void (*fn)(void *arg), void *arg)
 {
     fw__runtime_run(conn->runtime_link, fn, arg);
+}
+
+void fw__runtime_spin(fw_conn_t *conn)
+{
+    /* Not for a connection's first query: a fresh backend's first reply takes 0.8-1 ms here,
+     * past the spin, and with two vCPUs a spinning loop thread got in that backend's way (fresh
+     * first rows 1.05-1.13x libpq, against 1.03-1.05x without the spin). Nor after a reply that
+     * came later than the spin lasts (a slow query: the spin would only cost CPU). */
+    if (conn->nqueries < 2 || (conn->reply_ns != 0 && conn->reply_ns >= REPLY_SPIN_NS))
+        return;
+    fw_runtime_t *rt = conn->runtime_link;
+    rt->spin_conn = conn;
+    rt->spin_until = uv_hrtime() + REPLY_SPIN_NS;
 }
 
 void fw__runtime_then(fw_conn_t *conn, void (*fn)(void *arg), void *arg)

@@ -604,6 +604,8 @@ void fw__stream_pump(fw_stream_t *s)
             break;
         }
         s->rx.slab->used += (size_t)n;
+        if (s->rx_total == 0 && s->t_sent != 0)
+            s->conn->reply_ns = uv_hrtime() - s->t_sent;
         s->rx_total += (uint64_t)n;
         s->cycle_bytes += (uint64_t)n;
         s->win_bytes += (uint64_t)n;

@@ -109,6 +109,7 @@ struct fw_stream_s {
     uint64_t coal_idle_ns; /* time of coalescing cycles in a row that brought (almost) nothing */
     uint64_t coal_t;       /* uv_hrtime at the end of the last coalescing cycle */
     uint64_t rx_total;     /* bytes received by this stream */
+    uint64_t t_sent;       /* threaded: when its query went out (start_send); 0: embedded */
     uint64_t cycle_bytes;  /* ...since the socket was last emptied */
     uint64_t win_bytes;    /* ...since win_t (uv_hrtime): the rate that turns coalescing on */
     uint64_t win_t;

@@ -82,7 +82,10 @@ static void start_send(void *arg)
     if (rc < 0) {
         c->state = FW__CONN_BAD;
         fw__stream_conn_gone(s, rc, "could not send the query");
+        return;
     }
+    s->t_sent = c->nqueries++ > 0 ? uv_hrtime() : 0; /* the first reply is not measured */
+    fw__runtime_spin(c);
 }
 
 void fw__stream_start_on_loop(void *arg)

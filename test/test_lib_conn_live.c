@@ -1010,6 +1010,65 @@ static void test_an_idle_threaded_connection_costs_no_cpu_after_the_connect(void
     fw_runtime_free(rt);
 }
 
+/* Streams `relation` to the end on c (threaded); returns the rows, and in *first_cpu the process
+ * CPU spent between the start and the first row. */
+static int stream_all(fw_conn_t *c, const char *relation, int64_t *first_cpu)
+{
+    fw_query_t *q;
+    assert_int_equal(fw_query_new(&q), 0);
+    assert_int_equal(fw_query_relation(q, relation), 0);
+    fw_stream_t *s = NULL;
+    fw_error_t err;
+    int64_t cpu0 = process_cpu_ns();
+    if (fw_stream_start(c, q, NULL, NULL, &s, &err) != 0)
+        fail_msg("start on %s: %s", relation, err.message);
+    fw_query_free(q);
+    fw_row_t row;
+    int rc, rows = 0;
+    while ((rc = fw_stream_next(s, &row, 10000)) == FW_ROW)
+        if (rows++ == 0 && first_cpu != NULL)
+            *first_cpu = process_cpu_ns() - cpu0;
+    if (rc != FW_END)
+        fail_msg("%s: %s (%s)", relation, fw_err_name(rc), fw_stream_error(s)->message);
+    fw_stream_free(s);
+    return rows;
+}
+
+/* After a query's send the loop thread watches the socket for a moment when the connection's
+ * replies come fast (runtime.c, spin_reply): a reply that takes longer must not keep it
+ * spinning. v_fixture_sleepy's reply comes after about a second (ten rows 100 ms apart, which
+ * the server sends at the end); the spin is 300 us at most. With a spin that ran until the
+ * reply came this failed (1,012 ms of CPU). */
+static void test_a_slow_reply_on_a_warm_threaded_connection_costs_no_cpu(void **state)
+{
+    (void)state;
+    fw_runtime_t *rt;
+    fw_conn_t *c = NULL;
+    fw_conn_opts_t o;
+    fw_error_t err;
+    char d[1024];
+    assert_int_equal(fw_runtime_new(&rt), 0);
+    fw_conn_opts_init(&o);
+    o.use_environment = false;
+    o.conninfo = dsn(d, sizeof(d), "host=%s port=%s dbname=%s user=%s", env("FW_TEST_SOCKDIR"),
+                     env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
+    if (fw_conn_connect_sync(rt, &o, &c, &err) != 0)
+        fail_msg("connect_sync: %s", err.message);
+    /* the first query (not watched: a fresh backend), then two fast ones: the loop watches */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(stream_all(c, "v_fixture", NULL), 5);
+    /* then slow ones: the first is watched (the last reply was fast) for 300 us, no longer */
+    for (int i = 0; i < 2; i++) {
+        int64_t used = -1;
+        assert_int_equal(stream_all(c, "v_fixture_sleepy", &used), 10);
+        if (used > 40 * 1000000L)
+            fail_msg("slow query %d: %lld ms of CPU before a first row a second away", i,
+                     (long long)(used / 1000000));
+    }
+    fw_conn_close_sync(c);
+    fw_runtime_free(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1036,6 +1095,7 @@ int main(void)
         cmocka_unit_test(test_close_before_the_connect_finishes_runs_both_callbacks_once),
         cmocka_unit_test(test_threaded_runtime_connects_and_closes),
         cmocka_unit_test(test_an_idle_threaded_connection_costs_no_cpu_after_the_connect),
+        cmocka_unit_test(test_a_slow_reply_on_a_warm_threaded_connection_costs_no_cpu),
     };
     return cmocka_run_group_tests_name("lib_conn_live", tests, NULL, NULL);
 }
