@@ -980,19 +980,27 @@ static int64_t process_cpu_ns(void)
 /* After a connect the loop thread polls for the caller's next command for a moment (runtime.c,
  * on_linger), then sleeps: an idle runtime costs no CPU. A linger that never ended would burn
  * a core here. */
+/* A runtime and options for the trust user over the unix socket; the connection string is
+ * written into d. */
+static fw_runtime_t *trust_runtime(fw_conn_opts_t *o, char *d, size_t cap)
+{
+    fw_runtime_t *rt;
+    assert_int_equal(fw_runtime_new(&rt), 0);
+    fw_conn_opts_init(o);
+    o->use_environment = false;
+    o->conninfo = dsn(d, cap, "host=%s port=%s dbname=%s user=%s", env("FW_TEST_SOCKDIR"),
+                      env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
+    return rt;
+}
+
 static void test_an_idle_threaded_connection_costs_no_cpu_after_the_connect(void **state)
 {
     (void)state;
-    fw_runtime_t *rt;
     fw_conn_t *c = NULL;
     fw_conn_opts_t o;
     fw_error_t err;
     char d[1024];
-    assert_int_equal(fw_runtime_new(&rt), 0);
-    fw_conn_opts_init(&o);
-    o.use_environment = false;
-    o.conninfo = dsn(d, sizeof(d), "host=%s port=%s dbname=%s user=%s", env("FW_TEST_SOCKDIR"),
-                     env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
+    fw_runtime_t *rt = trust_runtime(&o, d, sizeof(d));
     for (int round = 0; round < 3; round++) {
         if (fw_conn_connect_sync(rt, &o, &c, &err) != 0)
             fail_msg("connect_sync: %s", err.message);
@@ -1042,16 +1050,11 @@ static int stream_all(fw_conn_t *c, const char *relation, int64_t *first_cpu)
 static void test_a_slow_reply_on_a_warm_threaded_connection_costs_no_cpu(void **state)
 {
     (void)state;
-    fw_runtime_t *rt;
     fw_conn_t *c = NULL;
     fw_conn_opts_t o;
     fw_error_t err;
     char d[1024];
-    assert_int_equal(fw_runtime_new(&rt), 0);
-    fw_conn_opts_init(&o);
-    o.use_environment = false;
-    o.conninfo = dsn(d, sizeof(d), "host=%s port=%s dbname=%s user=%s", env("FW_TEST_SOCKDIR"),
-                     env("FW_TEST_PORT"), env("FW_TEST_DBNAME"), env("FW_TEST_USER_TRUST"));
+    fw_runtime_t *rt = trust_runtime(&o, d, sizeof(d));
     if (fw_conn_connect_sync(rt, &o, &c, &err) != 0)
         fail_msg("connect_sync: %s", err.message);
     /* the first query (not watched: a fresh backend), then two fast ones: the loop watches */
