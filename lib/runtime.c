@@ -245,18 +245,6 @@ static bool quiet(const fw_runtime_t *rt)
     return true;
 }
 
-/*
- * Before the loop sleeps: after it answered a connect or a call, a caller often posts its next
- * command soon (connect, then start a stream: 25-80 us later here, the caller's own wake-up).
- * Waking a sleeping loop thread for it costs 10-40 us on the VMs measured, on the first row's
- * path (the query goes out only once the loop has the start). So for LINGER_NS after such an
- * answer, while nothing else runs on this loop (no stream, no pool, no connect or cancel: their
- * I/O would wait), the thread polls the command list instead of sleeping, giving its core away
- * between looks (sched_yield: a caller woken onto this core runs; a plain spin held it off, up
- * to a scheduler tick). At most LINGER_NS of CPU per answer nobody follows up. The caller's
- * uv_async_send still wakes the loop once more afterwards (an empty on_async).
- * docs/benchmarks.md, "The first row: the loop stays awake after a connect".
- */
 /* Like quiet(), but `c`, still on this runtime, is streaming: its reply is what the loop waits
  * for. */
 static bool quiet_but(const fw_runtime_t *rt, const fw_conn_t *c)
@@ -305,6 +293,18 @@ static void spin_reply(fw_runtime_t *rt, const fw_conn_t *c, uint64_t until)
     atomic_store_explicit(&rt->awake, false, memory_order_relaxed);
 }
 
+/*
+ * Before the loop sleeps: after it answered a connect or a call, a caller often posts its next
+ * command soon (connect, then start a stream: 25-80 us later here, the caller's own wake-up).
+ * Waking a sleeping loop thread for it costs 10-40 us on the VMs measured, on the first row's
+ * path (the query goes out only once the loop has the start). So for LINGER_NS after such an
+ * answer, while nothing else runs on this loop (no stream, no pool, no connect or cancel: their
+ * I/O would wait), the thread polls the command list instead of sleeping, giving its core away
+ * between looks (sched_yield: a caller woken onto this core runs; a plain spin held it off, up
+ * to a scheduler tick). At most LINGER_NS of CPU per answer nobody follows up. The caller's
+ * uv_async_send still wakes the loop once more afterwards (an empty on_async).
+ * docs/benchmarks.md, "The first row: the loop stays awake after a connect".
+ */
 static void on_linger(uv_prepare_t *h)
 {
     fw_runtime_t *rt = h->data;
